@@ -1,0 +1,3 @@
+from bizon_forge.cli import main
+
+main()

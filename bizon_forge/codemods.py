@@ -1,0 +1,310 @@
+"""One small libcst transform per registration, each with its exact inverse. Untouched code round-trips byte for byte.
+
+Every function takes and returns source text; none of them decides whether to edit (registrations.py does).
+"""
+
+import json
+
+import libcst as cst
+import libcst.matchers as m
+
+CONNECTOR_PREFIX = "bizon.connectors.destinations."
+
+
+class EditPointMissing(Exception):
+    """The structure the edit hangs on is not in the file (a tree this tool does not understand)."""
+
+
+def _sort_key(module: str) -> str:
+    return module.lower()
+
+
+def _module_name(node: cst.ImportFrom) -> str:
+    parts, mod = [], node.module
+    while isinstance(mod, cst.Attribute):
+        parts.append(mod.attr.value)
+        mod = mod.value
+    if isinstance(mod, cst.Name):
+        parts.append(mod.value)
+    return ".".join(reversed(parts))
+
+
+def _is_class(name: str):
+    return m.ClassDef(name=m.Name(name))
+
+
+# -- enum member in DestinationTypes ---------------------------------------------------------------
+
+
+def _enum_assign(stmt, member: str | None = None) -> bool:
+    target = m.Name(member) if member else m.Name()
+    return m.matches(stmt, m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(target=target)])]))
+
+
+def add_enum_member(source: str, member: str, value: str) -> str:
+    module = cst.parse_module(source)
+    new = cst.parse_statement(f"{member} = {json.dumps(value)}\n", config=module.config_for_parsing)
+
+    class Add(cst.CSTTransformer):
+        found = False
+
+        def leave_ClassDef(self, original, updated):
+            if not m.matches(updated, _is_class("DestinationTypes")):
+                return updated
+            body = list(updated.body.body)
+            last = max((i for i, s in enumerate(body) if _enum_assign(s)), default=None)
+            if last is None:
+                return updated
+            Add.found = True
+            body.insert(last + 1, new)
+            return updated.with_changes(body=updated.body.with_changes(body=body))
+
+    out = module.visit(Add())
+    if not Add.found:
+        raise EditPointMissing("class DestinationTypes with members was not found in bizon/destination/config.py")
+    return out.code
+
+
+def remove_enum_member(source: str, member: str) -> str:
+    module = cst.parse_module(source)
+
+    class Remove(cst.CSTTransformer):
+        def leave_SimpleStatementLine(self, original, updated):
+            return cst.RemoveFromParent() if _enum_assign(updated, member) else updated
+
+        def visit_FunctionDef(self, node):
+            return False
+
+    class Scope(cst.CSTTransformer):
+        def leave_ClassDef(self, original, updated):
+            return updated.visit(Remove()) if m.matches(updated, _is_class("DestinationTypes")) else updated
+
+    return module.visit(Scope()).code
+
+
+# -- config import in bizon/common/models.py --------------------------------------------------------
+
+
+def _import_text(module: str, name: str, line_length: int) -> str:
+    one = f"from {module} import {name}\n"
+    return one if len(one) - 1 <= line_length else f"from {module} import (\n    {name},\n)\n"
+
+
+def add_import(source: str, module_path: str, name: str, line_length: int = 88) -> str:
+    """Place the import where isort puts it: among the connector imports, in module order."""
+    module = cst.parse_module(source)
+    new = cst.parse_statement(_import_text(module_path, name, line_length), config=module.config_for_parsing)
+    body = list(module.body)
+    imports = [
+        (i, _module_name(s.body[0]))
+        for i, s in enumerate(body)
+        if m.matches(s, m.SimpleStatementLine(body=[m.ImportFrom(relative=[])])) and s.body[0].module is not None
+    ]
+    if not imports:
+        raise EditPointMissing("no top-level imports in bizon/common/models.py")
+    key = _sort_key(module_path)
+    connectors = [(i, mod) for i, mod in imports if mod.startswith(CONNECTOR_PREFIX)]
+    pool = connectors or [(i, mod) for i, mod in imports if mod.startswith("bizon.")] or imports
+    after = [i for i, mod in pool if _sort_key(mod) > key]
+    position = after[0] if after else pool[-1][0] + 1
+    if position < len(body) and position == pool[0][0]:
+        # Taking the first slot: the section's leading blank lines stay in front of it.
+        first = body[position]
+        new = new.with_changes(leading_lines=first.leading_lines)
+        body[position] = first.with_changes(leading_lines=())
+    body.insert(position, new)
+    return module.with_changes(body=body).code
+
+
+def remove_import(source: str, module_path: str, name: str) -> str:
+    module = cst.parse_module(source)
+    body = list(module.body)
+    for i, s in enumerate(body):
+        if (
+            m.matches(s, m.SimpleStatementLine(body=[m.ImportFrom()]))
+            and s.body[0].module is not None
+            and _module_name(s.body[0]) == module_path
+            and not isinstance(s.body[0].names, cst.ImportStar)
+            and [a.name.value for a in s.body[0].names] == [name]
+        ):
+            removed = body.pop(i)
+            if removed.leading_lines and i < len(body):
+                body[i] = body[i].with_changes(leading_lines=removed.leading_lines)
+            return module.with_changes(body=body).code
+    return source
+
+
+# -- member of BizonConfig.destination: Union[...] -------------------------------------------------
+
+_UNION = m.AnnAssign(target=m.Name("destination"), annotation=m.Annotation(annotation=m.Subscript()))
+
+
+class _UnionEdit(cst.CSTTransformer):
+    def __init__(self, edit):
+        self.edit = edit
+        self.found = False
+        self.depth = 0
+
+    def visit_ClassDef(self, node):
+        self.depth += m.matches(node, _is_class("BizonConfig"))
+
+    def leave_ClassDef(self, original, updated):
+        self.depth -= m.matches(original, _is_class("BizonConfig"))
+        return updated
+
+    def leave_AnnAssign(self, original, updated):
+        if not self.depth or not m.matches(updated, _UNION):
+            return updated
+        self.found = True
+        sub = updated.annotation.annotation
+        return updated.with_changes(annotation=updated.annotation.with_changes(annotation=self.edit(sub)))
+
+
+def _fresh_comma(sub: cst.Subscript) -> cst.Comma:
+    """A comma followed by what separates members in this Union: a new line at member indent, or one space."""
+    layouts = [sub.lbracket.whitespace_after] + [
+        e.comma.whitespace_after for e in sub.slice if isinstance(e.comma, cst.Comma)
+    ]
+    multi = next((w for w in layouts if isinstance(w, cst.ParenthesizedWhitespace)), None)
+    if multi is None:
+        return cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
+    return cst.Comma(
+        whitespace_after=cst.ParenthesizedWhitespace(
+            first_line=cst.TrailingWhitespace(), empty_lines=[], indent=multi.indent, last_line=multi.last_line
+        )
+    )
+
+
+def _edit_union(source: str, edit) -> str:
+    module = cst.parse_module(source)
+    transformer = _UnionEdit(edit)
+    out = module.visit(transformer)
+    if not transformer.found:
+        raise EditPointMissing("`destination: Union[...]` in class BizonConfig was not found in bizon/common/models.py")
+    return out.code
+
+
+def add_union_member(source: str, name: str) -> str:
+    def edit(sub: cst.Subscript) -> cst.Subscript:
+        elements = list(sub.slice)
+        last = elements[-1]
+        new = cst.SubscriptElement(slice=cst.Index(value=cst.Name(name)), comma=last.comma)
+        elements[-1] = last.with_changes(comma=_fresh_comma(sub))
+        return sub.with_changes(slice=[*elements, new])
+
+    return _edit_union(source, edit)
+
+
+def remove_union_member(source: str, name: str) -> str:
+    """The exact inverse of add_union_member: the new last member takes back the removed one's comma."""
+
+    def edit(sub: cst.Subscript) -> cst.Subscript:
+        elements = list(sub.slice)
+        hit = [i for i, e in enumerate(elements) if m.matches(e.slice, m.Index(value=m.Name(name)))]
+        if not hit or len(elements) == 1:
+            return sub
+        i = hit[0]
+        removed = elements.pop(i)
+        if i == len(elements):
+            elements[-1] = elements[-1].with_changes(comma=removed.comma)
+        return sub.with_changes(slice=elements)
+
+    return _edit_union(source, edit)
+
+
+# -- branch in DestinationFactory.get_destination() ------------------------------------------------
+
+
+def _branch_member(node) -> str | None:
+    hit = m.extract(
+        node,
+        m.If(
+            test=m.Comparison(
+                left=m.Attribute(attr=m.Name("name")),
+                comparisons=[
+                    m.ComparisonTarget(
+                        operator=m.Equal(),
+                        comparator=m.Attribute(value=m.Name("DestinationTypes"), attr=m.SaveMatchedNode(m.Name(), "a")),
+                    )
+                ],
+            )
+        ),
+    )
+    return hit["a"].value if hit else None
+
+
+def _branch(module: cst.Module, member: str, dest_module: str, cls: str) -> cst.If:
+    code = (
+        "if x:\n    pass\n\n"
+        f"elif config.name == DestinationTypes.{member}:\n"
+        f"    from {dest_module} import (\n        {cls},\n    )\n\n"
+        f"    return {cls}(\n"
+        "        sync_metadata=sync_metadata,\n        config=config.config,\n        backend=backend,\n"
+        "        source_callback=source_callback,\n        monitor=monitor,\n    )\n"
+    )
+    return cst.parse_statement(code, config=module.config_for_parsing).orelse
+
+
+class _FactoryEdit(cst.CSTTransformer):
+    def __init__(self, edit):
+        self.edit = edit
+        self.found = False
+        self.in_factory = 0
+
+    def visit_ClassDef(self, node):
+        self.in_factory += m.matches(node, _is_class("DestinationFactory"))
+
+    def leave_ClassDef(self, original, updated):
+        self.in_factory -= m.matches(original, _is_class("DestinationFactory"))
+        return updated
+
+    def leave_FunctionDef(self, original, updated):
+        if not self.in_factory or updated.name.value != "get_destination":
+            return updated
+        body = list(updated.body.body)
+        for i, stmt in enumerate(body):
+            if isinstance(stmt, cst.If) and _branch_member(stmt):
+                self.found = True
+                body[i] = self.edit(stmt)
+                break
+        return updated.with_changes(body=updated.body.with_changes(body=body))
+
+
+def _edit_chain(source: str, edit) -> str:
+    module = cst.parse_module(source)
+    transformer = _FactoryEdit(lambda chain: edit(module, chain))
+    out = module.visit(transformer)
+    if not transformer.found:
+        raise EditPointMissing(
+            "the `if config.name == DestinationTypes.X` chain of DestinationFactory.get_destination() was not found"
+        )
+    return out.code
+
+
+def add_factory_branch(source: str, member: str, dest_module: str, cls: str) -> str:
+    """Append an elif at the end of the chain (before an `else:` if there is one), so it precedes the raise."""
+
+    chain_depth = [0]
+
+    def edit(module, node: cst.If) -> cst.If:
+        if isinstance(node.orelse, cst.If):
+            chain_depth[0] += 1
+            return node.with_changes(orelse=edit(module, node.orelse))
+        branch = _branch(module, member, dest_module, cls)
+        # The blank line above the new elif copies the one above the last elif (no stray indentation).
+        spacing = node.leading_lines if chain_depth[0] else [cst.EmptyLine(indent=False)]
+        return node.with_changes(orelse=branch.with_changes(orelse=node.orelse, leading_lines=spacing))
+
+    return _edit_chain(source, edit)
+
+
+def remove_factory_branch(source: str, member: str) -> str:
+    def edit(module, node: cst.If) -> cst.If:
+        nxt = node.orelse
+        if isinstance(nxt, cst.If):
+            if _branch_member(nxt) == member:
+                return node.with_changes(orelse=nxt.orelse)
+            return node.with_changes(orelse=edit(module, nxt))
+        return node
+
+    return _edit_chain(source, edit)

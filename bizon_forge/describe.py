@@ -1,0 +1,51 @@
+"""describe_target: check what the agent knows about the target system and store it as the destination's spec."""
+
+from pydantic import BaseModel
+
+from bizon_forge import registry, spec
+from bizon_forge.atomic import workspace_lock
+from bizon_forge.findings import Result, has_failures
+from bizon_forge.spec import DestinationSpec, Names
+from bizon_forge.workspace import Workspace
+
+
+class Existing(BaseModel):
+    spec: bool = False
+    files: list[str] = []
+    registered: dict[str, bool] = {}
+
+
+class DescribeResult(Result):
+    names: Names | None = None
+    existing: Existing | None = None
+    spec_file: str | None = None
+
+
+def existing(ws: Workspace, s: DestinationSpec, reg: registry.Registry) -> Existing:
+    folder = ws.destination_dir(s.name)
+    files = sorted(str(p.relative_to(ws.root)) for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
+    n = s.names
+    return Existing(
+        spec=spec.spec_path(ws, s.name).exists(),
+        files=[f for f in files if "__pycache__" not in f],
+        registered=reg.status(s.name, n.pascal, n.upper),
+    )
+
+
+def describe_target(ws: Workspace, s: DestinationSpec) -> DescribeResult:
+    findings = spec.check_spec(s)
+    if has_failures(findings):
+        return DescribeResult(ok=False, findings=findings, next="Fix the failed findings and call describe_target again.")
+    reg = registry.read(ws)
+    findings += spec.check_against_workspace(s, ws, reg)
+    if has_failures(findings):
+        return DescribeResult(ok=False, findings=findings, next="Pick another name or remove the old destination.")
+    with workspace_lock(ws.state_dir):
+        spec.save(ws, s)
+    return DescribeResult(
+        findings=findings,
+        names=s.names,
+        existing=existing(ws, s, reg),
+        spec_file=str(spec.spec_path(ws, s.name).relative_to(ws.root)),
+        next=f"render_destination(name={s.name!r})",
+    )

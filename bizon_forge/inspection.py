@@ -1,0 +1,71 @@
+"""inspect_workspace: where an agent starts and a pipeline checks a tree."""
+
+from pydantic import BaseModel
+
+from bizon_forge import registry, spec
+from bizon_forge.findings import Result, fail, warn
+from bizon_forge.workspace import Workspace
+
+
+class DestinationState(BaseModel):
+    name: str
+    registered: list[str] = []  # of enum, union, factory
+    missing: list[str] = []
+    rendered: bool = True  # src/config.py and src/destination.py exist
+    spec: bool = False
+
+
+class InspectResult(Result):
+    root: str | None = None
+    bizon_version: str | None = None
+    destinations: list[DestinationState] = []
+
+
+def _pascal(name: str) -> str:
+    return "".join(p[:1].upper() + p[1:] for p in name.split("_") if p)
+
+
+def _config_class(ws: Workspace, name: str, reg: registry.Registry) -> str:
+    """The class models.py imports from this destination's config module (bizon's own names vary)."""
+    module = f"{registry.CONNECTOR_PREFIX}{name}.src.config"
+    imported = [cls for cls, mod in reg.imports.items() if mod == module and cls in reg.union]
+    return imported[0] if imported else f"{_pascal(name)}Config"
+
+
+def inspect_workspace(ws: Workspace) -> InspectResult:
+    reg = registry.read(ws)
+    stored = set(spec.stored_names(ws))
+    findings = [fail("registry.unparsable", e, "Fix the syntax error first.") for e in reg.errors]
+    states = []
+    for name in sorted(set(ws.destinations()) | stored | set(reg.enum.values()) - {None}):
+        member = reg.member_for_value(name) or name.upper()
+        cls = _config_class(ws, name, reg)
+        have = {
+            "enum": reg.enum.get(member) == name,
+            "union": cls in reg.union,
+            "factory": member in reg.factory,
+        }
+        src = ws.destination_dir(name) / "src"
+        state = DestinationState(
+            name=name,
+            registered=[k for k, v in have.items() if v],
+            missing=[k for k, v in have.items() if not v],
+            rendered=(src / "config.py").exists() and (src / "destination.py").exists(),
+            spec=name in stored,
+        )
+        if state.missing and (state.registered or state.spec):
+            findings.append(
+                warn(
+                    "registry.incomplete",
+                    f"{name} lacks registrations: {', '.join(state.missing)}.",
+                    f"apply_registrations(name={name!r}) completes them.",
+                )
+            )
+        states.append(state)
+    return InspectResult(
+        ok=not reg.errors,
+        root=str(ws.root),
+        bizon_version=ws.bizon_version,
+        destinations=states,
+        findings=findings,
+    )

@@ -1,0 +1,111 @@
+"""What the three registration files say today, read with `ast` (cheap: no libcst on read-only paths)."""
+
+import ast
+from dataclasses import dataclass, field
+
+from bizon_forge.workspace import ENUM_FILE, FACTORY_FILE, MODELS_FILE, Workspace
+
+CONNECTOR_PREFIX = "bizon.connectors.destinations."
+
+
+@dataclass
+class Registry:
+    enum: dict[str, str] = field(default_factory=dict)  # member -> value
+    enum_lines: dict[str, int] = field(default_factory=dict)
+    imports: dict[str, str] = field(default_factory=dict)  # class imported in models.py -> module
+    union: list[str] = field(default_factory=list)  # members of BizonConfig.destination
+    factory: dict[str, str] = field(default_factory=dict)  # enum member -> module imported in its branch
+    factory_top_imports: list[str] = field(default_factory=list)  # connector modules imported at top level
+    errors: list[str] = field(default_factory=list)
+
+    def member_for_value(self, value: str) -> str | None:
+        return next((m for m, v in self.enum.items() if v == value), None)
+
+    def status(self, name: str, pascal: str, upper: str) -> dict[str, bool]:
+        """Which of the three registrations exist for a destination."""
+        config_cls = f"{pascal}Config"
+        return {
+            "enum": self.enum.get(upper) == name,
+            "union": config_cls in self.union and self.imports.get(config_cls, "").startswith(CONNECTOR_PREFIX + name),
+            "factory": upper in self.factory,
+        }
+
+
+def _parse(ws: Workspace, rel: str, errors: list[str]) -> ast.Module | None:
+    try:
+        return ast.parse(ws.path(rel).read_text())
+    except (OSError, SyntaxError, ValueError) as error:
+        errors.append(f"{rel}: {error}")
+        return None
+
+
+def _enum(tree: ast.Module, reg: Registry) -> None:
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == "DestinationTypes":
+            for stmt in node.body:
+                if (
+                    isinstance(stmt, ast.Assign)
+                    and len(stmt.targets) == 1
+                    and isinstance(stmt.targets[0], ast.Name)
+                    and isinstance(stmt.value, ast.Constant)
+                ):
+                    reg.enum[stmt.targets[0].id] = stmt.value.value
+                    reg.enum_lines[stmt.targets[0].id] = stmt.lineno
+
+
+def union_node(tree: ast.Module) -> ast.AST | None:
+    """The subscript slice of `destination: Union[...]` in `class BizonConfig`."""
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == "BizonConfig":
+            for stmt in node.body:
+                if (
+                    isinstance(stmt, ast.AnnAssign)
+                    and isinstance(stmt.target, ast.Name)
+                    and stmt.target.id == "destination"
+                    and isinstance(stmt.annotation, ast.Subscript)
+                ):
+                    return stmt.annotation.slice
+    return None
+
+
+def _models(tree: ast.Module, reg: Registry) -> None:
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.module:
+            for alias in node.names:
+                reg.imports[alias.asname or alias.name] = node.module
+    slice_ = union_node(tree)
+    if slice_ is not None:
+        elts = slice_.elts if isinstance(slice_, ast.Tuple) else [slice_]
+        reg.union = [e.id for e in elts if isinstance(e, ast.Name)]
+
+
+def _factory(tree: ast.Module, reg: Registry) -> None:
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(CONNECTOR_PREFIX):
+            reg.factory_top_imports.append(node.module)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If):
+            test = node.test
+            if (
+                isinstance(test, ast.Compare)
+                and isinstance(test.left, ast.Attribute)
+                and test.left.attr == "name"
+                and len(test.comparators) == 1
+                and isinstance(test.comparators[0], ast.Attribute)
+                and isinstance(test.comparators[0].value, ast.Name)
+                and test.comparators[0].value.id == "DestinationTypes"
+            ):
+                member = test.comparators[0].attr
+                module = next(
+                    (s.module for s in node.body if isinstance(s, ast.ImportFrom) and s.module), ""
+                )
+                reg.factory[member] = module
+
+
+def read(ws: Workspace) -> Registry:
+    reg = Registry()
+    for rel, reader in ((ENUM_FILE, _enum), (MODELS_FILE, _models), (FACTORY_FILE, _factory)):
+        tree = _parse(ws, rel, reg.errors)
+        if tree is not None:
+            reader(tree, reg)
+    return reg

@@ -1,0 +1,206 @@
+"""render_destination: the connector's files from Jinja2 templates, formatted with the workspace's own ruff config."""
+
+import difflib
+import hashlib
+import json
+import os
+import subprocess
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from bizon_forge import recipes, spec
+from bizon_forge.atomic import workspace_lock, write_all, write_text
+from bizon_forge.findings import Refused, Result, fail, warn
+from bizon_forge.spec import DestinationSpec, FieldSpec
+from bizon_forge.workspace import DESTINATIONS_DIR, Workspace
+
+TODO = "FORGE-TODO"  # marks every place the agent must write code; validate_destination reports what is left
+
+
+class RenderedFile(BaseModel):
+    path: str
+    action: str  # created | updated | unchanged | would_create | would_update | refused
+    content: str | None = None  # only with dry_run
+    diff: str | None = None  # only when overwriting a file the agent edited
+
+
+class RenderResult(Result):
+    files: list[RenderedFile] = []
+
+
+@cache
+def _environment():
+    import jinja2  # kept off the server's start-up path
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(resources.files("bizon_forge.templates"))),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+    # Every spec string reaches Python through repr() and YAML through JSON: data, never code.
+    env.filters["py"] = repr
+    env.filters["yaml"] = lambda v: json.dumps(v, ensure_ascii=True)
+    return env
+
+
+def _annotation(f: FieldSpec) -> str:
+    base = "SecretStr" if f.secret else f.type
+    return base if f.required or f.default is not None else f"Optional[{base}]"
+
+
+def _default(f: FieldSpec) -> str:
+    return "..." if f.required else repr(f.default)
+
+
+def _sample(f: FieldSpec):
+    """A value of the right type for the example YAML."""
+    if f.default is not None:
+        return f.default
+    return {"str": f"{f.name}-value", "int": 1, "float": 1.0, "bool": False, "list[str]": [], "dict": {}}[f.type]
+
+
+def context(s: DestinationSpec) -> dict:
+    fields = [
+        {"name": f.name, "annotation": _annotation(f), "default": _default(f), "f": f, "sample": _sample(f)}
+        for f in s.fields
+    ]
+    typing = sorted({"Literal"} | ({"Optional"} if any("Optional[" in x["annotation"] for x in fields) else set()))
+    pydantic = sorted({"Field"} | ({"SecretStr"} if any(f.secret for f in s.fields) else set()))
+    return {
+        "spec": s,
+        "n": s.names,
+        "fields": fields,
+        "secrets": [f.name for f in s.fields if f.secret],
+        "typing_imports": ", ".join(typing),
+        "pydantic_imports": ", ".join(pydantic),
+        "TODO": TODO,
+        "b": s.batching,
+        "e": s.error_handling,
+        "recipe": recipes.get(s.recipe),
+    }
+
+
+def _ruff_format(ws: Workspace, rel: str, text: str) -> str:
+    from ruff.__main__ import find_ruff_bin
+
+    done = subprocess.run(
+        [find_ruff_bin(), "format", "--stdin-filename", rel, "-"],
+        input=text,
+        capture_output=True,
+        text=True,
+        cwd=ws.root,
+        timeout=30,
+    )
+    if done.returncode != 0:
+        raise Refused(fail("render.invalid_python", f"Rendered {rel} is not valid Python: {done.stderr[:300]}"))
+    return done.stdout
+
+
+def planned_files(ws: Workspace, s: DestinationSpec) -> dict[str, str]:
+    """Workspace-relative path -> rendered text, formatted."""
+    env = _environment()
+    ctx = context(s)
+    base = f"{DESTINATIONS_DIR}/{s.name}"
+    out = {f"{base}/src/__init__.py": ""}
+    for rel, template in recipes.get(s.recipe).templates(s.name):
+        text = env.get_template(template).render(**ctx)
+        out[rel] = _ruff_format(ws, rel, text) if rel.endswith(".py") else text
+    out[f"{base}/config/{s.name}.example.yml"] = env.get_template("example.yml.j2").render(**ctx)
+    return out
+
+
+def _digest(text: str | bytes) -> str:
+    return hashlib.sha256(text.encode() if isinstance(text, str) else text).hexdigest()
+
+
+def record_path(ws: Workspace, name: str) -> Path:
+    return ws.state_dir / "rendered" / f"{name}.json"
+
+
+def _record(ws: Workspace, name: str) -> dict[str, str]:
+    path = record_path(ws, name)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _guard_paths(ws: Workspace, name: str, rels) -> None:
+    """Refuse a connector folder (or any parent) that is a symlink leading out of the tree."""
+    folder = ws.destination_dir(name)
+    for rel in rels:
+        target = ws.root / rel
+        probe = target
+        while probe != ws.root:
+            if probe.is_symlink():
+                raise Refused(
+                    fail(
+                        "render.unsafe_path",
+                        f"{probe.relative_to(ws.root)} is a symlink; bizon-forge writes only real paths in the tree.",
+                        f"Remove the symlink {probe} and render again.",
+                    )
+                )
+            probe = probe.parent
+        real = Path(os.path.realpath(target))
+        if ws.root not in real.parents:
+            raise Refused(fail("render.unsafe_path", f"{rel} resolves outside the workspace."))
+    if folder.exists() and not folder.is_dir():
+        raise Refused(fail("render.unsafe_path", f"{folder.relative_to(ws.root)} exists and is not a folder."))
+
+
+def render_destination(ws: Workspace, name: str, dry_run: bool = False, overwrite: bool = False) -> RenderResult:
+    s = spec.load(ws, name)
+    planned = planned_files(ws, s)
+    _guard_paths(ws, name, planned)
+    with workspace_lock(ws.state_dir):
+        record = _record(ws, name)
+        files, changes, findings, refused = [], {}, [], []
+        for rel, text in planned.items():
+            path = ws.root / rel
+            current = path.read_bytes() if path.exists() else None
+            if current is not None and current == text.encode():
+                files.append(RenderedFile(path=rel, action="unchanged"))
+                continue
+            edited = current is not None and record.get(rel) != _digest(current)
+            entry = RenderedFile(path=rel, action="created" if current is None else "updated")
+            if edited:
+                old = current.decode(errors="replace").splitlines(keepends=True)
+                diff = "".join(difflib.unified_diff(old, text.splitlines(keepends=True), f"a/{rel}", f"b/{rel}"))
+                if not overwrite:
+                    refused.append(rel)
+                    entry.action = "refused"
+                else:
+                    entry.diff = diff
+            if dry_run:
+                entry.action = "would_create" if current is None else ("refused" if edited and not overwrite else "would_update")
+                entry.content = text
+            files.append(entry)
+            if entry.action in ("created", "updated"):
+                changes[path] = text
+        if refused:
+            findings.append(
+                fail(
+                    "render.would_overwrite",
+                    f"{len(refused)} file(s) were edited since bizon-forge rendered them: {', '.join(refused)}.",
+                    "Nothing was written. Pass overwrite=true to replace them (the answer then carries a diff).",
+                )
+            )
+            return RenderResult(ok=False, files=files, findings=findings)
+        if not dry_run and changes:
+            write_all(changes)
+            record.update({rel: _digest(text) for rel, text in planned.items()})
+            write_text(record_path(ws, name), json.dumps(record, indent=2, sort_keys=True) + "\n")
+    todo = sum(text.count(TODO) for text in planned.values())
+    if todo:
+        findings.append(
+            warn(
+                "render.todo_left",
+                f"{todo} {TODO} marker(s) mark code the agent must write.",
+                f"Fill each {TODO} in destination.py, then call validate_destination.",
+            )
+        )
+    nxt = None if dry_run else f"apply_registrations(name={name!r})"
+    return RenderResult(files=files, findings=findings, next=nxt)

@@ -1,0 +1,291 @@
+"""DestinationSpec: what the agent knows about the target system (Step 1 of the guide), checked and stored."""
+
+import builtins
+import json
+import keyword
+import math
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from bizon_forge import registry
+from bizon_forge.atomic import write_text
+from bizon_forge.findings import Finding, Refused, fail, warn
+from bizon_forge.workspace import Workspace
+
+NAME_RE = re.compile(r"[a-z][a-z0-9_]*")
+MAX_NAME = 48
+MAX_TEXT = 2000
+FIELD_TYPES = ("str", "int", "float", "bool", "list[str]", "dict")
+RECIPES = ("custom", "sql", "file", "http")
+WRITE_METHODS = ("batch_insert", "streaming", "file_upload")
+RECIPE_WRITE_METHOD = {"sql": "batch_insert", "file": "file_upload", "http": "streaming"}
+
+# Fields every destination config inherits (AbstractDestinationDetailsConfig) and names pydantic reserves.
+BASE_FIELDS = frozenset(
+    {
+        "buffer_size",
+        "buffer_flush_timeout",
+        "max_concurrent_threads",
+        "record_schemas",
+        "unnest",
+        "authentication",
+        "destination_id",
+    }
+)
+PYDANTIC_RESERVED = frozenset(n for n in dir(BaseModel) if not n.startswith("__")) | {"model_config"}
+
+
+class FieldSpec(BaseModel):
+    name: str
+    type: str = Field("str", description="str|int|float|bool|list[str]|dict")
+    required: bool = False
+    default: Any = None
+    description: str = ""
+    secret: bool = False
+
+
+class ErrorHandling(BaseModel):
+    transient: list[str] = Field([], description="Failures worth a retry, e.g. ['429', '5xx', 'ConnectionError']")
+    max_retries: int = 3
+    backoff_seconds: float = 1.0
+
+
+class Batching(BaseModel):
+    buffer_size_mb: int = 50
+    flush_timeout_s: int = 600
+    max_concurrent_threads: int = 10
+
+
+class Names(BaseModel):
+    """The guide's placeholder table, derived from the snake_case name."""
+
+    pascal: str
+    snake: str
+    upper: str
+    alias: str
+
+
+class DestinationSpec(BaseModel):
+    name: str
+    recipe: Literal["custom", "sql", "file", "http"] = "custom"
+    write_method: Literal["batch_insert", "streaming", "file_upload"] = "batch_insert"
+    fields: list[FieldSpec] = []
+    error_handling: ErrorHandling = ErrorHandling()
+    batching: Batching = Batching()
+    alias: str | None = None
+    description: str = ""
+
+    @property
+    def names(self) -> Names:
+        pascal = "".join(part[:1].upper() + part[1:] for part in self.name.split("_") if part)
+        return Names(pascal=pascal, snake=self.name, upper=self.name.upper(), alias=self.alias or self.name)
+
+
+# -- checks ----------------------------------------------------------------------------------------
+
+
+def check_name(name: str) -> list[Finding]:
+    shown = name if len(name) <= 60 else name[:60] + "…"
+    suggestion = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")[:MAX_NAME] or "my_target"
+    if suggestion[:1].isdigit():
+        suggestion = "dest_" + suggestion
+    hint = f"Use a lowercase snake_case identifier such as {suggestion!r}."
+    if not name:
+        return [fail("spec.name.empty", "The destination name is empty.", hint)]
+    if len(name) > MAX_NAME:
+        return [fail("spec.name.too_long", f"The name is {len(name)} characters; the limit is {MAX_NAME}.", hint)]
+    if name.startswith("_"):
+        return [fail("spec.name.private", f"{shown!r} starts with an underscore (private or dunder).", hint)]
+    if not NAME_RE.fullmatch(name):
+        if name.isascii() and NAME_RE.fullmatch(name.lower()):
+            return [fail("spec.name.not_snake_case", f"{shown!r} has upper-case letters.", hint)]
+        return [
+            fail(
+                "spec.name.not_identifier",
+                f"{shown!r} is not an ASCII snake_case identifier (it becomes a package, an enum member and a class).",
+                hint,
+            )
+        ]
+    if keyword.iskeyword(name) or keyword.issoftkeyword(name):
+        return [fail("spec.name.keyword", f"{name!r} is a Python keyword.", f"Use e.g. '{name}_dest'.")]
+    if name in vars(builtins):
+        return [fail("spec.name.builtin", f"{name!r} shadows a Python builtin.", f"Use e.g. '{name}_dest'.")]
+    return []
+
+
+def _check_default(f: FieldSpec) -> str | None:
+    """Why the default does not fit the declared type, or None."""
+    d = f.default
+    if d is None:
+        return None
+    ok = {
+        "str": isinstance(d, str),
+        "int": isinstance(d, int) and not isinstance(d, bool),
+        "float": isinstance(d, (int, float)) and not isinstance(d, bool) and math.isfinite(d),
+        "bool": isinstance(d, bool),
+        "list[str]": isinstance(d, list) and all(isinstance(x, str) for x in d),
+        "dict": isinstance(d, dict),
+    }[f.type]
+    if ok and f.type == "dict":
+        try:
+            json.dumps(d, allow_nan=False)
+        except (TypeError, ValueError):
+            ok = False
+    return None if ok else f"default {d!r} is not a {f.type}"
+
+
+def check_fields(fields: list[FieldSpec]) -> list[Finding]:
+    found: list[Finding] = []
+    seen: set[str] = set()
+    for i, f in enumerate(fields):
+        where = f"fields[{i}] ({f.name[:40]!r})"
+        if not f.name or not re.fullmatch(r"[a-z_][a-z0-9_]*", f.name) or len(f.name) > 64:
+            found.append(fail("spec.field.not_identifier", f"{where} is not a snake_case identifier.", "e.g. 'api_key'."))
+            continue
+        if keyword.iskeyword(f.name) or keyword.issoftkeyword(f.name):
+            found.append(fail("spec.field.keyword", f"{where} is a Python keyword.", f"Use e.g. '{f.name}_value'."))
+            continue
+        if f.name.startswith("_"):
+            found.append(fail("spec.field.private", f"{where} starts with an underscore; pydantic ignores it."))
+            continue
+        if f.name in BASE_FIELDS:
+            found.append(
+                fail(
+                    "spec.field.shadows_base",
+                    f"{where} shadows AbstractDestinationDetailsConfig.{f.name}.",
+                    "Rename it; buffer settings belong in `batching`, the target id in `destination_id`.",
+                )
+            )
+            continue
+        if f.name in PYDANTIC_RESERVED or f.name.startswith("model_"):
+            found.append(fail("spec.field.reserved", f"{where} clashes with a pydantic BaseModel attribute."))
+            continue
+        if f.name in seen:
+            found.append(fail("spec.field.duplicate", f"{where} is declared twice.", "Keep one declaration."))
+            continue
+        seen.add(f.name)
+        if f.type not in FIELD_TYPES:
+            found.append(
+                fail("spec.field.unknown_type", f"{where} has type {f.type[:40]!r}.", f"Use one of {', '.join(FIELD_TYPES)}.")
+            )
+            continue
+        if f.required and not f.description.strip():
+            found.append(
+                fail("spec.field.missing_description", f"{where} is required but has no description.", "Say what it is.")
+            )
+        if len(f.description) > MAX_TEXT:
+            found.append(fail("spec.field.description_too_long", f"{where} description exceeds {MAX_TEXT} chars."))
+        if f.required and f.default is not None:
+            found.append(
+                fail("spec.field.required_with_default", f"{where} is required and has a default.", "Drop one.")
+            )
+        if f.secret and f.type != "str":
+            found.append(fail("spec.field.secret_type", f"{where} is secret but not a str.", "Secrets are strings."))
+        if f.secret and f.default is not None:
+            found.append(
+                fail(
+                    "spec.field.secret_default",
+                    f"{where} is secret and has a default, which would put a secret in source code.",
+                    "Drop the default; pass the value in the YAML (bizon resolves env:// references).",
+                )
+            )
+        why = _check_default(f)
+        if why:
+            found.append(fail("spec.field.default_type", f"{where}: {why}.", f"Give a {f.type} or no default."))
+    return found
+
+
+def check_spec(spec: DestinationSpec) -> list[Finding]:
+    found = check_name(spec.name) + check_fields(spec.fields)
+    if spec.alias is not None and (not spec.alias.strip() or len(spec.alias) > 100):
+        found.append(fail("spec.alias.invalid", "The alias must be 1-100 characters.", "Omit it to use the name."))
+    if len(spec.description) > MAX_TEXT:
+        found.append(fail("spec.description_too_long", f"The description exceeds {MAX_TEXT} characters."))
+    b, e = spec.batching, spec.error_handling
+    if b.buffer_size_mb < 0 or b.buffer_size_mb > 10_000:
+        found.append(fail("spec.batching.buffer_size", "buffer_size_mb must be 0-10000 (0 writes every iteration)."))
+    if b.flush_timeout_s < 0:
+        found.append(fail("spec.batching.flush_timeout", "flush_timeout_s must be >= 0 (0 turns the timeout off)."))
+    if not 1 <= b.max_concurrent_threads <= 256:
+        found.append(fail("spec.batching.threads", "max_concurrent_threads must be 1-256."))
+    if not 0 <= e.max_retries <= 20:
+        found.append(fail("spec.error_handling.max_retries", "max_retries must be 0-20."))
+    if not (0 < e.backoff_seconds <= 600) or not math.isfinite(e.backoff_seconds):
+        found.append(fail("spec.error_handling.backoff", "backoff_seconds must be in (0, 600]."))
+    expected = RECIPE_WRITE_METHOD.get(spec.recipe)
+    if expected and spec.write_method != expected:
+        found.append(
+            warn(
+                "spec.write_method.recipe",
+                f"The {spec.recipe} recipe writes by {expected}, not {spec.write_method}.",
+                f"Set write_method={expected!r} or use recipe='custom'.",
+            )
+        )
+    return found
+
+
+def check_against_workspace(spec: DestinationSpec, ws: Workspace, reg: registry.Registry) -> list[Finding]:
+    """Name clashes with what the tree already has. A destination this tool described before is not a clash."""
+    n = spec.names
+    ours = spec_path(ws, spec.name).exists()
+    found: list[Finding] = []
+    if not ours and ws.destination_dir(spec.name).exists():
+        found.append(
+            fail(
+                "spec.name.taken",
+                f"bizon already has a destination folder {spec.name!r}.",
+                "Pick another name; to rebuild it, remove it first with remove_destination.",
+            )
+        )
+    member = reg.member_for_value(spec.name)
+    if member and member != n.upper:
+        found.append(fail("spec.name.taken", f"DestinationTypes.{member} already has the value {spec.name!r}."))
+    if n.upper in reg.enum and reg.enum[n.upper] != spec.name:
+        found.append(
+            fail("spec.name.taken", f"DestinationTypes.{n.upper} exists with value {reg.enum[n.upper]!r}.")
+        )
+    for cls in (f"{n.pascal}Config", f"{n.pascal}DestinationConfig", f"{n.pascal}Destination"):
+        module = reg.imports.get(cls)
+        if module and not module.startswith(f"{registry.CONNECTOR_PREFIX}{spec.name}."):
+            found.append(
+                fail(
+                    "spec.name.class_taken",
+                    f"Class {cls} is already imported in bizon/common/models.py from {module}.",
+                    "Pick a name whose PascalCase form is new.",
+                )
+            )
+    return found
+
+
+# -- the store inside the workspace ----------------------------------------------------------------
+
+
+def spec_path(ws: Workspace, name: str):
+    return ws.state_dir / "specs" / f"{name}.json"
+
+
+def save(ws: Workspace, spec: DestinationSpec) -> None:
+    write_text(spec_path(ws, spec.name), spec.model_dump_json(indent=2) + "\n")
+
+
+def load(ws: Workspace, name: str) -> DestinationSpec:
+    bad = check_name(name)
+    if bad:
+        raise Refused(*bad)
+    path = spec_path(ws, name)
+    if not path.exists():
+        raise Refused(
+            fail(
+                "spec.not_found",
+                f"No spec stored for {name!r} in this workspace.",
+                "Call describe_target first.",
+            )
+        )
+    return DestinationSpec.model_validate_json(path.read_text())
+
+
+def stored_names(ws: Workspace) -> list[str]:
+    folder = ws.state_dir / "specs"
+    return sorted(p.stem for p in folder.glob("*.json")) if folder.exists() else []

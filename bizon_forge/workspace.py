@@ -1,0 +1,193 @@
+"""A workspace is a bizon source tree; this module finds it, confines it to the allowed roots and runs its Python."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bizon_forge.findings import Refused, fail
+
+ENUM_FILE = "bizon/destination/config.py"
+MODELS_FILE = "bizon/common/models.py"
+FACTORY_FILE = "bizon/destination/destination.py"
+REGISTRATION_FILES = (ENUM_FILE, MODELS_FILE, FACTORY_FILE)
+DESTINATIONS_DIR = "bizon/connectors/destinations"
+STATE_DIR = ".bizon-forge"  # specs and render records live here, inside the workspace
+
+# Only these variables reach code the agent wrote; the server's own secrets stay behind.
+PASSED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "SYSTEMROOT", "PGHOST", "PGPORT")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How a server was started: the roots it may touch, its default workspace and the Python to run bizon."""
+
+    roots: tuple[Path, ...] = ()
+    default_workspace: Path | None = None
+    python: str | None = None  # None: the workspace's .venv if it has one, else this interpreter
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_paths(cls, workspaces: list[str], python: str | None = None) -> "Settings":
+        roots = tuple(Path(p).expanduser().resolve() for p in workspaces)
+        return cls(roots=roots, default_workspace=roots[0] if roots else None, python=python)
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+    settings: Settings
+
+    def path(self, rel: str) -> Path:
+        return self.root / rel
+
+    def destination_dir(self, name: str) -> Path:
+        return self.root / DESTINATIONS_DIR / name
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / STATE_DIR
+
+    @property
+    def bizon_version(self) -> str | None:
+        for meta in ("PKG-INFO", "pyproject.toml"):
+            p = self.root / meta
+            if p.is_file():
+                m = re.search(r'^(?:Version: |version = ")([^"\s]+)', p.read_text(errors="replace"), re.M)
+                if m:
+                    return m.group(1)
+        return None
+
+    def destinations(self) -> list[str]:
+        base = self.root / DESTINATIONS_DIR
+        return sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
+
+    # -- running the workspace's own code ---------------------------------------------------------
+
+    def python(self) -> str:
+        if self.settings.python:
+            return self.settings.python
+        venv = self.root / ".venv" / "bin" / "python"
+        return str(venv) if venv.exists() else sys.executable
+
+    def env(self) -> dict[str, str]:
+        """A scrubbed environment with the workspace first on PYTHONPATH, so its bizon is the one imported."""
+        env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
+        env.update(self.settings.extra_env)
+        env["PYTHONPATH"] = str(self.root)
+        # Bytecode goes to our cache, not into the user's tree (an uncompiled bizon import costs ~1 s).
+        env["PYTHONPYCACHEPREFIX"] = str(cache_dir() / "pycache")
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+
+def resolve(path: str | None, settings: Settings) -> Workspace:
+    """The workspace at `path` (relative paths are taken from the default workspace), or a refusal."""
+    if path is None or path == "":
+        if settings.default_workspace is None:
+            raise Refused(
+                fail(
+                    "workspace.unset",
+                    "No workspace given and the server has no default.",
+                    "Pass `workspace`, or start the server with --workspace DIR.",
+                )
+            )
+        candidate = settings.default_workspace
+    else:
+        if "\x00" in path:
+            raise Refused(fail("workspace.invalid", "The workspace path holds a NUL byte.", "Pass a plain path."))
+        candidate = Path(path).expanduser()
+        if not candidate.is_absolute():
+            base = settings.default_workspace or Path.cwd()
+            candidate = base / candidate
+    real = Path(os.path.realpath(candidate))
+    if settings.roots and not any(real == r or r in real.parents for r in settings.roots):
+        raise Refused(
+            fail(
+                "workspace.outside_roots",
+                f"{path or candidate} resolves outside the roots this server may touch.",
+                "Use a workspace under: " + ", ".join(str(r) for r in settings.roots),
+            )
+        )
+    if not real.exists():
+        raise Refused(
+            fail(
+                "workspace.missing",
+                f"No such directory: {candidate}.",
+                "Create one with `bizon-forge workspace init DIR`.",
+            )
+        )
+    if not real.is_dir():
+        raise Refused(fail("workspace.not_a_directory", f"{candidate} is a file, not a directory."))
+    missing = [rel for rel in (*REGISTRATION_FILES, DESTINATIONS_DIR) if not (real / rel).exists()]
+    if missing:
+        raise Refused(
+            fail(
+                "workspace.not_bizon",
+                f"{candidate} is not a bizon source tree (missing {', '.join(missing)}).",
+                "Point at a bizon checkout or sdist; `bizon-forge workspace init DIR` makes one.",
+            )
+        )
+    return Workspace(root=real, settings=settings)
+
+
+# -- making a workspace from PyPI -------------------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("BIZON_FORGE_CACHE", Path.home() / ".cache" / "bizon-forge"))
+
+
+def sdist(version: str) -> Path:
+    """bizon's sdist from PyPI (it holds the whole repo: bizon/, tests/, docs/), cached once per version."""
+    if not re.fullmatch(r"\d+(\.\d+){1,3}([a-z]+\d+)?", version):
+        raise Refused(fail("workspace.bad_version", f"{version!r} is not a bizon version.", "Use e.g. 0.6.4."))
+    target = cache_dir() / "sdists"
+    found = target / f"bizon-{version}.tar.gz"
+    if found.exists():
+        return found
+    target.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target) as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", f"bizon=={version}"]
+        cmd += ["--no-binary", ":all:", "--no-deps", "--disable-pip-version-check", "-q", "-d", tmp]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        files = list(Path(tmp).glob("bizon-*.tar.gz"))
+        if done.returncode != 0 or not files:
+            raise Refused(
+                fail(
+                    "workspace.download_failed",
+                    f"pip could not download bizon=={version}: {done.stderr.strip()[-300:]}",
+                    "Check that PyPI is reachable and the version exists.",
+                )
+            )
+        os.replace(files[0], found)
+    return found
+
+
+def init(directory: str, version: str = "0.6.4") -> Path:
+    """Unpack bizon's sdist into `directory` (which must be absent or empty) and commit it to a new git repo."""
+    dest = Path(directory).expanduser().resolve()
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise Refused(
+            fail("workspace.not_empty", f"{dest} exists and is not an empty directory.", "Pick a new path.")
+        )
+    archive = sdist(version)
+    dest.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
+        with tarfile.open(archive) as tar:
+            tar.extractall(tmp, filter="data")
+        (top,) = Path(tmp).iterdir()
+        for item in top.iterdir():
+            shutil.move(str(item), dest / item.name)
+    git = ["git", "-c", "user.name=bizon-forge", "-c", "user.email=forge@localhost", "-c", "init.defaultBranch=main"]
+    subprocess.run([*git, "init", "-q", str(dest)], check=True, capture_output=True)
+    subprocess.run([*git, "-C", str(dest), "add", "-A"], check=True, capture_output=True)
+    subprocess.run(
+        [*git, "-C", str(dest), "commit", "-q", "-m", f"bizon {version} from PyPI"], check=True, capture_output=True
+    )
+    return dest

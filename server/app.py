@@ -1,0 +1,164 @@
+"""The MCP wiring: each tool resolves its workspace and calls one plain function. No work happens here.
+
+Heavy modules (libcst, jinja2, polars, bizon) are imported inside the tools, never at start-up.
+"""
+
+import functools
+import json
+from typing import Annotated, Any, Literal
+
+import anyio
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
+
+from bizon_forge import workspace
+from bizon_forge.describe import DescribeResult
+from bizon_forge.findings import Refused, Result
+from bizon_forge.inspection import InspectResult
+from bizon_forge.registrations import RegistrationResult, RemovalResult
+from bizon_forge.render import RenderResult
+from bizon_forge.spec import Batching, DestinationSpec, ErrorHandling, FieldSpec
+from bizon_forge.validators.report import ValidationResult
+from bizon_forge.workspace import Settings
+from bizon_forge.server import resources
+
+READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
+WRITES = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
+DESTROYS = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False)
+
+WorkspaceArg = Annotated[str | None, "bizon tree; default: the server's --workspace"]
+
+
+def answer(result: Result) -> CallToolResult:
+    """Compact JSON in both channels: every byte of an answer costs the calling agent tokens."""
+    data = result.model_dump(mode="json", exclude_none=True)
+    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=data)
+
+
+def refusals(model: type[Result]):
+    """Turn a Refused (bad input, nothing written) into an ordinary answer with ok=false."""
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        async def call(*args, **kwargs):
+            try:
+                return answer(await fn(*args, **kwargs))
+            except Refused as refused:
+                return answer(model(ok=False, findings=refused.findings))
+
+        return call
+
+    return wrap
+
+
+def build_server(settings: Settings) -> MCPServer:
+    mcp = MCPServer(
+        "bizon-forge",
+        instructions=(
+            "Adds a destination to a bizon tree. Start with inspect_workspace; then describe_target, "
+            "render_destination, apply_registrations, validate_destination. Prompt new_destination teaches the traps."
+        ),
+    )
+
+    def ws(path: str | None) -> workspace.Workspace:
+        return workspace.resolve(path, settings)
+
+    @mcp.tool(annotations=READ_ONLY)
+    @refusals(InspectResult)
+    async def inspect_workspace(workspace: WorkspaceArg = None) -> Annotated[CallToolResult, InspectResult]:
+        """bizon version, every destination and which of its 3 registrations exist, stored specs."""
+        from bizon_forge.inspection import inspect_workspace as run
+
+        return await anyio.to_thread.run_sync(run, ws(workspace))
+
+    @mcp.tool(annotations=WRITES)
+    @refusals(DescribeResult)
+    async def describe_target(
+        name: Annotated[str, "snake_case destination name"],
+        fields: Annotated[list[FieldSpec], "connection/config fields"] = [],
+        write_method: Literal["batch_insert", "streaming", "file_upload"] = "batch_insert",
+        recipe: Annotated[
+            Literal["custom", "sql", "file", "http"], "sql/file/http render a working destination"
+        ] = "custom",
+        error_handling: ErrorHandling | None = None,
+        batching: Batching | None = None,
+        alias: str | None = None,
+        description: str = "",
+        workspace: WorkspaceArg = None,
+    ) -> Annotated[CallToolResult, DescribeResult]:
+        """Check and store the target's spec (Step 1). Later tools need only the name."""
+        from bizon_forge.describe import describe_target as run
+
+        spec = DestinationSpec(
+            name=name,
+            fields=fields,
+            write_method=write_method,
+            recipe=recipe,
+            error_handling=error_handling or ErrorHandling(),
+            batching=batching or Batching(),
+            alias=alias,
+            description=description,
+        )
+        return await anyio.to_thread.run_sync(run, ws(workspace), spec)
+
+    @mcp.tool(annotations=WRITES)
+    @refusals(RenderResult)
+    async def render_destination(
+        name: str, dry_run: bool = False, overwrite: bool = False, workspace: WorkspaceArg = None
+    ) -> Annotated[CallToolResult, RenderResult]:
+        """Write the connector's src/ files and example YAML from the spec. Refuses to clobber edits unless overwrite."""
+        from bizon_forge.render import render_destination as run
+
+        return await anyio.to_thread.run_sync(run, ws(workspace), name, dry_run, overwrite)
+
+    @mcp.tool(annotations=WRITES)
+    @refusals(RegistrationResult)
+    async def apply_registrations(
+        name: str, dry_run: bool = False, workspace: WorkspaceArg = None
+    ) -> Annotated[CallToolResult, RegistrationResult]:
+        """Add the enum member, models import + Union member and factory branch; atomic, idempotent, with diffs."""
+        from bizon_forge.registrations import apply_registrations as run
+
+        return await anyio.to_thread.run_sync(run, ws(workspace), name, dry_run)
+
+    @mcp.tool(annotations=READ_ONLY)
+    @refusals(ValidationResult)
+    async def validate_destination(
+        name: str,
+        ctx: Context,
+        level: Literal["fast", "full"] = "fast",
+        fix: Annotated[bool, "apply ruff fixes/format to the touched files"] = False,
+        verbose: Annotated[bool, "list passing checks too"] = False,
+        workspace: WorkspaceArg = None,
+    ) -> Annotated[CallToolResult, ValidationResult]:
+        """Run the checklist and the traps (fast: static, format, import, contract; full: + tests, bizon run)."""
+        from bizon_forge.validators import validate_destination as run
+
+        def progress(done: int, total: int, message: str) -> None:
+            anyio.from_thread.run(ctx.report_progress, done, total, message)
+
+        target = ws(workspace)
+        return await anyio.to_thread.run_sync(
+            functools.partial(run, target, name, level=level, fix=fix, verbose=verbose, progress=progress)
+        )
+
+    @mcp.tool(annotations=DESTROYS)
+    @refusals(RemovalResult)
+    async def remove_destination(
+        name: str, delete_files: bool = False, workspace: WorkspaceArg = None
+    ) -> Annotated[CallToolResult, RemovalResult]:
+        """Undo the 3 registrations byte-exactly; delete_files also removes the folder, tests and spec."""
+        from bizon_forge.registrations import remove_destination as run
+
+        return await anyio.to_thread.run_sync(run, ws(workspace), name, delete_files)
+
+    resources.register(mcp, settings)
+    return mcp
+
+
+def serve(settings: Settings, http: bool = False, host: str = "127.0.0.1", port: int = 8765, stateless=False) -> Any:
+    mcp = build_server(settings)
+    if http:
+        return mcp.run("streamable-http", host=host, port=port, stateless_http=stateless, json_response=stateless)
+    return mcp.run()

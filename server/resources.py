@@ -1,0 +1,46 @@
+"""Prompts and resources: the guide, the traps it misses, the write_records contract, reference destinations."""
+
+from importlib import resources as package_files
+
+from mcp.server.mcpserver import MCPServer
+
+from bizon_forge import workspace
+from bizon_forge.workspace import Settings
+
+
+def _text(package: str, name: str) -> str:
+    return (package_files.files(package) / name).read_text()
+
+
+def register(mcp: MCPServer, settings: Settings) -> None:
+    @mcp.prompt()
+    def new_destination(target: str) -> str:
+        """Walk through describe -> render -> register -> validate -> fix for a new destination."""
+        return _text("bizon_forge.prompts", "new_destination.md").replace("{target}", target)
+
+    @mcp.resource("bizon-forge://guide", mime_type="text/markdown")
+    def guide() -> str:
+        """bizon's AI destination guide with the corrections bizon-forge applies."""
+        return _text("bizon_forge.prompts", "guide.md")
+
+    @mcp.resource("bizon-forge://contract", mime_type="text/markdown")
+    def contract() -> str:
+        """What write_records receives and must return, and what each sync mode needs."""
+        return _text("bizon_forge.prompts", "contract.md")
+
+    @mcp.resource("bizon-forge://checklist", mime_type="text/markdown")
+    def checklist() -> str:
+        """The validation checklist, generated from the validators themselves."""
+        from bizon_forge.validators.catalog import checklist_markdown
+
+        return checklist_markdown()
+
+    @mcp.resource("bizon-forge://reference/{name}", mime_type="text/x-python")
+    def reference(name: str) -> str:
+        """Source of an existing destination in the default workspace (logger, file, bigquery, ...)."""
+        ws = workspace.resolve(None, settings)
+        if name not in ws.destinations():
+            raise ValueError(f"No destination {name!r}; the workspace has: {', '.join(ws.destinations())}")
+        src = ws.destination_dir(name) / "src"
+        parts = [f"# {p.relative_to(ws.root)}\n{p.read_text()}" for p in sorted(src.glob("*.py"))]
+        return "\n\n".join(parts)
