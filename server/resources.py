@@ -20,8 +20,10 @@ def register(mcp: MCPServer, settings: Settings) -> None:
 
     @mcp.resource("bizon-forge://guide", mime_type="text/markdown")
     def guide() -> str:
-        """bizon's AI destination guide with the corrections bizon-forge applies."""
-        return _text("bizon_forge.prompts", "guide.md")
+        """The workspace's own AI destination guide, followed by where it is wrong or silent."""
+        own = workspace.resolve(None, settings).path("docs/ai-destination-guide.md")
+        head = own.read_text() if own.is_file() else "(This bizon tree has no docs/ai-destination-guide.md.)\n"
+        return head + _text("bizon_forge.prompts", "corrections.md")
 
     @mcp.resource("bizon-forge://contract", mime_type="text/markdown")
     def contract() -> str:
