@@ -10,7 +10,7 @@ export BIZON_FORGE_CACHE ?= $(CURDIR)/.cache
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check --upgrade pip
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[test,bizon-runtime]'
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[test,demo,bizon-runtime]'
 	touch $@
 
 setup: $(STAMP)

@@ -1,0 +1,143 @@
+"""The main job, end to end: an agent's session with bizon-forge that ends with rows in a SQLite file.
+
+Makes a bizon workspace from PyPI, drives the server over stdio with the official MCP client as an agent
+would, shows each step's feedback (a progress bar on the long steps), runs a real `bizon run` of the
+dummy source into the new destination, and prints the rows that landed.
+"""
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import anyio
+from mcp import Client, StdioServerParameters
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from bizon_forge import workspace
+
+HERE = Path(__file__).resolve().parent.parent
+DEMO = HERE / ".demo"
+NAME = "warehouse"
+console = Console(highlight=False)
+
+
+def show(step: str, result) -> dict:
+    data = result.structured_content or json.loads(result.content[0].text)
+    ok = data.get("ok", not result.is_error)
+    console.print(f"[bold]{step}[/bold] -> {'[green]ok' if ok else '[red]not ok'}[/]  ({len(result.content[0].text)} bytes)")
+    for f in data.get("findings", []):
+        colour = {"fail": "red", "warn": "yellow", "skip": "dim", "pass": "green"}[f["status"]]
+        where = f" {f['file']}:{f.get('line', '')}" if f.get("file") else ""
+        console.print(f"  [{colour}]{f['status']:4}[/] {f['id']}{where}: {f['message']}")
+    if data.get("summary"):
+        console.print(f"  {data['summary']}")
+    if data.get("next"):
+        console.print(f"  [dim]next: {data['next']}[/]")
+    if not ok:
+        raise SystemExit(f"{step} failed")
+    return data
+
+
+async def call_with_progress(client: Client, step: str, tool: str, args: dict):
+    with Progress(TextColumn("  {task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=console, transient=True) as bar:
+        task = bar.add_task(step, total=None)
+
+        async def progress(done: float, total: float | None, message: str | None) -> None:
+            bar.update(task, completed=done, total=total, description=f"{step}: {message or ''}")
+
+        return await client.call_tool(tool, args, progress_callback=progress)
+
+
+async def agent(root: Path) -> None:
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "bizon_forge", "serve", "--workspace", str(root)], env=dict(os.environ)
+    )
+    async with Client(params) as client:
+        tools = await client.list_tools()
+        console.print(f"server up: {len(tools.tools)} tools: {', '.join(t.name for t in tools.tools)}\n")
+        data = show("inspect_workspace", await client.call_tool("inspect_workspace", {}))
+        console.print(f"  bizon {data['bizon_version']}: {', '.join(d['name'] for d in data['destinations'])}\n")
+        spec = {
+            "name": NAME,
+            "recipe": "sql",
+            "write_method": "batch_insert",
+            "description": "A SQL warehouse reached through SQLAlchemy (SQLite for the demo).",
+            "error_handling": {"transient": ["OperationalError"], "max_retries": 3, "backoff_seconds": 0.5},
+            "batching": {"buffer_size_mb": 10},
+        }
+        show("describe_target", await client.call_tool("describe_target", spec))
+        show("render_destination", await client.call_tool("render_destination", {"name": NAME}))
+        data = show("apply_registrations", await client.call_tool("apply_registrations", {"name": NAME}))
+        for edit in data.get("edits", []):
+            added = [ln for ln in edit["diff"].splitlines() if ln.startswith("+") and not ln.startswith("+++")]
+            console.print(f"  {edit['path']}: " + "; ".join(a[1:].strip() for a in added[:3]) + (" ..." if len(added) > 3 else ""))
+        show("validate_destination (fast)", await call_with_progress(client, "fast", "validate_destination", {"name": NAME}))
+        show(
+            "validate_destination (full)",
+            await call_with_progress(client, "full", "validate_destination", {"name": NAME, "level": "full"}),
+        )
+
+
+def run_pipeline(root: Path) -> Path:
+    """A real `bizon run` of the dummy source into the new destination, from a scratch directory."""
+    example = root / f"bizon/connectors/destinations/{NAME}/config/{NAME}.example.yml"
+    scratch = DEMO / "run"
+    scratch.mkdir(parents=True, exist_ok=True)
+    config = scratch / "sync.yml"
+    config.write_text(
+        example.read_text() + "\nengine:\n  runner:\n    config:\n      consumer_start_delay: 0\n"
+        "      is_alive_check_interval: 1\n"
+    )
+    console.print(f"\n[bold]bizon run[/bold] {example.relative_to(root)}")
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "bizon.cli.main", "run", str(config)], cwd=scratch, env=env, capture_output=True, text=True
+    )
+    tail = (done.stdout + done.stderr).strip().splitlines()[-1:]
+    console.print(f"  exit {done.returncode} in {time.perf_counter() - started:.1f} s: {' '.join(tail)}")
+    if done.returncode != 0:
+        console.print(done.stderr[-3000:])
+        raise SystemExit("bizon run failed")
+    return scratch
+
+
+def print_rows(scratch: Path) -> None:
+    files = sorted(scratch.rglob("*.db")) + sorted(scratch.rglob("*.sqlite"))
+    files = [f for f in files if f.name != "bizon.sqlite3"]
+    if not files:
+        raise SystemExit(f"no SQLite file was written under {scratch}")
+    with sqlite3.connect(files[0]) as db:
+        tables = [r[0] for r in db.execute("select name from sqlite_master where type='table'")]
+        for name in tables:
+            cursor = db.execute(f'select * from "{name}"')
+            columns = [c[0] for c in cursor.description]
+            rows = cursor.fetchall()
+            table = Table(title=f"{files[0].relative_to(DEMO)}: table {name} ({len(rows)} rows)")
+            for c in columns:
+                table.add_column(c, overflow="fold", max_width=36)
+            for row in rows:
+                table.add_row(*(str(v) for v in row))
+            console.print(table)
+
+
+def main() -> None:
+    shutil.rmtree(DEMO, ignore_errors=True)
+    DEMO.mkdir()
+    with console.status("making a bizon 0.6.4 workspace from PyPI"):
+        root = workspace.init(str(DEMO / "workspace"), "0.6.4")
+    console.print(f"workspace: {root}\n")
+    anyio.run(agent, root)
+    print_rows(run_pipeline(root))
+
+
+if __name__ == "__main__":
+    main()
