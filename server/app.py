@@ -122,7 +122,7 @@ def build_server(settings: Settings) -> MCPServer:
 
         return await anyio.to_thread.run_sync(run, ws(workspace), name, dry_run)
 
-    @mcp.tool(annotations=READ_ONLY)
+    @mcp.tool(annotations=WRITES)  # fix=true rewrites files; logs and the check cache go to .bizon-forge/
     @refusals(ValidationResult)
     async def validate_destination(
         name: str,
