@@ -1,9 +1,12 @@
-"""One small libcst transform per registration, each with its exact inverse. Untouched code round-trips byte for byte.
+"""One small libcst transform per registration, each with its exact inverse.
+
+Untouched code round-trips byte for byte.
 
 Every function takes and returns source text; none of them decides whether to edit (registrations.py does).
 """
 
 import json
+import re
 
 import libcst as cst
 import libcst.matchers as m
@@ -15,8 +18,15 @@ class EditPointMissing(Exception):
     """The structure the edit hangs on is not in the file (a tree this tool does not understand)."""
 
 
-def _sort_key(module: str) -> str:
-    return module.lower()
+def _sort_key(module: str) -> list[tuple]:
+    """ruff's isort order: case-insensitive, natural (dest_9 < dest_10; zero-led runs compare digit-wise)."""
+    key = []
+    for run in re.findall(r"\d+|\D", module.lower()):
+        if not run.isdigit():
+            key.append((ord(run), 0, ""))
+        else:
+            key.append((ord("0"), 0, run) if run.startswith("0") else (ord("0"), int(run), ""))
+    return key
 
 
 def _module_name(node: cst.ImportFrom) -> str:
@@ -61,7 +71,9 @@ def add_enum_member(source: str, member: str, value: str) -> str:
 
     out = module.visit(Add())
     if not Add.found:
-        raise EditPointMissing("class DestinationTypes with members was not found in bizon/destination/config.py")
+        raise EditPointMissing(
+            "class DestinationTypes with members was not found in bizon/destination/config.py"
+        )
     return out.code
 
 
@@ -98,7 +110,8 @@ def add_import(source: str, module_path: str, name: str, line_length: int = 88) 
     imports = [
         (i, _module_name(s.body[0]))
         for i, s in enumerate(body)
-        if m.matches(s, m.SimpleStatementLine(body=[m.ImportFrom(relative=[])])) and s.body[0].module is not None
+        if m.matches(s, m.SimpleStatementLine(body=[m.ImportFrom(relative=[])]))
+        and s.body[0].module is not None
     ]
     if not imports:
         raise EditPointMissing("no top-level imports in bizon/common/models.py")
@@ -129,7 +142,8 @@ def remove_import(source: str, module_path: str, name: str) -> str:
         ):
             removed = body.pop(i)
             if removed.leading_lines and i < len(body):
-                body[i] = body[i].with_changes(leading_lines=removed.leading_lines)
+                # Blank lines or comments above the import stay where they were, above what follows it.
+                body[i] = body[i].with_changes(leading_lines=[*removed.leading_lines, *body[i].leading_lines])
             return module.with_changes(body=body).code
     return source
 
@@ -160,19 +174,23 @@ class _UnionEdit(cst.CSTTransformer):
         return updated.with_changes(annotation=updated.annotation.with_changes(annotation=self.edit(sub)))
 
 
-def _fresh_comma(sub: cst.Subscript) -> cst.Comma:
-    """A comma followed by what separates members in this Union: a new line at member indent, or one space."""
+def _member_layout(sub: cst.Subscript) -> cst.BaseParenthesizableWhitespace | None:
+    """What separates members in this Union when it is written one per line: a new line at member indent."""
     layouts = [sub.lbracket.whitespace_after] + [
-        e.comma.whitespace_after for e in sub.slice if isinstance(e.comma, cst.Comma)
+        e.comma.whitespace_after for e in list(sub.slice)[:-1] if isinstance(e.comma, cst.Comma)
     ]
-    multi = next((w for w in layouts if isinstance(w, cst.ParenthesizedWhitespace)), None)
+    return next((w for w in layouts if isinstance(w, cst.ParenthesizedWhitespace)), None)
+
+
+def _fresh_comma(sub: cst.Subscript) -> cst.Comma:
+    multi = _member_layout(sub)
     if multi is None:
         return cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
-    return cst.Comma(
-        whitespace_after=cst.ParenthesizedWhitespace(
-            first_line=cst.TrailingWhitespace(), empty_lines=[], indent=multi.indent, last_line=multi.last_line
-        )
-    )
+    return cst.Comma(whitespace_after=multi.with_changes(first_line=cst.TrailingWhitespace(), empty_lines=[]))
+
+
+def _split_lines(comma) -> bool:
+    return isinstance(comma, cst.Comma) and isinstance(comma.whitespace_after, cst.ParenthesizedWhitespace)
 
 
 def _edit_union(source: str, edit) -> str:
@@ -180,23 +198,38 @@ def _edit_union(source: str, edit) -> str:
     transformer = _UnionEdit(edit)
     out = module.visit(transformer)
     if not transformer.found:
-        raise EditPointMissing("`destination: Union[...]` in class BizonConfig was not found in bizon/common/models.py")
+        raise EditPointMissing(
+            "`destination: Union[...]` in class BizonConfig was not found in bizon/common/models.py"
+        )
     return out.code
 
 
 def add_union_member(source: str, name: str) -> str:
+    """Append `name` to the Union. A comment on the last member's line stays on that line."""
+
     def edit(sub: cst.Subscript) -> cst.Subscript:
         elements = list(sub.slice)
         last = elements[-1]
-        new = cst.SubscriptElement(slice=cst.Index(value=cst.Name(name)), comma=last.comma)
-        elements[-1] = last.with_changes(comma=_fresh_comma(sub))
+        if _split_lines(last.comma):
+            # One member per line, trailing comma: the last member keeps its line (and comment); the lines
+            # that followed it (comments, the closing bracket's indent) now follow the new member.
+            after = last.comma.whitespace_after
+            layout = _member_layout(sub) or after
+            kept = after.with_changes(empty_lines=[], indent=layout.indent, last_line=layout.last_line)
+            moved = after.with_changes(first_line=cst.TrailingWhitespace())
+            new_comma = last.comma.with_changes(whitespace_after=moved)
+            elements[-1] = last.with_changes(comma=last.comma.with_changes(whitespace_after=kept))
+        else:
+            new_comma = last.comma
+            elements[-1] = last.with_changes(comma=_fresh_comma(sub))
+        new = cst.SubscriptElement(slice=cst.Index(value=cst.Name(name)), comma=new_comma)
         return sub.with_changes(slice=[*elements, new])
 
     return _edit_union(source, edit)
 
 
 def remove_union_member(source: str, name: str) -> str:
-    """The exact inverse of add_union_member: the new last member takes back the removed one's comma."""
+    """The exact inverse of add_union_member: the new last member takes back what followed the removed one."""
 
     def edit(sub: cst.Subscript) -> cst.Subscript:
         elements = list(sub.slice)
@@ -206,7 +239,17 @@ def remove_union_member(source: str, name: str) -> str:
         i = hit[0]
         removed = elements.pop(i)
         if i == len(elements):
-            elements[-1] = elements[-1].with_changes(comma=removed.comma)
+            prev = elements[-1]
+            if _split_lines(prev.comma) and _split_lines(removed.comma):
+                mine, theirs = prev.comma.whitespace_after, removed.comma.whitespace_after
+                merged = mine.with_changes(
+                    empty_lines=[*mine.empty_lines, *theirs.empty_lines],
+                    indent=theirs.indent,
+                    last_line=theirs.last_line,
+                )
+                elements[-1] = prev.with_changes(comma=prev.comma.with_changes(whitespace_after=merged))
+            else:
+                elements[-1] = prev.with_changes(comma=removed.comma)
         return sub.with_changes(slice=elements)
 
     return _edit_union(source, edit)
@@ -224,7 +267,9 @@ def _branch_member(node) -> str | None:
                 comparisons=[
                     m.ComparisonTarget(
                         operator=m.Equal(),
-                        comparator=m.Attribute(value=m.Name("DestinationTypes"), attr=m.SaveMatchedNode(m.Name(), "a")),
+                        comparator=m.Attribute(
+                            value=m.Name("DestinationTypes"), attr=m.SaveMatchedNode(m.Name(), "a")
+                        ),
                     )
                 ],
             )
@@ -276,13 +321,14 @@ def _edit_chain(source: str, edit) -> str:
     out = module.visit(transformer)
     if not transformer.found:
         raise EditPointMissing(
-            "the `if config.name == DestinationTypes.X` chain of DestinationFactory.get_destination() was not found"
+            "the `if config.name == DestinationTypes.X` chain of DestinationFactory.get_destination() "
+            "was not found"
         )
     return out.code
 
 
 def add_factory_branch(source: str, member: str, dest_module: str, cls: str) -> str:
-    """Append an elif at the end of the chain (before an `else:` if there is one), so it precedes the raise."""
+    """Append an elif at the end of the chain (before an `else:` if any), so it precedes the raise."""
 
     chain_depth = [0]
 
@@ -291,8 +337,12 @@ def add_factory_branch(source: str, member: str, dest_module: str, cls: str) -> 
             chain_depth[0] += 1
             return node.with_changes(orelse=edit(module, node.orelse))
         branch = _branch(module, member, dest_module, cls)
-        # The blank line above the new elif copies the one above the last elif (no stray indentation).
-        spacing = node.leading_lines if chain_depth[0] else [cst.EmptyLine(indent=False)]
+        # The blank lines above the new elif copy those above the last elif, without its comments.
+        spacing = (
+            [line for line in node.leading_lines if line.comment is None]
+            if chain_depth[0]
+            else [cst.EmptyLine(indent=False)]
+        )
         return node.with_changes(orelse=branch.with_changes(orelse=node.orelse, leading_lines=spacing))
 
     return _edit_chain(source, edit)
