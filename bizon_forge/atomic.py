@@ -1,8 +1,19 @@
-"""All-or-nothing writes: one file by rename, several files as a transaction, under a per-workspace lock."""
+"""All-or-nothing writes: one file by rename, several files as a journaled transaction, under a per-workspace lock.
 
+Inside `workspace_lock` every write is confined to the workspace (no symlinked component, nothing read-only),
+and `write_all` first saves the originals to a journal in the state folder: a process killed between two
+renames leaves that journal behind, and the next call that takes the lock rolls the files back.
+"""
+
+import base64
+import errno
+import json
+import logging
 import os
+import stat
 import tempfile
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 from filelock import FileLock, Timeout
@@ -10,15 +21,64 @@ from filelock import FileLock, Timeout
 from bizon_forge.findings import Refused, fail
 
 LOCK_TIMEOUT_S = 60.0
+JOURNAL = "journal.json"
+
+log = logging.getLogger(__name__)
+
+# The state folder of the workspace whose lock this thread holds: it roots the confinement check and the journal.
+_held: ContextVar[Path | None] = ContextVar("bizon_forge_held_lock", default=None)
+
+
+def _unsafe(path: Path, message: str, hint: str | None = None) -> Refused:
+    return Refused(fail("workspace.unsafe_path", message, hint, file=str(path)))
+
+
+def check_writable(path: Path) -> None:
+    """Refuse a path that leaves the locked workspace, passes through a symlink, or was made read-only.
+
+    Mode bits are checked rather than os.access(): a server running as root would otherwise
+    overwrite a file its user protected with chmod a-w.
+    """
+    state = _held.get()
+    if state is not None:
+        root = state.parent
+        if not path.is_absolute() or ".." in path.parts or root not in path.parents:
+            raise _unsafe(path, f"{path} is outside the workspace {root}.")
+        probe = path
+        while probe != root:
+            if probe.is_symlink():
+                raise _unsafe(
+                    path,
+                    f"{probe.relative_to(root)} is a symlink; bizon-forge writes only real paths in the tree.",
+                    f"Replace the symlink {probe} with a real file or folder.",
+                )
+            probe = probe.parent
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
+        raise Refused(
+            fail(
+                "workspace.read_only",
+                f"{probe} is read-only; bizon-forge leaves protected files alone.",
+                f"Make it writable (chmod u+w {probe}) and call again.",
+                file=str(probe),
+            )
+        )
 
 
 def write_text(path: Path, text: str) -> None:
     """Write to a temporary file beside `path` and rename it into place, so readers see old or new, never half."""
+    check_writable(path)
+    _replace(path, text.encode("utf-8"))
+
+
+def _replace(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         if path.exists():
@@ -33,12 +93,79 @@ def write_text(path: Path, text: str) -> None:
 _fault_after_write = None
 
 
+class WriteFailed(Exception):
+    """A transaction stopped at `path`; the files it had written are back as they were, except `unrestored`."""
+
+    def __init__(self, path: Path, cause: BaseException, written: list[Path], unrestored: list[Path]):
+        self.path, self.cause, self.written, self.unrestored = path, cause, written, unrestored
+        super().__init__(f"{path}: {type(cause).__name__}: {cause}")
+
+
+def _put_back(path: Path, old: tuple[bytes, int] | None) -> None:
+    if old is None:
+        path.unlink(missing_ok=True)
+        return
+    content, mode = old
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.restore")
+    tmp.write_bytes(content)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+def _restore(done: list[Path], originals: dict[Path, tuple[bytes, int] | None]) -> list[Path]:
+    """Put back every written file, newest first; the paths that could not be put back."""
+    failed = []
+    for path in reversed(done):
+        try:
+            _put_back(path, originals[path])
+        except OSError:
+            failed.append(path)
+    return failed
+
+
+def _journal(state: Path | None) -> Path | None:
+    return state / JOURNAL if state is not None else None
+
+
+def recover(state_dir: Path) -> None:
+    """Roll back a transaction whose process died between two renames (its journal is still there)."""
+    journal = _journal(state_dir)
+    if not journal.exists():
+        return
+    try:
+        entries = json.loads(journal.read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        log.warning("unreadable journal %s left as it is", journal)
+        return
+    for name, old in entries.items():
+        _put_back(Path(name), None if old is None else (base64.b64decode(old["data"]), old["mode"]))
+    journal.unlink(missing_ok=True)
+    log.warning("rolled back an interrupted write of %d file(s) in %s", len(entries), state_dir.parent)
+
+
 def write_all(changes: dict[Path, str | None]) -> None:
-    """Apply every change (text, or None to delete) or none: on any failure the originals are put back."""
-    originals: dict[Path, bytes | None] = {p: (p.read_bytes() if p.exists() else None) for p in changes}
+    """Apply every change (text, or None to delete) or none: on any failure the originals are put back.
+
+    Unsafe paths are refused (Refused) before anything is written. Any other failure restores the
+    originals and raises WriteFailed; KeyboardInterrupt and the like restore and propagate.
+    """
+    for path in changes:
+        check_writable(path)
+    originals = {p: (p.read_bytes(), p.stat().st_mode & 0o7777) if p.exists() else None for p in changes}
+    journal = _journal(_held.get())
+    if journal is not None:
+        entries = {
+            str(p): None if old is None else {"data": base64.b64encode(old[0]).decode(), "mode": old[1]}
+            for p, old in originals.items()
+        }
+        _replace(journal, json.dumps({"files": entries}).encode())
     done: list[Path] = []
+    current: Path | None = None
+    unrestored: list[Path] = []
     try:
         for path, text in changes.items():
+            current = path
             if text is None:
                 path.unlink(missing_ok=True)
             else:
@@ -46,27 +173,27 @@ def write_all(changes: dict[Path, str | None]) -> None:
             done.append(path)
             if _fault_after_write is not None:
                 _fault_after_write(path)
-    except BaseException:
-        for path in reversed(done):
-            old = originals[path]
-            if old is None:
-                path.unlink(missing_ok=True)
-            else:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_name(f".{path.name}.restore")
-                tmp.write_bytes(old)
-                os.replace(tmp, path)
+    except BaseException as error:
+        unrestored = _restore(done, originals)
+        if isinstance(error, Exception) and not isinstance(error, Refused):
+            raise WriteFailed(current, error, list(done), unrestored) from error
         raise
+    finally:
+        if journal is not None and not unrestored:  # a journal left behind is rolled back by the next lock
+            journal.unlink(missing_ok=True)
 
 
 @contextmanager
 def workspace_lock(state_dir: Path, timeout: float = LOCK_TIMEOUT_S):
     """Serialise writers to one workspace across server processes. The OS drops the lock when its holder dies."""
+    if state_dir.is_symlink():
+        raise _unsafe(
+            state_dir, f"{state_dir} is a symlink; the state folder must be a real folder in the tree."
+        )
     state_dir.mkdir(parents=True, exist_ok=True)
     lock = FileLock(state_dir / "workspace.lock", timeout=timeout)
     try:
-        with lock:
-            yield
+        lock.acquire()
     except Timeout:
         raise Refused(
             fail(
@@ -75,3 +202,14 @@ def workspace_lock(state_dir: Path, timeout: float = LOCK_TIMEOUT_S):
                 "Retry shortly; a long validation or another agent is writing to this workspace.",
             )
         ) from None
+    except OSError as error:
+        if error.errno != errno.ELOOP:
+            raise
+        raise _unsafe(state_dir / "workspace.lock", "The workspace lock file is a symlink.") from None
+    token = _held.set(state_dir)
+    try:
+        recover(state_dir)
+        yield
+    finally:
+        _held.reset(token)
+        lock.release()

@@ -3,7 +3,7 @@
 import ast
 from dataclasses import dataclass, field
 
-from bizon_forge.workspace import ENUM_FILE, FACTORY_FILE, MODELS_FILE, Workspace
+from bizon_forge.workspace import ENUM_FILE, FACTORY_FILE, MODELS_FILE, REGISTRATION_FILES, Workspace
 
 CONNECTOR_PREFIX = "bizon.connectors.destinations."
 
@@ -26,15 +26,16 @@ class Registry:
         config_cls = f"{pascal}Config"
         return {
             "enum": self.enum.get(upper) == name,
-            "union": config_cls in self.union and self.imports.get(config_cls, "").startswith(CONNECTOR_PREFIX + name),
+            "union": config_cls in self.union
+            and self.imports.get(config_cls, "").startswith(f"{CONNECTOR_PREFIX}{name}."),
             "factory": upper in self.factory,
         }
 
 
-def _parse(ws: Workspace, rel: str, errors: list[str]) -> ast.Module | None:
+def _parse(rel: str, text: str, errors: list[str]) -> ast.Module | None:
     try:
-        return ast.parse(ws.path(rel).read_text())
-    except (OSError, SyntaxError, ValueError) as error:
+        return ast.parse(text)
+    except (SyntaxError, ValueError) as error:
         errors.append(f"{rel}: {error}")
         return None
 
@@ -96,16 +97,27 @@ def _factory(tree: ast.Module, reg: Registry) -> None:
                 and test.comparators[0].value.id == "DestinationTypes"
             ):
                 member = test.comparators[0].attr
-                module = next(
-                    (s.module for s in node.body if isinstance(s, ast.ImportFrom) and s.module), ""
-                )
+                module = next((s.module for s in node.body if isinstance(s, ast.ImportFrom) and s.module), "")
                 reg.factory[member] = module
 
 
-def read(ws: Workspace) -> Registry:
+def from_texts(texts: dict[str, str]) -> Registry:
+    """The registry of the three files' texts (workspace-relative path -> source)."""
     reg = Registry()
     for rel, reader in ((ENUM_FILE, _enum), (MODELS_FILE, _models), (FACTORY_FILE, _factory)):
-        tree = _parse(ws, rel, reg.errors)
+        tree = _parse(rel, texts[rel], reg.errors)
         if tree is not None:
             reader(tree, reg)
     return reg
+
+
+def read_texts(ws: Workspace) -> dict[str, str]:
+    return {rel: ws.path(rel).read_text() for rel in REGISTRATION_FILES}
+
+
+def read(ws: Workspace) -> Registry:
+    try:
+        texts = read_texts(ws)
+    except (OSError, ValueError) as error:
+        return Registry(errors=[str(error)])
+    return from_texts(texts)
