@@ -12,7 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from bizon_forge import recipes, spec
-from bizon_forge.atomic import workspace_lock, write_all, write_text
+from bizon_forge.atomic import WriteFailed, workspace_lock, write_all
 from bizon_forge.findings import Refused, Result, fail, warn
 from bizon_forge.spec import DestinationSpec, FieldSpec
 from bizon_forge.workspace import DESTINATIONS_DIR, Workspace
@@ -125,7 +125,11 @@ def record_path(ws: Workspace, name: str) -> Path:
 
 def _record(ws: Workspace, name: str) -> dict[str, str]:
     path = record_path(ws, name)
-    return json.loads(path.read_text()) if path.exists() else {}
+    try:
+        record = json.loads(path.read_text()) if path.exists() else {}
+    except (OSError, ValueError):
+        record = {}  # an unreadable record makes every existing file look edited: render then refuses to clobber
+    return record if isinstance(record, dict) else {}
 
 
 def _guard_paths(ws: Workspace, name: str, rels) -> None:
@@ -190,9 +194,15 @@ def render_destination(ws: Workspace, name: str, dry_run: bool = False, overwrit
             )
             return RenderResult(ok=False, files=files, findings=findings)
         if not dry_run and changes:
-            write_all(changes)
             record.update({rel: _digest(text) for rel, text in planned.items()})
-            write_text(record_path(ws, name), json.dumps(record, indent=2, sort_keys=True) + "\n")
+            # The record rides in the same transaction: files without it would look hand-edited next time.
+            changes[record_path(ws, name)] = json.dumps(record, indent=2, sort_keys=True) + "\n"
+            try:
+                write_all(changes)
+            except WriteFailed as error:
+                raise Refused(
+                    fail("render.write_failed", f"Writing failed ({error.cause}); nothing was changed.")
+                ) from None
     todo = sum(text.count(TODO) for text in planned.values())
     if todo:
         findings.append(

@@ -283,7 +283,24 @@ def load(ws: Workspace, name: str) -> DestinationSpec:
                 "Call describe_target first.",
             )
         )
-    return DestinationSpec.model_validate_json(path.read_text())
+    try:
+        stored = DestinationSpec.model_validate_json(path.read_text())
+    except (OSError, ValueError) as error:  # pydantic's ValidationError and UnicodeDecodeError are ValueErrors
+        stored, why = None, f"{type(error).__name__}: {str(error)[:200]}"
+    else:
+        # A store edited by hand must not smuggle in a name (say '../../x') that describe_target would refuse.
+        why = None if stored.name == name else f"it names {stored.name[:60]!r}"
+        why = why or "; ".join(f.message for f in check_spec(stored) if f.status == "fail") or None
+    if why:
+        raise Refused(
+            fail(
+                "spec.unreadable",
+                f"The stored spec for {name!r} is not a valid spec of that name ({why}).",
+                "Call describe_target again to store it afresh.",
+                file=str(path.relative_to(ws.root)),
+            )
+        )
+    return stored
 
 
 def stored_names(ws: Workspace) -> list[str]:

@@ -133,7 +133,40 @@ def resolve(path: str | None, settings: Settings) -> Workspace:
                 "Point at a bizon checkout or sdist; `bizon-forge workspace init DIR` makes one.",
             )
         )
+    link = _symlink_in(real)
+    if link:
+        raise Refused(
+            fail(
+                "workspace.symlink",
+                f"{link} in the tree is a symlink; bizon-forge edits only real paths inside the tree.",
+                "Replace it with a real file or folder (or point at the tree it leads to).",
+                file=link,
+            )
+        )
     return Workspace(root=real, settings=settings)
+
+
+# Paths bizon-forge writes or deletes under: a symlink anywhere on them would carry an edit out of the tree.
+GUARDED = (
+    *REGISTRATION_FILES,
+    DESTINATIONS_DIR,
+    "tests/connectors/destinations",
+    f"{STATE_DIR}/specs",
+    f"{STATE_DIR}/rendered",
+)
+
+
+def _symlink_in(root: Path) -> str | None:
+    """The first symlink on the way from `root` to any guarded path, as a relative path, or None."""
+    for rel in GUARDED:
+        probe = root
+        for part in Path(rel).parts:
+            probe = probe / part
+            if probe.is_symlink():
+                return str(probe.relative_to(root))
+            if not probe.exists():
+                break
+    return None
 
 
 # -- making a workspace from PyPI -------------------------------------------------------------------
