@@ -1,4 +1,8 @@
-"""apply_registrations / remove_destination: the three registrations as exact, atomic, reversible edits."""
+"""apply_registrations / remove_destination: the three registrations as exact, atomic, reversible edits.
+
+`plan_add` and `plan_remove` are pure (texts in, texts out); the two tools add the lock, the conflict
+checks, the all-or-nothing write and the import check around them.
+"""
 
 import ast
 import difflib
@@ -9,9 +13,9 @@ import tomllib
 from pydantic import BaseModel
 
 from bizon_forge import registry, spec
-from bizon_forge.atomic import workspace_lock, write_all
-from bizon_forge.findings import Finding, Refused, Result, fail
-from bizon_forge.spec import DestinationSpec
+from bizon_forge.atomic import WriteFailed, workspace_lock, write_all
+from bizon_forge.findings import Finding, Refused, Result, fail, warn
+from bizon_forge.spec import DestinationSpec, Names
 from bizon_forge.workspace import ENUM_FILE, FACTORY_FILE, MODELS_FILE, Workspace
 
 IMPORT_CHECK_TIMEOUT_S = 60
@@ -23,7 +27,9 @@ class FileEdit(BaseModel):
 
 
 class RegistrationResult(Result):
-    registrations: dict[str, str] = {}  # enum | import | union | factory -> added | already_present | conflict
+    registrations: dict[
+        str, str
+    ] = {}  # enum | import | union | factory -> added | already_present | conflict
     edits: list[FileEdit] = []
 
 
@@ -34,39 +40,120 @@ class RemovalResult(Result):
 
 
 def _diff(rel: str, old: str, new: str) -> str:
-    return "".join(difflib.unified_diff(old.splitlines(True), new.splitlines(True), f"a/{rel}", f"b/{rel}", n=1))
+    return "".join(
+        difflib.unified_diff(old.splitlines(True), new.splitlines(True), f"a/{rel}", f"b/{rel}", n=1)
+    )
 
 
 def _line_length(ws: Workspace) -> int:
     try:
         conf = tomllib.loads(ws.path("pyproject.toml").read_text())
-    except (OSError, tomllib.TOMLDecodeError):
+    except (OSError, ValueError):  # TOMLDecodeError and UnicodeDecodeError are ValueErrors
         return 88
-    return int(conf.get("tool", {}).get("ruff", {}).get("line-length", 88))
+    value = conf.get("tool", {}).get("ruff", {}).get("line-length", 88)
+    return value if isinstance(value, int) and value > 0 else 88
 
 
-def _literal_member(ws: Workspace, s: DestinationSpec) -> tuple[str | None, int | None]:
-    """The member the new config's `name: Literal[DestinationTypes.X]` names, and its line."""
-    path = ws.destination_dir(s.name) / "src" / "config.py"
+def _modules(name: str) -> tuple[str, str]:
+    base = f"{registry.CONNECTOR_PREFIX}{name}.src"
+    return f"{base}.config", f"{base}.destination"
+
+
+# -- pure planning ---------------------------------------------------------------------------------
+
+
+def plan_add(texts: dict[str, str], name: str, n: Names, line_length: int = 88):
+    """(new texts, {registration: added | already_present}) for the three files' texts.
+
+    Adds only what is missing, so a half-done manual registration is completed and a second call
+    changes nothing. Raises codemods.EditPointMissing for a file whose structure it does not know.
+    """
+    from bizon_forge import codemods
+
+    reg = registry.from_texts(texts)
+    config_module, destination_module = _modules(name)
+    cfg_cls = f"{n.pascal}Config"
+    texts, status = dict(texts), {}
+    if reg.enum.get(n.upper) == name:
+        status["enum"] = "already_present"
+    else:
+        texts[ENUM_FILE] = codemods.add_enum_member(texts[ENUM_FILE], n.upper, name)
+        status["enum"] = "added"
+    if reg.imports.get(cfg_cls) == config_module:
+        status["import"] = "already_present"
+    else:
+        texts[MODELS_FILE] = codemods.add_import(texts[MODELS_FILE], config_module, cfg_cls, line_length)
+        status["import"] = "added"
+    if cfg_cls in reg.union:
+        status["union"] = "already_present"
+    else:
+        texts[MODELS_FILE] = codemods.add_union_member(texts[MODELS_FILE], cfg_cls)
+        status["union"] = "added"
+    if n.upper in reg.factory:
+        status["factory"] = "already_present"
+    else:
+        texts[FACTORY_FILE] = codemods.add_factory_branch(
+            texts[FACTORY_FILE], n.upper, destination_module, f"{n.pascal}Destination"
+        )
+        status["factory"] = "added"
+    return texts, status
+
+
+def plan_remove(texts: dict[str, str], name: str, n: Names):
+    """(new texts, registrations removed): takes away only what points at this destination's modules."""
+    from bizon_forge import codemods
+
+    reg = registry.from_texts(texts)
+    config_module, destination_module = _modules(name)
+    cfg_cls = f"{n.pascal}Config"
+    texts, removed = dict(texts), []
+    if reg.enum.get(n.upper) == name:
+        texts[ENUM_FILE] = codemods.remove_enum_member(texts[ENUM_FILE], n.upper)
+        removed.append("enum")
+    if reg.imports.get(cfg_cls) == config_module:
+        texts[MODELS_FILE] = codemods.remove_import(texts[MODELS_FILE], config_module, cfg_cls)
+        removed.append("import")
+    # A Union member of that class name imported from another connector belongs to that connector.
+    if cfg_cls in reg.union and reg.imports.get(cfg_cls, config_module) == config_module:
+        texts[MODELS_FILE] = codemods.remove_union_member(texts[MODELS_FILE], cfg_cls)
+        removed.append("union")
+    if reg.factory.get(n.upper) == destination_module:
+        texts[FACTORY_FILE] = codemods.remove_factory_branch(texts[FACTORY_FILE], n.upper)
+        removed.append("factory")
+    return texts, removed
+
+
+# -- checks ----------------------------------------------------------------------------------------
+
+
+def _literal_members(ws: Workspace, name: str) -> list[tuple[str, int]]:
+    """Every `name: Literal[DestinationTypes.X]` in the new config.py, with its line."""
+    path = ws.destination_dir(name) / "src" / "config.py"
     try:
         tree = ast.parse(path.read_text())
     except (OSError, SyntaxError, ValueError):
-        return None, None
+        return []
+    found = []
     for node in ast.walk(tree):
         if (
             isinstance(node, ast.AnnAssign)
             and isinstance(node.target, ast.Name)
             and node.target.id == "name"
             and isinstance(node.annotation, ast.Subscript)
+            and isinstance(node.annotation.value, ast.Name)
+            and node.annotation.value.id == "Literal"
             and isinstance(node.annotation.slice, ast.Attribute)
+            and isinstance(node.annotation.slice.value, ast.Name)
+            and node.annotation.slice.value.id == "DestinationTypes"
         ):
-            return node.annotation.slice.attr, node.lineno
-    return None, None
+            found.append((node.annotation.slice.attr, node.lineno))
+    return found
 
 
 def conflicts(ws: Workspace, s: DestinationSpec, reg: registry.Registry) -> list[Finding]:
     n = s.names
-    cfg_cls, config_module = f"{n.pascal}Config", f"{registry.CONNECTOR_PREFIX}{s.name}.src.config"
+    cfg_cls = f"{n.pascal}Config"
+    config_module, destination_module = _modules(s.name)
     found = []
     if n.upper in reg.enum and reg.enum[n.upper] != s.name:
         found.append(
@@ -96,41 +183,70 @@ def conflicts(ws: Workspace, s: DestinationSpec, reg: registry.Registry) -> list
                 f"{cfg_cls} is already imported in {MODELS_FILE} from {reg.imports[cfg_cls]}.",
                 "Pick a name whose PascalCase form is new.",
                 MODELS_FILE,
+                reg.import_lines.get(cfg_cls),
             )
         )
     branch = reg.factory.get(n.upper)
-    if branch and branch != f"{registry.CONNECTOR_PREFIX}{s.name}.src.destination":
+    if branch and branch != destination_module:
         found.append(
             fail(
                 "registration.factory_conflict",
-                f"The factory branch for DestinationTypes.{n.upper} imports {branch or 'nothing'}.",
+                f"The factory branch for DestinationTypes.{n.upper} imports {branch}, "
+                f"not {destination_module}.",
                 "Fix or delete that branch by hand, then call again.",
                 FACTORY_FILE,
             )
         )
-    member, line = _literal_member(ws, s)
     rel_config = f"bizon/connectors/destinations/{s.name}/src/config.py"
-    if member is None and not (ws.root / rel_config).exists():
-        found.append(fail("registration.not_rendered", f"{rel_config} does not exist.", "Call render_destination."))
-    elif member != n.upper:
+    if not (ws.root / rel_config).is_file():
         found.append(
-            fail(
-                "registration.literal_mismatch",
-                f"{cfg_cls}.name is Literal[DestinationTypes.{member}], not DestinationTypes.{n.upper}; "
-                "two configs on one tag break every bizon command.",
-                f"Write `name: Literal[DestinationTypes.{n.upper}]`.",
+            fail("registration.not_rendered", f"{rel_config} does not exist.", "Call render_destination.")
+        )
+        return found
+    literals = _literal_members(ws, s.name)
+    for member, line in literals:
+        if member != n.upper:
+            found.append(
+                fail(
+                    "registration.literal_mismatch",
+                    f"{rel_config} declares `name: Literal[DestinationTypes.{member}]`, not "
+                    f"DestinationTypes.{n.upper}; two configs on one tag break every bizon command.",
+                    f"Write `name: Literal[DestinationTypes.{n.upper}]`.",
+                    rel_config,
+                    line,
+                )
+            )
+    if not literals:
+        found.append(
+            warn(
+                "registration.literal_missing",
+                f"{rel_config} has no `name: Literal[DestinationTypes.{n.upper}]`; "
+                "BizonConfig picks a destination by that tag.",
+                f"Give {cfg_cls} the field `name: Literal[DestinationTypes.{n.upper}]`.",
                 rel_config,
-                line,
             )
         )
     return found
 
 
-def import_check(ws: Workspace) -> str | None:
+# Deletes the cached byte-code of the files just edited first: a pyc is trusted when the source's
+# mtime (whole seconds) and size match, which two quick edits of equal length can both have.
+_IMPORT_CHECK = """
+import importlib.util, os, sys
+for source in sys.argv[1:]:
+    try:
+        os.remove(importlib.util.cache_from_source(source))
+    except OSError:
+        pass
+import bizon.common.models
+"""
+
+
+def import_check(ws: Workspace, edited: list[str] = ()) -> str | None:
     """None if `import bizon.common.models` works in the workspace's Python, else the error's last lines."""
     try:
         done = subprocess.run(
-            [ws.python(), "-c", "import bizon.common.models"],
+            [ws.python(), "-c", _IMPORT_CHECK, *(str(ws.path(rel)) for rel in edited)],
             cwd=ws.root,
             env=ws.env(),
             capture_output=True,
@@ -139,84 +255,109 @@ def import_check(ws: Workspace) -> str | None:
         )
     except subprocess.TimeoutExpired:
         return f"import bizon.common.models took over {IMPORT_CHECK_TIMEOUT_S} s"
+    except OSError as error:
+        return f"could not run {ws.python()}: {error}"
     if done.returncode == 0:
         return None
     return "\n".join(done.stderr.strip().splitlines()[-6:])
 
 
-def _plan(ws: Workspace, s: DestinationSpec, reg: registry.Registry) -> tuple[dict[str, str], dict[str, str]]:
-    """New texts of the registration files, and what happened to each registration."""
-    from bizon_forge import codemods
-
-    n = s.names
-    cfg_cls, base = f"{n.pascal}Config", f"{registry.CONNECTOR_PREFIX}{s.name}.src"
-    texts = {rel: ws.path(rel).read_text() for rel in (ENUM_FILE, MODELS_FILE, FACTORY_FILE)}
-    status = {}
-    try:
-        if reg.enum.get(n.upper) == s.name:
-            status["enum"] = "already_present"
-        else:
-            texts[ENUM_FILE] = codemods.add_enum_member(texts[ENUM_FILE], n.upper, s.name)
-            status["enum"] = "added"
-        if reg.imports.get(cfg_cls) == f"{base}.config":
-            status["import"] = "already_present"
-        else:
-            texts[MODELS_FILE] = codemods.add_import(texts[MODELS_FILE], f"{base}.config", cfg_cls, _line_length(ws))
-            status["import"] = "added"
-        if cfg_cls in reg.union:
-            status["union"] = "already_present"
-        else:
-            texts[MODELS_FILE] = codemods.add_union_member(texts[MODELS_FILE], cfg_cls)
-            status["union"] = "added"
-        if n.upper in reg.factory:
-            status["factory"] = "already_present"
-        else:
-            texts[FACTORY_FILE] = codemods.add_factory_branch(
-                texts[FACTORY_FILE], n.upper, f"{base}.destination", f"{n.pascal}Destination"
+def _write_failed(ws: Workspace, id: str, error: WriteFailed) -> list[Finding]:
+    where = error.path.relative_to(ws.root) if error.path and ws.root in error.path.parents else error.path
+    written = len(error.written)
+    found = [
+        fail(
+            id,
+            f"Writing {where} failed ({type(error.cause).__name__}: {error.cause}); "
+            f"the {written} file(s) written before it were restored, the tree is as it was.",
+            "Fix the cause (disk space, permissions) and call again.",
+            str(where),
+        )
+    ]
+    if error.unrestored:
+        found.append(
+            fail(
+                "workspace.restore_failed",
+                "Could not restore: " + ", ".join(str(p) for p in error.unrestored) + ".",
+                "The next call that takes the workspace lock rolls them back from the journal.",
             )
-            status["factory"] = "added"
-    except codemods.EditPointMissing as error:
-        raise Refused(fail("registration.edit_point_missing", str(error), "Is this a bizon tree of 0.5+?")) from None
-    return texts, status
+        )
+    return found
+
+
+_CONFLICT_KEYS = {
+    "registration.enum_conflict": ("enum",),
+    "registration.import_conflict": ("import", "union"),
+    "registration.factory_conflict": ("factory",),
+}
 
 
 def apply_registrations(ws: Workspace, name: str, dry_run: bool = False) -> RegistrationResult:
+    from bizon_forge import codemods
+
     s = spec.load(ws, name)
+    validate_next = f"validate_destination(name={name!r})"
     with workspace_lock(ws.state_dir):
-        reg = registry.read(ws)
+        originals = registry.read_texts(ws)
+        reg = registry.from_texts(originals)
         if reg.errors:
-            raise Refused(*(fail("registry.unparsable", e, "Fix the syntax error first.") for e in reg.errors))
+            raise Refused(
+                *(fail("registry.unparsable", e, "Fix the syntax error first.") for e in reg.errors)
+            )
         found = conflicts(ws, s, reg)
-        if found:
-            return RegistrationResult(ok=False, findings=found, next="Nothing was written. Fix the conflicts.")
-        texts, status = _plan(ws, s, reg)
-        originals = {rel: ws.path(rel).read_text() for rel in texts}
+        if any(f.status == "fail" for f in found):
+            hit = {key: "conflict" for f in found for key in _CONFLICT_KEYS.get(f.id, ())}
+            return RegistrationResult(
+                ok=False, registrations=hit, findings=found, next="Nothing was written. Fix the conflicts."
+            )
+        try:
+            texts, status = plan_add(originals, s.name, s.names, _line_length(ws))
+        except codemods.EditPointMissing as error:
+            raise Refused(
+                fail("registration.edit_point_missing", str(error), "Is this a bizon tree of 0.5+?")
+            ) from None
         changed = {rel: t for rel, t in texts.items() if t != originals[rel]}
         edits = [FileEdit(path=rel, diff=_diff(rel, originals[rel], t)) for rel, t in changed.items()]
-        if dry_run or not changed:
-            nxt = f"validate_destination(name={name!r})" if not changed else None
-            return RegistrationResult(registrations=status, edits=edits, next=nxt)
+        if not changed:
+            found.append(
+                Finding(
+                    id="registration.unchanged",
+                    status="pass",
+                    message=f"{name} was already registered in all three files; nothing was written.",
+                )
+            )
+            return RegistrationResult(registrations=status, findings=found, next=validate_next)
+        if dry_run:
+            return RegistrationResult(
+                registrations=status, findings=found, edits=edits, next=f"apply_registrations(name={name!r})"
+            )
         try:
             write_all({ws.path(rel): t for rel, t in changed.items()})
-        except OSError as error:
-            raise Refused(
-                fail("registration.write_failed", f"Writing failed ({error}); the files were restored.")
-            ) from None
-        problem = import_check(ws)
-        if problem:
-            write_all({ws.path(rel): originals[rel] for rel in changed})
+        except WriteFailed as error:
             return RegistrationResult(
-                ok=False,
-                registrations=status,
-                findings=[
-                    fail(
-                        "registration.import_failed",
-                        f"After registering, `import bizon.common.models` failed; the 3 files were restored. {problem}",
-                        "Fix the destination's config.py (no optional imports, no bizon.common.models), then retry.",
-                    )
-                ],
+                ok=False, findings=_write_failed(ws, "registration.write_failed", error)
             )
-    return RegistrationResult(registrations=status, edits=edits, next=f"validate_destination(name={name!r})")
+        problem = import_check(ws, [*changed, *_connector_files(ws, name)])
+        if problem:
+            restored = [
+                fail(
+                    "registration.import_failed",
+                    "After registering, `import bizon.common.models` failed; the 3 files were restored. "
+                    + problem,
+                    "Fix the destination's config.py (no optional imports, no bizon.common.models); retry.",
+                )
+            ]
+            try:
+                write_all({ws.path(rel): originals[rel] for rel in changed})
+            except WriteFailed as error:
+                restored = restored[:1] + _write_failed(ws, "registration.restore_failed", error)
+            return RegistrationResult(ok=False, registrations=status, findings=restored, edits=edits)
+    return RegistrationResult(registrations=status, findings=found, edits=edits, next=validate_next)
+
+
+def _connector_files(ws: Workspace, name: str) -> list[str]:
+    src = ws.destination_dir(name) / "src"
+    return [str(p.relative_to(ws.root)) for p in sorted(src.glob("*.py"))] if src.is_dir() else []
 
 
 def remove_destination(ws: Workspace, name: str, delete_files: bool = False) -> RemovalResult:
@@ -235,27 +376,21 @@ def remove_destination(ws: Workspace, name: str, delete_files: bool = False) -> 
                     "Remove bizon's own destinations by hand if you really mean to.",
                 )
             )
-        s = spec.load(ws, name) if ours else DestinationSpec(name=name)
-        n = s.names
-        cfg_cls, base = f"{n.pascal}Config", f"{registry.CONNECTOR_PREFIX}{name}.src"
-        reg = registry.read(ws)
-        originals = {rel: ws.path(rel).read_text() for rel in (ENUM_FILE, MODELS_FILE, FACTORY_FILE)}
-        texts = dict(originals)
-        removed = []
-        if reg.enum.get(n.upper) == name:
-            texts[ENUM_FILE] = codemods.remove_enum_member(texts[ENUM_FILE], n.upper)
-            removed.append("enum")
-        if reg.imports.get(cfg_cls) == f"{base}.config":
-            texts[MODELS_FILE] = codemods.remove_import(texts[MODELS_FILE], f"{base}.config", cfg_cls)
-            removed.append("import")
-        if cfg_cls in reg.union:
-            texts[MODELS_FILE] = codemods.remove_union_member(texts[MODELS_FILE], cfg_cls)
-            removed.append("union")
-        if reg.factory.get(n.upper) == f"{base}.destination":
-            texts[FACTORY_FILE] = codemods.remove_factory_branch(texts[FACTORY_FILE], n.upper)
-            removed.append("factory")
+        originals = registry.read_texts(ws)
+        reg = registry.from_texts(originals)
+        if reg.errors:
+            raise Refused(
+                *(fail("registry.unparsable", e, "Fix the syntax error first.") for e in reg.errors)
+            )
+        try:
+            texts, removed = plan_remove(originals, name, DestinationSpec(name=name).names)
+        except codemods.EditPointMissing as error:
+            raise Refused(fail("registration.edit_point_missing", str(error))) from None
         changed = {rel: t for rel, t in texts.items() if t != originals[rel]}
-        write_all({ws.path(rel): t for rel, t in changed.items()})
+        try:
+            write_all({ws.path(rel): t for rel, t in changed.items()})
+        except WriteFailed as error:
+            return RemovalResult(ok=False, findings=_write_failed(ws, "remove.write_failed", error))
         deleted = []
         if delete_files:
             from bizon_forge.render import record_path
@@ -273,8 +408,16 @@ def remove_destination(ws: Workspace, name: str, delete_files: bool = False) -> 
                 else:
                     continue
                 deleted.append(str(path.relative_to(ws.root)))
+    findings = []
+    if not removed and not deleted:
+        findings.append(
+            Finding(
+                id="remove.nothing", status="pass", message=f"Nothing of {name!r} was registered or on disk."
+            )
+        )
     return RemovalResult(
         removed=removed,
         deleted=deleted,
+        findings=findings,
         edits=[FileEdit(path=rel, diff=_diff(rel, originals[rel], t)) for rel, t in changed.items()],
     )

@@ -13,6 +13,7 @@ class Registry:
     enum: dict[str, str] = field(default_factory=dict)  # member -> value
     enum_lines: dict[str, int] = field(default_factory=dict)
     imports: dict[str, str] = field(default_factory=dict)  # class imported in models.py -> module
+    import_lines: dict[str, int] = field(default_factory=dict)
     union: list[str] = field(default_factory=list)  # members of BizonConfig.destination
     factory: dict[str, str] = field(default_factory=dict)  # enum member -> module imported in its branch
     factory_top_imports: list[str] = field(default_factory=list)  # connector modules imported at top level
@@ -74,6 +75,7 @@ def _models(tree: ast.Module, reg: Registry) -> None:
         if isinstance(node, ast.ImportFrom) and node.module:
             for alias in node.names:
                 reg.imports[alias.asname or alias.name] = node.module
+                reg.import_lines[alias.asname or alias.name] = node.lineno
     slice_ = union_node(tree)
     if slice_ is not None:
         elts = slice_.elts if isinstance(slice_, ast.Tuple) else [slice_]
