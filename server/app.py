@@ -20,7 +20,7 @@ from bizon_forge.render import RenderResult
 from bizon_forge.spec import Batching, DestinationSpec, ErrorHandling, FieldSpec
 from bizon_forge.validators.report import ValidationResult
 from bizon_forge.workspace import Settings
-from bizon_forge.server import resources
+from bizon_forge.server import resources, schemas
 
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 WRITES = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
@@ -154,11 +154,14 @@ def build_server(settings: Settings) -> MCPServer:
         return await anyio.to_thread.run_sync(run, ws(workspace), name, delete_files)
 
     resources.register(mcp, settings)
+    schemas.compact_tools(mcp)
     return mcp
 
 
 def serve(settings: Settings, http: bool = False, host: str = "127.0.0.1", port: int = 8765, stateless=False) -> Any:
     mcp = build_server(settings)
     if http:
-        return mcp.run("streamable-http", host=host, port=port, stateless_http=stateless, json_response=stateless)
+        # Stateless answers still stream (SSE per request): a JSON-only answer drops progress notifications,
+        # and clients time out a silent validate_destination run.
+        return mcp.run("streamable-http", host=host, port=port, stateless_http=stateless)
     return mcp.run()

@@ -1,0 +1,241 @@
+"""`make bench`: what bizon-forge costs a calling agent, each figure a median beside a floor of the same run.
+
+Writes the table to stdout and bench/results.md; `--readme` also refreshes README.md's Benchmark section.
+"""
+
+import argparse
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+
+import anyio
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+os.environ.setdefault("BIZON_FORGE_CACHE", str(REPO / ".cache"))
+
+import cold_start  # noqa: E402 - after the cache is set: bizon_forge reads it
+import floors as floor_runs  # noqa: E402
+import many_clients  # noqa: E402
+import workflow  # noqa: E402
+from report import Row, ratio, seconds, size, table, tokens, verdict, write_readme_section  # noqa: E402
+
+from bizon_forge import workspace  # noqa: E402
+
+# Budgets of issue 7.
+LIST_TOKENS = 2000
+PATH_CALLS = 5
+PATH_TOKENS = 6000
+COLD_RATIO = 1.2
+QUICK_TOOL_S = 0.150  # describe, render; and register beyond its import check
+VALIDATE_FAST_S = 1.0
+VALIDATE_FULL_RATIO = 1.3
+TOOL_NAMES = {
+    "inspect": "inspect_workspace",
+    "describe": "describe_target",
+    "render": "render_destination",
+    "register": "apply_registrations",
+    "validate fast": "validate_destination fast",
+    "validate full": "validate_destination full",
+}
+
+
+def _toks(n: float) -> str:
+    return f"{n:,.0f} tok"
+
+
+def _step_row(flow: workflow.Workflow, step: str, floor="", ratio_="", budget="", limit=None) -> Row:
+    label = f"`{TOOL_NAMES[step]}` warm"
+    if step in flow.pending:
+        why = flow.pending[step]
+        return Row(
+            label, "—", floor, "", budget, "pending" if why.startswith("pending") else f"failed: {why}"
+        )
+    took, answer = flow.median(step), flow.answer_bytes(step)
+    status = "info" if limit is None else verdict(took, limit)
+    if not flow.all_ok(step):
+        status += " (answer ok=false)"
+    return Row(label, f"{seconds(took)} · {size(answer)}", floor, ratio_, budget, status)
+
+
+def build_rows(cold, flow, floors, crowd) -> list[Row]:
+    rows = [
+        Row(
+            "cold start: spawn → `tools/list` over stdio",
+            seconds(cold.forge_median),
+            f"bare MCPServer, 1 tool: {seconds(cold.bare_median)}",
+            ratio(cold.forge_median, cold.bare_median),
+            f"≤ {COLD_RATIO:.2f}× floor",
+            verdict(cold.forge_median, COLD_RATIO * cold.bare_median),
+        ),
+        Row(
+            f"`tools/list` answer ({cold.tool_count} tools)",
+            size(cold.list_bytes),
+            "",
+            "",
+            f"≤ {LIST_TOKENS:,} tok",
+            verdict(tokens(cold.list_bytes), LIST_TOKENS, _toks),
+        ),
+        _step_row(flow, "inspect", budget="optional, not in the path"),
+        _step_row(flow, "describe", budget="≤ 150 ms", limit=QUICK_TOOL_S),
+        _step_row(flow, "render", budget="≤ 150 ms", limit=QUICK_TOOL_S),
+    ]
+    cold_import = floors.median("import cold")
+    register = flow.median("register")
+    rows.append(
+        _step_row(
+            flow,
+            "register",
+            floor=f"first import of a fresh tree: {seconds(cold_import)}",
+            ratio_=ratio(register, cold_import) if register else "",
+            budget=f"≤ 150 ms + import = {seconds(QUICK_TOOL_S + cold_import)}",
+            limit=QUICK_TOOL_S + cold_import,
+        )
+    )
+    rows.append(
+        _step_row(flow, "validate fast", budget=f"≤ {seconds(VALIDATE_FAST_S)}", limit=VALIDATE_FAST_S)
+    )
+    parts = [p for p in ("import", "ruff", "contract", "pipeline") if floors.median(p) is not None]
+    full_floor = sum(floors.median(p) for p in parts)
+    full = flow.median("validate full")
+    rows.append(
+        _step_row(
+            flow,
+            "validate full",
+            floor=f"{' + '.join(parts)}: {seconds(full_floor)}",
+            ratio_=ratio(full, full_floor) if full else "",
+            budget=f"≤ {VALIDATE_FULL_RATIO:.2f}× floor",
+            limit=VALIDATE_FULL_RATIO * full_floor,
+        )
+    )
+    measured = [s for s in workflow.STEPS if s in flow.calls]
+    path_bytes = sum(flow.answer_bytes(s) for s in measured)
+    calls = len(workflow.STEPS)
+    status = "met" if calls <= PATH_CALLS and tokens(path_bytes) <= PATH_TOKENS else "missed"
+    if tokens(path_bytes) > PATH_TOKENS:
+        status = f"missed by {_toks(tokens(path_bytes) - PATH_TOKENS)}"
+    if len(measured) < calls:
+        status += f" so far ({calls - len(measured)} answer(s) pending)"
+    rows.append(
+        Row(
+            "happy path: " + " → ".join(workflow.STEPS),
+            f"{calls} calls · {size(path_bytes)}",
+            "",
+            "",
+            f"≤ {PATH_CALLS} calls, ≤ {PATH_TOKENS:,} tok",
+            status,
+        )
+    )
+    rows += [
+        Row(
+            "floor: `import bizon.common.models` (warm byte-code)",
+            seconds(floors.median("import")),
+            status="floor",
+        ),
+        Row(
+            f"floor: ruff check + format --check, {floors.ruff_files} files",
+            seconds(floors.median("ruff")),
+            status="floor",
+        ),
+        Row(
+            "floor: `bizon run` dummy → logger, no start delay",
+            seconds(floors.median("pipeline")),
+            status="floor",
+        ),
+    ]
+    if floors.median("contract") is not None:
+        rows.append(Row("floor: contract run", seconds(floors.median("contract")), status="floor"))
+    steps = "describe → render → register" + (" → validate fast" if crowd.validated else "")
+    rows += [
+        Row(
+            f"{crowd.clients} clients at once, stateless HTTP, one server ({steps})",
+            f"{crowd.succeeded}/{crowd.clients} ok in {seconds(crowd.wall)} · {crowd.throughput:.1f} calls/s",
+            f"median client {seconds(crowd.median_client)}",
+            "",
+            "all succeed",
+            "met" if not crowd.failures else f"failed: {len(crowd.failures)} problem(s)",
+        ),
+        Row(
+            "slowest of the clients",
+            seconds(crowd.slowest),
+            f"median client {seconds(crowd.median_client)}",
+            ratio(crowd.slowest, crowd.median_client),
+            "",
+            "info",
+        ),
+    ]
+    return rows
+
+
+def _commit() -> str:
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True)
+        return done.stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    return head + (" + uncommitted changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+async def bench(args, scratch: Path) -> tuple[list[Row], list[str]]:
+    say = lambda msg: print(f"[bench] {msg}", file=sys.stderr, flush=True)  # noqa: E731
+    say(f"cold start, {args.runs} runs each side")
+    pristine = workspace.init(str(scratch / "pristine"))
+    cold = await cold_start.measure(pristine, args.runs)
+    say(f"happy path ({args.recipe} recipe), 1 warm-up + {args.runs} runs in fresh workspaces")
+    (scratch / "paths").mkdir()
+    flow = await workflow.measure(scratch / "paths", args.runs, args.recipe)
+    say("validation floors")
+    registered = workspace.resolve(None, workspace.Settings.from_paths([str(flow.workspaces[-1])]))
+    (scratch / "floors").mkdir()
+    floors = floor_runs.measure(registered, workflow.NAME, scratch / "floors", args.runs)
+    validate = "validate fast" not in flow.pending
+    say(f"{args.clients} clients over stateless HTTP")
+    (scratch / "clients").mkdir()
+    crowd = await many_clients.measure(scratch / "clients", args.clients, args.recipe, validate)
+    return build_rows(cold, flow, floors, crowd), crowd.failures + [
+        f"{k}: {v}" for k, v in flow.pending.items()
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=5, help="runs per median (default 5)")
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--recipe", default="file", choices=["custom", "sql", "file", "http"])
+    parser.add_argument("--out", type=Path, default=HERE / "results.md")
+    parser.add_argument("--readme", action="store_true", help="also refresh README.md's Benchmark section")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch workspaces")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    scratch = Path(tempfile.mkdtemp(prefix="bizon-forge-bench-")).resolve()
+    try:
+        rows, problems = anyio.run(bench, args, scratch)
+    finally:
+        if not args.keep:
+            shutil.rmtree(scratch, ignore_errors=True)
+            # Byte-code of the scratch trees, kept under the cache by Workspace.env(): never reused.
+            shutil.rmtree(workspace.cache_dir() / "pycache" / str(scratch).lstrip("/"), ignore_errors=True)
+    header = (
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC at {_commit()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, mcp {version('mcp')}; medians of {args.runs} runs; "
+        f"tokens ≈ bytes/4; recipe `{args.recipe}`; the bench took {time.perf_counter() - started:.0f} s.\n"
+    )
+    body = header + "\n" + table(rows)
+    if problems:
+        body += "\nProblems:\n" + "".join(f"- {p}\n" for p in problems)
+    print(body)
+    args.out.write_text("# bizon-forge benchmark\n\n" + body)
+    if args.readme:
+        notes = HERE / "notes.md"
+        write_readme_section(REPO / "README.md", body + ("\n" + notes.read_text() if notes.exists() else ""))
+
+
+if __name__ == "__main__":
+    main()
