@@ -76,6 +76,14 @@ def build_rows(cold, flow, floors, crowd) -> list[Row]:
             verdict(cold.forge_median, COLD_RATIO * cold.bare_median),
         ),
         Row(
+            "heavy modules imported by start-up (" + ", ".join(cold_start.HEAVY) + ")",
+            ", ".join(cold.heavy_at_startup) or "none",
+            "",
+            "",
+            "none",
+            "met" if not cold.heavy_at_startup else "missed",
+        ),
+        Row(
             f"`tools/list` answer ({cold.tool_count} tools)",
             size(cold.list_bytes),
             "",
@@ -152,13 +160,16 @@ def build_rows(cold, flow, floors, crowd) -> list[Row]:
     ]
     if floors.median("contract") is not None:
         rows.append(Row("floor: contract run", seconds(floors.median("contract")), status="floor"))
-    steps = "describe → render → register" + (" → validate fast" if crowd.validated else "")
+    crowd_steps = ["describe", "render", "register"] + (["validate fast"] if crowd.validated else [])
+    alone = sum(flow.median(step) or 0.0 for step in crowd_steps)  # one client's path, from the warm runs
+    cores = os.cpu_count() or 1
+    serial = alone * crowd.clients / cores  # the same work, perfectly spread over every core
     rows += [
         Row(
-            f"{crowd.clients} clients at once, stateless HTTP, one server ({steps})",
+            f"{crowd.clients} clients at once, stateless HTTP, one server ({' → '.join(crowd_steps)})",
             f"{crowd.succeeded}/{crowd.clients} ok in {seconds(crowd.wall)} · {crowd.throughput:.1f} calls/s",
-            f"median client {seconds(crowd.median_client)}",
-            "",
+            f"{crowd.clients} × one client alone / {cores} cores: {seconds(serial)}",
+            ratio(crowd.wall, serial),
             "all succeed",
             "met" if not crowd.failures else f"failed: {len(crowd.failures)} problem(s)",
         ),
@@ -185,9 +196,9 @@ def _commit() -> str:
 
 async def bench(args, scratch: Path) -> tuple[list[Row], list[str]]:
     say = lambda msg: print(f"[bench] {msg}", file=sys.stderr, flush=True)  # noqa: E731
-    say(f"cold start, {args.runs} runs each side")
+    say(f"cold start, {args.cold_runs} runs each side")
     pristine = workspace.init(str(scratch / "pristine"))
-    cold = await cold_start.measure(pristine, args.runs)
+    cold = await cold_start.measure(pristine, args.cold_runs, scratch / "cold-start.log")
     say(f"happy path ({args.recipe} recipe), 1 warm-up + {args.runs} runs in fresh workspaces")
     (scratch / "paths").mkdir()
     flow = await workflow.measure(scratch / "paths", args.runs, args.recipe)
@@ -207,6 +218,7 @@ async def bench(args, scratch: Path) -> tuple[list[Row], list[str]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=5, help="runs per median (default 5)")
+    parser.add_argument("--cold-runs", type=int, default=9, help="spawns per side for cold start (default 9)")
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--recipe", default="file", choices=["custom", "sql", "file", "http"])
     parser.add_argument("--out", type=Path, default=HERE / "results.md")
@@ -224,7 +236,8 @@ def main() -> None:
             shutil.rmtree(workspace.cache_dir() / "pycache" / str(scratch).lstrip("/"), ignore_errors=True)
     header = (
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC at {_commit()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}, mcp {version('mcp')}; medians of {args.runs} runs; "
+        f"Python {platform.python_version()}, mcp {version('mcp')}; medians of {args.runs} runs "
+        f"({args.cold_runs} for cold start); "
         f"tokens ≈ bytes/4; recipe `{args.recipe}`; the bench took {time.perf_counter() - started:.0f} s.\n"
     )
     body = header + "\n" + table(rows)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mcp import Client, StdioServerParameters
+from mcp.client.stdio import stdio_client
 
 from bizon_forge import workspace
 
@@ -94,16 +95,18 @@ async def measure(root: Path, runs: int, recipe: str) -> Workflow:
         env=dict(os.environ),
     )
     flow = Workflow(recipe=recipe, workspaces=roots[1:])
-    async with Client(params) as client:
-        for i, ws_root in enumerate(roots):
-            for step in ("inspect", *STEPS):
-                if step in flow.pending:
-                    continue
-                tool, args = step_call(step, recipe)
-                got = await call(client, tool, {**args, "workspace": str(ws_root)})
-                if step.startswith("validate") and got.text.startswith("Error executing tool"):
-                    flow.pending[step] = why_validation_failed(ws_root, step.split()[1])
-                    continue
-                if i:
-                    flow.calls.setdefault(step, []).append(got)
+    # The server's log (a crash's traceback included) goes to a file, not into the table.
+    with (root / "stdio-server.log").open("w") as errlog:
+        async with Client(stdio_client(params, errlog=errlog)) as client:
+            for i, ws_root in enumerate(roots):
+                for step in ("inspect", *STEPS):
+                    if step in flow.pending:
+                        continue
+                    tool, args = step_call(step, recipe)
+                    got = await call(client, tool, {**args, "workspace": str(ws_root)})
+                    if step.startswith("validate") and got.text.startswith("Error executing tool"):
+                        flow.pending[step] = why_validation_failed(ws_root, step.split()[1])
+                        continue
+                    if i:
+                        flow.calls.setdefault(step, []).append(got)
     return flow
