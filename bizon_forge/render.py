@@ -4,6 +4,7 @@ import difflib
 import hashlib
 import json
 import os
+import re
 import subprocess
 from functools import cache
 from importlib import resources
@@ -43,10 +44,43 @@ def _environment():
         lstrip_blocks=True,
         autoescape=False,
     )
-    # Every spec string reaches Python through repr() and YAML through JSON: data, never code.
+    # Every spec string reaches Python through repr() and YAML as an escaped flow scalar: data, never code.
     env.filters["py"] = repr
-    env.filters["yaml"] = lambda v: json.dumps(v, ensure_ascii=True)
+    env.filters["yaml"] = yaml_value
     return env
+
+
+# YAML reads JSON's \ud83d\ude00 as two lone surrogates and 1e+100 as a string: escape for YAML itself.
+# Printable and not a line break: everything else is written as an escape.
+_YAML_PLAIN = re.compile(r"[\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def yaml_value(v) -> str:
+    """`v` (None, bool, int, float, str, list, dict) as a YAML flow value that PyYAML reads back equal."""
+    if v is None or isinstance(v, bool):
+        return {None: "null", True: "true", False: "false"}[v]
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        text = repr(v)
+        return text.replace("e", ".0e", 1) if "e" in text and "." not in text else text
+    if isinstance(v, list):
+        return "[" + ", ".join(yaml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{yaml_value(str(k))}: {yaml_value(x)}" for k, x in v.items()) + "}"
+    out = []
+    for ch in str(v):
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif _YAML_PLAIN.fullmatch(ch):
+            out.append(ch)
+        elif ord(ch) <= 0xFF:
+            out.append(f"\\x{ord(ch):02x}")
+        elif ord(ch) <= 0xFFFF:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(f"\\U{ord(ch):08x}")
+    return '"' + "".join(out) + '"'
 
 
 def _annotation(f: FieldSpec) -> str:

@@ -115,6 +115,14 @@ def check_name(name: str) -> list[Finding]:
     return []
 
 
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _check_default(f: FieldSpec) -> str | None:
     """Why the default does not fit the declared type, or None."""
     d = f.default
@@ -197,7 +205,32 @@ def check_fields(fields: list[FieldSpec]) -> list[Finding]:
     return found
 
 
+def _texts(value):
+    """Every string in a spec value (names, descriptions, defaults inside lists and dicts)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, BaseModel):
+        for item in vars(value).values():
+            yield from _texts(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _texts(key)
+            yield from _texts(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _texts(item)
+
+
 def check_spec(spec: DestinationSpec) -> list[Finding]:
+    bad = next((t for t in _texts(spec) if not t.isascii() and not _encodes(t)), None)
+    if bad is not None:  # a lone surrogate from JSON's \ud800 cannot be stored, rendered or read back
+        return [
+            fail(
+                "spec.text.not_unicode",
+                f"A string in the spec holds a lone surrogate: {bad[:60]!r}.",
+                "Send well-formed Unicode (pair surrogates, or drop the character).",
+            )
+        ]
     found = check_name(spec.name) + check_fields(spec.fields)
     if spec.alias is not None and (not spec.alias.strip() or len(spec.alias) > 100):
         found.append(fail("spec.alias.invalid", "The alias must be 1-100 characters.", "Omit it to use the name."))
