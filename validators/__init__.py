@@ -3,5 +3,10 @@
 from bizon_forge.validators.report import ValidationResult
 
 
-def validate_destination(ws, name, level="fast", fix=False, verbose=False, progress=None) -> ValidationResult:
-    raise NotImplementedError("validators are being written")
+def validate_destination(
+    ws, name, level="fast", fix=False, verbose=False, progress=None, use_cache=True
+) -> ValidationResult:
+    """See validators/validation.py; imported lazily so the server starts without ast/yaml/ruff work."""
+    from bizon_forge.validators.validation import validate_destination as run
+
+    return run(ws, name, level=level, fix=fix, verbose=verbose, progress=progress, use_cache=use_cache)

@@ -1,5 +1,424 @@
-"""Every check, with its stable id: the checklist an agent reads is generated from here."""
+"""Every check with its stable id. The checklist an agent reads is generated from here: they cannot drift."""
+
+from dataclasses import dataclass
+
+# Static failures that stop bizon from importing: a runtime failure after one of them is that failure again.
+IMPORT_BLOCKERS = (
+    "source.syntax",
+    "registration.enum",
+    "registration.union",
+    "checklist.literal_name",
+    "trap.literal_other_member",
+    "trap.models_import_in_config",
+    "trap.optional_import_in_config",
+)
+BUILD_BLOCKERS = (
+    *IMPORT_BLOCKERS,
+    "checklist.details_base",
+    "registration.factory",
+    "registration.same_name",
+    "trap.factory_top_level_import",
+    "checklist.destination_base",
+    "checklist.check_connection_bool",
+    "trap.write_records_signature",
+)
+WRITE_BLOCKERS = (
+    *BUILD_BLOCKERS,
+    "trap.write_records_raises",
+    "checklist.write_records_returns",
+    "trap.setup_in_check_connection",
+)
+RUNTIME = (
+    "import.models",
+    "import.config_validate",
+    "contract.build",
+    "contract.write_records",
+    "contract.finalize",
+)
+
+
+@dataclass(frozen=True)
+class Check:
+    id: str
+    group: str
+    what: str  # the checklist line: what must hold
+    why: str
+    fix: str  # the default hint of a failure
+    level: str = "fast"  # fast | full (full runs fast's checks too)
+    origin: str = "guide"  # guide (its Validation Checklist) | facts (a trap the guide misses) | forge
+    explained_by: tuple[str, ...] = ()  # a failure here after one of these failed is reported as a skip
+    needs_finished_code: bool = (
+        False  # not run while agent.* checks fail: running unfinished code teaches nothing
+    )
+
+
+CHECKS: tuple[Check, ...] = (
+    Check(
+        "source.syntax",
+        "Source",
+        "The destination's Python files and the three registration files parse.",
+        "Nothing else can be checked in a file Python cannot read.",
+        "Fix the syntax error at the reported line.",
+        origin="forge",
+    ),
+    # -- the guide's checklist: config ------------------------------------------------------------
+    Check(
+        "checklist.init_file",
+        "Config",
+        "`src/__init__.py` exists.",
+        "The guide's checklist asks for it (bizon's own destinations are namespace packages; it is "
+        "harmless).",
+        "Create an empty `src/__init__.py` in the destination folder.",
+    ),
+    Check(
+        "checklist.details_base",
+        "Config",
+        "The details config (the type of the main config's `config:` field) extends "
+        "`AbstractDestinationDetailsConfig`.",
+        "bizon reads buffer_size, buffer_flush_timeout, destination_id and more from that base class.",
+        "Derive the details class from `bizon.destination.config.AbstractDestinationDetailsConfig`.",
+    ),
+    Check(
+        "checklist.config_base",
+        "Config",
+        "The main config (the class with `name: Literal[...]`) extends `AbstractDestinationConfig`.",
+        "`BizonConfig.destination` is a Union of such classes, told apart by `name`.",
+        "Derive the main config from `bizon.destination.config.AbstractDestinationConfig`.",
+    ),
+    Check(
+        "checklist.literal_name",
+        "Config",
+        "`name: Literal[DestinationTypes.X]` names the enum member whose value is the destination's name.",
+        "An unknown member raises AttributeError when bizon imports the config, breaking every command.",
+        "Write `name: Literal[DestinationTypes.<NAME>]` with the member you added to DestinationTypes.",
+        explained_by=("source.syntax",),
+    ),
+    Check(
+        "checklist.field_descriptions",
+        "Config",
+        "Every required field of the details config has a non-empty `Field(..., description=...)`.",
+        "The description is the only documentation a user of the YAML gets.",
+        'Declare it as `name: str = Field(..., description="What it is")`.',
+    ),
+    # -- the guide's checklist: implementation ----------------------------------------------------
+    Check(
+        "checklist.destination_base",
+        "Implementation",
+        "The destination class (the one the factory returns) extends `AbstractDestination`.",
+        "The engine drives the buffer, cursors and finalize through that base class.",
+        "Derive it from `bizon.destination.destination.AbstractDestination` and call "
+        "`super().__init__(...)`.",
+    ),
+    Check(
+        "checklist.check_connection_bool",
+        "Implementation",
+        "`check_connection()` is defined and returns a bool.",
+        "It is abstract: without it the class cannot be instantiated.",
+        "Define `def check_connection(self) -> bool:` returning True or False.",
+    ),
+    Check(
+        "checklist.write_records_returns",
+        "Implementation",
+        "`write_records()` returns `(bool, str | None)` on every path.",
+        "bizon unpacks `success, error_msg = self.write_records(...)`; anything else crashes the consumer.",
+        "Return `True, None` on success and `False, message` on failure.",
+    ),
+    Check(
+        "checklist.errors_logged",
+        "Implementation",
+        "Errors caught in `write_records()` are logged before they are returned.",
+        "The returned message is all the engine keeps; a log line with the context saves a rerun.",
+        "In each `except` of write_records call `logger.error(...)` before `return False, message`.",
+    ),
+    # -- the guide's checklist: registration ------------------------------------------------------
+    Check(
+        "registration.enum",
+        "Registration",
+        "`DestinationTypes` in `bizon/destination/config.py` has a member whose value is the destination's "
+        "name.",
+        "Without it `bizon.common.models` raises AttributeError on import: even `bizon --help` dies.",
+        'Call apply_registrations, or add `NAME = "name"` to DestinationTypes.',
+        explained_by=("source.syntax",),
+    ),
+    Check(
+        "registration.union",
+        "Registration",
+        "`bizon/common/models.py` imports the main config class from the destination's `src.config` and "
+        "lists "
+        "it in `BizonConfig.destination`'s Union.",
+        "Without it config validation fails: \"Input tag 'x' found using 'name' does not match any of the "
+        'expected tags".',
+        "Call apply_registrations, or add the import and the Union member by hand.",
+        explained_by=("source.syntax",),
+    ),
+    Check(
+        "registration.factory",
+        "Registration",
+        "`DestinationFactory.get_destination()` has a branch that imports and returns the destination class.",
+        'Without it the config validates but every run fails with "Destination ... not found".',
+        "Call apply_registrations, or add an `elif` before the final `raise`, its import inside the branch.",
+        explained_by=("source.syntax",),
+    ),
+    Check(
+        "registration.same_name",
+        "Registration",
+        "All three registrations, the config's Literal and the example YAML use the identical name string.",
+        "One differing spelling routes a valid config to another destination or to none.",
+        "Use the folder name as the enum value and its UPPER form as the member, everywhere.",
+        explained_by=("source.syntax", "registration.enum", "registration.factory", "checklist.literal_name"),
+    ),
+    # -- traps the guide does not mention ---------------------------------------------------------
+    Check(
+        "trap.literal_other_member",
+        "Traps",
+        "The config's Literal does not name another destination's member (e.g. a copy-pasted "
+        "`DestinationTypes.FILE`).",
+        "pydantic raises TypeError '...mapped to multiple choices' at import time, breaking every bizon "
+        "command.",
+        "Name the new destination's own member in `name: Literal[DestinationTypes.<NAME>]`.",
+        origin="facts",
+        explained_by=("source.syntax",),
+    ),
+    Check(
+        "trap.optional_import_in_config",
+        "Traps",
+        "`config.py` imports only the standard library, pydantic, bizon and bizon's required dependencies.",
+        "`bizon/common/models.py` imports every destination's config.py, so an optional package there breaks "
+        "a "
+        "bare bizon install (bizon's tests/cli/test_cli_imports.py enforces this).",
+        "Move the import into destination.py (or inside the function that needs it).",
+        origin="facts",
+    ),
+    Check(
+        "trap.models_import_in_config",
+        "Traps",
+        "`config.py` does not import `bizon.common.models`.",
+        "models.py imports config.py: the cycle fails with a partially initialised module.",
+        "Import SyncMetadata and friends in destination.py only.",
+        origin="facts",
+    ),
+    Check(
+        "trap.factory_top_level_import",
+        "Traps",
+        "`bizon/destination/destination.py` imports the destination module inside its factory branch, "
+        "not at the top.",
+        "The destination module imports AbstractDestination from that same file: a top-level import is "
+        "circular.",
+        "Move the import into the `elif config.name == DestinationTypes.<NAME>:` branch.",
+        origin="facts",
+    ),
+    Check(
+        "trap.setup_in_check_connection",
+        "Traps",
+        "Set-up (clients, tables, folders) does not live only in `check_connection()`.",
+        "The engine never calls check_connection() on a destination, so that set-up never runs.",
+        "Do the set-up in `__init__` (or lazily in write_records); check_connection may reuse it.",
+        origin="facts",
+    ),
+    Check(
+        "trap.write_records_raises",
+        "Traps",
+        "`write_records()` has no `raise` that can escape it.",
+        "The checklist asks destinations to return `(False, message)`; an escaping exception skips the "
+        "destination's own error reporting.",
+        "Wrap the work in `try/except Exception` and `return False, message` in the handler.",
+        origin="facts",
+    ),
+    Check(
+        "trap.write_records_signature",
+        "Traps",
+        "`write_records` is a plain method taking exactly `df_destination_records`.",
+        "bizon calls `self.write_records(df_destination_records=...)` by keyword.",
+        "Declare `def write_records(self, df_destination_records: pl.DataFrame) -> Tuple[bool, Union[str, "
+        "None]]:`.",
+        origin="facts",
+    ),
+    Check(
+        "trap.staging_without_finalize",
+        "Traps",
+        "A destination that writes to a staging target overrides `finalize()` to replace or append the "
+        "target.",
+        "`finalize()` defaults to doing nothing: staged records would never reach the target.",
+        "In finalize(), replace the target with the staging copy (full_refresh) or append it (incremental).",
+        origin="facts",
+    ),
+    Check(
+        "trap.secret_logged",
+        "Traps",
+        "Secret fields are `SecretStr`, and no log line or print holds the config, a secret field or "
+        "`get_secret_value()`.",
+        "bizon prints whole configs in some errors (the factory's 'not found' message); log lines end up in "
+        "CI "
+        "output.",
+        "Type secrets as `SecretStr`; log only non-secret fields.",
+        origin="facts",
+    ),
+    # -- left for the agent ----------------------------------------------------------------------
+    Check(
+        "agent.todo_left",
+        "Left for the agent",
+        "No `FORGE-TODO` marker is left in the destination's files.",
+        "render_destination marks every place where code must be written with FORGE-TODO.",
+        "Write the code each FORGE-TODO describes, then delete the marker.",
+        origin="forge",
+    ),
+    Check(
+        "agent.pass_body",
+        "Left for the agent",
+        "No function or method in the destination's files has a body that is only `pass` or `...`.",
+        "The guide's skeleton ends in `pass`; a stub that silently does nothing loses records.",
+        "Implement the function, or delete it if nothing calls it.",
+        origin="forge",
+    ),
+    Check(
+        "agent.not_implemented",
+        "Left for the agent",
+        "No `NotImplementedError` is left in the destination's files.",
+        "It marks code that was never written.",
+        "Implement the code path that raises it.",
+        origin="forge",
+    ),
+    Check(
+        "agent.placeholder",
+        "Left for the agent",
+        "No template placeholder (`{{ ... }}`, `{% ... %}`) is left in the destination's files or example "
+        "YAML.",
+        "Placeholders from the guide's templates are not valid values.",
+        "Replace each placeholder with the real name or value (see the guide's placeholder table).",
+        origin="forge",
+    ),
+    # -- format ------------------------------------------------------------------------------------
+    Check(
+        "format.ruff_format",
+        "Format",
+        "`ruff format --check` passes on the destination's files and on the lines it added to the three "
+        "registration files, with the workspace's ruff config.",
+        "The guide's final step; bizon's CI runs the formatter.",
+        "Call validate_destination with fix=true, or run `ruff format` on the listed files.",
+    ),
+    Check(
+        "format.ruff_check",
+        "Format",
+        "`ruff check` passes on the same files and lines, with the workspace's ruff config.",
+        "bizon's pre-commit runs the linter (isort order, unused imports, pyupgrade).",
+        "Call validate_destination with fix=true for the fixable rules; fix the rest by hand.",
+    ),
+    # -- import and contract (a subprocess in the workspace's Python) ------------------------------
+    Check(
+        "import.models",
+        "Import and contract",
+        "`import bizon.common.models` works in the workspace's Python, and imports the workspace's bizon.",
+        "Every bizon command starts with that import.",
+        "Read the excerpt: the last line names the module and the error.",
+        origin="facts",
+        explained_by=IMPORT_BLOCKERS,
+    ),
+    Check(
+        "import.config_validate",
+        "Import and contract",
+        "The example YAML (`config/<name>.example.yml`) validates as a BizonConfig and targets this "
+        "destination.",
+        "It is what `bizon config validate` and `bizon run` check first.",
+        "Fix the fields the validation error names, in the YAML or in config.py.",
+        origin="facts",
+        explained_by=(*IMPORT_BLOCKERS, "registration.same_name"),
+    ),
+    Check(
+        "contract.build",
+        "Import and contract",
+        "`DestinationFactory.get_destination()` builds the destination from the example config on a sqlite "
+        "backend.",
+        "This is how the engine builds it in a run.",
+        "Read the excerpt: the constructor or the factory branch raised.",
+        origin="forge",
+        explained_by=BUILD_BLOCKERS,
+        needs_finished_code=True,
+    ),
+    Check(
+        "contract.write_records",
+        "Import and contract",
+        "`write_records()` on a real six-column DataFrame (bizon's destination_record_schema) returns "
+        "`(True, None)` and raises nothing.",
+        "The engine passes exactly that frame and unpacks exactly that pair.",
+        "Read the excerpt; the frame holds bizon_id, bizon_extracted_at, bizon_loaded_at, source_record_id, "
+        "source_timestamp, source_data.",
+        origin="forge",
+        explained_by=WRITE_BLOCKERS,
+        needs_finished_code=True,
+    ),
+    Check(
+        "contract.finalize",
+        "Import and contract",
+        "`finalize()` after that write raises nothing.",
+        "It runs once after the last flush; an exception there fails the run after the data was written.",
+        "Read the excerpt: publishing the staged records failed.",
+        origin="forge",
+        explained_by=WRITE_BLOCKERS,
+        needs_finished_code=True,
+    ),
+    # -- full level ----------------------------------------------------------------------------------
+    Check(
+        "tests.destination",
+        "Tests and smoke",
+        "The destination's own tests (`tests/connectors/destinations/<name>/`) pass, run with the tree's "
+        "pytest "
+        "and `--confcutdir` at that folder.",
+        "The guide's `pytest tests/` fails offline; the destination's tests are the part that is about it.",
+        "Fix the failing test or the code it tests; they must run offline and bring their own fixtures.",
+        level="full",
+        explained_by=(*WRITE_BLOCKERS, *RUNTIME),
+        needs_finished_code=True,
+    ),
+    Check(
+        "tests.bizon_suite",
+        "Tests and smoke",
+        "A service-free part of bizon's suite passes: tests/cli/test_cli_imports.py and "
+        "tests/destination/test_config.py.",
+        "They guard what a new destination can break: optional imports on the CLI path and destination "
+        "configs.",
+        "Read the failing test; usually an optional import reached config.py.",
+        level="full",
+        origin="facts",
+        explained_by=(*IMPORT_BLOCKERS, "import.models"),
+    ),
+    Check(
+        "smoke.bizon_run",
+        "Tests and smoke",
+        "`bizon run` of the dummy source into the destination (the example config, fast runner settings) "
+        "from a "
+        "scratch directory exits 0 and reports records written.",
+        "Only a real run proves the engine, the buffer and finalize work together.",
+        "Read the excerpt and the full log; the destination's error is usually near the end.",
+        level="full",
+        origin="facts",
+        explained_by=(*WRITE_BLOCKERS, *RUNTIME),
+        needs_finished_code=True,
+    ),
+)
+
+BY_ID = {c.id: c for c in CHECKS}
+ORDER = {c.id: i for i, c in enumerate(CHECKS)}
+
+
+def for_level(level: str) -> list[Check]:
+    return [c for c in CHECKS if level == "full" or c.level == "fast"]
 
 
 def checklist_markdown() -> str:
-    return "# Checklist\n"
+    lines = [
+        "## Validation checklist",
+        "",
+        "Generated from bizon-forge's validators (`validate_destination`): each line is one check with a "
+        "stable id.",
+        "`fast` runs the static, format, import and contract checks; `full` adds the tests and a real `bizon "
+        "run`.",
+    ]
+    group = None
+    for c in CHECKS:
+        if c.group != group:
+            group = c.group
+            lines += ["", f"### {group}", ""]
+        tag = "" if c.level == "fast" else " *(full)*"
+        lines.append(f"- [ ] `{c.id}`{tag}: {c.what}  ")
+        lines.append(f"  Why: {c.why} Fix: {c.fix}")
+    return "\n".join(lines) + "\n"

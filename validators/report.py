@@ -1,9 +1,65 @@
 """The answer of validate_destination: failures in full, passes summed up in one line."""
 
-from bizon_forge.findings import Result
+from pydantic import BaseModel
+
+from bizon_forge.findings import Finding, Result
+
+EXCERPT_CHARS = 400
+
+
+class CheckFinding(Finding):
+    excerpt: str | None = None  # at most EXCERPT_CHARS of the tool's output; the rest is in `log`
+    log: str | None = None  # workspace-relative path of the full output
+
+
+class FixedFile(BaseModel):
+    path: str
+    diff: str
+    note: str | None = None  # e.g. changes ruff wanted on lines of a registration file that are not ours
 
 
 class ValidationResult(Result):
+    findings: list[CheckFinding] = []
     level: str = "fast"
     summary: str = ""
     log_dir: str | None = None  # full output of every subprocess, for when an excerpt is not enough
+    fixed: list[FixedFile] = []  # what fix=true changed
+
+
+def excerpt(text: str | None, limit: int = EXCERPT_CHARS) -> str | None:
+    """The end of a tool's output (where errors are), trimmed to `limit` characters."""
+    if not text:
+        return None
+    text = text.strip()
+    return text if len(text) <= limit else "…" + text[-(limit - 1) :]
+
+
+def passed(id: str, message: str = "ok") -> CheckFinding:
+    return CheckFinding(id=id, status="pass", message=message)
+
+
+def skipped(id: str, message: str) -> CheckFinding:
+    return CheckFinding(id=id, status="skip", message=message)
+
+
+def failed(id: str, message: str, *, file=None, line=None, hint=None, output=None, log=None) -> CheckFinding:
+    from bizon_forge.validators.catalog import BY_ID
+
+    return CheckFinding(
+        id=id,
+        status="fail",
+        message=message,
+        file=file,
+        line=line,
+        hint=hint or BY_ID[id].fix,
+        excerpt=excerpt(output),
+        log=log,
+    )
+
+
+def warned(id: str, message: str, *, file=None, line=None, hint=None) -> CheckFinding:
+    from bizon_forge.validators.catalog import BY_ID
+
+    return CheckFinding(
+        id=id, status="warn", message=message, file=file, line=line, hint=hint or BY_ID[id].fix
+    )

@@ -1,0 +1,256 @@
+"""The destination's files as the static checks see them: read and parsed once, with the classes they name."""
+
+import ast
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from bizon_forge import registry
+from bizon_forge.workspace import DESTINATIONS_DIR, REGISTRATION_FILES, Workspace
+
+TEXT_SUFFIXES = (".py", ".yml", ".yaml", ".json", ".md", ".txt", ".toml", ".cfg")
+
+
+@dataclass
+class SourceFile:
+    rel: str
+    text: str
+    tree: ast.Module | None = None
+    error: SyntaxError | None = None
+
+    @property
+    def is_python(self) -> bool:
+        return self.rel.endswith(".py")
+
+
+def _read(root: Path, rel: str) -> SourceFile:
+    path = root / rel
+    text = path.read_text(encoding="utf-8", errors="replace")
+    f = SourceFile(rel=rel, text=text)
+    if f.is_python:
+        try:
+            f.tree = ast.parse(text, filename=rel)
+        except (SyntaxError, ValueError) as error:
+            f.error = error if isinstance(error, SyntaxError) else SyntaxError(str(error))
+    return f
+
+
+def _owned(root: Path, folder: Path) -> list[str]:
+    if not folder.is_dir():
+        return []
+    return sorted(
+        str(p.relative_to(root))
+        for p in folder.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix in TEXT_SUFFIXES
+    )
+
+
+def base_names(cls: ast.ClassDef) -> list[str]:
+    return [
+        b.id if isinstance(b, ast.Name) else b.attr
+        for b in cls.bases
+        if isinstance(b, (ast.Name, ast.Attribute))
+    ]
+
+
+def top_classes(tree: ast.Module | None) -> dict[str, ast.ClassDef]:
+    return {n.name: n for n in (tree.body if tree else []) if isinstance(n, ast.ClassDef)}
+
+
+def imported_names(tree: ast.Module | None) -> dict[str, str]:
+    """Name bound at module level by `from X import Y` -> X."""
+    out = {}
+    for node in tree.body if tree else []:
+        if isinstance(node, ast.ImportFrom) and node.module:
+            for alias in node.names:
+                out[alias.asname or alias.name] = node.module
+    return out
+
+
+def extends(cls: ast.ClassDef, base: str, local: dict[str, ast.ClassDef], seen=None) -> bool:
+    """True if `cls` derives from `base`, following classes defined in the same file."""
+    seen = seen or set()
+    for name in base_names(cls):
+        if name == base:
+            return True
+        if name in local and name not in seen:
+            seen.add(name)
+            if extends(local[name], base, local, seen):
+                return True
+    return False
+
+
+def method(cls: ast.ClassDef, name: str, local: dict[str, ast.ClassDef]):
+    """The method `name` of `cls` or of a base class defined in the same file (first found, MRO-ish)."""
+    for stmt in cls.body:
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)) and stmt.name == name:
+            return stmt
+    for base in base_names(cls):
+        if base in local and local[base] is not cls:
+            found = method(local[base], name, local)
+            if found is not None:
+                return found
+    return None
+
+
+def body_without_docstring(fn) -> list[ast.stmt]:
+    body = list(fn.body)
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        if isinstance(body[0].value.value, str):
+            body = body[1:]
+    return body
+
+
+def is_stub(fn) -> bool:
+    """A body that is only `pass` or `...` (after the docstring)."""
+    body = body_without_docstring(fn)
+    return (
+        bool(body)
+        and all(
+            isinstance(s, ast.Pass)
+            or (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant) and s.value.value is ...)
+            for s in body
+        )
+        or not body
+    )
+
+
+def literal_member(cls: ast.ClassDef | None) -> tuple[str | None, str | None, int | None]:
+    """(kind, value, line) of `name: Literal[...]`; kind is 'member' (DestinationTypes.X), 'string', None."""
+    for stmt in cls.body if cls else []:
+        if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and stmt.target.id == "name":
+            ann = stmt.annotation
+            if isinstance(ann, ast.Subscript):
+                inner = ann.slice
+                if isinstance(inner, ast.Attribute):
+                    return "member", inner.attr, stmt.lineno
+                if isinstance(inner, ast.Constant) and isinstance(inner.value, str):
+                    return "string", inner.value, stmt.lineno
+            return None, ast.unparse(ann), stmt.lineno
+    return None, None, None
+
+
+@dataclass
+class DestinationCode:
+    ws: Workspace
+    name: str
+    files: dict[str, SourceFile] = field(default_factory=dict)  # the destination's own files, by rel path
+    registration: dict[str, SourceFile] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, ws: Workspace, name: str) -> "DestinationCode":
+        code = cls(ws=ws, name=name)
+        for rel in _owned(ws.root, ws.destination_dir(name)) + _owned(ws.root, ws.root / code.tests_dir):
+            code.files[rel] = _read(ws.root, rel)
+        for rel in REGISTRATION_FILES:
+            code.registration[rel] = _read(ws.root, rel)
+        return code
+
+    # -- paths -------------------------------------------------------------------------------------
+    @property
+    def base(self) -> str:
+        return f"{DESTINATIONS_DIR}/{self.name}"
+
+    @property
+    def config_rel(self) -> str:
+        return f"{self.base}/src/config.py"
+
+    @property
+    def destination_rel(self) -> str:
+        return f"{self.base}/src/destination.py"
+
+    @property
+    def init_rel(self) -> str:
+        return f"{self.base}/src/__init__.py"
+
+    @property
+    def example_rel(self) -> str:
+        return f"{self.base}/config/{self.name}.example.yml"
+
+    @property
+    def tests_dir(self) -> str:
+        return f"tests/connectors/destinations/{self.name}"
+
+    @property
+    def config_module(self) -> str:
+        return f"{registry.CONNECTOR_PREFIX}{self.name}.src.config"
+
+    @property
+    def destination_module(self) -> str:
+        return f"{registry.CONNECTOR_PREFIX}{self.name}.src.destination"
+
+    @property
+    def pascal(self) -> str:
+        return "".join(p[:1].upper() + p[1:] for p in self.name.split("_") if p)
+
+    def src_files(self) -> list[SourceFile]:
+        return [f for rel, f in self.files.items() if rel.startswith(f"{self.base}/")]
+
+    def python_files(self) -> list[SourceFile]:
+        return [f for f in self.files.values() if f.is_python]
+
+    def tree(self, rel: str) -> ast.Module | None:
+        f = self.files.get(rel) or self.registration.get(rel)
+        return f.tree if f else None
+
+    # -- what the files declare -----------------------------------------------------------------------
+    @cached_property
+    def reg(self) -> registry.Registry:
+        return registry.read(self.ws)
+
+    @cached_property
+    def member(self) -> str | None:
+        """The DestinationTypes member whose value is this destination's name."""
+        return self.reg.member_for_value(self.name)
+
+    @cached_property
+    def config_classes(self) -> dict[str, ast.ClassDef]:
+        return top_classes(self.tree(self.config_rel))
+
+    @cached_property
+    def main_config(self) -> ast.ClassDef | None:
+        for cls in self.config_classes.values():
+            if literal_member(cls)[1] is not None:
+                return cls
+        return self.config_classes.get(f"{self.pascal}Config")
+
+    @cached_property
+    def details_config_name(self) -> str | None:
+        for stmt in self.main_config.body if self.main_config else []:
+            if (
+                isinstance(stmt, ast.AnnAssign)
+                and isinstance(stmt.target, ast.Name)
+                and stmt.target.id == "config"
+            ):
+                ann = stmt.annotation
+                return ann.id if isinstance(ann, ast.Name) else ast.unparse(ann)
+        return None
+
+    @cached_property
+    def factory_names(self) -> list[str]:
+        """Classes the factory's branch for this destination imports."""
+        tree = self.tree("bizon/destination/destination.py")
+        for node in ast.walk(tree) if tree else []:
+            if isinstance(node, ast.If):
+                for stmt in node.body:
+                    if isinstance(stmt, ast.ImportFrom) and stmt.module == self.destination_module:
+                        return [a.asname or a.name for a in stmt.names]
+        return []
+
+    @cached_property
+    def destination_classes(self) -> dict[str, ast.ClassDef]:
+        return top_classes(self.tree(self.destination_rel))
+
+    @cached_property
+    def destination_class(self) -> ast.ClassDef | None:
+        local = self.destination_classes
+        for name in [*self.factory_names, f"{self.pascal}Destination"]:
+            if name in local:
+                return local[name]
+        candidates = [c for c in local.values() if extends(c, "AbstractDestination", local)]
+        candidates = candidates or [c for c in local.values() if "Destination" in c.name]
+        return candidates[0] if candidates else None
+
+    def destination_method(self, name: str):
+        cls = self.destination_class
+        return method(cls, name, self.destination_classes) if cls else None

@@ -1,0 +1,165 @@
+"""Run by validate_destination in the workspace's own Python: import bizon, validate the example config,
+and drive the destination once the way the engine does. Prints one marker line of JSON; the rest is log.
+
+Usage: python contract_probe.py ROOT NAME EXAMPLE_YAML {contract|import}
+This file must import nothing from bizon_forge: it runs with the workspace's interpreter and packages.
+"""
+
+import json
+import os
+import sys
+import time
+import traceback
+from datetime import UTC
+
+MARKER = "BIZON_FORGE_PROBE "
+TRACE_CHARS = 1500
+
+
+def _error(error: BaseException) -> dict:
+    trace = "".join(traceback.format_exception(error))
+    return {"ok": False, "error": f"{type(error).__name__}: {error}"[:600], "trace": trace[-TRACE_CHARS:]}
+
+
+def _step(result: dict, key: str, fn):
+    started = time.perf_counter()
+    try:
+        value = fn()
+        result[key] = {"ok": True}
+    except BaseException as error:  # a destination may raise anything, SystemExit included
+        value = None
+        result[key] = _error(error)
+    result[key]["seconds"] = round(time.perf_counter() - started, 3)
+    return value
+
+
+def _import(root: str, name: str) -> None:
+    import bizon.common.models  # noqa: F401
+    import bizon.destination.config as enum_module
+
+    origin = os.path.realpath(enum_module.__file__)
+    if not origin.startswith(os.path.realpath(root) + os.sep):
+        raise ImportError(f"bizon is imported from {origin}, not from the workspace {root}")
+
+
+def _config(name: str, example: str):
+    import yaml
+    from bizon.common.models import BizonConfig
+
+    with open(example) as handle:
+        raw = yaml.safe_load(handle)
+    config = BizonConfig.model_validate(_resolve(raw))
+    if str(getattr(config.destination.name, "value", config.destination.name)) != name:
+        raise ValueError(f"the example's destination.name is {config.destination.name!r}, not {name!r}")
+    return config
+
+
+def _resolve(raw):
+    """What bizon.engine.engine.resolve_config does, without importing the whole runner (half a second)."""
+    from bizon.engine.resolvers import resolve_references_in_config
+
+    def legacy(node):
+        if isinstance(node, dict):
+            return {k: legacy(v) for k, v in node.items()}
+        if isinstance(node, str) and node.startswith("BIZON_ENV_"):
+            return os.environ.get(node)
+        return node
+
+    return resolve_references_in_config(config=legacy(raw))
+
+
+def _build(config, name: str):
+    from bizon.common.models import SyncMetadata
+    from bizon.destination.destination import AbstractDestination, DestinationFactory
+    from bizon.engine.backend.adapters.sqlalchemy.backend import SQLAlchemyBackend
+    from bizon.engine.backend.adapters.sqlalchemy.config import SQLiteConfigDetails
+    from bizon.engine.backend.config import BackendTypes
+    from bizon.engine.backend.models import JobStatus
+    from bizon.monitoring.noop.monitor import NoOpMonitor
+    from bizon.source.callback import NoOpSourceCallback
+
+    # The engine's own sqlite file backend, in the scratch directory this probe runs in.
+    backend = SQLAlchemyBackend(
+        config=SQLiteConfigDetails(database="bizon", schema="NOT_USED_IN_SQLITE"), type=BackendTypes.SQLITE
+    )
+    backend.create_all_tables()
+    job = backend.create_stream_job(
+        name=config.name,
+        source_name=config.source.name,
+        stream_name=config.source.stream,
+        sync_mode=config.source.sync_mode,
+        job_status=JobStatus.RUNNING,
+    )
+    metadata = SyncMetadata.from_bizon_config(job_id=job.id, config=config)
+    destination = DestinationFactory.get_destination(
+        sync_metadata=metadata,
+        config=config.destination,
+        backend=backend,
+        source_callback=NoOpSourceCallback(config={}),
+        monitor=NoOpMonitor(sync_metadata=metadata, monitoring_config=None),
+    )
+    expected = f"bizon.connectors.destinations.{name}.src.destination"
+    if type(destination).__module__ != expected:
+        raise TypeError(f"the factory returned {type(destination).__module__}.{type(destination).__name__}")
+    if not isinstance(destination, AbstractDestination):
+        raise TypeError(f"{type(destination).__name__} is not an AbstractDestination")
+    return destination
+
+
+def _records(rows: int = 3):
+    """A real frame of bizon's destination record schema, as the buffer hands it over."""
+    from datetime import datetime, timedelta
+
+    import orjson
+    import polars as pl
+    from bizon.destination.models import destination_record_schema
+
+    now = datetime.now(tz=UTC)
+    data = [
+        {
+            "bizon_id": f"{i:032x}",
+            "bizon_extracted_at": now,
+            "bizon_loaded_at": now,
+            "source_record_id": str(1000 + i),
+            "source_timestamp": now - timedelta(minutes=i),
+            "source_data": orjson.dumps({"id": 1000 + i, "name": f"record {i}", "tags": ["a", "b"]}).decode(),
+        }
+        for i in range(rows)
+    ]
+    return pl.DataFrame(data, schema=destination_record_schema)
+
+
+def _write(destination) -> None:
+    answer = destination.write_records(df_destination_records=_records())
+    if not isinstance(answer, (tuple, list)) or len(answer) != 2:
+        raise TypeError(f"write_records returned {answer!r}, not a (bool, str | None) pair")
+    ok, message = answer
+    if not isinstance(ok, bool) or not (message is None or isinstance(message, str)):
+        raise TypeError(f"write_records returned {answer!r}, not a (bool, str | None) pair")
+    if not ok:
+        raise RuntimeError(f"write_records returned (False, {message!r})")
+
+
+def main() -> None:
+    root, name, example, mode = sys.argv[1:5]
+    # The real stdout, kept aside: the destination may print, redirect or close sys.stdout.
+    out = os.fdopen(os.dup(1), "w")
+    result: dict = {}
+    try:
+        _step(result, "import", lambda: _import(root, name))
+        config = _step(result, "config", lambda: _config(name, example)) if result["import"]["ok"] else None
+        if config is not None and mode == "contract":
+            destination = _step(result, "build", lambda: _build(config, name))
+            if destination is not None:
+                _step(result, "write", lambda: _write(destination))
+                if result["write"]["ok"] and str(getattr(config.source.sync_mode, "value", "")) != "stream":
+                    _step(result, "finalize", destination.finalize)
+    finally:
+        sys.stderr.flush()
+        out.write(MARKER + json.dumps(result, default=str) + "\n")
+        out.flush()
+    os._exit(0)  # threads a destination left running must not keep the probe alive
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+"""The checks of the three registrations (enum, models Union, factory) and of the lines they added."""
+
+import ast
+
+import yaml
+from bizon_forge.validators.code import DestinationCode, literal_member
+from bizon_forge.validators.report import CheckFinding, failed, passed, skipped
+
+from bizon_forge.workspace import ENUM_FILE, FACTORY_FILE, MODELS_FILE
+
+
+def _unparsable(code: DestinationCode, rel: str) -> bool:
+    return code.registration[rel].tree is None
+
+
+def enum(code: DestinationCode) -> CheckFinding:
+    id = "registration.enum"
+    if _unparsable(code, ENUM_FILE):
+        return skipped(id, f"{ENUM_FILE} does not parse (see source.syntax).")
+    if code.member:
+        return passed(id)
+    return failed(
+        id,
+        f"DestinationTypes has no member with the value {code.name!r}.",
+        file=ENUM_FILE,
+        hint=f"Call apply_registrations(name={code.name!r}), or add `{code.name.upper()} = {code.name!r}`.",
+    )
+
+
+def union(code: DestinationCode) -> CheckFinding:
+    id = "registration.union"
+    if _unparsable(code, MODELS_FILE):
+        return skipped(id, f"{MODELS_FILE} does not parse (see source.syntax).")
+    reg = code.reg
+    ours = [cls for cls, mod in reg.imports.items() if mod == code.config_module]
+    listed = [cls for cls in ours if cls in reg.union]
+    if listed:
+        return passed(id)
+    main = code.main_config.name if code.main_config else f"{code.pascal}Config"
+    if main in reg.union:
+        return failed(
+            id,
+            f"{main} is in BizonConfig.destination's Union but not imported from {code.config_module}.",
+            file=MODELS_FILE,
+            hint=f"Add `from {code.config_module} import {main}` among the connector imports.",
+        )
+    what = f"{', '.join(ours)} is imported but not in" if ours else f"{main} is neither imported nor in"
+    return failed(
+        id,
+        f"{what} BizonConfig.destination's Union.",
+        file=MODELS_FILE,
+        hint=f"Call apply_registrations(name={code.name!r}), or add the import and the Union member {main}.",
+    )
+
+
+def factory(code: DestinationCode) -> CheckFinding:
+    id = "registration.factory"
+    if _unparsable(code, FACTORY_FILE):
+        return skipped(id, f"{FACTORY_FILE} does not parse (see source.syntax).")
+    if code.destination_module in code.reg.factory.values():
+        return passed(id)
+    return failed(
+        id,
+        f"DestinationFactory.get_destination() has no branch importing {code.destination_module}.",
+        file=FACTORY_FILE,
+        hint=f"Call apply_registrations(name={code.name!r}), or add an `elif` before the final raise.",
+    )
+
+
+def _example_name(code: DestinationCode) -> str | None:
+    f = code.files.get(code.example_rel)
+    if f is None:
+        return None
+    try:
+        data = yaml.safe_load(f.text)
+    except yaml.YAMLError:
+        return None
+    dest = data.get("destination") if isinstance(data, dict) else None
+    return dest.get("name") if isinstance(dest, dict) else None
+
+
+def same_name(code: DestinationCode) -> CheckFinding:
+    id = "registration.same_name"
+    member = code.member
+    if member is None:
+        return skipped(id, "No enum member to compare with (see registration.enum).")
+    branch = next((m for m, mod in code.reg.factory.items() if mod == code.destination_module), None)
+    if branch is not None and branch != member:
+        return failed(
+            id,
+            f"The factory branch that builds this destination tests DestinationTypes.{branch}, but the "
+            f"member with "
+            f"the value {code.name!r} is {member}.",
+            file=FACTORY_FILE,
+            line=_branch_line(code, branch),
+            hint=f"Write `elif config.name == DestinationTypes.{member}:` for this branch.",
+        )
+    example = _example_name(code)
+    if example is not None and example != code.name:
+        return failed(
+            id,
+            f"The example config's destination.name is {example!r}, not {code.name!r}.",
+            file=code.example_rel,
+            hint=f"Set `destination: {{name: {code.name}}}` in the example YAML.",
+        )
+    return passed(id)
+
+
+def literal_other_member(code: DestinationCode) -> CheckFinding:
+    id = "trap.literal_other_member"
+    if code.tree(code.config_rel) is None:
+        return skipped(id, f"{code.config_rel} is missing or does not parse.")
+    kind, value, line = literal_member(code.main_config)
+    if kind != "member" or value not in code.reg.enum or code.reg.enum[value] == code.name:
+        return passed(id)
+    return failed(
+        id,
+        f"`name: Literal[DestinationTypes.{value}]` names {code.reg.enum[value]!r}'s member: two configs on "
+        f"one "
+        "tag make pydantic fail at import ('mapped to multiple choices'), breaking every bizon command.",
+        file=code.config_rel,
+        line=line,
+        hint=f"Write `name: Literal[DestinationTypes.{code.member or code.name.upper()}]`.",
+    )
+
+
+def factory_top_level_import(code: DestinationCode) -> CheckFinding:
+    id = "trap.factory_top_level_import"
+    tree = code.registration[FACTORY_FILE].tree
+    if tree is None:
+        return skipped(id, f"{FACTORY_FILE} does not parse (see source.syntax).")
+    prefix = f"bizon.connectors.destinations.{code.name}"
+    for node in tree.body:
+        mods = (
+            [a.name for a in node.names]
+            if isinstance(node, ast.Import)
+            else [getattr(node, "module", "") or ""]
+        )
+        if isinstance(node, (ast.Import, ast.ImportFrom)) and any(
+            m == prefix or m.startswith(prefix + ".") for m in mods
+        ):
+            return failed(
+                id,
+                f"{FACTORY_FILE} imports {mods[0]} at the top: the destination imports AbstractDestination "
+                f"from "
+                "this file, so the import is circular.",
+                file=FACTORY_FILE,
+                line=node.lineno,
+            )
+    return passed(id)
+
+
+REGISTRATION_CHECKS = (enum, union, factory, same_name, literal_other_member, factory_top_level_import)
+
+
+# -- the lines the registrations own, so format checks judge only those in bizon's files -------------------
+
+
+def _branch_line(code: DestinationCode, member: str) -> int | None:
+    for node in ast.walk(code.registration[FACTORY_FILE].tree):
+        if isinstance(node, ast.If) and getattr(node.test, "comparators", None):
+            target = node.test.comparators[0]
+            if isinstance(target, ast.Attribute) and target.attr == member:
+                return node.lineno
+    return None
+
+
+def our_lines(code: DestinationCode) -> dict[str, set[int]]:
+    """Per registration file, the 1-based lines that belong to this destination."""
+    out: dict[str, set[int]] = {rel: set() for rel in (ENUM_FILE, MODELS_FILE, FACTORY_FILE)}
+    enum_tree = code.registration[ENUM_FILE].tree
+    if enum_tree is not None and code.member:
+        line = code.reg.enum_lines.get(code.member)
+        if line:
+            out[ENUM_FILE].add(line)
+    models = code.registration[MODELS_FILE].tree
+    if models is not None:
+        ours = set()
+        for node in models.body:
+            if isinstance(node, ast.ImportFrom) and node.module == code.config_module:
+                out[MODELS_FILE].update(range(node.lineno, node.end_lineno + 1))
+                ours.update(a.asname or a.name for a in node.names)
+        from bizon_forge.registry import union_node
+
+        slice_ = union_node(models)
+        for elt in (slice_.elts if isinstance(slice_, ast.Tuple) else [slice_]) if slice_ is not None else []:
+            if isinstance(elt, ast.Name) and elt.id in ours:
+                out[MODELS_FILE].update(range(elt.lineno, elt.end_lineno + 1))
+    factory_tree = code.registration[FACTORY_FILE].tree
+    if factory_tree is not None:
+        for node in ast.walk(factory_tree):
+            if isinstance(node, ast.If) and any(
+                isinstance(s, ast.ImportFrom) and s.module == code.destination_module for s in node.body
+            ):
+                out[FACTORY_FILE].update(range(node.lineno, node.body[-1].end_lineno + 1))
+            if isinstance(node, (ast.Import, ast.ImportFrom)) and node in factory_tree.body:
+                mod = getattr(node, "module", None) or ""
+                if mod.startswith(f"bizon.connectors.destinations.{code.name}."):
+                    out[FACTORY_FILE].update(range(node.lineno, node.end_lineno + 1))
+    return out

@@ -1,0 +1,309 @@
+"""The checks that run the workspace's code in subprocesses: import + contract, the tests, a real `bizon run`.
+
+Every subprocess gets a timeout, the workspace's scrubbed environment, a scratch directory as its cwd, and a
+log file that is capped: a destination that prints without end cannot flood the disk or the answer.
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bizon_forge.validators.report import CheckFinding, failed, passed, skipped
+
+from bizon_forge.workspace import Workspace
+
+PROBE_TIMEOUT_S = 90
+TESTS_TIMEOUT_S = 300
+SMOKE_TIMEOUT_S = 180
+LOG_CAP = 2_000_000  # bytes kept from the start of a subprocess's output
+TAIL_CAP = 64_000  # bytes always kept from its end (errors and the probe's marker are there)
+BIZON_SUITE = ("tests/cli/test_cli_imports.py", "tests/destination/test_config.py")
+# Plugins of the interpreter's environment that cost seconds at pytest start-up and and these tests never use.
+PYTEST_ARGS = (
+    "-q",
+    "-p",
+    "no:cacheprovider",
+    "-p",
+    "no:hypothesispytest",
+    "-p",
+    "no:faker",
+    "-m",
+    "not live",
+)
+SMOKE_RUNNER = {"consumer_start_delay": 0, "is_alive_check_interval": 1}
+DUMMY_SOURCE = {
+    "name": "dummy",
+    "stream": "creatures",
+    "sync_mode": "full_refresh",
+    "authentication": {"type": "api_key", "params": {"token": "dummy_key"}},
+}
+
+
+@dataclass
+class Run:
+    returncode: int | None
+    timed_out: bool
+    tail: str  # the end of the output, decoded
+    seconds: float
+    log: str  # workspace-relative
+
+
+def run_logged(
+    ws: Workspace, cmd: list[str], cwd: Path, log: Path, timeout: float, env: dict | None = None
+) -> Run:
+    """Run `cmd`, stream its merged output into `log` (capped), keep the tail, kill its group on timeout."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        env=env or ws.env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group, so a timeout also ends what it spawned
+    )
+    tail = bytearray()
+    with log.open("wb") as sink:
+        sink.write(("$ " + " ".join(cmd) + "\n").encode())
+
+        def pump():
+            written = 0
+            while chunk := proc.stdout.read1(65536):
+                if written < LOG_CAP:
+                    sink.write(chunk[: LOG_CAP - written])
+                written += len(chunk)
+                tail.extend(chunk)
+                if len(tail) > 2 * TAIL_CAP:
+                    del tail[: len(tail) - TAIL_CAP]
+            if written > LOG_CAP:
+                sink.write(f"\n[... {written - LOG_CAP} bytes not kept; the end follows ...]\n".encode())
+                sink.write(bytes(tail[-TAIL_CAP:]))
+
+        reader = threading.Thread(target=pump, daemon=True)
+        reader.start()
+        timed_out = False
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _kill_group(proc)
+        reader.join(timeout=10)
+        if not timed_out:
+            _kill_group(proc)  # leftovers of a finished run (daemons a test or destination started)
+    return Run(
+        returncode=None if timed_out else proc.returncode,
+        timed_out=timed_out,
+        tail=bytes(tail[-TAIL_CAP:]).decode(errors="replace"),
+        seconds=time.perf_counter() - started,
+        log=str(log.relative_to(ws.root)),
+    )
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
+
+
+# -- import + contract --------------------------------------------------------------------------------
+
+PROBE_STEPS = (
+    ("import", "import.models"),
+    ("config", "import.config_validate"),
+    ("build", "contract.build"),
+    ("write", "contract.write_records"),
+    ("finalize", "contract.finalize"),
+)
+
+
+def probe(
+    ws: Workspace, name: str, example: str, contract: bool, scratch: Path, log: Path
+) -> list[CheckFinding]:
+    """import.models, import.config_validate and (if `contract`) contract.*, from one subprocess."""
+    script = Path(__file__).with_name("contract_probe.py")
+    mode = "contract" if contract else "import"
+    cmd = [ws.python(), str(script), str(ws.root), name, str(ws.root / example), mode]
+    run = run_logged(ws, cmd, scratch, log, PROBE_TIMEOUT_S)
+    marker = next((ln for ln in reversed(run.tail.splitlines()) if ln.startswith("BIZON_FORGE_PROBE ")), None)
+    ids = [i for _, i in PROBE_STEPS] if contract else ["import.models", "import.config_validate"]
+    if marker is None:
+        why = (
+            f"timed out after {PROBE_TIMEOUT_S} s"
+            if run.timed_out
+            else f"exited {run.returncode} without a result"
+        )
+        first = failed(ids[0], f"The import/contract probe {why}.", output=run.tail, log=run.log)
+        return [first, *(skipped(i, f"Not reached: the probe {why}.") for i in ids[1:])]
+    result = json.loads(marker[len("BIZON_FORGE_PROBE ") :])
+    out, blocked = [], None
+    for step, id in PROBE_STEPS:
+        if id not in ids:
+            continue
+        got = result.get(step)
+        if got is None:
+            out.append(skipped(id, f"Not run: {blocked or 'the previous step did not pass'}."))
+        elif got["ok"]:
+            out.append(passed(id, f"ok ({got['seconds']} s)"))
+        else:
+            out.append(_probe_failure(ws, id, got, example, run.log))
+            blocked = blocked or f"{id} failed"
+    return out
+
+
+def _probe_failure(ws: Workspace, id: str, got: dict, example: str, log: str) -> CheckFinding:
+    error = got["error"]
+    file, line = _innermost_frame(got.get("trace", ""), ws.root)
+    messages = {
+        "import.models": f"`import bizon.common.models` failed: {error}",
+        "import.config_validate": f"The example config does not validate: {error}",
+        "contract.build": f"DestinationFactory.get_destination() failed: {error}",
+        "contract.write_records": f"write_records on 3 real records failed: {error}",
+        "contract.finalize": f"finalize() after the write raised: {error}",
+    }
+    if id == "import.config_validate":
+        file, line = example, None
+    return failed(
+        id, _one_line(messages[id]), file=file, line=line, output=got.get("trace") or error, log=log
+    )
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _innermost_frame(trace: str, root: Path) -> tuple[str | None, int | None]:
+    """The deepest traceback frame inside the workspace, as (workspace-relative path, line)."""
+    found = (None, None)
+    prefix = str(root) + os.sep
+    for m in re.finditer(r'File "([^"]+)", line (\d+)', trace):
+        path = m.group(1)
+        if path.startswith(prefix):
+            found = (path[len(prefix) :], int(m.group(2)))
+    return found
+
+
+# -- tests ------------------------------------------------------------------------------------------------
+
+SUMMARY = re.compile(r"=+ (.*(?:passed|failed|error|no tests ran).*) in [\d.]+s")
+
+
+def _pytest_summary(tail: str) -> str:
+    found = SUMMARY.findall(tail)
+    return found[-1] if found else ""
+
+
+def _first_failure(tail: str) -> tuple[str | None, int | None]:
+    m = re.search(r"^(tests/[^\s:]+\.py):(\d+): ", tail, re.M)
+    return (m.group(1), int(m.group(2))) if m else (None, None)
+
+
+def destination_tests(ws: Workspace, tests_dir: str, scratch: Path, log: Path) -> CheckFinding:
+    id = "tests.destination"
+    folder = ws.root / tests_dir
+    if not folder.is_dir() or not any(folder.rglob("test_*.py")):
+        return skipped(
+            id, f"No tests in {tests_dir}/; add a test_*.py there (bizon's pattern: sqlite backend)."
+        )
+    cmd = [
+        ws.python(),
+        "-m",
+        "pytest",
+        *PYTEST_ARGS,
+        f"--rootdir={ws.root}",
+        f"--confcutdir={folder}",
+        str(folder),
+    ]
+    return _pytest_finding(id, run_logged(ws, cmd, scratch, log, TESTS_TIMEOUT_S), tests_dir)
+
+
+def bizon_suite(ws: Workspace, scratch: Path, log: Path) -> CheckFinding:
+    id = "tests.bizon_suite"
+    present = [t for t in BIZON_SUITE if (ws.root / t).is_file()]
+    if not present:
+        return skipped(id, f"The tree has none of {', '.join(BIZON_SUITE)}.")
+    cmd = [
+        ws.python(),
+        "-m",
+        "pytest",
+        *PYTEST_ARGS,
+        f"--rootdir={ws.root}",
+        *(str(ws.root / t) for t in present),
+    ]
+    return _pytest_finding(id, run_logged(ws, cmd, scratch, log, TESTS_TIMEOUT_S), " + ".join(present))
+
+
+def _pytest_finding(id: str, run: Run, what: str) -> CheckFinding:
+    summary = _pytest_summary(run.tail)
+    if run.timed_out:
+        return failed(id, f"pytest {what} timed out after {TESTS_TIMEOUT_S} s.", output=run.tail, log=run.log)
+    if run.returncode == 0:
+        return passed(id, f"{what}: {summary or 'passed'}")
+    if run.returncode == 5:
+        return skipped(id, f"pytest collected no tests from {what}.")
+    file, line = _first_failure(run.tail)
+    failures = "\n".join(ln for ln in run.tail.splitlines() if ln.startswith(("FAILED", "ERROR")))
+    return failed(
+        id,
+        f"pytest {what}: {summary or f'exit {run.returncode}'}.",
+        file=file,
+        line=line,
+        output=failures or run.tail,
+        log=run.log,
+    )
+
+
+# -- smoke -------------------------------------------------------------------------------------------------
+
+WROTE = re.compile(r"Successfully wrote (\d+) records")
+
+
+def smoke_config(example_text: str) -> str:
+    """The example config with the offline dummy source and the runner's start-up waits turned down."""
+    import yaml
+
+    config = yaml.safe_load(example_text) or {}
+    config["source"] = dict(DUMMY_SOURCE)
+    config.pop("transforms", None)
+    engine = config.setdefault("engine", {}) or {}
+    config["engine"] = engine
+    runner = engine.setdefault("runner", {}) or {}
+    engine["runner"] = runner
+    runner["config"] = {**(runner.get("config") or {}), **SMOKE_RUNNER}
+    runner.pop("type", None)  # the thread runner: the only one that calls finalize()
+    engine.pop("backend", None)  # the default sqlite file, in the scratch directory
+    engine.pop("queue", None)
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+def smoke(ws: Workspace, example: str, scratch: Path, log: Path) -> CheckFinding:
+    id = "smoke.bizon_run"
+    config = scratch / "smoke.yml"
+    config.write_text(smoke_config((ws.root / example).read_text()))
+    cmd = [ws.python(), "-m", "bizon.cli.main", "run", str(config)]
+    run = run_logged(ws, cmd, scratch, log, SMOKE_TIMEOUT_S)
+    written = sum(int(n) for n in WROTE.findall(run.tail))
+    if run.timed_out:
+        return failed(id, f"bizon run did not finish in {SMOKE_TIMEOUT_S} s.", output=run.tail, log=run.log)
+    if run.returncode != 0:
+        status = next((ln for ln in reversed(run.tail.splitlines()) if "Pipeline finished" in ln), "")
+        file, line = _innermost_frame(run.tail, ws.root)
+        return failed(
+            id,
+            _one_line(f"bizon run exited {run.returncode}. {status}"),
+            file=file,
+            line=line,
+            output=run.tail,
+            log=run.log,
+        )
+    if written == 0:
+        return failed(id, "bizon run exited 0 but reported no records written.", output=run.tail, log=run.log)
+    return passed(id, f"bizon run of the dummy source wrote {written} records in {run.seconds:.1f} s.")

@@ -1,0 +1,288 @@
+"""validate_destination: run every check of a level once, the independent ones at the same time, and answer
+one finding per check with the passes summed up in one line."""
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from datetime import datetime
+from pathlib import Path
+
+from bizon_forge.validators import cache, catalog, formatting, registered, runtime, static
+from bizon_forge.validators.code import DestinationCode
+from bizon_forge.validators.report import CheckFinding, FixedFile, ValidationResult, failed, skipped
+
+from bizon_forge import spec
+from bizon_forge.findings import Refused, fail
+from bizon_forge.workspace import Workspace
+
+Progress = Callable[[float, float, str], None]
+HEARTBEAT_S = 5.0  # clients time out silent calls; a long check reports that it is still running this often
+KEEP_LOGS = 5  # runs kept per destination
+
+
+def _refuse_bad_input(ws: Workspace, name: str, level: str) -> None:
+    bad = spec.check_name(name)
+    if bad:
+        raise Refused(*bad)
+    if level not in ("fast", "full"):
+        raise Refused(fail("validate.bad_level", f"Unknown level {level!r}.", "Use 'fast' or 'full'."))
+    if not ws.destination_dir(name).is_dir():
+        raise Refused(
+            fail(
+                "validate.not_found",
+                f"bizon/connectors/destinations/{name}/ does not exist in this workspace.",
+                f"Call describe_target and render_destination(name={name!r}) first.",
+            )
+        )
+
+
+def _log_dir(ws: Workspace, name: str) -> Path:
+    base = ws.state_dir / "logs"
+    base.mkdir(parents=True, exist_ok=True)
+    old = sorted(p for p in base.glob(f"{name}-*") if p.is_dir())
+    for stale in old[: max(0, len(old) - KEEP_LOGS + 1)]:
+        shutil.rmtree(stale, ignore_errors=True)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    return Path(tempfile.mkdtemp(prefix=f"{name}-{stamp}-", dir=base))
+
+
+def _checked_files(code: DestinationCode) -> list[str]:
+    """What ruff judges: the destination's Python files (src and tests) and the three registration files."""
+    parsed = [f.rel for f in [*code.python_files(), *code.registration.values()] if f.tree is not None]
+    return parsed  # a file that does not parse is source.syntax's, not ruff's
+
+
+class Units:
+    """The subprocess checks of one validation, each answered from the cache or run on the pool."""
+
+    def __init__(self, ws: Workspace, name: str, logs: Path, use_cache: bool):
+        self.ws, self.name, self.logs, self.use_cache = ws, name, logs, use_cache
+        self.pool = ThreadPoolExecutor(max_workers=6, thread_name_prefix="bizon-forge-check")
+        self.pending: dict[Future, tuple[str, str | None]] = {}
+        self.done: dict[str, list[CheckFinding]] = {}
+        self.cached = 0
+        self.scratch: list[Path] = []
+
+    def scratch_dir(self) -> Path:
+        path = Path(tempfile.mkdtemp(prefix=f"bizon-forge-{self.name}-"))
+        self.scratch.append(path)
+        return path
+
+    def submit(
+        self, unit: str, fn, ids: list[str], key_paths: list[Path] | None = None, extra: tuple = ()
+    ) -> None:
+        digest = (
+            cache.key(self.ws, unit, key_paths, extra) if key_paths is not None and self.use_cache else None
+        )
+        if digest is not None:
+            hit = cache.load(self.ws, self.name, unit, digest)
+            if hit is not None:
+                self.done[unit] = [f.model_copy(update={"message": f"{f.message} (cached)"}) for f in hit]
+                self.cached += len(hit)
+                return
+
+        def run() -> list[CheckFinding]:
+            try:
+                return fn()
+            except Exception as error:  # a validator bug must not cost the agent the other findings
+                first = failed(
+                    ids[0], f"bizon-forge could not run this check: {type(error).__name__}: {error}"
+                )
+                return [first, *(skipped(i, f"Not run: {ids[0]} could not run.") for i in ids[1:])]
+
+        self.pending[self.pool.submit(run)] = (unit, digest)
+
+    def wait_all(self, progress: Progress, done: int, total: int) -> int:
+        beats = 0
+        started = time.perf_counter()
+        while self.pending:
+            finished, _ = wait(list(self.pending), timeout=HEARTBEAT_S, return_when=FIRST_COMPLETED)
+            if not finished:
+                beats += 1
+                running = ", ".join(u for u, _ in self.pending.values())
+                progress(
+                    done + 0.9 * beats / (beats + 1),
+                    total,
+                    f"still running: {running} ({time.perf_counter() - started:.0f} s)",
+                )
+                continue
+            for future in finished:
+                unit, digest = self.pending.pop(future)
+                findings = future.result()
+                self.done[unit] = findings
+                if digest is not None:
+                    cache.store(self.ws, self.name, unit, digest, findings)
+                done += 1
+                beats = 0
+                bad = [f.id for f in findings if f.status == "fail"]
+                progress(done, total, f"{unit}: {'failed ' + ', '.join(bad) if bad else 'ok'}")
+        return done
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+        for path in self.scratch:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _not_finished(id: str, unfinished: list[str]) -> CheckFinding:
+    return skipped(
+        id, f"Not run: code is left to write ({', '.join(unfinished)}); it runs once that is done."
+    )
+
+
+def _settle(findings: dict[str, CheckFinding], unfinished: list[str]) -> None:
+    """One root cause, one failure: a check whose failure an earlier failure explains becomes a skip."""
+    for check in catalog.CHECKS:
+        f = findings.get(check.id)
+        if f is None:
+            continue
+        if check.needs_finished_code and unfinished and f.status != "skip":
+            findings[check.id] = _not_finished(check.id, unfinished)
+            continue
+        if f.status == "fail":
+            causes = [c for c in check.explained_by if c in findings and findings[c].status == "fail"]
+            if causes:
+                findings[check.id] = skipped(
+                    check.id,
+                    f"Not conclusive: {', '.join(causes)} failed first and explains this; fix that first.",
+                ).model_copy(update={"log": f.log, "excerpt": f.excerpt})
+
+
+def _summary(level: str, findings: list[CheckFinding], seconds: float, cached: int, log_dir: str) -> str:
+    counts = {s: [f.id for f in findings if f.status == s] for s in ("pass", "fail", "warn", "skip")}
+    parts = [f"{len(counts['pass'])} passed"]
+    if counts["fail"]:
+        parts.append(f"{len(counts['fail'])} failed ({', '.join(counts['fail'])})")
+    if counts["warn"]:
+        parts.append(f"{len(counts['warn'])} warned ({', '.join(counts['warn'])})")
+    if counts["skip"]:
+        parts.append(f"{len(counts['skip'])} skipped")
+    from_cache = f", {cached} from cache" if cached else ""
+    return f"{level}: {', '.join(parts)} in {seconds:.1f} s{from_cache}; logs in {log_dir}"
+
+
+def _next(name: str, level: str, findings: list[CheckFinding], example: str) -> str | None:
+    failing = [f for f in findings if f.status == "fail"]
+    if failing:
+        fixable = any(f.id.startswith("format.") for f in failing)
+        tip = f" (validate_destination(name={name!r}, fix=true) fixes formatting)" if fixable else ""
+        return f"Fix the failures, each has a hint{tip}, then call validate_destination again."
+    if level == "fast":
+        return f"validate_destination(name={name!r}, level='full')"
+    return f"Done: `bizon run {example}` runs the example sync."
+
+
+def validate_destination(
+    ws: Workspace,
+    name: str,
+    level: str = "fast",
+    fix: bool = False,
+    verbose: bool = False,
+    progress: Progress | None = None,
+    use_cache: bool = True,
+) -> ValidationResult:
+    started = time.perf_counter()
+    _refuse_bad_input(ws, name, level)
+    report = progress or (lambda done, total, message: None)
+    total = 3 + (3 if level == "full" else 0) + (1 if fix else 0)
+    done = 0
+    report(done, total, "static checks")
+
+    fixed: list[FixedFile] = []
+    if fix:
+        code = DestinationCode.load(ws, name)
+        fixed = formatting.fix(ws, _checked_files(code), registered.our_lines(code))
+        done += 1
+        report(done, total, f"fix: {len(fixed)} file(s) changed")
+
+    code = DestinationCode.load(ws, name)
+    results: dict[str, CheckFinding] = {}
+    for check in (*static.CODE_CHECKS, *registered.REGISTRATION_CHECKS):
+        f = check(code)
+        results[f.id] = f
+    unfinished = [i for i, f in results.items() if i.startswith("agent.") and f.status == "fail"]
+    done += 1
+    report(done, total, f"static: {sum(f.status == 'fail' for f in results.values())} failed")
+
+    logs = _log_dir(ws, name)
+    units = Units(ws, name, logs, use_cache)
+    try:
+        ours = registered.our_lines(code)
+        units.submit(
+            "format",
+            lambda: formatting.check(ws, _checked_files(code), ours, logs / "ruff.log"),
+            ["format.ruff_format", "format.ruff_check"],
+        )
+        inputs = [ws.root / "bizon", ws.root / code.tests_dir]
+        contract = not unfinished
+        probe_ids = list(catalog.RUNTIME) if contract else ["import.models", "import.config_validate"]
+        for id in catalog.RUNTIME:
+            if id not in probe_ids:
+                results[id] = _not_finished(id, unfinished)
+        units.submit(
+            "probe",
+            lambda: runtime.probe(
+                ws, name, code.example_rel, contract, units.scratch_dir(), logs / "probe.log"
+            ),
+            probe_ids,
+            inputs,
+            (contract,),
+        )
+        if level == "full":
+            if unfinished:
+                results["tests.destination"] = _not_finished("tests.destination", unfinished)
+                results["smoke.bizon_run"] = _not_finished("smoke.bizon_run", unfinished)
+            else:
+                units.submit(
+                    "tests.destination",
+                    lambda: [
+                        runtime.destination_tests(ws, code.tests_dir, units.scratch_dir(), logs / "tests.log")
+                    ],
+                    ["tests.destination"],
+                    inputs,
+                )
+                if (ws.root / code.example_rel).is_file():
+                    units.submit(
+                        "smoke",
+                        lambda: [
+                            runtime.smoke(ws, code.example_rel, units.scratch_dir(), logs / "smoke.log")
+                        ],
+                        ["smoke.bizon_run"],
+                        inputs,
+                    )
+                else:
+                    results["smoke.bizon_run"] = skipped(
+                        "smoke.bizon_run",
+                        f"No example config at {code.example_rel} (see import.config_validate).",
+                    )
+            suite = [ws.root / t for t in runtime.BIZON_SUITE] + [ws.root / "tests" / "conftest.py"]
+            units.submit(
+                "tests.bizon_suite",
+                lambda: [runtime.bizon_suite(ws, units.scratch_dir(), logs / "bizon-suite.log")],
+                ["tests.bizon_suite"],
+                [ws.root / "bizon", *suite],
+            )
+        done = total - len(units.pending)  # skipped and cached units are done already
+        report(done, total, "running: " + ", ".join(u for u, _ in units.pending.values()))
+        units.wait_all(report, done, total)
+    finally:
+        units.close()
+    for findings in units.done.values():
+        results.update({f.id: f for f in findings})
+
+    _settle(results, unfinished)
+    ordered = sorted(results.values(), key=lambda f: catalog.ORDER[f.id])
+    log_dir = str(logs.relative_to(ws.root))
+    summary = _summary(level, ordered, time.perf_counter() - started, units.cached, log_dir)
+    shown = ordered if verbose else [f for f in ordered if f.status != "pass"]
+    return ValidationResult(
+        ok=not any(f.status == "fail" for f in ordered),
+        findings=shown,
+        level=level,
+        summary=summary,
+        log_dir=log_dir,
+        fixed=fixed,
+        next=_next(name, level, ordered, code.example_rel),
+    )
