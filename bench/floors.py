@@ -1,5 +1,6 @@
 """The floors of validation, timed in the same run: the bare commands it cannot do without."""
 
+import json
 import statistics
 import subprocess
 import tempfile
@@ -9,6 +10,8 @@ from pathlib import Path
 
 from bizon_forge import workspace
 from bizon_forge.workspace import REGISTRATION_FILES, Workspace
+
+PROBE_MARKER = "BIZON_FORGE_PROBE "  # validators/contract_probe.py prints its result on this line
 
 # bizon's defaults sleep 2 s before consuming and between liveness checks; a smoke run needs neither.
 DUMMY_TO_LOGGER = """\
@@ -23,21 +26,46 @@ engine: {runner: {config: {consumer_start_delay: 0, is_alive_check_interval: 1}}
 class Floors:
     samples: dict[str, list[float]] = field(default_factory=dict)
     ruff_files: int = 0
+    errors: dict[str, str] = field(default_factory=dict)  # a floor that could not be measured, and why
 
     def median(self, name: str) -> float | None:
         got = self.samples.get(name)
         return statistics.median(got) if got else None
 
 
-def _timed(cmd: list[str], ws: Workspace, cwd: Path) -> float:
+def _timed(cmd: list[str], ws: Workspace, cwd: Path, check=None) -> float:
+    """Seconds the command took; it must exit 0 and, with `check`, its stdout must satisfy check()."""
     start = time.perf_counter()
     done = subprocess.run(cmd, cwd=cwd, env=ws.env(), capture_output=True, text=True, timeout=300)
     elapsed = time.perf_counter() - start
-    if done.returncode != 0:
+    if done.returncode != 0 or (check and not check(done.stdout)):
         raise RuntimeError(
             f"floor command failed: {' '.join(cmd)}\n{done.stdout[-800:]}\n{done.stderr[-800:]}"
         )
     return elapsed
+
+
+def contract_probe() -> Path | None:
+    """The validators' import + contract subprocess, when they ship one."""
+    from importlib import resources
+
+    script = resources.files("bizon_forge.validators") / "contract_probe.py"
+    return Path(str(script)) if script.is_file() else None
+
+
+def _contract(ws: Workspace, name: str, script: Path, scratch: Path) -> float:
+    example = ws.destination_dir(name) / "config" / f"{name}.example.yml"
+    cmd = [ws.python(), str(script), str(ws.root), name, str(example), "contract"]
+    with tempfile.TemporaryDirectory(dir=scratch) as run_dir:  # the destination writes into its cwd
+        return _timed(cmd, ws, Path(run_dir), check=_probe_passed)
+
+
+def _probe_passed(stdout: str) -> bool:
+    marker = next((ln for ln in reversed(stdout.splitlines()) if ln.startswith(PROBE_MARKER)), None)
+    if marker is None:
+        return False
+    steps = json.loads(marker[len(PROBE_MARKER) :])
+    return all(step.get("ok") for step in steps.values() if isinstance(step, dict))
 
 
 def _ruff(ws: Workspace, files: list[str]) -> float:
@@ -59,12 +87,19 @@ def measure(registered: Workspace, name: str, scratch: Path, runs: int) -> Floor
     yml = scratch / "dummy_to_logger.yml"
     yml.write_text(DUMMY_TO_LOGGER)
     import_cmd = [registered.python(), "-c", "import bizon.common.models"]
+    script = contract_probe()
     for i in range(runs):
         floors.samples.setdefault("import", []).append(_timed(import_cmd, registered, registered.root))
         floors.samples.setdefault("ruff", []).append(_ruff(registered, files))
         with tempfile.TemporaryDirectory(dir=scratch) as run_dir:  # bizon run writes ./bizon.sqlite3
             pipeline = [registered.python(), "-m", "bizon.cli.main", "run", str(yml)]
             floors.samples.setdefault("pipeline", []).append(_timed(pipeline, registered, Path(run_dir)))
+        if script and "contract" not in floors.errors:
+            try:
+                floors.samples.setdefault("contract", []).append(_contract(registered, name, script, scratch))
+            except RuntimeError as error:  # the probe is the validators' code: report it, measure the rest
+                floors.errors["contract"] = str(error)[:600]
+                floors.samples.pop("contract", None)
         # What apply_registrations pays: the first import of a fresh tree, no byte-code cached for it yet.
         fresh_root = workspace.init(str(scratch / f"fresh{i}"))
         fresh = workspace.resolve(None, workspace.Settings.from_paths([str(fresh_root)]))
