@@ -4,7 +4,9 @@ from pydantic import BaseModel
 
 from bizon_forge import registry, spec
 from bizon_forge.findings import Result, fail, warn
-from bizon_forge.workspace import Workspace
+from bizon_forge.workspace import ENUM_FILE, FACTORY_FILE, MODELS_FILE, Workspace
+
+FILES = {"enum": ENUM_FILE, "union": MODELS_FILE, "factory": FACTORY_FILE}
 
 
 class DestinationState(BaseModel):
@@ -18,6 +20,7 @@ class DestinationState(BaseModel):
 class InspectResult(Result):
     root: str | None = None
     bizon_version: str | None = None
+    layout: dict[str, str] = {}  # enum | union | factory -> "file:line" of the edit point, found by structure
     destinations: list[DestinationState] = []
 
 
@@ -53,7 +56,15 @@ def inspect_workspace(ws: Workspace) -> InspectResult:
             rendered=(src / "config.py").exists() and (src / "destination.py").exists(),
             spec=name in stored,
         )
-        if state.missing and (state.registered or state.spec):
+        if state.spec and not state.rendered:
+            findings.append(
+                warn(
+                    "inspect.not_rendered",
+                    f"{name} has a stored spec but no rendered src/config.py and src/destination.py.",
+                    f"render_destination(name={name!r}) writes them.",
+                )
+            )
+        elif state.missing and (state.registered or state.spec):
             findings.append(
                 warn(
                     "registry.incomplete",
@@ -66,6 +77,7 @@ def inspect_workspace(ws: Workspace) -> InspectResult:
         ok=not reg.errors,
         root=str(ws.root),
         bizon_version=ws.bizon_version,
+        layout={key: f"{FILES[key]}:{line}" for key, line in reg.edit_points.items()},
         destinations=states,
         findings=findings,
     )

@@ -17,6 +17,9 @@ class Registry:
     union: list[str] = field(default_factory=list)  # members of BizonConfig.destination
     factory: dict[str, str] = field(default_factory=dict)  # enum member -> module imported in its branch
     factory_top_imports: list[str] = field(default_factory=list)  # connector modules imported at top level
+    edit_points: dict[str, int] = field(
+        default_factory=dict
+    )  # enum | union | factory -> line found by structure
     errors: list[str] = field(default_factory=list)
 
     def member_for_value(self, value: str) -> str | None:
@@ -44,6 +47,7 @@ def _parse(rel: str, text: str, errors: list[str]) -> ast.Module | None:
 def _enum(tree: ast.Module, reg: Registry) -> None:
     for node in tree.body:
         if isinstance(node, ast.ClassDef) and node.name == "DestinationTypes":
+            reg.edit_points["enum"] = node.lineno
             for stmt in node.body:
                 if (
                     isinstance(stmt, ast.Assign)
@@ -70,6 +74,14 @@ def union_node(tree: ast.Module) -> ast.AST | None:
     return None
 
 
+def _line_of(tree: ast.Module, slice_: ast.AST) -> int | None:
+    """The line of the `destination: Union[...]` statement that holds `slice_`."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.AnnAssign) and getattr(node.annotation, "slice", None) is slice_:
+            return node.lineno
+    return None
+
+
 def _models(tree: ast.Module, reg: Registry) -> None:
     for node in tree.body:
         if isinstance(node, ast.ImportFrom) and node.module:
@@ -78,6 +90,7 @@ def _models(tree: ast.Module, reg: Registry) -> None:
                 reg.import_lines[alias.asname or alias.name] = node.lineno
     slice_ = union_node(tree)
     if slice_ is not None:
+        reg.edit_points["union"] = _line_of(tree, slice_)
         elts = slice_.elts if isinstance(slice_, ast.Tuple) else [slice_]
         reg.union = [e.id for e in elts if isinstance(e, ast.Name)]
 
@@ -86,6 +99,9 @@ def _factory(tree: ast.Module, reg: Registry) -> None:
     for node in tree.body:
         if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(CONNECTOR_PREFIX):
             reg.factory_top_imports.append(node.module)
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == "DestinationFactory":
+            reg.edit_points["factory"] = node.lineno
     for node in ast.walk(tree):
         if isinstance(node, ast.If):
             test = node.test
