@@ -2,7 +2,7 @@
 
 from pydantic import BaseModel
 
-from bizon_forge import registry, spec
+from bizon_forge import recipes, registry, spec
 from bizon_forge.atomic import workspace_lock
 from bizon_forge.findings import Result, has_failures
 from bizon_forge.spec import DestinationSpec, Names
@@ -33,7 +33,8 @@ def existing(ws: Workspace, s: DestinationSpec, reg: registry.Registry) -> Exist
 
 
 def describe_target(ws: Workspace, s: DestinationSpec) -> DescribeResult:
-    findings = spec.check_spec(s)
+    s, findings = recipes.apply(s)  # a recipe's own fields and retry defaults, unless the agent declared them
+    findings += spec.check_spec(s)
     if has_failures(findings):
         return DescribeResult(ok=False, findings=findings, next="Fix the failed findings and call describe_target again.")
     reg = registry.read(ws)

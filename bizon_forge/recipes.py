@@ -1,8 +1,16 @@
-"""Recipes: which templates render a destination, and the fields each family of targets needs."""
+"""Recipes: which templates render a destination, and the fields each family of targets needs.
 
+`custom` renders the skeleton the agent fills in. `sql`, `file` and `http` render a destination that
+already works (sync modes, batching, retries, unnest) and that the agent only adapts.
+"""
+
+import re
 from dataclasses import dataclass, field
 
-from bizon_forge.spec import FieldSpec
+from bizon_forge.findings import Finding, fail, warn
+from bizon_forge.spec import DestinationSpec, ErrorHandling, FieldSpec
+
+STATUS_RE = re.compile(r"[1-5](\d\d|xx)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -12,19 +20,193 @@ class Recipe:
     fields: tuple[FieldSpec, ...] = ()  # added to a spec that does not declare them
     test_template: str | None = None
     sample: dict = field(default_factory=dict)  # example-YAML values that make a run work offline
+    write_method: str = "batch_insert"
+    transient: tuple[str, ...] = ()  # what error_handling.transient becomes when the agent lists nothing
+    # A transient name the agent may list -> the exception classes the rendered code retries on.
+    exceptions: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    statuses: bool = False  # whether HTTP statuses ('429', '5xx') mean something to this recipe
 
     def templates(self, name: str) -> list[tuple[str, str]]:
         base = f"bizon/connectors/destinations/{name}/src"
         out = [(f"{base}/config.py", "config.py.j2"), (f"{base}/destination.py", self.destination_template)]
         if self.test_template:
-            out.append((f"tests/connectors/destinations/{name}/test_{name}_destination.py", self.test_template))
+            out.append(
+                (f"tests/connectors/destinations/{name}/test_{name}_destination.py", self.test_template)
+            )
         return out
 
+    def retry_plan(self, transient: list[str]) -> dict:
+        """How the rendered code retries: exception classes, HTTP statuses, and what it cannot use."""
+        by_lower = {k.lower(): v for k, v in self.exceptions.items()}
+        plan: dict = {"exceptions": [], "statuses": [], "status_classes": [], "ignored": []}
+        for token in transient:
+            t = token.strip()
+            if self.statuses and STATUS_RE.fullmatch(t):
+                if t[1:].lower() == "xx":
+                    plan["status_classes"].append(int(t[0]))
+                else:
+                    plan["statuses"].append(int(t))
+            elif t.lower() in by_lower:
+                plan["exceptions"] += [c for c in by_lower[t.lower()] if c not in plan["exceptions"]]
+            else:
+                plan["ignored"].append(t)
+        plan["statuses"] = sorted(set(plan["statuses"]))
+        plan["status_classes"] = sorted(set(plan["status_classes"]))
+        return plan
+
+
+def _f(name, type="str", required=False, default=None, description="", secret=False) -> FieldSpec:
+    return FieldSpec(
+        name=name, type=type, required=required, default=default, description=description, secret=secret
+    )
+
+
+SQL = Recipe(
+    "sql",
+    "sql/destination.py.j2",
+    fields=(
+        _f(
+            "url",
+            required=True,
+            secret=True,
+            description=(
+                "SQLAlchemy URL of the target database, e.g. postgresql+psycopg2://user:password@host/db, "
+                "duckdb:///path.duckdb or sqlite:///path.db. Secret: it may hold a password."
+            ),
+        ),
+        _f("db_schema", description="Database schema of the table; None uses the connection's default."),
+    ),
+    test_template="tests/sql.py.j2",
+    # Relative to the directory bizon runs from; the destination creates the folder of a SQLite file.
+    sample={"url": "sqlite:///output/bizon_records.db", "db_schema": None},
+    write_method="batch_insert",
+    transient=("OperationalError",),
+    exceptions={
+        "OperationalError": ("exc.OperationalError",),
+        "InterfaceError": ("exc.InterfaceError",),
+        "DisconnectionError": ("exc.DisconnectionError",),
+        "TimeoutError": ("exc.TimeoutError", "TimeoutError"),
+        "ConnectionError": ("exc.DisconnectionError", "ConnectionError"),
+    },
+)
+
+FILE = Recipe(
+    "file",
+    "file/destination.py.j2",
+    fields=(
+        _f("directory", default=".", description="Folder of the output files (created if missing)."),
+        _f("format", default="jsonl", description="jsonl, csv or parquet; one file per destination_id."),
+    ),
+    test_template="tests/file.py.j2",
+    sample={"directory": "output"},
+    write_method="file_upload",
+    exceptions={"OSError": ("OSError",), "TimeoutError": ("TimeoutError",)},
+)
+
+HTTP = Recipe(
+    "http",
+    "http/destination.py.j2",
+    fields=(
+        _f("endpoint", required=True, description="URL that receives each batch as a JSON POST."),
+        _f("auth_token", secret=True, description="Token sent in auth_header; None for an open endpoint."),
+        _f("auth_header", default="Authorization", description="Header that carries the token."),
+        _f(
+            "auth_scheme",
+            default="Bearer",
+            description="Prefix of the header value; '' sends the bare token.",
+        ),
+        _f("batch_size", type="int", default=500, description="Records per POST."),
+        _f("timeout_seconds", type="float", default=30.0, description="Timeout of one POST."),
+        _f(
+            "staging_directory",
+            default=".bizon_staging",
+            description="Where full_refresh and incremental syncs stage records until finalize() posts them.",
+        ),
+    ),
+    test_template="tests/http.py.j2",
+    sample={"endpoint": "http://127.0.0.1:8080/records"},
+    write_method="streaming",
+    transient=("429", "5xx", "ConnectionError", "Timeout"),
+    exceptions={
+        "ConnectionError": ("requests.exceptions.ConnectionError",),
+        "Timeout": ("requests.exceptions.Timeout",),
+        "TimeoutError": ("requests.exceptions.Timeout",),
+        "ReadTimeout": ("requests.exceptions.ReadTimeout",),
+        "ConnectTimeout": ("requests.exceptions.ConnectTimeout",),
+        "ChunkedEncodingError": ("requests.exceptions.ChunkedEncodingError",),
+    },
+    statuses=True,
+)
 
 RECIPES = {
     "custom": Recipe("custom", "custom/destination.py.j2"),
+    "sql": SQL,
+    "file": FILE,
+    "http": HTTP,
 }
 
 
 def get(name: str) -> Recipe:
     return RECIPES[name]
+
+
+def apply(s: DestinationSpec) -> tuple[DestinationSpec, list[Finding]]:
+    """The spec with the recipe's fields and defaults merged in, and findings on what does not fit.
+
+    A field the agent declared under a recipe field's name must keep that field's type (and secrecy):
+    the rendered code reads it.
+    """
+    recipe = get(s.recipe)
+    if recipe.name == "custom":
+        return s, []
+    findings: list[Finding] = []
+    declared = {f.name: f for f in s.fields}
+    fields = list(s.fields)
+    added = []
+    for need in recipe.fields:
+        have = declared.get(need.name)
+        if have is None:
+            fields.append(need)
+            added.append(need.name)
+            continue
+        if have.type != need.type:
+            findings.append(
+                fail(
+                    "recipe.field_conflict",
+                    f"The {recipe.name} recipe reads {need.name!r} as a {need.type}, not a {have.type}.",
+                    f"Declare {need.name!r} as type {need.type!r}, or leave it out and the recipe adds it.",
+                )
+            )
+        elif need.secret and not have.secret:
+            findings.append(
+                fail(
+                    "recipe.field_not_secret",
+                    f"Field {need.name!r} must be secret in the {recipe.name} recipe: {need.description}",
+                    f"Set secret=true on {need.name!r}, or leave it out and the recipe adds it.",
+                )
+            )
+    updates: dict = {"fields": fields}
+    if s.write_method == "batch_insert" and recipe.write_method != "batch_insert":
+        updates["write_method"] = recipe.write_method  # the tool's default, not a choice the agent made
+    transient = s.error_handling.transient or list(recipe.transient)
+    if transient != s.error_handling.transient:
+        updates["error_handling"] = ErrorHandling(**{**s.error_handling.model_dump(), "transient": transient})
+    plan = recipe.retry_plan(transient)
+    if plan["ignored"]:
+        known = sorted(recipe.exceptions) + (["'429'", "'5xx'"] if recipe.statuses else [])
+        findings.append(
+            warn(
+                "recipe.transient_unknown",
+                f"The {recipe.name} recipe cannot retry on {', '.join(map(repr, plan['ignored']))}: ignored.",
+                f"It understands: {', '.join(known)}. Anything else fails the batch at once.",
+            )
+        )
+    if added:
+        findings.append(
+            Finding(
+                id="recipe.fields_added",
+                status="pass",
+                message=f"The {recipe.name} recipe added field(s): {', '.join(added)}.",
+            )
+        )
+    return s.model_copy(update=updates), findings

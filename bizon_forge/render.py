@@ -117,6 +117,7 @@ def context(s: DestinationSpec) -> dict:
         "b": s.batching,
         "e": s.error_handling,
         "recipe": recipes.get(s.recipe),
+        "retry": recipes.get(s.recipe).retry_plan(s.error_handling.transient),
     }
 
 
