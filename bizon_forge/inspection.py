@@ -40,6 +40,8 @@ def inspect_workspace(ws: Workspace) -> InspectResult:
     stored = set(spec.stored_names(ws))
     findings = [fail("registry.unparsable", e, "Fix the syntax error first.") for e in reg.errors]
     states = []
+    # A registration in a file that does not parse is neither there nor missing: it is unknown.
+    unknown = {k for k, rel in FILES.items() if any(e.startswith(f"{rel}:") for e in reg.errors)}
     for name in sorted(set(ws.destinations()) | stored | set(reg.enum.values()) - {None}):
         member = reg.member_for_value(name) or name.upper()
         cls = _config_class(ws, name, reg)
@@ -48,6 +50,7 @@ def inspect_workspace(ws: Workspace) -> InspectResult:
             "union": cls in reg.union,
             "factory": member in reg.factory,
         }
+        have = {k: v for k, v in have.items() if k not in unknown}
         src = ws.destination_dir(name) / "src"
         state = DestinationState(
             name=name,
@@ -64,7 +67,7 @@ def inspect_workspace(ws: Workspace) -> InspectResult:
                     f"render_destination(name={name!r}) writes them.",
                 )
             )
-        elif state.missing and (state.registered or state.spec):
+        elif state.missing and (state.registered or state.spec) and not unknown:
             findings.append(
                 warn(
                     "registry.incomplete",
