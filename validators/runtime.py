@@ -193,7 +193,7 @@ def _innermost_frame(trace: str, root: Path) -> tuple[str | None, int | None]:
 
 # -- tests ------------------------------------------------------------------------------------------------
 
-SUMMARY = re.compile(r"=+ (.*(?:passed|failed|error|no tests ran).*) in [\d.]+s")
+SUMMARY = re.compile(r"^=* ?(\d+ (?:passed|failed|errors?|skipped|deselected)\b.*?) in [\d.]+s", re.M)
 
 
 def _pytest_summary(tail: str) -> str:

@@ -1,0 +1,340 @@
+"""Broken destinations, one per finding id: each case is the good ndjson destination (tests/broken/good/) with
+the edits that make exactly that check fail. test_validate_corpus.py applies them to a real bizon tree."""
+
+from dataclasses import dataclass
+
+# Where each edit lands, relative to the workspace.
+FILES = {
+    "config": "bizon/connectors/destinations/ndjson/src/config.py",
+    "destination": "bizon/connectors/destinations/ndjson/src/destination.py",
+    "init": "bizon/connectors/destinations/ndjson/src/__init__.py",
+    "example": "bizon/connectors/destinations/ndjson/config/ndjson.example.yml",
+    "tests": "tests/connectors/destinations/ndjson/test_ndjson_destination.py",
+    "enum": "bizon/destination/config.py",
+    "models": "bizon/common/models.py",
+    "factory": "bizon/destination/destination.py",
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    why: str  # the mistake, as an agent would make it
+    edits: (
+        tuple  # ("replace", file, old, new) exactly once | ("regex", file, pattern, new) | ("delete", file)
+    )
+    level: str = "fast"
+    status: str = "fail"
+
+
+def replace(file: str, old: str, new: str) -> tuple:
+    return ("replace", file, old, new)
+
+
+CASES: dict[str, Case] = {
+    "source.syntax": Case(
+        "a colon lost in an edit",
+        (
+            replace(
+                "destination", "def check_connection(self) -> bool:", "def check_connection(self) -> bool"
+            ),
+        ),
+    ),
+    "checklist.init_file": Case("src/__init__.py deleted", (("delete", "init"),)),
+    "checklist.details_base": Case(
+        "the details config derives from pydantic's BaseModel",
+        (
+            replace("config", "from pydantic import Field", "from pydantic import BaseModel, Field"),
+            replace("config", "    AbstractDestinationDetailsConfig,\n", ""),
+            replace(
+                "config",
+                "class NdjsonDestinationConfig(AbstractDestinationDetailsConfig):",
+                "class NdjsonDestinationConfig(BaseModel):",
+            ),
+        ),
+    ),
+    "checklist.config_base": Case(
+        "the main config derives from pydantic's BaseModel",
+        (
+            replace("config", "from pydantic import Field", "from pydantic import BaseModel, Field"),
+            replace("config", "    AbstractDestinationConfig,\n", ""),
+            replace(
+                "config", "class NdjsonConfig(AbstractDestinationConfig):", "class NdjsonConfig(BaseModel):"
+            ),
+        ),
+    ),
+    "checklist.literal_name": Case(
+        "a typo in the Literal's member",
+        (replace("config", "Literal[DestinationTypes.NDJSON]", "Literal[DestinationTypes.NDJSN]"),),
+    ),
+    "checklist.field_descriptions": Case(
+        "a required field declared without Field(description=...)",
+        (
+            replace(
+                "config",
+                '    directory: str = Field(..., description="Folder the .jsonl files are written to; '
+                'created if missing.")',
+                "    directory: str",
+            ),
+            replace("config", "from pydantic import Field\n\n", ""),
+        ),
+    ),
+    "checklist.destination_base": Case(
+        "the destination class forgot its base",
+        (
+            replace(
+                "destination", "class NdjsonDestination(AbstractDestination):", "class NdjsonDestination:"
+            ),
+            replace("destination", "from bizon.destination.destination import AbstractDestination\n", ""),
+        ),
+    ),
+    "checklist.check_connection_bool": Case(
+        "check_connection falls off its end",
+        (
+            replace(
+                "destination",
+                "    def check_connection(self) -> bool:\n        return os.access(self.folder, os.W_OK)",
+                "    def check_connection(self) -> bool:\n        if os.access(self.folder, os.W_OK):\n"
+                "            return True",
+            ),
+        ),
+    ),
+    "checklist.write_records_returns": Case(
+        "write_records returns a bare True",
+        (replace("destination", "        return True, None\n", "        return True\n"),),
+    ),
+    "checklist.errors_logged": Case(
+        "the except block returns the error without logging it",
+        (replace("destination", "            logger.error(message)\n", ""),),
+        status="warn",
+    ),
+    "registration.enum": Case(
+        "the enum member was never added",
+        (replace("enum", '    NDJSON = "ndjson"\n', ""),),
+    ),
+    "registration.union": Case(
+        "models.py was never touched",
+        (
+            replace(
+                "models", "from bizon.connectors.destinations.ndjson.src.config import NdjsonConfig\n", ""
+            ),
+            replace("models", "        NdjsonConfig,\n", ""),
+        ),
+    ),
+    "registration.factory": Case(
+        "the factory branch was never added",
+        (
+            (
+                "regex",
+                "factory",
+                r"        elif config\.name == DestinationTypes\.NDJSON:.*?\n            \)\n\n",
+                "",
+            ),
+        ),
+    ),
+    "registration.same_name": Case(
+        "the factory branch tests another member",
+        (
+            replace(
+                "factory",
+                "elif config.name == DestinationTypes.NDJSON:",
+                "elif config.name == DestinationTypes.LOGGER:",
+            ),
+        ),
+    ),
+    "trap.literal_other_member": Case(
+        "the Literal copy-pasted from the file destination",
+        (replace("config", "Literal[DestinationTypes.NDJSON]", "Literal[DestinationTypes.FILE]"),),
+    ),
+    "trap.optional_import_in_config": Case(
+        "a driver imported in config.py",
+        (
+            replace(
+                "config",
+                "from pydantic import Field",
+                "import duckdb  # noqa: F401\nfrom pydantic import Field",
+            ),
+        ),
+    ),
+    "trap.models_import_in_config": Case(
+        "SyncMetadata imported in config.py",
+        (
+            replace(
+                "config",
+                "from bizon.destination.config import (",
+                "from bizon.common.models import SyncMetadata  # noqa: F401\n"
+                "from bizon.destination.config import (",
+            ),
+        ),
+    ),
+    "trap.factory_top_level_import": Case(
+        "the destination module imported at the top of the factory file",
+        (
+            replace(
+                "factory",
+                "from bizon.common.models import SyncMetadata\n",
+                "import bizon.connectors.destinations.ndjson.src.destination  # noqa: F401\n"
+                "from bizon.common.models import SyncMetadata\n",
+            ),
+        ),
+    ),
+    "trap.setup_in_check_connection": Case(
+        "the folder is prepared only in check_connection",
+        (
+            replace("destination", "        self._prepare_folder()\n", ""),
+            replace(
+                "destination",
+                "    def check_connection(self) -> bool:\n",
+                "    def check_connection(self) -> bool:\n        self._prepare_folder()\n",
+            ),
+        ),
+    ),
+    "trap.write_records_raises": Case(
+        "write_records re-raises after logging",
+        (
+            replace(
+                "destination",
+                "            logger.error(message)\n            return False, message",
+                "            logger.error(message)\n            raise",
+            ),
+        ),
+    ),
+    "trap.write_records_signature": Case(
+        "write_records takes `df`",
+        (
+            replace(
+                "destination",
+                "def write_records(self, df_destination_records: pl.DataFrame)",
+                "def write_records(self, df: pl.DataFrame)",
+            ),
+            replace(
+                "destination", "for record in df_destination_records.iter_rows", "for record in df.iter_rows"
+            ),
+            replace(
+                "destination",
+                "writing {df_destination_records.height} records",
+                "writing {df.height} records",
+            ),
+        ),
+    ),
+    "trap.staging_without_finalize": Case(
+        "finalize() deleted: staged records never published",
+        (("regex", "destination", r"\n    def finalize\(self\) -> bool:.*\Z", ""),),
+    ),
+    "trap.secret_logged": Case(
+        "the whole config logged at start-up",
+        (
+            replace(
+                "destination",
+                "        self._prepare_folder()\n",
+                '        self._prepare_folder()\n        logger.info(f"ndjson: {self.config}")\n',
+            ),
+        ),
+    ),
+    "agent.todo_left": Case(
+        "a FORGE-TODO marker left in a comment",
+        (
+            replace(
+                "destination",
+                "    def check_connection",
+                "    # FORGE-TODO(rotate): rotate files over 1 GB.\n    def check_connection",
+            ),
+        ),
+    ),
+    "agent.pass_body": Case(
+        "a stub method left from the guide's skeleton",
+        (
+            replace(
+                "destination",
+                "    def check_connection",
+                "    def close(self) -> None:\n        pass\n\n    def check_connection",
+            ),
+        ),
+    ),
+    "agent.not_implemented": Case(
+        "a method left raising NotImplementedError",
+        (
+            replace(
+                "destination",
+                "    def check_connection",
+                '    def delete_table(self) -> bool:\n        raise NotImplementedError("delete_table")\n\n'
+                "    def check_connection",
+            ),
+        ),
+    ),
+    "agent.placeholder": Case(
+        "a placeholder from the guide's YAML template",
+        (replace("example", "directory: ndjson-out", 'directory: "{{connection_value}}"'),),
+    ),
+    "format.ruff_format": Case(
+        "spaces inside a call",
+        (replace("destination", "Path(config.directory)", "Path( config.directory )"),),
+    ),
+    "format.ruff_check": Case(
+        "an unused import",
+        (replace("destination", "import os\n", "import os\nimport sys\n"),),
+    ),
+    "import.models": Case(
+        "config.py imports a bizon module that does not exist",
+        (
+            replace(
+                "config",
+                "from bizon.destination.config import (",
+                "import bizon.destination.kinds  # noqa: F401\nfrom bizon.destination.config import (",
+            ),
+        ),
+    ),
+    "import.config_validate": Case(
+        "the example YAML lacks a required field",
+        (replace("example", "    directory: ndjson-out\n", ""),),
+    ),
+    "contract.build": Case(
+        "the folder cannot be created",
+        (replace("example", "directory: ndjson-out", "directory: /proc/ndjson-out"),),
+    ),
+    "contract.write_records": Case(
+        "a destination_id that points into a missing folder",
+        (replace("example", "destination_id: creatures", "destination_id: missing/creatures"),),
+    ),
+    "contract.finalize": Case(
+        "publishing renames into a folder that does not exist",
+        (
+            replace(
+                "destination",
+                "os.replace(self.staging, self.target)",
+                'os.replace(self.staging, self.folder / "gone" / "x")',
+            ),
+        ),
+    ),
+    "tests.destination": Case(
+        "the destination's own test expects the wrong rows",
+        (replace("tests", "assert read(again) == [3, 4]", "assert read(again) == [1, 2, 3, 4]"),),
+        level="full",
+    ),
+    "tests.bizon_suite": Case(
+        "config.py pulls in an optional driver at import time, by a route static checks cannot see",
+        (
+            replace(
+                "config", "from typing import Literal\n", "import importlib\nfrom typing import Literal\n"
+            ),
+            replace(
+                "config",
+                "\n\nclass NdjsonDestinationConfig",
+                '\nimportlib.import_module("psycopg2")\n\n\nclass NdjsonDestinationConfig',
+            ),
+        ),
+        level="full",
+    ),
+    "smoke.bizon_run": Case(
+        "an API that takes at most 3 records per request, and no chunking",
+        (
+            replace(
+                "destination",
+                "            lines = []\n",
+                "            if df_destination_records.height > 3:\n"
+                '                raise ValueError("the API takes at most 3 records per request")\n'
+                "            lines = []\n",
+            ),
+        ),
+        level="full",
+    ),
+}
