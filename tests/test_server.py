@@ -1,0 +1,102 @@
+"""The server as clients see it: a real process over stdio, its wire tool list, its start-up cost, the CLI.
+
+The wire tool list is pinned in tests/snapshots/tools.json. After a deliberate change to a tool's name,
+arguments, annotations or answer, refresh it with:
+
+    BIZON_FORGE_UPDATE_SNAPSHOTS=1 .venv/bin/python -m pytest tests/test_server.py -k snapshot
+
+and review the diff of tools.json like any other change: it is what every agent reads.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bizon_forge import workspace
+from tests.conftest import REPO, stdio_client
+
+pytestmark = pytest.mark.anyio
+
+SNAPSHOT = Path(__file__).parent / "snapshots" / "tools.json"
+HEAVY = ("libcst", "jinja2", "polars", "bizon")
+
+
+async def test_the_wire_tool_list_matches_the_snapshot_and_every_tool_is_annotated(make_tree):
+    root = make_tree("0.6.4")
+    async with stdio_client(root) as client:
+        tools = (await client.list_tools()).tools
+    wire = sorted(
+        (t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in tools), key=lambda t: t["name"]
+    )
+    for tool in wire:
+        assert tool.get("description"), tool["name"]
+        assert tool.get("outputSchema", {}).get("type") == "object", tool["name"]
+        hints = tool.get("annotations", {})
+        assert {"readOnlyHint", "destructiveHint", "idempotentHint", "openWorldHint"} <= set(hints), tool[
+            "name"
+        ]
+    text = json.dumps(wire, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    if os.environ.get("BIZON_FORGE_UPDATE_SNAPSHOTS"):
+        SNAPSHOT.parent.mkdir(exist_ok=True)
+        SNAPSHOT.write_text(text)
+    assert SNAPSHOT.exists(), (
+        "no snapshot yet: run with BIZON_FORGE_UPDATE_SNAPSHOTS=1 (see the module docstring)"
+    )
+    assert text == SNAPSHOT.read_text(), "the wire tool list changed; refresh the snapshot if that was meant"
+
+
+def test_start_up_imports_none_of_the_heavy_libraries():
+    code = (
+        "import sys\nfrom bizon_forge.server.app import build_server\n"
+        "from bizon_forge.workspace import Settings\n"
+        "build_server(Settings())\nprint(','.join(m for m in sys.argv[1:] if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, *HEAVY], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == ""
+
+
+async def test_workspaces_the_server_may_not_or_cannot_use_get_their_finding(make_tree, tmp_path):
+    root = make_tree("0.6.4")
+    roots = root.parent  # the server may touch everything under tmp_path/roots
+    (roots / "plain").mkdir()
+    (roots / "notes.txt").write_text("x")
+    (tmp_path / "outside").mkdir()
+    cases = {
+        str(tmp_path / "outside"): "workspace.outside_roots",
+        str(roots / "missing"): "workspace.missing",
+        str(roots / "plain"): "workspace.not_bizon",
+        str(roots / "notes.txt"): "workspace.not_a_directory",
+    }
+    async with stdio_client(roots) as client:
+        for path, expected in cases.items():
+            result = await client.call_tool("inspect_workspace", {"workspace": path})
+            assert not result.is_error, result
+            answer = result.structured_content
+            assert answer["ok"] is False and [f["id"] for f in answer["findings"]] == [expected], (
+                path,
+                answer,
+            )
+        found = await client.call_tool("inspect_workspace", {"workspace": str(root)})
+        assert found.structured_content["ok"] and found.structured_content["bizon_version"] == "0.6.4"
+
+
+def test_workspace_init_cli_makes_a_0_5_2_tree(tmp_path):
+    target = tmp_path / "old-bizon"
+    cli = [sys.executable, "-m", "bizon_forge", "workspace", "init", str(target), "--bizon-version", "0.5.2"]
+    done = subprocess.run(cli, capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    ws = workspace.resolve(str(target), workspace.Settings.from_paths([str(target)]))
+    assert ws.bizon_version == "0.5.2" and "logger" in ws.destinations()
+    log = subprocess.run(["git", "-C", str(target), "log", "--oneline"], capture_output=True, text=True)
+    assert log.stdout.count("\n") == 1 and "bizon 0.5.2" in log.stdout
+    assert (
+        subprocess.run(["git", "-C", str(target), "status", "--porcelain"], capture_output=True).stdout == b""
+    )
+
+    again = subprocess.run(cli, capture_output=True, text=True, cwd=REPO)
+    assert again.returncode == 2 and "workspace.not_empty" in again.stderr and again.stdout == ""
