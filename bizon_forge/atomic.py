@@ -1,4 +1,4 @@
-"""All-or-nothing writes: one file by rename, several files as a journaled transaction, under a per-workspace lock.
+"""All-or-nothing writes: a file by rename, several as a journaled transaction, under a per-workspace lock.
 
 Inside `workspace_lock` every write is confined to the workspace (no symlinked component, nothing read-only),
 and `write_all` first saves the originals to a journal in the state folder: a process killed between two
@@ -6,17 +6,16 @@ renames leaves that journal behind, and the next call that takes the lock rolls 
 """
 
 import base64
-import errno
+import fcntl
 import json
 import logging
 import os
 import stat
 import tempfile
+import time
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-
-from filelock import FileLock, Timeout
 
 from bizon_forge.findings import Refused, fail
 
@@ -25,7 +24,7 @@ JOURNAL = "journal.json"
 
 log = logging.getLogger(__name__)
 
-# The state folder of the workspace whose lock this thread holds: it roots the confinement check and the journal.
+# The state folder of the workspace whose lock this thread holds: it roots confinement and the journal.
 _held: ContextVar[Path | None] = ContextVar("bizon_forge_held_lock", default=None)
 
 
@@ -49,7 +48,7 @@ def check_writable(path: Path) -> None:
             if probe.is_symlink():
                 raise _unsafe(
                     path,
-                    f"{probe.relative_to(root)} is a symlink; bizon-forge writes only real paths in the tree.",
+                    f"{probe.relative_to(root)} is a symlink; bizon-forge writes only real paths.",
                     f"Replace the symlink {probe} with a real file or folder.",
                 )
             probe = probe.parent
@@ -68,7 +67,7 @@ def check_writable(path: Path) -> None:
 
 
 def write_text(path: Path, text: str) -> None:
-    """Write to a temporary file beside `path` and rename it into place, so readers see old or new, never half."""
+    """Write a temporary file beside `path` and rename it into place: readers see old or new, never half."""
     check_writable(path)
     _replace(path, text.encode("utf-8"))
 
@@ -185,31 +184,37 @@ def write_all(changes: dict[Path, str | None]) -> None:
 
 @contextmanager
 def workspace_lock(state_dir: Path, timeout: float = LOCK_TIMEOUT_S):
-    """Serialise writers to one workspace across server processes. The OS drops the lock when its holder dies."""
+    """Serialise writers to one workspace across server processes.
+
+    The lock is flock() on the workspace folder itself: taking it creates nothing in the tree (a refused
+    call leaves no trace), and the OS drops it when its holder dies, so a killed process blocks nobody.
+    """
     if state_dir.is_symlink():
         raise _unsafe(
             state_dir, f"{state_dir} is a symlink; the state folder must be a real folder in the tree."
         )
-    state_dir.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(state_dir / "workspace.lock", timeout=timeout)
+    fd = os.open(state_dir.parent, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        lock.acquire()
-    except Timeout:
-        raise Refused(
-            fail(
-                "workspace.busy",
-                f"Another call held the workspace lock for over {timeout:.0f} s.",
-                "Retry shortly; a long validation or another agent is writing to this workspace.",
-            )
-        ) from None
-    except OSError as error:
-        if error.errno != errno.ELOOP:
-            raise
-        raise _unsafe(state_dir / "workspace.lock", "The workspace lock file is a symlink.") from None
-    token = _held.set(state_dir)
-    try:
-        recover(state_dir)
-        yield
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise Refused(
+                        fail(
+                            "workspace.busy",
+                            f"Another call held the workspace lock for over {timeout:.0f} s.",
+                            "Retry shortly; a long validation or another agent is writing to this workspace.",
+                        )
+                    ) from None
+                time.sleep(0.05)
+        token = _held.set(state_dir)
+        try:
+            recover(state_dir)
+            yield
+        finally:
+            _held.reset(token)
     finally:
-        _held.reset(token)
-        lock.release()
+        os.close(fd)  # closing the only descriptor releases the lock
