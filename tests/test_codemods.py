@@ -429,7 +429,7 @@ def test_removal_leaves_a_connector_of_the_same_class_name_alone(real):
 NAME = st.from_regex(r"[a-z][a-z0-9_]{0,24}", fullmatch=True).filter(lambda name: not spec.check_name(name))
 
 
-@settings(max_examples=10, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=8, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     batch=st.lists(NAME, min_size=1, max_size=3, unique_by=lambda n: names(n).pascal), shuffle=st.randoms()
 )
