@@ -124,7 +124,7 @@ HTTP = Recipe(
         ),
     ),
     test_template="tests/http.py.j2",
-    sample={"endpoint": "http://127.0.0.1:8080/records"},
+    sample={"endpoint": "http://127.0.0.1:8080/records", "auth_token": None},
     write_method="streaming",
     transient=("429", "5xx", "ConnectionError", "Timeout"),
     exceptions={

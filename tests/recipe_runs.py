@@ -1,9 +1,12 @@
 """What an agent does with a recipe, through the real server over stdio, then a real `bizon run` into it."""
 
+import functools
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import anyio
 import yaml
 
 from bizon_forge import workspace
@@ -61,6 +64,14 @@ async def forge(tree: Path, name: str, recipe: str, validate: bool = False, **sp
         if validate:
             validated = ok(await client.call_tool("validate_destination", {"name": name, "level": "full"}))
     return {"describe": described, "render": rendered, "validate": validated}
+
+
+def forged_tree(pristine, tmp_path_factory, name: str, recipe: str, version: str = "0.6.4", **spec) -> Path:
+    """A fresh tree with one destination forged into it, for a module of tests to share (one server spawn)."""
+    tree = tmp_path_factory.mktemp("forged") / f"{name}-{version}"
+    shutil.copytree(pristine(version), tree, symlinks=True)
+    anyio.run(functools.partial(forge, tree, name, recipe, **spec))
+    return tree
 
 
 def write_run_config(tree: Path, name: str, scratch: Path, **config) -> Path:

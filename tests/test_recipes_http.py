@@ -1,0 +1,170 @@
+"""The http recipe end to end against a real local HTTP server that fails a set number of times, then accepts.
+
+Through bizon: a full refresh posts in finalize(), retries the transient failures, and its records land
+exactly once; a second run replaces them; a permanent failure fails the run loudly, without retry.
+Through the destination itself (stream mode, as bizon's consumer calls it): write_records returns
+(True, None) after transient failures and (False, message) on a permanent one.
+"""
+
+import json
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import orjson
+import pytest
+
+from bizon_forge import workspace
+from tests.recipe_runs import CONTRACT_COLUMNS, CREATURE_IDS, bizon_run, forged_tree, run_ok, write_run_config
+
+TOKEN = "tok-3f9a1c7e5b"
+
+
+class Receiver(ThreadingHTTPServer):
+    """Answers the first `failures` POSTs with `status`, then keeps each destination_id's records."""
+
+    def __init__(self, failures: int, status: int):
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.failures, self.status = failures, status
+        self.lock = threading.Lock()
+        self.posts = 0
+        self.auth: set[str] = set()
+        self.keys: list[str] = []
+        self.stored: dict[str, list[dict]] = {}
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/ingest"
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        server: Receiver = self.server
+        with server.lock:
+            server.posts += 1
+            server.auth.add(self.headers.get("Authorization", ""))
+            server.keys.append(self.headers.get("Idempotency-Key", ""))
+            failed = server.posts <= server.failures
+            if not failed:
+                payload = orjson.loads(body)
+                stored = server.stored.setdefault(payload["destination_id"], [])
+                if payload["replace"]:
+                    stored.clear()
+                stored.extend(payload["records"])
+        self.send_response(server.status if failed else 200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def serve():
+    servers = []
+
+    def start(failures: int = 0, status: int = 503) -> Receiver:
+        server = Receiver(failures, status)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+def hook(pristine, tmp_path_factory):
+    # Short backoff keeps the retries quick; 3 retries cover the 2 failures below.
+    spec = {
+        "error_handling": {
+            "transient": ["429", "5xx", "ConnectionError"],
+            "max_retries": 3,
+            "backoff_seconds": 0.05,
+        }
+    }
+    return forged_tree(pristine, tmp_path_factory, "hook", "http", **spec)
+
+
+def test_transient_failures_are_retried_and_records_land_once(hook, tmp_path, serve):
+    server = serve(failures=2, status=503)
+    config = write_run_config(hook, "hook", tmp_path, endpoint=server.url, auth_token=TOKEN)
+    output = run_ok(hook, config)
+    assert server.posts == 3
+    assert server.auth == {f"Bearer {TOKEN}"}
+    assert len(set(server.keys)) == 1  # the same batch, retried under one idempotency key
+    records = server.stored["hook_creatures"]
+    assert sorted(r["source_record_id"] for r in records) == CREATURE_IDS
+    assert list(records[0]) == CONTRACT_COLUMNS
+    assert records[0]["source_data"]["name"]  # a JSON object, not a string
+    assert TOKEN not in output
+
+    run_ok(hook, config)  # a second full refresh replaces what the receiver holds
+    assert sorted(r["source_record_id"] for r in server.stored["hook_creatures"]) == CREATURE_IDS
+
+
+def test_a_permanent_failure_fails_the_run_without_retry(hook, tmp_path, serve):
+    server = serve(failures=1000, status=400)
+    done = bizon_run(hook, write_run_config(hook, "hook", tmp_path, endpoint=server.url))
+    output = done.stdout + done.stderr
+    assert done.returncode != 0, output[-2000:]
+    assert "HTTP 400" in output
+    assert server.posts == 1
+    assert not server.stored
+
+
+DRIVER = """
+import json, sys
+from datetime import datetime, timezone
+
+import orjson
+import polars as pl
+
+from bizon.common.models import SyncMetadata
+from bizon.connectors.destinations.hook.src.config import HookDestinationConfig
+from bizon.connectors.destinations.hook.src.destination import HookDestination
+from bizon.destination.models import destination_record_schema
+from bizon.monitoring.noop.monitor import NoOpMonitor
+from bizon.source.callback import NoOpSourceCallback
+
+meta = SyncMetadata(job_id="j", name="j", source_name="dummy", stream_name="creatures",
+                    destination_name="hook", destination_alias="hook", sync_mode="stream")
+now = datetime.now(tz=timezone.utc)
+ids = [9898, 88787, 98, 3333, 56565]
+columns = {"bizon_id": [f"{i:032x}" for i in ids], "bizon_extracted_at": [now] * 5,
+           "bizon_loaded_at": [now] * 5, "source_record_id": [str(i) for i in ids],
+           "source_timestamp": [now] * 5, "source_data": [orjson.dumps({"id": i}).decode() for i in ids]}
+df = pl.DataFrame(columns, schema=destination_record_schema)
+results = []
+for endpoint in sys.argv[1:]:
+    config = HookDestinationConfig(endpoint=endpoint, destination_id="creatures")
+    destination = HookDestination(sync_metadata=meta, config=config, backend=None,
+                                  source_callback=NoOpSourceCallback(config={}),
+                                  monitor=NoOpMonitor(sync_metadata=meta, monitoring_config=None))
+    results.append(destination.write_records(df))
+print(json.dumps(results))
+"""
+
+
+def test_write_records_retries_transient_failures_and_returns_permanent_ones(hook, serve):
+    flaky, broken = serve(failures=2, status=429), serve(failures=1000, status=422)
+    env = workspace.resolve(None, workspace.Settings.from_paths([str(hook)])).env()
+    done = subprocess.run(
+        [sys.executable, "-c", DRIVER, flaky.url, broken.url],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    (ok, message), (failed, reason) = json.loads(done.stdout.splitlines()[-1])
+    assert (ok, message) == (True, None)
+    assert flaky.posts == 3
+    assert sorted(r["source_record_id"] for r in flaky.stored["creatures"]) == CREATURE_IDS
+    assert failed is False
+    assert "HTTP 422" in reason
+    assert broken.posts == 1
