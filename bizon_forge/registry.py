@@ -130,7 +130,8 @@ def from_texts(texts: dict[str, str]) -> Registry:
 
 
 def read_texts(ws: Workspace) -> dict[str, str]:
-    return {rel: ws.path(rel).read_text() for rel in REGISTRATION_FILES}
+    """The three files' texts with their line endings as they are (read_text would turn CRLF into LF)."""
+    return {rel: ws.path(rel).read_bytes().decode("utf-8") for rel in REGISTRATION_FILES}
 
 
 def read(ws: Workspace) -> Registry:

@@ -1,5 +1,6 @@
 """apply_registrations and remove_destination on real bizon trees: exact, idempotent, atomic, reversible."""
 
+import difflib
 import json
 import os
 import subprocess
@@ -259,3 +260,20 @@ def test_import_check_sees_an_edit_made_within_the_same_second(make_tree):
     edit(root, MODELS_FILE, "class BizonConfig(BaseModel):", "class BizonConfig(BaseMode_):")
     os.utime(root / MODELS_FILE, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))  # same second, same size
     assert "BaseMode_" in registrations.import_check(ws, [MODELS_FILE])
+
+
+def test_crlf_files_keep_their_line_endings(make_tree):
+    """A tree checked out on Windows: the edit adds CRLF lines and leaves every other byte alone."""
+    root = make_tree("0.5.2")
+    ws = rendered(open_ws(root), "acme")
+    for rel in REGISTRATION_FILES:
+        (root / rel).write_bytes((root / rel).read_bytes().replace(b"\n", b"\r\n"))
+    before = registration_files(root)
+    assert apply_registrations(ws, "acme").ok
+    for rel, old in before.items():
+        new = (root / rel).read_bytes()
+        assert new.count(b"\n") == new.count(b"\r\n") > old.count(b"\n")  # old and new lines all end in CRLF
+        lines = difflib.ndiff(old.decode().splitlines(True), new.decode().splitlines(True))
+        assert [line for line in lines if line.startswith("- ")] == []
+    assert remove_destination(ws, "acme").removed == ["enum", "import", "union", "factory"]
+    assert registration_files(root) == before
