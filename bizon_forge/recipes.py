@@ -35,6 +35,10 @@ class Recipe:
             )
         return out
 
+    def example_value(self, f: FieldSpec, fallback):
+        """The example YAML's value: the recipe's sample for a field it added, else the agent's own."""
+        return self.sample[f.name] if f.name in self.sample and f in self.fields else fallback
+
     def retry_plan(self, transient: list[str]) -> dict:
         """How the rendered code retries: exception classes, HTTP statuses, and what it cannot use."""
         by_lower = {k.lower(): v for k, v in self.exceptions.items()}
