@@ -1,5 +1,5 @@
 """Run by validate_destination in the workspace's own Python: import bizon, validate the example config,
-and drive the destination once the way the engine does. Prints one marker line of JSON; the rest is log.
+and drive the destination once the way the engine does. Prints a JSON marker line per step; the rest is log.
 
 Usage: python contract_probe.py ROOT NAME EXAMPLE_YAML {contract|import}
 This file must import nothing from bizon_forge: it runs with the workspace's interpreter and packages.
@@ -16,12 +16,24 @@ MARKER = "BIZON_FORGE_PROBE "
 TRACE_CHARS = 1500
 
 
+class ContractBroken(Exception):
+    """The destination answered, but not as the engine needs: its own traceback would only show this probe."""
+
+
 def _error(error: BaseException) -> dict:
+    errors = getattr(error, "errors", None)
+    if type(error).__name__ == "ValidationError" and callable(errors):
+        # pydantic's own text repeats the input and a docs link; the field paths and messages are what helps.
+        found = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors()[:3]]
+        return {"ok": False, "error": "; ".join(found)[:600], "trace": str(error)[-TRACE_CHARS:]}
+    if isinstance(error, ContractBroken):
+        return {"ok": False, "error": str(error)[:600], "trace": ""}
     trace = "".join(traceback.format_exception(error))
     return {"ok": False, "error": f"{type(error).__name__}: {error}"[:600], "trace": trace[-TRACE_CHARS:]}
 
 
-def _step(result: dict, key: str, fn):
+def _step(out, result: dict, key: str, fn):
+    """Run one step and report it at once: if a later step hangs, what finished is already on record."""
     started = time.perf_counter()
     try:
         value = fn()
@@ -30,6 +42,10 @@ def _step(result: dict, key: str, fn):
         value = None
         result[key] = _error(error)
     result[key]["seconds"] = round(time.perf_counter() - started, 3)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    out.write(MARKER + json.dumps({"step": key, **result[key]}, default=str) + "\n")
+    out.flush()
     return value
 
 
@@ -100,9 +116,11 @@ def _build(config, name: str):
     )
     expected = f"bizon.connectors.destinations.{name}.src.destination"
     if type(destination).__module__ != expected:
-        raise TypeError(f"the factory returned {type(destination).__module__}.{type(destination).__name__}")
+        raise ContractBroken(
+            f"the factory returned {type(destination).__module__}.{type(destination).__name__}"
+        )
     if not isinstance(destination, AbstractDestination):
-        raise TypeError(f"{type(destination).__name__} is not an AbstractDestination")
+        raise ContractBroken(f"{type(destination).__name__} is not an AbstractDestination")
     return destination
 
 
@@ -131,13 +149,14 @@ def _records(rows: int = 3):
 
 def _write(destination) -> None:
     answer = destination.write_records(df_destination_records=_records())
+    shown = repr(answer)[:200]
     if not isinstance(answer, (tuple, list)) or len(answer) != 2:
-        raise TypeError(f"write_records returned {answer!r}, not a (bool, str | None) pair")
+        raise ContractBroken(f"it returned {shown}, not a (bool, str | None) pair")
     ok, message = answer
     if not isinstance(ok, bool) or not (message is None or isinstance(message, str)):
-        raise TypeError(f"write_records returned {answer!r}, not a (bool, str | None) pair")
+        raise ContractBroken(f"it returned {shown}, not a (bool, str | None) pair")
     if not ok:
-        raise RuntimeError(f"write_records returned (False, {message!r})")
+        raise ContractBroken(f"it returned (False, {message!r})")
 
 
 def main() -> None:
@@ -145,19 +164,14 @@ def main() -> None:
     # The real stdout, kept aside: the destination may print, redirect or close sys.stdout.
     out = os.fdopen(os.dup(1), "w")
     result: dict = {}
-    try:
-        _step(result, "import", lambda: _import(root, name))
-        config = _step(result, "config", lambda: _config(name, example)) if result["import"]["ok"] else None
-        if config is not None and mode == "contract":
-            destination = _step(result, "build", lambda: _build(config, name))
-            if destination is not None:
-                _step(result, "write", lambda: _write(destination))
-                if result["write"]["ok"] and str(getattr(config.source.sync_mode, "value", "")) != "stream":
-                    _step(result, "finalize", destination.finalize)
-    finally:
-        sys.stderr.flush()
-        out.write(MARKER + json.dumps(result, default=str) + "\n")
-        out.flush()
+    _step(out, result, "import", lambda: _import(root, name))
+    config = _step(out, result, "config", lambda: _config(name, example)) if result["import"]["ok"] else None
+    if config is not None and mode == "contract":
+        destination = _step(out, result, "build", lambda: _build(config, name))
+        if destination is not None:
+            _step(out, result, "write", lambda: _write(destination))
+            if result["write"]["ok"] and str(getattr(config.source.sync_mode, "value", "")) != "stream":
+                _step(out, result, "finalize", destination.finalize)
     os._exit(0)  # threads a destination left running must not keep the probe alive
 
 

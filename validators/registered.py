@@ -5,6 +5,7 @@ import ast
 import yaml
 from bizon_forge.validators.code import DestinationCode, literal_member
 from bizon_forge.validators.report import CheckFinding, failed, passed, skipped
+from bizon_forge.validators.static import config_unreadable
 
 from bizon_forge.workspace import ENUM_FILE, FACTORY_FILE, MODELS_FILE
 
@@ -16,21 +17,21 @@ def _unparsable(code: DestinationCode, rel: str) -> bool:
 def enum(code: DestinationCode) -> CheckFinding:
     id = "registration.enum"
     if _unparsable(code, ENUM_FILE):
-        return skipped(id, f"{ENUM_FILE} does not parse (see source.syntax).")
+        return skipped(id, f"{ENUM_FILE} does not parse (see source.syntax).", "source.syntax")
     if code.member:
         return passed(id)
     return failed(
         id,
         f"DestinationTypes has no member with the value {code.name!r}.",
         file=ENUM_FILE,
-        hint=f"Call apply_registrations(name={code.name!r}), or add `{code.name.upper()} = {code.name!r}`.",
+        hint=f'Call apply_registrations(name={code.name!r}), or add `{code.name.upper()} = "{code.name}"`.',
     )
 
 
 def union(code: DestinationCode) -> CheckFinding:
     id = "registration.union"
     if _unparsable(code, MODELS_FILE):
-        return skipped(id, f"{MODELS_FILE} does not parse (see source.syntax).")
+        return skipped(id, f"{MODELS_FILE} does not parse (see source.syntax).", "source.syntax")
     reg = code.reg
     ours = [cls for cls, mod in reg.imports.items() if mod == code.config_module]
     listed = [cls for cls in ours if cls in reg.union]
@@ -56,7 +57,7 @@ def union(code: DestinationCode) -> CheckFinding:
 def factory(code: DestinationCode) -> CheckFinding:
     id = "registration.factory"
     if _unparsable(code, FACTORY_FILE):
-        return skipped(id, f"{FACTORY_FILE} does not parse (see source.syntax).")
+        return skipped(id, f"{FACTORY_FILE} does not parse (see source.syntax).", "source.syntax")
     if code.destination_module in code.reg.factory.values():
         return passed(id)
     return failed(
@@ -83,14 +84,13 @@ def same_name(code: DestinationCode) -> CheckFinding:
     id = "registration.same_name"
     member = code.member
     if member is None:
-        return skipped(id, "No enum member to compare with (see registration.enum).")
+        return skipped(id, "No enum member to compare with (see registration.enum).", "registration.enum")
     branch = next((m for m, mod in code.reg.factory.items() if mod == code.destination_module), None)
     if branch is not None and branch != member:
         return failed(
             id,
             f"The factory branch that builds this destination tests DestinationTypes.{branch}, but the "
-            f"member with "
-            f"the value {code.name!r} is {member}.",
+            f"member with the value {code.name!r} is {member}.",
             file=FACTORY_FILE,
             line=_branch_line(code, branch),
             hint=f"Write `elif config.name == DestinationTypes.{member}:` for this branch.",
@@ -109,15 +109,15 @@ def same_name(code: DestinationCode) -> CheckFinding:
 def literal_other_member(code: DestinationCode) -> CheckFinding:
     id = "trap.literal_other_member"
     if code.tree(code.config_rel) is None:
-        return skipped(id, f"{code.config_rel} is missing or does not parse.")
+        return config_unreadable(code, id)
     kind, value, line = literal_member(code.main_config)
     if kind != "member" or value not in code.reg.enum or code.reg.enum[value] == code.name:
         return passed(id)
     return failed(
         id,
-        f"`name: Literal[DestinationTypes.{value}]` names {code.reg.enum[value]!r}'s member: two configs on "
-        f"one "
-        "tag make pydantic fail at import ('mapped to multiple choices'), breaking every bizon command.",
+        f"`name: Literal[DestinationTypes.{value}]` is the {code.reg.enum[value]} destination's tag: two "
+        "configs on one tag make pydantic fail at import ('mapped to multiple choices'), breaking every "
+        "bizon command.",
         file=code.config_rel,
         line=line,
         hint=f"Write `name: Literal[DestinationTypes.{code.member or code.name.upper()}]`.",
@@ -128,7 +128,7 @@ def factory_top_level_import(code: DestinationCode) -> CheckFinding:
     id = "trap.factory_top_level_import"
     tree = code.registration[FACTORY_FILE].tree
     if tree is None:
-        return skipped(id, f"{FACTORY_FILE} does not parse (see source.syntax).")
+        return skipped(id, f"{FACTORY_FILE} does not parse (see source.syntax).", "source.syntax")
     prefix = f"bizon.connectors.destinations.{code.name}"
     for node in tree.body:
         mods = (
@@ -142,8 +142,7 @@ def factory_top_level_import(code: DestinationCode) -> CheckFinding:
             return failed(
                 id,
                 f"{FACTORY_FILE} imports {mods[0]} at the top: the destination imports AbstractDestination "
-                f"from "
-                "this file, so the import is circular.",
+                "from this file, so the import is circular.",
                 file=FACTORY_FILE,
                 line=node.lineno,
             )

@@ -10,6 +10,7 @@ EXCERPT_CHARS = 400
 class CheckFinding(Finding):
     excerpt: str | None = None  # at most EXCERPT_CHARS of the tool's output; the rest is in `log`
     log: str | None = None  # workspace-relative path of the full output
+    blocked_by: str | None = None  # a skip's cause: the check whose failure keeps this one from an answer
 
 
 class FixedFile(BaseModel):
@@ -38,8 +39,8 @@ def passed(id: str, message: str = "ok") -> CheckFinding:
     return CheckFinding(id=id, status="pass", message=message)
 
 
-def skipped(id: str, message: str) -> CheckFinding:
-    return CheckFinding(id=id, status="skip", message=message)
+def skipped(id: str, message: str, blocked_by: str | None = None) -> CheckFinding:
+    return CheckFinding(id=id, status="skip", message=message, blocked_by=blocked_by)
 
 
 def failed(id: str, message: str, *, file=None, line=None, hint=None, output=None, log=None) -> CheckFinding:

@@ -24,7 +24,7 @@ SMOKE_TIMEOUT_S = 180
 LOG_CAP = 2_000_000  # bytes kept from the start of a subprocess's output
 TAIL_CAP = 64_000  # bytes always kept from its end (errors and the probe's marker are there)
 BIZON_SUITE = ("tests/cli/test_cli_imports.py", "tests/destination/test_config.py")
-# Plugins of the interpreter's environment that cost seconds at pytest start-up and and these tests never use.
+# Plugins of the interpreter's environment that cost seconds at pytest start-up; these tests never use them.
 PYTEST_ARGS = (
     "-q",
     "-p",
@@ -52,29 +52,35 @@ class Run:
     tail: str  # the end of the output, decoded
     seconds: float
     log: str  # workspace-relative
+    marked: list[str]  # whole output lines that start with the marker asked for, wherever they came
 
 
 def run_logged(
-    ws: Workspace, cmd: list[str], cwd: Path, log: Path, timeout: float, env: dict | None = None
+    ws: Workspace, cmd: list[str], cwd: Path, log: Path, timeout: float, marker: bytes | None = None
 ) -> Run:
     """Run `cmd`, stream its merged output into `log` (capped), keep the tail, kill its group on timeout."""
     started = time.perf_counter()
     proc = subprocess.Popen(
         cmd,
         cwd=cwd,
-        env=env or ws.env(),
+        env=ws.env(),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,  # its own process group, so a timeout also ends what it spawned
     )
     tail = bytearray()
+    marked: list[str] = []
     with log.open("wb") as sink:
         sink.write(("$ " + " ".join(cmd) + "\n").encode())
 
         def pump():
-            written = 0
+            written, partial = 0, b""
             while chunk := proc.stdout.read1(65536):
+                if marker is not None:
+                    *lines, partial = (partial + chunk).split(b"\n")
+                    partial = partial[-TAIL_CAP:]  # a marker line is short; an endless line is not one
+                    marked.extend(ln.decode(errors="replace") for ln in lines if ln.startswith(marker))
                 if written < LOG_CAP:
                     sink.write(chunk[: LOG_CAP - written])
                 written += len(chunk)
@@ -102,6 +108,7 @@ def run_logged(
         tail=bytes(tail[-TAIL_CAP:]).decode(errors="replace"),
         seconds=time.perf_counter() - started,
         log=str(log.relative_to(ws.root)),
+        marked=marked,
     )
 
 
@@ -115,12 +122,13 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 # -- import + contract --------------------------------------------------------------------------------
 
-PROBE_STEPS = (
-    ("import", "import.models"),
-    ("config", "import.config_validate"),
-    ("build", "contract.build"),
-    ("write", "contract.write_records"),
-    ("finalize", "contract.finalize"),
+MARKER = "BIZON_FORGE_PROBE "
+PROBE_STEPS = (  # (the probe's step, its finding id, what it does)
+    ("import", "import.models", "`import bizon.common.models`"),
+    ("config", "import.config_validate", "Validating the example config"),
+    ("build", "contract.build", "Building the destination"),
+    ("write", "contract.write_records", "write_records"),
+    ("finalize", "contract.finalize", "finalize()"),
 )
 
 
@@ -131,34 +139,40 @@ def probe(
     script = Path(__file__).with_name("contract_probe.py")
     mode = "contract" if contract else "import"
     cmd = [ws.python(), str(script), str(ws.root), name, str(ws.root / example), mode]
-    run = run_logged(ws, cmd, scratch, log, PROBE_TIMEOUT_S)
-    marker = next((ln for ln in reversed(run.tail.splitlines()) if ln.startswith("BIZON_FORGE_PROBE ")), None)
-    ids = [i for _, i in PROBE_STEPS] if contract else ["import.models", "import.config_validate"]
-    if marker is None:
-        why = (
-            f"timed out after {PROBE_TIMEOUT_S} s"
-            if run.timed_out
-            else f"exited {run.returncode} without a result"
-        )
-        first = failed(ids[0], f"The import/contract probe {why}.", output=run.tail, log=run.log)
-        return [first, *(skipped(i, f"Not reached: the probe {why}.") for i in ids[1:])]
-    result = json.loads(marker[len("BIZON_FORGE_PROBE ") :])
+    run = run_logged(ws, cmd, scratch, log, PROBE_TIMEOUT_S, marker=MARKER.encode())
+    result = {}
+    for line in run.marked:
+        try:
+            step = json.loads(line[len(MARKER) :])
+            result[step.pop("step")] = step
+        except (ValueError, KeyError, AttributeError):
+            continue  # the destination printed something that looks like our marker
+    ids = [i for _, i, _ in PROBE_STEPS] if contract else ["import.models", "import.config_validate"]
     out, blocked = [], None
-    for step, id in PROBE_STEPS:
+    for step, id, what in PROBE_STEPS:
         if id not in ids:
             continue
         got = result.get(step)
-        if got is None:
-            out.append(skipped(id, f"Not run: {blocked or 'the previous step did not pass'}."))
+        if got is None and blocked is None:
+            # The step that was running when the probe died or ran out of time.
+            why = (
+                f"did not finish within {PROBE_TIMEOUT_S} s"
+                if run.timed_out
+                else f"ended the probe (exit {run.returncode})"
+            )
+            out.append(failed(id, f"{what} {why}.", output=run.tail, log=run.log))
+            blocked = id
+        elif got is None:
+            out.append(skipped(id, f"Not run: {blocked} failed.", blocked))
         elif got["ok"]:
             out.append(passed(id, f"ok ({got['seconds']} s)"))
         else:
-            out.append(_probe_failure(ws, id, got, example, run.log))
-            blocked = blocked or f"{id} failed"
+            out.append(_probe_failure(ws, id, got, example, run))
+            blocked = blocked or id
     return out
 
 
-def _probe_failure(ws: Workspace, id: str, got: dict, example: str, log: str) -> CheckFinding:
+def _probe_failure(ws: Workspace, id: str, got: dict, example: str, run: Run) -> CheckFinding:
     error = got["error"]
     file, line = _innermost_frame(got.get("trace", ""), ws.root)
     messages = {
@@ -171,8 +185,18 @@ def _probe_failure(ws: Workspace, id: str, got: dict, example: str, log: str) ->
     if id == "import.config_validate":
         file, line = example, None
     return failed(
-        id, _one_line(messages[id]), file=file, line=line, output=got.get("trace") or error, log=log
+        id,
+        _one_line(messages[id]),
+        file=file,
+        line=line,
+        output=got.get("trace") or _log_tail(run),
+        log=run.log,
     )
+
+
+def _log_tail(run: Run) -> str:
+    """What the destination logged before the probe's verdict (its own words about the failure)."""
+    return "\n".join(ln for ln in run.tail.splitlines() if not ln.startswith(MARKER))
 
 
 def _one_line(text: str, limit: int = 300) -> str:

@@ -73,13 +73,19 @@ def source_syntax(code: DestinationCode) -> CheckFinding:
     )
 
 
+def config_unreadable(code: DestinationCode, id: str) -> CheckFinding:
+    owner = "source.syntax" if code.config_rel in code.files else "checklist.config_base"
+    return skipped(id, f"{code.config_rel} is missing or does not parse (see {owner}).", owner)
+
+
 def _needs(code: DestinationCode, rel: str, id: str) -> CheckFinding | None:
     """A skip when `rel` is missing or does not parse (source.syntax or the file's own check reports that)."""
     f = code.files.get(rel)
     if f is None:
-        return skipped(id, f"{rel} does not exist.")
+        owner = "checklist.config_base" if rel == code.config_rel else "checklist.destination_base"
+        return skipped(id, f"{rel} does not exist (see {owner}).", owner)
     if f.tree is None:
-        return skipped(id, f"{rel} does not parse (see source.syntax).")
+        return skipped(id, f"{rel} does not parse (see source.syntax).", "source.syntax")
     return None
 
 
@@ -124,7 +130,11 @@ def details_base(code: DestinationCode) -> CheckFinding:
     if skip := _needs(code, code.config_rel, "checklist.details_base"):
         return skip
     if code.main_config is None:
-        return skipped("checklist.details_base", "No main config class (see checklist.config_base).")
+        return skipped(
+            "checklist.details_base",
+            "No main config class (see checklist.config_base).",
+            "checklist.config_base",
+        )
     name = code.details_config_name
     if name is None:
         return failed(
@@ -165,7 +175,11 @@ def literal_name(code: DestinationCode) -> CheckFinding:
         where = f"{code.main_config.name} has" if code.main_config else "config.py has"
         what = f"`name: {value}`" if value else "no `name: Literal[DestinationTypes.X]` field"
         if code.main_config is None:
-            return skipped("checklist.literal_name", "No main config class (see checklist.config_base).")
+            return skipped(
+                "checklist.literal_name",
+                "No main config class (see checklist.config_base).",
+                "checklist.config_base",
+            )
         return failed(
             "checklist.literal_name", f"{where} {what}.", file=code.config_rel, line=line, hint=hint
         )
@@ -179,7 +193,9 @@ def literal_name(code: DestinationCode) -> CheckFinding:
         )
     if value not in code.reg.enum and value == expected and code.member is None:
         return skipped(
-            "checklist.literal_name", f"DestinationTypes.{value} is not registered (see registration.enum)."
+            "checklist.literal_name",
+            f"DestinationTypes.{value} is not registered (see registration.enum).",
+            "registration.enum",
         )
     if value not in code.reg.enum:
         return failed(
@@ -246,10 +262,16 @@ def field_descriptions(code: DestinationCode) -> CheckFinding:
 def _needs_destination(code: DestinationCode, id: str) -> CheckFinding | None:
     if (skip := _needs(code, code.destination_rel, id)) is not None:
         if not (code.ws.root / code.destination_rel).exists():
-            return skipped(id, f"{code.destination_rel} does not exist (see checklist.destination_base).")
+            return skipped(
+                id,
+                f"{code.destination_rel} does not exist (see checklist.destination_base).",
+                "checklist.destination_base",
+            )
         return skip
     if code.destination_class is None:
-        return skipped(id, "No destination class found (see checklist.destination_base).")
+        return skipped(
+            id, "No destination class found (see checklist.destination_base).", "checklist.destination_base"
+        )
     return None
 
 
@@ -355,7 +377,7 @@ def check_connection_bool(code: DestinationCode) -> CheckFinding:
             line=code.destination_class.lineno,
         )
     if is_stub(fn):
-        return skipped(id, "check_connection is a stub (see agent.pass_body).")
+        return skipped(id, "check_connection is a stub (see agent.pass_body).", "agent.pass_body")
     if fn.returns is not None and ast.unparse(fn.returns) != "bool":
         return failed(
             id,
@@ -402,9 +424,13 @@ def _write_records(code: DestinationCode, id: str):
     if fn is None:
         if _inherits_bizon_destination(code):
             return None, passed(id, "write_records is inherited from a bizon destination.")
-        return None, skipped(id, "write_records is not defined (see trap.write_records_signature).")
+        return None, skipped(
+            id,
+            "write_records is not defined (see trap.write_records_signature).",
+            "trap.write_records_signature",
+        )
     if is_stub(fn):
-        return None, skipped(id, "write_records is a stub (see agent.pass_body).")
+        return None, skipped(id, "write_records is a stub (see agent.pass_body).", "agent.pass_body")
     return fn, None
 
 
@@ -533,7 +559,7 @@ def write_records_raises(code: DestinationCode) -> CheckFinding:
         return passed(id)
     return failed(
         id,
-        f"write_records can raise (`{ast.unparse(out[0])}`) instead of returning (False, message).",
+        f"`{ast.unparse(out[0])}` can escape write_records; return (False, message) instead.",
         file=code.destination_rel,
         line=out[0].lineno,
     )
@@ -766,8 +792,7 @@ def optional_import_in_config(code: DestinationCode) -> CheckFinding:
         return failed(
             id,
             f"{rel} imports {mod}, which a bare bizon install does not have; bizon/common/models.py imports "
-            f"this "
-            "file, so every bizon command would fail without it.",
+            "this file, so every bizon command would fail without it.",
             file=rel,
             line=node.lineno,
             hint=f"Import {mod} in destination.py (or inside the function that uses it), never in config.py.",
@@ -826,15 +851,14 @@ def _leaks(arg: ast.AST, secrets: set[str]) -> str | None:
 def secret_logged(code: DestinationCode) -> CheckFinding:
     id = "trap.secret_logged"
     if code.tree(code.config_rel) is None:
-        return skipped(id, f"{code.config_rel} is missing or does not parse.")
+        return config_unreadable(code, id)
     secrets = _secret_fields(code)
     for field, (annotation, line) in secrets.items():
         if "SecretStr" not in annotation and "str" in annotation:
             return failed(
                 id,
                 f"The secret field {field} is a plain `{annotation}`: any log line or error that prints the "
-                f"config "
-                "shows it.",
+                "config shows it.",
                 file=code.config_rel,
                 line=line,
                 hint=f"Declare `{field}: SecretStr` (pydantic) and read it with `.get_secret_value()` where "

@@ -90,7 +90,7 @@ class Units:
                 first = failed(
                     ids[0], f"bizon-forge could not run this check: {type(error).__name__}: {error}"
                 )
-                return [first, *(skipped(i, f"Not run: {ids[0]} could not run.") for i in ids[1:])]
+                return [first, *(skipped(i, f"Not run: {ids[0]} could not run.", ids[0]) for i in ids[1:])]
 
         self.pending[self.pool.submit(run)] = (unit, digest)
 
@@ -127,9 +127,8 @@ class Units:
 
 
 def _not_finished(id: str, unfinished: list[str]) -> CheckFinding:
-    return skipped(
-        id, f"Not run: code is left to write ({', '.join(unfinished)}); it runs once that is done."
-    )
+    message = f"Not run: code is left to write ({', '.join(unfinished)}); it runs once that is done."
+    return skipped(id, message, unfinished[0])
 
 
 def _settle(findings: dict[str, CheckFinding], unfinished: list[str]) -> None:
@@ -147,10 +146,11 @@ def _settle(findings: dict[str, CheckFinding], unfinished: list[str]) -> None:
                 findings[check.id] = skipped(
                     check.id,
                     f"Not conclusive: {', '.join(causes)} failed first and explains this; fix that first.",
+                    causes[0],
                 ).model_copy(update={"log": f.log, "excerpt": f.excerpt})
 
 
-def _summary(level: str, findings: list[CheckFinding], seconds: float, cached: int, log_dir: str) -> str:
+def _summary(level: str, findings: list[CheckFinding], seconds: float, cached: int) -> str:
     counts = {s: [f.id for f in findings if f.status == s] for s in ("pass", "fail", "warn", "skip")}
     parts = [f"{len(counts['pass'])} passed"]
     if counts["fail"]:
@@ -160,7 +160,7 @@ def _summary(level: str, findings: list[CheckFinding], seconds: float, cached: i
     if counts["skip"]:
         parts.append(f"{len(counts['skip'])} skipped")
     from_cache = f", {cached} from cache" if cached else ""
-    return f"{level}: {', '.join(parts)} in {seconds:.1f} s{from_cache}; logs in {log_dir}"
+    return f"{level}: {', '.join(parts)} in {seconds:.1f} s{from_cache}"
 
 
 def _next(name: str, level: str, findings: list[CheckFinding], example: str) -> str | None:
@@ -256,6 +256,7 @@ def validate_destination(
                     results["smoke.bizon_run"] = skipped(
                         "smoke.bizon_run",
                         f"No example config at {code.example_rel} (see import.config_validate).",
+                        "import.config_validate",
                     )
             suite = [ws.root / t for t in runtime.BIZON_SUITE] + [ws.root / "tests" / "conftest.py"]
             units.submit(
@@ -275,8 +276,9 @@ def validate_destination(
     _settle(results, unfinished)
     ordered = sorted(results.values(), key=lambda f: catalog.ORDER[f.id])
     log_dir = str(logs.relative_to(ws.root))
-    summary = _summary(level, ordered, time.perf_counter() - started, units.cached, log_dir)
-    shown = ordered if verbose else [f for f in ordered if f.status != "pass"]
+    summary = _summary(level, ordered, time.perf_counter() - started, units.cached)
+    # Unless asked, only what needs acting on: not the passes, not the skips another failure explains.
+    shown = ordered if verbose else [f for f in ordered if f.status != "pass" and not f.blocked_by]
     return ValidationResult(
         ok=not any(f.status == "fail" for f in ordered),
         findings=shown,
