@@ -28,7 +28,9 @@ def _parser() -> argparse.ArgumentParser:
     val.add_argument("name")
     val.add_argument("--workspace", default=".")
     val.add_argument("--level", choices=["fast", "full"], default="fast")
-    val.add_argument("--fix", action="store_true")
+    val.add_argument("--fix", action="store_true", help="apply ruff's fixes to the destination's files")
+    val.add_argument("--verbose", action="store_true", help="list passing and consequential checks too")
+    val.add_argument("--no-cache", action="store_true", help="rerun checks whose inputs are unchanged")
     val.add_argument("--json", action="store_true")
     val.add_argument("--python")
 
@@ -85,7 +87,9 @@ def _run(args) -> int:
     if args.command == "validate":
         from bizon_forge.validators import validate_destination
 
-        result = validate_destination(ws, args.name, level=args.level, fix=args.fix)
+        result = validate_destination(
+            ws, args.name, level=args.level, fix=args.fix, verbose=args.verbose, use_cache=not args.no_cache
+        )
         _print(result, args.json)
         return 0 if result.ok else 1
     from bizon_forge.pipeline import generate
@@ -96,9 +100,14 @@ def _run(args) -> int:
 
 
 def _load_spec(path: Path) -> dict:
-    text = path.read_text()
-    if path.suffix in (".yml", ".yaml"):
-        import yaml
+    import yaml
 
-        return yaml.safe_load(text)
-    return json.loads(text)
+    from bizon_forge.findings import Refused, fail
+
+    try:
+        text = path.read_text()
+        return yaml.safe_load(text) if path.suffix in (".yml", ".yaml") else json.loads(text)
+    except (OSError, ValueError, yaml.YAMLError) as error:  # ValueError covers JSON and decoding errors
+        raise Refused(
+            fail("generate.unreadable_spec", f"Cannot read {path}: {error}", "Give a JSON or YAML file.")
+        ) from None

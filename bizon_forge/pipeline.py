@@ -1,0 +1,90 @@
+"""generate: describe -> render -> register -> validate from one spec, for pipelines that do not speak MCP."""
+
+from pydantic import BaseModel, ValidationError
+
+from bizon_forge.findings import Refused, Result, fail
+from bizon_forge.spec import DestinationSpec
+from bizon_forge.validators.report import CheckFinding
+from bizon_forge.workspace import Workspace
+
+# Exactly describe_target's arguments; the workspace comes from the command line, not the spec.
+SPEC_KEYS = frozenset(DestinationSpec.model_fields)
+
+
+class Step(BaseModel):
+    step: str  # describe | render | register | validate
+    ok: bool
+
+
+class GenerateResult(Result):
+    findings: list[CheckFinding] = []  # every step's, with the validator's excerpts and logs
+    steps: list[Step] = []
+    summary: str = ""
+    log_dir: str | None = None
+
+
+def parse_spec(args) -> DestinationSpec:
+    if not isinstance(args, dict):
+        raise Refused(
+            fail(
+                "generate.spec_not_a_mapping",
+                f"The spec file holds a {type(args).__name__}, not describe_target's arguments.",
+                'Write a mapping such as {"name": "acme", "fields": [...]}.',
+            )
+        )
+    unknown = sorted(set(args) - SPEC_KEYS)
+    if unknown:
+        hint = "Pass the workspace with --workspace." if "workspace" in unknown else None
+        raise Refused(
+            fail(
+                "generate.unknown_argument",
+                f"describe_target takes no {', '.join(map(repr, unknown))}; "
+                f"it takes {', '.join(sorted(SPEC_KEYS))}.",
+                hint,
+            )
+        )
+    try:
+        return DestinationSpec.model_validate(args)
+    except ValidationError as error:
+        found = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()[:5])
+        raise Refused(fail("generate.bad_spec", f"The spec does not fit describe_target: {found}.")) from None
+
+
+def generate(ws: Workspace, args: dict, level: str = "fast") -> GenerateResult:
+    from bizon_forge.describe import describe_target
+    from bizon_forge.registrations import apply_registrations
+    from bizon_forge.render import render_destination
+    from bizon_forge.validators import validate_destination
+
+    spec = parse_spec(args)
+    steps: list[Step] = []
+    findings: list[CheckFinding] = []
+    for step, run in (
+        ("describe", lambda: describe_target(ws, spec)),
+        ("render", lambda: render_destination(ws, spec.name)),
+        ("register", lambda: apply_registrations(ws, spec.name)),
+        ("validate", lambda: validate_destination(ws, spec.name, level=level)),
+    ):
+        try:
+            result = run()
+        except Refused as refused:
+            result = Result(ok=False, findings=refused.findings)
+        steps.append(Step(step=step, ok=result.ok))
+        findings += [
+            CheckFinding.model_validate(f, from_attributes=True)
+            for f in result.findings
+            if f.status != "pass"
+        ]
+        if not result.ok:
+            stopped = "" if step == "validate" else f" Stopped at {step}; later steps did not run."
+            return GenerateResult(
+                ok=False,
+                steps=steps,
+                findings=findings,
+                summary=getattr(result, "summary", "") or f"{step} failed.{stopped}",
+                log_dir=getattr(result, "log_dir", None),
+                next=result.next,
+            )
+    return GenerateResult(
+        steps=steps, findings=findings, summary=result.summary, log_dir=result.log_dir, next=result.next
+    )
