@@ -1,6 +1,7 @@
 """Every check with its stable id. The checklist an agent reads is generated from here: they cannot drift."""
 
 from dataclasses import dataclass
+from pathlib import Path
 
 # Static failures that stop bizon from importing: a runtime failure after one of them is that failure again.
 IMPORT_BLOCKERS = (
@@ -404,21 +405,39 @@ def for_level(level: str) -> list[Check]:
     return [c for c in CHECKS if level == "full" or c.level == "fast"]
 
 
-def checklist_markdown() -> str:
-    lines = [
-        "## Validation checklist",
-        "",
-        "Generated from bizon-forge's validators (`validate_destination`): each line is one check with a "
-        "stable id.",
-        "`fast` runs the static, format, import and contract checks; `full` adds the tests and a real `bizon "
-        "run`.",
+def checklist_markdown(heading: bool = True) -> str:
+    """The checklist as markdown: the bizon-forge://checklist resource, or (no heading) README's section."""
+    lines = ["# Validation checklist", ""] if heading else []
+    lines += [
+        "Generated from the validators: each item is one check of `validate_destination`, answered as",
+        "one finding with this id. `fast` runs the static, format, import and contract checks (what an",
+        "agent calls after each edit); `full` adds the destination's tests, part of bizon's suite and a",
+        "real `bizon run`.",
     ]
     group = None
     for c in CHECKS:
         if c.group != group:
             group = c.group
             lines += ["", f"### {group}", ""]
-        tag = "" if c.level == "fast" else " *(full)*"
-        lines.append(f"- [ ] `{c.id}`{tag}: {c.what}  ")
-        lines.append(f"  Why: {c.why} Fix: {c.fix}")
+        level = " (full)" if c.level == "full" else ""
+        lines.append(f"- [ ] `{c.id}`{level}: {c.what}")
+        lines.append(f"  *Why:* {c.why} *Fix:* {c.fix}")
     return "\n".join(lines) + "\n"
+
+
+def write_readme_section(readme: Path) -> bool:
+    """Put the generated checklist between README's markers; True if the file changed."""
+    text = readme.read_text()
+    start, end = "<!-- checklist:start -->\n", "<!-- checklist:end -->"
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    new = head + start + checklist_markdown(heading=False) + end + tail
+    if new != text:
+        readme.write_text(new)
+    return new != text
+
+
+if __name__ == "__main__":  # python -m bizon_forge.validators.catalog README.md
+    import sys
+
+    write_readme_section(Path(sys.argv[1]))
