@@ -11,7 +11,7 @@ READERS = {"jsonl": pl.read_ndjson, "csv": pl.read_csv, "parquet": pl.read_parqu
 
 @pytest.fixture(scope="module")
 def lake(pristine, tmp_path_factory):
-    return forged_tree(pristine, tmp_path_factory, "lake", "file")
+    return forged_tree(pristine, tmp_path_factory, "lake", "file", validate=True)
 
 
 @pytest.mark.parametrize("file_format", ["jsonl", "csv", "parquet"])

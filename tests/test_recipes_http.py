@@ -24,6 +24,8 @@ TOKEN = "tok-3f9a1c7e5b"
 class Receiver(ThreadingHTTPServer):
     """Answers the first `failures` POSTs with `status`, then keeps each destination_id's records."""
 
+    daemon_threads = True  # closing never waits on a client's idle keep-alive connection
+
     def __init__(self, failures: int, status: int):
         super().__init__(("127.0.0.1", 0), Handler)
         self.failures, self.status = failures, status
@@ -61,33 +63,50 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
+def start(failures: int = 0, status: int = 503) -> Receiver:
+    server = Receiver(failures, status)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def stop(server: Receiver) -> None:
+    server.shutdown()
+    server.server_close()
+
+
 @pytest.fixture
 def serve():
-    servers = []
+    servers: list[Receiver] = []
 
-    def start(failures: int = 0, status: int = 503) -> Receiver:
-        server = Receiver(failures, status)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return server
+    def serve(failures: int = 0, status: int = 503) -> Receiver:
+        servers.append(start(failures, status))
+        return servers[-1]
 
-    yield start
+    yield serve
     for server in servers:
-        server.shutdown()
-        server.server_close()
+        stop(server)
 
 
 @pytest.fixture(scope="module")
 def hook(pristine, tmp_path_factory):
-    # Short backoff keeps the retries quick; 3 retries cover the 2 failures below.
+    """Forged and validated at level full, against a receiver its example YAML points at."""
+    receiver = start()
     spec = {
+        # The agent's own endpoint default goes into the example YAML, which validation runs.
+        "fields": [{"name": "endpoint", "default": receiver.url, "description": "Ingest URL."}],
+        # Short backoff keeps the retries quick; 3 retries cover the 2 failures below.
         "error_handling": {
             "transient": ["429", "5xx", "ConnectionError"],
             "max_retries": 3,
             "backoff_seconds": 0.05,
-        }
+        },
     }
-    return forged_tree(pristine, tmp_path_factory, "hook", "http", **spec)
+    try:
+        tree = forged_tree(pristine, tmp_path_factory, "hook", "http", validate=True, **spec)
+    finally:
+        stop(receiver)
+    assert receiver.stored["hook_creatures"], "validation never posted to the endpoint"
+    return tree
 
 
 def test_transient_failures_are_retried_and_records_land_once(hook, tmp_path, serve):

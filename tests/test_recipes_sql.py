@@ -23,7 +23,7 @@ pytest_plugins = ("tests.postgres",)
 
 @pytest.fixture(scope="module")
 def warehouse(pristine, tmp_path_factory):
-    return forged_tree(pristine, tmp_path_factory, "warehouse", "sql")
+    return forged_tree(pristine, tmp_path_factory, "warehouse", "sql", validate=True)
 
 
 def read(url: str, table: str, schema: str | None = None) -> tuple[list[str], list[dict]]:
