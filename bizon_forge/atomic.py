@@ -127,20 +127,55 @@ def _journal(state: Path | None) -> Path | None:
     return state / JOURNAL if state is not None else None
 
 
+def _missing_dirs(paths) -> list[Path]:
+    """Folders a write would create, deepest first, so a rollback can remove them again."""
+    missing: set[Path] = set()
+    for path in paths:
+        parent = path.parent
+        while not parent.exists() and parent != parent.parent:
+            missing.add(parent)
+            parent = parent.parent
+    return sorted(missing, key=lambda p: len(p.parts), reverse=True)
+
+
+def _remove_dirs(created: list[Path]) -> None:
+    for folder in created:
+        try:
+            folder.rmdir()
+        except OSError:
+            pass  # not empty: something else lives there now
+
+
 def recover(state_dir: Path) -> None:
-    """Roll back a transaction whose process died between two renames (its journal is still there)."""
+    """Roll back a transaction whose process died between two renames (its journal is still there).
+
+    Paths in the journal are relative to the workspace; one that would leave it is ignored, so a
+    journal planted in a cloned tree cannot write outside it.
+    """
     journal = _journal(state_dir)
     if not journal.exists():
         return
+    root = state_dir.parent
     try:
-        entries = json.loads(journal.read_text())["files"]
-    except (OSError, ValueError, KeyError, TypeError):
+        record = json.loads(journal.read_text())
+        entries = {
+            root / rel: None if old is None else (base64.b64decode(old["data"]), int(old["mode"]))
+            for rel, old in record["files"].items()
+        }
+        created = [root / rel for rel in record.get("created_dirs", [])]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         log.warning("unreadable journal %s left as it is", journal)
         return
-    for name, old in entries.items():
-        _put_back(Path(name), None if old is None else (base64.b64decode(old["data"]), old["mode"]))
+    inside = {p: old for p, old in entries.items() if ".." not in p.parts and root in p.parents}
+    for path, old in inside.items():
+        if any(probe.is_symlink() for probe in (path, *path.parents) if root in probe.parents):
+            continue
+        for leftover in (*path.parent.glob(f".{path.name}.*.tmp"), path.with_name(f".{path.name}.restore")):
+            leftover.unlink(missing_ok=True)
+        _put_back(path, old)
+    _remove_dirs([d for d in created if ".." not in d.parts and root in d.parents])
     journal.unlink(missing_ok=True)
-    log.warning("rolled back an interrupted write of %d file(s) in %s", len(entries), state_dir.parent)
+    log.warning("rolled back an interrupted write of %d file(s) in %s", len(inside), root)
 
 
 def write_all(changes: dict[Path, str | None]) -> None:
@@ -152,13 +187,22 @@ def write_all(changes: dict[Path, str | None]) -> None:
     for path in changes:
         check_writable(path)
     originals = {p: (p.read_bytes(), p.stat().st_mode & 0o7777) if p.exists() else None for p in changes}
-    journal = _journal(_held.get())
+    created = _missing_dirs(changes)
+    state = _held.get()
+    journal = _journal(state)
     if journal is not None:
+        root = state.parent
         entries = {
-            str(p): None if old is None else {"data": base64.b64encode(old[0]).decode(), "mode": old[1]}
+            str(p.relative_to(root)): None
+            if old is None
+            else {"data": base64.b64encode(old[0]).decode(), "mode": old[1]}
             for p, old in originals.items()
         }
-        _replace(journal, json.dumps({"files": entries}).encode())
+        record = {"files": entries, "created_dirs": [str(d.relative_to(root)) for d in created]}
+        try:
+            _replace(journal, json.dumps(record).encode())
+        except OSError as error:  # a full disk stops us here, before any file of the tree was touched
+            raise WriteFailed(journal, error, [], []) from error
     done: list[Path] = []
     current: Path | None = None
     unrestored: list[Path] = []
@@ -174,6 +218,8 @@ def write_all(changes: dict[Path, str | None]) -> None:
                 _fault_after_write(path)
     except BaseException as error:
         unrestored = _restore(done, originals)
+        if not unrestored:
+            _remove_dirs(created)
         if isinstance(error, Exception) and not isinstance(error, Refused):
             raise WriteFailed(current, error, list(done), unrestored) from error
         raise

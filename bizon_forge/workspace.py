@@ -143,6 +143,11 @@ def resolve(path: str | None, settings: Settings) -> Workspace:
                 file=link,
             )
         )
+    if (real / STATE_DIR / "journal.json").exists():
+        from bizon_forge.atomic import workspace_lock
+
+        with workspace_lock(real / STATE_DIR):  # taking the lock rolls back a write whose process died
+            pass
     return Workspace(root=real, settings=settings)
 
 
