@@ -11,6 +11,7 @@ from pathlib import Path
 from bizon_forge import workspace
 from bizon_forge.workspace import REGISTRATION_FILES, Workspace
 
+IMPORT = "import bizon.common.models"
 PROBE_MARKER = "BIZON_FORGE_PROBE "  # validators/contract_probe.py prints its result on this line
 
 # bizon's defaults sleep 2 s before consuming and between liveness checks; a smoke run needs neither.
@@ -76,32 +77,45 @@ def _ruff(ws: Workspace, files: list[str]) -> float:
     return check + _timed([ruff, "format", "--check", "--no-cache", *files], ws, ws.root)
 
 
-def measure(registered: Workspace, name: str, scratch: Path, runs: int) -> Floors:
-    """`registered` holds destination `name`, imported once (warm byte-code), as validation finds it."""
-    floors = Floors()
-    src = sorted(
-        str(p.relative_to(registered.root)) for p in (registered.destination_dir(name) / "src").glob("*.py")
-    )
-    files = [*src, *REGISTRATION_FILES]
-    floors.ruff_files = len(files)
-    yml = scratch / "dummy_to_logger.yml"
-    yml.write_text(DUMMY_TO_LOGGER)
-    import_cmd = [registered.python(), "-c", "import bizon.common.models"]
-    script = contract_probe()
-    for i in range(runs):
-        floors.samples.setdefault("import", []).append(_timed(import_cmd, registered, registered.root))
-        floors.samples.setdefault("ruff", []).append(_ruff(registered, files))
-        with tempfile.TemporaryDirectory(dir=scratch) as run_dir:  # bizon run writes ./bizon.sqlite3
-            pipeline = [registered.python(), "-m", "bizon.cli.main", "run", str(yml)]
-            floors.samples.setdefault("pipeline", []).append(_timed(pipeline, registered, Path(run_dir)))
-        if script and "contract" not in floors.errors:
+class FloorSampler:
+    """Takes one sample of each floor right beside the step it is the floor of, so drift hits both alike."""
+
+    def __init__(self, scratch: Path):
+        self.scratch = scratch
+        self.floors = Floors()
+        self.script = contract_probe()
+        self.yml = scratch / "dummy_to_logger.yml"
+        self.yml.write_text(DUMMY_TO_LOGGER)
+        self.fresh = 0
+
+    def _add(self, name: str, seconds: float) -> None:
+        self.floors.samples.setdefault(name, []).append(seconds)
+
+    def cold_import(self) -> None:
+        """What apply_registrations pays: the first import of a fresh tree, no byte-code cached for it yet."""
+        self.fresh += 1
+        root = workspace.init(str(self.scratch / f"fresh{self.fresh}"))
+        fresh = workspace.resolve(None, workspace.Settings.from_paths([str(root)]))
+        self._add("import cold", _timed([fresh.python(), "-c", IMPORT], fresh, fresh.root))
+
+    def validation(self, registered: Workspace, name: str) -> None:
+        """The parts of validation, on the tree just validated: `name` registered, byte-code warm."""
+        ws = registered
+        tests = ws.root / "tests" / "connectors" / "destinations" / name
+        files = sorted(
+            str(p.relative_to(ws.root))
+            for p in [*(ws.destination_dir(name) / "src").glob("*.py"), *tests.glob("*.py")]
+        )
+        files += REGISTRATION_FILES
+        self.floors.ruff_files = len(files)
+        self._add("import", _timed([ws.python(), "-c", IMPORT], ws, ws.root))
+        self._add("ruff", _ruff(ws, files))
+        if self.script and "contract" not in self.floors.errors:
             try:
-                floors.samples.setdefault("contract", []).append(_contract(registered, name, script, scratch))
+                self._add("contract", _contract(ws, name, self.script, self.scratch))
             except RuntimeError as error:  # the probe is the validators' code: report it, measure the rest
-                floors.errors["contract"] = str(error)[:600]
-                floors.samples.pop("contract", None)
-        # What apply_registrations pays: the first import of a fresh tree, no byte-code cached for it yet.
-        fresh_root = workspace.init(str(scratch / f"fresh{i}"))
-        fresh = workspace.resolve(None, workspace.Settings.from_paths([str(fresh_root)]))
-        floors.samples.setdefault("import cold", []).append(_timed(import_cmd, fresh, fresh.root))
-    return floors
+                self.floors.errors["contract"] = str(error)[:600]
+                self.floors.samples.pop("contract", None)
+        with tempfile.TemporaryDirectory(dir=self.scratch) as run_dir:  # bizon run writes ./bizon.sqlite3
+            pipeline = [ws.python(), "-m", "bizon.cli.main", "run", str(self.yml)]
+            self._add("pipeline", _timed(pipeline, ws, Path(run_dir)))

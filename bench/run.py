@@ -199,20 +199,18 @@ async def bench(args, scratch: Path) -> tuple[list[Row], list[str]]:
     say(f"cold start, {args.cold_runs} runs each side")
     pristine = workspace.init(str(scratch / "pristine"))
     cold = await cold_start.measure(pristine, args.cold_runs, scratch / "cold-start.log")
-    say(f"happy path ({args.recipe} recipe), 1 warm-up + {args.runs} runs in fresh workspaces")
+    say(f"happy path ({args.recipe} recipe) and its floors, 1 warm-up + {args.runs} runs in fresh workspaces")
     (scratch / "paths").mkdir()
-    flow = await workflow.measure(scratch / "paths", args.runs, args.recipe)
-    say("validation floors")
-    registered = workspace.resolve(None, workspace.Settings.from_paths([str(flow.workspaces[-1])]))
     (scratch / "floors").mkdir()
-    floors = floor_runs.measure(registered, workflow.NAME, scratch / "floors", args.runs)
+    sampler = floor_runs.FloorSampler(scratch / "floors")
+    flow = await workflow.measure(scratch / "paths", args.runs, args.recipe, sampler)
+    floors = sampler.floors
     validate = "validate fast" not in flow.pending
     say(f"{args.clients} clients over stateless HTTP")
     (scratch / "clients").mkdir()
     crowd = await many_clients.measure(scratch / "clients", args.clients, args.recipe, validate)
-    return build_rows(cold, flow, floors, crowd), crowd.failures + [
-        f"{k}: {v}" for k, v in flow.pending.items()
-    ]
+    problems = crowd.failures + [f"{k}: {v}" for k, v in {**flow.pending, **floors.errors}.items()]
+    return build_rows(cold, flow, floors, crowd), problems
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from floors import FloorSampler
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
@@ -86,8 +87,12 @@ def why_validation_failed(ws_root: Path, level: str) -> str:
     return "error: the tool failed over MCP but not in-process"
 
 
-async def measure(root: Path, runs: int, recipe: str) -> Workflow:
-    """One server; run 0 warms it (imports, templates), runs 1..N are measured in fresh workspaces."""
+async def measure(root: Path, runs: int, recipe: str, floors: FloorSampler) -> Workflow:
+    """One server; run 0 warms it (imports, templates), runs 1..N are measured in fresh workspaces.
+
+    Each measured run samples the floors beside the steps they belong to: a first import of a fresh tree just
+    before register, the parts of validation just after validate full.
+    """
     roots = [workspace.init(str(root / f"ws{i}")) for i in range(runs + 1)]
     params = StdioServerParameters(
         command=sys.executable,
@@ -95,6 +100,7 @@ async def measure(root: Path, runs: int, recipe: str) -> Workflow:
         env=dict(os.environ),
     )
     flow = Workflow(recipe=recipe, workspaces=roots[1:])
+    settings = workspace.Settings.from_paths([str(root)])
     # The server's log (a crash's traceback included) goes to a file, not into the table.
     with (root / "stdio-server.log").open("w") as errlog:
         async with Client(stdio_client(params, errlog=errlog)) as client:
@@ -102,6 +108,8 @@ async def measure(root: Path, runs: int, recipe: str) -> Workflow:
                 for step in ("inspect", *STEPS):
                     if step in flow.pending:
                         continue
+                    if i and step == "register":
+                        floors.cold_import()
                     tool, args = step_call(step, recipe)
                     got = await call(client, tool, {**args, "workspace": str(ws_root)})
                     if step.startswith("validate") and got.text.startswith("Error executing tool"):
@@ -109,4 +117,7 @@ async def measure(root: Path, runs: int, recipe: str) -> Workflow:
                         continue
                     if i:
                         flow.calls.setdefault(step, []).append(got)
+                registered = flow.calls.get("register", [])
+                if i and registered and registered[-1].ok:
+                    floors.validation(workspace.resolve(str(ws_root), settings), NAME)
     return flow

@@ -12,7 +12,7 @@ import tomllib
 
 from pydantic import BaseModel
 
-from bizon_forge import registry, spec
+from bizon_forge import pyast, registry, spec
 from bizon_forge.atomic import WriteFailed, workspace_lock, write_all
 from bizon_forge.findings import Finding, Refused, Result, fail, warn
 from bizon_forge.spec import DestinationSpec, Names
@@ -130,7 +130,7 @@ def _literal_members(ws: Workspace, name: str) -> list[tuple[str, int]]:
     """Every `name: Literal[DestinationTypes.X]` in the new config.py, with its line."""
     path = ws.destination_dir(name) / "src" / "config.py"
     try:
-        tree = ast.parse(path.read_text())
+        tree = pyast.parse(path.read_text())
     except (OSError, SyntaxError, ValueError):
         return []
     found = []

@@ -3,6 +3,7 @@
 import ast
 from dataclasses import dataclass, field
 
+from bizon_forge import pyast
 from bizon_forge.workspace import ENUM_FILE, FACTORY_FILE, MODELS_FILE, REGISTRATION_FILES, Workspace
 
 CONNECTOR_PREFIX = "bizon.connectors.destinations."
@@ -38,7 +39,7 @@ class Registry:
 
 def _parse(rel: str, text: str, errors: list[str]) -> ast.Module | None:
     try:
-        return ast.parse(text)
+        return pyast.parse(text)
     except (SyntaxError, ValueError) as error:
         errors.append(f"{rel}: {error}")
         return None

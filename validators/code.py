@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from bizon_forge import registry
+from bizon_forge import pyast, registry
 from bizon_forge.workspace import DESTINATIONS_DIR, REGISTRATION_FILES, Workspace
 
 TEXT_SUFFIXES = (".py", ".yml", ".yaml", ".json", ".md", ".txt", ".toml", ".cfg")
@@ -29,7 +29,7 @@ def _read(root: Path, rel: str) -> SourceFile:
     f = SourceFile(rel=rel, text=text)
     if f.is_python:
         try:
-            f.tree = ast.parse(text, filename=rel)
+            f.tree = pyast.parse(text, filename=rel)
         except (SyntaxError, ValueError) as error:
             f.error = error if isinstance(error, SyntaxError) else SyntaxError(str(error))
     return f
