@@ -16,7 +16,7 @@ from bizon_forge.workspace import Workspace
 SKIP_PARTS = {"__pycache__", ".pytest_cache", ".ruff_cache"}
 
 
-def key(ws: Workspace, unit: str, paths: list[Path], extra: tuple = ()) -> str:
+def key(ws: Workspace, unit: str, paths: list[Path], extra: tuple = (), exclude: tuple = ()) -> str:
     """A digest of the unit, the interpreter, the environment, our own code and every file under `paths`."""
     h = hashlib.sha256()
     env = {k: v for k, v in ws.env().items() if k != "PYTHONPYCACHEPREFIX"}
@@ -32,7 +32,7 @@ def key(ws: Workspace, unit: str, paths: list[Path], extra: tuple = ()) -> str:
             else []
         )
         for p in files:
-            if SKIP_PARTS.isdisjoint(p.parts):
+            if SKIP_PARTS.isdisjoint(p.parts) and not any(p == e or e in p.parents for e in exclude):
                 h.update(str(p.relative_to(ws.root)).encode() + b"\0" + p.read_bytes() + b"\0")
     return h.hexdigest()
 

@@ -24,7 +24,7 @@ class ValidationResult(Result):
     level: str = "fast"
     summary: str = ""
     log_dir: str | None = None  # full output of every subprocess, for when an excerpt is not enough
-    fixed: list[FixedFile] = []  # what fix=true changed
+    fixed: list[FixedFile] | None = None  # what fix=true changed (absent without fix)
 
 
 def excerpt(text: str | None, limit: int = EXCERPT_CHARS) -> str | None:

@@ -967,6 +967,7 @@ def placeholder(code: DestinationCode) -> CheckFinding:
     )
 
 
+AGENT_CHECKS = (todo_left, pass_body, not_implemented, placeholder)  # run first: they decide what may run
 CODE_CHECKS = (
     source_syntax,
     init_file,
@@ -985,8 +986,4 @@ CODE_CHECKS = (
     write_records_signature,
     staging_without_finalize,
     secret_logged,
-    todo_left,
-    pass_body,
-    not_implemented,
-    placeholder,
 )

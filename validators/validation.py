@@ -14,6 +14,7 @@ from bizon_forge.validators.code import DestinationCode
 from bizon_forge.validators.report import CheckFinding, FixedFile, ValidationResult, failed, skipped
 
 from bizon_forge import spec
+from bizon_forge.atomic import workspace_lock
 from bizon_forge.findings import Refused, fail
 from bizon_forge.workspace import Workspace
 
@@ -70,12 +71,10 @@ class Units:
         self.scratch.append(path)
         return path
 
-    def submit(
-        self, unit: str, fn, ids: list[str], key_paths: list[Path] | None = None, extra: tuple = ()
-    ) -> None:
-        digest = (
-            cache.key(self.ws, unit, key_paths, extra) if key_paths is not None and self.use_cache else None
-        )
+    def submit(self, unit: str, fn, ids: list[str], inputs: list[Path] | None = None, extra=(), exclude=()):
+        """Run `fn` on the pool, unless a passing answer for the same `inputs` (file contents) is cached."""
+        use = inputs is not None and self.use_cache
+        digest = cache.key(self.ws, unit, inputs, extra, exclude) if use else None
         if digest is not None:
             hit = cache.load(self.ws, self.name, unit, digest)
             if hit is not None:
@@ -190,81 +189,27 @@ def validate_destination(
     done = 0
     report(done, total, "static checks")
 
-    fixed: list[FixedFile] = []
+    fixed: list[FixedFile] | None = None
     if fix:
         code = DestinationCode.load(ws, name)
         fixed = formatting.fix(ws, _checked_files(code), registered.our_lines(code))
         done += 1
         report(done, total, f"fix: {len(fixed)} file(s) changed")
 
-    code = DestinationCode.load(ws, name)
-    results: dict[str, CheckFinding] = {}
-    for check in (*static.CODE_CHECKS, *registered.REGISTRATION_CHECKS):
-        f = check(code)
-        results[f.id] = f
-    unfinished = [i for i, f in results.items() if i.startswith("agent.") and f.status == "fail"]
-    done += 1
-    report(done, total, f"static: {sum(f.status == 'fail' for f in results.values())} failed")
-
+    with workspace_lock(ws.state_dir):  # one consistent snapshot, not a registration half written
+        code = DestinationCode.load(ws, name)
+    # What is left for the agent decides what may run; the subprocesses start before the other static checks.
+    results = {f.id: f for f in (check(code) for check in static.AGENT_CHECKS)}
+    unfinished = [i for i, f in results.items() if f.status == "fail"]
     logs = _log_dir(ws, name)
     units = Units(ws, name, logs, use_cache)
     try:
-        ours = registered.our_lines(code)
-        units.submit(
-            "format",
-            lambda: formatting.check(ws, _checked_files(code), ours, logs / "ruff.log"),
-            ["format.ruff_format", "format.ruff_check"],
-        )
-        inputs = [ws.root / "bizon", ws.root / code.tests_dir]
-        contract = not unfinished
-        probe_ids = list(catalog.RUNTIME) if contract else ["import.models", "import.config_validate"]
-        for id in catalog.RUNTIME:
-            if id not in probe_ids:
-                results[id] = _not_finished(id, unfinished)
-        units.submit(
-            "probe",
-            lambda: runtime.probe(
-                ws, name, code.example_rel, contract, units.scratch_dir(), logs / "probe.log"
-            ),
-            probe_ids,
-            inputs,
-            (contract,),
-        )
-        if level == "full":
-            if unfinished:
-                results["tests.destination"] = _not_finished("tests.destination", unfinished)
-                results["smoke.bizon_run"] = _not_finished("smoke.bizon_run", unfinished)
-            else:
-                units.submit(
-                    "tests.destination",
-                    lambda: [
-                        runtime.destination_tests(ws, code.tests_dir, units.scratch_dir(), logs / "tests.log")
-                    ],
-                    ["tests.destination"],
-                    inputs,
-                )
-                if (ws.root / code.example_rel).is_file():
-                    units.submit(
-                        "smoke",
-                        lambda: [
-                            runtime.smoke(ws, code.example_rel, units.scratch_dir(), logs / "smoke.log")
-                        ],
-                        ["smoke.bizon_run"],
-                        inputs,
-                    )
-                else:
-                    results["smoke.bizon_run"] = skipped(
-                        "smoke.bizon_run",
-                        f"No example config at {code.example_rel} (see import.config_validate).",
-                        "import.config_validate",
-                    )
-            suite = [ws.root / t for t in runtime.BIZON_SUITE] + [ws.root / "tests" / "conftest.py"]
-            units.submit(
-                "tests.bizon_suite",
-                lambda: [runtime.bizon_suite(ws, units.scratch_dir(), logs / "bizon-suite.log")],
-                ["tests.bizon_suite"],
-                [ws.root / "bizon", *suite],
-            )
+        results.update(_submit(units, code, level, unfinished))
+        for check in (*static.CODE_CHECKS, *registered.REGISTRATION_CHECKS):
+            f = check(code)
+            results[f.id] = f
+        done += 1
+        report(done, total, f"static: {sum(f.status == 'fail' for f in results.values())} failed")
         done = total - len(units.pending)  # skipped and cached units are done already
         report(done, total, "running: " + ", ".join(u for u, _ in units.pending.values()))
         units.wait_all(report, done, total)
@@ -275,7 +220,6 @@ def validate_destination(
 
     _settle(results, unfinished)
     ordered = sorted(results.values(), key=lambda f: catalog.ORDER[f.id])
-    log_dir = str(logs.relative_to(ws.root))
     summary = _summary(level, ordered, time.perf_counter() - started, units.cached)
     # Unless asked, only what needs acting on: not the passes, not the skips another failure explains.
     shown = ordered if verbose else [f for f in ordered if f.status != "pass" and not f.blocked_by]
@@ -284,7 +228,67 @@ def validate_destination(
         findings=shown,
         level=level,
         summary=summary,
-        log_dir=log_dir,
+        log_dir=str(logs.relative_to(ws.root)),
         fixed=fixed,
         next=_next(name, level, ordered, code.example_rel),
     )
+
+
+def _submit(
+    units: Units, code: DestinationCode, level: str, unfinished: list[str]
+) -> dict[str, CheckFinding]:
+    """Start every subprocess check of the level (or answer it from the cache); returns those not run."""
+    ws, name, logs = code.ws, code.name, units.logs
+    not_run: dict[str, CheckFinding] = {}
+    units.submit(
+        "format",
+        lambda: formatting.check(ws, _checked_files(code), registered.our_lines(code), logs / "ruff.log"),
+        ["format.ruff_format", "format.ruff_check"],
+    )
+    everything = [ws.root / "bizon", ws.root / code.tests_dir]
+    contract = not unfinished
+    probe_ids = list(catalog.RUNTIME) if contract else ["import.models", "import.config_validate"]
+    not_run.update({i: _not_finished(i, unfinished) for i in catalog.RUNTIME if i not in probe_ids})
+    units.submit(
+        "probe",
+        lambda: runtime.probe(ws, name, code.example_rel, contract, units.scratch_dir(), logs / "probe.log"),
+        probe_ids,
+        everything,
+        (contract,),
+    )
+    if level != "full":
+        return not_run
+    # bizon's suite reads what `bizon.cli.main` imports: every config, not the destination's own module.
+    suite_inputs = [ws.root / "bizon", ws.root / "tests" / "conftest.py"]
+    suite_inputs += [ws.root / t for t in runtime.BIZON_SUITE]
+    units.submit(
+        "tests.bizon_suite",
+        lambda: [runtime.bizon_suite(ws, units.scratch_dir(), logs / "bizon-suite.log")],
+        ["tests.bizon_suite"],
+        suite_inputs,
+        exclude=(ws.root / code.destination_rel, ws.root / code.example_rel),
+    )
+    if unfinished:
+        not_run["tests.destination"] = _not_finished("tests.destination", unfinished)
+        not_run["smoke.bizon_run"] = _not_finished("smoke.bizon_run", unfinished)
+        return not_run
+    units.submit(
+        "tests.destination",
+        lambda: [runtime.destination_tests(ws, code.tests_dir, units.scratch_dir(), logs / "tests.log")],
+        ["tests.destination"],
+        everything,
+    )
+    if (ws.root / code.example_rel).is_file():
+        units.submit(
+            "smoke",
+            lambda: [runtime.smoke(ws, code.example_rel, units.scratch_dir(), logs / "smoke.log")],
+            ["smoke.bizon_run"],
+            everything,
+        )
+    else:
+        not_run["smoke.bizon_run"] = skipped(
+            "smoke.bizon_run",
+            f"No example config at {code.example_rel} (see import.config_validate).",
+            "import.config_validate",
+        )
+    return not_run
