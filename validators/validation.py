@@ -21,6 +21,7 @@ from bizon_forge.workspace import Workspace
 Progress = Callable[[float, float, str], None]
 HEARTBEAT_S = 5.0  # clients time out silent calls; a long check reports that it is still running this often
 KEEP_LOGS = 5  # runs kept per destination
+STALE_LOG_S = 900  # an older run cannot still be writing (the slowest check times out sooner)
 
 
 def _refuse_bad_input(ws: Workspace, name: str, level: str) -> None:
@@ -44,7 +45,12 @@ def _log_dir(ws: Workspace, name: str) -> Path:
     base.mkdir(parents=True, exist_ok=True)
     old = sorted(p for p in base.glob(f"{name}-*") if p.is_dir())
     for stale in old[: max(0, len(old) - KEEP_LOGS + 1)]:
-        shutil.rmtree(stale, ignore_errors=True)
+        try:
+            running = time.time() - stale.stat().st_mtime < STALE_LOG_S  # its validation may still write
+        except OSError:
+            continue  # another validation pruned it
+        if not running:
+            shutil.rmtree(stale, ignore_errors=True)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
     return Path(tempfile.mkdtemp(prefix=f"{name}-{stamp}-", dir=base))
 
