@@ -186,6 +186,8 @@ def _guard_paths(ws: Workspace, name: str, rels) -> None:
         real = Path(os.path.realpath(target))
         if ws.root not in real.parents:
             raise Refused(fail("render.unsafe_path", f"{rel} resolves outside the workspace."))
+        if target.exists() and not target.is_file():  # a folder, or a FIFO whose read would hang
+            raise Refused(fail("render.unsafe_path", f"{rel} exists and is not a regular file."))
     if folder.exists() and not folder.is_dir():
         raise Refused(fail("render.unsafe_path", f"{folder.relative_to(ws.root)} exists and is not a folder."))
 

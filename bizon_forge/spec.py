@@ -317,6 +317,8 @@ def load(ws: Workspace, name: str) -> DestinationSpec:
             )
         )
     try:
+        if not path.is_file():  # a folder, or a FIFO whose read would never return
+            raise OSError(f"{path.name} is not a regular file")
         stored = DestinationSpec.model_validate_json(path.read_text())
     except (OSError, ValueError) as error:  # pydantic's ValidationError and UnicodeDecodeError are ValueErrors
         stored, why = None, f"{type(error).__name__}: {str(error)[:200]}"

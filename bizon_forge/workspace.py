@@ -124,7 +124,9 @@ def resolve(path: str | None, settings: Settings) -> Workspace:
         )
     if not real.is_dir():
         raise Refused(fail("workspace.not_a_directory", f"{candidate} is a file, not a directory."))
-    missing = [rel for rel in (*REGISTRATION_FILES, DESTINATIONS_DIR) if not (real / rel).exists()]
+    # Regular files only: reading a FIFO planted at a registration path would hang the call under the lock.
+    missing = [rel for rel in REGISTRATION_FILES if not (real / rel).is_file()]
+    missing += [] if (real / DESTINATIONS_DIR).is_dir() else [DESTINATIONS_DIR]
     if missing:
         raise Refused(
             fail(

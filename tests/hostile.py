@@ -296,6 +296,18 @@ def build_arena(base: Path, pristine, describe_and_render) -> Arena:
             src.unlink()
         os.symlink(target, src)
 
+    # Registration and connector paths that are not regular files: a FIFO would hang a read forever.
+    fifo = a.trees["fifo_models"] = copy_tree(new, roots / "fifo_models")
+    (fifo / "bizon/common/models.py").unlink()
+    os.mkfifo(fifo / "bizon/common/models.py")
+    folder = a.trees["dir_enum"] = copy_tree(new, roots / "dir_enum")
+    (folder / "bizon/destination/config.py").unlink()
+    (folder / "bizon/destination/config.py").mkdir()
+    fifo = a.trees["fifo_connector"] = copy_tree(new, roots / "fifo_connector")
+    describe_and_render(fifo, "piped")
+    (fifo / "bizon/connectors/destinations/piped/src/config.py").unlink()
+    os.mkfifo(fifo / "bizon/connectors/destinations/piped/src/config.py")
+
     # Read-only: a registration file made read-only after its destination was rendered, and a read-only
     # connectors folder that render cannot add to.
     ro = a.trees["readonly"] = copy_tree(new, roots / "readonly")
@@ -321,6 +333,8 @@ def build_arena(base: Path, pristine, describe_and_render) -> Arena:
     (specs / "weird.json").write_text(json.dumps(weird))
     (specs / "binary.json").write_bytes(b"\xff\xfe\x00garbage")
     (specs / "listed.json").write_text("[1, 2, 3]")
+    os.mkfifo(specs / "piped.json")
+    (specs / "folder.json").mkdir()
     (tampered / ".bizon-forge/rendered/decoy.json").write_text("{torn")
     edited = tampered / "bizon/connectors/destinations/decoy/src/destination.py"
     edited.write_text(edited.read_text() + "# the agent's own code\n")
