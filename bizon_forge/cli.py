@@ -48,13 +48,21 @@ def _print(result, as_json: bool) -> None:
     if as_json:
         print(json.dumps(data, indent=2))
         return
+    if data.get("steps"):
+        print("steps: " + ", ".join(f"{s['step']} {'ok' if s['ok'] else 'FAILED'}" for s in data["steps"]))
     for f in data.get("findings", []):
         where = f" {f['file']}:{f.get('line', '')}" if f.get("file") else ""
         print(f"{f['status'].upper():4} {f['id']}{where}: {f['message']}")
         if f.get("hint") and f["status"] != "pass":
             print(f"     hint: {f['hint']}")
+        if f.get("excerpt") and f["status"] == "fail":
+            print("     | " + f["excerpt"].replace("\n", "\n     | "))
+    for fixed in data.get("fixed") or []:
+        print(f"FIXED {fixed['path']}" + (f" ({fixed['note']})" if fixed.get("note") else ""))
     if data.get("summary"):
         print(data["summary"])
+    if data.get("log_dir"):
+        print(f"logs: {data['log_dir']}")
 
 
 def main(argv: list[str] | None = None) -> None:

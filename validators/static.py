@@ -52,6 +52,11 @@ STAGING = re.compile(r"stag(e|ing)|(^|_)(te?mp)($|_)")
 PLACEHOLDER = re.compile(r"\{\{.{0,80}?\}\}|\{%.{0,80}?%\}")
 
 
+def _short(rel: str) -> str:
+    """A file named in a message: its last parts (the finding's `file` has the full path)."""
+    return "/".join(rel.split("/")[-2:])
+
+
 def _line_of(text: str, index: int) -> int:
     return text.count("\n", 0, index) + 1
 
@@ -67,7 +72,7 @@ def source_syntax(code: DestinationCode) -> CheckFinding:
     more = f" ({len(broken) - 1} more file(s) too)" if len(broken) > 1 else ""
     return failed(
         "source.syntax",
-        f"{first.rel} does not parse: {first.error.msg}{more}.",
+        f"{_short(first.rel)} does not parse: {first.error.msg}{more}.",
         file=first.rel,
         line=first.error.lineno,
     )
@@ -95,7 +100,7 @@ def _needs(code: DestinationCode, rel: str, id: str) -> CheckFinding | None:
 def init_file(code: DestinationCode) -> CheckFinding:
     if (code.ws.root / code.init_rel).is_file():
         return passed("checklist.init_file")
-    return failed("checklist.init_file", f"{code.init_rel} is missing.", file=code.init_rel)
+    return failed("checklist.init_file", f"{_short(code.init_rel)} is missing.", file=code.init_rel)
 
 
 def config_base(code: DestinationCode) -> CheckFinding:
@@ -791,7 +796,7 @@ def optional_import_in_config(code: DestinationCode) -> CheckFinding:
             continue
         return failed(
             id,
-            f"{rel} imports {mod}, which a bare bizon install does not have; bizon/common/models.py imports "
+            f"{_short(rel)} imports {mod}, which a bare bizon install lacks; bizon/common/models.py imports "
             "this file, so every bizon command would fail without it.",
             file=rel,
             line=node.lineno,
@@ -809,7 +814,7 @@ def models_import_in_config(code: DestinationCode) -> CheckFinding:
             if any(mod == m or mod.startswith(m + ".") for m in MODELS_IMPORTERS):
                 return failed(
                     id,
-                    f"{rel} imports {mod}, which imports bizon.common.models, which imports this config: "
+                    f"{_short(rel)} imports {mod}, which imports bizon.common.models, which imports this config: "
                     "a circular import.",
                     file=rel,
                     line=node.lineno,
@@ -894,7 +899,7 @@ def todo_left(code: DestinationCode) -> CheckFinding:
     lines = ", ".join(str(line) for rel, line in hits if rel == hits[0][0])
     return failed(
         "agent.todo_left",
-        f"{len(hits)} {TODO} marker(s) left ({hits[0][0]} lines {lines}).",
+        f"{len(hits)} {TODO} marker(s) left, in {_short(hits[0][0])} on lines {lines}.",
         file=hits[0][0],
         line=hits[0][1],
     )
@@ -926,7 +931,7 @@ def not_implemented(code: DestinationCode) -> CheckFinding:
     lines = ", ".join(str(line) for rel, line in hits if rel == hits[0][0])
     return failed(
         "agent.not_implemented",
-        f"{len(hits)} NotImplementedError(s) left ({hits[0][0]} lines {lines}).",
+        f"{len(hits)} NotImplementedError(s) left, in {_short(hits[0][0])} on lines {lines}.",
         file=hits[0][0],
         line=hits[0][1],
     )
@@ -961,7 +966,7 @@ def placeholder(code: DestinationCode) -> CheckFinding:
     shown = PLACEHOLDER.search(code.files[rel].text.splitlines()[line - 1])
     return failed(
         "agent.placeholder",
-        f"{len(hits)} template placeholder(s) left, e.g. {shown.group(0) if shown else '{{ }}'} in {rel}.",
+        f"{len(hits)} template placeholder(s) left, e.g. {shown.group(0) if shown else '{{ }}'} in {_short(rel)}.",
         file=rel,
         line=line,
     )
