@@ -814,8 +814,8 @@ def models_import_in_config(code: DestinationCode) -> CheckFinding:
             if any(mod == m or mod.startswith(m + ".") for m in MODELS_IMPORTERS):
                 return failed(
                     id,
-                    f"{_short(rel)} imports {mod}, which imports bizon.common.models, which imports this config: "
-                    "a circular import.",
+                    f"{_short(rel)} imports {mod}, which imports bizon.common.models, which imports this "
+                    "config: a circular import.",
                     file=rel,
                     line=node.lineno,
                 )
@@ -966,7 +966,8 @@ def placeholder(code: DestinationCode) -> CheckFinding:
     shown = PLACEHOLDER.search(code.files[rel].text.splitlines()[line - 1])
     return failed(
         "agent.placeholder",
-        f"{len(hits)} template placeholder(s) left, e.g. {shown.group(0) if shown else '{{ }}'} in {_short(rel)}.",
+        f"{len(hits)} template placeholder(s) left, e.g. {shown.group(0) if shown else '{{ }}'} "
+        f"in {_short(rel)}.",
         file=rel,
         line=line,
     )
