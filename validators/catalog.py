@@ -276,7 +276,7 @@ CHECKS: tuple[Check, ...] = (
         "Left for the agent",
         "No `NotImplementedError` is left in the destination's files.",
         "It marks code that was never written.",
-        "Implement the code path that raises it.",
+        "Implement that code path; if it is unsupported on purpose, raise ValueError saying why.",
         origin="forge",
     ),
     Check(

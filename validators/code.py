@@ -209,10 +209,18 @@ class DestinationCode:
 
     @cached_property
     def main_config(self) -> ast.ClassDef | None:
-        for cls in self.config_classes.values():
-            if literal_member(cls)[1] is not None:
+        """The class models.py registers from this config, else the one a Literal name tags, else by name."""
+        local = self.config_classes
+        imported = self.reg.imports.items()
+        registered = [
+            c for c, m in imported if m == self.config_module and c in local and c in self.reg.union
+        ]
+        if registered:
+            return local[registered[0]]
+        for cls in local.values():
+            if literal_member(cls)[0] is not None:
                 return cls
-        return self.config_classes.get(f"{self.pascal}Config")
+        return local.get(f"{self.pascal}Config")
 
     @cached_property
     def details_config_name(self) -> str | None:

@@ -48,7 +48,8 @@ MODELS_IMPORTERS = (
 )
 SECRET_PARTS = {"password", "passwd", "pwd", "secret", "token", "credential", "credentials", "apikey"}
 SECRET_SUFFIXES = ("api_key", "private_key", "access_key", "secret_key", "auth_key")
-STAGING = re.compile(r"stag(e|ing)|(^|_)(te?mp)($|_)")
+# Names of a staging target: "staging", "stage", "temp_table", "..._temp.json"; not a mere `tempfile`.
+STAGING = re.compile(r"(^|[^a-z])stag(e|ed|es|ing)($|[^a-z])|(temp|tmp)_?tables?|_(temp|tmp)($|[^a-z])")
 PLACEHOLDER = re.compile(r"\{\{.{0,80}?\}\}|\{%.{0,80}?%\}")
 
 
@@ -751,6 +752,12 @@ def _config_import_closure(code: DestinationCode) -> list[tuple[str, ast.AST]]:
             node = stack.pop()
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
                 continue
+            if isinstance(node, ast.If) and ast.unparse(node.test) in (
+                "TYPE_CHECKING",
+                "typing.TYPE_CHECKING",
+            ):
+                stack.extend(node.orelse)  # the body only runs under a type checker
+                continue
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 nodes.append(node)
             stack.extend(ast.iter_child_nodes(node))
@@ -955,7 +962,7 @@ def _python_placeholders(text: str) -> list[int]:
 
 def placeholder(code: DestinationCode) -> CheckFinding:
     hits = []
-    for f in code.files.values():
+    for f in code.src_files():  # not the tests: a test may hold a template on purpose
         if f.is_python:
             hits += [(f.rel, line) for line in _python_placeholders(f.text)]
         else:
