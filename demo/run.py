@@ -25,13 +25,15 @@ from bizon_forge import workspace
 HERE = Path(__file__).resolve().parent.parent
 DEMO = HERE / ".demo"
 NAME = "warehouse"
-console = Console(highlight=False)
+console = Console(highlight=False, width=110)
 
 
 def show(step: str, result) -> dict:
     data = result.structured_content or json.loads(result.content[0].text)
     ok = data.get("ok", not result.is_error)
-    console.print(f"[bold]{step}[/bold] -> {'[green]ok' if ok else '[red]not ok'}[/]  ({len(result.content[0].text)} bytes)")
+    console.print(
+        f"[bold]{step}[/bold] -> {'[green]ok' if ok else '[red]not ok'}[/]  ({len(result.content[0].text)} B)"
+    )
     for f in data.get("findings", []):
         colour = {"fail": "red", "warn": "yellow", "skip": "dim", "pass": "green"}[f["status"]]
         where = f" {f['file']}:{f.get('line', '')}" if f.get("file") else ""
@@ -46,8 +48,14 @@ def show(step: str, result) -> dict:
 
 
 async def call_with_progress(client: Client, step: str, tool: str, args: dict):
-    with Progress(TextColumn("  {task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=console, transient=True) as bar:
+    with Progress(
+        TextColumn("  {task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
         task = bar.add_task(step, total=None)
 
         async def progress(done: float, total: float | None, message: str | None) -> None:
@@ -58,13 +66,17 @@ async def call_with_progress(client: Client, step: str, tool: str, args: dict):
 
 async def agent(root: Path) -> None:
     params = StdioServerParameters(
-        command=sys.executable, args=["-m", "bizon_forge", "serve", "--workspace", str(root)], env=dict(os.environ)
+        command=sys.executable,
+        args=["-m", "bizon_forge", "serve", "--workspace", str(root)],
+        env=dict(os.environ),
     )
     async with Client(params) as client:
         tools = await client.list_tools()
         console.print(f"server up: {len(tools.tools)} tools: {', '.join(t.name for t in tools.tools)}\n")
         data = show("inspect_workspace", await client.call_tool("inspect_workspace", {}))
-        console.print(f"  bizon {data['bizon_version']}: {', '.join(d['name'] for d in data['destinations'])}\n")
+        console.print(
+            f"  bizon {data['bizon_version']}: {', '.join(d['name'] for d in data['destinations'])}\n"
+        )
         spec = {
             "name": NAME,
             "recipe": "sql",
@@ -76,10 +88,16 @@ async def agent(root: Path) -> None:
         show("describe_target", await client.call_tool("describe_target", spec))
         show("render_destination", await client.call_tool("render_destination", {"name": NAME}))
         data = show("apply_registrations", await client.call_tool("apply_registrations", {"name": NAME}))
+        console.print("  " + ", ".join(f"{k}: {v}" for k, v in data.get("registrations", {}).items()))
         for edit in data.get("edits", []):
-            added = [ln for ln in edit["diff"].splitlines() if ln.startswith("+") and not ln.startswith("+++")]
-            console.print(f"  {edit['path']}: " + "; ".join(a[1:].strip() for a in added[:3]) + (" ..." if len(added) > 3 else ""))
-        show("validate_destination (fast)", await call_with_progress(client, "fast", "validate_destination", {"name": NAME}))
+            added = [
+                ln[1:].strip() for ln in edit["diff"].splitlines() if ln.startswith("+") and ln[1:2] != "+"
+            ]
+            console.print(f"  {edit['path']}: +{len(added)} lines, first: [cyan]{added[0]}[/]")
+        show(
+            "validate_destination (fast)",
+            await call_with_progress(client, "fast", "validate_destination", {"name": NAME}),
+        )
         show(
             "validate_destination (full)",
             await call_with_progress(client, "full", "validate_destination", {"name": NAME, "level": "full"}),
@@ -100,7 +118,11 @@ def run_pipeline(root: Path) -> Path:
     env = {**os.environ, "PYTHONPATH": str(root)}
     started = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "bizon.cli.main", "run", str(config)], cwd=scratch, env=env, capture_output=True, text=True
+        [sys.executable, "-m", "bizon.cli.main", "run", str(config)],
+        cwd=scratch,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     tail = (done.stdout + done.stderr).strip().splitlines()[-1:]
     console.print(f"  exit {done.returncode} in {time.perf_counter() - started:.1f} s: {' '.join(tail)}")
@@ -121,11 +143,17 @@ def print_rows(scratch: Path) -> None:
             cursor = db.execute(f'select * from "{name}"')
             columns = [c[0] for c in cursor.description]
             rows = cursor.fetchall()
-            table = Table(title=f"{files[0].relative_to(DEMO)}: table {name} ({len(rows)} rows)")
-            for c in columns:
-                table.add_column(c, overflow="fold", max_width=36)
+            shown = [
+                c for c in ("bizon_id", "source_record_id", "bizon_loaded_at", "source_data") if c in columns
+            ]
+            table = Table(
+                title=f"{files[0].relative_to(DEMO)}: table {name}, {len(rows)} rows, columns {columns}"
+            )
+            for c in shown:
+                table.add_column(c)
             for row in rows:
-                table.add_row(*(str(v) for v in row))
+                record = dict(zip(columns, row, strict=True))
+                table.add_row(*(str(record[c])[:40] for c in shown))
             console.print(table)
 
 
