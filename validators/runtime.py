@@ -98,10 +98,10 @@ def run_logged(
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             timed_out = True
-            _kill_group(proc)
+        # The run is over: what it left behind (a daemon a test or destination started) goes too, so the
+        # pipe closes and the reader sees its end instead of waiting on a stray writer.
+        _kill_group(proc)
         reader.join(timeout=10)
-        if not timed_out:
-            _kill_group(proc)  # leftovers of a finished run (daemons a test or destination started)
     return Run(
         returncode=None if timed_out else proc.returncode,
         timed_out=timed_out,
