@@ -558,3 +558,17 @@ async def test_after_the_corpus_the_server_still_serves_and_every_tree_is_intact
             [sys.executable, "-c", "import bizon.common.models"], env=env, capture_output=True, text=True
         )
         assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_the_readme_states_these_counts():
+    from tests.conftest import REPO
+
+    text = (REPO / "README.md").read_text()
+    safety = text[text.index("<!-- safety:start -->") : text.index("<!-- safety:end -->")]
+    for claim in (
+        f"{len(REJECTIONS)} rejections",
+        f"{len(STRINGS)} hostile strings",
+        f"x {len(PLACES)} places = {len(STRING_CASES)} cases",
+        f"{len(MALFORMED) + 1} schema-invalid or unknown calls",
+    ):
+        assert claim in safety, claim
