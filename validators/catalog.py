@@ -338,8 +338,8 @@ CHECKS: tuple[Check, ...] = (
     Check(
         "contract.write_records",
         "Import and contract",
-        "`write_records()` on a real six-column DataFrame (bizon's destination_record_schema) returns "
-        "`(True, None)` and raises nothing.",
+        "`write_records()` on a real six-column DataFrame of 3 records (bizon's destination_record_schema) "
+        "returns `(True, None)` and raises nothing. The records go to the target the example config names.",
         "The engine passes exactly that frame and unpacks exactly that pair.",
         "Read the excerpt; the frame holds bizon_id, bizon_extracted_at, bizon_loaded_at, source_record_id, "
         "source_timestamp, source_data.",
@@ -386,8 +386,8 @@ CHECKS: tuple[Check, ...] = (
         "smoke.bizon_run",
         "Tests and smoke",
         "`bizon run` of the dummy source into the destination (the example config, fast runner settings) "
-        "from a "
-        "scratch directory exits 0 and reports records written.",
+        "from a scratch directory exits 0 and reports records written. It writes to the target the "
+        "example config names.",
         "Only a real run proves the engine, the buffer and finalize work together.",
         "Read the excerpt and the full log; the destination's error is usually near the end.",
         level="full",

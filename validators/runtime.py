@@ -184,6 +184,11 @@ def _probe_failure(ws: Workspace, id: str, got: dict, example: str, run: Run) ->
     }
     if id == "import.config_validate":
         file, line = example, None
+        if not (ws.root / example).is_file():
+            hint = (
+                "render_destination writes one; it is what `bizon run` and the contract and smoke checks use."
+            )
+            return failed(id, f"There is no example config at {example}.", file=example, hint=hint)
     return failed(
         id,
         _one_line(messages[id]),
@@ -273,6 +278,13 @@ def _pytest_finding(id: str, run: Run, what: str) -> CheckFinding:
         return passed(id, f"{what}: {summary or 'passed'}")
     if run.returncode == 5:
         return skipped(id, f"pytest collected no tests from {what}.")
+    if "No module named pytest" in run.tail:
+        return failed(
+            id,
+            "The workspace's Python has no pytest.",
+            hint="Install bizon's test group into it: pip install 'pytest>=7.2.2,<8'.",
+            log=run.log,
+        )
     file, line = _first_failure(run.tail)
     failures = "\n".join(ln for ln in run.tail.splitlines() if ln.startswith(("FAILED", "ERROR")))
     return failed(
