@@ -125,6 +125,17 @@ def test_refuses_a_bad_name_or_a_destination_that_is_not_there(make_tree):
         validate_destination(ws, "logger", level="thorough")
 
 
+def test_refuses_a_destination_folder_that_is_a_symlink_out_of_the_tree(make_tree, tmp_path):
+    ws = resolve(make_tree("0.6.4"))
+    outside = tmp_path / "outside"
+    (outside / "src").mkdir(parents=True)
+    (outside / "src" / "config.py").write_text("SECRET = 'do not read'\n")
+    (ws.root / "bizon/connectors/destinations/evil").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(Refused) as refused:
+        validate_destination(ws, "evil")
+    assert [f.id for f in refused.value.findings] == ["validate.unsafe_path"]
+
+
 def _ws_for_runs(tmp_path: Path) -> workspace.Workspace:
     return workspace.Workspace(root=tmp_path, settings=workspace.Settings())
 

@@ -1,6 +1,7 @@
 """The destination's files as the static checks see them: read and parsed once, with the classes they name."""
 
 import ast
+import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -36,12 +37,16 @@ def _read(root: Path, rel: str) -> SourceFile:
 
 
 def _owned(root: Path, folder: Path) -> list[str]:
+    """The text files under `folder`; a symlink that leads out of the workspace is not read."""
     if not folder.is_dir():
         return []
     return sorted(
         str(p.relative_to(root))
         for p in folder.rglob("*")
-        if p.is_file() and "__pycache__" not in p.parts and p.suffix in TEXT_SUFFIXES
+        if p.is_file()
+        and "__pycache__" not in p.parts
+        and p.suffix in TEXT_SUFFIXES
+        and root in Path(os.path.realpath(p)).parents
     )
 
 

@@ -1,6 +1,7 @@
 """validate_destination: run every check of a level once, the independent ones at the same time, and answer
 one finding per check with the passes summed up in one line."""
 
+import os
 import shutil
 import tempfile
 import time
@@ -30,7 +31,16 @@ def _refuse_bad_input(ws: Workspace, name: str, level: str) -> None:
         raise Refused(*bad)
     if level not in ("fast", "full"):
         raise Refused(fail("validate.bad_level", f"Unknown level {level!r}.", "Use 'fast' or 'full'."))
-    if not ws.destination_dir(name).is_dir():
+    folder = ws.destination_dir(name)
+    if folder.is_dir() and ws.root not in Path(os.path.realpath(folder)).parents:
+        raise Refused(
+            fail(
+                "validate.unsafe_path",
+                f"bizon/connectors/destinations/{name} leads out of the workspace (a symlink).",
+                "Replace the symlink with the destination's real folder.",
+            )
+        )
+    if not folder.is_dir():
         raise Refused(
             fail(
                 "validate.not_found",
