@@ -4,9 +4,11 @@ Writes the table to stdout and bench/results.md; `--readme` also refreshes READM
 """
 
 import argparse
+import operator
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -51,7 +53,20 @@ def _toks(n: float) -> str:
     return f"{n:,.0f} tok"
 
 
-def _step_row(flow: workflow.Workflow, step: str, floor="", ratio_="", budget="", limit=None) -> Row:
+def _times(x: float) -> str:
+    return f"{x:.2f}×"
+
+
+def paired(values: list[float], floors: list[float] | None, op) -> float | None:
+    """Median over runs of op(value, its floor): each floor was sampled beside its value, so load cancels."""
+    if not values or not floors or len(values) != len(floors):
+        return None
+    return statistics.median(op(v, f) for v, f in zip(values, floors, strict=True))
+
+
+def _step_row(
+    flow: workflow.Workflow, step: str, floor="", ratio_="", budget="", limit=None, status=None
+) -> Row:
     label = f"`{TOOL_NAMES[step]}` warm"
     if step in flow.pending:
         why = flow.pending[step]
@@ -59,21 +74,23 @@ def _step_row(flow: workflow.Workflow, step: str, floor="", ratio_="", budget=""
             label, "—", floor, "", budget, "pending" if why.startswith("pending") else f"failed: {why}"
         )
     took, answer = flow.median(step), flow.answer_bytes(step)
-    status = "info" if limit is None else verdict(took, limit)
+    if status is None:
+        status = "info" if limit is None else verdict(took, limit)
     if not flow.all_ok(step):
         status += " (answer ok=false)"
     return Row(label, f"{seconds(took)} · {size(answer)}", floor, ratio_, budget, status)
 
 
 def build_rows(cold, flow, floors, crowd) -> list[Row]:
+    cold_ratio = paired(cold.forge, cold.bare, operator.truediv)
     rows = [
         Row(
             "cold start: spawn → `tools/list` over stdio",
             seconds(cold.forge_median),
             f"bare MCPServer, 1 tool: {seconds(cold.bare_median)}",
-            ratio(cold.forge_median, cold.bare_median),
+            _times(cold_ratio),
             f"≤ {COLD_RATIO:.2f}× floor",
-            verdict(cold.forge_median, COLD_RATIO * cold.bare_median),
+            verdict(cold_ratio, COLD_RATIO, _times),
         ),
         Row(
             "heavy modules imported by start-up (" + ", ".join(cold_start.HEAVY) + ")",
@@ -96,39 +113,40 @@ def build_rows(cold, flow, floors, crowd) -> list[Row]:
         _step_row(flow, "render", budget="≤ 150 ms", limit=QUICK_TOOL_S),
     ]
     cold_import = floors.median("import cold")
-    register = flow.median("register")
+    over = paired(flow.seconds("register"), floors.samples.get("import cold"), operator.sub)
     rows.append(
         _step_row(
             flow,
             "register",
             floor=f"first import of a fresh tree: {seconds(cold_import)}",
-            ratio_=ratio(register, cold_import) if register else "",
-            budget=f"≤ 150 ms + import = {seconds(QUICK_TOOL_S + cold_import)}",
-            limit=QUICK_TOOL_S + cold_import,
+            ratio_=f"floor + {seconds(over)}" if over is not None else "",
+            budget="≤ floor + 150 ms",
+            status=verdict(over, QUICK_TOOL_S) if over is not None else None,
         )
     )
-    contract, fast = floors.median("contract"), flow.median("validate fast")
+    contract = floors.median("contract")
+    fast_ratio = paired(flow.seconds("validate fast"), floors.samples.get("contract"), operator.truediv)
     rows.append(
         _step_row(
             flow,
             "validate fast",
             floor=f"its contract subprocess alone: {seconds(contract)}" if contract else "",
-            ratio_=ratio(fast, contract) if fast and contract else "",
+            ratio_=_times(fast_ratio) if fast_ratio else "",
             budget=f"≤ {seconds(VALIDATE_FAST_S)}",
             limit=VALIDATE_FAST_S,
         )
     )
     parts = [p for p in ("import", "ruff", "contract", "pipeline") if floors.median(p) is not None]
-    full_floor = sum(floors.median(p) for p in parts)
-    full = flow.median("validate full")
+    per_run = [sum(run) for run in zip(*(floors.samples[p] for p in parts), strict=False)]
+    full_ratio = paired(flow.seconds("validate full"), per_run, operator.truediv)
     rows.append(
         _step_row(
             flow,
             "validate full",
-            floor=f"{' + '.join(parts)}: {seconds(full_floor)}",
-            ratio_=ratio(full, full_floor) if full else "",
+            floor=f"{' + '.join(parts)}: {seconds(statistics.median(per_run)) if per_run else '—'}",
+            ratio_=_times(full_ratio) if full_ratio else "",
             budget=f"≤ {VALIDATE_FULL_RATIO:.2f}× floor",
-            limit=VALIDATE_FULL_RATIO * full_floor,
+            status=verdict(full_ratio, VALIDATE_FULL_RATIO, _times) if full_ratio else None,
         )
     )
     measured = [s for s in workflow.STEPS if s in flow.calls]
@@ -244,7 +262,8 @@ def main() -> None:
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC at {_commit()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}, mcp {version('mcp')}; medians of {args.runs} runs "
         f"({args.cold_runs} for cold start); "
-        f"tokens ≈ bytes/4; recipe `{args.recipe}`; the bench took {time.perf_counter() - started:.0f} s.\n"
+        f"ratios are medians of per-run ratios to a floor sampled beside each run; tokens ≈ bytes/4; "
+        f"recipe `{args.recipe}`; the bench took {time.perf_counter() - started:.0f} s.\n"
     )
     body = header + "\n" + table(rows)
     if problems:

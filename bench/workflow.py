@@ -38,6 +38,9 @@ class Workflow:
         got = self.calls.get(step)
         return statistics.median(c.seconds for c in got) if got else None
 
+    def seconds(self, step: str) -> list[float]:
+        return [c.seconds for c in self.calls.get(step, [])]
+
     def answer_bytes(self, step: str) -> int | None:
         got = self.calls.get(step)
         return round(statistics.median(c.answer_bytes for c in got)) if got else None
