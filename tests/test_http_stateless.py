@@ -85,6 +85,22 @@ async def test_concurrent_clients_of_both_eras_each_get_their_own_destination(ht
         assert mine == {label}, f"{label} holds {mine}"
 
 
+async def test_validate_reports_progress_over_stateless_http(http_server, pristine):
+    url, root = http_server
+    shutil.copytree(pristine("0.6.4"), root / "progress", symlinks=True)
+    await _make(url, "progress", "auto")
+    seen = []
+
+    async def on_progress(progress, total, message):
+        seen.append(message)
+
+    async with Client(url) as client:
+        args = {"name": "progress", "workspace": "progress", "level": "fast"}
+        result = await client.call_tool("validate_destination", args, progress_callback=on_progress)
+    assert not result.is_error, result.content
+    assert seen, "no progress notification reached the client"
+
+
 def test_stateless_answers_stream_so_progress_reaches_the_client(monkeypatch):
     """A JSON-only answer (json_response=True) silently drops progress notifications."""
     seen = {}
