@@ -8,9 +8,8 @@ import hashlib
 import json
 from pathlib import Path
 
-from bizon_forge.validators.report import CheckFinding
-
 from bizon_forge.atomic import write_text
+from bizon_forge.validators.report import CheckFinding
 from bizon_forge.workspace import Workspace
 
 SKIP_PARTS = {"__pycache__", ".pytest_cache", ".ruff_cache"}
@@ -24,13 +23,7 @@ def key(ws: Workspace, unit: str, paths: list[Path], extra: tuple = (), exclude:
     for code in sorted(Path(__file__).parent.glob("*.py")):  # a new validator invalidates old answers
         h.update(code.read_bytes())
     for base in paths:
-        files = (
-            [base]
-            if base.is_file()
-            else sorted(p for p in base.rglob("*") if p.is_file())
-            if base.exists()
-            else []
-        )
+        files = [base] if base.is_file() else sorted(p for p in base.rglob("*") if p.is_file()) if base.exists() else []
         for p in files:
             if SKIP_PARTS.isdisjoint(p.parts) and not any(p == e or e in p.parents for e in exclude):
                 h.update(str(p.relative_to(ws.root)).encode() + b"\0" + p.read_bytes() + b"\0")

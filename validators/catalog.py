@@ -48,9 +48,7 @@ class Check:
     level: str = "fast"  # fast | full (full runs fast's checks too)
     origin: str = "guide"  # guide (its Validation Checklist) | facts (a trap the guide misses) | forge
     explained_by: tuple[str, ...] = ()  # a failure here after one of these failed is reported as a skip
-    needs_finished_code: bool = (
-        False  # not run while agent.* checks fail: running unfinished code teaches nothing
-    )
+    needs_finished_code: bool = False  # not run while agent.* checks fail: running unfinished code teaches nothing
 
 
 CHECKS: tuple[Check, ...] = (
@@ -67,8 +65,7 @@ CHECKS: tuple[Check, ...] = (
         "checklist.init_file",
         "Config",
         "`src/__init__.py` exists.",
-        "The guide's checklist asks for it (bizon's own destinations are namespace packages; it is "
-        "harmless).",
+        "The guide's checklist asks for it (bizon's own destinations are namespace packages; it is harmless).",
         "Create an empty `src/__init__.py` in the destination folder.",
     ),
     Check(
@@ -107,8 +104,7 @@ CHECKS: tuple[Check, ...] = (
         "Implementation",
         "The destination class (the one the factory returns) extends `AbstractDestination`.",
         "The engine drives the buffer, cursors and finalize through that base class.",
-        "Derive it from `bizon.destination.destination.AbstractDestination` and call "
-        "`super().__init__(...)`.",
+        "Derive it from `bizon.destination.destination.AbstractDestination` and call `super().__init__(...)`.",
     ),
     Check(
         "checklist.check_connection_bool",
@@ -135,8 +131,7 @@ CHECKS: tuple[Check, ...] = (
     Check(
         "registration.enum",
         "Registration",
-        "`DestinationTypes` in `bizon/destination/config.py` has a member whose value is the destination's "
-        "name.",
+        "`DestinationTypes` in `bizon/destination/config.py` has a member whose value is the destination's name.",
         "Without it `bizon.common.models` raises AttributeError on import: even `bizon --help` dies.",
         'Call apply_registrations, or add `NAME = "name"` to DestinationTypes.',
         explained_by=("source.syntax",),
@@ -172,10 +167,8 @@ CHECKS: tuple[Check, ...] = (
     Check(
         "trap.literal_other_member",
         "Traps",
-        "The config's Literal does not name another destination's member (e.g. a copy-pasted "
-        "`DestinationTypes.FILE`).",
-        "pydantic raises TypeError '...mapped to multiple choices' at import time, breaking every bizon "
-        "command.",
+        "The config's Literal does not name another destination's member (e.g. a copy-pasted `DestinationTypes.FILE`).",
+        "pydantic raises TypeError '...mapped to multiple choices' at import time, breaking every bizon command.",
         "Name the new destination's own member in `name: Literal[DestinationTypes.<NAME>]`.",
         origin="facts",
         explained_by=("source.syntax",),
@@ -201,10 +194,8 @@ CHECKS: tuple[Check, ...] = (
     Check(
         "trap.factory_top_level_import",
         "Traps",
-        "`bizon/destination/destination.py` imports the destination module inside its factory branch, "
-        "not at the top.",
-        "The destination module imports AbstractDestination from that same file: a top-level import is "
-        "circular.",
+        "`bizon/destination/destination.py` imports the destination module inside its factory branch, not at the top.",
+        "The destination module imports AbstractDestination from that same file: a top-level import is circular.",
         "Move the import into the `elif config.name == DestinationTypes.<NAME>:` branch.",
         origin="facts",
     ),
@@ -230,15 +221,13 @@ CHECKS: tuple[Check, ...] = (
         "Traps",
         "`write_records` is a plain method taking exactly `df_destination_records`.",
         "bizon calls `self.write_records(df_destination_records=...)` by keyword.",
-        "Declare `def write_records(self, df_destination_records: pl.DataFrame) -> Tuple[bool, Union[str, "
-        "None]]:`.",
+        "Declare `def write_records(self, df_destination_records: pl.DataFrame) -> Tuple[bool, Union[str, None]]:`.",
         origin="facts",
     ),
     Check(
         "trap.staging_without_finalize",
         "Traps",
-        "A destination that writes to a staging target overrides `finalize()` to replace or append the "
-        "target.",
+        "A destination that writes to a staging target overrides `finalize()` to replace or append the target.",
         "`finalize()` defaults to doing nothing: staged records would never reach the target.",
         "In finalize(), replace the target with the staging copy (full_refresh) or append it (incremental).",
         origin="facts",
@@ -248,9 +237,7 @@ CHECKS: tuple[Check, ...] = (
         "Traps",
         "Secret fields are `SecretStr`, and no log line or print holds the config, a secret field or "
         "`get_secret_value()`.",
-        "bizon prints whole configs in some errors (the factory's 'not found' message); log lines end up in "
-        "CI "
-        "output.",
+        "bizon prints whole configs in some errors (the factory's 'not found' message); log lines end up in CI output.",
         "Type secrets as `SecretStr`; log only non-secret fields.",
         origin="facts",
     ),
@@ -282,8 +269,7 @@ CHECKS: tuple[Check, ...] = (
     Check(
         "agent.placeholder",
         "Left for the agent",
-        "No template placeholder (`{{ ... }}`, `{% ... %}`) is left in the destination's files or example "
-        "YAML.",
+        "No template placeholder (`{{ ... }}`, `{% ... %}`) is left in the destination's files or example YAML.",
         "Placeholders from the guide's templates are not valid values.",
         "Replace each placeholder with the real name or value (see the guide's placeholder table).",
         origin="forge",
@@ -317,8 +303,7 @@ CHECKS: tuple[Check, ...] = (
     Check(
         "import.config_validate",
         "Import and contract",
-        "The example YAML (`config/<name>.example.yml`) validates as a BizonConfig and targets this "
-        "destination.",
+        "The example YAML (`config/<name>.example.yml`) validates as a BizonConfig and targets this destination.",
         "It is what `bizon config validate` and `bizon run` check first.",
         "Fix the fields the validation error names, in the YAML or in config.py.",
         origin="facts",
@@ -327,8 +312,7 @@ CHECKS: tuple[Check, ...] = (
     Check(
         "contract.build",
         "Import and contract",
-        "`DestinationFactory.get_destination()` builds the destination from the example config on a sqlite "
-        "backend.",
+        "`DestinationFactory.get_destination()` builds the destination from the example config on a sqlite backend.",
         "This is how the engine builds it in a run.",
         "Read the excerpt: the constructor or the factory branch raised.",
         origin="forge",
@@ -375,8 +359,7 @@ CHECKS: tuple[Check, ...] = (
         "Tests and smoke",
         "A service-free part of bizon's suite passes: tests/cli/test_cli_imports.py and "
         "tests/destination/test_config.py.",
-        "They guard what a new destination can break: optional imports on the CLI path and destination "
-        "configs.",
+        "They guard what a new destination can break: optional imports on the CLI path and destination configs.",
         "Read the failing test; usually an optional import reached config.py.",
         level="full",
         origin="facts",

@@ -51,11 +51,7 @@ def _owned(root: Path, folder: Path) -> list[str]:
 
 
 def base_names(cls: ast.ClassDef) -> list[str]:
-    return [
-        b.id if isinstance(b, ast.Name) else b.attr
-        for b in cls.bases
-        if isinstance(b, (ast.Name, ast.Attribute))
-    ]
+    return [b.id if isinstance(b, ast.Name) else b.attr for b in cls.bases if isinstance(b, (ast.Name, ast.Attribute))]
 
 
 def top_classes(tree: ast.Module | None) -> dict[str, ast.ClassDef]:
@@ -217,9 +213,7 @@ class DestinationCode:
         """The class models.py registers from this config, else the one a Literal name tags, else by name."""
         local = self.config_classes
         imported = self.reg.imports.items()
-        registered = [
-            c for c, m in imported if m == self.config_module and c in local and c in self.reg.union
-        ]
+        registered = [c for c, m in imported if m == self.config_module and c in local and c in self.reg.union]
         if registered:
             return local[registered[0]]
         for cls in local.values():
@@ -230,11 +224,7 @@ class DestinationCode:
     @cached_property
     def details_config_name(self) -> str | None:
         for stmt in self.main_config.body if self.main_config else []:
-            if (
-                isinstance(stmt, ast.AnnAssign)
-                and isinstance(stmt.target, ast.Name)
-                and stmt.target.id == "config"
-            ):
+            if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and stmt.target.id == "config":
                 ann = stmt.annotation
                 return ann.id if isinstance(ann, ast.Name) else ast.unparse(ann)
         return None

@@ -116,9 +116,7 @@ def _build(config, name: str):
     )
     expected = f"bizon.connectors.destinations.{name}.src.destination"
     if type(destination).__module__ != expected:
-        raise ContractBroken(
-            f"the factory returned {type(destination).__module__}.{type(destination).__name__}"
-        )
+        raise ContractBroken(f"the factory returned {type(destination).__module__}.{type(destination).__name__}")
     if not isinstance(destination, AbstractDestination):
         raise ContractBroken(f"{type(destination).__name__} is not an AbstractDestination")
     return destination

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bizon_forge.validators.report import CheckFinding, FixedFile, failed, passed
-
 from bizon_forge.workspace import REGISTRATION_FILES, Workspace
 
 RUFF_TIMEOUT_S = 60
@@ -99,9 +98,7 @@ def check(ws: Workspace, rels: list[str], ours: dict[str, set[int]], log: Path) 
     findings = []
 
     if fmt.returncode not in (0, 1):
-        findings.append(
-            failed("format.ruff_format", "ruff format could not run.", output=fmt.stderr, log=shown)
-        )
+        findings.append(failed("format.ruff_format", "ruff format could not run.", output=fmt.stderr, log=shown))
     else:
         bad = {}
         for rel, hunks in parse_diff(fmt.stdout).items():
@@ -128,9 +125,7 @@ def check(ws: Workspace, rels: list[str], ours: dict[str, set[int]], log: Path) 
     try:
         diagnostics = json.loads(lint.stdout or "[]")
     except json.JSONDecodeError:
-        findings.append(
-            failed("format.ruff_check", "ruff check could not run.", output=lint.stderr, log=shown)
-        )
+        findings.append(failed("format.ruff_check", "ruff check could not run.", output=lint.stderr, log=shown))
         return findings
     problems = []
     for d in diagnostics:
@@ -185,9 +180,7 @@ def fix(ws: Workspace, rels: list[str], ours: dict[str, set[int]]) -> list[Fixed
             if not path.is_file():
                 continue
             old = path.read_text()
-            linted = _ruff(
-                ws, ["check", "--fix", "--exit-zero", "--no-cache", "--stdin-filename", rel, "-"], old
-            )
+            linted = _ruff(ws, ["check", "--fix", "--exit-zero", "--no-cache", "--stdin-filename", rel, "-"], old)
             text = linted.stdout if linted.returncode == 0 and linted.stdout else old
             formatted = _ruff(ws, ["format", "--no-cache", "--stdin-filename", rel, "-"], text)
             new = formatted.stdout if formatted.returncode == 0 else text
@@ -197,9 +190,7 @@ def fix(ws: Workspace, rels: list[str], ours: dict[str, set[int]]) -> list[Fixed
                 if left:
                     note = f"ruff would also change {left} place(s) outside our lines: left alone."
             if new != old or note:
-                diff = "".join(
-                    difflib.unified_diff(old.splitlines(True), new.splitlines(True), f"a/{rel}", f"b/{rel}")
-                )
+                diff = "".join(difflib.unified_diff(old.splitlines(True), new.splitlines(True), f"a/{rel}", f"b/{rel}"))
                 fixed.append(FixedFile(path=rel, diff=diff[:2000], note=note))
             if new != old:
                 changes[path] = new

@@ -3,10 +3,10 @@
 import ast
 
 import yaml
+
 from bizon_forge.validators.code import DestinationCode, literal_member
 from bizon_forge.validators.report import CheckFinding, failed, passed, skipped
 from bizon_forge.validators.static import config_unreadable
-
 from bizon_forge.workspace import ENUM_FILE, FACTORY_FILE, MODELS_FILE
 
 
@@ -131,11 +131,7 @@ def factory_top_level_import(code: DestinationCode) -> CheckFinding:
         return skipped(id, f"{FACTORY_FILE} does not parse (see source.syntax).", "source.syntax")
     prefix = f"bizon.connectors.destinations.{code.name}"
     for node in tree.body:
-        mods = (
-            [a.name for a in node.names]
-            if isinstance(node, ast.Import)
-            else [getattr(node, "module", "") or ""]
-        )
+        mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [getattr(node, "module", "") or ""]
         if isinstance(node, (ast.Import, ast.ImportFrom)) and any(
             m == prefix or m.startswith(prefix + ".") for m in mods
         ):

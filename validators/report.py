@@ -61,6 +61,4 @@ def failed(id: str, message: str, *, file=None, line=None, hint=None, output=Non
 def warned(id: str, message: str, *, file=None, line=None, hint=None) -> CheckFinding:
     from bizon_forge.validators.catalog import BY_ID
 
-    return CheckFinding(
-        id=id, status="warn", message=message, file=file, line=line, hint=hint or BY_ID[id].fix
-    )
+    return CheckFinding(id=id, status="warn", message=message, file=file, line=line, hint=hint or BY_ID[id].fix)

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bizon_forge.validators.report import CheckFinding, failed, passed, skipped
-
 from bizon_forge.workspace import Workspace
 
 PROBE_TIMEOUT_S = 90
@@ -55,9 +54,7 @@ class Run:
     marked: list[str]  # whole output lines that start with the marker asked for, wherever they came
 
 
-def run_logged(
-    ws: Workspace, cmd: list[str], cwd: Path, log: Path, timeout: float, marker: bytes | None = None
-) -> Run:
+def run_logged(ws: Workspace, cmd: list[str], cwd: Path, log: Path, timeout: float, marker: bytes | None = None) -> Run:
     """Run `cmd`, stream its merged output into `log` (capped), keep the tail, kill its group on timeout."""
     started = time.perf_counter()
     proc = subprocess.Popen(
@@ -132,9 +129,7 @@ PROBE_STEPS = (  # (the probe's step, its finding id, what it does)
 )
 
 
-def probe(
-    ws: Workspace, name: str, example: str, contract: bool, scratch: Path, log: Path
-) -> list[CheckFinding]:
+def probe(ws: Workspace, name: str, example: str, contract: bool, scratch: Path, log: Path) -> list[CheckFinding]:
     """import.models, import.config_validate and (if `contract`) contract.*, from one subprocess."""
     script = Path(__file__).with_name("contract_probe.py")
     mode = "contract" if contract else "import"
@@ -185,9 +180,7 @@ def _probe_failure(ws: Workspace, id: str, got: dict, example: str, run: Run) ->
     if id == "import.config_validate":
         file, line = example, None
         if not (ws.root / example).is_file():
-            hint = (
-                "render_destination writes one; it is what `bizon run` and the contract and smoke checks use."
-            )
+            hint = "render_destination writes one; it is what `bizon run` and the contract and smoke checks use."
             return failed(id, f"There is no example config at {example}.", file=example, hint=hint)
     return failed(
         id,
@@ -239,9 +232,7 @@ def destination_tests(ws: Workspace, tests_dir: str, scratch: Path, log: Path) -
     id = "tests.destination"
     folder = ws.root / tests_dir
     if not folder.is_dir() or not any(folder.rglob("test_*.py")):
-        return skipped(
-            id, f"No tests in {tests_dir}/; add a test_*.py there (bizon's pattern: sqlite backend)."
-        )
+        return skipped(id, f"No tests in {tests_dir}/; add a test_*.py there (bizon's pattern: sqlite backend).")
     cmd = [
         ws.python(),
         "-m",

@@ -11,8 +11,10 @@ import sys
 import tokenize
 import tomllib
 
+from bizon_forge.render import TODO
 from bizon_forge.validators.code import (
     DestinationCode,
+    base_names,
     body_without_docstring,
     extends,
     imported_names,
@@ -20,8 +22,6 @@ from bizon_forge.validators.code import (
     literal_member,
 )
 from bizon_forge.validators.report import CheckFinding, failed, passed, skipped, warned
-
-from bizon_forge.render import TODO
 
 LOG_METHODS = {
     "debug",
@@ -186,9 +186,7 @@ def literal_name(code: DestinationCode) -> CheckFinding:
                 "No main config class (see checklist.config_base).",
                 "checklist.config_base",
             )
-        return failed(
-            "checklist.literal_name", f"{where} {what}.", file=code.config_rel, line=line, hint=hint
-        )
+        return failed("checklist.literal_name", f"{where} {what}.", file=code.config_rel, line=line, hint=hint)
     if kind == "string":
         return failed(
             "checklist.literal_name",
@@ -209,9 +207,7 @@ def literal_name(code: DestinationCode) -> CheckFinding:
             f"DestinationTypes has no member {value}: importing bizon.common.models raises AttributeError.",
             file=code.config_rel,
             line=line,
-            hint=hint
-            if code.member
-            else f"Add {expected} = {code.name!r} to DestinationTypes, or fix the Literal.",
+            hint=hint if code.member else f"Add {expected} = {code.name!r} to DestinationTypes, or fix the Literal.",
         )
     return passed("checklist.literal_name")
 
@@ -227,9 +223,7 @@ def _field_has_description(value: ast.expr | None) -> tuple[bool, bool]:
             default is None or (isinstance(default, ast.Constant) and default.value is ...)
         )
         desc = kwargs.get("description")
-        described = (
-            isinstance(desc, ast.Constant) and isinstance(desc.value, str) and bool(desc.value.strip())
-        )
+        described = isinstance(desc, ast.Constant) and isinstance(desc.value, str) and bool(desc.value.strip())
         if desc is not None and not isinstance(desc, ast.Constant):
             described = True  # a computed description: trust it
         return required, described
@@ -275,9 +269,7 @@ def _needs_destination(code: DestinationCode, id: str) -> CheckFinding | None:
             )
         return skip
     if code.destination_class is None:
-        return skipped(
-            id, "No destination class found (see checklist.destination_base).", "checklist.destination_base"
-        )
+        return skipped(id, "No destination class found (see checklist.destination_base).", "checklist.destination_base")
     return None
 
 
@@ -304,9 +296,7 @@ def destination_base(code: DestinationCode) -> CheckFinding:
     if extends(cls, "AbstractDestination", local):
         return passed("checklist.destination_base")
     # A subclass of one of bizon's own destinations extends AbstractDestination through it.
-    bases = [
-        b for b in _all_bases(cls, local) if imports.get(b, "").startswith("bizon.connectors.destinations.")
-    ]
+    bases = [b for b in _all_bases(cls, local) if imports.get(b, "").startswith("bizon.connectors.destinations.")]
     if bases:
         return passed("checklist.destination_base", f"{cls.name} extends bizon's {bases[0]}.")
     return failed(
@@ -318,8 +308,6 @@ def destination_base(code: DestinationCode) -> CheckFinding:
 
 
 def _all_bases(cls: ast.ClassDef, local: dict) -> list[str]:
-    from bizon_forge.validators.code import base_names
-
     out, todo = [], [cls]
     while todo:
         for name in base_names(todo.pop()):
@@ -377,8 +365,7 @@ def check_connection_bool(code: DestinationCode) -> CheckFinding:
             return passed(id, "check_connection is inherited from a bizon destination.")
         return failed(
             id,
-            f"{code.destination_class.name} does not define check_connection(); the class cannot be "
-            f"instantiated.",
+            f"{code.destination_class.name} does not define check_connection(); the class cannot be instantiated.",
             file=code.destination_rel,
             line=code.destination_class.lineno,
         )
@@ -393,11 +380,7 @@ def check_connection_bool(code: DestinationCode) -> CheckFinding:
         )
     for ret in _own_returns(fn):
         v = ret.value
-        if (
-            v is None
-            or (isinstance(v, ast.Constant) and not isinstance(v.value, bool))
-            or isinstance(v, ast.Tuple)
-        ):
+        if v is None or (isinstance(v, ast.Constant) and not isinstance(v.value, bool)) or isinstance(v, ast.Tuple):
             return failed(
                 id,
                 f"check_connection returns `{ast.unparse(v) if v else 'None'}`, not a bool.",
@@ -456,9 +439,7 @@ def write_records_returns(code: DestinationCode) -> CheckFinding:
         return answer
     rel = code.destination_rel
     if fn.returns is not None and not _tuple_annotation_ok(fn.returns):
-        return failed(
-            id, f"write_records is annotated `-> {ast.unparse(fn.returns)}`.", file=rel, line=fn.lineno
-        )
+        return failed(id, f"write_records is annotated `-> {ast.unparse(fn.returns)}`.", file=rel, line=fn.lineno)
     for ret in _own_returns(fn):
         v = ret.value
         if v is None or isinstance(v, (ast.Constant, ast.List, ast.Dict, ast.Set)):
@@ -529,9 +510,7 @@ def errors_logged(code: DestinationCode) -> CheckFinding:
 def _broad(handler: ast.ExceptHandler) -> bool:
     t = handler.type
     names = t.elts if isinstance(t, ast.Tuple) else [t]
-    return t is None or any(
-        getattr(n, "id", getattr(n, "attr", None)) in ("Exception", "BaseException") for n in names
-    )
+    return t is None or any(getattr(n, "id", getattr(n, "attr", None)) in ("Exception", "BaseException") for n in names)
 
 
 def _escaping_raises(stmts: list[ast.stmt], protected: bool, out: list[ast.Raise]) -> None:
@@ -582,8 +561,7 @@ def write_records_signature(code: DestinationCode) -> CheckFinding:
             return passed(id, "write_records is inherited from a bizon destination.")
         return failed(
             id,
-            f"{code.destination_class.name} does not define write_records(); the class cannot be "
-            f"instantiated.",
+            f"{code.destination_class.name} does not define write_records(); the class cannot be instantiated.",
             file=rel,
             line=code.destination_class.lineno,
         )
@@ -617,13 +595,8 @@ def write_records_signature(code: DestinationCode) -> CheckFinding:
             file=rel,
             line=fn.lineno,
         )
-    if (
-        "df_destination_records" not in {p.arg for p in a.kwonlyargs}
-        and params[0].arg != "df_destination_records"
-    ):
-        return failed(
-            id, "df_destination_records must be the first parameter after self.", file=rel, line=fn.lineno
-        )
+    if "df_destination_records" not in {p.arg for p in a.kwonlyargs} and params[0].arg != "df_destination_records":
+        return failed(id, "df_destination_records must be the first parameter after self.", file=rel, line=fn.lineno)
     return passed(id)
 
 
@@ -651,9 +624,7 @@ def _self_calls(fn) -> dict[str, int]:
     return out
 
 
-SETUP_VERBS = re.compile(
-    r"^_*(connect|create|setup|set_up|init|open|ensure|prepare|make|mkdir|start|login|auth)"
-)
+SETUP_VERBS = re.compile(r"^_*(connect|create|setup|set_up|init|open|ensure|prepare|make|mkdir|start|login|auth)")
 
 
 def setup_in_check_connection(code: DestinationCode) -> CheckFinding:
@@ -873,8 +844,7 @@ def secret_logged(code: DestinationCode) -> CheckFinding:
                 "config shows it.",
                 file=code.config_rel,
                 line=line,
-                hint=f"Declare `{field}: SecretStr` (pydantic) and read it with `.get_secret_value()` where "
-                f"needed.",
+                hint=f"Declare `{field}: SecretStr` (pydantic) and read it with `.get_secret_value()` where needed.",
             )
     for f in code.src_files():
         if f.tree is None:
@@ -898,9 +868,7 @@ def secret_logged(code: DestinationCode) -> CheckFinding:
 
 
 def todo_left(code: DestinationCode) -> CheckFinding:
-    hits = [
-        (f.rel, _line_of(f.text, i.start())) for f in code.files.values() for i in re.finditer(TODO, f.text)
-    ]
+    hits = [(f.rel, _line_of(f.text, i.start())) for f in code.files.values() for i in re.finditer(TODO, f.text)]
     if not hits:
         return passed("agent.todo_left")
     lines = ", ".join(str(line) for rel, line in hits if rel == hits[0][0])
@@ -922,9 +890,7 @@ def pass_body(code: DestinationCode) -> CheckFinding:
         return passed("agent.pass_body")
     rel, line, name = hits[0]
     names = ", ".join(h[2] for h in hits)
-    return failed(
-        "agent.pass_body", f"{len(hits)} function(s) are only `pass`/`...`: {names}.", file=rel, line=line
-    )
+    return failed("agent.pass_body", f"{len(hits)} function(s) are only `pass`/`...`: {names}.", file=rel, line=line)
 
 
 def not_implemented(code: DestinationCode) -> CheckFinding:
@@ -973,8 +939,7 @@ def placeholder(code: DestinationCode) -> CheckFinding:
     shown = PLACEHOLDER.search(code.files[rel].text.splitlines()[line - 1])
     return failed(
         "agent.placeholder",
-        f"{len(hits)} template placeholder(s) left, e.g. {shown.group(0) if shown else '{{ }}'} "
-        f"in {_short(rel)}.",
+        f"{len(hits)} template placeholder(s) left, e.g. {shown.group(0) if shown else '{{ }}'} in {_short(rel)}.",
         file=rel,
         line=line,
     )

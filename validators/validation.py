@@ -10,13 +10,12 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime
 from pathlib import Path
 
-from bizon_forge.validators import cache, catalog, formatting, registered, runtime, static
-from bizon_forge.validators.code import DestinationCode
-from bizon_forge.validators.report import CheckFinding, FixedFile, ValidationResult, failed, skipped
-
 from bizon_forge import spec
 from bizon_forge.atomic import workspace_lock
 from bizon_forge.findings import Refused, fail
+from bizon_forge.validators import cache, catalog, formatting, registered, runtime, static
+from bizon_forge.validators.code import DestinationCode
+from bizon_forge.validators.report import CheckFinding, FixedFile, ValidationResult, failed, skipped
 from bizon_forge.workspace import Workspace
 
 Progress = Callable[[float, float, str], None]
@@ -102,9 +101,7 @@ class Units:
             try:
                 return fn()
             except Exception as error:  # a validator bug must not cost the agent the other findings
-                first = failed(
-                    ids[0], f"bizon-forge could not run this check: {type(error).__name__}: {error}"
-                )
+                first = failed(ids[0], f"bizon-forge could not run this check: {type(error).__name__}: {error}")
                 return [first, *(skipped(i, f"Not run: {ids[0]} could not run.", ids[0]) for i in ids[1:])]
 
         self.pending[self.pool.submit(run)] = (unit, digest)
@@ -250,9 +247,7 @@ def validate_destination(
     )
 
 
-def _submit(
-    units: Units, code: DestinationCode, level: str, unfinished: list[str]
-) -> dict[str, CheckFinding]:
+def _submit(units: Units, code: DestinationCode, level: str, unfinished: list[str]) -> dict[str, CheckFinding]:
     """Start every subprocess check of the level (or answer it from the cache); returns those not run."""
     ws, name, logs = code.ws, code.name, units.logs
     not_run: dict[str, CheckFinding] = {}
