@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import Field
 
 from bizon_forge import workspace
 from bizon_forge.describe import DescribeResult
@@ -17,16 +18,16 @@ from bizon_forge.findings import Refused, Result
 from bizon_forge.inspection import InspectResult
 from bizon_forge.registrations import RegistrationResult, RemovalResult
 from bizon_forge.render import RenderResult
+from bizon_forge.server import resources, schemas
 from bizon_forge.spec import Batching, DestinationSpec, ErrorHandling, FieldSpec
 from bizon_forge.validators.report import ValidationResult
 from bizon_forge.workspace import Settings
-from bizon_forge.server import resources, schemas
 
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 WRITES = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 DESTROYS = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False)
 
-WorkspaceArg = Annotated[str | None, "bizon tree; default: the server's --workspace"]
+WorkspaceArg = Annotated[str | None, Field(description="bizon tree; default: the server's --workspace")]
 
 
 def answer(result: Result) -> CallToolResult:
@@ -56,8 +57,9 @@ def build_server(settings: Settings) -> MCPServer:
     mcp = MCPServer(
         "bizon-forge",
         instructions=(
-            "Adds a destination to a bizon tree. Start with inspect_workspace; then describe_target, "
-            "render_destination, apply_registrations, validate_destination. Prompt new_destination teaches the traps."
+            "Adds a destination to a bizon tree in 5 calls: describe_target, render_destination, "
+            "apply_registrations, validate_destination (fast, then full). Each answer's `next` says what to call. "
+            "inspect_workspace gives an overview; prompt new_destination teaches the traps."
         ),
     )
 
@@ -75,11 +77,11 @@ def build_server(settings: Settings) -> MCPServer:
     @mcp.tool(annotations=WRITES)
     @refusals(DescribeResult)
     async def describe_target(
-        name: Annotated[str, "snake_case destination name"],
-        fields: Annotated[list[FieldSpec], "connection/config fields"] = [],
+        name: Annotated[str, Field(description="snake_case destination name")],
+        fields: Annotated[list[FieldSpec] | None, Field(description="connection/config fields")] = None,
         write_method: Literal["batch_insert", "streaming", "file_upload"] = "batch_insert",
         recipe: Annotated[
-            Literal["custom", "sql", "file", "http"], "sql/file/http render a working destination"
+            Literal["custom", "sql", "file", "http"], Field(description="sql/file/http render a working destination")
         ] = "custom",
         error_handling: ErrorHandling | None = None,
         batching: Batching | None = None,
@@ -92,7 +94,7 @@ def build_server(settings: Settings) -> MCPServer:
 
         spec = DestinationSpec(
             name=name,
-            fields=fields,
+            fields=fields or [],
             write_method=write_method,
             recipe=recipe,
             error_handling=error_handling or ErrorHandling(),
@@ -102,12 +104,12 @@ def build_server(settings: Settings) -> MCPServer:
         )
         return await anyio.to_thread.run_sync(run, ws(workspace), spec)
 
-    @mcp.tool(annotations=WRITES)
+    @mcp.tool(annotations=DESTROYS)  # overwrite=true replaces an agent's edits
     @refusals(RenderResult)
     async def render_destination(
         name: str, dry_run: bool = False, overwrite: bool = False, workspace: WorkspaceArg = None
     ) -> Annotated[CallToolResult, RenderResult]:
-        """Write the connector's src/ files and example YAML from the spec. Refuses to clobber edits unless overwrite."""
+        """Write the src/ files and example YAML from the spec; edited files are kept unless overwrite=true."""
         from bizon_forge.render import render_destination as run
 
         return await anyio.to_thread.run_sync(run, ws(workspace), name, dry_run, overwrite)
@@ -128,8 +130,8 @@ def build_server(settings: Settings) -> MCPServer:
         name: str,
         ctx: Context,
         level: Literal["fast", "full"] = "fast",
-        fix: Annotated[bool, "apply ruff fixes/format to the touched files"] = False,
-        verbose: Annotated[bool, "list passing checks too"] = False,
+        fix: Annotated[bool, Field(description="apply ruff fixes/format to the touched files")] = False,
+        verbose: Annotated[bool, Field(description="list passing checks too")] = False,
         workspace: WorkspaceArg = None,
     ) -> Annotated[CallToolResult, ValidationResult]:
         """Run the checklist and the traps (fast: static, format, import, contract; full: + tests, bizon run)."""

@@ -9,10 +9,10 @@ import time
 
 import anyio
 import pytest
-from bizon_forge.server import app
 from mcp import Client
 
 from bizon_forge import registry, workspace
+from bizon_forge.server import app
 
 pytestmark = pytest.mark.anyio
 

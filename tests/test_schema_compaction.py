@@ -3,12 +3,12 @@
 import json
 
 import pytest
-from bizon_forge.server.app import build_server
-from bizon_forge.server.schemas import compact
 from jsonschema import Draft202012Validator
 from mcp import Client
 from pydantic import BaseModel
 
+from bizon_forge.server.app import build_server
+from bizon_forge.server.schemas import compact
 from bizon_forge.workspace import Settings
 
 pytestmark = pytest.mark.anyio
