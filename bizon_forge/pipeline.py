@@ -38,8 +38,7 @@ def parse_spec(args) -> DestinationSpec:
         raise Refused(
             fail(
                 "generate.unknown_argument",
-                f"describe_target takes no {', '.join(map(repr, unknown))}; "
-                f"it takes {', '.join(sorted(SPEC_KEYS))}.",
+                f"describe_target takes no {', '.join(map(repr, unknown))}; it takes {', '.join(sorted(SPEC_KEYS))}.",
                 hint,
             )
         )
@@ -71,9 +70,7 @@ def generate(ws: Workspace, args: dict, level: str = "fast") -> GenerateResult:
             result = Result(ok=False, findings=refused.findings)
         steps.append(Step(step=step, ok=result.ok))
         findings += [
-            CheckFinding.model_validate(f, from_attributes=True)
-            for f in result.findings
-            if f.status != "pass"
+            CheckFinding.model_validate(f, from_attributes=True) for f in result.findings if f.status != "pass"
         ]
         if not result.ok:
             stopped = "" if step == "validate" else f" Stopped at {step}; later steps did not run."

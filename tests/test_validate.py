@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-from bizon_forge.validators import catalog, runtime, validate_destination
 
 from bizon_forge import workspace
 from bizon_forge.describe import describe_target
@@ -17,6 +16,7 @@ from bizon_forge.findings import Refused
 from bizon_forge.registrations import apply_registrations
 from bizon_forge.render import render_destination
 from bizon_forge.spec import DestinationSpec, FieldSpec
+from bizon_forge.validators import catalog, runtime, validate_destination
 from tests.broken.corpus import FILES
 from tests.broken.install import NAME, install_good
 from tests.conftest import REPO
@@ -142,13 +142,8 @@ def _ws_for_runs(tmp_path: Path) -> workspace.Workspace:
 
 def test_a_flood_of_output_is_capped_and_the_markers_survive(tmp_path):
     ws = _ws_for_runs(tmp_path)
-    code = (
-        "import sys; sys.stdout.write('x' * 5_000_000 + '\\n'); print('MARK done'); "
-        "sys.stdout.write('y' * 200_000)"
-    )
-    run = runtime.run_logged(
-        ws, [sys.executable, "-c", code], tmp_path, tmp_path / "flood.log", 60, marker=b"MARK "
-    )
+    code = "import sys; sys.stdout.write('x' * 5_000_000 + '\\n'); print('MARK done'); sys.stdout.write('y' * 200_000)"
+    run = runtime.run_logged(ws, [sys.executable, "-c", code], tmp_path, tmp_path / "flood.log", 60, marker=b"MARK ")
     assert run.returncode == 0 and run.marked == ["MARK done"]
     assert (tmp_path / "flood.log").stat().st_size <= runtime.LOG_CAP + runtime.TAIL_CAP + 1000
     assert len(run.tail) <= runtime.TAIL_CAP and run.tail.endswith("y")

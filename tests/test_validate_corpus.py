@@ -8,11 +8,11 @@ import shutil
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+
+from bizon_forge import workspace
 from bizon_forge.validators import validate_destination
 from bizon_forge.validators.catalog import BY_ID
 from bizon_forge.validators.report import EXCERPT_CHARS
-
-from bizon_forge import workspace
 from tests.broken.corpus import CASES
 from tests.broken.install import NAME, break_it, install_good, restore
 
@@ -35,9 +35,7 @@ def test_good_destination_passes_everything(good):
     result = validate_destination(good, NAME, level="full", verbose=True)
     assert result.ok, result.summary
     assert {f.id for f in result.findings} == set(BY_ID)
-    assert all(f.status == "pass" for f in result.findings), [
-        f for f in result.findings if f.status != "pass"
-    ]
+    assert all(f.status == "pass" for f in result.findings), [f for f in result.findings if f.status != "pass"]
 
 
 @pytest.fixture(scope="module")

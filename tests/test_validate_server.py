@@ -2,9 +2,9 @@
 and the checklist resource is the one generated from the validators."""
 
 import pytest
-from bizon_forge.validators.catalog import CHECKS, checklist_markdown
 
 from bizon_forge import workspace
+from bizon_forge.validators.catalog import CHECKS, checklist_markdown
 from tests.broken.install import NAME, install_good
 from tests.conftest import stdio_client
 

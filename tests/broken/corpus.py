@@ -19,9 +19,7 @@ FILES = {
 @dataclass(frozen=True)
 class Case:
     why: str  # the mistake, as an agent would make it
-    edits: (
-        tuple  # ("replace", file, old, new) exactly once | ("regex", file, pattern, new) | ("delete", file)
-    )
+    edits: tuple  # ("replace", file, old, new) exactly once | ("regex", file, pattern, new) | ("delete", file)
     level: str = "fast"
     status: str = "fail"
 
@@ -33,11 +31,7 @@ def replace(file: str, old: str, new: str) -> tuple:
 CASES: dict[str, Case] = {
     "source.syntax": Case(
         "a colon lost in an edit",
-        (
-            replace(
-                "destination", "def check_connection(self) -> bool:", "def check_connection(self) -> bool"
-            ),
-        ),
+        (replace("destination", "def check_connection(self) -> bool:", "def check_connection(self) -> bool"),),
     ),
     "checklist.init_file": Case("src/__init__.py deleted", (("delete", "init"),)),
     "checklist.details_base": Case(
@@ -57,9 +51,7 @@ CASES: dict[str, Case] = {
         (
             replace("config", "from pydantic import Field", "from pydantic import BaseModel, Field"),
             replace("config", "    AbstractDestinationConfig,\n", ""),
-            replace(
-                "config", "class NdjsonConfig(AbstractDestinationConfig):", "class NdjsonConfig(BaseModel):"
-            ),
+            replace("config", "class NdjsonConfig(AbstractDestinationConfig):", "class NdjsonConfig(BaseModel):"),
         ),
     ),
     "checklist.literal_name": Case(
@@ -81,9 +73,7 @@ CASES: dict[str, Case] = {
     "checklist.destination_base": Case(
         "the destination class forgot its base",
         (
-            replace(
-                "destination", "class NdjsonDestination(AbstractDestination):", "class NdjsonDestination:"
-            ),
+            replace("destination", "class NdjsonDestination(AbstractDestination):", "class NdjsonDestination:"),
             replace("destination", "from bizon.destination.destination import AbstractDestination\n", ""),
         ),
     ),
@@ -114,9 +104,7 @@ CASES: dict[str, Case] = {
     "registration.union": Case(
         "models.py was never touched",
         (
-            replace(
-                "models", "from bizon.connectors.destinations.ndjson.src.config import NdjsonConfig\n", ""
-            ),
+            replace("models", "from bizon.connectors.destinations.ndjson.src.config import NdjsonConfig\n", ""),
             replace("models", "        NdjsonConfig,\n", ""),
         ),
     ),
@@ -161,8 +149,7 @@ CASES: dict[str, Case] = {
             replace(
                 "config",
                 "from bizon.destination.config import (",
-                "from bizon.common.models import SyncMetadata  # noqa: F401\n"
-                "from bizon.destination.config import (",
+                "from bizon.common.models import SyncMetadata  # noqa: F401\nfrom bizon.destination.config import (",
             ),
         ),
     ),
@@ -206,9 +193,7 @@ CASES: dict[str, Case] = {
                 "def write_records(self, df_destination_records: pl.DataFrame)",
                 "def write_records(self, df: pl.DataFrame)",
             ),
-            replace(
-                "destination", "for record in df_destination_records.iter_rows", "for record in df.iter_rows"
-            ),
+            replace("destination", "for record in df_destination_records.iter_rows", "for record in df.iter_rows"),
             replace(
                 "destination",
                 "writing {df_destination_records.height} records",
@@ -313,9 +298,7 @@ CASES: dict[str, Case] = {
     "tests.bizon_suite": Case(
         "config.py pulls in an optional driver at import time, by a route static checks cannot see",
         (
-            replace(
-                "config", "from typing import Literal\n", "import importlib\nfrom typing import Literal\n"
-            ),
+            replace("config", "from typing import Literal\n", "import importlib\nfrom typing import Literal\n"),
             replace(
                 "config",
                 "\n\nclass NdjsonDestinationConfig",
