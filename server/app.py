@@ -27,7 +27,7 @@ READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempot
 WRITES = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 DESTROYS = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False)
 
-WorkspaceArg = Annotated[str | None, Field(description="bizon tree; default: the server's --workspace")]
+WorkspaceArg = Annotated[str | None, Field(description="default: server's --workspace")]
 
 
 def answer(result: Result) -> CallToolResult:
