@@ -52,18 +52,20 @@ def check_writable(path: Path) -> None:
                     f"Replace the symlink {probe} with a real file or folder.",
                 )
             probe = probe.parent
-    probe = path
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if not probe.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
-        raise Refused(
-            fail(
-                "workspace.read_only",
-                f"{probe} is read-only; bizon-forge leaves protected files alone.",
-                f"Make it writable (chmod u+w {probe}) and call again.",
-                file=str(probe),
+    # The file, and the folder whose entry a rename replaces (or the nearest one a new file is made under).
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    for probe in ([path] if path.exists() else []) + [folder]:
+        if not probe.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
+            raise Refused(
+                fail(
+                    "workspace.read_only",
+                    f"{probe} is read-only; bizon-forge leaves protected files alone.",
+                    f"Make it writable (chmod u+w {probe}) and call again.",
+                    file=str(probe),
+                )
             )
-        )
 
 
 def write_text(path: Path, text: str) -> None:
@@ -236,9 +238,7 @@ def workspace_lock(state_dir: Path, timeout: float = LOCK_TIMEOUT_S):
     call leaves no trace), and the OS drops it when its holder dies, so a killed process blocks nobody.
     """
     if state_dir.is_symlink():
-        raise _unsafe(
-            state_dir, f"{state_dir} is a symlink; the state folder must be a real folder in the tree."
-        )
+        raise _unsafe(state_dir, f"{state_dir} is a symlink; the state folder must be a real folder in the tree.")
     fd = os.open(state_dir.parent, os.O_RDONLY | os.O_DIRECTORY)
     try:
         deadline = time.monotonic() + timeout

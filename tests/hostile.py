@@ -313,6 +313,9 @@ def build_arena(base: Path, pristine, describe_and_render) -> Arena:
     ro = a.trees["readonly"] = copy_tree(new, roots / "readonly")
     describe_and_render(ro, "guarded")
     os.chmod(ro / "bizon/destination/config.py", 0o444)
+    ro_folder = a.trees["readonly_folder"] = copy_tree(new, roots / "readonly_folder")
+    describe_and_render(ro_folder, "guarded")
+    os.chmod(ro_folder / "bizon/common", 0o555)  # models.py stays writable; its folder does not
     ro_dir = a.trees["readonly_dir"] = copy_tree(new, roots / "readonly_dir")
     describe_and_render(ro_dir, "guarded", render=False)
     os.chmod(ro_dir / "bizon/connectors/destinations", 0o555)

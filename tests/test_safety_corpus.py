@@ -231,6 +231,7 @@ def _workspace_cases() -> list[Case]:
         "linked": "@linked",
         "readonly": "@readonly",
         "readonly_dir": "@readonly_dir",
+        "readonly_folder": "@readonly_folder",
         "readonly_rendered": "@readonly_rendered",
         "tampered": "@tampered",
     }
@@ -264,6 +265,13 @@ def _workspace_cases() -> list[Case]:
             {"name": "guarded", "workspace": ws["readonly"]},
             "workspace.read_only",
             "readonly",
+        ),
+        Case(
+            "read_only_registration_folder-apply",
+            "apply_registrations",
+            {"name": "guarded", "workspace": ws["readonly_folder"]},
+            "workspace.read_only",
+            "readonly_folder",
         ),
         Case(
             "read_only_connectors_dir-render",
@@ -357,11 +365,7 @@ async def test_malformed_call_is_an_error_and_writes_nothing(key, server, arena)
         tool,
         {
             **args,
-            **(
-                {"workspace": arena.expand("@main")}
-                if "workspace" not in args and tool != "inspect_workspace"
-                else {}
-            ),
+            **({"workspace": arena.expand("@main")} if "workspace" not in args and tool != "inspect_workspace" else {}),
         },
     )
     assert r.is_error
@@ -521,9 +525,7 @@ async def test_hostile_string_is_data(key, place, rendered_strings, arena):
             assert imported["alias"] == s
     elif place == "spec_store":
         stored = (arena.strings / ".bizon-forge/specs" / f"{name}.json").read_text()
-        assert spec.DestinationSpec.model_validate_json(stored) == spec.DestinationSpec(
-            **_string_spec(name, s)
-        )
+        assert spec.DestinationSpec.model_validate_json(stored) == spec.DestinationSpec(**_string_spec(name, s))
     elif place == "example_yaml":
         loaded = yaml.safe_load((folder / "config" / f"{name}.example.yml").read_text())
         config = loaded["destination"]["config"]
