@@ -40,9 +40,7 @@ def _timed(cmd: list[str], ws: Workspace, cwd: Path, check=None) -> float:
     done = subprocess.run(cmd, cwd=cwd, env=ws.env(), capture_output=True, text=True, timeout=300)
     elapsed = time.perf_counter() - start
     if done.returncode != 0 or (check and not check(done.stdout)):
-        raise RuntimeError(
-            f"floor command failed: {' '.join(cmd)}\n{done.stdout[-800:]}\n{done.stderr[-800:]}"
-        )
+        raise RuntimeError(f"floor command failed: {' '.join(cmd)}\n{done.stdout[-800:]}\n{done.stderr[-800:]}")
     return elapsed
 
 
@@ -103,8 +101,7 @@ class FloorSampler:
         ws = registered
         tests = ws.root / "tests" / "connectors" / "destinations" / name
         files = sorted(
-            str(p.relative_to(ws.root))
-            for p in [*(ws.destination_dir(name) / "src").glob("*.py"), *tests.glob("*.py")]
+            str(p.relative_to(ws.root)) for p in [*(ws.destination_dir(name) / "src").glob("*.py"), *tests.glob("*.py")]
         )
         files += REGISTRATION_FILES
         self.floors.ruff_files = len(files)

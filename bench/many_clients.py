@@ -116,9 +116,7 @@ async def measure(root: Path, clients: int, recipe: str, validate: bool) -> Crow
     log = root.parent / "http-server.log"
     cmd = [sys.executable, "-m", "bizon_forge", "serve", "--http", "--stateless", "--port", str(port)]
     with log.open("w") as sink:
-        server = subprocess.Popen(
-            [*cmd, "--workspace", str(root)], stdout=sink, stderr=sink, env=dict(os.environ)
-        )
+        server = subprocess.Popen([*cmd, "--workspace", str(root)], stdout=sink, stderr=sink, env=dict(os.environ))
     crowd = Crowd(clients=clients, validated=validate)
     try:
         _wait_until_listening(port, server, log)

@@ -64,15 +64,11 @@ def paired(values: list[float], floors: list[float] | None, op) -> float | None:
     return statistics.median(op(v, f) for v, f in zip(values, floors, strict=True))
 
 
-def _step_row(
-    flow: workflow.Workflow, step: str, floor="", ratio_="", budget="", limit=None, status=None
-) -> Row:
+def _step_row(flow: workflow.Workflow, step: str, floor="", ratio_="", budget="", limit=None, status=None) -> Row:
     label = f"`{TOOL_NAMES[step]}` warm"
     if step in flow.pending:
         why = flow.pending[step]
-        return Row(
-            label, "—", floor, "", budget, "pending" if why.startswith("pending") else f"failed: {why}"
-        )
+        return Row(label, "—", floor, "", budget, "pending" if why.startswith("pending") else f"failed: {why}")
     took, answer = flow.median(step), flow.answer_bytes(step)
     if status is None:
         status = "info" if limit is None else verdict(took, limit)

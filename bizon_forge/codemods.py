@@ -46,11 +46,7 @@ def _edit_class_body(module: cst.Module, name: str, edit) -> cst.Module | None:
     every node costs ~0.1 s per file, and bizon keeps these classes at the top level.
     """
     for i, stmt in enumerate(module.body):
-        if (
-            isinstance(stmt, cst.ClassDef)
-            and stmt.name.value == name
-            and isinstance(stmt.body, cst.IndentedBlock)
-        ):
+        if isinstance(stmt, cst.ClassDef) and stmt.name.value == name and isinstance(stmt.body, cst.IndentedBlock):
             new = edit(list(stmt.body.body))
             if new is None:
                 return None
@@ -78,17 +74,13 @@ def add_enum_member(source: str, member: str, value: str) -> str:
 
     out = _edit_class_body(module, "DestinationTypes", edit)
     if out is None:
-        raise EditPointMissing(
-            "class DestinationTypes with members was not found in bizon/destination/config.py"
-        )
+        raise EditPointMissing("class DestinationTypes with members was not found in bizon/destination/config.py")
     return out.code
 
 
 def remove_enum_member(source: str, member: str) -> str:
     module = cst.parse_module(source)
-    out = _edit_class_body(
-        module, "DestinationTypes", lambda body: [s for s in body if not _enum_assign(s, member)]
-    )
+    out = _edit_class_body(module, "DestinationTypes", lambda body: [s for s in body if not _enum_assign(s, member)])
     return source if out is None else out.code
 
 
@@ -108,8 +100,7 @@ def add_import(source: str, module_path: str, name: str, line_length: int = 88) 
     imports = [
         (i, _module_name(s.body[0]))
         for i, s in enumerate(body)
-        if m.matches(s, m.SimpleStatementLine(body=[m.ImportFrom(relative=[])]))
-        and s.body[0].module is not None
+        if m.matches(s, m.SimpleStatementLine(body=[m.ImportFrom(relative=[])])) and s.body[0].module is not None
     ]
     if not imports:
         raise EditPointMissing("no top-level imports in bizon/common/models.py")
@@ -187,9 +178,7 @@ def _edit_union(source: str, edit) -> str:
 
     out = _edit_class_body(module, "BizonConfig", edit_class)
     if out is None:
-        raise EditPointMissing(
-            "`destination: Union[...]` in class BizonConfig was not found in bizon/common/models.py"
-        )
+        raise EditPointMissing("`destination: Union[...]` in class BizonConfig was not found in bizon/common/models.py")
     return out.code
 
 
@@ -256,9 +245,7 @@ def _branch_member(node) -> str | None:
                 comparisons=[
                     m.ComparisonTarget(
                         operator=m.Equal(),
-                        comparator=m.Attribute(
-                            value=m.Name("DestinationTypes"), attr=m.SaveMatchedNode(m.Name(), "a")
-                        ),
+                        comparator=m.Attribute(value=m.Name("DestinationTypes"), attr=m.SaveMatchedNode(m.Name(), "a")),
                     )
                 ],
             )
@@ -300,8 +287,7 @@ def _edit_chain(source: str, edit) -> str:
     out = _edit_class_body(module, "DestinationFactory", edit_class)
     if out is None:
         raise EditPointMissing(
-            "the `if config.name == DestinationTypes.X` chain of DestinationFactory.get_destination() "
-            "was not found"
+            "the `if config.name == DestinationTypes.X` chain of DestinationFactory.get_destination() was not found"
         )
     return out.code
 

@@ -36,7 +36,9 @@ def describe_target(ws: Workspace, s: DestinationSpec) -> DescribeResult:
     s, findings = recipes.apply(s)  # a recipe's own fields and retry defaults, unless the agent declared them
     findings += spec.check_spec(s)
     if has_failures(findings):
-        return DescribeResult(ok=False, findings=findings, next="Fix the failed findings and call describe_target again.")
+        return DescribeResult(
+            ok=False, findings=findings, next="Fix the failed findings and call describe_target again."
+        )
     reg = registry.read(ws)
     findings += spec.check_against_workspace(s, ws, reg)
     if has_failures(findings):

@@ -30,9 +30,7 @@ class Recipe:
         base = f"bizon/connectors/destinations/{name}/src"
         out = [(f"{base}/config.py", "config.py.j2"), (f"{base}/destination.py", self.destination_template)]
         if self.test_template:
-            out.append(
-                (f"tests/connectors/destinations/{name}/test_{name}_destination.py", self.test_template)
-            )
+            out.append((f"tests/connectors/destinations/{name}/test_{name}_destination.py", self.test_template))
         return out
 
     def example_value(self, f: FieldSpec, fallback):
@@ -60,9 +58,7 @@ class Recipe:
 
 
 def _f(name, type="str", required=False, default=None, description="", secret=False) -> FieldSpec:
-    return FieldSpec(
-        name=name, type=type, required=required, default=default, description=description, secret=secret
-    )
+    return FieldSpec(name=name, type=type, required=required, default=default, description=description, secret=secret)
 
 
 SQL = Recipe(

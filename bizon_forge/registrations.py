@@ -27,9 +27,7 @@ class FileEdit(BaseModel):
 
 
 class RegistrationResult(Result):
-    registrations: dict[
-        str, str
-    ] = {}  # enum | import | union | factory -> added | already_present | conflict
+    registrations: dict[str, str] = {}  # enum | import | union | factory -> added | already_present | conflict
     edits: list[FileEdit] = []
 
 
@@ -40,9 +38,7 @@ class RemovalResult(Result):
 
 
 def _diff(rel: str, old: str, new: str) -> str:
-    return "".join(
-        difflib.unified_diff(old.splitlines(True), new.splitlines(True), f"a/{rel}", f"b/{rel}", n=1)
-    )
+    return "".join(difflib.unified_diff(old.splitlines(True), new.splitlines(True), f"a/{rel}", f"b/{rel}", n=1))
 
 
 def _line_length(ws: Workspace) -> int:
@@ -191,17 +187,14 @@ def conflicts(ws: Workspace, s: DestinationSpec, reg: registry.Registry) -> list
         found.append(
             fail(
                 "registration.factory_conflict",
-                f"The factory branch for DestinationTypes.{n.upper} imports {branch}, "
-                f"not {destination_module}.",
+                f"The factory branch for DestinationTypes.{n.upper} imports {branch}, not {destination_module}.",
                 "Fix or delete that branch by hand, then call again.",
                 FACTORY_FILE,
             )
         )
     rel_config = f"bizon/connectors/destinations/{s.name}/src/config.py"
     if not (ws.root / rel_config).is_file():
-        found.append(
-            fail("registration.not_rendered", f"{rel_config} does not exist.", "Call render_destination.")
-        )
+        found.append(fail("registration.not_rendered", f"{rel_config} does not exist.", "Call render_destination."))
         return found
     literals = _literal_members(ws, s.name)
     for member, line in literals:
@@ -301,9 +294,7 @@ def apply_registrations(ws: Workspace, name: str, dry_run: bool = False) -> Regi
         originals = registry.read_texts(ws)
         reg = registry.from_texts(originals)
         if reg.errors:
-            raise Refused(
-                *(fail("registry.unparsable", e, "Fix the syntax error first.") for e in reg.errors)
-            )
+            raise Refused(*(fail("registry.unparsable", e, "Fix the syntax error first.") for e in reg.errors))
         found = conflicts(ws, s, reg)
         if any(f.status == "fail" for f in found):
             hit = {key: "conflict" for f in found for key in _CONFLICT_KEYS.get(f.id, ())}
@@ -334,16 +325,13 @@ def apply_registrations(ws: Workspace, name: str, dry_run: bool = False) -> Regi
         try:
             write_all({ws.path(rel): t for rel, t in changed.items()})
         except WriteFailed as error:
-            return RegistrationResult(
-                ok=False, findings=_write_failed(ws, "registration.write_failed", error)
-            )
+            return RegistrationResult(ok=False, findings=_write_failed(ws, "registration.write_failed", error))
         problem = import_check(ws, [*changed, *_connector_files(ws, name)])
         if problem:
             restored = [
                 fail(
                     "registration.import_failed",
-                    "After registering, `import bizon.common.models` failed; the 3 files were restored. "
-                    + problem,
+                    "After registering, `import bizon.common.models` failed; the 3 files were restored. " + problem,
                     "Fix the destination's config.py (no optional imports, no bizon.common.models); retry.",
                 )
             ]
@@ -379,9 +367,7 @@ def remove_destination(ws: Workspace, name: str, delete_files: bool = False) -> 
         originals = registry.read_texts(ws)
         reg = registry.from_texts(originals)
         if reg.errors:
-            raise Refused(
-                *(fail("registry.unparsable", e, "Fix the syntax error first.") for e in reg.errors)
-            )
+            raise Refused(*(fail("registry.unparsable", e, "Fix the syntax error first.") for e in reg.errors))
         try:
             texts, removed = plan_remove(originals, name, DestinationSpec(name=name).names)
         except codemods.EditPointMissing as error:
@@ -411,9 +397,7 @@ def remove_destination(ws: Workspace, name: str, delete_files: bool = False) -> 
     findings = []
     if not removed and not deleted:
         findings.append(
-            Finding(
-                id="remove.nothing", status="pass", message=f"Nothing of {name!r} was registered or on disk."
-            )
+            Finding(id="remove.nothing", status="pass", message=f"Nothing of {name!r} was registered or on disk.")
         )
     return RemovalResult(
         removed=removed,

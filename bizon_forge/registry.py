@@ -18,9 +18,7 @@ class Registry:
     union: list[str] = field(default_factory=list)  # members of BizonConfig.destination
     factory: dict[str, str] = field(default_factory=dict)  # enum member -> module imported in its branch
     factory_top_imports: list[str] = field(default_factory=list)  # connector modules imported at top level
-    edit_points: dict[str, int] = field(
-        default_factory=dict
-    )  # enum | union | factory -> line found by structure
+    edit_points: dict[str, int] = field(default_factory=dict)  # enum | union | factory -> line found by structure
     errors: list[str] = field(default_factory=list)
 
     def member_for_value(self, value: str) -> str | None:

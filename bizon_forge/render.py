@@ -216,7 +216,9 @@ def render_destination(ws: Workspace, name: str, dry_run: bool = False, overwrit
                 else:
                     entry.diff = diff
             if dry_run:
-                entry.action = "would_create" if current is None else ("refused" if edited and not overwrite else "would_update")
+                entry.action = (
+                    "would_create" if current is None else ("refused" if edited and not overwrite else "would_update")
+                )
                 entry.content = text
             files.append(entry)
             if entry.action in ("created", "updated"):

@@ -150,7 +150,9 @@ def check_fields(fields: list[FieldSpec]) -> list[Finding]:
     for i, f in enumerate(fields):
         where = f"fields[{i}] ({f.name[:40]!r})"
         if not f.name or not re.fullmatch(r"[a-z_][a-z0-9_]*", f.name) or len(f.name) > 64:
-            found.append(fail("spec.field.not_identifier", f"{where} is not a snake_case identifier.", "e.g. 'api_key'."))
+            found.append(
+                fail("spec.field.not_identifier", f"{where} is not a snake_case identifier.", "e.g. 'api_key'.")
+            )
             continue
         if keyword.iskeyword(f.name) or keyword.issoftkeyword(f.name):
             found.append(fail("spec.field.keyword", f"{where} is a Python keyword.", f"Use e.g. '{f.name}_value'."))
@@ -176,12 +178,18 @@ def check_fields(fields: list[FieldSpec]) -> list[Finding]:
         seen.add(f.name)
         if f.type not in FIELD_TYPES:
             found.append(
-                fail("spec.field.unknown_type", f"{where} has type {f.type[:40]!r}.", f"Use one of {', '.join(FIELD_TYPES)}.")
+                fail(
+                    "spec.field.unknown_type",
+                    f"{where} has type {f.type[:40]!r}.",
+                    f"Use one of {', '.join(FIELD_TYPES)}.",
+                )
             )
             continue
         if f.required and not f.description.strip():
             found.append(
-                fail("spec.field.missing_description", f"{where} is required but has no description.", "Say what it is.")
+                fail(
+                    "spec.field.missing_description", f"{where} is required but has no description.", "Say what it is."
+                )
             )
         if len(f.description) > MAX_TEXT:
             found.append(fail("spec.field.description_too_long", f"{where} description exceeds {MAX_TEXT} chars."))
@@ -276,9 +284,7 @@ def check_against_workspace(spec: DestinationSpec, ws: Workspace, reg: registry.
     if member and member != n.upper:
         found.append(fail("spec.name.taken", f"DestinationTypes.{member} already has the value {spec.name!r}."))
     if n.upper in reg.enum and reg.enum[n.upper] != spec.name:
-        found.append(
-            fail("spec.name.taken", f"DestinationTypes.{n.upper} exists with value {reg.enum[n.upper]!r}.")
-        )
+        found.append(fail("spec.name.taken", f"DestinationTypes.{n.upper} exists with value {reg.enum[n.upper]!r}."))
     for cls in (f"{n.pascal}Config", f"{n.pascal}DestinationConfig", f"{n.pascal}Destination"):
         module = reg.imports.get(cls)
         if module and not module.startswith(f"{registry.CONNECTOR_PREFIX}{spec.name}."):

@@ -213,9 +213,7 @@ def init(directory: str, version: str = "0.6.4") -> Path:
     """Unpack bizon's sdist into `directory` (which must be absent or empty) and commit it to a new git repo."""
     dest = Path(directory).expanduser().resolve()
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-        raise Refused(
-            fail("workspace.not_empty", f"{dest} exists and is not an empty directory.", "Pick a new path.")
-        )
+        raise Refused(fail("workspace.not_empty", f"{dest} exists and is not an empty directory.", "Pick a new path."))
     archive = sdist(version)
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:

@@ -74,9 +74,7 @@ async def agent(root: Path) -> None:
         tools = await client.list_tools()
         console.print(f"server up: {len(tools.tools)} tools: {', '.join(t.name for t in tools.tools)}\n")
         data = show("inspect_workspace", await client.call_tool("inspect_workspace", {}))
-        console.print(
-            f"  bizon {data['bizon_version']}: {', '.join(d['name'] for d in data['destinations'])}\n"
-        )
+        console.print(f"  bizon {data['bizon_version']}: {', '.join(d['name'] for d in data['destinations'])}\n")
         spec = {
             "name": NAME,
             "recipe": "sql",
@@ -90,9 +88,7 @@ async def agent(root: Path) -> None:
         data = show("apply_registrations", await client.call_tool("apply_registrations", {"name": NAME}))
         console.print("  " + ", ".join(f"{k}: {v}" for k, v in data.get("registrations", {}).items()))
         for edit in data.get("edits", []):
-            added = [
-                ln[1:].strip() for ln in edit["diff"].splitlines() if ln.startswith("+") and ln[1:2] != "+"
-            ]
+            added = [ln[1:].strip() for ln in edit["diff"].splitlines() if ln.startswith("+") and ln[1:2] != "+"]
             console.print(f"  {edit['path']}: +{len(added)} lines, first: [cyan]{added[0]}[/]")
         show(
             "validate_destination (fast)",
@@ -143,12 +139,8 @@ def print_rows(scratch: Path) -> None:
             cursor = db.execute(f'select * from "{name}"')
             columns = [c[0] for c in cursor.description]
             rows = cursor.fetchall()
-            shown = [
-                c for c in ("bizon_id", "source_record_id", "bizon_loaded_at", "source_data") if c in columns
-            ]
-            table = Table(
-                title=f"{files[0].relative_to(DEMO)}: table {name}, {len(rows)} rows, columns {columns}"
-            )
+            shown = [c for c in ("bizon_id", "source_record_id", "bizon_loaded_at", "source_data") if c in columns]
+            table = Table(title=f"{files[0].relative_to(DEMO)}: table {name}, {len(rows)} rows, columns {columns}")
             for c in shown:
                 table.add_column(c)
             for row in rows:

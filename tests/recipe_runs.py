@@ -29,9 +29,7 @@ CONTRACT_COLUMNS = [
     "source_timestamp",
     "source_data",
 ]
-CREATURE_IDS = sorted(
-    ["9898", "88787", "98", "3333", "56565"]
-)  # the 5 records of the dummy source's creatures
+CREATURE_IDS = sorted(["9898", "88787", "98", "3333", "56565"])  # the 5 records of the dummy source's creatures
 # bizon's own unnest: the dummy creatures' fields as typed columns.
 UNNEST = {
     "unnest": True,
@@ -79,9 +77,7 @@ def write_run_config(tree: Path, name: str, scratch: Path, **config) -> Path:
     example = tree / f"bizon/connectors/destinations/{name}/config/{name}.example.yml"
     run = yaml.safe_load(example.read_text())
     run["destination"]["config"].update(config)
-    run["engine"] = fast_engine(
-        workspace.resolve(None, workspace.Settings.from_paths([str(tree)])).bizon_version
-    )
+    run["engine"] = fast_engine(workspace.resolve(None, workspace.Settings.from_paths([str(tree)])).bizon_version)
     scratch.mkdir(parents=True, exist_ok=True)
     path = scratch / "run.yml"
     path.write_text(yaml.safe_dump(run, sort_keys=False))

@@ -84,9 +84,7 @@ def test_union_member_goes_last(real):
     before = real[MODELS_FILE]
     after = codemods.add_union_member(before, "AcmeConfig")
     anchor = "        FileDestinationConfig,\n    ] = Field("
-    assert after == once(
-        before, anchor, "        FileDestinationConfig,\n        AcmeConfig,\n    ] = Field("
-    )
+    assert after == once(before, anchor, "        FileDestinationConfig,\n        AcmeConfig,\n    ] = Field(")
     assert codemods.remove_union_member(after, "AcmeConfig") == before
 
 
@@ -108,9 +106,7 @@ NEW_BRANCH = """
 
 def test_factory_branch_goes_before_the_raise_with_its_import_inside(real):
     before = real[FACTORY_FILE]
-    after = codemods.add_factory_branch(
-        before, "ACME", f"{CONNECTORS}.acme.src.destination", "AcmeDestination"
-    )
+    after = codemods.add_factory_branch(before, "ACME", f"{CONNECTORS}.acme.src.destination", "AcmeDestination")
     raise_line = '\n        raise ValueError(f"Destination {config.name}with params {config} not found")\n'
     assert after == once(before, raise_line, NEW_BRANCH + raise_line)
     assert codemods.remove_factory_branch(after, "ACME") == before
@@ -430,9 +426,7 @@ NAME = st.from_regex(r"[a-z][a-z0-9_]{0,24}", fullmatch=True).filter(lambda name
 
 
 @settings(max_examples=8, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    batch=st.lists(NAME, min_size=1, max_size=3, unique_by=lambda n: names(n).pascal), shuffle=st.randoms()
-)
+@given(batch=st.lists(NAME, min_size=1, max_size=3, unique_by=lambda n: names(n).pascal), shuffle=st.randoms())
 def test_property_register_then_remove_in_any_order_gives_back_the_same_bytes(pristine, batch, shuffle):
     root = pristine("0.6.4")
     original = {rel: (root / rel).read_text() for rel in REGISTRATION_FILES}

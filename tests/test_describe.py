@@ -92,9 +92,7 @@ def test_an_accepted_spec_is_stored_with_its_names_and_may_be_described_again(sh
     stored = json.loads((shared.root / result.spec_file).read_text())
     assert stored["name"] == "s3_lake" and stored["fields"][0]["name"] == "bucket"
     # Its own earlier spec is not a clash: the agent may correct what it described.
-    again = describe_target(
-        shared, DestinationSpec(name="s3_lake", fields=[field("bucket"), field("region")])
-    )
+    again = describe_target(shared, DestinationSpec(name="s3_lake", fields=[field("bucket"), field("region")]))
     assert again.ok and again.existing.spec
     assert [f["name"] for f in json.loads((shared.root / again.spec_file).read_text())["fields"]] == [
         "bucket",
@@ -116,9 +114,7 @@ def test_strings_render_as_exactly_that_string(make_tree):
     fields = [
         FieldSpec(name="note", description=TRICKY, default=TRICKY),
         FieldSpec(name="tags", type="list[str]", description=TRICKY[::-1], default=[TRICKY, "}}"]),
-        FieldSpec(
-            name="opts", type="dict", description="{%", default={TRICKY: [TRICKY, 1.5e300, None, True]}
-        ),
+        FieldSpec(name="opts", type="dict", description="{%", default={TRICKY: [TRICKY, 1.5e300, None, True]}),
         FieldSpec(name="token", required=True, description=TRICKY, secret=True),
     ]
     assert describe_target(ws, DestinationSpec(name="acme", fields=fields, alias=TRICKY[:100])).ok
@@ -142,9 +138,7 @@ def test_strings_render_as_exactly_that_string(make_tree):
         assert description == f.description
         assert default == (None if f.required else f.default)
 
-    example = yaml.safe_load(
-        (root / "bizon/connectors/destinations/acme/config/acme.example.yml").read_text()
-    )
+    example = yaml.safe_load((root / "bizon/connectors/destinations/acme/config/acme.example.yml").read_text())
     config = example["destination"]["config"]
     assert config["note"] == TRICKY and config["tags"] == [TRICKY, "}}"]
     assert config["opts"] == {TRICKY: [TRICKY, 1.5e300, None, True]}

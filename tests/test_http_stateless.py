@@ -61,9 +61,7 @@ async def _make(url: str, label: str, mode: str) -> None:
         r = await client.call_tool("render_destination", {"name": label, "workspace": label})
         assert r.structured_content["ok"], r.content
         r = await client.call_tool("apply_registrations", {"name": label, "workspace": label})
-        assert r.structured_content["registrations"] == dict.fromkeys(
-            ("enum", "import", "union", "factory"), "added"
-        )
+        assert r.structured_content["registrations"] == dict.fromkeys(("enum", "import", "union", "factory"), "added")
 
 
 async def test_concurrent_clients_of_both_eras_each_get_their_own_destination(http_server, pristine):
@@ -104,9 +102,7 @@ async def test_validate_reports_progress_over_stateless_http(http_server, pristi
 def test_stateless_answers_stream_so_progress_reaches_the_client(monkeypatch):
     """A JSON-only answer (json_response=True) silently drops progress notifications."""
     seen = {}
-    monkeypatch.setattr(
-        app.MCPServer, "run", lambda self, transport="stdio", **kw: seen.update(kw, t=transport)
-    )
+    monkeypatch.setattr(app.MCPServer, "run", lambda self, transport="stdio", **kw: seen.update(kw, t=transport))
     app.serve(workspace.Settings(), http=True, port=1, stateless=True)
     assert seen["t"] == "streamable-http" and seen["stateless_http"] is True
     assert not seen.get("json_response", False)

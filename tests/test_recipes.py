@@ -68,9 +68,7 @@ def test_a_transient_name_the_recipe_cannot_map_is_a_warning_and_a_comment(ws64)
     result = describe_target(ws64, DestinationSpec(name="hook", recipe="http", error_handling=errors))
     assert result.ok
     assert "recipe.transient_unknown" in [f.id for f in result.findings if f.status == "warn"]
-    code = render.planned_files(ws64, spec.load(ws64, "hook"))[
-        "bizon/connectors/destinations/hook/src/destination.py"
-    ]
+    code = render.planned_files(ws64, spec.load(ws64, "hook"))["bizon/connectors/destinations/hook/src/destination.py"]
     assert "TRANSIENT_STATUSES = frozenset([503])" in code
     assert "Not retried (this recipe cannot map them to a failure it sees): ['Deadlock']." in code
 

@@ -26,9 +26,7 @@ def open_ws(root) -> workspace.Workspace:
 
 def rendered(ws: workspace.Workspace, name: str, **spec) -> workspace.Workspace:
     """`name` described and rendered (not registered), as an agent leaves it before apply_registrations."""
-    fields = spec.pop(
-        "fields", [FieldSpec(name="token", required=True, description="API token", secret=True)]
-    )
+    fields = spec.pop("fields", [FieldSpec(name="token", required=True, description="API token", secret=True)])
     described = describe_target(ws, DestinationSpec(name=name, fields=fields, **spec))
     assert described.ok, described.findings
     assert render_destination(ws, name).ok
@@ -86,9 +84,7 @@ def test_dry_run_returns_the_diffs_and_writes_nothing(make_tree):
 def test_a_half_done_manual_registration_is_completed_not_duplicated(make_tree):
     root = make_tree("0.6.4")
     ws = rendered(open_ws(root), "acme")
-    edit(
-        root, ENUM_FILE, '    FILE = "file"\n', '    FILE = "file"\n    ACME = "acme"\n'
-    )  # enum only, by hand
+    edit(root, ENUM_FILE, '    FILE = "file"\n', '    FILE = "file"\n    ACME = "acme"\n')  # enum only, by hand
     result = apply_registrations(ws, "acme")
     assert result.registrations == {**ALL_ADDED, "enum": "already_present"}
     assert [e.path for e in result.edits] == [MODELS_FILE, FACTORY_FILE]
@@ -239,9 +235,7 @@ def test_twenty_destinations_one_after_another(make_tree, tmp_path, monkeypatch)
     assert {f: v for f, v in verdicts.items() if v[0] != 0} == {}
 
     for cmd in (["check", "--no-cache"], ["format", "--check", "--no-cache"]):  # isort order, line length
-        lint = subprocess.run(
-            [find_ruff_bin(), *cmd, *REGISTRATION_FILES], cwd=root, capture_output=True, text=True
-        )
+        lint = subprocess.run([find_ruff_bin(), *cmd, *REGISTRATION_FILES], cwd=root, capture_output=True, text=True)
         assert lint.returncode == 0, lint.stdout + lint.stderr
 
 

@@ -192,9 +192,7 @@ def small_disk(tmp_path):
     mount.mkdir()
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], capture_output=True)
     if done.returncode != 0:
-        pytest.skip(
-            f"cannot mount a tmpfs here ({done.stderr.decode().strip()}); ENOSPC is simulated instead"
-        )
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.decode().strip()}); ENOSPC is simulated instead")
     try:
         yield mount
     finally:

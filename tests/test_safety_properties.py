@@ -32,9 +32,7 @@ DEFAULTS = st.one_of(
 )
 FIELD = st.fixed_dictionaries(
     {
-        "name": st.one_of(
-            IDENT, st.sampled_from(sorted(spec.BASE_FIELDS) + ["class", "model_dump", ""]), TEXT
-        ),
+        "name": st.one_of(IDENT, st.sampled_from(sorted(spec.BASE_FIELDS) + ["class", "model_dump", ""]), TEXT),
         "type": st.one_of(st.sampled_from(spec.FIELD_TYPES), TEXT),
         "required": st.booleans(),
         "default": DEFAULTS,

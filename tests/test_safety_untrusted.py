@@ -113,9 +113,7 @@ async def agent_tree(pristine, tmp_path_factory):
     dump = base / "snooper-env.json"
     env = {**os.environ, "BIZON_FORGE_TEST_SECRET": SECRET}
     args = ["-c", SERVE, str(PROBE_TIMEOUT_S), "--workspace", str(tree)]
-    async with Client(
-        StdioServerParameters(command=sys.executable, args=args, env=env, cwd=str(REPO))
-    ) as client:
+    async with Client(StdioServerParameters(command=sys.executable, args=args, env=env, cwd=str(REPO))) as client:
         for name, body in BODIES.items():
             pascal = name.capitalize()
             r = await client.call_tool("describe_target", {"name": name})

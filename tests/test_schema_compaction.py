@@ -92,9 +92,7 @@ async def test_the_client_still_validates_structured_answers(make_tree):
     tree = make_tree("0.6.4")
     async with Client(build_server(Settings.from_paths([str(tree)]))) as client:
         result = await client.call_tool("inspect_workspace", {})  # the SDK checks it against outputSchema
-        schema = next(
-            t.output_schema for t in (await client.list_tools()).tools if t.name == "inspect_workspace"
-        )
+        schema = next(t.output_schema for t in (await client.list_tools()).tools if t.name == "inspect_workspace")
     assert result.structured_content["ok"] is True
     Draft202012Validator(schema).validate(result.structured_content)
     assert not Draft202012Validator(schema).is_valid({**result.structured_content, "ok": "yes"})

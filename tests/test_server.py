@@ -29,23 +29,17 @@ async def test_the_wire_tool_list_matches_the_snapshot_and_every_tool_is_annotat
     root = make_tree("0.6.4")
     async with stdio_client(root) as client:
         tools = (await client.list_tools()).tools
-    wire = sorted(
-        (t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in tools), key=lambda t: t["name"]
-    )
+    wire = sorted((t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in tools), key=lambda t: t["name"])
     for tool in wire:
         assert tool.get("description"), tool["name"]
         assert tool.get("outputSchema", {}).get("type") == "object", tool["name"]
         hints = tool.get("annotations", {})
-        assert {"readOnlyHint", "destructiveHint", "idempotentHint", "openWorldHint"} <= set(hints), tool[
-            "name"
-        ]
+        assert {"readOnlyHint", "destructiveHint", "idempotentHint", "openWorldHint"} <= set(hints), tool["name"]
     text = json.dumps(wire, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     if os.environ.get("BIZON_FORGE_UPDATE_SNAPSHOTS"):
         SNAPSHOT.parent.mkdir(exist_ok=True)
         SNAPSHOT.write_text(text)
-    assert SNAPSHOT.exists(), (
-        "no snapshot yet: run with BIZON_FORGE_UPDATE_SNAPSHOTS=1 (see the module docstring)"
-    )
+    assert SNAPSHOT.exists(), "no snapshot yet: run with BIZON_FORGE_UPDATE_SNAPSHOTS=1 (see the module docstring)"
     assert text == SNAPSHOT.read_text(), "the wire tool list changed; refresh the snapshot if that was meant"
 
 
@@ -94,9 +88,7 @@ def test_workspace_init_cli_makes_a_0_5_2_tree(tmp_path):
     assert ws.bizon_version == "0.5.2" and "logger" in ws.destinations()
     log = subprocess.run(["git", "-C", str(target), "log", "--oneline"], capture_output=True, text=True)
     assert log.stdout.count("\n") == 1 and "bizon 0.5.2" in log.stdout
-    assert (
-        subprocess.run(["git", "-C", str(target), "status", "--porcelain"], capture_output=True).stdout == b""
-    )
+    assert subprocess.run(["git", "-C", str(target), "status", "--porcelain"], capture_output=True).stdout == b""
 
     again = subprocess.run(cli, capture_output=True, text=True, cwd=REPO)
     assert again.returncode == 2 and "workspace.not_empty" in again.stderr and again.stdout == ""

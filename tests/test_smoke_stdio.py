@@ -15,7 +15,10 @@ async def test_describe_render_register_over_stdio(tree):
     async with stdio_client(tree) as client:
         r = await client.call_tool(
             "describe_target",
-            {"name": "acme", "fields": [{"name": "token", "required": True, "description": "API token", "secret": True}]},
+            {
+                "name": "acme",
+                "fields": [{"name": "token", "required": True, "description": "API token", "secret": True}],
+            },
         )
         assert json.loads(r.content[0].text)["ok"], r.content[0].text
         r = await client.call_tool("render_destination", {"name": "acme"})

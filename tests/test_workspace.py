@@ -60,9 +60,7 @@ def test_the_workspaces_python_and_a_scrubbed_environment(rooted, monkeypatch):
     venv.mkdir(parents=True)
     (venv / "python").symlink_to(sys.executable)
     assert ws.python() == str(venv / "python")
-    assert (
-        workspace.resolve(str(root), Settings(roots=settings.roots, python="/opt/py")).python() == "/opt/py"
-    )
+    assert workspace.resolve(str(root), Settings(roots=settings.roots, python="/opt/py")).python() == "/opt/py"
 
     monkeypatch.setenv("FORGE_TEST_SECRET", "do-not-pass")
     env = ws.env()
@@ -123,6 +121,4 @@ def test_inspect_reports_an_unparsable_registration_file(make_tree):
     assert not result.ok and [f.id for f in result.findings] == ["registry.unparsable"]
     assert os.fspath(ENUM_FILE) in result.findings[0].message
     logger = next(d for d in result.destinations if d.name == "logger")
-    assert (
-        logger.registered == ["union", "factory"] and logger.missing == []
-    )  # the enum is unknown, not missing
+    assert logger.registered == ["union", "factory"] and logger.missing == []  # the enum is unknown, not missing
