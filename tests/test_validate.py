@@ -227,3 +227,19 @@ def test_bizons_own_destinations_trip_no_trap_and_no_registration_check(pristine
         # NotImplementedError (bigquery); nothing else.
         allowed = {"checklist.init_file", "checklist.field_descriptions", "agent.not_implemented"}
         assert flagged <= allowed, (name, flagged - allowed)
+
+
+def test_an_equal_length_edit_in_the_same_second_is_not_hidden_by_stale_bytecode(make_tree):
+    """Python trusts a .pyc whose source kept its size and mtime: the probe must not run the old code."""
+    ws = resolve(make_tree("0.6.4"))
+    install_good(ws)
+    assert validate_destination(ws, NAME).ok  # compiles destination.py into the byte-code cache
+    path = ws.root / FILES["destination"]
+    before = path.stat()
+    text = path.read_text()
+    edited = text.replace("        return True, None\n", "        return False, 'x'\n", 1)
+    assert len(edited) == len(text) and edited != text
+    path.write_text(edited)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    result = validate_destination(ws, NAME)
+    assert by_id(result)["contract.write_records"].status == "fail", result.summary

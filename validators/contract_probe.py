@@ -10,9 +10,10 @@ import os
 import sys
 import time
 import traceback
-from datetime import UTC
+from datetime import timezone
 
 MARKER = "BIZON_FORGE_PROBE "
+REGISTRATION_FILES = ("bizon/destination/config.py", "bizon/common/models.py", "bizon/destination/destination.py")
 TRACE_CHARS = 1500
 
 
@@ -130,7 +131,7 @@ def _records(rows: int = 3):
     import polars as pl
     from bizon.destination.models import destination_record_schema
 
-    now = datetime.now(tz=UTC)
+    now = datetime.now(tz=timezone.utc)  # noqa: UP017 - runs on the workspace's Python, maybe 3.9
     data = [
         {
             "bizon_id": f"{i:032x}",
@@ -157,8 +158,24 @@ def _write(destination) -> None:
         raise ContractBroken(f"it returned (False, {message!r})")
 
 
+def _forget_bytecode(root: str, name: str) -> None:
+    """Drop cached byte-code of the files an agent edits: Python trusts a .pyc whose source has the same
+    size and mtime second, so two quick edits of equal length would run the old code."""
+    import glob
+    import importlib.util
+
+    sources = glob.glob(os.path.join(root, "bizon", "connectors", "destinations", name, "**", "*.py"), recursive=True)
+    sources += [os.path.join(root, *rel.split("/")) for rel in REGISTRATION_FILES]
+    for source in sources:
+        try:
+            os.remove(importlib.util.cache_from_source(source))
+        except (OSError, ValueError):
+            pass
+
+
 def main() -> None:
     root, name, example, mode = sys.argv[1:5]
+    _forget_bytecode(root, name)
     # The real stdout, kept aside: the destination may print, redirect or close sys.stdout.
     out = os.fdopen(os.dup(1), "w")
     result: dict = {}
