@@ -10,6 +10,19 @@ from bizon_forge import pyast, registry
 from bizon_forge.workspace import DESTINATIONS_DIR, REGISTRATION_FILES, Workspace
 
 TEXT_SUFFIXES = (".py", ".yml", ".yaml", ".json", ".md", ".txt", ".toml", ".cfg")
+LOG_METHODS = {
+    "debug",
+    "info",
+    "warning",
+    "warn",
+    "error",
+    "exception",
+    "critical",
+    "success",
+    "trace",
+    "log",
+}
+LOGGERS = {"logger", "logging", "log", "LOGGER", "_logger", "LOG"}
 
 
 @dataclass
@@ -81,6 +94,18 @@ def extends(cls: ast.ClassDef, base: str, local: dict[str, ast.ClassDef], seen=N
     return False
 
 
+def all_bases(cls: ast.ClassDef, local: dict) -> list[str]:
+    """Every base name of `cls`, following classes defined in the same file."""
+    out, todo = [], [cls]
+    while todo:
+        for name in base_names(todo.pop()):
+            if name not in out:
+                out.append(name)
+                if name in local:
+                    todo.append(local[name])
+    return out
+
+
 def method(cls: ast.ClassDef, name: str, local: dict[str, ast.ClassDef]):
     """The method `name` of `cls` or of a base class defined in the same file (first found, MRO-ish)."""
     for stmt in cls.body:
@@ -114,6 +139,22 @@ def is_stub(fn) -> bool:
         )
         or not body
     )
+
+
+def is_log_call(node: ast.AST) -> bool:
+    """A print() or a call of a logger's method."""
+    if not isinstance(node, ast.Call):
+        return False
+    func = node.func
+    if isinstance(func, ast.Name) and func.id == "print":
+        return True
+    if isinstance(func, ast.Attribute) and func.attr in LOG_METHODS:
+        owner = func.value
+        if isinstance(owner, ast.Name) and owner.id in LOGGERS:
+            return True
+        if isinstance(owner, ast.Attribute) and owner.attr in LOGGERS:
+            return True
+    return False
 
 
 def literal_member(cls: ast.ClassDef | None) -> tuple[str | None, str | None, int | None]:
@@ -257,3 +298,12 @@ class DestinationCode:
     def destination_method(self, name: str):
         cls = self.destination_class
         return method(cls, name, self.destination_classes) if cls else None
+
+
+def inherits_bizon_destination(code: DestinationCode) -> bool:
+    """The destination class extends one of bizon's own destinations, so it inherits their methods."""
+    imports = imported_names(code.tree(code.destination_rel))
+    return any(
+        imports.get(b, "").startswith("bizon.connectors.destinations.")
+        for b in all_bases(code.destination_class, code.destination_classes)
+    )

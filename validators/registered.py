@@ -6,7 +6,7 @@ import yaml
 
 from bizon_forge.validators.code import DestinationCode, literal_member
 from bizon_forge.validators.report import CheckFinding, failed, passed, skipped
-from bizon_forge.validators.static import config_unreadable
+from bizon_forge.validators.source import config_unreadable
 from bizon_forge.workspace import ENUM_FILE, FACTORY_FILE, MODELS_FILE
 
 

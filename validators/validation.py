@@ -13,7 +13,7 @@ from pathlib import Path
 from bizon_forge import spec
 from bizon_forge.atomic import workspace_lock
 from bizon_forge.findings import Refused, fail
-from bizon_forge.validators import cache, catalog, formatting, registered, runtime, static
+from bizon_forge.validators import agent_todo, cache, catalog, checklist, formatting, registered, runtime, source, traps
 from bizon_forge.validators.code import DestinationCode
 from bizon_forge.validators.report import CheckFinding, FixedFile, ValidationResult, failed, skipped
 from bizon_forge.workspace import Workspace
@@ -22,6 +22,26 @@ Progress = Callable[[float, float, str], None]
 HEARTBEAT_S = 5.0  # clients time out silent calls; a long check reports that it is still running this often
 KEEP_LOGS = 5  # runs kept per destination
 STALE_LOG_S = 900  # an older run cannot still be writing (the slowest check times out sooner)
+# The checks that read the code with `ast`; what is left for the agent (agent_todo.AGENT_CHECKS) runs before them.
+CODE_CHECKS = (
+    source.source_syntax,
+    checklist.init_file,
+    checklist.details_base,
+    checklist.config_base,
+    checklist.literal_name,
+    checklist.field_descriptions,
+    checklist.destination_base,
+    checklist.check_connection_bool,
+    checklist.write_records_returns,
+    checklist.errors_logged,
+    traps.optional_import_in_config,
+    traps.models_import_in_config,
+    traps.setup_in_check_connection,
+    traps.write_records_raises,
+    traps.write_records_signature,
+    traps.staging_without_finalize,
+    traps.secret_logged,
+)
 
 
 def _refuse_bad_input(ws: Workspace, name: str, level: str) -> None:
@@ -212,13 +232,13 @@ def validate_destination(
     with workspace_lock(ws.state_dir):  # one consistent snapshot, not a registration half written
         code = DestinationCode.load(ws, name)
     # What is left for the agent decides what may run; the subprocesses start before the other static checks.
-    results = {f.id: f for f in (check(code) for check in static.AGENT_CHECKS)}
+    results = {f.id: f for f in (check(code) for check in agent_todo.AGENT_CHECKS)}
     unfinished = [i for i, f in results.items() if f.status == "fail"]
     logs = _log_dir(ws, name)
     units = Units(ws, name, logs, use_cache)
     try:
         results.update(_submit(units, code, level, unfinished))
-        for check in (*static.CODE_CHECKS, *registered.REGISTRATION_CHECKS):
+        for check in (*CODE_CHECKS, *registered.REGISTRATION_CHECKS):
             f = check(code)
             results[f.id] = f
         done += 1

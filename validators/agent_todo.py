@@ -1,0 +1,98 @@
+"""What is left for the agent: TODO markers, stub bodies, NotImplementedError, template placeholders."""
+
+import ast
+import io
+import re
+import tokenize
+
+from bizon_forge.render import TODO
+from bizon_forge.validators.code import DestinationCode, is_stub
+from bizon_forge.validators.report import CheckFinding, failed, passed
+from bizon_forge.validators.source import short
+
+PLACEHOLDER = re.compile(r"\{\{.{0,80}?\}\}|\{%.{0,80}?%\}")
+
+
+def _line_of(text: str, index: int) -> int:
+    return text.count("\n", 0, index) + 1
+
+
+def todo_left(code: DestinationCode) -> CheckFinding:
+    hits = [(f.rel, _line_of(f.text, i.start())) for f in code.files.values() for i in re.finditer(TODO, f.text)]
+    if not hits:
+        return passed("agent.todo_left")
+    lines = ", ".join(str(line) for rel, line in hits if rel == hits[0][0])
+    return failed(
+        "agent.todo_left",
+        f"{len(hits)} {TODO} marker(s) left, in {short(hits[0][0])} on lines {lines}.",
+        file=hits[0][0],
+        line=hits[0][1],
+    )
+
+
+def pass_body(code: DestinationCode) -> CheckFinding:
+    hits = []
+    for f in code.src_files():
+        for node in ast.walk(f.tree) if f.tree else []:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and is_stub(node):
+                hits.append((f.rel, node.lineno, node.name))
+    if not hits:
+        return passed("agent.pass_body")
+    rel, line, name = hits[0]
+    names = ", ".join(h[2] for h in hits)
+    return failed("agent.pass_body", f"{len(hits)} function(s) are only `pass`/`...`: {names}.", file=rel, line=line)
+
+
+def not_implemented(code: DestinationCode) -> CheckFinding:
+    hits = []
+    for f in code.src_files():
+        for node in ast.walk(f.tree) if f.tree else []:
+            if isinstance(node, ast.Name) and node.id in ("NotImplementedError", "NotImplemented"):
+                hits.append((f.rel, node.lineno))
+    if not hits:
+        return passed("agent.not_implemented")
+    lines = ", ".join(str(line) for rel, line in hits if rel == hits[0][0])
+    return failed(
+        "agent.not_implemented",
+        f"{len(hits)} NotImplementedError(s) left, in {short(hits[0][0])} on lines {lines}.",
+        file=hits[0][0],
+        line=hits[0][1],
+    )
+
+
+def _python_placeholders(text: str) -> list[int]:
+    """Lines of placeholders in comments and plain strings (f-strings may hold escaped `{{`)."""
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(text).readline))
+    except (tokenize.TokenError, SyntaxError, IndentationError):
+        return [_line_of(text, m.start()) for m in PLACEHOLDER.finditer(text)]
+    out = []
+    for tok in tokens:
+        if tok.type == tokenize.COMMENT or (
+            tok.type == tokenize.STRING and "f" not in tok.string.split("'")[0].split('"')[0].lower()
+        ):
+            if PLACEHOLDER.search(tok.string):
+                out.append(tok.start[0])
+    return out
+
+
+def placeholder(code: DestinationCode) -> CheckFinding:
+    hits = []
+    for f in code.src_files():  # not the tests: a test may hold a template on purpose
+        if f.is_python:
+            hits += [(f.rel, line) for line in _python_placeholders(f.text)]
+        else:
+            hits += [(f.rel, _line_of(f.text, m.start())) for m in PLACEHOLDER.finditer(f.text)]
+    if not hits:
+        return passed("agent.placeholder")
+    rel, line = hits[0]
+    shown = PLACEHOLDER.search(code.files[rel].text.splitlines()[line - 1])
+    return failed(
+        "agent.placeholder",
+        f"{len(hits)} template placeholder(s) left, e.g. {shown.group(0) if shown else '{{ }}'} in {short(rel)}.",
+        file=rel,
+        line=line,
+    )
+
+
+AGENT_CHECKS = (todo_left, pass_body, not_implemented, placeholder)  # run first: they decide what may run

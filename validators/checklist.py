@@ -1,0 +1,359 @@
+"""The guide's Validation Checklist: what config.py and destination.py must declare and return."""
+
+import ast
+
+from bizon_forge.validators.code import (
+    DestinationCode,
+    all_bases,
+    body_without_docstring,
+    extends,
+    imported_names,
+    inherits_bizon_destination,
+    is_log_call,
+    is_stub,
+    literal_member,
+)
+from bizon_forge.validators.report import CheckFinding, failed, passed, skipped, warned
+from bizon_forge.validators.source import needs, needs_destination, needs_write_records, short
+
+# -- the guide's checklist: config ----------------------------------------------------------------
+
+
+def init_file(code: DestinationCode) -> CheckFinding:
+    if (code.ws.root / code.init_rel).is_file():
+        return passed("checklist.init_file")
+    return failed("checklist.init_file", f"{short(code.init_rel)} is missing.", file=code.init_rel)
+
+
+def config_base(code: DestinationCode) -> CheckFinding:
+    if skip := needs(code, code.config_rel, "checklist.config_base"):
+        if not (code.ws.root / code.config_rel).exists():
+            return failed(
+                "checklist.config_base",
+                f"{code.config_rel} does not exist.",
+                file=code.config_rel,
+                hint="Call render_destination, or write config.py as in the guide's Step 2.",
+            )
+        return skip
+    cls = code.main_config
+    if cls is None:
+        return failed(
+            "checklist.config_base",
+            f"config.py has no main config class (one with `name: Literal[DestinationTypes.X]`, e.g. "
+            f"{code.pascal}Config).",
+            file=code.config_rel,
+        )
+    if not extends(cls, "AbstractDestinationConfig", code.config_classes):
+        return failed(
+            "checklist.config_base",
+            f"{cls.name} does not extend AbstractDestinationConfig.",
+            file=code.config_rel,
+            line=cls.lineno,
+        )
+    return passed("checklist.config_base")
+
+
+def details_base(code: DestinationCode) -> CheckFinding:
+    if skip := needs(code, code.config_rel, "checklist.details_base"):
+        return skip
+    if code.main_config is None:
+        return skipped(
+            "checklist.details_base",
+            "No main config class (see checklist.config_base).",
+            "checklist.config_base",
+        )
+    name = code.details_config_name
+    if name is None:
+        return failed(
+            "checklist.details_base",
+            f"{code.main_config.name} has no `config:` field naming its details class.",
+            file=code.config_rel,
+            line=code.main_config.lineno,
+            hint=f"Add `config: {code.pascal}DestinationConfig` to {code.main_config.name}.",
+        )
+    cls = code.config_classes.get(name)
+    if cls is None:
+        imported = imported_names(code.tree(code.config_rel)).get(name)
+        if imported:
+            return passed("checklist.details_base", f"{name} is imported from {imported}.")
+        return failed(
+            "checklist.details_base",
+            f"The details class {name} is neither defined nor imported in config.py.",
+            file=code.config_rel,
+        )
+    if not extends(cls, "AbstractDestinationDetailsConfig", code.config_classes):
+        return failed(
+            "checklist.details_base",
+            f"{name} does not extend AbstractDestinationDetailsConfig.",
+            file=code.config_rel,
+            line=cls.lineno,
+        )
+    return passed("checklist.details_base")
+
+
+def literal_name(code: DestinationCode) -> CheckFinding:
+    """The Literal names a member the enum has; naming *another destination's* member is the trap below."""
+    if skip := needs(code, code.config_rel, "checklist.literal_name"):
+        return skip
+    kind, value, line = literal_member(code.main_config)
+    expected = code.member or code.name.upper()
+    hint = f"Write `name: Literal[DestinationTypes.{expected}]`."
+    if kind is None:
+        where = f"{code.main_config.name} has" if code.main_config else "config.py has"
+        what = f"`name: {value}`" if value else "no `name: Literal[DestinationTypes.X]` field"
+        if code.main_config is None:
+            return skipped(
+                "checklist.literal_name",
+                "No main config class (see checklist.config_base).",
+                "checklist.config_base",
+            )
+        return failed("checklist.literal_name", f"{where} {what}.", file=code.config_rel, line=line, hint=hint)
+    if kind == "string":
+        return failed(
+            "checklist.literal_name",
+            f"`name: Literal[{value!r}]` uses a string; the guide's configs name the enum member.",
+            file=code.config_rel,
+            line=line,
+            hint=hint,
+        )
+    if value not in code.reg.enum and value == expected and code.member is None:
+        return skipped(
+            "checklist.literal_name",
+            f"DestinationTypes.{value} is not registered (see registration.enum).",
+            "registration.enum",
+        )
+    if value not in code.reg.enum:
+        return failed(
+            "checklist.literal_name",
+            f"DestinationTypes has no member {value}: importing bizon.common.models raises AttributeError.",
+            file=code.config_rel,
+            line=line,
+            hint=hint if code.member else f"Add {expected} = {code.name!r} to DestinationTypes, or fix the Literal.",
+        )
+    return passed("checklist.literal_name")
+
+
+def _field_has_description(value: ast.expr | None) -> tuple[bool, bool]:
+    """(required, described) for a field's default expression."""
+    if value is None:
+        return True, False
+    if isinstance(value, ast.Call) and getattr(value.func, "id", getattr(value.func, "attr", "")) == "Field":
+        kwargs = {k.arg: k.value for k in value.keywords if k.arg}
+        default = value.args[0] if value.args else kwargs.get("default")
+        required = ("default_factory" not in kwargs) and (
+            default is None or (isinstance(default, ast.Constant) and default.value is ...)
+        )
+        desc = kwargs.get("description")
+        described = isinstance(desc, ast.Constant) and isinstance(desc.value, str) and bool(desc.value.strip())
+        if desc is not None and not isinstance(desc, ast.Constant):
+            described = True  # a computed description: trust it
+        return required, described
+    return isinstance(value, ast.Constant) and value.value is ..., False
+
+
+def field_descriptions(code: DestinationCode) -> CheckFinding:
+    if skip := needs(code, code.config_rel, "checklist.field_descriptions"):
+        return skip
+    cls = code.config_classes.get(code.details_config_name or "")
+    if cls is None:
+        return passed("checklist.field_descriptions", "No details class defined in config.py to check.")
+    missing = []
+    for stmt in cls.body:
+        if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+            if stmt.target.id.startswith("_") or "ClassVar" in ast.unparse(stmt.annotation):
+                continue
+            required, described = _field_has_description(stmt.value)
+            if required and not described:
+                missing.append((stmt.target.id, stmt.lineno))
+    if not missing:
+        return passed("checklist.field_descriptions")
+    names = ", ".join(n for n, _ in missing)
+    return failed(
+        "checklist.field_descriptions",
+        f"Required field(s) without a description in {cls.name}: {names}.",
+        file=code.config_rel,
+        line=missing[0][1],
+        hint=f'Declare each as `{missing[0][0]}: str = Field(..., description="What it is")`.',
+    )
+
+
+# -- the guide's checklist: implementation ---------------------------------------------------------
+
+
+def destination_base(code: DestinationCode) -> CheckFinding:
+    rel = code.destination_rel
+    if not (code.ws.root / rel).exists():
+        return failed(
+            "checklist.destination_base",
+            f"{rel} does not exist.",
+            file=rel,
+            hint="Call render_destination, or write destination.py as in the guide's Step 3.",
+        )
+    if skip := needs(code, rel, "checklist.destination_base"):
+        return skip
+    cls = code.destination_class
+    if cls is None:
+        return failed(
+            "checklist.destination_base",
+            f"destination.py defines no destination class (expected {code.pascal}Destination).",
+            file=rel,
+        )
+    local = code.destination_classes
+    imports = imported_names(code.tree(rel))
+    if extends(cls, "AbstractDestination", local):
+        return passed("checklist.destination_base")
+    # A subclass of one of bizon's own destinations extends AbstractDestination through it.
+    bases = [b for b in all_bases(cls, local) if imports.get(b, "").startswith("bizon.connectors.destinations.")]
+    if bases:
+        return passed("checklist.destination_base", f"{cls.name} extends bizon's {bases[0]}.")
+    return failed(
+        "checklist.destination_base",
+        f"{cls.name} does not extend AbstractDestination.",
+        file=rel,
+        line=cls.lineno,
+    )
+
+
+def _own_returns(fn) -> list[ast.Return]:
+    """Return statements of `fn` itself, not of functions or classes nested in it."""
+    out, todo = [], list(fn.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+            continue
+        if isinstance(node, ast.Return):
+            out.append(node)
+        todo.extend(ast.iter_child_nodes(node))
+    return sorted(out, key=lambda r: r.lineno)
+
+
+def _always_exits(stmts: list[ast.stmt]) -> bool:
+    """Every path through `stmts` ends in return or raise (a conservative approximation)."""
+    if not stmts:
+        return False
+    last = stmts[-1]
+    if isinstance(last, (ast.Return, ast.Raise)):
+        return True
+    if isinstance(last, ast.If):
+        return _always_exits(last.body) and _always_exits(last.orelse)
+    if isinstance(last, (ast.With, ast.AsyncWith)):
+        return _always_exits(last.body)
+    if isinstance(last, (ast.Try, ast.TryStar)):
+        if _always_exits(last.finalbody):
+            return True
+        main = _always_exits(last.orelse) if last.orelse else _always_exits(last.body)
+        return main and all(_always_exits(h.body) for h in last.handlers)
+    if isinstance(last, ast.While) and isinstance(last.test, ast.Constant) and last.test.value is True:
+        return True
+    if isinstance(last, ast.Match):
+        wildcard = any(isinstance(c.pattern, ast.MatchAs) and c.pattern.pattern is None for c in last.cases)
+        return wildcard and all(_always_exits(c.body) for c in last.cases)
+    return False
+
+
+def check_connection_bool(code: DestinationCode) -> CheckFinding:
+    id = "checklist.check_connection_bool"
+    if skip := needs_destination(code, id):
+        return skip
+    fn = code.destination_method("check_connection")
+    if fn is None:
+        if inherits_bizon_destination(code):
+            return passed(id, "check_connection is inherited from a bizon destination.")
+        return failed(
+            id,
+            f"{code.destination_class.name} does not define check_connection(); the class cannot be instantiated.",
+            file=code.destination_rel,
+            line=code.destination_class.lineno,
+        )
+    if is_stub(fn):
+        return skipped(id, "check_connection is a stub (see agent.pass_body).", "agent.pass_body")
+    if fn.returns is not None and ast.unparse(fn.returns) != "bool":
+        return failed(
+            id,
+            f"check_connection is annotated `-> {ast.unparse(fn.returns)}`.",
+            file=code.destination_rel,
+            line=fn.lineno,
+        )
+    for ret in _own_returns(fn):
+        v = ret.value
+        if v is None or (isinstance(v, ast.Constant) and not isinstance(v.value, bool)) or isinstance(v, ast.Tuple):
+            return failed(
+                id,
+                f"check_connection returns `{ast.unparse(v) if v else 'None'}`, not a bool.",
+                file=code.destination_rel,
+                line=ret.lineno,
+            )
+    if not _always_exits(body_without_docstring(fn)):
+        return failed(
+            id,
+            "check_connection can reach its end and return None.",
+            file=code.destination_rel,
+            line=fn.lineno,
+        )
+    return passed(id)
+
+
+def _tuple_annotation_ok(ann: ast.expr) -> bool:
+    if isinstance(ann, ast.Subscript):
+        head = ann.value.id if isinstance(ann.value, ast.Name) else getattr(ann.value, "attr", "")
+        if head in ("Tuple", "tuple"):
+            first = ann.slice.elts[0] if isinstance(ann.slice, ast.Tuple) and ann.slice.elts else ann.slice
+            return ast.unparse(first) == "bool"
+    return False
+
+
+def write_records_returns(code: DestinationCode) -> CheckFinding:
+    id = "checklist.write_records_returns"
+    fn, answer = needs_write_records(code, id)
+    if answer:
+        return answer
+    rel = code.destination_rel
+    if fn.returns is not None and not _tuple_annotation_ok(fn.returns):
+        return failed(id, f"write_records is annotated `-> {ast.unparse(fn.returns)}`.", file=rel, line=fn.lineno)
+    for ret in _own_returns(fn):
+        v = ret.value
+        if v is None or isinstance(v, (ast.Constant, ast.List, ast.Dict, ast.Set)):
+            shown = ast.unparse(v) if v is not None else "None"
+            return failed(
+                id, f"write_records returns `{shown}`, not a (bool, message) pair.", file=rel, line=ret.lineno
+            )
+        if isinstance(v, ast.Tuple):
+            first = v.elts[0] if v.elts else None
+            if len(v.elts) != 2 or (isinstance(first, ast.Constant) and not isinstance(first.value, bool)):
+                return failed(
+                    id,
+                    f"write_records returns `{ast.unparse(v)}`, not a (bool, message) pair.",
+                    file=rel,
+                    line=ret.lineno,
+                )
+    if not _always_exits(body_without_docstring(fn)):
+        return failed(id, "write_records can reach its end and return None.", file=rel, line=fn.lineno)
+    return passed(id)
+
+
+def _returns_failure(handler: ast.ExceptHandler) -> ast.Return | None:
+    for node in ast.walk(handler):
+        if isinstance(node, ast.Return) and isinstance(node.value, ast.Tuple) and node.value.elts:
+            first = node.value.elts[0]
+            if isinstance(first, ast.Constant) and first.value is False:
+                return node
+    return None
+
+
+def errors_logged(code: DestinationCode) -> CheckFinding:
+    id = "checklist.errors_logged"
+    fn, answer = needs_write_records(code, id)
+    if answer:
+        return answer
+    for node in ast.walk(fn):
+        if isinstance(node, (ast.Try, ast.TryStar)):
+            for handler in node.handlers:
+                ret = _returns_failure(handler)
+                if ret is not None and not any(is_log_call(n) for n in ast.walk(handler)):
+                    return warned(
+                        id,
+                        "An except block of write_records returns (False, ...) without logging the error.",
+                        file=code.destination_rel,
+                        line=handler.lineno,
+                    )
+    return passed(id)

@@ -1,0 +1,387 @@
+"""The traps the guide misses (catalog origin "facts"): code that passes its checklist and still breaks bizon."""
+
+import ast
+import re
+import sys
+import tomllib
+
+from bizon_forge.validators.code import (
+    DestinationCode,
+    body_without_docstring,
+    inherits_bizon_destination,
+    is_log_call,
+)
+from bizon_forge.validators.report import CheckFinding, failed, passed
+from bizon_forge.validators.source import config_unreadable, needs, needs_destination, needs_write_records, short
+
+# Packages config.py may import whatever the install: bizon itself, its pydantic, and the standard library.
+ALWAYS_IMPORTABLE = {"bizon", "pydantic", "pydantic_core", "typing_extensions", "annotated_types"}
+DIST_TO_MODULE = {"python-dotenv": "dotenv", "pyyaml": "yaml", "protobuf": "google.protobuf"}
+# bizon modules that import bizon.common.models themselves: importing them from config.py closes the cycle.
+MODELS_IMPORTERS = (
+    "bizon.common.models",
+    "bizon.destination.destination",
+    "bizon.engine",
+    "bizon.monitoring.monitor",
+)
+SECRET_PARTS = {"password", "passwd", "pwd", "secret", "token", "credential", "credentials", "apikey"}
+SECRET_SUFFIXES = ("api_key", "private_key", "access_key", "secret_key", "auth_key")
+# Names of a staging target: "staging", "stage", "temp_table", "..._temp.json"; not a mere `tempfile`.
+STAGING = re.compile(r"(^|[^a-z])stag(e|ed|es|ing)($|[^a-z])|(temp|tmp)_?tables?|_(temp|tmp)($|[^a-z])")
+
+
+def _broad(handler: ast.ExceptHandler) -> bool:
+    t = handler.type
+    names = t.elts if isinstance(t, ast.Tuple) else [t]
+    return t is None or any(getattr(n, "id", getattr(n, "attr", None)) in ("Exception", "BaseException") for n in names)
+
+
+def _escaping_raises(stmts: list[ast.stmt], protected: bool, out: list[ast.Raise]) -> None:
+    for s in stmts:
+        if isinstance(s, ast.Raise):
+            if not protected:
+                out.append(s)
+        elif isinstance(s, (ast.Try, ast.TryStar)):
+            _escaping_raises(s.body, protected or any(_broad(h) for h in s.handlers), out)
+            for h in s.handlers:
+                _escaping_raises(h.body, protected, out)
+            _escaping_raises(s.orelse, protected, out)
+            _escaping_raises(s.finalbody, protected, out)
+        elif isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
+        else:
+            for field in ("body", "orelse", "finalbody"):
+                _escaping_raises(getattr(s, field, []) or [], protected, out)
+            for case in getattr(s, "cases", []) or []:
+                _escaping_raises(case.body, protected, out)
+
+
+def write_records_raises(code: DestinationCode) -> CheckFinding:
+    id = "trap.write_records_raises"
+    fn, answer = needs_write_records(code, id)
+    if answer:
+        return answer
+    out: list[ast.Raise] = []
+    _escaping_raises(fn.body, False, out)
+    if not out:
+        return passed(id)
+    return failed(
+        id,
+        f"`{ast.unparse(out[0])}` can escape write_records; return (False, message) instead.",
+        file=code.destination_rel,
+        line=out[0].lineno,
+    )
+
+
+def write_records_signature(code: DestinationCode) -> CheckFinding:
+    id = "trap.write_records_signature"
+    if skip := needs_destination(code, id):
+        return skip
+    fn = code.destination_method("write_records")
+    rel = code.destination_rel
+    if fn is None:
+        if inherits_bizon_destination(code):
+            return passed(id, "write_records is inherited from a bizon destination.")
+        return failed(
+            id,
+            f"{code.destination_class.name} does not define write_records(); the class cannot be instantiated.",
+            file=rel,
+            line=code.destination_class.lineno,
+        )
+    if isinstance(fn, ast.AsyncFunctionDef):
+        return failed(id, "write_records is `async`; bizon calls it synchronously.", file=rel, line=fn.lineno)
+    decorators = {ast.unparse(d) for d in fn.decorator_list}
+    if decorators & {"staticmethod", "classmethod"}:
+        return failed(id, "write_records must be a plain method.", file=rel, line=fn.lineno)
+    a = fn.args
+    positional = [*a.posonlyargs, *a.args]
+    if not positional or positional[0].arg != "self":
+        return failed(id, "write_records does not take `self` first.", file=rel, line=fn.lineno)
+    params = positional[1:]
+    named = {p.arg for p in [*params, *a.kwonlyargs]}
+    if "df_destination_records" not in named:
+        got = ", ".join(p.arg for p in params) or "nothing"
+        return failed(
+            id,
+            f"write_records takes {got}; bizon passes the keyword `df_destination_records=`.",
+            file=rel,
+            line=fn.lineno,
+        )
+    defaults_from = len(params) - len(a.defaults)
+    required = [p.arg for i, p in enumerate(params) if i < defaults_from]
+    required += [p.arg for p, d in zip(a.kwonlyargs, a.kw_defaults, strict=True) if d is None]
+    extra = [r for r in required if r != "df_destination_records"]
+    if extra:
+        return failed(
+            id,
+            f"write_records requires {', '.join(extra)}, which bizon never passes.",
+            file=rel,
+            line=fn.lineno,
+        )
+    if "df_destination_records" not in {p.arg for p in a.kwonlyargs} and params[0].arg != "df_destination_records":
+        return failed(id, "df_destination_records must be the first parameter after self.", file=rel, line=fn.lineno)
+    return passed(id)
+
+
+def _self_attrs(fn, ctx) -> dict[str, int]:
+    """self.X names that `fn` stores (ctx=ast.Store) or reads (ast.Load), with the first line."""
+    out: dict[str, int] = {}
+    for node in ast.walk(fn):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.ctx, ctx)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "self"
+        ):
+            out.setdefault(node.attr, node.lineno)
+    return out
+
+
+def _self_calls(fn) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for node in ast.walk(fn):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            owner = node.func.value
+            if isinstance(owner, ast.Name) and owner.id == "self":
+                out.setdefault(node.func.attr, node.lineno)
+    return out
+
+
+SETUP_VERBS = re.compile(r"^_*(connect|create|setup|set_up|init|open|ensure|prepare|make|mkdir|start|login|auth)")
+
+
+def setup_in_check_connection(code: DestinationCode) -> CheckFinding:
+    id = "trap.setup_in_check_connection"
+    if skip := needs_destination(code, id):
+        return skip
+    cls = code.destination_class
+    methods = [s for s in cls.body if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    check = next((m for m in methods if m.name == "check_connection"), None)
+    if check is None:
+        return passed(id, "check_connection does nothing of its own.")
+    others = [m for m in methods if m is not check]
+    stored_elsewhere = set().union(*(_self_attrs(m, ast.Store) for m in others)) if others else set()
+    read_elsewhere = set().union(*(_self_attrs(m, ast.Load) for m in others)) if others else set()
+    called_elsewhere = set().union(*(_self_calls(m) for m in others)) if others else set()
+    # Properties and methods read as self.X are not state that check_connection sets up.
+    defined = {m.name for m in methods}
+    for attr, line in _self_attrs(check, ast.Store).items():
+        if attr not in stored_elsewhere and attr in read_elsewhere and attr not in defined:
+            return failed(
+                id,
+                f"self.{attr} is only set in check_connection(), which bizon never calls on a destination; "
+                "the methods that read it will fail.",
+                file=code.destination_rel,
+                line=line,
+            )
+    for name, line in _self_calls(check).items():
+        if name in defined and name not in called_elsewhere and SETUP_VERBS.match(name):
+            return failed(
+                id,
+                f"self.{name}() runs only in check_connection(), which bizon never calls on a destination.",
+                file=code.destination_rel,
+                line=line,
+            )
+    return passed(id)
+
+
+def _trivial(fn) -> bool:
+    for s in body_without_docstring(fn):
+        if isinstance(s, ast.Pass) or (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant)):
+            continue
+        if isinstance(s, ast.Return) and (s.value is None or isinstance(s.value, ast.Constant)):
+            continue
+        if isinstance(s, ast.Expr) and is_log_call(s.value):
+            continue
+        return False
+    return True
+
+
+def staging_without_finalize(code: DestinationCode) -> CheckFinding:
+    id = "trap.staging_without_finalize"
+    if skip := needs_destination(code, id):
+        return skip
+    tree = code.tree(code.destination_rel)
+    mention = None
+    for node in ast.walk(tree):
+        words = []
+        if isinstance(node, ast.Name):
+            words = [node.id]
+        elif isinstance(node, ast.Attribute):
+            words = [node.attr]
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            words = [node.name]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and len(node.value) < 80:
+            words = [node.value]
+        if any(STAGING.search(w.lower()) for w in words):
+            mention = node
+            break
+    if mention is None:
+        return passed(id, "No staging target used.")
+    fn = code.destination_method("finalize")
+    if fn is not None and not _trivial(fn):
+        return passed(id)
+    where = "does not override finalize()" if fn is None else "has a finalize() that does nothing"
+    return failed(
+        id,
+        f"{code.destination_class.name} writes to a staging target (line {mention.lineno}) but {where}: "
+        "the staged records never reach the target.",
+        file=code.destination_rel,
+        line=fn.lineno if fn is not None else code.destination_class.lineno,
+    )
+
+
+def _config_import_closure(code: DestinationCode) -> list[tuple[str, ast.AST]]:
+    """(rel, import) of config.py's module-level imports, following relative imports into its own folder."""
+    out, todo, seen = [], [code.config_rel], set()
+    src = f"{code.base}/src"
+    while todo:
+        rel = todo.pop()
+        if rel in seen or code.tree(rel) is None:
+            continue
+        seen.add(rel)
+        nodes = []
+        stack = list(code.tree(rel).body)
+        while stack:  # everything that runs at import: not function bodies
+            node = stack.pop()
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                continue
+            if isinstance(node, ast.If) and ast.unparse(node.test) in (
+                "TYPE_CHECKING",
+                "typing.TYPE_CHECKING",
+            ):
+                stack.extend(node.orelse)  # the body only runs under a type checker
+                continue
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                nodes.append(node)
+            stack.extend(ast.iter_child_nodes(node))
+        for node in sorted(nodes, key=lambda n: n.lineno):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                if node.level == 1 and node.module:
+                    todo.append(f"{src}/{node.module.replace('.', '/')}.py")
+                continue
+            out.append((rel, node))
+    return out
+
+
+def _modules(node: ast.AST) -> list[str]:
+    if isinstance(node, ast.Import):
+        return [a.name for a in node.names]
+    mod = node.module or ""
+    return [f"{mod}.{a.name}" for a in node.names] + [mod]
+
+
+def _required_modules(code: DestinationCode) -> set[str]:
+    try:
+        project = tomllib.loads((code.ws.root / "pyproject.toml").read_text()).get("project", {})
+    except (OSError, tomllib.TOMLDecodeError):
+        return set()
+    out = set()
+    for dep in project.get("dependencies", []):
+        dist = re.split(r"[ <>=!~;\[]", dep.strip(), maxsplit=1)[0].lower()
+        out.add(DIST_TO_MODULE.get(dist, dist.replace("-", "_")))
+        if dist.startswith("google-cloud-"):
+            out.add("google.cloud." + dist.removeprefix("google-cloud-").replace("-", "_"))
+    return out
+
+
+def optional_import_in_config(code: DestinationCode) -> CheckFinding:
+    id = "trap.optional_import_in_config"
+    if skip := needs(code, code.config_rel, id):
+        return skip
+    allowed = ALWAYS_IMPORTABLE | set(sys.stdlib_module_names) | _required_modules(code)
+    for rel, node in _config_import_closure(code):
+        mod = _modules(node)[-1] if isinstance(node, ast.ImportFrom) else _modules(node)[0]
+        top = mod.split(".")[0]
+        if top in allowed or any(mod == a or mod.startswith(a + ".") for a in allowed):
+            continue
+        return failed(
+            id,
+            f"{short(rel)} imports {mod}, which a bare bizon install lacks; bizon/common/models.py imports "
+            "this file, so every bizon command would fail without it.",
+            file=rel,
+            line=node.lineno,
+            hint=f"Import {mod} in destination.py (or inside the function that uses it), never in config.py.",
+        )
+    return passed(id)
+
+
+def models_import_in_config(code: DestinationCode) -> CheckFinding:
+    id = "trap.models_import_in_config"
+    if skip := needs(code, code.config_rel, id):
+        return skip
+    for rel, node in _config_import_closure(code):
+        for mod in _modules(node):
+            if any(mod == m or mod.startswith(m + ".") for m in MODELS_IMPORTERS):
+                return failed(
+                    id,
+                    f"{short(rel)} imports {mod}, which imports bizon.common.models, which imports this "
+                    "config: a circular import.",
+                    file=rel,
+                    line=node.lineno,
+                )
+    return passed(id)
+
+
+def _secret_fields(code: DestinationCode) -> dict[str, tuple[str, int]]:
+    """Field name -> (annotation, line) of the details config's fields whose name says they are secret."""
+    cls = code.config_classes.get(code.details_config_name or "")
+    out = {}
+    for stmt in cls.body if cls else []:
+        if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+            name = stmt.target.id.lower()
+            if set(name.split("_")) & SECRET_PARTS or name.endswith(SECRET_SUFFIXES) or name == "key":
+                out[stmt.target.id] = (ast.unparse(stmt.annotation), stmt.lineno)
+    return out
+
+
+def _leaks(arg: ast.AST, secrets: set[str]) -> str | None:
+    """What in a log call's argument can hold a secret, or None."""
+    parents = {}
+    for node in ast.walk(arg):
+        for child in ast.iter_child_nodes(node):
+            parents[child] = node
+    for node in ast.walk(arg):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "get_secret_value":
+            return "get_secret_value()"
+        if isinstance(node, ast.Attribute) and node.attr in secrets:
+            return f"the secret field {node.attr}"
+        whole_config = (isinstance(node, ast.Attribute) and node.attr == "config") or (
+            isinstance(node, ast.Name) and node.id == "config"
+        )
+        if whole_config and not isinstance(parents.get(node), ast.Attribute):
+            return "the whole config"
+    return None
+
+
+def secret_logged(code: DestinationCode) -> CheckFinding:
+    id = "trap.secret_logged"
+    if code.tree(code.config_rel) is None:
+        return config_unreadable(code, id)
+    secrets = _secret_fields(code)
+    for field, (annotation, line) in secrets.items():
+        if "SecretStr" not in annotation and "str" in annotation:
+            return failed(
+                id,
+                f"The secret field {field} is a plain `{annotation}`: any log line or error that prints the "
+                "config shows it.",
+                file=code.config_rel,
+                line=line,
+                hint=f"Declare `{field}: SecretStr` (pydantic) and read it with `.get_secret_value()` where needed.",
+            )
+    for f in code.src_files():
+        if f.tree is None:
+            continue
+        for node in ast.walk(f.tree):
+            if is_log_call(node):
+                for arg in [*node.args, *(k.value for k in node.keywords)]:
+                    what = _leaks(arg, set(secrets))
+                    if what:
+                        return failed(
+                            id,
+                            f"A log line prints {what}.",
+                            file=f.rel,
+                            line=node.lineno,
+                            hint="Log only non-secret fields (host, table, counts), never the config object.",
+                        )
+    return passed(id)
