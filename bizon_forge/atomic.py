@@ -18,6 +18,7 @@ from contextvars import ContextVar
 from pathlib import Path
 
 from bizon_forge.findings import Refused, fail
+from bizon_forge.workspace import read_regular
 
 LOCK_TIMEOUT_S = 60.0
 JOURNAL = "journal.json"
@@ -159,7 +160,7 @@ def recover(state_dir: Path) -> None:
         return
     root = state_dir.parent
     try:
-        record = json.loads(journal.read_text())
+        record = json.loads(read_regular(journal))
         entries = {
             root / rel: None if old is None else (base64.b64decode(old["data"]), int(old["mode"]))
             for rel, old in record["files"].items()
@@ -188,7 +189,7 @@ def write_all(changes: dict[Path, str | None]) -> None:
     """
     for path in changes:
         check_writable(path)
-    originals = {p: (p.read_bytes(), p.stat().st_mode & 0o7777) if p.exists() else None for p in changes}
+    originals = {p: (read_regular(p), p.stat().st_mode & 0o7777) if p.exists() else None for p in changes}
     created = _missing_dirs(changes)
     state = _held.get()
     journal = _journal(state)

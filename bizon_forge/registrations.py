@@ -16,7 +16,7 @@ from bizon_forge import pyast, registry, spec
 from bizon_forge.atomic import WriteFailed, workspace_lock, write_all
 from bizon_forge.findings import Finding, Refused, Result, fail, warn
 from bizon_forge.spec import DestinationSpec, Names
-from bizon_forge.workspace import ENUM_FILE, FACTORY_FILE, MODELS_FILE, Workspace
+from bizon_forge.workspace import ENUM_FILE, FACTORY_FILE, MODELS_FILE, Workspace, read_regular
 
 IMPORT_CHECK_TIMEOUT_S = 60
 
@@ -43,7 +43,7 @@ def _diff(rel: str, old: str, new: str) -> str:
 
 def _line_length(ws: Workspace) -> int:
     try:
-        conf = tomllib.loads(ws.path("pyproject.toml").read_text())
+        conf = tomllib.loads(read_regular(ws.path("pyproject.toml")).decode())
     except (OSError, ValueError):  # TOMLDecodeError and UnicodeDecodeError are ValueErrors
         return 88
     value = conf.get("tool", {}).get("ruff", {}).get("line-length", 88)
@@ -126,7 +126,7 @@ def _literal_members(ws: Workspace, name: str) -> list[tuple[str, int]]:
     """Every `name: Literal[DestinationTypes.X]` in the new config.py, with its line."""
     path = ws.destination_dir(name) / "src" / "config.py"
     try:
-        tree = pyast.parse(path.read_text())
+        tree = pyast.parse(read_regular(path).decode())
     except (OSError, SyntaxError, ValueError):
         return []
     found = []
@@ -193,7 +193,7 @@ def conflicts(ws: Workspace, s: DestinationSpec, reg: registry.Registry) -> list
             )
         )
     rel_config = f"bizon/connectors/destinations/{s.name}/src/config.py"
-    if not (ws.root / rel_config).is_file():
+    if not (ws.root / rel_config).exists():  # a FIFO or a folder there is refused when read
         found.append(fail("registration.not_rendered", f"{rel_config} does not exist.", "Call render_destination."))
         return found
     literals = _literal_members(ws, s.name)

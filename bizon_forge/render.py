@@ -16,7 +16,7 @@ from bizon_forge import recipes, spec
 from bizon_forge.atomic import WriteFailed, workspace_lock, write_all
 from bizon_forge.findings import Refused, Result, fail, warn
 from bizon_forge.spec import DestinationSpec, FieldSpec
-from bizon_forge.workspace import DESTINATIONS_DIR, Workspace
+from bizon_forge.workspace import DESTINATIONS_DIR, Workspace, read_regular
 
 TODO = "FORGE-TODO"  # marks every place the agent must write code; validate_destination reports what is left
 
@@ -161,7 +161,7 @@ def record_path(ws: Workspace, name: str) -> Path:
 def _record(ws: Workspace, name: str) -> dict[str, str]:
     path = record_path(ws, name)
     try:
-        record = json.loads(path.read_text()) if path.exists() else {}
+        record = json.loads(read_regular(path)) if path.exists() else {}
     except (OSError, ValueError):
         record = {}  # an unreadable record makes every existing file look edited: render then refuses to clobber
     return record if isinstance(record, dict) else {}
@@ -201,7 +201,7 @@ def render_destination(ws: Workspace, name: str, dry_run: bool = False, overwrit
         files, changes, findings, refused = [], {}, [], []
         for rel, text in planned.items():
             path = ws.root / rel
-            current = path.read_bytes() if path.exists() else None
+            current = read_regular(path) if path.exists() else None
             if current is not None and current == text.encode():
                 files.append(RenderedFile(path=rel, action="unchanged"))
                 continue

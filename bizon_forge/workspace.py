@@ -1,8 +1,10 @@
 """A workspace is a bizon source tree; this module finds it, confines it to the allowed roots and runs its Python."""
 
+import errno
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import tarfile
@@ -151,6 +153,51 @@ def resolve(path: str | None, settings: Settings) -> Workspace:
         with workspace_lock(real / STATE_DIR):  # taking the lock rolls back a write whose process died
             pass
     return Workspace(root=real, settings=settings)
+
+
+NOT_REGULAR = {
+    stat.S_IFIFO: "a named pipe (FIFO)",
+    stat.S_IFDIR: "a folder",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a device",
+    stat.S_IFBLK: "a device",
+}  # what read_regular names in its refusal
+
+
+def _not_a_file(path: Path, mode: int) -> Refused:
+    return Refused(
+        fail(
+            "workspace.not_a_file",
+            f"{path} is {NOT_REGULAR.get(stat.S_IFMT(mode), 'a special file')}, not a regular file: "
+            "bizon-forge will not read it (a pipe can block a read forever).",
+            f"Replace {path.name} with a regular file, or remove it, and call again.",
+            file=str(path),
+        )
+    )
+
+
+def read_regular(path: Path) -> bytes:
+    """The bytes of `path`, or a refusal if it is not a regular file.
+
+    Opened non-blocking and checked on the open descriptor: a plain open() of a FIFO waits for a writer
+    forever, while the caller holds the workspace lock, and a check before the open could be raced.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as error:
+        if error.errno == errno.ENXIO:  # a socket cannot be opened at all
+            raise _not_a_file(path, os.stat(path).st_mode) from None
+        raise
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise _not_a_file(path, mode)
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 # Paths bizon-forge writes or deletes under: a symlink anywhere on them would carry an edit out of the tree.

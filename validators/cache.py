@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bizon_forge.atomic import write_text
 from bizon_forge.validators.report import CheckFinding
-from bizon_forge.workspace import Workspace
+from bizon_forge.workspace import Workspace, read_regular
 
 SKIP_PARTS = {"__pycache__", ".pytest_cache", ".ruff_cache"}
 
@@ -37,7 +37,7 @@ def _path(ws: Workspace, name: str, unit: str) -> Path:
 def load(ws: Workspace, name: str, unit: str, digest: str) -> list[CheckFinding] | None:
     path = _path(ws, name, unit)
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(read_regular(path))
     except (OSError, ValueError):
         return None
     if data.get("key") != digest:

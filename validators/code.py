@@ -7,7 +7,7 @@ from functools import cached_property
 from pathlib import Path
 
 from bizon_forge import pyast, registry
-from bizon_forge.workspace import DESTINATIONS_DIR, REGISTRATION_FILES, Workspace
+from bizon_forge.workspace import DESTINATIONS_DIR, REGISTRATION_FILES, Workspace, read_regular
 
 TEXT_SUFFIXES = (".py", ".yml", ".yaml", ".json", ".md", ".txt", ".toml", ".cfg")
 LOG_METHODS = {
@@ -39,7 +39,8 @@ class SourceFile:
 
 def _read(root: Path, rel: str) -> SourceFile:
     path = root / rel
-    text = path.read_text(encoding="utf-8", errors="replace")
+    # As read_text() gave it: undecodable bytes replaced, newlines translated.
+    text = read_regular(path).decode("utf-8", errors="replace").replace("\r\n", "\n").replace("\r", "\n")
     f = SourceFile(rel=rel, text=text)
     if f.is_python:
         try:
@@ -50,13 +51,17 @@ def _read(root: Path, rel: str) -> SourceFile:
 
 
 def _owned(root: Path, folder: Path) -> list[str]:
-    """The text files under `folder`; a symlink that leads out of the workspace is not read."""
+    """The text files under `folder`; a symlink that leads out of the workspace is not read.
+
+    A FIFO or other special file is listed too, so that reading it refuses instead of it looking missing.
+    """
     if not folder.is_dir():
         return []
     return sorted(
         str(p.relative_to(root))
         for p in folder.rglob("*")
-        if p.is_file()
+        if p.exists()
+        and not p.is_dir()
         and "__pycache__" not in p.parts
         and p.suffix in TEXT_SUFFIXES
         and root in Path(os.path.realpath(p)).parents
@@ -178,6 +183,7 @@ class DestinationCode:
     name: str
     files: dict[str, SourceFile] = field(default_factory=dict)  # the destination's own files, by rel path
     registration: dict[str, SourceFile] = field(default_factory=dict)
+    pyproject: bytes | None = None  # the workspace's, read with the rest: its dependencies config.py may import
 
     @classmethod
     def load(cls, ws: Workspace, name: str) -> "DestinationCode":
@@ -186,6 +192,10 @@ class DestinationCode:
             code.files[rel] = _read(ws.root, rel)
         for rel in REGISTRATION_FILES:
             code.registration[rel] = _read(ws.root, rel)
+        try:
+            code.pyproject = read_regular(ws.root / "pyproject.toml")
+        except OSError:
+            pass  # none: only bizon, pydantic and the standard library count as installed
         return code
 
     # -- paths -------------------------------------------------------------------------------------

@@ -272,9 +272,11 @@ def _modules(node: ast.AST) -> list[str]:
 
 
 def _required_modules(code: DestinationCode) -> set[str]:
+    if code.pyproject is None:
+        return set()
     try:
-        project = tomllib.loads((code.ws.root / "pyproject.toml").read_text()).get("project", {})
-    except (OSError, tomllib.TOMLDecodeError):
+        project = tomllib.loads(code.pyproject.decode()).get("project", {})
+    except tomllib.TOMLDecodeError:
         return set()
     out = set()
     for dep in project.get("dependencies", []):
