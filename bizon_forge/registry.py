@@ -4,7 +4,7 @@ import ast
 from dataclasses import dataclass, field
 
 from bizon_forge import pyast
-from bizon_forge.workspace import ENUM_FILE, FACTORY_FILE, MODELS_FILE, REGISTRATION_FILES, Workspace
+from bizon_forge.workspace import ENUM_FILE, FACTORY_FILE, MODELS_FILE, REGISTRATION_FILES, Workspace, read_regular
 
 CONNECTOR_PREFIX = "bizon.connectors.destinations."
 
@@ -130,7 +130,7 @@ def from_texts(texts: dict[str, str]) -> Registry:
 
 def read_texts(ws: Workspace) -> dict[str, str]:
     """The three files' texts with their line endings as they are (read_text would turn CRLF into LF)."""
-    return {rel: ws.path(rel).read_bytes().decode("utf-8") for rel in REGISTRATION_FILES}
+    return {rel: read_regular(ws.path(rel)).decode("utf-8") for rel in REGISTRATION_FILES}
 
 
 def read(ws: Workspace) -> Registry:

@@ -44,5 +44,8 @@ def register(mcp: MCPServer, settings: Settings) -> None:
         if name not in ws.destinations():
             raise ValueError(f"No destination {name!r}; the workspace has: {', '.join(ws.destinations())}")
         src = ws.destination_dir(name) / "src"
-        parts = [f"# {p.relative_to(ws.root)}\n{p.read_text()}" for p in sorted(src.glob("*.py"))]
+        parts = [
+            f"# {p.relative_to(ws.root)}\n{workspace.read_regular(p).decode(errors='replace')}"
+            for p in sorted(src.glob("*.py"))
+        ]
         return "\n\n".join(parts)

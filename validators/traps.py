@@ -276,7 +276,7 @@ def _required_modules(code: DestinationCode) -> set[str]:
         return set()
     try:
         project = tomllib.loads(code.pyproject.decode()).get("project", {})
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
         return set()
     out = set()
     for dep in project.get("dependencies", []):
