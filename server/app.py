@@ -63,8 +63,9 @@ def build_server(settings: Settings) -> MCPServer:
         ),
     )
 
-    def ws(path: str | None) -> workspace.Workspace:
-        return workspace.resolve(path, settings)
+    async def on_worker(run, path: str | None, *args):
+        """Resolve the workspace and do the work off the event loop: resolving may wait on the workspace lock."""
+        return await anyio.to_thread.run_sync(lambda: run(workspace.resolve(path, settings), *args))
 
     @mcp.tool(annotations=READ_ONLY)
     @refusals(InspectResult)
@@ -72,7 +73,7 @@ def build_server(settings: Settings) -> MCPServer:
         """bizon version, every destination and which of its 3 registrations exist, stored specs."""
         from bizon_forge.inspection import inspect_workspace as run
 
-        return await anyio.to_thread.run_sync(run, ws(workspace))
+        return await on_worker(run, workspace)
 
     @mcp.tool(annotations=WRITES)
     @refusals(DescribeResult)
@@ -102,7 +103,7 @@ def build_server(settings: Settings) -> MCPServer:
             alias=alias,
             description=description,
         )
-        return await anyio.to_thread.run_sync(run, ws(workspace), spec)
+        return await on_worker(run, workspace, spec)
 
     @mcp.tool(annotations=DESTROYS)  # overwrite=true replaces an agent's edits
     @refusals(RenderResult)
@@ -112,7 +113,7 @@ def build_server(settings: Settings) -> MCPServer:
         """Write the src/ files and example YAML from the spec; edited files are kept unless overwrite=true."""
         from bizon_forge.render import render_destination as run
 
-        return await anyio.to_thread.run_sync(run, ws(workspace), name, dry_run, overwrite)
+        return await on_worker(run, workspace, name, dry_run, overwrite)
 
     @mcp.tool(annotations=WRITES)
     @refusals(RegistrationResult)
@@ -122,7 +123,7 @@ def build_server(settings: Settings) -> MCPServer:
         """Add the enum member, models import + Union member and factory branch; atomic, idempotent, with diffs."""
         from bizon_forge.registrations import apply_registrations as run
 
-        return await anyio.to_thread.run_sync(run, ws(workspace), name, dry_run)
+        return await on_worker(run, workspace, name, dry_run)
 
     @mcp.tool(annotations=WRITES)  # fix=true rewrites files; logs and the check cache go to .bizon-forge/
     @refusals(ValidationResult)
@@ -140,10 +141,8 @@ def build_server(settings: Settings) -> MCPServer:
         def progress(done: int, total: int, message: str) -> None:
             anyio.from_thread.run(ctx.report_progress, done, total, message)
 
-        target = ws(workspace)
-        return await anyio.to_thread.run_sync(
-            functools.partial(run, target, name, level=level, fix=fix, verbose=verbose, progress=progress)
-        )
+        check = functools.partial(run, level=level, fix=fix, verbose=verbose, progress=progress)
+        return await on_worker(check, workspace, name)
 
     @mcp.tool(annotations=DESTROYS)
     @refusals(RemovalResult)
@@ -153,7 +152,7 @@ def build_server(settings: Settings) -> MCPServer:
         """Undo the 3 registrations byte-exactly; delete_files also removes the folder, tests and spec."""
         from bizon_forge.registrations import remove_destination as run
 
-        return await anyio.to_thread.run_sync(run, ws(workspace), name, delete_files)
+        return await on_worker(run, workspace, name, delete_files)
 
     resources.register(mcp, settings)
     schemas.compact_tools(mcp)
