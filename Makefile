@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export BIZON_FORGE_CACHE ?= $(CURDIR)/.cache
 
-.PHONY: setup test test-fast demo bench lint clean
+.PHONY: setup postgres test demo bench lint clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -15,7 +15,14 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-test: setup
+# The sql recipe's tests start a throwaway PostgreSQL server; install Debian's if this machine has none.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
+	  { echo "installing PostgreSQL (Debian package)"; \
+	    $$( [ "$$(id -u)" = 0 ] || echo sudo ) env DEBIAN_FRONTEND=noninteractive sh -c \
+	    'apt-get update -qq && apt-get install -y -qq postgresql >/dev/null'; }
+
+test: setup postgres
 	$(BIN)/python -m pytest -q
 
 demo: setup
