@@ -24,15 +24,11 @@ class InspectResult(Result):
     destinations: list[DestinationState] = []
 
 
-def _pascal(name: str) -> str:
-    return "".join(p[:1].upper() + p[1:] for p in name.split("_") if p)
-
-
 def _config_class(ws: Workspace, name: str, reg: registry.Registry) -> str:
     """The class models.py imports from this destination's config module (bizon's own names vary)."""
     module = f"{registry.CONNECTOR_PREFIX}{name}.src.config"
     imported = [cls for cls, mod in reg.imports.items() if mod == module and cls in reg.union]
-    return imported[0] if imported else f"{_pascal(name)}Config"
+    return imported[0] if imported else f"{spec.pascal_case(name)}Config"
 
 
 def inspect_workspace(ws: Workspace) -> InspectResult:

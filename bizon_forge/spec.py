@@ -79,8 +79,13 @@ class DestinationSpec(BaseModel):
 
     @property
     def names(self) -> Names:
-        pascal = "".join(part[:1].upper() + part[1:] for part in self.name.split("_") if part)
-        return Names(pascal=pascal, snake=self.name, upper=self.name.upper(), alias=self.alias or self.name)
+        n = self.name
+        return Names(pascal=pascal_case(n), snake=n, upper=n.upper(), alias=self.alias or n)
+
+
+def pascal_case(name: str) -> str:
+    """The guide's {{DEST_NAME}}: `my_db2` -> `MyDb2` (class names are built from it)."""
+    return "".join(part[:1].upper() + part[1:] for part in name.split("_") if part)
 
 
 # -- checks ----------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from functools import cached_property
 from pathlib import Path
 
 from bizon_forge import pyast, registry
+from bizon_forge.spec import pascal_case
 from bizon_forge.workspace import DESTINATIONS_DIR, REGISTRATION_FILES, Workspace, read_regular
 
 TEXT_SUFFIXES = (".py", ".yml", ".yaml", ".json", ".md", ".txt", ".toml", ".cfg")
@@ -233,7 +234,7 @@ class DestinationCode:
 
     @property
     def pascal(self) -> str:
-        return "".join(p[:1].upper() + p[1:] for p in self.name.split("_") if p)
+        return pascal_case(self.name)
 
     def src_files(self) -> list[SourceFile]:
         return [f for rel, f in self.files.items() if rel.startswith(f"{self.base}/")]
