@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export BIZON_FORGE_CACHE ?= $(CURDIR)/.cache
 
-.PHONY: setup postgres test demo bench lint clean
+.PHONY: setup postgres mariadb test demo bench lint clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -22,7 +22,14 @@ postgres:
 	    $$( [ "$$(id -u)" = 0 ] || echo sudo ) env DEBIAN_FRONTEND=noninteractive sh -c \
 	    'apt-get update -qq && apt-get install -y -qq postgresql >/dev/null'; }
 
-test: setup postgres
+# ... and a throwaway MariaDB server (never the system service); install Debian's if this machine has none.
+mariadb:
+	@command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || \
+	  { echo "installing MariaDB (Debian package)"; \
+	    $$( [ "$$(id -u)" = 0 ] || echo sudo ) env DEBIAN_FRONTEND=noninteractive sh -c \
+	    'apt-get update -qq && apt-get install -y -qq mariadb-server >/dev/null'; }
+
+test: setup postgres mariadb
 	$(BIN)/python -m pytest -q
 
 demo: setup

@@ -77,6 +77,18 @@ class Workspace:
         venv = self.root / ".venv" / "bin" / "python"
         return str(venv) if venv.exists() else sys.executable
 
+    def bizon_command(self, *args: str) -> str:
+        """A shell command that runs `bizon ARGS` with this workspace's bizon, as printed, from any folder."""
+        import shlex
+
+        root = shlex.quote(str(self.root))
+        tail = " ".join(shlex.quote(a) for a in args)
+        entry = self.root / ".venv" / "bin" / "bizon"
+        if not self.settings.python and entry.exists():
+            return f"cd {root} && .venv/bin/bizon {tail}"
+        # The tree first on PYTHONPATH, as the checks run it: `bizon` itself is not on PATH.
+        return f"cd {root} && PYTHONPATH={root} {shlex.quote(self.python())} -m bizon.cli.main {tail}"
+
     def env(self) -> dict[str, str]:
         """A scrubbed environment with the workspace first on PYTHONPATH, so its bizon is the one imported."""
         env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}

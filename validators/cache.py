@@ -1,11 +1,14 @@
-"""Answers of subprocess checks whose inputs did not change, keyed by the contents of every file they read.
+"""Answers of subprocess checks whose inputs did not change, keyed by the contents of every file they read and
+by the distributions installed in the interpreter that runs them (a `pip uninstall` is a change).
 
+Only checks that stay inside the workspace are cached: one that writes to a target depends on its state.
 Only passing answers are kept: a failure may be a flake or a service that was down, and is worth a rerun.
 One entry per destination and check, so the store cannot grow past a few files per destination.
 """
 
 import hashlib
 import json
+import subprocess
 from pathlib import Path
 
 from bizon_forge.atomic import write_text
@@ -13,6 +16,25 @@ from bizon_forge.validators.report import CheckFinding
 from bizon_forge.workspace import Workspace, read_regular
 
 SKIP_PARTS = {"__pycache__", ".pytest_cache", ".ruff_cache"}
+
+
+# Printed by the workspace's interpreter: every installed distribution with its version and where it lives.
+_DISTRIBUTIONS = (
+    "import importlib.metadata as m\n"
+    "print(sorted((d.metadata['Name'] or '', d.version, str(d.locate_file(''))) for d in m.distributions()))"
+)
+
+
+def installed(ws: Workspace) -> str:
+    """A digest of the distributions the workspace's interpreter has installed (its answer, whatever it is)."""
+    try:
+        done = subprocess.run(
+            [ws.python(), "-I", "-c", _DISTRIBUTIONS], capture_output=True, timeout=60, env=ws.env(), cwd=ws.root
+        )
+        answer = done.stdout + done.stderr + str(done.returncode).encode()
+    except (OSError, subprocess.TimeoutExpired) as error:
+        answer = repr(error).encode()
+    return hashlib.sha256(answer).hexdigest()
 
 
 def key(ws: Workspace, unit: str, paths: list[Path], extra: tuple = (), exclude: tuple = ()) -> str:

@@ -29,6 +29,18 @@ WRITE_BLOCKERS = (
     "checklist.write_records_returns",
     "trap.setup_in_check_connection",
 )
+DATA = (
+    "data.read_back",
+    "data.exact",
+    "data.several_flushes",
+    "data.hostile",
+    "data.empty_batch",
+    "data.full_refresh_twice",
+    "data.incremental",
+    "data.stream",
+    "data.stream_routing",
+    "data.failed_flush",
+)
 RUNTIME = (
     "import.models",
     "import.config_validate",
@@ -290,6 +302,20 @@ CHECKS: tuple[Check, ...] = (
         "bizon's pre-commit runs the linter (isort order, unused imports, pyupgrade).",
         "Call validate_destination with fix=true for the fixable rules; fix the rest by hand.",
     ),
+    # -- where the live checks write -------------------------------------------------------------
+    Check(
+        "live.check_config",
+        "Scratch target",
+        "`config/<name>.check.yml` exists, is a bizon config for this destination, and its destination config "
+        "differs from the example's in at least one field other than destination_id and buffer settings. The "
+        "contract, data and smoke checks write only there (limit: that it differs is checked, not that it is "
+        "scratch).",
+        "The example config is the user's real sync: a check that writes there replaces someone's records.",
+        "Copy the example to config/<name>.check.yml and point it at a scratch target: a database, folder or "
+        "endpoint that holds no real data. It may use env://BIZON_FORGE_SCRATCH (a fresh folder) and "
+        "env://BIZON_FORGE_RECEIVER_URL (a local HTTP receiver), both made and removed by each validation.",
+        origin="forge",
+    ),
     # -- import and contract (a subprocess in the workspace's Python) ------------------------------
     Check(
         "import.models",
@@ -312,7 +338,8 @@ CHECKS: tuple[Check, ...] = (
     Check(
         "contract.build",
         "Import and contract",
-        "`DestinationFactory.get_destination()` builds the destination from the example config on a sqlite backend.",
+        "`DestinationFactory.get_destination()` builds the destination from the check config "
+        "(`config/<name>.check.yml`) on a sqlite backend.",
         "This is how the engine builds it in a run.",
         "Read the excerpt: the constructor or the factory branch raised.",
         origin="forge",
@@ -323,7 +350,8 @@ CHECKS: tuple[Check, ...] = (
         "contract.write_records",
         "Import and contract",
         "`write_records()` on a real six-column DataFrame of 3 records (bizon's destination_record_schema) "
-        "returns `(True, None)` and raises nothing. The records go to the target the example config names.",
+        "returns `(True, None)` and raises nothing. The records go to the check config's scratch target, never "
+        "to the example's. Not judged here: what landed (the full level's data.* checks read it back).",
         "The engine passes exactly that frame and unpacks exactly that pair.",
         "Read the excerpt; the frame holds bizon_id, bizon_extracted_at, bizon_loaded_at, source_record_id, "
         "source_timestamp, source_data.",
@@ -366,16 +394,155 @@ CHECKS: tuple[Check, ...] = (
         explained_by=(*IMPORT_BLOCKERS, "import.models"),
     ),
     Check(
+        "data.read_back",
+        "Data, read back from the scratch target",
+        "The destination defines `read_back(self) -> polars.DataFrame`: what its target holds for its "
+        "`destination_id`, with at least source_record_id, source_data and source_timestamp; an id never written "
+        "reads back empty.",
+        "Every data.* check judges what landed by reading it back; bizon's own log line only echoes write_records' "
+        "return value.",
+        "Define read_back(): query the target for self.destination_id and return those columns as a polars "
+        "DataFrame (an empty one when the target does not exist yet).",
+        level="full",
+        origin="forge",
+        explained_by=(*WRITE_BLOCKERS, *RUNTIME, "live.check_config"),
+        needs_finished_code=True,
+    ),
+    Check(
+        "data.exact",
+        "Data, read back from the scratch target",
+        "A full_refresh run of 3 records reads back field-exact: the same source_record_ids, source_data equal as "
+        "JSON, source_timestamp equal to the microsecond.",
+        "A dropped or overwritten column passes every check that only counts rows.",
+        "Compare the excerpt's record with what write_records stored: keep source_data whole and source_timestamp "
+        "as sent (not bizon_loaded_at).",
+        level="full",
+        origin="forge",
+        explained_by=(*WRITE_BLOCKERS, *RUNTIME, "live.check_config", "data.read_back"),
+        needs_finished_code=True,
+    ),
+    Check(
+        "data.several_flushes",
+        "Data, read back from the scratch target",
+        "A run of 3 flushes (2 + 3 + 1 records) then finalize() reads back all 6.",
+        "A large sync flushes many times; a destination that keeps only the last flush loses the rest.",
+        "Stage every flush of a run (append to the staging target); publish them all in finalize().",
+        level="full",
+        origin="forge",
+        explained_by=(*WRITE_BLOCKERS, *RUNTIME, "live.check_config", "data.read_back"),
+        needs_finished_code=True,
+    ),
+    Check(
+        "data.hostile",
+        "Data, read back from the scratch target",
+        "7 hostile records read back exact: non-ASCII and emoji, quotes and backslashes, newlines, a "
+        "100,000-character source_data, 60-deep JSON, two records sharing a source_record_id in one batch.",
+        "Real data holds all of these; a 64 KB TEXT column, a latin1 table or a primary key on source_record_id "
+        "each loses some.",
+        "Store source_data in a column that holds any length and any Unicode (LONGTEXT/JSON, utf8mb4); do not key "
+        "on source_record_id.",
+        level="full",
+        origin="forge",
+        explained_by=(*WRITE_BLOCKERS, *RUNTIME, "live.check_config", "data.read_back"),
+        needs_finished_code=True,
+    ),
+    Check(
+        "data.empty_batch",
+        "Data, read back from the scratch target",
+        "A flush of 0 records returns (True, None) and changes nothing; the next flush lands.",
+        "bizon may hand over an empty frame; a destination that fails or writes a blank row on it breaks the run.",
+        "Return (True, None) early when the frame has no rows.",
+        level="full",
+        origin="forge",
+        explained_by=(*WRITE_BLOCKERS, *RUNTIME, "live.check_config", "data.read_back"),
+        needs_finished_code=True,
+    ),
+    Check(
+        "data.full_refresh_twice",
+        "Data, read back from the scratch target",
+        "Two full_refresh runs (5 records, then 3 others) leave exactly the second run's 3.",
+        "full_refresh promises the target equals the source; appending doubles it on every run.",
+        "Stage the run's flushes and replace the target with the staging in finalize(), in one atomic step.",
+        level="full",
+        origin="forge",
+        explained_by=(*WRITE_BLOCKERS, *RUNTIME, "live.check_config", "data.read_back"),
+        needs_finished_code=True,
+    ),
+    Check(
+        "data.incremental",
+        "Data, read back from the scratch target",
+        "Two incremental runs (3 records, then 2) leave all 5.",
+        "incremental promises to add to the target; replacing it loses what earlier runs wrote.",
+        "Stage the run's flushes and append them to the target in finalize().",
+        level="full",
+        origin="forge",
+        explained_by=(*WRITE_BLOCKERS, *RUNTIME, "live.check_config", "data.read_back"),
+        needs_finished_code=True,
+    ),
+    Check(
+        "data.stream",
+        "Data, read back from the scratch target",
+        "In stream mode each write_records lands at once, without finalize() (bizon never calls it there).",
+        "Records staged in stream mode are never published.",
+        "In stream mode write straight to the target in write_records().",
+        level="full",
+        origin="forge",
+        explained_by=(*WRITE_BLOCKERS, *RUNTIME, "live.check_config", "data.read_back"),
+        needs_finished_code=True,
+    ),
+    Check(
+        "data.stream_routing",
+        "Data, read back from the scratch target",
+        "One destination object, its destination_id switched between writes (as bizon's stream runner does), puts "
+        "each flush under its own id.",
+        "bizon's stream runner builds one destination and sets destination_id per group; state cached for the first "
+        "id sends every group there.",
+        "Key per-target state (a prepared flag, cached columns) by self.destination_id, and read destination_id at "
+        "write time.",
+        level="full",
+        origin="forge",
+        explained_by=(*WRITE_BLOCKERS, *RUNTIME, "live.check_config", "data.read_back"),
+        needs_finished_code=True,
+    ),
+    Check(
+        "data.failed_flush",
+        "Data, read back from the scratch target",
+        "After a full_refresh that succeeded, a run whose flush fails (a frame without source_data) leaves the "
+        "target as it was: write_records must answer (False, message) or raise; on bizon 0.5.x, which still calls "
+        "finalize(), finalize must publish nothing (raising is right).",
+        "bizon 0.5.x goes on after a failed flush and calls finalize(): a destination that publishes anyway "
+        "replaces the target with a partial run.",
+        "Remember a failed flush (a flag set where write_records returns False) and make finalize() raise instead "
+        "of publishing.",
+        level="full",
+        origin="forge",
+        explained_by=(*WRITE_BLOCKERS, *RUNTIME, "live.check_config", "data.read_back"),
+        needs_finished_code=True,
+    ),
+    Check(
+        "data.empty_last_buffer",
+        "Data, read back from the scratch target",
+        "`bizon run` with `buffer_size: 0` (every iteration written at once, the last buffer empty) leaves the "
+        "dummy source's 5 records in the target, read back.",
+        "bizon returns before finalize() when the buffer is empty at the last iteration: staged records are never "
+        "published, and the run says it succeeded.",
+        "Override write_or_buffer_records to call finalize() when bizon skips it (the recipes show how), or write "
+        "straight to the target.",
+        level="full",
+        origin="forge",
+        explained_by=(*WRITE_BLOCKERS, *RUNTIME, "live.check_config", "data.read_back"),
+        needs_finished_code=True,
+    ),
+    Check(
         "smoke.bizon_run",
-        "Tests and smoke",
-        "`bizon run` of the dummy source into the destination (the example config, fast runner settings) "
-        "from a scratch directory exits 0 and reports records written. It writes to the target the "
-        "example config names.",
-        "Only a real run proves the engine, the buffer and finalize work together.",
+        "Data, read back from the scratch target",
+        "`bizon run` of the dummy source into the check config's target (fast runner settings, its own "
+        "destination_id) exits 0, the destination logs no ERROR, and the 5 records read back.",
+        "Only a real run proves the engine, the buffer and finalize work together; its log line proves nothing.",
         "Read the excerpt and the full log; the destination's error is usually near the end.",
         level="full",
         origin="facts",
-        explained_by=(*WRITE_BLOCKERS, *RUNTIME),
+        explained_by=(*WRITE_BLOCKERS, *RUNTIME, "live.check_config", "data.read_back"),
         needs_finished_code=True,
     ),
 )

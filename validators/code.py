@@ -221,6 +221,11 @@ class DestinationCode:
         return f"{self.base}/config/{self.name}.example.yml"
 
     @property
+    def check_rel(self) -> str:
+        """The check config: where every live check writes (see validators/scratch.py)."""
+        return f"{self.base}/config/{self.name}.check.yml"
+
+    @property
     def tests_dir(self) -> str:
         return f"tests/connectors/destinations/{self.name}"
 

@@ -1,7 +1,9 @@
 """Run by validate_destination in the workspace's own Python: import bizon, validate the example config,
 and drive the destination once the way the engine does. Prints a JSON marker line per step; the rest is log.
 
-Usage: python contract_probe.py ROOT NAME EXAMPLE_YAML {contract|import}
+Usage: python contract_probe.py ROOT NAME EXAMPLE_YAML import
+       python contract_probe.py ROOT NAME EXAMPLE_YAML contract CHECK_YAML
+The example config is only validated; the contract steps write to the check config's scratch target.
 This file must import nothing from bizon_forge: it runs with the workspace's interpreter and packages.
 """
 
@@ -175,6 +177,7 @@ def _forget_bytecode(root: str, name: str) -> None:
 
 def main() -> None:
     root, name, example, mode = sys.argv[1:5]
+    check = sys.argv[5] if mode == "contract" else None
     _forget_bytecode(root, name)
     # The real stdout, kept aside: the destination may print, redirect or close sys.stdout.
     out = os.fdopen(os.dup(1), "w")
@@ -182,10 +185,10 @@ def main() -> None:
     _step(out, result, "import", lambda: _import(root, name))
     config = _step(out, result, "config", lambda: _config(name, example)) if result["import"]["ok"] else None
     if config is not None and mode == "contract":
-        destination = _step(out, result, "build", lambda: _build(config, name))
+        destination = _step(out, result, "build", lambda: _build(_config(name, check), name))
         if destination is not None:
             _step(out, result, "write", lambda: _write(destination))
-            if result["write"]["ok"] and str(getattr(config.source.sync_mode, "value", "")) != "stream":
+            if result["write"]["ok"] and str(getattr(destination.sync_metadata.sync_mode, "value", "")) != "stream":
                 _step(out, result, "finalize", destination.finalize)
     os._exit(0)  # threads a destination left running must not keep the probe alive
 

@@ -25,6 +25,7 @@ class ValidationResult(Result):
     summary: str = ""
     log_dir: str | None = None  # full output of every subprocess, for when an excerpt is not enough
     fixed: list[FixedFile] | None = None  # what fix=true changed (absent without fix)
+    wrote_to: str | None = None  # where the live checks wrote: the check config's scratch target, never the example's
 
 
 def excerpt(text: str | None, limit: int = EXCERPT_CHARS) -> str | None:

@@ -57,13 +57,21 @@ class Run:
     marked: list[str]  # whole output lines that start with the marker asked for, wherever they came
 
 
-def run_logged(ws: Workspace, cmd: list[str], cwd: Path, log: Path, timeout: float, marker: bytes | None = None) -> Run:
+def run_logged(
+    ws: Workspace,
+    cmd: list[str],
+    cwd: Path,
+    log: Path,
+    timeout: float,
+    marker: bytes | None = None,
+    env: dict[str, str] | None = None,
+) -> Run:
     """Run `cmd`, stream its merged output into `log` (capped), keep the tail, kill its group on timeout."""
     started = time.perf_counter()
     proc = subprocess.Popen(
         cmd,
         cwd=cwd,
-        env=ws.env(),
+        env={**ws.env(), **(env or {})},
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -132,12 +140,21 @@ PROBE_STEPS = (  # (the probe's step, its finding id, what it does)
 )
 
 
-def probe(ws: Workspace, name: str, example: str, contract: bool, scratch: Path, log: Path) -> list[CheckFinding]:
-    """import.models, import.config_validate and (if `contract`) contract.*, from one subprocess."""
+def probe(
+    ws: Workspace,
+    name: str,
+    example: str,
+    check: str | None,
+    cwd: Path,
+    log: Path,
+    env: dict[str, str],
+) -> list[CheckFinding]:
+    """import.models, import.config_validate and, given a check config, contract.* against its target."""
     script = Path(__file__).with_name("contract_probe.py")
-    mode = "contract" if contract else "import"
-    cmd = [ws.python(), str(script), str(ws.root), name, str(ws.root / example), mode]
-    run = run_logged(ws, cmd, scratch, log, PROBE_TIMEOUT_S, marker=MARKER.encode())
+    contract = check is not None
+    cmd = [ws.python(), str(script), str(ws.root), name, str(ws.root / example)]
+    cmd += ["contract", str(ws.root / check)] if contract else ["import"]
+    run = run_logged(ws, cmd, cwd, log, PROBE_TIMEOUT_S, marker=MARKER.encode(), env=env)
     result = {}
     for line in run.marked:
         try:
@@ -176,8 +193,8 @@ def _probe_failure(ws: Workspace, id: str, got: dict, example: str, run: Run) ->
     messages = {
         "import.models": f"`import bizon.common.models` failed: {error}",
         "import.config_validate": f"The example config does not validate: {error}",
-        "contract.build": f"DestinationFactory.get_destination() failed: {error}",
-        "contract.write_records": f"write_records on 3 real records failed: {error}",
+        "contract.build": f"Building the destination from the check config failed: {error}",
+        "contract.write_records": f"write_records on 3 real records (into the check config's target) failed: {error}",
         "contract.finalize": f"finalize() after the write raised: {error}",
     }
     if id == "import.config_validate":
@@ -291,18 +308,81 @@ def _pytest_finding(id: str, run: Run, what: str) -> CheckFinding:
     )
 
 
-# -- smoke -------------------------------------------------------------------------------------------------
+# -- the data suite and the smoke runs, judged by read-back ------------------------------------------------
 
-WROTE = re.compile(r"Successfully wrote (\d+) records")
+SUITE_MARKER = "BIZON_FORGE_SUITE "
+SUITE_TIMEOUT_S = 240
+SUITE_SCRIPT = Path(__file__).with_name("suite_probe.py")
+# The dummy source's creatures: what a `bizon run` of it must leave in the target.
+DUMMY_IDS = sorted(["9898", "88787", "98", "3333", "56565"])
 
 
-def smoke_config(example_text: str, bizon_version: str | None = None) -> str:
-    """The example config with the offline dummy source and the runner's start-up waits turned down."""
+def _suite_cmd(ws: Workspace, name: str, check: str, run_id: str, *mode: str) -> list[str]:
+    version = ws.bizon_version or "unknown"
+    return [ws.python(), str(SUITE_SCRIPT), str(ws.root), name, str(ws.root / check), version, run_id, *mode]
+
+
+def _suite_answers(run: Run) -> list[dict]:
+    answers = []
+    for line in run.marked:
+        try:
+            answers.append(json.loads(line[len(SUITE_MARKER) :]))
+        except ValueError:
+            continue  # the destination printed something that looks like our marker
+    return answers
+
+
+def suite(ws: Workspace, name: str, check: str, run_id: str, ids: list[str], cwd: Path, log: Path, env) -> list:
+    """data.*: the standard suite against the check config's target, one finding per case."""
+    cmd = _suite_cmd(ws, name, check, run_id, "suite")
+    run = run_logged(ws, cmd, cwd, log, SUITE_TIMEOUT_S, marker=SUITE_MARKER.encode(), env=env)
+    answers = {a.get("case"): a for a in _suite_answers(run)}
+    setup = answers.get("setup")
+    out, blocked = [], None
+    for id in ids:
+        got = answers.get(id)
+        if setup is not None:
+            out.append(
+                failed(id, f"The suite could not start: {setup['message']}", output=setup.get("trace"), log=run.log)
+            )
+        elif got is None and blocked is None:
+            why = (
+                f"did not finish within {SUITE_TIMEOUT_S} s"
+                if run.timed_out
+                else f"ended the suite (exit {run.returncode})"
+            )
+            out.append(failed(id, f"This case {why}.", output=run.tail, log=run.log))
+            blocked = id
+        elif got is None:
+            out.append(skipped(id, f"Not run: {blocked} did not finish.", blocked))
+        elif got["status"] == "pass":
+            out.append(passed(id, got["message"]))
+        elif got["status"] == "skip":
+            out.append(skipped(id, got["message"], got.get("blocked_by")))
+        else:
+            file, line = _innermost_frame(got.get("trace", ""), ws.root)
+            out.append(
+                failed(id, _one_line(got["message"]), file=file, line=line, output=got.get("trace"), log=run.log)
+            )
+    return out
+
+
+def smoke_config(check_text: str, destination_id: str, bizon_version: str | None, buffer_size: int | None) -> str:
+    """The check config with the offline dummy source, its own destination_id and the runner's waits turned down."""
     import yaml
 
-    config = yaml.safe_load(example_text) or {}
+    config = yaml.safe_load(check_text) or {}
     config["source"] = dict(DUMMY_SOURCE)
     config.pop("transforms", None)
+    destination = config.setdefault("destination", {}) or {}
+    details = dict(destination.get("config") or {})
+    details["destination_id"] = destination_id
+    for key in ("unnest", "record_schemas"):  # read-back judges bizon's six columns
+        details.pop(key, None)
+    if buffer_size is not None:
+        details["buffer_size"] = buffer_size
+    destination["config"] = details
+    config["destination"] = destination
     engine = config.setdefault("engine", {}) or {}
     config["engine"] = engine
     runner = engine.setdefault("runner", {}) or {}
@@ -310,31 +390,83 @@ def smoke_config(example_text: str, bizon_version: str | None = None) -> str:
     old = (bizon_version or "").startswith(("0.4.", "0.5."))
     runner["config"] = {**(runner.get("config") or {}), **(SMOKE_RUNNER_05 if old else SMOKE_RUNNER)}
     runner.pop("type", None)  # the thread runner: the only one that calls finalize()
-    engine.pop("backend", None)  # the default sqlite file, in the scratch directory
+    engine.pop("backend", None)  # the default sqlite file, in the run's own directory
     engine.pop("queue", None)
     return yaml.safe_dump(config, sort_keys=False)
 
 
-def smoke(ws: Workspace, example: str, scratch: Path, log: Path) -> CheckFinding:
-    id = "smoke.bizon_run"
-    config = scratch / "smoke.yml"
-    config.write_text(smoke_config((ws.root / example).read_text(), ws.bizon_version))
-    cmd = [ws.python(), "-m", "bizon.cli.main", "run", str(config)]
-    run = run_logged(ws, cmd, scratch, log, SMOKE_TIMEOUT_S)
-    written = sum(int(n) for n in WROTE.findall(run.tail))
+SMOKE_RUNS = (  # (finding id, buffer_size, what it proves)
+    ("smoke.bizon_run", None, "bizon run of the dummy source"),
+    ("data.empty_last_buffer", 0, "bizon run with buffer_size: 0 (every iteration flushed, the last buffer empty)"),
+)
+
+
+def smoke(ws: Workspace, name: str, check: str, run_id: str, cwd: Path, logs: Path, env) -> list[CheckFinding]:
+    """Real `bizon run`s into the check config's target; each judged by reading the target back."""
+    check_text = (ws.root / check).read_text()
+    runs = {}
+    for id, buffer_size, what in SMOKE_RUNS:
+        destination_id = f"forge_{run_id}_{id.split('.')[-1]}"
+        folder = cwd / id
+        folder.mkdir()
+        config = folder / "run.yml"
+        config.write_text(smoke_config(check_text, destination_id, ws.bizon_version, buffer_size))
+        cmd = [ws.python(), "-m", "bizon.cli.main", "run", str(config)]
+        runs[id] = (destination_id, what, run_logged(ws, cmd, folder, logs / f"{id}.log", SMOKE_TIMEOUT_S, env=env))
+    reading = run_logged(
+        ws,
+        _suite_cmd(ws, name, check, run_id, "readback", *(d for d, _, _ in runs.values())),
+        cwd,
+        logs / "read-back.log",
+        PROBE_TIMEOUT_S,
+        marker=SUITE_MARKER.encode(),
+        env=env,
+    )
+    read = {a.get("destination_id"): a for a in _suite_answers(reading)}
+    setup = next((a for a in _suite_answers(reading) if a.get("case") == "setup"), None)
+    return [_judge_run(ws, name, id, *runs[id], read.get(runs[id][0]) or setup, reading) for id, _, _ in SMOKE_RUNS]
+
+
+def _judge_run(ws, name, id, destination_id, what, run: Run, read: dict | None, reading: Run) -> CheckFinding:
     if run.timed_out:
-        return failed(id, f"bizon run did not finish in {SMOKE_TIMEOUT_S} s.", output=run.tail, log=run.log)
+        return failed(id, f"{what} did not finish in {SMOKE_TIMEOUT_S} s.", output=run.tail, log=run.log)
     if run.returncode != 0:
         status = next((ln for ln in reversed(run.tail.splitlines()) if "Pipeline finished" in ln), "")
         file, line = _innermost_frame(run.tail, ws.root)
         return failed(
             id,
-            _one_line(f"bizon run exited {run.returncode}. {status}"),
+            _one_line(f"{what} exited {run.returncode}. {status}"),
             file=file,
             line=line,
             output=run.tail,
             log=run.log,
         )
-    if written == 0:
-        return failed(id, "bizon run exited 0 but reported no records written.", output=run.tail, log=run.log)
-    return passed(id, f"bizon run of the dummy source wrote {written} records in {run.seconds:.1f} s.")
+    errors = [ln for ln in run.tail.splitlines() if "| ERROR" in ln and f"destinations.{name}." in ln]
+    if errors:
+        return failed(
+            id,
+            _one_line(f"{what} exited 0, but the destination logged an error: {errors[0]}"),
+            output="\n".join(errors),
+            log=run.log,
+        )
+    if read is None or read.get("status") != "pass":
+        why = (read or {}).get("message") or f"the read-back ended (exit {reading.returncode})"
+        return failed(
+            id,
+            _one_line(f"{what} exited 0, but reading the target back failed: {why}"),
+            output=(read or {}).get("trace") or reading.tail,
+            log=reading.log,
+        )
+    got = sorted(str(row[0]) for row in read["rows"])
+    if got != DUMMY_IDS:
+        return failed(
+            id,
+            _one_line(
+                f"{what} exited 0, but {destination_id} holds {len(got)} record(s), not the dummy source's 5: "
+                f"read back source_record_id {got[:8]}, expected {DUMMY_IDS}."
+            ),
+            log=run.log,
+        )
+    return passed(
+        id, f"{what}: exit 0 in {run.seconds:.1f} s, and the 5 records it sent read back from {destination_id}."
+    )

@@ -13,9 +13,21 @@ from pathlib import Path
 from bizon_forge import spec
 from bizon_forge.atomic import workspace_lock
 from bizon_forge.findings import Refused, fail
-from bizon_forge.validators import agent_todo, cache, catalog, checklist, formatting, registered, runtime, source, traps
+from bizon_forge.validators import (
+    agent_todo,
+    cache,
+    catalog,
+    checklist,
+    formatting,
+    live,
+    registered,
+    runtime,
+    source,
+    traps,
+)
 from bizon_forge.validators.code import DestinationCode
 from bizon_forge.validators.report import CheckFinding, FixedFile, ValidationResult, failed, skipped
+from bizon_forge.validators.scratch import Scratch
 from bizon_forge.workspace import Workspace
 
 Progress = Callable[[float, float, str], None]
@@ -41,6 +53,7 @@ CODE_CHECKS = (
     traps.write_records_signature,
     traps.staging_without_finalize,
     traps.secret_logged,
+    live.check_config,
 )
 
 
@@ -93,13 +106,15 @@ def _checked_files(code: DestinationCode) -> list[str]:
 class Units:
     """The subprocess checks of one validation, each answered from the cache or run on the pool."""
 
-    def __init__(self, ws: Workspace, name: str, logs: Path, use_cache: bool):
-        self.ws, self.name, self.logs, self.use_cache = ws, name, logs, use_cache
+    def __init__(self, ws: Workspace, name: str, logs: Path, use_cache: bool, target: Scratch):
+        self.ws, self.name, self.logs, self.use_cache, self.target = ws, name, logs, use_cache, target
+        self._installed: str | None = None
         self.pool = ThreadPoolExecutor(max_workers=6, thread_name_prefix="bizon-forge-check")
         self.pending: dict[Future, tuple[str, str | None]] = {}
         self.done: dict[str, list[CheckFinding]] = {}
         self.cached = 0
         self.scratch: list[Path] = []
+        self.live = False  # whether a check wrote to the check config's target
 
     def scratch_dir(self) -> Path:
         path = Path(tempfile.mkdtemp(prefix=f"bizon-forge-{self.name}-"))
@@ -107,9 +122,13 @@ class Units:
         return path
 
     def submit(self, unit: str, fn, ids: list[str], inputs: list[Path] | None = None, extra=(), exclude=()):
-        """Run `fn` on the pool, unless a passing answer for the same `inputs` (file contents) is cached."""
+        """Run `fn` on the pool, unless a passing answer for the same `inputs` (file contents) is cached.
+
+        `inputs=None`: never cached (the check writes to a target, whose state is no input we can hash)."""
         use = inputs is not None and self.use_cache
-        digest = cache.key(self.ws, unit, inputs, extra, exclude) if use else None
+        if use and self._installed is None:
+            self._installed = cache.installed(self.ws)
+        digest = cache.key(self.ws, unit, inputs, (*extra, self._installed), exclude) if use else None
         if digest is not None:
             hit = cache.load(self.ws, self.name, unit, digest)
             if hit is not None:
@@ -148,14 +167,24 @@ class Units:
                     cache.store(self.ws, self.name, unit, digest, findings)
                 done += 1
                 beats = 0
-                bad = [f.id for f in findings if f.status == "fail"]
-                progress(done, total, f"{unit}: {'failed ' + ', '.join(bad) if bad else 'ok'}")
+                progress(done, total, f"{unit}: {_statuses(findings)}")
         return done
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
         for path in self.scratch:
             shutil.rmtree(path, ignore_errors=True)
+
+
+def _statuses(findings: list[CheckFinding]) -> str:
+    """What a unit's findings say, in the words of their statuses: the progress line must not say more."""
+    words = {"fail": "failed", "warn": "warned", "skip": "skipped", "pass": "passed"}
+    parts = []
+    for status in ("fail", "warn", "skip", "pass"):
+        ids = [f.id for f in findings if f.status == status]
+        if ids:
+            parts.append(f"{words[status]} {', '.join(ids)}" if status != "pass" else f"{len(ids)} passed")
+    return "; ".join(parts) or "nothing to judge"
 
 
 def _not_finished(id: str, unfinished: list[str]) -> CheckFinding:
@@ -195,7 +224,7 @@ def _summary(level: str, findings: list[CheckFinding], seconds: float, cached: i
     return f"{level}: {', '.join(parts)} in {seconds:.1f} s{from_cache}"
 
 
-def _next(name: str, level: str, findings: list[CheckFinding], example: str) -> str | None:
+def _next(ws: Workspace, name: str, level: str, findings: list[CheckFinding], example: str) -> str | None:
     failing = [f for f in findings if f.status == "fail"]
     if failing:
         fixable = any(f.id.startswith("format.") for f in failing)
@@ -203,7 +232,7 @@ def _next(name: str, level: str, findings: list[CheckFinding], example: str) -> 
         return f"Fix the failures, each has a hint{tip}, then call validate_destination again."
     if level == "fast":
         return f"validate_destination(name={name!r}, level='full')"
-    return f"Done: `bizon run {example}` runs the example sync."
+    return f"Done. The example sync writes to its real target; run it with: {ws.bizon_command('run', example)}"
 
 
 def validate_destination(
@@ -235,7 +264,9 @@ def validate_destination(
     results = {f.id: f for f in (check(code) for check in agent_todo.AGENT_CHECKS)}
     unfinished = [i for i, f in results.items() if f.status == "fail"]
     logs = _log_dir(ws, name)
-    units = Units(ws, name, logs, use_cache)
+    check_path = ws.root / code.check_rel
+    target = Scratch(name, check_path.read_text(errors="replace") if check_path.is_file() else None)
+    units = Units(ws, name, logs, use_cache, target)
     try:
         results.update(_submit(units, code, level, unfinished))
         for check in (*CODE_CHECKS, *registered.REGISTRATION_CHECKS):
@@ -248,6 +279,7 @@ def validate_destination(
         units.wait_all(report, done, total)
     finally:
         units.close()
+        target.close()
     for findings in units.done.values():
         results.update({f.id: f for f in findings})
 
@@ -263,7 +295,8 @@ def validate_destination(
         summary=summary,
         log_dir=str(logs.relative_to(ws.root)),
         fixed=fixed,
-        next=_next(name, level, ordered, code.example_rel),
+        wrote_to=target.describe(code.check_rel) if units.live else None,
+        next=_next(ws, name, level, ordered, code.example_rel),
     )
 
 
@@ -277,15 +310,29 @@ def _submit(units: Units, code: DestinationCode, level: str, unfinished: list[st
         ["format.ruff_format", "format.ruff_check"],
     )
     everything = [ws.root / "bizon", ws.root / code.tests_dir]
-    contract = not unfinished
-    probe_ids = list(catalog.RUNTIME) if contract else ["import.models", "import.config_validate"]
-    not_run.update({i: _not_finished(i, unfinished) for i in catalog.RUNTIME if i not in probe_ids})
+    # Checks that write go only where the check config points, and only with finished code.
+    where = live.check_config(code)
+    writes = not unfinished and where.status == "pass"
+    env = units.target.env()
+
+    def not_live(id: str) -> CheckFinding:
+        if unfinished:
+            return _not_finished(id, unfinished)
+        return skipped(
+            id,
+            f"Not run: it writes records, and only to a check config's scratch target ({where.message})",
+            "live.check_config",
+        )
+
+    live_ids = [i for i in catalog.RUNTIME if i.startswith("contract.")]
+    not_run.update({i: not_live(i) for i in live_ids if not writes})
+    units.live = writes
     units.submit(
         "probe",
-        lambda: runtime.probe(ws, name, code.example_rel, contract, units.scratch_dir(), logs / "probe.log"),
-        probe_ids,
-        everything,
-        (contract,),
+        lambda: runtime.probe(
+            ws, name, code.example_rel, code.check_rel if writes else None, units.scratch_dir(), logs / "probe.log", env
+        ),
+        [i for i in catalog.RUNTIME if writes or i not in live_ids],
     )
     if level != "full":
         return not_run
@@ -297,29 +344,32 @@ def _submit(units: Units, code: DestinationCode, level: str, unfinished: list[st
         lambda: [runtime.bizon_suite(ws, units.scratch_dir(), logs / "bizon-suite.log")],
         ["tests.bizon_suite"],
         suite_inputs,
-        exclude=(ws.root / code.destination_rel, ws.root / code.example_rel),
+        exclude=(ws.root / code.destination_rel, ws.root / code.example_rel, ws.root / code.check_rel),
     )
     if unfinished:
         not_run["tests.destination"] = _not_finished("tests.destination", unfinished)
-        not_run["smoke.bizon_run"] = _not_finished("smoke.bizon_run", unfinished)
-        return not_run
-    units.submit(
-        "tests.destination",
-        lambda: [runtime.destination_tests(ws, code.tests_dir, units.scratch_dir(), logs / "tests.log")],
-        ["tests.destination"],
-        everything,
-    )
-    if (ws.root / code.example_rel).is_file():
+    else:
         units.submit(
-            "smoke",
-            lambda: [runtime.smoke(ws, code.example_rel, units.scratch_dir(), logs / "smoke.log")],
-            ["smoke.bizon_run"],
+            "tests.destination",
+            lambda: [runtime.destination_tests(ws, code.tests_dir, units.scratch_dir(), logs / "tests.log")],
+            ["tests.destination"],
             everything,
         )
-    else:
-        not_run["smoke.bizon_run"] = skipped(
-            "smoke.bizon_run",
-            f"No example config at {code.example_rel} (see import.config_validate).",
-            "import.config_validate",
-        )
+    smoke_ids = [i for i, _, _ in runtime.SMOKE_RUNS]
+    if not writes:
+        not_run.update({i: not_live(i) for i in [*catalog.DATA, *smoke_ids]})
+        return not_run
+    run_id = units.target.run_id
+    units.submit(
+        "data",
+        lambda: runtime.suite(
+            ws, name, code.check_rel, run_id, list(catalog.DATA), units.scratch_dir(), logs / "data.log", env
+        ),
+        list(catalog.DATA),
+    )
+    units.submit(
+        "smoke",
+        lambda: runtime.smoke(ws, name, code.check_rel, run_id, units.scratch_dir(), logs, env),
+        smoke_ids,
+    )
     return not_run

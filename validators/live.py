@@ -1,0 +1,50 @@
+"""live.check_config: the live checks have a scratch target of their own, apart from the example's real one."""
+
+from bizon_forge.validators.code import DestinationCode
+from bizon_forge.validators.report import CheckFinding, failed, passed
+from bizon_forge.validators.scratch import RECEIVER_VAR, SCRATCH_VAR
+from bizon_forge.workspace import read_regular
+
+ID = "live.check_config"
+# Settings of how bizon buffers, not of where records go: equal values here do not make two targets one.
+NOT_THE_TARGET = {"destination_id", "buffer_size", "buffer_flush_timeout", "unnest", "record_schemas"}
+
+
+def _load(code: DestinationCode, rel: str):
+    import yaml
+
+    path = code.ws.root / rel
+    if not path.is_file():
+        return None
+    return yaml.safe_load(read_regular(path).decode("utf-8", errors="replace"))
+
+
+def check_config(code: DestinationCode) -> CheckFinding:
+    rel = code.check_rel
+    try:
+        check = _load(code, rel)
+    except Exception as error:  # a YAML error is the finding, whatever its class
+        return failed(ID, f"{rel} is not valid YAML: {' '.join(str(error).split())[:200]}", file=rel)
+    if check is None:
+        return failed(ID, f"There is no check config at {rel}: the live checks have nowhere safe to write.", file=rel)
+    destination = check.get("destination") if isinstance(check, dict) else None
+    if not isinstance(destination, dict) or str(destination.get("name")) != code.name:
+        return failed(ID, f"{rel} has no `destination:` with `name: {code.name}`.", file=rel)
+    details = destination.get("config") or {}
+    text = str(details)
+    if SCRATCH_VAR in text or RECEIVER_VAR in text:
+        return passed(ID, f"{rel} targets the scratch the validator makes ({SCRATCH_VAR} / {RECEIVER_VAR}).")
+    try:
+        example = _load(code, code.example_rel)
+    except Exception:
+        example = None  # import.config_validate reports a broken example
+    theirs = ((example or {}).get("destination") or {}).get("config") or {} if isinstance(example, dict) else {}
+    mine = {k: v for k, v in details.items() if k not in NOT_THE_TARGET}
+    if mine and mine == {k: v for k, v in theirs.items() if k not in NOT_THE_TARGET}:
+        return failed(
+            ID,
+            f"{rel} names the same target as the example config ({', '.join(sorted(mine))} are equal): "
+            "the checks would write into the user's real target.",
+            file=rel,
+        )
+    return passed(ID, f"{rel} names a target apart from the example's.")

@@ -1,0 +1,43 @@
+"""The scratch target of one validation: where every live check writes, never where the example config points.
+
+A check config (`config/NAME.check.yml`) is a complete bizon config whose destination names a scratch target.
+It may refer to two places the validator makes for each run and removes afterwards:
+`env://BIZON_FORGE_SCRATCH` (an empty folder) and `env://BIZON_FORGE_RECEIVER_URL` (a local HTTP receiver).
+Each suite case writes under its own destination_id, `forge_<run>_<case>`, so nothing two runs write meets.
+"""
+
+import secrets
+import shutil
+import tempfile
+from pathlib import Path
+
+from bizon_forge.validators.receiver import Receiver
+
+SCRATCH_VAR = "BIZON_FORGE_SCRATCH"
+RECEIVER_VAR = "BIZON_FORGE_RECEIVER_URL"
+
+
+class Scratch:
+    def __init__(self, name: str, check_text: str | None):
+        self.run_id = secrets.token_hex(3)
+        self.folder = Path(tempfile.mkdtemp(prefix=f"bizon-forge-{name}-target-"))
+        self.receiver = Receiver() if check_text and RECEIVER_VAR in check_text else None
+
+    def env(self) -> dict[str, str]:
+        env = {SCRATCH_VAR: str(self.folder)}
+        if self.receiver:
+            env[RECEIVER_VAR] = self.receiver.url
+        return env
+
+    def describe(self, check_rel: str) -> str:
+        """Where the live checks wrote, for the answer."""
+        places = [f"{SCRATCH_VAR}={self.folder}"] + ([f"{RECEIVER_VAR}={self.receiver.url}"] if self.receiver else [])
+        return (
+            f"the target {check_rel} names, under destination_ids forge_{self.run_id}_*"
+            f" ({', '.join(places)}; removed afterwards)"
+        )
+
+    def close(self) -> None:
+        if self.receiver:
+            self.receiver.close()
+        shutil.rmtree(self.folder, ignore_errors=True)

@@ -1,0 +1,403 @@
+"""Run by validate_destination in the workspace's own Python: the standard destination suite, judged by reading
+the target back. Every case drives the destination the way bizon's engine does (factory, write_records per
+flush, finalize unless streaming), always through the check config's scratch target, each case under its own
+destination_id, then compares what `read_back()` answers with what was sent.
+
+Usage: python suite_probe.py ROOT NAME CHECK_YAML BIZON_VERSION RUN_ID suite
+       python suite_probe.py ROOT NAME CHECK_YAML BIZON_VERSION RUN_ID readback DESTINATION_ID...
+Prints one JSON marker line per case (or the read-back rows); the rest is log. Imports nothing from
+bizon_forge: it runs with the workspace's interpreter. Shares the engine-driving code of contract_probe.py.
+"""
+
+import copy
+import hashlib
+import json
+import os
+import sys
+import time
+import traceback
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+
+import contract_probe as probe
+
+MARKER = "BIZON_FORGE_SUITE "
+REQUIRED = ("source_record_id", "source_data", "source_timestamp")
+UTC = timezone.utc  # noqa: UP017 - runs on the workspace's Python, maybe 3.9
+BASE_TIME = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
+DUMMY_SOURCE = {
+    "name": "dummy",
+    "stream": "creatures",
+    "sync_mode": "full_refresh",
+    "authentication": {"type": "api_key", "params": {"token": "dummy_key"}},
+}
+
+
+class CaseFailed(Exception):
+    """What the case found wrong, in words an agent acts on."""
+
+
+class CaseSkipped(Exception):
+    pass
+
+
+# -- records --------------------------------------------------------------------------------------
+
+
+def record(key: str, data: dict, offset: int) -> dict:
+    """One record as bizon's buffer holds it; its timestamps differ from each other to the microsecond."""
+    import orjson
+
+    return {
+        "bizon_id": hashlib.md5(f"{key}/{offset}".encode()).hexdigest(),
+        "bizon_extracted_at": BASE_TIME + timedelta(seconds=2 * offset, microseconds=7),
+        "bizon_loaded_at": BASE_TIME + timedelta(days=1, seconds=offset, microseconds=11),
+        "source_record_id": key,
+        "source_timestamp": BASE_TIME - timedelta(hours=offset, microseconds=offset + 1),
+        "source_data": orjson.dumps(data).decode(),
+    }
+
+
+def plain(prefix: str, count: int, start: int = 0) -> list:
+    return [
+        record(f"{prefix}-{start + i}", {"id": start + i, "name": f"{prefix} {start + i}", "tags": ["a"]}, start + i)
+        for i in range(count)
+    ]
+
+
+def hostile() -> list:
+    nested: object = {"leaf": "bottom"}
+    for depth in range(60):
+        nested = {"level": depth, "child": [nested]}
+    datas = [
+        {"id": 1, "text": "naïve café, Ωmega, 日本語, emoji 🦬🐊🐸 and a flag 🇫🇷"},
+        {"id": 2, "text": "quotes ' \" ` and backslashes \\ \\\\ and \\n as text", "sql": "'); DROP TABLE x; --"},
+        {"id": 3, "text": "line one\nline two\r\nline three\ttab\u2028separator\x00nul"},
+        {"id": 4, "blob": "x" * 100_000},
+        {"id": 5, "nested": nested},
+        {"id": 6, "same_id": "first of two records sharing one source_record_id"},
+        {"id": 7, "same_id": "second of two records sharing one source_record_id", "n": 2.5, "none": None},
+    ]
+    keys = ["h-1", "h-2", "h-3", "h-4", "h-5", "h-dup", "h-dup"]
+    return [record(k, d, 100 + i) for i, (k, d) in enumerate(zip(keys, datas, strict=True))]
+
+
+def frame(rows: list):
+    import polars as pl
+    from bizon.destination.models import destination_record_schema
+
+    return pl.DataFrame(rows, schema=destination_record_schema)
+
+
+# -- comparing ------------------------------------------------------------------------------------
+
+
+def _canonical_json(value) -> str:
+    import orjson
+
+    if isinstance(value, (bytes, str)):
+        try:
+            value = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return f"<not JSON: {str(value)[:60]!r}>"
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def _timestamp(value) -> str:
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return f"<not a timestamp: {value[:40]!r}>"
+    if not isinstance(value, datetime):
+        return f"<{type(value).__name__}: {str(value)[:40]}>"
+    value = value if value.tzinfo else value.replace(tzinfo=UTC)  # naive columns hold UTC
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def normalized(rows: list) -> list:
+    return [
+        (str(r["source_record_id"]), _canonical_json(r["source_data"]), _timestamp(r["source_timestamp"])) for r in rows
+    ]
+
+
+def _short(text: str, limit: int = 70) -> str:
+    return text if len(text) <= limit else f"{text[: limit - 25]}…({len(text)} chars)…{text[-15:]}"
+
+
+def compare(sent: list, got: list, what: str) -> None:
+    """Raise CaseFailed naming the first difference between the records sent and those read back."""
+    want, have = Counter(normalized(sent)), Counter(got)
+    if want == have:
+        return
+    missing, extra = want - have, have - want
+    by_id = {}
+    for row in extra.elements():
+        by_id.setdefault(row[0], row)
+    details = []
+    for row in list(missing.elements())[:2]:
+        twin = by_id.get(row[0])
+        if twin is None:
+            details.append(f"record {row[0]!r} is missing")
+            continue
+        for label, a, b in (("source_data", row[1], twin[1]), ("source_timestamp", row[2], twin[2])):
+            if a != b:
+                details.append(f"record {row[0]!r}: {label} sent {_short(a)!r}, read back {_short(b)!r}")
+    if not missing:
+        details.append(
+            f"{sum(extra.values())} record(s) read back that this case did not send, e.g. {next(iter(extra))[0]!r}"
+        )
+    raise CaseFailed(
+        f"{what}: sent {sum(want.values())} record(s), read back {sum(have.values())}; " + "; ".join(details[:3])
+    )
+
+
+# -- driving the destination ------------------------------------------------------------------------
+
+
+class Target:
+    """The check config's destination, built the way the engine builds it, per sync mode and destination_id."""
+
+    def __init__(self, name: str, check_yaml: str, run_id: str):
+        import yaml
+
+        with open(check_yaml) as handle:
+            self.raw = yaml.safe_load(handle) or {}
+        self.name, self.run_id = name, run_id
+
+    def id(self, case: str) -> str:
+        return f"forge_{self.run_id}_{case}"
+
+    def config(self, sync_mode: str, destination_id: str, **details):
+        from bizon.common.models import BizonConfig
+
+        raw = copy.deepcopy(self.raw)
+        raw["source"] = {**DUMMY_SOURCE, "sync_mode": sync_mode}
+        raw.pop("transforms", None)
+        config = raw.setdefault("destination", {}).setdefault("config", {})
+        for key in ("unnest", "record_schemas"):  # the suite judges bizon's six columns
+            config.pop(key, None)
+        config.update({"destination_id": destination_id, **details})
+        return BizonConfig.model_validate(probe._resolve(raw))
+
+    def build(self, sync_mode: str, destination_id: str, **details):
+        return probe._build(self.config(sync_mode, destination_id, **details), self.name)
+
+    def read(self, destination_id: str) -> list:
+        reader = self.build("full_refresh", destination_id)
+        df = reader.read_back()
+        if df is None or not hasattr(df, "to_dicts"):
+            raise CaseFailed(f"read_back() answered {type(df).__name__}, not a polars DataFrame")
+        if df.height == 0:
+            return []
+        lacking = [c for c in REQUIRED if c not in df.columns]
+        if lacking:
+            raise CaseFailed(f"read_back() has no column {', '.join(lacking)} (it has {', '.join(df.columns)})")
+        return normalized(df.to_dicts())
+
+
+def write(destination, rows: list, what: str = "write_records") -> None:
+    answer = destination.write_records(df_destination_records=frame(rows))
+    if tuple(answer) != (True, None):
+        raise CaseFailed(f"{what} of {len(rows)} record(s) returned {repr(answer)[:300]}")
+
+
+def run(target: Target, sync_mode: str, destination_id: str, batches: list) -> None:
+    """One run: a destination object, one write_records per flush, then finalize() unless streaming."""
+    destination = target.build(sync_mode, destination_id)
+    for index, rows in enumerate(batches):
+        write(destination, rows, f"write_records (flush {index + 1} of {len(batches)})")
+    if sync_mode != "stream":
+        destination.finalize()
+
+
+# -- the cases ---------------------------------------------------------------------------------------
+
+
+def case_read_back(t: Target) -> str:
+    if not callable(getattr(t.build("full_refresh", t.id("probe")).__class__, "read_back", None)):
+        raise CaseFailed("the destination defines no read_back()")
+    got = t.read(t.id("probe"))
+    if got:
+        raise CaseFailed(f"read_back() of a destination_id nothing was written to answered {len(got)} record(s)")
+    return "read_back() is defined and answers nothing for a destination_id never written"
+
+
+def case_exact(t: Target) -> str:
+    sent = plain("exact", 3)
+    run(t, "full_refresh", t.id("exact"), [sent])
+    compare(sent, t.read(t.id("exact")), "full_refresh of 3 records")
+    return "3 records read back field-exact (source_record_id, source_data as JSON, source_timestamp to the µs)"
+
+
+def case_several_flushes(t: Target) -> str:
+    batches = [plain("flush", 2, 0), plain("flush", 3, 2), plain("flush", 1, 5)]
+    run(t, "full_refresh", t.id("flushes"), batches)
+    compare([r for b in batches for r in b], t.read(t.id("flushes")), "3 flushes in one full_refresh run")
+    return "3 flushes in one run (2 + 3 + 1 records) all read back"
+
+
+def case_hostile(t: Target) -> str:
+    sent = hostile()
+    run(t, "full_refresh", t.id("hostile"), [sent])
+    compare(sent, t.read(t.id("hostile")), "hostile records")
+    return (
+        "7 hostile records read back exact: non-ASCII and emoji, quotes and backslashes, newlines and NUL, "
+        "a 100,000-character source_data, 60-deep JSON, a duplicate source_record_id in one batch"
+    )
+
+
+def case_empty_batch(t: Target) -> str:
+    sent = plain("after-empty", 2)
+    run(t, "full_refresh", t.id("empty"), [[], sent])
+    compare(sent, t.read(t.id("empty")), "an empty flush, then 2 records")
+    return "a 0-record flush returns (True, None) and changes nothing"
+
+
+def case_full_refresh_twice(t: Target) -> str:
+    first, second = plain("first", 5), plain("second", 3)
+    run(t, "full_refresh", t.id("refresh"), [first])
+    run(t, "full_refresh", t.id("refresh"), [second])
+    compare(second, t.read(t.id("refresh")), "two full_refresh runs (5 records, then 3 others)")
+    return "a second full_refresh run leaves exactly its own 3 records"
+
+
+def case_incremental(t: Target) -> str:
+    first, second = plain("inc", 3, 0), plain("inc", 2, 3)
+    run(t, "incremental", t.id("incr"), [first])
+    run(t, "incremental", t.id("incr"), [second])
+    compare(first + second, t.read(t.id("incr")), "two incremental runs (3 records, then 2)")
+    return "two incremental runs append: 3 + 2 records read back"
+
+
+def case_stream(t: Target) -> str:
+    destination = t.build("stream", t.id("stream"))
+    first, second = plain("stream", 2, 0), plain("stream", 2, 2)
+    write(destination, first)
+    compare(first, t.read(t.id("stream")), "stream, read right after write_records (no finalize)")
+    write(destination, second)
+    compare(first + second, t.read(t.id("stream")), "stream, after a second write_records")
+    return "stream mode writes each flush straight to the target, no finalize()"
+
+
+def case_stream_routing(t: Target) -> str:
+    """bizon's stream runner builds one destination and sets destination_id before each group's write."""
+    a, b = t.id("route_a"), t.id("route_b")
+    destination = t.build("stream", a)
+    first, second, third = plain("route-a", 2, 0), plain("route-b", 3, 0), plain("route-a", 1, 2)
+    for destination_id, rows in ((a, first), (b, second), (a, third)):
+        destination.destination_id = destination_id
+        write(destination, rows, f"write_records to {destination_id}")
+    compare(first + third, t.read(a), f"one stream destination object routed to {a}")
+    compare(second, t.read(b), f"the same object routed to {b}")
+    return "one destination object routed by destination_id: each id holds its own records"
+
+
+def case_failed_flush(t: Target, version: str) -> str:
+    """A failed flush must not reach the target: 0.5.x calls finalize() anyway, 0.6.x ends the run."""
+    kept = plain("kept", 3)
+    run(t, "full_refresh", t.id("failed"), [kept])
+    destination = t.build("full_refresh", t.id("failed"))
+    write(destination, plain("partial", 2))
+    broken = frame(plain("broken", 2)).drop("source_data")
+    try:
+        answer = destination.write_records(df_destination_records=broken)
+    except Exception:
+        answer = ("raised",)
+    if answer == (True, None):
+        raise CaseFailed(
+            "write_records returned (True, None) for a flush it cannot have written (a frame without source_data): "
+            "an error is swallowed, or the frame is not checked"
+        )
+    old = version.startswith(("0.4.", "0.5."))
+    raised = None
+    if old:
+        try:
+            destination.finalize()
+        except Exception as error:
+            raised = f"{type(error).__name__}"
+    compare(kept, t.read(t.id("failed")), "after a failed flush" + (" and finalize()" if old else ""))
+    if old:
+        how = f"finalize() raised {raised}" if raised else "finalize() published nothing"
+        return f"bizon {version} calls finalize() after a failed flush: {how}; the target kept its 3 records"
+    return f"bizon {version} ends the run on a failed flush: the target kept its 3 records"
+
+
+CASES = (
+    ("data.read_back", case_read_back),
+    ("data.exact", case_exact),
+    ("data.several_flushes", case_several_flushes),
+    ("data.hostile", case_hostile),
+    ("data.empty_batch", case_empty_batch),
+    ("data.full_refresh_twice", case_full_refresh_twice),
+    ("data.incremental", case_incremental),
+    ("data.stream", case_stream),
+    ("data.stream_routing", case_stream_routing),
+    ("data.failed_flush", case_failed_flush),
+)
+
+
+def _report(out, payload: dict) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    out.write(MARKER + json.dumps(payload, default=str) + "\n")
+    out.flush()
+
+
+def suite(out, target: Target, version: str) -> None:
+    blocked = None
+    for id, case in CASES:
+        started = time.perf_counter()
+        if blocked:
+            payload = {"status": "skip", "message": f"Not run: {blocked} failed.", "blocked_by": blocked}
+        else:
+            print(f"--- {id}", flush=True)
+            try:
+                message = case(target, version) if id == "data.failed_flush" else case(target)
+                payload = {"status": "pass", "message": message}
+            except CaseFailed as error:
+                payload = {"status": "fail", "message": str(error)}
+            except BaseException as error:  # a destination may raise anything, SystemExit included
+                trace = "".join(traceback.format_exception(error))[-probe.TRACE_CHARS :]
+                payload = {"status": "fail", "message": f"{type(error).__name__}: {error}"[:600], "trace": trace}
+            if id == "data.read_back" and payload["status"] != "pass":
+                blocked = id
+        payload.update(case=id, seconds=round(time.perf_counter() - started, 3))
+        _report(out, payload)
+
+
+def readback(out, target: Target, destination_ids: list) -> None:
+    for destination_id in destination_ids:
+        answer = {"case": "readback", "destination_id": destination_id}
+        try:
+            answer.update(status="pass", rows=target.read(destination_id))
+        except BaseException as error:
+            trace = "".join(traceback.format_exception(error))[-probe.TRACE_CHARS :]
+            answer.update(status="fail", message=f"{type(error).__name__}: {error}"[:600], trace=trace)
+        _report(out, answer)
+
+
+def main() -> None:
+    root, name, check_yaml, version, run_id, mode = sys.argv[1:7]
+    probe._forget_bytecode(root, name)
+    out = os.fdopen(os.dup(1), "w")  # the real stdout: the destination may print to or close sys.stdout
+    try:
+        probe._import(root, name)
+        target = Target(name, check_yaml, run_id)
+        target.config("full_refresh", target.id("probe"))  # the check config validates
+    except BaseException as error:
+        trace = "".join(traceback.format_exception(error))[-probe.TRACE_CHARS :]
+        _report(
+            out,
+            {"case": "setup", "status": "fail", "message": f"{type(error).__name__}: {error}"[:600], "trace": trace},
+        )
+        os._exit(0)
+    if mode == "suite":
+        suite(out, target, version)
+    else:
+        readback(out, target, sys.argv[7:])
+    os._exit(0)  # threads a destination left running must not keep the probe alive
+
+
+if __name__ == "__main__":
+    main()
