@@ -20,6 +20,8 @@ class Recipe:
     fields: tuple[FieldSpec, ...] = ()  # added to a spec that does not declare them
     test_template: str | None = None
     sample: dict = field(default_factory=dict)  # example-YAML values that make a run work offline
+    # check-YAML values: the scratch target the validator makes (see validators/scratch.py)
+    check: dict = field(default_factory=dict)
     write_method: str = "batch_insert"
     transient: tuple[str, ...] = ()  # what error_handling.transient becomes when the agent lists nothing
     # A transient name the agent may list -> the exception classes the rendered code retries on.
@@ -36,6 +38,10 @@ class Recipe:
     def example_value(self, f: FieldSpec, fallback):
         """The example YAML's value: the recipe's sample for a field it added, else the agent's own."""
         return self.sample[f.name] if f.name in self.sample and f in self.fields else fallback
+
+    def check_value(self, f: FieldSpec, fallback):
+        """The check YAML's value: the recipe's scratch target for a field it added, else the example's."""
+        return self.check[f.name] if f.name in self.check and f in self.fields else fallback
 
     def retry_plan(self, transient: list[str]) -> dict:
         """How the rendered code retries: exception classes, HTTP statuses, and what it cannot use."""
@@ -79,6 +85,7 @@ SQL = Recipe(
     test_template="tests/sql.py.j2",
     # Relative to the directory bizon runs from; the destination creates the folder of a SQLite file.
     sample={"url": "sqlite:///output/bizon_records.db", "db_schema": None},
+    check={"url": "sqlite:///${env://BIZON_FORGE_SCRATCH}/check.db"},
     write_method="batch_insert",
     transient=("OperationalError",),
     exceptions={
@@ -99,6 +106,7 @@ FILE = Recipe(
     ),
     test_template="tests/file.py.j2",
     sample={"directory": "output"},
+    check={"directory": "${env://BIZON_FORGE_SCRATCH}/files"},
     write_method="file_upload",
     exceptions={"OSError": ("OSError",), "TimeoutError": ("TimeoutError",)},
 )
@@ -125,6 +133,11 @@ HTTP = Recipe(
     ),
     test_template="tests/http.py.j2",
     sample={"endpoint": "http://127.0.0.1:8080/records", "auth_token": None},
+    check={
+        "endpoint": "env://BIZON_FORGE_RECEIVER_URL",
+        "auth_token": None,
+        "staging_directory": "${env://BIZON_FORGE_SCRATCH}/staging",
+    },
     write_method="streaming",
     transient=("429", "5xx", "ConnectionError", "Timeout"),
     exceptions={

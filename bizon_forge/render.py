@@ -147,6 +147,7 @@ def planned_files(ws: Workspace, s: DestinationSpec) -> dict[str, str]:
         text = env.get_template(template).render(**ctx)
         out[rel] = _ruff_format(ws, rel, text) if rel.endswith(".py") else text
     out[f"{base}/config/{s.name}.example.yml"] = env.get_template("example.yml.j2").render(**ctx)
+    out[f"{base}/config/{s.name}.check.yml"] = env.get_template("check.yml.j2").render(**ctx)
     return out
 
 

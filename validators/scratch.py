@@ -23,15 +23,20 @@ class Scratch:
         self.folder = Path(tempfile.mkdtemp(prefix=f"bizon-forge-{name}-target-"))
         self.receiver = Receiver() if check_text and RECEIVER_VAR in check_text else None
 
-    def env(self) -> dict[str, str]:
-        env = {SCRATCH_VAR: str(self.folder)}
+    def env(self, unit: str) -> dict[str, str]:
+        """A folder per unit: checks that run at once must not share a SQLite file (it would be locked)."""
+        folder = self.folder / unit
+        folder.mkdir(exist_ok=True)
+        env = {SCRATCH_VAR: str(folder)}
         if self.receiver:
             env[RECEIVER_VAR] = self.receiver.url
         return env
 
     def describe(self, check_rel: str) -> str:
         """Where the live checks wrote, for the answer."""
-        places = [f"{SCRATCH_VAR}={self.folder}"] + ([f"{RECEIVER_VAR}={self.receiver.url}"] if self.receiver else [])
+        places = [f"{SCRATCH_VAR}={self.folder}/<check>"] + (
+            [f"{RECEIVER_VAR}={self.receiver.url}"] if self.receiver else []
+        )
         return (
             f"the target {check_rel} names, under destination_ids forge_{self.run_id}_*"
             f" ({', '.join(places)}; removed afterwards)"

@@ -79,7 +79,7 @@ def hostile() -> list:
         {"id": 7, "same_id": "second of two records sharing one source_record_id", "n": 2.5, "none": None},
     ]
     keys = ["h-1", "h-2", "h-3", "h-4", "h-5", "h-dup", "h-dup"]
-    return [record(k, d, 100 + i) for i, (k, d) in enumerate(zip(keys, datas, strict=True))]
+    return [record(k, d, 100 + i) for i, (k, d) in enumerate(list(zip(keys, datas)))]  # noqa: B905 - Python 3.9 has no strict=
 
 
 def frame(rows: list):

@@ -313,7 +313,7 @@ def _submit(units: Units, code: DestinationCode, level: str, unfinished: list[st
     # Checks that write go only where the check config points, and only with finished code.
     where = live.check_config(code)
     writes = not unfinished and where.status == "pass"
-    env = units.target.env()
+    env = units.target.env
 
     def not_live(id: str) -> CheckFinding:
         if unfinished:
@@ -330,7 +330,13 @@ def _submit(units: Units, code: DestinationCode, level: str, unfinished: list[st
     units.submit(
         "probe",
         lambda: runtime.probe(
-            ws, name, code.example_rel, code.check_rel if writes else None, units.scratch_dir(), logs / "probe.log", env
+            ws,
+            name,
+            code.example_rel,
+            code.check_rel if writes else None,
+            units.scratch_dir(),
+            logs / "probe.log",
+            env("contract"),
         ),
         [i for i in catalog.RUNTIME if writes or i not in live_ids],
     )
@@ -363,13 +369,13 @@ def _submit(units: Units, code: DestinationCode, level: str, unfinished: list[st
     units.submit(
         "data",
         lambda: runtime.suite(
-            ws, name, code.check_rel, run_id, list(catalog.DATA), units.scratch_dir(), logs / "data.log", env
+            ws, name, code.check_rel, run_id, list(catalog.DATA), units.scratch_dir(), logs / "data.log", env("data")
         ),
         list(catalog.DATA),
     )
     units.submit(
         "smoke",
-        lambda: runtime.smoke(ws, name, code.check_rel, run_id, units.scratch_dir(), logs, env),
+        lambda: runtime.smoke(ws, name, code.check_rel, run_id, units.scratch_dir(), logs, env("smoke")),
         smoke_ids,
     )
     return not_run
