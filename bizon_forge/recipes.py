@@ -40,8 +40,9 @@ class Recipe:
         return self.sample[f.name] if f.name in self.sample and f in self.fields else fallback
 
     def check_value(self, f: FieldSpec, fallback):
-        """The check YAML's value: the recipe's scratch target for a field it added, else the example's."""
-        return self.check[f.name] if f.name in self.check and f in self.fields else fallback
+        """The check YAML's value: the recipe's scratch target for a field it reads (even one the agent declared
+        with its real target as default), else the example's."""
+        return self.check.get(f.name, fallback)
 
     def retry_plan(self, transient: list[str]) -> dict:
         """How the rendered code retries: exception classes, HTTP statuses, and what it cannot use."""

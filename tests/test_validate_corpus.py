@@ -66,7 +66,7 @@ def test_broken_destination_is_caught_by_exactly_its_id(good, fast_verdicts, id)
         finally:
             restore(originals)
     flagged = {f.id: f for f in result.findings if f.status in ("fail", "warn")}
-    assert set(flagged) == {id}, f"{case.why}: {result.summary}\n" + "\n".join(
+    assert set(flagged) == {id, *case.also}, f"{case.why}: {result.summary}\n" + "\n".join(
         f"{f.id}: {f.message}" for f in flagged.values()
     )
     finding = flagged[id]

@@ -48,6 +48,11 @@ RUNTIME = (
     "contract.write_records",
     "contract.finalize",
 )
+# The data checks: no answer while the code cannot write, there is no scratch target, or nothing reads back;
+# and a record that does not land exact explains every later data failure.
+DATA_BLOCKERS = (*WRITE_BLOCKERS, *RUNTIME, "live.check_config")
+READ_BLOCKERS = (*DATA_BLOCKERS, "data.read_back")
+LANDED = (*READ_BLOCKERS, "data.exact")
 
 
 @dataclass(frozen=True)
@@ -405,7 +410,7 @@ CHECKS: tuple[Check, ...] = (
         "DataFrame (an empty one when the target does not exist yet).",
         level="full",
         origin="forge",
-        explained_by=(*WRITE_BLOCKERS, *RUNTIME, "live.check_config"),
+        explained_by=DATA_BLOCKERS,
         needs_finished_code=True,
     ),
     Check(
@@ -418,7 +423,7 @@ CHECKS: tuple[Check, ...] = (
         "as sent (not bizon_loaded_at).",
         level="full",
         origin="forge",
-        explained_by=(*WRITE_BLOCKERS, *RUNTIME, "live.check_config", "data.read_back"),
+        explained_by=READ_BLOCKERS,
         needs_finished_code=True,
     ),
     Check(
@@ -429,7 +434,7 @@ CHECKS: tuple[Check, ...] = (
         "Stage every flush of a run (append to the staging target); publish them all in finalize().",
         level="full",
         origin="forge",
-        explained_by=(*WRITE_BLOCKERS, *RUNTIME, "live.check_config", "data.read_back"),
+        explained_by=LANDED,
         needs_finished_code=True,
     ),
     Check(
@@ -443,7 +448,7 @@ CHECKS: tuple[Check, ...] = (
         "on source_record_id.",
         level="full",
         origin="forge",
-        explained_by=(*WRITE_BLOCKERS, *RUNTIME, "live.check_config", "data.read_back"),
+        explained_by=LANDED,
         needs_finished_code=True,
     ),
     Check(
@@ -454,7 +459,7 @@ CHECKS: tuple[Check, ...] = (
         "Return (True, None) early when the frame has no rows.",
         level="full",
         origin="forge",
-        explained_by=(*WRITE_BLOCKERS, *RUNTIME, "live.check_config", "data.read_back"),
+        explained_by=LANDED,
         needs_finished_code=True,
     ),
     Check(
@@ -465,7 +470,7 @@ CHECKS: tuple[Check, ...] = (
         "Stage the run's flushes and replace the target with the staging in finalize(), in one atomic step.",
         level="full",
         origin="forge",
-        explained_by=(*WRITE_BLOCKERS, *RUNTIME, "live.check_config", "data.read_back"),
+        explained_by=LANDED,
         needs_finished_code=True,
     ),
     Check(
@@ -476,7 +481,7 @@ CHECKS: tuple[Check, ...] = (
         "Stage the run's flushes and append them to the target in finalize().",
         level="full",
         origin="forge",
-        explained_by=(*WRITE_BLOCKERS, *RUNTIME, "live.check_config", "data.read_back"),
+        explained_by=LANDED,
         needs_finished_code=True,
     ),
     Check(
@@ -487,7 +492,7 @@ CHECKS: tuple[Check, ...] = (
         "In stream mode write straight to the target in write_records().",
         level="full",
         origin="forge",
-        explained_by=(*WRITE_BLOCKERS, *RUNTIME, "live.check_config", "data.read_back"),
+        explained_by=LANDED,
         needs_finished_code=True,
     ),
     Check(
@@ -501,7 +506,7 @@ CHECKS: tuple[Check, ...] = (
         "write time.",
         level="full",
         origin="forge",
-        explained_by=(*WRITE_BLOCKERS, *RUNTIME, "live.check_config", "data.read_back"),
+        explained_by=(*LANDED, "data.stream"),
         needs_finished_code=True,
     ),
     Check(
@@ -516,7 +521,7 @@ CHECKS: tuple[Check, ...] = (
         "of publishing.",
         level="full",
         origin="forge",
-        explained_by=(*WRITE_BLOCKERS, *RUNTIME, "live.check_config", "data.read_back"),
+        explained_by=LANDED,
         needs_finished_code=True,
     ),
     Check(
@@ -530,7 +535,7 @@ CHECKS: tuple[Check, ...] = (
         "straight to the target.",
         level="full",
         origin="forge",
-        explained_by=(*WRITE_BLOCKERS, *RUNTIME, "live.check_config", "data.read_back"),
+        explained_by=(*LANDED, "data.several_flushes", "smoke.bizon_run"),
         needs_finished_code=True,
     ),
     Check(
@@ -542,7 +547,7 @@ CHECKS: tuple[Check, ...] = (
         "Read the excerpt and the full log; the destination's error is usually near the end.",
         level="full",
         origin="facts",
-        explained_by=(*WRITE_BLOCKERS, *RUNTIME, "live.check_config", "data.read_back"),
+        explained_by=READ_BLOCKERS,
         needs_finished_code=True,
     ),
 )

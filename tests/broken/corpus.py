@@ -9,6 +9,7 @@ FILES = {
     "destination": "bizon/connectors/destinations/ndjson/src/destination.py",
     "init": "bizon/connectors/destinations/ndjson/src/__init__.py",
     "example": "bizon/connectors/destinations/ndjson/config/ndjson.example.yml",
+    "check": "bizon/connectors/destinations/ndjson/config/ndjson.check.yml",
     "tests": "tests/connectors/destinations/ndjson/test_ndjson_destination.py",
     "enum": "bizon/destination/config.py",
     "models": "bizon/common/models.py",
@@ -22,6 +23,7 @@ class Case:
     edits: tuple  # ("replace", file, old, new) exactly once | ("regex", file, pattern, new) | ("delete", file)
     level: str = "fast"
     status: str = "fail"
+    also: tuple = ()  # ids that rightly fail too: the destination's own tests check the same behaviour
 
 
 def replace(file: str, old: str, new: str) -> tuple:
@@ -194,6 +196,7 @@ CASES: dict[str, Case] = {
                 "def write_records(self, df: pl.DataFrame)",
             ),
             replace("destination", "for record in df_destination_records.iter_rows", "for record in df.iter_rows"),
+            replace("destination", "c not in df_destination_records.columns", "c not in df.columns"),
             replace(
                 "destination",
                 "writing {df_destination_records.height} records",
@@ -274,11 +277,11 @@ CASES: dict[str, Case] = {
     ),
     "contract.build": Case(
         "the folder cannot be created",
-        (replace("example", "directory: ndjson-out", "directory: /proc/ndjson-out"),),
+        (replace("check", "directory: ${env://BIZON_FORGE_SCRATCH}/ndjson", "directory: /proc/ndjson-out"),),
     ),
     "contract.write_records": Case(
         "a destination_id that points into a missing folder",
-        (replace("example", "destination_id: creatures", "destination_id: missing/creatures"),),
+        (replace("check", "destination_id: forge_check", "destination_id: missing/forge_check"),),
     ),
     "contract.finalize": Case(
         "publishing renames into a folder that does not exist",
@@ -307,15 +310,138 @@ CASES: dict[str, Case] = {
         ),
         level="full",
     ),
-    "smoke.bizon_run": Case(
-        "an API that takes at most 3 records per request, and no chunking",
+    "live.check_config": Case(
+        "the check config copied from the example: the checks would write into the real target",
+        (replace("check", "directory: ${env://BIZON_FORGE_SCRATCH}/ndjson", "directory: ndjson-out"),),
+    ),
+    "data.read_back": Case(
+        "no read_back(): nothing can prove what landed",
+        (replace("destination", "    def read_back(self)", "    def read_everything(self)"),),
+        level="full",
+    ),
+    "data.exact": Case(
+        "source_timestamp overwritten with bizon_loaded_at",
         (
             replace(
                 "destination",
-                "            lines = []\n",
-                "            if df_destination_records.height > 3:\n"
-                '                raise ValueError("the API takes at most 3 records per request")\n'
-                "            lines = []\n",
+                '                record["source_data"] = orjson.loads(record["source_data"])\n',
+                '                record["source_data"] = orjson.loads(record["source_data"])\n'
+                '                record["source_timestamp"] = record["bizon_loaded_at"]\n',
+            ),
+        ),
+        level="full",
+    ),
+    "data.several_flushes": Case(
+        "each flush truncates the staging file: only the last flush of a run survives",
+        (
+            replace(
+                "destination",
+                'with path.open("ab") as handle:',
+                'with path.open("wb" if self.stages else "ab") as handle:',
+            ),
+        ),
+        level="full",
+    ),
+    "data.hostile": Case(
+        "source_data cut at 64 KB, as a MySQL TEXT column does",
+        (
+            replace(
+                "destination",
+                'orjson.loads(record["source_data"])\n',
+                'orjson.loads(record["source_data"][:65535])\n',
+            ),
+        ),
+        level="full",
+    ),
+    "data.empty_batch": Case(
+        "an empty flush is treated as an error",
+        (
+            replace(
+                "destination",
+                "            missing = [c for c in CONTRACT",
+                "            if df_destination_records.height == 0:\n"
+                '                raise ValueError("nothing to write")\n'
+                "            missing = [c for c in CONTRACT",
+            ),
+        ),
+        level="full",
+    ),
+    "data.full_refresh_twice": Case(
+        "full_refresh appends instead of replacing",
+        (
+            replace(
+                "destination", "            self._publish(replace=True)", "            self._publish(replace=False)"
+            ),
+        ),
+        level="full",
+        also=("tests.destination",),
+    ),
+    "data.incremental": Case(
+        "incremental replaces instead of appending",
+        (
+            replace(
+                "destination", "            self._publish(replace=False)", "            self._publish(replace=True)"
+            ),
+        ),
+        level="full",
+        also=("tests.destination",),
+    ),
+    "data.stream": Case(
+        "stream mode stages too, and bizon never calls finalize() there",
+        (
+            replace(
+                "destination",
+                "        return self.sync_metadata.sync_mode != SourceSyncModes.STREAM",
+                "        return True",
+            ),
+        ),
+        level="full",
+    ),
+    "data.stream_routing": Case(
+        "the target file is fixed from the first destination_id",
+        (
+            replace(
+                "destination",
+                "        self._failed: Optional[str] = None\n",
+                "        self._failed: Optional[str] = None\n"
+                "        self._first = self.destination_id or self.sync_metadata.stream_name\n",
+            ),
+            replace(
+                "destination",
+                'f"{self.destination_id or self.sync_metadata.stream_name}.jsonl"',
+                'f"{self._first}.jsonl"',
+            ),
+        ),
+        level="full",
+    ),
+    "data.failed_flush": Case(
+        "write_records swallows its error and answers (True, None)",
+        (
+            replace(
+                "destination",
+                "            logger.error(message)\n            return False, message",
+                "            logger.error(message)\n            return True, None",
+            ),
+        ),
+        level="full",
+        also=("tests.destination",),
+    ),
+    "data.empty_last_buffer": Case(
+        "finalize() left to bizon, which skips it when the last buffer is empty (buffer_size: 0)",
+        (
+            ("regex", "destination", r"\n    def write_or_buffer_records\(.*?return status\n", ""),
+            replace("destination", "from bizon.engine.backend.models import JobStatus\n", ""),
+        ),
+        level="full",
+    ),
+    "smoke.bizon_run": Case(
+        "publishing logs an error it then ignores (a failed clean-up)",
+        (
+            replace(
+                "destination",
+                '        logger.info(f"ndjson: published {self.target}")',
+                '        logger.info(f"ndjson: published {self.target}")\n'
+                '        logger.error("ndjson: could not remove the lock file")',
             ),
         ),
         level="full",

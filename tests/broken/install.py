@@ -24,6 +24,7 @@ def install_good(ws: Workspace) -> None:
         ("config.py", "config"),
         ("destination.py", "destination"),
         ("ndjson.example.yml", "example"),
+        ("ndjson.check.yml", "check"),
         ("destination_tests.py", "tests"),
     ):
         target = ws.root / FILES[key]

@@ -1,7 +1,7 @@
 import os
 import shutil
 from pathlib import Path
-from typing import Tuple, Union
+from typing import Optional, Tuple, Union
 
 import orjson
 import polars as pl
@@ -10,11 +10,14 @@ from loguru import logger
 from bizon.common.models import SyncMetadata
 from bizon.destination.destination import AbstractDestination
 from bizon.engine.backend.backend import AbstractBackend
+from bizon.engine.backend.models import JobStatus
 from bizon.monitoring.monitor import AbstractMonitor
 from bizon.source.callback import AbstractSourceCallback
 from bizon.source.config import SourceSyncModes
 
 from .config import NdjsonDestinationConfig
+
+CONTRACT = ("bizon_id", "bizon_extracted_at", "bizon_loaded_at", "source_record_id", "source_timestamp", "source_data")
 
 
 class NdjsonDestination(AbstractDestination):
@@ -41,6 +44,7 @@ class NdjsonDestination(AbstractDestination):
         )
         self.config: NdjsonDestinationConfig = config
         self.folder = Path(config.directory)
+        self._failed: Optional[str] = None
         self._prepare_folder()
 
     @property
@@ -67,14 +71,18 @@ class NdjsonDestination(AbstractDestination):
     def write_records(self, df_destination_records: pl.DataFrame) -> Tuple[bool, Union[str, None]]:
         path = self.staging if self.stages else self.target
         try:
+            missing = [c for c in CONTRACT if c not in df_destination_records.columns]
+            if missing:
+                raise ValueError(f"the frame lacks {missing}")
             lines = []
             for record in df_destination_records.iter_rows(named=True):
                 record["source_data"] = orjson.loads(record["source_data"])
                 lines.append(orjson.dumps(record))
             with path.open("ab") as handle:
-                handle.write(b"\n".join(lines) + b"\n")
+                handle.write(b"".join(line + b"\n" for line in lines))
         except Exception as error:
             message = f"ndjson: writing {df_destination_records.height} records to {path} failed: {error}"
+            self._failed = message
             logger.error(message)
             return False, message
         return True, None
@@ -90,7 +98,37 @@ class NdjsonDestination(AbstractDestination):
             self.staging.unlink()
         logger.info(f"ndjson: published {self.target}")
 
+    def read_back(self) -> pl.DataFrame:
+        if not self.target.exists():
+            return pl.DataFrame()
+        rows = [orjson.loads(line) for line in self.target.read_bytes().splitlines() if line]
+        for row in rows:
+            row["source_data"] = orjson.dumps(row["source_data"]).decode()
+        return pl.DataFrame(rows) if rows else pl.DataFrame()
+
+    def write_or_buffer_records(
+        self, df_destination_records, iteration, last_iteration=False, session=None, pagination=None, **kwargs
+    ):
+        # bizon returns before finalize() when the buffer is empty at the last iteration (buffer_size: 0).
+        skipped_end = last_iteration and self.buffer.is_empty and self.buffer.df_destination_records.height == 0
+        status = super().write_or_buffer_records(
+            df_destination_records=df_destination_records,
+            iteration=iteration,
+            last_iteration=last_iteration,
+            session=session,
+            pagination=pagination,
+            **kwargs,
+        )
+        if skipped_end and kwargs.get("publish", True) and self.stages:
+            self.finalize()
+            self.backend.update_stream_job_status(
+                job_id=self.sync_metadata.job_id, job_status=JobStatus.SUCCEEDED, session=session
+            )
+        return status
+
     def finalize(self) -> bool:
+        if self._failed:  # bizon 0.5 calls finalize() after a failed flush: publishing would lose data
+            raise RuntimeError(f"ndjson: not publishing, a flush failed: {self._failed}")
         if self.sync_metadata.sync_mode == SourceSyncModes.FULL_REFRESH:
             self._publish(replace=True)
         elif self.sync_metadata.sync_mode == SourceSyncModes.INCREMENTAL:

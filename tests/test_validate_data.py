@@ -1,0 +1,127 @@
+"""A green `full` proves the data: each bug agents planted or met, planted in a rendered destination of every
+recipe, fails `validate_destination level=full` with a finding that names it; the unplanted ones pass."""
+
+import pytest
+
+from bizon_forge import workspace
+from bizon_forge.validators.validation import validate_destination
+from tests.recipe_runs import forged_tree
+
+RECIPES = ("sql", "file", "http")
+SWALLOWED = ("            return self.failed(", "            return True, None\n            return self.failed(")
+NO_RAISE = ("raise RuntimeError(message) from error", "return False")
+# recipe -> bug -> [(old, new), ...]: each `old` must be in the rendered file once.
+BUGS = {
+    "sql": {
+        "full_refresh_appends": [
+            ("self._replace(connection, staging, target)", "self._append(connection, staging, target)")
+        ],
+        "source_data_dropped": [
+            ("for c in self.columns()]).to_dicts()", 'for c in self.columns() if c.name != "source_data"]).to_dicts()')
+        ],
+        "timestamp_overwritten": [
+            (
+                "return df.select([c.name",
+                'return df.with_columns(pl.col("bizon_loaded_at").alias("source_timestamp")).select([c.name',
+            )
+        ],
+        "swallowed_error": [SWALLOWED],
+        "finalize_swallows_publish": [
+            NO_RAISE,
+            (
+                '"""Put staging in target\'s place',
+                'raise OSError("disk full")\n        """Put staging in target\'s place',
+            ),
+        ],
+    },
+    "file": {
+        "full_refresh_appends": [
+            ("if self.mode == SourceSyncModes.INCREMENTAL and self.path.exists() else", "if self.path.exists() else")
+        ],
+        "source_data_dropped": [
+            (
+                "if not self.config.unnest:\n            return df\n",
+                'if not self.config.unnest:\n            return df.drop("source_data")\n',
+            )
+        ],
+        "timestamp_overwritten": [
+            (
+                "if not self.config.unnest:\n            return df\n",
+                "if not self.config.unnest:\n            return df.with_columns("
+                'pl.col("bizon_loaded_at").alias("source_timestamp"))\n',
+            )
+        ],
+        "swallowed_error": [SWALLOWED],
+        "finalize_swallows_publish": [
+            NO_RAISE,
+            (
+                '"""Write the concatenation of `files`',
+                'raise OSError("disk full")\n        """Write the concatenation of `files`',
+            ),
+        ],
+    },
+    "http": {
+        "full_refresh_appends": [("replace=index == 0)", "replace=False)")],
+        "source_data_dropped": [('row["source_data"] = orjson.loads(row["source_data"])', 'row.pop("source_data")')],
+        "timestamp_overwritten": [
+            (
+                "rows = df.to_dicts()",
+                'rows = df.with_columns(pl.col("bizon_loaded_at").alias("source_timestamp")).to_dicts()',
+            )
+        ],
+        "swallowed_error": [SWALLOWED],
+        "finalize_swallows_publish": [
+            NO_RAISE,
+            ("self.post(orjson.loads(part.read_bytes()), replace=index == 0)", 'raise OSError("receiver gone")'),
+        ],
+    },
+}
+# What must fail for each bug (other checks may fail too).
+CAUGHT_BY = {
+    "full_refresh_appends": "data.full_refresh_twice",
+    "source_data_dropped": "data.exact",
+    "timestamp_overwritten": "data.exact",
+    "swallowed_error": "data.failed_flush",
+    "finalize_swallows_publish": "data.exact",
+}
+
+
+def full(ws: workspace.Workspace, name: str):
+    result = validate_destination(ws, name, level="full", verbose=True, use_cache=False)
+    return result, {f.id: f for f in result.findings}
+
+
+def plant(path, edits) -> str:
+    original = path.read_text()
+    text = original
+    for old, new in edits:
+        assert text.count(old) == 1, f"the rendered file no longer holds {old!r} once"
+        text = text.replace(old, new)
+    path.write_text(text)
+    return original
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_planted_bugs_fail_full_and_the_unplanted_pass(recipe, pristine, tmp_path_factory):
+    name = f"land_{recipe}"
+    tree = forged_tree(pristine, tmp_path_factory, name, recipe)
+    ws = workspace.resolve(None, workspace.Settings.from_paths([str(tree)]))
+    result, found = full(ws, name)
+    assert result.ok, [(f.id, f.message) for f in result.findings if f.status != "pass"]
+    data = [i for i in found if i.startswith("data.")]
+    assert len(data) == 11 and all(found[i].status == "pass" for i in data)
+    assert "removed afterwards" in result.wrote_to
+
+    source = tree / f"bizon/connectors/destinations/{name}/src/destination.py"
+    for bug, edits in BUGS[recipe].items():
+        original = plant(source, edits)
+        try:
+            result, found = full(ws, name)
+        finally:
+            source.write_text(original)
+        expected = found[CAUGHT_BY[bug]]
+        assert not result.ok, f"{recipe}/{bug}: full passed"
+        assert expected.status == "fail", (
+            f"{recipe}/{bug}: {expected.id} answered {expected.status}: {expected.message}"
+        )
