@@ -122,10 +122,11 @@ def test_a_fifo_where_a_file_is_read_is_refused_at_once_and_nothing_is_written(m
 
 def test_a_fifo_in_the_validation_cache_is_refused(make_tree):
     ws = rendered(make_tree("0.6.4"))
-    fifo = plant_fifo(ws.state_dir / "cache" / NAME / "probe.json")
+    # bizon's own suite is cached (it reads only files); checks that write to a target never are.
+    fifo = plant_fifo(ws.state_dir / "cache" / NAME / "tests.bizon_suite.json")
     before = snapshot(ws.root)
 
-    refused, _ = refusal_within_deadline(lambda: validate_destination(ws, NAME), fifo)
+    refused, _ = refusal_within_deadline(lambda: validate_destination(ws, NAME, level="full"), fifo)
 
     assert_names(refused, fifo)
     # The cache is read after the run's log folder is made; the logs are the only change.

@@ -29,6 +29,7 @@ RENDERED = (  # the order render_destination writes in; the record rides in the 
     "bizon/connectors/destinations/acme/src/config.py",
     "bizon/connectors/destinations/acme/src/destination.py",
     "bizon/connectors/destinations/acme/config/acme.example.yml",
+    "bizon/connectors/destinations/acme/config/acme.check.yml",
     ".bizon-forge/rendered/acme.json",
 )
 

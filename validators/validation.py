@@ -247,7 +247,7 @@ def validate_destination(
     started = time.perf_counter()
     _refuse_bad_input(ws, name, level)
     report = progress or (lambda done, total, message: None)
-    total = 3 + (3 if level == "full" else 0) + (1 if fix else 0)
+    total = 3 + (4 if level == "full" else 0) + (1 if fix else 0)  # static, format, probe (+ 4 full units)
     done = 0
     report(done, total, "static checks")
 
