@@ -1,10 +1,13 @@
 """A green `full` proves the data: each bug agents planted or met, planted in a rendered destination of every
 recipe, fails `validate_destination level=full` with a finding that names it; the unplanted ones pass."""
 
+import shutil
+
 import pytest
 
 from bizon_forge import workspace
 from bizon_forge.validators.validation import validate_destination
+from tests.broken.install import install_good
 from tests.recipe_runs import forged_tree
 
 RECIPES = ("sql", "file", "http")
@@ -76,6 +79,29 @@ BUGS = {
         ],
     },
 }
+# A destination an agent wrote by hand (tests/broken/good/: ndjson files, with read_back and a check config).
+BUGS["custom"] = {
+    "full_refresh_appends": [("            self._publish(replace=True)", "            self._publish(replace=False)")],
+    "source_data_dropped": [
+        ('record["source_data"] = orjson.loads(record["source_data"])', 'record.pop("source_data")'),
+    ],
+    "timestamp_overwritten": [
+        (
+            '                record["source_data"] = orjson.loads(record["source_data"])\n',
+            '                record["source_data"] = orjson.loads(record["source_data"])\n'
+            '                record["source_timestamp"] = record["bizon_loaded_at"]\n',
+        )
+    ],
+    "swallowed_error": [("logger.error(message)\n            return False, message", "return True, None")],
+    "finalize_swallows_publish": [
+        ("os.replace(self.staging, self.target)", 'raise OSError("disk full")'),
+        (
+            "            self._publish(replace=True)",
+            "            try:\n                self._publish(replace=True)\n"
+            "            except OSError:\n                return False",
+        ),
+    ],
+}
 # What must fail for each bug (other checks may fail too).
 CAUGHT_BY = {
     "full_refresh_appends": "data.full_refresh_twice",
@@ -101,12 +127,33 @@ def plant(path, edits) -> str:
     return original
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("recipe", RECIPES)
-def test_planted_bugs_fail_full_and_the_unplanted_pass(recipe, pristine, tmp_path_factory):
-    name = f"land_{recipe}"
-    tree = forged_tree(pristine, tmp_path_factory, name, recipe)
+def destination(recipe: str, version: str, pristine, tmp_path_factory) -> tuple[workspace.Workspace, str]:
+    if recipe != "custom":
+        name = f"land_{recipe}"
+        tree = forged_tree(pristine, tmp_path_factory, name, recipe, version=version)
+        return workspace.resolve(None, workspace.Settings.from_paths([str(tree)])), name
+    tree = tmp_path_factory.mktemp("custom") / "tree"
+    shutil.copytree(pristine(version), tree, symlinks=True)
     ws = workspace.resolve(None, workspace.Settings.from_paths([str(tree)]))
+    install_good(ws)
+    return ws, "ndjson"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "recipe,version",
+    [
+        ("sql", "0.6.4"),
+        ("file", "0.6.4"),
+        ("http", "0.6.4"),
+        ("custom", "0.6.4"),
+        ("sql", "0.5.2"),
+        ("custom", "0.5.2"),
+    ],
+)
+def test_planted_bugs_fail_full_and_the_unplanted_pass(recipe, version, pristine, tmp_path_factory):
+    ws, name = destination(recipe, version, pristine, tmp_path_factory)
+    tree = ws.root
     result, found = full(ws, name)
     assert result.ok, [(f.id, f.message) for f in result.findings if f.status != "pass"]
     data = [i for i in found if i.startswith("data.")]

@@ -1,0 +1,98 @@
+"""The sql recipe on real MariaDB and PostgreSQL servers started by the tests: `validate_destination level=full`
+with the check config pointed at a scratch database (the data suite: emoji, 100,000-character records,
+microseconds, full refresh, incremental, stream routing), and a full refresh that never hides the table
+from a reader polling it.
+
+The MariaDB database is latin1 on purpose: the tables the recipe creates must be utf8mb4 themselves.
+"""
+
+import threading
+import time
+
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from bizon_forge import workspace
+from bizon_forge.validators.validation import validate_destination
+from tests.recipe_runs import CREATURE_IDS, forged_tree, run_ok, write_run_config
+
+pytest_plugins = ("tests.postgres", "tests.mariadb")
+NAME = "warehouse"
+
+
+@pytest.fixture(scope="module")
+def warehouse(pristine, tmp_path_factory):
+    return forged_tree(pristine, tmp_path_factory, NAME, "sql")
+
+
+def point_check_config(tree, url: str) -> None:
+    path = tree / f"bizon/connectors/destinations/{NAME}/config/{NAME}.check.yml"
+    config = yaml.safe_load(path.read_text())
+    config["destination"]["config"]["url"] = url
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("server", ["mariadb_url", "postgres_url"])
+def test_full_passes_against_the_server_and_reads_every_record_back(warehouse, server, request):
+    url = request.getfixturevalue(server)
+    point_check_config(warehouse, url)
+    ws = workspace.resolve(None, workspace.Settings.from_paths([str(warehouse)]))
+    result = validate_destination(ws, NAME, level="full", verbose=True, use_cache=False)
+    failing = {f.id: f.message for f in result.findings if f.status != "pass"}
+    assert result.ok and not failing, failing
+    assert sa.engine.make_url(url).password not in result.model_dump_json()
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            tables = sa.inspect(connection).get_table_names()
+            ours = [t for t in tables if t.startswith("forge_")]
+            assert any(t.endswith("_hostile") for t in ours), tables  # the checks wrote here, under forge_*
+            if server == "mariadb_url":
+                charsets = connection.execute(
+                    sa.text(
+                        "SELECT DISTINCT CCSA.character_set_name FROM information_schema.TABLES T "
+                        "JOIN information_schema.COLLATION_CHARACTER_SET_APPLICABILITY CCSA "
+                        "ON CCSA.collation_name = T.table_collation "
+                        "WHERE T.table_schema = DATABASE() AND T.table_name LIKE 'forge%'"
+                    )
+                ).scalars()
+                assert set(charsets) == {"utf8mb4"}
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.slow
+def test_a_full_refresh_on_mariadb_never_hides_the_table_from_a_reader(warehouse, mariadb_url, tmp_path):
+    config = write_run_config(warehouse, NAME, tmp_path, url=mariadb_url, destination_id="polled")
+    run_ok(warehouse, config)  # the table exists from here on
+    engine = sa.create_engine(mariadb_url)
+    stop, reads, errors = threading.Event(), [], []
+
+    def poll():
+        # Autocommit, as a dashboard reads: an open transaction would hold a metadata lock that makes any
+        # DDL on the table wait (MariaDB's lock_wait_timeout is a year).
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            while not stop.is_set():
+                try:
+                    reads.append(connection.execute(sa.text("SELECT COUNT(*) FROM polled")).scalar())
+                except sa.exc.DBAPIError as error:
+                    errors.append(str(error.orig))
+                time.sleep(0.002)
+
+    reader = threading.Thread(target=poll)
+    reader.start()
+    try:
+        for _ in range(3):
+            run_ok(warehouse, config)
+    finally:
+        stop.set()
+        reader.join()
+    with engine.connect() as connection:
+        ids = sorted(connection.execute(sa.text("SELECT source_record_id FROM polled")).scalars())
+    engine.dispose()
+    assert not errors, errors[:3]
+    assert len(reads) > 50 and set(reads) == {5}, set(reads)
+    assert ids == CREATURE_IDS
