@@ -1,8 +1,8 @@
 """The main job, end to end: an agent's session with bizon-forge that ends with rows in a SQLite file.
 
 Makes a bizon workspace from PyPI, drives the server over stdio with the official MCP client as an agent
-would, shows each step's feedback (a progress bar on the long steps), runs a real `bizon run` of the
-dummy source into the new destination, and prints the rows that landed.
+would, shows each step's feedback (a progress bar on the long steps), runs the command the last answer
+prints, exactly as printed (a real `bizon run` of the example sync), and prints the rows that landed.
 """
 
 import json
@@ -40,6 +40,8 @@ def show(step: str, result) -> dict:
         console.print(f"  [{colour}]{f['status']:4}[/] {f['id']}{where}: {f['message']}")
     if data.get("summary"):
         console.print(f"  {data['summary']}")
+    if data.get("wrote_to"):
+        console.print(f"  [dim]the checks wrote to {data['wrote_to']}[/]")
     if data.get("next"):
         console.print(f"  [dim]next: {data['next']}[/]")
     if not ok:
@@ -64,7 +66,7 @@ async def call_with_progress(client: Client, step: str, tool: str, args: dict):
         return await client.call_tool(tool, args, progress_callback=progress)
 
 
-async def agent(root: Path) -> None:
+async def agent(root: Path) -> str:
     params = StdioServerParameters(
         command=sys.executable,
         args=["-m", "bizon_forge", "serve", "--workspace", str(root)],
@@ -94,38 +96,28 @@ async def agent(root: Path) -> None:
             "validate_destination (fast)",
             await call_with_progress(client, "fast", "validate_destination", {"name": NAME}),
         )
-        show(
+        data = show(
             "validate_destination (full)",
             await call_with_progress(client, "full", "validate_destination", {"name": NAME, "level": "full"}),
         )
+    return data["next"]
 
 
-def run_pipeline(root: Path) -> Path:
-    """A real `bizon run` of the dummy source into the new destination, from a scratch directory."""
-    example = root / f"bizon/connectors/destinations/{NAME}/config/{NAME}.example.yml"
-    scratch = DEMO / "run"
-    scratch.mkdir(parents=True, exist_ok=True)
-    config = scratch / "sync.yml"
-    config.write_text(
-        example.read_text() + "\nengine:\n  runner:\n    config:\n      consumer_start_delay: 0\n"
-        "      is_alive_check_interval: 1\n"
-    )
-    console.print(f"\n[bold]bizon run[/bold] {example.relative_to(root)}")
-    env = {**os.environ, "PYTHONPATH": str(root)}
+def run_as_printed(root: Path, answer: str) -> Path:
+    """The command the last answer printed, run as printed (from another folder, as a user's shell would)."""
+    command = answer.split("run it with: ", 1)[1]
+    console.print(f"\n[bold]$[/bold] {command.replace(str(HERE), '~/bizon-forge')}")
+    elsewhere = DEMO / "elsewhere"
+    elsewhere.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     started = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-m", "bizon.cli.main", "run", str(config)],
-        cwd=scratch,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    done = subprocess.run(["bash", "-c", command], cwd=elsewhere, env=env, capture_output=True, text=True)
     tail = (done.stdout + done.stderr).strip().splitlines()[-1:]
     console.print(f"  exit {done.returncode} in {time.perf_counter() - started:.1f} s: {' '.join(tail)}")
     if done.returncode != 0:
         console.print(done.stderr[-3000:])
         raise SystemExit("bizon run failed")
-    return scratch
+    return root / "output"  # the example's SQLite path is relative to the folder the command runs bizon from
 
 
 def print_rows(scratch: Path) -> None:
@@ -155,8 +147,7 @@ def main() -> None:
     with console.status("making a bizon 0.6.4 workspace from PyPI"):
         root = workspace.init(str(DEMO / "workspace"), "0.6.4")
     console.print(f"workspace: {root}\n")
-    anyio.run(agent, root)
-    print_rows(run_pipeline(root))
+    print_rows(run_as_printed(root, anyio.run(agent, root)))
 
 
 if __name__ == "__main__":

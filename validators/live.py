@@ -33,7 +33,7 @@ def check_config(code: DestinationCode) -> CheckFinding:
     details = destination.get("config") or {}
     text = str(details)
     if SCRATCH_VAR in text or RECEIVER_VAR in text:
-        return passed(ID, f"{rel} targets the scratch the validator makes ({SCRATCH_VAR} / {RECEIVER_VAR}).")
+        return passed(ID, f"{rel} names the scratch target each validation makes ({SCRATCH_VAR} or {RECEIVER_VAR}).")
     try:
         example = _load(code, code.example_rel)
     except Exception:

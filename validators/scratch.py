@@ -17,11 +17,24 @@ SCRATCH_VAR = "BIZON_FORGE_SCRATCH"
 RECEIVER_VAR = "BIZON_FORGE_RECEIVER_URL"
 
 
+def _destination_text(check_text: str | None) -> str:
+    """The destination part of a check config, as text (its comments may name our variables too)."""
+    import yaml
+
+    try:
+        config = yaml.safe_load(check_text or "") or {}
+        return str(config.get("destination") or "") if isinstance(config, dict) else ""
+    except yaml.YAMLError:
+        return ""  # live.check_config reports it
+
+
 class Scratch:
     def __init__(self, name: str, check_text: str | None):
         self.run_id = secrets.token_hex(3)
         self.folder = Path(tempfile.mkdtemp(prefix=f"bizon-forge-{name}-target-"))
-        self.receiver = Receiver() if check_text and RECEIVER_VAR in check_text else None
+        details = _destination_text(check_text)
+        self.uses_folder = SCRATCH_VAR in details
+        self.receiver = Receiver() if RECEIVER_VAR in details else None
 
     def env(self, unit: str) -> dict[str, str]:
         """A folder per unit: checks that run at once must not share a SQLite file (it would be locked)."""
