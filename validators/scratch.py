@@ -47,13 +47,10 @@ class Scratch:
 
     def describe(self, check_rel: str) -> str:
         """Where the live checks wrote, for the answer."""
-        places = [f"{SCRATCH_VAR}={self.folder}/<check>"] + (
-            [f"{RECEIVER_VAR}={self.receiver.url}"] if self.receiver else []
-        )
-        return (
-            f"the target {check_rel} names, under destination_ids forge_{self.run_id}_*"
-            f" ({', '.join(places)}; removed afterwards)"
-        )
+        made = [f"its {SCRATCH_VAR} folder"] if self.uses_folder else []
+        made += ["the local receiver"] if self.receiver else []
+        gone = f"; {' and '.join(made)} were made for this run and removed" if made else ""
+        return f"{check_rel}'s target, as destination_ids forge_{self.run_id}_*{gone}"
 
     def close(self) -> None:
         if self.receiver:
