@@ -49,7 +49,8 @@ class Scratch:
         """Where the live checks wrote, for the answer."""
         made = [f"its {SCRATCH_VAR} folder"] if self.uses_folder else []
         made += ["the local receiver"] if self.receiver else []
-        gone = f"; {' and '.join(made)} were made for this run and removed" if made else ""
+        verb = "were" if len(made) > 1 else "was"
+        gone = f"; {' and '.join(made)} {verb} made for this run and removed" if made else ""
         return f"{check_rel}'s target, as destination_ids forge_{self.run_id}_*{gone}"
 
     def close(self) -> None:
