@@ -273,3 +273,38 @@ def test_an_equal_length_edit_in_the_same_second_is_not_hidden_by_stale_bytecode
     os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
     result = validate_destination(ws, NAME)
     assert by_id(result)["contract.write_records"].status == "fail", result.summary
+
+
+@pytest.mark.parametrize(
+    "leak,line",
+    [
+        ("token = self.config.token.get_secret_value()\n        logger.info(f'using {token}')", "a local"),
+        ("pw = self.config.token.get_secret_value()\n        creds = {'pw': pw}\n        print(creds)", "a dict"),
+        ("self.auth = 'Bearer ' + self.config.token.get_secret_value()\n        logger.debug(self.auth)", "self"),
+        ("logger.info(repr(self.config))", "repr of the config"),
+        ("logger.info(f'connecting to {self.config.url}')", "a field the spec marks secret, not named like one"),
+    ],
+)
+def test_the_secret_check_follows_a_secrets_value_into_log_calls(make_tree, leak, line):
+    """trap.secret_logged follows a secret through locals, containers, attributes and f-strings; secret fields
+    are those the spec marks secret (rendered SecretStr), not only those named like one."""
+    from bizon_forge.validators import traps
+    from bizon_forge.validators.code import DestinationCode
+
+    ws = resolve(make_tree("0.6.4"))
+    fields = [
+        FieldSpec(name="token", required=True, description="API token", secret=True),
+        FieldSpec(name="url", required=True, description="Where records go; holds a password", secret=True),
+    ]
+    assert describe_target(ws, DestinationSpec(name="acme", fields=fields)).ok
+    assert render_destination(ws, "acme").ok
+    path = ws.root / "bizon/connectors/destinations/acme/src/destination.py"
+    original = path.read_text()
+    anchor = "        self.client = self._connect()\n"
+    assert traps.secret_logged(DestinationCode.load(ws, "acme")).status == "pass"
+    path.write_text(original.replace(anchor, f"        {leak}\n{anchor}"))
+    found = traps.secret_logged(DestinationCode.load(ws, "acme"))
+    assert found.status == "fail", (line, found.message)
+    harmless = "name = self.config.destination_id\n        logger.info(f'writing to {name}')"
+    path.write_text(original.replace(anchor, f"        {harmless}\n{anchor}"))
+    assert traps.secret_logged(DestinationCode.load(ws, "acme")).status == "pass"

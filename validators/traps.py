@@ -5,6 +5,7 @@ import re
 import sys
 import tomllib
 
+from bizon_forge.findings import Refused
 from bizon_forge.validators.code import (
     DestinationCode,
     body_without_docstring,
@@ -13,6 +14,7 @@ from bizon_forge.validators.code import (
 )
 from bizon_forge.validators.report import CheckFinding, failed, passed
 from bizon_forge.validators.source import config_unreadable, needs, needs_destination, needs_write_records, short
+from bizon_forge.workspace import read_regular
 
 # Packages config.py may import whatever the install: bizon itself, its pydantic, and the standard library.
 ALWAYS_IMPORTABLE = {"bizon", "pydantic", "pydantic_core", "typing_extensions", "annotated_types"}
@@ -326,19 +328,36 @@ def models_import_in_config(code: DestinationCode) -> CheckFinding:
 
 
 def _secret_fields(code: DestinationCode) -> dict[str, tuple[str, int]]:
-    """Field name -> (annotation, line) of the details config's fields whose name says they are secret."""
+    """Field name -> (annotation, line) of the details config's secret fields: typed SecretStr (what the spec's
+    `secret: true` renders), marked secret in the stored spec, or named like a secret."""
     cls = code.config_classes.get(code.details_config_name or "")
+    flagged = _spec_secrets(code)
     out = {}
     for stmt in cls.body if cls else []:
         if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
-            name = stmt.target.id.lower()
-            if set(name.split("_")) & SECRET_PARTS or name.endswith(SECRET_SUFFIXES) or name == "key":
-                out[stmt.target.id] = (ast.unparse(stmt.annotation), stmt.lineno)
+            field, annotation = stmt.target.id, ast.unparse(stmt.annotation)
+            name = field.lower()
+            named = set(name.split("_")) & SECRET_PARTS or name.endswith(SECRET_SUFFIXES) or name == "key"
+            if named or "SecretStr" in annotation or field in flagged:
+                out[field] = (annotation, stmt.lineno)
     return out
 
 
-def _leaks(arg: ast.AST, secrets: set[str]) -> str | None:
-    """What in a log call's argument can hold a secret, or None."""
+def _spec_secrets(code: DestinationCode) -> set[str]:
+    """The fields the stored spec (describe_target's) marks secret; none when there is no readable spec."""
+    import json
+
+    path = code.ws.state_dir / "specs" / f"{code.name}.json"
+    try:
+        fields = json.loads(read_regular(path)).get("fields") or []
+        return {f["name"] for f in fields if isinstance(f, dict) and f.get("secret")}
+    except (OSError, ValueError, AttributeError, KeyError, TypeError, Refused):
+        return set()
+
+
+def _leaks(arg: ast.AST, secrets: set[str], tainted: set[str] = frozenset(), attrs: set[str] = frozenset()):
+    """What in an expression can hold a secret, or None: a secret field, get_secret_value(), the whole config,
+    or a local variable (`tainted`) or attribute of self (`attrs`) that was given one of those."""
     parents = {}
     for node in ast.walk(arg):
         for child in ast.iter_child_nodes(node):
@@ -353,7 +372,71 @@ def _leaks(arg: ast.AST, secrets: set[str]) -> str | None:
         )
         if whole_config and not isinstance(parents.get(node), ast.Attribute):
             return "the whole config"
+        if isinstance(node, ast.Name) and node.id in tainted and isinstance(node.ctx, ast.Load):
+            return f"{node.id}, which holds a secret"
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "self"
+            and node.attr in attrs
+            and not isinstance(parents.get(node), ast.Attribute)  # self.client.host is not self.client
+        ):
+            return f"self.{node.attr}, which holds a secret"
     return None
+
+
+def _bindings(node: ast.AST) -> list[tuple[ast.AST, ast.AST]]:
+    """(target, value) pairs a statement binds: assignments, walrus, for loops, with ... as."""
+    if isinstance(node, ast.Assign):
+        return [(t, node.value) for t in node.targets]
+    if isinstance(node, (ast.AnnAssign, ast.AugAssign, ast.NamedExpr)) and node.value is not None:
+        return [(node.target, node.value)]
+    if isinstance(node, (ast.For, ast.AsyncFor, ast.comprehension)):
+        return [(node.target, node.iter)]
+    if isinstance(node, ast.withitem) and node.optional_vars is not None:
+        return [(node.optional_vars, node.context_expr)]
+    return []
+
+
+def _names(target: ast.AST) -> tuple[set[str], set[str]]:
+    """Local names and self attributes a binding target writes (`x[k] = secret` and `x.y = secret` taint x)."""
+    if isinstance(target, ast.Name):
+        return {target.id}, set()
+    if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and target.value.id == "self":
+        return set(), {target.attr}
+    if isinstance(target, (ast.Attribute, ast.Subscript, ast.Starred)):
+        return _names(target.value)
+    local, attrs = set(), set()
+    for element in getattr(target, "elts", []):
+        more = _names(element)
+        local |= more[0]
+        attrs |= more[1]
+    return local, attrs
+
+
+def _secret_attributes(tree: ast.Module, secrets: set[str]) -> set[str]:
+    """Attributes of self that any method gives a secret (e.g. `self.password = config.password.get_secret_value()`)."""
+    attrs: set[str] = set()
+    while True:  # an attribute given another tainted attribute is tainted too
+        before = len(attrs)
+        for node in ast.walk(tree):
+            for target, value in _bindings(node):
+                if _leaks(value, secrets, attrs=attrs):
+                    attrs |= _names(target)[1] - {"config"}  # self.config is judged as the whole config
+        if len(attrs) == before:
+            return attrs
+
+
+def _tainted_locals(fn: ast.AST, secrets: set[str], attrs: set[str]) -> set[str]:
+    tainted: set[str] = set()
+    while True:  # `pw = ...secret...; creds = {"pw": pw}` taints both, in any order of the two
+        before = len(tainted)
+        for node in ast.walk(fn):
+            for target, value in _bindings(node):
+                if _leaks(value, secrets, tainted, attrs):
+                    tainted |= _names(target)[0]
+        if len(tainted) == before:
+            return tainted
 
 
 def secret_logged(code: DestinationCode) -> CheckFinding:
@@ -374,10 +457,15 @@ def secret_logged(code: DestinationCode) -> CheckFinding:
     for f in code.src_files():
         if f.tree is None:
             continue
-        for node in ast.walk(f.tree):
-            if is_log_call(node):
+        attrs = _secret_attributes(f.tree, set(secrets))
+        functions = [n for n in ast.walk(f.tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+        for scope in [f.tree, *functions]:
+            tainted = _tainted_locals(scope, set(secrets), attrs) if scope is not f.tree else set()
+            for node in ast.walk(scope):
+                if not is_log_call(node):
+                    continue
                 for arg in [*node.args, *(k.value for k in node.keywords)]:
-                    what = _leaks(arg, set(secrets))
+                    what = _leaks(arg, set(secrets), tainted, attrs)
                     if what:
                         return failed(
                             id,
