@@ -142,12 +142,16 @@ def planned_files(ws: Workspace, s: DestinationSpec) -> dict[str, str]:
     env = _environment()
     ctx = context(s)
     base = f"{DESTINATIONS_DIR}/{s.name}"
+    example, check = f"{base}/config/{s.name}.example.yml", f"{base}/config/{s.name}.check.yml"
+    # Commands that run as written, with this workspace's interpreter (a bare `bizon` is rarely on PATH).
+    ctx["run_example"] = ws.bizon_command("run", example)
+    ctx["run_check"] = ws.bizon_command("run", check, env="BIZON_FORGE_SCRATCH=$(mktemp -d)")
     out = {f"{base}/src/__init__.py": ""}
     for rel, template in recipes.get(s.recipe).templates(s.name):
         text = env.get_template(template).render(**ctx)
         out[rel] = _ruff_format(ws, rel, text) if rel.endswith(".py") else text
-    out[f"{base}/config/{s.name}.example.yml"] = env.get_template("example.yml.j2").render(**ctx)
-    out[f"{base}/config/{s.name}.check.yml"] = env.get_template("check.yml.j2").render(**ctx)
+    out[example] = env.get_template("example.yml.j2").render(**ctx)
+    out[check] = env.get_template("check.yml.j2").render(**ctx)
     return out
 
 

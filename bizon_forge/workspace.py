@@ -77,17 +77,19 @@ class Workspace:
         venv = self.root / ".venv" / "bin" / "python"
         return str(venv) if venv.exists() else sys.executable
 
-    def bizon_command(self, *args: str) -> str:
-        """A shell command that runs `bizon ARGS` with this workspace's bizon, as printed, from any folder."""
+    def bizon_command(self, *args: str, env: str = "") -> str:
+        """A shell command that runs `bizon ARGS` with this workspace's bizon, as printed, from any folder.
+        `env`: shell assignments put before the command (written as given, e.g. `X=$(mktemp -d)`)."""
         import shlex
 
         root = shlex.quote(str(self.root))
         tail = " ".join(shlex.quote(a) for a in args)
+        before = f"{env} " if env else ""
         entry = self.root / ".venv" / "bin" / "bizon"
         if not self.settings.python and entry.exists():
-            return f"cd {root} && .venv/bin/bizon {tail}"
+            return f"cd {root} && {before}.venv/bin/bizon {tail}"
         # The tree first on PYTHONPATH, as the checks run it: `bizon` itself is not on PATH.
-        return f"cd {root} && PYTHONPATH={root} {shlex.quote(self.python())} -m bizon.cli.main {tail}"
+        return f"cd {root} && {before}PYTHONPATH={root} {shlex.quote(self.python())} -m bizon.cli.main {tail}"
 
     def env(self) -> dict[str, str]:
         """A scrubbed environment with the workspace first on PYTHONPATH, so its bizon is the one imported."""

@@ -26,6 +26,8 @@ from bizon_forge.workspace import Settings
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 WRITES = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 DESTROYS = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False)
+# Its live checks write to whatever target the check config names, which may be a server elsewhere.
+CHECKS = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
 
 WorkspaceArg = Annotated[str | None, Field(description="default: server's --workspace")]
 
@@ -125,7 +127,7 @@ def build_server(settings: Settings) -> MCPServer:
 
         return await on_worker(run, workspace, name, dry_run)
 
-    @mcp.tool(annotations=WRITES)  # fix=true rewrites files; logs and the check cache go to .bizon-forge/
+    @mcp.tool(annotations=CHECKS)  # fix=true rewrites files; logs and the check cache go to .bizon-forge/
     @refusals(ValidationResult)
     async def validate_destination(
         name: str,
@@ -135,7 +137,8 @@ def build_server(settings: Settings) -> MCPServer:
         verbose: Annotated[bool, Field(description="list passing checks too")] = False,
         workspace: WorkspaceArg = None,
     ) -> Annotated[CallToolResult, ValidationResult]:
-        """Run the checklist and the traps (fast: static, format, import, contract; full: + tests, bizon run)."""
+        """Run the checklist (fast: static, format, import, contract; full: + tests, data read back, bizon runs).
+        Writes only to the scratch target of config/NAME.check.yml."""
         from bizon_forge.validators import validate_destination as run
 
         def progress(done: int, total: int, message: str) -> None:

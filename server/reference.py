@@ -12,10 +12,13 @@ async def tool_reference() -> str:
         effect = "read-only" if a.read_only_hint else ("destructive" if a.destructive_hint else "writes")
         if a.idempotent_hint:
             effect += ", idempotent"
+        if a.open_world_hint:
+            effect += ", reaches outside the tree"
         props = t.input_schema.get("properties", {})
         required = set(t.input_schema.get("required", []))
         args = ", ".join(f"`{p}`" if p in required else f"`{p}?`" for p in props)
-        lines.append(f"| `{t.name}` | {effect} | {args} | {(t.description or '').strip().splitlines()[0]} |")
+        what = " ".join(line.strip() for line in (t.description or "").strip().splitlines())
+        lines.append(f"| `{t.name}` | {effect} | {args} | {what} |")
     return "\n".join(lines) + "\n"
 
 

@@ -105,8 +105,8 @@ def test_fresh_skeleton_fails_only_what_is_left_for_the_agent(make_tree, version
     failing = sorted(i for i, f in found.items() if f.status in ("fail", "warn"))
     # Left for the agent: the code, and a scratch target for the checks (the rendered check config copies
     # the example's fields, which are the user's real target).
-    assert failing and all(i.startswith("agent.") or i == "live.check_config" for i in failing), result.summary
-    assert {"agent.todo_left", "agent.not_implemented", "live.check_config"} <= set(failing)
+    assert failing and all(i.startswith(("agent.", "live.")) for i in failing), result.summary
+    assert {"agent.todo_left", "agent.not_implemented", "live.check_config", "live.example_values"} <= set(failing)
     assert "same target as the example" in found["live.check_config"].message
     unfinished = ["contract.build", "contract.write_records", "contract.finalize"]
     if level == "full":
@@ -224,6 +224,7 @@ def test_cli_validate_and_generate_exit_codes(make_tree, tmp_path):
         "agent.not_implemented",
         "agent.pass_body",
         "live.check_config",
+        "live.example_values",
     }
     assert (fresh / "bizon/connectors/destinations/acme/src/destination.py").is_file()
 

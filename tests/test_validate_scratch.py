@@ -132,3 +132,9 @@ def test_the_command_the_last_answer_prints_runs_as_printed(pristine, tmp_path_f
     done = subprocess.run(["bash", "-c", command], cwd=tmp_path, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, (command, done.stdout[-2000:], done.stderr[-2000:])
     assert (tree / "output/bizon_records.db").is_file()  # the example's relative SQLite path, from the tree
+    # The commands the rendered configs carry in their comments run as written too.
+    for config in ("printed.example.yml", "printed.check.yml"):
+        text = (tree / "bizon/connectors/destinations/printed/config" / config).read_text()
+        command = text.split("with:\n#   ", 1)[1].split("\n", 1)[0]
+        done = subprocess.run(["bash", "-c", command], cwd=tmp_path, capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, (config, command, done.stderr[-2000:])

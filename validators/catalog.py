@@ -321,6 +321,16 @@ CHECKS: tuple[Check, ...] = (
         "env://BIZON_FORGE_RECEIVER_URL (a local HTTP receiver), both made and removed by each validation.",
         origin="forge",
     ),
+    Check(
+        "live.example_values",
+        "Scratch target",
+        "The example config (the user's real sync) holds none of the placeholder values render_destination "
+        "writes for fields without a default (`<field>-value`).",
+        "`next` ends by printing the command that runs the example: with placeholders it cannot reach a target.",
+        "Put the real target's values in the example config; reference secrets as env://NAME rather than "
+        "writing them there.",
+        origin="forge",
+    ),
     # -- import and contract (a subprocess in the workspace's Python) ------------------------------
     Check(
         "import.models",
@@ -513,8 +523,8 @@ CHECKS: tuple[Check, ...] = (
         "data.failed_flush",
         "Data, read back from the scratch target",
         "After a full_refresh that succeeded, a run whose flush fails (a frame without source_data) leaves the "
-        "target as it was: write_records must answer (False, message) or raise; on bizon 0.5.x, which still calls "
-        "finalize(), finalize must publish nothing (raising is right).",
+        "target as it was: write_records answers (False, message) or raises, and finalize() then raises instead "
+        "of publishing (on every bizon version: 0.5.x calls it after a failed flush, 0.6.x ends the run first).",
         "bizon 0.5.x goes on after a failed flush and calls finalize(): a destination that publishes anyway "
         "replaces the target with a partial run.",
         "Remember a failed flush (a flag set where write_records returns False) and make finalize() raise instead "

@@ -2,7 +2,7 @@
 and drive the destination once the way the engine does. Prints a JSON marker line per step; the rest is log.
 
 Usage: python contract_probe.py ROOT NAME EXAMPLE_YAML import
-       python contract_probe.py ROOT NAME EXAMPLE_YAML contract CHECK_YAML
+       python contract_probe.py ROOT NAME EXAMPLE_YAML contract CHECK_YAML DESTINATION_ID
 The example config is only validated; the contract steps write to the check config's scratch target.
 This file must import nothing from bizon_forge: it runs with the workspace's interpreter and packages.
 """
@@ -61,12 +61,14 @@ def _import(root: str, name: str) -> None:
         raise ImportError(f"bizon is imported from {origin}, not from the workspace {root}")
 
 
-def _config(name: str, example: str):
+def _config(name: str, example: str, destination_id: str = None):
     import yaml
     from bizon.common.models import BizonConfig
 
     with open(example) as handle:
         raw = yaml.safe_load(handle)
+    if destination_id and isinstance((raw.get("destination") or {}).get("config"), dict):
+        raw["destination"]["config"]["destination_id"] = destination_id
     config = BizonConfig.model_validate(_resolve(raw))
     if str(getattr(config.destination.name, "value", config.destination.name)) != name:
         raise ValueError(f"the example's destination.name is {config.destination.name!r}, not {name!r}")
@@ -177,7 +179,7 @@ def _forget_bytecode(root: str, name: str) -> None:
 
 def main() -> None:
     root, name, example, mode = sys.argv[1:5]
-    check = sys.argv[5] if mode == "contract" else None
+    check, destination_id = sys.argv[5:7] if mode == "contract" else (None, None)
     _forget_bytecode(root, name)
     # The real stdout, kept aside: the destination may print, redirect or close sys.stdout.
     out = os.fdopen(os.dup(1), "w")
@@ -185,7 +187,7 @@ def main() -> None:
     _step(out, result, "import", lambda: _import(root, name))
     config = _step(out, result, "config", lambda: _config(name, example)) if result["import"]["ok"] else None
     if config is not None and mode == "contract":
-        destination = _step(out, result, "build", lambda: _build(_config(name, check), name))
+        destination = _step(out, result, "build", lambda: _build(_config(name, check, destination_id), name))
         if destination is not None:
             _step(out, result, "write", lambda: _write(destination))
             if result["write"]["ok"] and str(getattr(destination.sync_metadata.sync_mode, "value", "")) != "stream":

@@ -6,6 +6,7 @@ from bizon_forge.validators.scratch import RECEIVER_VAR, SCRATCH_VAR
 from bizon_forge.workspace import read_regular
 
 ID = "live.check_config"
+PLACEHOLDER = "-value"  # what render_destination writes for a string field the agent gave no default
 # Settings of how bizon buffers, not of where records go: equal values here do not make two targets one.
 NOT_THE_TARGET = {"destination_id", "buffer_size", "buffer_flush_timeout", "unnest", "record_schemas"}
 
@@ -50,3 +51,24 @@ def check_config(code: DestinationCode) -> CheckFinding:
             file=rel,
         )
     return passed(ID, f"{rel} names a target apart from the example's.")
+
+
+def example_values(code: DestinationCode) -> CheckFinding:
+    """live.example_values: the example config holds no value render_destination made up."""
+    id = "live.example_values"
+    try:
+        example = _load(code, code.example_rel)
+    except Exception:
+        example = None  # import.config_validate reports a broken example
+    details = ((example or {}).get("destination") or {}).get("config") if isinstance(example, dict) else None
+    if not isinstance(details, dict):
+        return passed(id, "No destination config to judge (see import.config_validate).")
+    made_up = sorted(k for k, v in details.items() if v == f"{k}{PLACEHOLDER}")
+    if made_up:
+        return failed(
+            id,
+            f"{code.example_rel} still holds placeholder values for {', '.join(made_up)} "
+            f"(e.g. {made_up[0]}: {made_up[0]}{PLACEHOLDER}): the sync it describes cannot reach a real target.",
+            file=code.example_rel,
+        )
+    return passed(id, "The example config holds no placeholder value.")

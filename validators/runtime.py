@@ -145,6 +145,7 @@ def probe(
     name: str,
     example: str,
     check: str | None,
+    run_id: str,
     cwd: Path,
     log: Path,
     env: dict[str, str],
@@ -153,7 +154,7 @@ def probe(
     script = Path(__file__).with_name("contract_probe.py")
     contract = check is not None
     cmd = [ws.python(), str(script), str(ws.root), name, str(ws.root / example)]
-    cmd += ["contract", str(ws.root / check)] if contract else ["import"]
+    cmd += ["contract", str(ws.root / check), f"forge_{run_id}_contract"] if contract else ["import"]
     run = run_logged(ws, cmd, cwd, log, PROBE_TIMEOUT_S, marker=MARKER.encode(), env=env)
     result = {}
     for line in run.marked:
@@ -197,6 +198,19 @@ def _probe_failure(ws: Workspace, id: str, got: dict, example: str, run: Run) ->
         "contract.write_records": f"write_records on 3 real records (into the check config's target) failed: {error}",
         "contract.finalize": f"finalize() after the write raised: {error}",
     }
+    missing = re.search(r"No module named '([\w.]+)'", error)
+    if missing and id in ("import.models", "contract.build"):
+        module = missing.group(1).split(".")[0]
+        return failed(
+            id,
+            _one_line(messages[id]),
+            file=file,
+            line=line,
+            hint=f"Install the package that provides `{module}` into the interpreter that runs this workspace's "
+            f"bizon (the checks and `bizon run` use it): {ws.python()} -m pip install {module}",
+            output=got.get("trace") or _log_tail(run),
+            log=run.log,
+        )
     if id == "import.config_validate":
         file, line = example, None
         if not (ws.root / example).is_file():
@@ -362,7 +376,15 @@ def suite(ws: Workspace, name: str, check: str, run_id: str, ids: list[str], cwd
         else:
             file, line = _innermost_frame(got.get("trace", ""), ws.root)
             out.append(
-                failed(id, _one_line(got["message"]), file=file, line=line, output=got.get("trace"), log=run.log)
+                failed(
+                    id,
+                    _one_line(got["message"]),
+                    file=file,
+                    line=line,
+                    hint=got.get("hint"),
+                    output=got.get("trace"),
+                    log=run.log,
+                )
             )
     return out
 

@@ -50,8 +50,11 @@ class Scratch:
         made = [f"its {SCRATCH_VAR} folder"] if self.uses_folder else []
         made += ["the local receiver"] if self.receiver else []
         verb = "were" if len(made) > 1 else "was"
-        gone = f"; {' and '.join(made)} {verb} made for this run and removed" if made else ""
-        return f"{check_rel}'s target, as destination_ids forge_{self.run_id}_*{gone}"
+        if made:
+            after = f"; {' and '.join(made)} {verb} made for this run and removed"
+        else:
+            after = "; what they wrote there stays (that target is the check config's own, not one made per run)"
+        return f"{check_rel}'s target, as destination_ids forge_{self.run_id}_*{after}"
 
     def close(self) -> None:
         if self.receiver:

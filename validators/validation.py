@@ -54,6 +54,7 @@ CODE_CHECKS = (
     traps.staging_without_finalize,
     traps.secret_logged,
     live.check_config,
+    live.example_values,
 )
 
 
@@ -112,7 +113,7 @@ class Units:
         self.pool = ThreadPoolExecutor(max_workers=6, thread_name_prefix="bizon-forge-check")
         self.pending: dict[Future, tuple[str, str | None]] = {}
         self.done: dict[str, list[CheckFinding]] = {}
-        self.cached = 0
+        self.cached: list[str] = []  # ids answered from the cache
         self.scratch: list[Path] = []
         self.live = False  # whether a check wrote to the check config's target
 
@@ -133,7 +134,7 @@ class Units:
             hit = cache.load(self.ws, self.name, unit, digest)
             if hit is not None:
                 self.done[unit] = [f.model_copy(update={"message": f"{f.message} (cached)"}) for f in hit]
-                self.cached += len(hit)
+                self.cached += [f.id for f in hit]
                 return
 
         def run() -> list[CheckFinding]:
@@ -211,7 +212,7 @@ def _settle(findings: dict[str, CheckFinding], unfinished: list[str]) -> None:
                 ).model_copy(update={"log": f.log, "excerpt": f.excerpt})
 
 
-def _summary(level: str, findings: list[CheckFinding], seconds: float, cached: int) -> str:
+def _summary(level: str, findings: list[CheckFinding], seconds: float, cached: list[str]) -> str:
     counts = {s: [f.id for f in findings if f.status == s] for s in ("pass", "fail", "warn", "skip")}
     parts = [f"{len(counts['pass'])} passed"]
     if counts["fail"]:
@@ -219,8 +220,9 @@ def _summary(level: str, findings: list[CheckFinding], seconds: float, cached: i
     if counts["warn"]:
         parts.append(f"{len(counts['warn'])} warned ({', '.join(counts['warn'])})")
     if counts["skip"]:
-        parts.append(f"{len(counts['skip'])} skipped")
-    from_cache = f", {cached} from cache" if cached else ""
+        few = f" ({', '.join(counts['skip'])})" if len(counts["skip"]) <= 4 else ""
+        parts.append(f"{len(counts['skip'])} skipped{few}")
+    from_cache = f", {', '.join(cached)} from cache" if cached else ""
     return f"{level}: {', '.join(parts)} in {seconds:.1f} s{from_cache}"
 
 
@@ -334,6 +336,7 @@ def _submit(units: Units, code: DestinationCode, level: str, unfinished: list[st
             name,
             code.example_rel,
             code.check_rel if writes else None,
+            units.target.run_id,
             units.scratch_dir(),
             logs / "probe.log",
             env("contract"),

@@ -314,6 +314,10 @@ CASES: dict[str, Case] = {
         "the check config copied from the example: the checks would write into the real target",
         (replace("check", "directory: ${env://BIZON_FORGE_SCRATCH}/ndjson", "directory: ndjson-out"),),
     ),
+    "live.example_values": Case(
+        "the example config left with the placeholder render_destination wrote",
+        (replace("example", "directory: ndjson-out", "directory: directory-value"),),
+    ),
     "data.read_back": Case(
         "no read_back(): nothing can prove what landed",
         (replace("destination", "    def read_back(self)", "    def read_everything(self)"),),
