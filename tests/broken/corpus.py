@@ -280,8 +280,14 @@ CASES: dict[str, Case] = {
         (replace("check", "directory: ${env://BIZON_FORGE_SCRATCH}/ndjson", "directory: /proc/ndjson-out"),),
     ),
     "contract.write_records": Case(
-        "a destination_id that points into a missing folder",
-        (replace("check", "destination_id: forge_check", "destination_id: missing/forge_check"),),
+        "the target path points into a folder nobody creates",
+        (
+            replace(
+                "destination",
+                'return self.folder / f"{self.destination_id or self.sync_metadata.stream_name}.jsonl"',
+                'return self.folder / "missing" / f"{self.destination_id or self.sync_metadata.stream_name}.jsonl"',
+            ),
+        ),
     ),
     "contract.finalize": Case(
         "publishing renames into a folder that does not exist",
