@@ -14,13 +14,7 @@ from bizon_forge.workspace import REGISTRATION_FILES, Workspace
 IMPORT = "import bizon.common.models"
 PROBE_MARKER = "BIZON_FORGE_PROBE "  # validators/contract_probe.py prints its result on this line
 
-# bizon's defaults sleep 2 s before consuming and between liveness checks; a smoke run needs neither.
-DUMMY_TO_LOGGER = """\
-name: dummy_to_logger
-source: {name: dummy, stream: creatures, authentication: {type: api_key, params: {token: dummy_key}}}
-destination: {name: logger, config: {dummy: dummy}}
-engine: {runner: {config: {consumer_start_delay: 0, is_alive_check_interval: 1}}}
-"""
+FULL_PARTS = ("ruff", "contract", "data", "smoke", "tests", "bizon suite")  # what validate full runs
 
 
 @dataclass
@@ -34,45 +28,75 @@ class Floors:
         return statistics.median(got) if got else None
 
 
-def _timed(cmd: list[str], ws: Workspace, cwd: Path, check=None) -> float:
+def _env(ws: Workspace, scratch: Path) -> dict[str, str]:
+    """What validation adds to the workspace's environment: the check config's scratch folder."""
+    from bizon_forge.validators.scratch import SCRATCH_VAR
+
+    return {**ws.env(), SCRATCH_VAR: str(scratch)}
+
+
+def _run(cmd: list[str], ws: Workspace, cwd: Path, env=None, check=None) -> float:
     """Seconds the command took; it must exit 0 and, with `check`, its stdout must satisfy check()."""
     start = time.perf_counter()
-    done = subprocess.run(cmd, cwd=cwd, env=ws.env(), capture_output=True, text=True, timeout=300)
+    done = subprocess.run(cmd, cwd=cwd, env=env or ws.env(), capture_output=True, text=True, timeout=300)
     elapsed = time.perf_counter() - start
     if done.returncode != 0 or (check and not check(done.stdout)):
         raise RuntimeError(f"floor command failed: {' '.join(cmd)}\n{done.stdout[-800:]}\n{done.stderr[-800:]}")
     return elapsed
 
 
-def contract_probe() -> Path | None:
-    """The validators' import + contract subprocess, when they ship one."""
+def _all_passed(marker: str):
+    def check(stdout: str) -> bool:
+        lines = [json.loads(ln[len(marker) :]) for ln in stdout.splitlines() if ln.startswith(marker)]
+        return bool(lines) and all(x.get("ok", x.get("status") == "pass") for x in lines)
+
+    return check
+
+
+def validation_parts(ws: Workspace, name: str, scratch: Path) -> dict[str, float]:
+    """The subprocesses `validate_destination level=full` runs, each run bare and one after another:
+    the contract probe, the data suite, the two smoke runs and their read-back, the destination's tests and
+    bizon's suite. Same scripts, same arguments, same scratch target; none of the validator around them."""
     from importlib import resources
 
-    script = resources.files("bizon_forge.validators") / "contract_probe.py"
-    return Path(str(script)) if script.is_file() else None
+    from bizon_forge.validators import runtime
 
-
-def _contract(ws: Workspace, name: str, script: Path, scratch: Path) -> float:
-    example = ws.destination_dir(name) / "config" / f"{name}.example.yml"
-    cmd = [ws.python(), str(script), str(ws.root), name, str(example), "contract"]
-    with tempfile.TemporaryDirectory(dir=scratch) as run_dir:  # the destination writes into its cwd
-        return _timed(cmd, ws, Path(run_dir), check=_probe_passed)
-
-
-def _probe_passed(stdout: str) -> bool:
-    marker = next((ln for ln in reversed(stdout.splitlines()) if ln.startswith(PROBE_MARKER)), None)
-    if marker is None:
-        return False
-    steps = json.loads(marker[len(PROBE_MARKER) :])
-    return all(step.get("ok") for step in steps.values() if isinstance(step, dict))
+    scripts = resources.files("bizon_forge.validators")
+    base = ws.destination_dir(name)
+    example, check = base / "config" / f"{name}.example.yml", base / "config" / f"{name}.check.yml"
+    version = ws.bizon_version or "unknown"
+    parts: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(dir=scratch) as folder:
+        run_dir = Path(folder)
+        env = _env(ws, run_dir)
+        probe = [ws.python(), str(scripts / "contract_probe.py"), str(ws.root), name, str(example)]
+        probe += ["contract", str(check), "forge_floor_contract"]
+        parts["contract"] = _run(probe, ws, run_dir, env, _all_passed(PROBE_MARKER))
+        suite = [ws.python(), str(scripts / "suite_probe.py"), str(ws.root), name, str(check), version, "floor"]
+        parts["data"] = _run([*suite, "suite"], ws, run_dir, env, _all_passed(runtime.SUITE_MARKER))
+        smoke, ids = 0.0, []
+        for id, buffer_size, _ in runtime.SMOKE_RUNS:
+            ids.append(f"forge_floor_{id.split('.')[-1]}")
+            folder_of_run = run_dir / id
+            folder_of_run.mkdir()
+            config = folder_of_run / "run.yml"
+            config.write_text(runtime.smoke_config(check.read_text(), ids[-1], ws.bizon_version, buffer_size))
+            smoke += _run([ws.python(), "-m", "bizon.cli.main", "run", str(config)], ws, folder_of_run, env)
+        parts["smoke"] = smoke + _run([*suite, "readback", *ids], ws, run_dir, env, _all_passed(runtime.SUITE_MARKER))
+        pytest = [ws.python(), "-m", "pytest", *runtime.PYTEST_ARGS, f"--rootdir={ws.root}"]
+        tests = ws.root / "tests" / "connectors" / "destinations" / name
+        parts["tests"] = _run([*pytest, f"--confcutdir={tests}", str(tests)], ws, run_dir)
+        suite_files = [str(ws.root / t) for t in runtime.BIZON_SUITE if (ws.root / t).is_file()]
+        parts["bizon suite"] = _run([*pytest, *suite_files], ws, run_dir)
+    return parts
 
 
 def _ruff(ws: Workspace, files: list[str]) -> float:
     from ruff.__main__ import find_ruff_bin
 
     ruff = find_ruff_bin()
-    check = _timed([ruff, "check", "--no-cache", *files], ws, ws.root)
-    return check + _timed([ruff, "format", "--check", "--no-cache", *files], ws, ws.root)
+    check = _run([ruff, "check", "--no-cache", *files], ws, ws.root)
+    return check + _run([ruff, "format", "--check", "--no-cache", *files], ws, ws.root)
 
 
 class FloorSampler:
@@ -81,9 +105,6 @@ class FloorSampler:
     def __init__(self, scratch: Path):
         self.scratch = scratch
         self.floors = Floors()
-        self.script = contract_probe()
-        self.yml = scratch / "dummy_to_logger.yml"
-        self.yml.write_text(DUMMY_TO_LOGGER)
         self.fresh = 0
 
     def _add(self, name: str, seconds: float) -> None:
@@ -94,7 +115,7 @@ class FloorSampler:
         self.fresh += 1
         root = workspace.init(str(self.scratch / f"fresh{self.fresh}"))
         fresh = workspace.resolve(None, workspace.Settings.from_paths([str(root)]))
-        self._add("import cold", _timed([fresh.python(), "-c", IMPORT], fresh, fresh.root))
+        self._add("import cold", _run([fresh.python(), "-c", IMPORT], fresh, fresh.root))
 
     def validation(self, registered: Workspace, name: str) -> None:
         """The parts of validation, on the tree just validated: `name` registered, byte-code warm."""
@@ -105,14 +126,12 @@ class FloorSampler:
         )
         files += REGISTRATION_FILES
         self.floors.ruff_files = len(files)
-        self._add("import", _timed([ws.python(), "-c", IMPORT], ws, ws.root))
+        self._add("import", _run([ws.python(), "-c", IMPORT], ws, ws.root))
         self._add("ruff", _ruff(ws, files))
-        if self.script and "contract" not in self.floors.errors:
-            try:
-                self._add("contract", _contract(ws, name, self.script, self.scratch))
-            except RuntimeError as error:  # the probe is the validators' code: report it, measure the rest
-                self.floors.errors["contract"] = str(error)[:600]
-                self.floors.samples.pop("contract", None)
-        with tempfile.TemporaryDirectory(dir=self.scratch) as run_dir:  # bizon run writes ./bizon.sqlite3
-            pipeline = [ws.python(), "-m", "bizon.cli.main", "run", str(self.yml)]
-            self._add("pipeline", _timed(pipeline, ws, Path(run_dir)))
+        if "parts" in self.floors.errors:
+            return
+        try:
+            for part, took in validation_parts(ws, name, self.scratch).items():
+                self._add(part, took)
+        except RuntimeError as error:  # the probes are the validators' code: report it, measure the rest
+            self.floors.errors["parts"] = str(error)[:600]
