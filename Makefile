@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export BIZON_FORGE_CACHE ?= $(CURDIR)/.cache
 
-.PHONY: setup postgres mariadb test demo bench lint clean
+.PHONY: setup test-fast postgres mariadb test demo bench lint clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -31,6 +31,10 @@ mariadb:
 
 test: setup postgres mariadb
 	$(BIN)/python -m pytest -q
+
+# The loop while working: everything but the modules marked slow (bizon pipelines, servers, fault sweeps).
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
 
 demo: setup
 	$(BIN)/python demo/run.py

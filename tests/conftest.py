@@ -12,6 +12,27 @@ from bizon_forge import workspace
 
 REPO = Path(__file__).resolve().parent.parent
 VERSIONS = ("0.6.4", "0.5.2")
+# Modules whose every test runs bizon pipelines, real servers or many subprocesses: `make test-fast` skips them.
+SLOW_MODULES = {
+    "test_validate_corpus",
+    "test_validate_data",
+    "test_validate_scratch",
+    "test_recipes_sql",
+    "test_recipes_sql_servers",
+    "test_recipes_file",
+    "test_recipes_http",
+    "test_bizon_semantics",
+    "test_safety_concurrency",
+    "test_safety_faults",
+}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.module.__name__.rsplit(".", 1)[-1] in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+
+
 os.environ.setdefault("BIZON_FORGE_CACHE", str(REPO / ".cache"))
 
 

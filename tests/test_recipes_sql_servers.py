@@ -33,7 +33,6 @@ def point_check_config(tree, url: str) -> None:
     path.write_text(yaml.safe_dump(config, sort_keys=False))
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("server", ["mariadb_url", "postgres_url"])
 def test_full_passes_against_the_server_and_reads_every_record_back(warehouse, server, request):
     url = request.getfixturevalue(server)
@@ -64,7 +63,6 @@ def test_full_passes_against_the_server_and_reads_every_record_back(warehouse, s
         engine.dispose()
 
 
-@pytest.mark.slow
 def test_a_full_refresh_on_mariadb_never_hides_the_table_from_a_reader(warehouse, mariadb_url, tmp_path):
     config = write_run_config(warehouse, NAME, tmp_path, url=mariadb_url, destination_id="polled")
     run_ok(warehouse, config)  # the table exists from here on

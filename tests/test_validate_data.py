@@ -139,7 +139,6 @@ def destination(recipe: str, version: str, pristine, tmp_path_factory) -> tuple[
     return ws, "ndjson"
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     "recipe,version",
     [

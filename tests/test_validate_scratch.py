@@ -16,8 +16,6 @@ from bizon_forge.validators.validation import validate_destination
 from tests.broken.install import install_good
 from tests.recipe_runs import forged_tree
 
-pytestmark = pytest.mark.slow
-
 
 class Production(BaseHTTPRequestHandler):
     """Someone's real ingest endpoint: it counts every request it gets."""
