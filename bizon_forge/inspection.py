@@ -20,6 +20,9 @@ class DestinationState(BaseModel):
 class InspectResult(Result):
     root: str | None = None
     bizon_version: str | None = None
+    # The interpreter that runs the workspace's bizon (checks and syncs): client libraries go into it.
+    python: str | None = None
+    run: str | None = None  # the shell command that runs a sync config, as printed (FILE: its path)
     layout: dict[str, str] = {}  # enum | union | factory -> "file:line" of the edit point, found by structure
     destinations: list[DestinationState] = []
 
@@ -76,6 +79,8 @@ def inspect_workspace(ws: Workspace) -> InspectResult:
         ok=not reg.errors,
         root=str(ws.root),
         bizon_version=ws.bizon_version,
+        python=ws.python(),
+        run=ws.bizon_command("run", "FILE"),
         layout={key: f"{FILES[key]}:{line}" for key, line in reg.edit_points.items()},
         destinations=states,
         findings=findings,
