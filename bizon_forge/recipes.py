@@ -78,10 +78,14 @@ SQL = Recipe(
             secret=True,
             description=(
                 "SQLAlchemy URL of the target database, e.g. postgresql+psycopg2://user:password@host/db, "
-                "duckdb:///path.duckdb or sqlite:///path.db. Secret: it may hold a password."
+                "mysql+pymysql://user:password@host/db (MySQL, MariaDB), duckdb:///path.duckdb or "
+                "sqlite:///path.db. Secret: it may hold a password."
             ),
         ),
-        _f("db_schema", description="Database schema of the table; None uses the connection's default."),
+        _f(
+            "db_schema",
+            description="Database schema of the table (on MySQL/MariaDB: a database); None uses the connection's.",
+        ),
     ),
     test_template="tests/sql.py.j2",
     # Relative to the directory bizon runs from; the destination creates the folder of a SQLite file.

@@ -136,3 +136,46 @@ def test_the_command_the_last_answer_prints_runs_as_printed(pristine, tmp_path_f
         command = text.split("with:\n#   ", 1)[1].split("\n", 1)[0]
         done = subprocess.run(["bash", "-c", command], cwd=tmp_path, capture_output=True, text=True, timeout=180)
         assert done.returncode == 0, (config, command, done.stderr[-2000:])
+
+
+def test_a_config_keeps_its_secret_in_the_environment(pristine, tmp_path_factory, tmp_path, monkeypatch):
+    """env://NAME in the example or check config reaches the checks from the server's environment; exactly the
+    names referenced, never the server's own BIZON_FORGE_* settings. Unset, it gets a finding that says where."""
+    tree = tmp_path_factory.mktemp("custom") / "tree"
+    shutil.copytree(pristine("0.6.4"), tree, symlinks=True)
+    ws = resolve(tree)
+    install_good(ws)
+    point_example(tree, "ndjson", directory="env://FORGE_TEST_REAL_DIR")
+    check = tree / "bizon/connectors/destinations/ndjson/config/ndjson.check.yml"
+    check.write_text(check.read_text().replace("${env://BIZON_FORGE_SCRATCH}/ndjson", "${env://FORGE_TEST_SUBDIR}"))
+    monkeypatch.delenv("FORGE_TEST_REAL_DIR", raising=False)
+    monkeypatch.setenv("FORGE_TEST_SUBDIR", str(tmp_path / "scratch-target"))
+
+    unset = validate_destination(ws, "ndjson", use_cache=False)
+    found = {f.id: f for f in unset.findings}
+    assert found["import.config_validate"].status == "fail"
+    assert "FORGE_TEST_REAL_DIR" in found["import.config_validate"].hint
+    assert "environment the bizon-forge server runs in" in found["import.config_validate"].hint
+
+    monkeypatch.setenv("FORGE_TEST_REAL_DIR", str(tmp_path / "real"))
+    result = validate_destination(ws, "ndjson", use_cache=False)
+    assert result.ok, [(f.id, f.message) for f in result.findings if f.status != "pass"]
+    assert (tmp_path / "scratch-target").is_dir() and not (tmp_path / "real").exists()
+
+
+def test_the_hint_says_the_records_never_arrived_when_nothing_reads_back(pristine, tmp_path_factory):
+    tree = tmp_path_factory.mktemp("custom") / "tree"
+    shutil.copytree(pristine("0.6.4"), tree, symlinks=True)
+    ws = resolve(tree)
+    install_good(ws)
+    destination = tree / "bizon/connectors/destinations/ndjson/src/destination.py"
+    text = destination.read_text()
+    # A publish that renames into the wrong place and says nothing: the run looks fine, the target stays empty.
+    destination.write_text(
+        text.replace(
+            "os.replace(self.staging, self.target)", "os.replace(self.staging, self.target.with_suffix('.old'))"
+        )
+    )
+    result = validate_destination(ws, "ndjson", level="full", use_cache=False)
+    exact = next(f for f in result.findings if f.id == "data.exact")
+    assert exact.status == "fail" and "finalize() publishes" in exact.hint, exact

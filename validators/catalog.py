@@ -250,6 +250,15 @@ CHECKS: tuple[Check, ...] = (
         origin="facts",
     ),
     Check(
+        "trap.finalize_returns_false",
+        "Traps",
+        "`finalize()` never answers a failure with a literal `return False` (what it returns is not judged otherwise).",
+        "bizon ignores finalize()'s return value: a publish that failed and returned False looks like a success "
+        "(0.5.x and 0.6.x alike).",
+        "Raise in finalize() when publishing fails (log the context first); bizon then ends the run as failed.",
+        origin="facts",
+    ),
+    Check(
         "trap.secret_logged",
         "Traps",
         "Secret fields are `SecretStr`, and no log line or print holds the config, a secret field or "

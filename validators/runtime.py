@@ -211,6 +211,17 @@ def _probe_failure(ws: Workspace, id: str, got: dict, example: str, run: Run) ->
             output=got.get("trace") or _log_tail(run),
             log=run.log,
         )
+    unset = re.search(r"environment variable '(\w+)' is not set", error)
+    if unset and id in ("import.config_validate", "contract.build"):
+        return failed(
+            id,
+            _one_line(messages[id]),
+            file=example if id == "import.config_validate" else None,
+            hint=f"Set {unset.group(1)} in the environment the bizon-forge server runs in: the checks pass on exactly "
+            "the variables the example and check configs reference as env://NAME (never BIZON_FORGE_* ones).",
+            output=got.get("trace") or _log_tail(run),
+            log=run.log,
+        )
     if id == "import.config_validate":
         file, line = example, None
         if not (ws.root / example).is_file():

@@ -6,6 +6,8 @@ It may refer to two places the validator makes for each run and removes afterwar
 Each suite case writes under its own destination_id, `forge_<run>_<case>`, so nothing two runs write meets.
 """
 
+import os
+import re
 import secrets
 import shutil
 import tempfile
@@ -15,6 +17,14 @@ from bizon_forge.validators.receiver import Receiver
 
 SCRATCH_VAR = "BIZON_FORGE_SCRATCH"
 RECEIVER_VAR = "BIZON_FORGE_RECEIVER_URL"
+REFERENCE = re.compile(r"env://([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def referenced_env(*texts: str | None) -> dict[str, str]:
+    """The variables the configs reference as env://NAME, from the server's environment: exactly those, so a
+    config can keep its secrets out of the YAML, and never the server's own BIZON_FORGE_* settings."""
+    names = {name for text in texts for name in REFERENCE.findall(text or "")}
+    return {n: os.environ[n] for n in sorted(names) if n in os.environ and not n.startswith("BIZON_FORGE_")}
 
 
 def _destination_text(check_text: str | None) -> str:
@@ -29,8 +39,9 @@ def _destination_text(check_text: str | None) -> str:
 
 
 class Scratch:
-    def __init__(self, name: str, check_text: str | None):
+    def __init__(self, name: str, check_text: str | None, example_text: str | None = None):
         self.run_id = secrets.token_hex(3)
+        self.passed_env = referenced_env(check_text, example_text)
         self.folder = Path(tempfile.mkdtemp(prefix=f"bizon-forge-{name}-target-"))
         details = _destination_text(check_text)
         self.uses_folder = SCRATCH_VAR in details
@@ -40,7 +51,7 @@ class Scratch:
         """A folder per unit: checks that run at once must not share a SQLite file (it would be locked)."""
         folder = self.folder / unit
         folder.mkdir(exist_ok=True)
-        env = {SCRATCH_VAR: str(folder)}
+        env = {**self.passed_env, SCRATCH_VAR: str(folder)}
         if self.receiver:
             env[RECEIVER_VAR] = self.receiver.url
         return env

@@ -151,8 +151,19 @@ def compare(sent: list, got: list, what: str) -> None:
         details.append(
             f"{sum(extra.values())} record(s) read back that this case did not send, e.g. {next(iter(extra))[0]!r}"
         )
+    lost = [row for row in missing.elements() if row[0] not in by_id]
+    if lost and len(lost) == sum(want.values()):
+        hint = (
+            "None of the records reached the target: check that finalize() publishes what was staged (and raises "
+            "when publishing fails), and that read_back() reads where write_records writes."
+        )
+    elif not missing:
+        hint = "The target holds records this run did not send: a full refresh must replace, not append."
+    else:
+        hint = None  # a field differs: the catalog's fix says what to keep
     raise CaseFailed(
-        f"{what}: sent {sum(want.values())} record(s), read back {sum(have.values())}; " + "; ".join(details[:3])
+        f"{what}: sent {sum(want.values())} record(s), read back {sum(have.values())}; " + "; ".join(details[:3]),
+        hint=hint,
     )
 
 

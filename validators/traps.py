@@ -199,6 +199,26 @@ def _trivial(fn) -> bool:
     return True
 
 
+def finalize_returns_false(code: DestinationCode) -> CheckFinding:
+    """A `return False` in finalize(): bizon ignores the value, so the failure it means goes unnoticed."""
+    id = "trap.finalize_returns_false"
+    if skip := needs_destination(code, id):
+        return skip
+    fn = code.destination_method("finalize")
+    if fn is None:
+        return passed(id, "No finalize() of its own.")
+    for node in ast.walk(fn):
+        if isinstance(node, ast.Return) and isinstance(node.value, ast.Constant) and node.value.value is False:
+            return failed(
+                id,
+                f"finalize() returns False (line {node.lineno}): bizon ignores finalize()'s return value, so the "
+                "run reports success while the records stay unpublished.",
+                file=code.destination_rel,
+                line=node.lineno,
+            )
+    return passed(id, "finalize() never answers a failure with False (judged: literal `return False` only).")
+
+
 def staging_without_finalize(code: DestinationCode) -> CheckFinding:
     id = "trap.staging_without_finalize"
     if skip := needs_destination(code, id):

@@ -52,6 +52,7 @@ CODE_CHECKS = (
     traps.write_records_raises,
     traps.write_records_signature,
     traps.staging_without_finalize,
+    traps.finalize_returns_false,
     traps.secret_logged,
     live.check_config,
     live.example_values,
@@ -115,7 +116,6 @@ class Units:
         self.done: dict[str, list[CheckFinding]] = {}
         self.cached: list[str] = []  # ids answered from the cache
         self.scratch: list[Path] = []
-        self.live = False  # whether a check wrote to the check config's target
 
     def scratch_dir(self) -> Path:
         path = Path(tempfile.mkdtemp(prefix=f"bizon-forge-{self.name}-"))
@@ -175,6 +175,12 @@ class Units:
         self.pool.shutdown(wait=True)
         for path in self.scratch:
             shutil.rmtree(path, ignore_errors=True)
+
+
+def _wrote(findings: list[CheckFinding]) -> bool:
+    """Whether a check that writes records got as far as writing (its finding is an answer, not a skip)."""
+    writers = ("contract.write_records", *catalog.DATA, "data.empty_last_buffer", "smoke.bizon_run")
+    return any(f.id in writers and f.status in ("pass", "fail") for f in findings)
 
 
 def _statuses(findings: list[CheckFinding]) -> str:
@@ -266,8 +272,11 @@ def validate_destination(
     results = {f.id: f for f in (check(code) for check in agent_todo.AGENT_CHECKS)}
     unfinished = [i for i, f in results.items() if f.status == "fail"]
     logs = _log_dir(ws, name)
-    check_path = ws.root / code.check_rel
-    target = Scratch(name, check_path.read_text(errors="replace") if check_path.is_file() else None)
+    texts = [
+        p.read_text(errors="replace") if p.is_file() else None
+        for p in (ws.root / code.check_rel, ws.root / code.example_rel)
+    ]
+    target = Scratch(name, *texts)
     units = Units(ws, name, logs, use_cache, target)
     try:
         results.update(_submit(units, code, level, unfinished))
@@ -297,7 +306,7 @@ def validate_destination(
         summary=summary,
         log_dir=str(logs.relative_to(ws.root)),
         fixed=fixed,
-        wrote_to=target.describe(code.check_rel) if units.live else None,
+        wrote_to=target.describe(code.check_rel) if _wrote(ordered) else None,
         next=_next(ws, name, level, ordered, code.example_rel),
     )
 
@@ -328,7 +337,6 @@ def _submit(units: Units, code: DestinationCode, level: str, unfinished: list[st
 
     live_ids = [i for i in catalog.RUNTIME if i.startswith("contract.")]
     not_run.update({i: not_live(i) for i in live_ids if not writes})
-    units.live = writes
     units.submit(
         "probe",
         lambda: runtime.probe(

@@ -208,6 +208,17 @@ CASES: dict[str, Case] = {
         "finalize() deleted: staged records never published",
         (("regex", "destination", r"\n    def finalize\(self\) -> bool:.*\Z", ""),),
     ),
+    "trap.finalize_returns_false": Case(
+        "a failed publish answered with False, which bizon ignores",
+        (
+            replace(
+                "destination",
+                "            self._publish(replace=True)",
+                "            try:\n                self._publish(replace=True)\n"
+                "            except OSError:\n                return False",
+            ),
+        ),
+    ),
     "trap.secret_logged": Case(
         "the whole config logged at start-up",
         (
