@@ -120,6 +120,11 @@ def run_logged(
     )
 
 
+def _ended(run: Run, timeout: float, what: str) -> str:
+    """How a subprocess that gave no answer ended: out of time, or by its own exit."""
+    return f"did not finish within {timeout} s" if run.timed_out else f"ended the {what} (exit {run.returncode})"
+
+
 def _kill_group(proc: subprocess.Popen) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -171,12 +176,7 @@ def probe(
         got = result.get(step)
         if got is None and blocked is None:
             # The step that was running when the probe died or ran out of time.
-            why = (
-                f"did not finish within {PROBE_TIMEOUT_S} s"
-                if run.timed_out
-                else f"ended the probe (exit {run.returncode})"
-            )
-            out.append(failed(id, f"{what} {why}.", output=run.tail, log=run.log))
+            out.append(failed(id, f"{what} {_ended(run, PROBE_TIMEOUT_S, 'probe')}.", output=run.tail, log=run.log))
             blocked = id
         elif got is None:
             out.append(skipped(id, f"Not run: {blocked} failed.", blocked))
@@ -371,12 +371,7 @@ def suite(ws: Workspace, name: str, check: str, run_id: str, ids: list[str], cwd
                 failed(id, f"The suite could not start: {setup['message']}", output=setup.get("trace"), log=run.log)
             )
         elif got is None and blocked is None:
-            why = (
-                f"did not finish within {SUITE_TIMEOUT_S} s"
-                if run.timed_out
-                else f"ended the suite (exit {run.returncode})"
-            )
-            out.append(failed(id, f"This case {why}.", output=run.tail, log=run.log))
+            out.append(failed(id, f"This case {_ended(run, SUITE_TIMEOUT_S, 'suite')}.", output=run.tail, log=run.log))
             blocked = id
         elif got is None:
             out.append(skipped(id, f"Not run: {blocked} did not finish.", blocked))
