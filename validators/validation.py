@@ -28,7 +28,7 @@ from bizon_forge.validators import (
 from bizon_forge.validators.code import DestinationCode
 from bizon_forge.validators.report import CheckFinding, FixedFile, ValidationResult, failed, skipped
 from bizon_forge.validators.scratch import Scratch
-from bizon_forge.workspace import Workspace
+from bizon_forge.workspace import Workspace, read_regular
 
 Progress = Callable[[float, float, str], None]
 HEARTBEAT_S = 5.0  # clients time out silent calls; a long check reports that it is still running this often
@@ -272,8 +272,9 @@ def validate_destination(
     results = {f.id: f for f in (check(code) for check in agent_todo.AGENT_CHECKS)}
     unfinished = [i for i, f in results.items() if f.status == "fail"]
     logs = _log_dir(ws, name)
+    # A FIFO or folder at either path is no config (live.check_config says so); only regular files are read.
     texts = [
-        p.read_text(errors="replace") if p.is_file() else None
+        read_regular(p).decode(errors="replace") if p.is_file() else None
         for p in (ws.root / code.check_rel, ws.root / code.example_rel)
     ]
     target = Scratch(name, *texts)
