@@ -585,8 +585,9 @@ def checklist_markdown(heading: bool = True) -> str:
     lines += [
         "Generated from the validators: each item is one check of `validate_destination`, answered as",
         "one finding with this id. `fast` runs the static, format, import and contract checks (what an",
-        "agent calls after each edit); `full` adds the destination's tests, part of bizon's suite and a",
-        "real `bizon run`.",
+        "agent calls after each edit); `full` adds the destination's tests, part of bizon's suite, the",
+        "data suite and two real `bizon run`s, each read back. Every check that writes records writes",
+        "them to the check config's scratch target, never to the example's.",
     ]
     group = None
     for c in CHECKS:
