@@ -74,15 +74,17 @@ def validation_parts(ws: Workspace, name: str, scratch: Path) -> dict[str, float
         parts["contract"] = _run(probe, ws, run_dir, env, _all_passed(PROBE_MARKER))
         suite = [ws.python(), str(scripts / "suite_probe.py"), str(ws.root), name, str(check), version, "floor"]
         parts["data"] = _run([*suite, "suite"], ws, run_dir, env, _all_passed(runtime.SUITE_MARKER))
-        smoke, ids = 0.0, []
-        for id, buffer_size, _ in runtime.SMOKE_RUNS:
-            ids.append(f"forge_floor_{id.split('.')[-1]}")
+        smoke = 0.0
+        for id, buffer_size, _ in runtime.SMOKE_RUNS:  # each run, then its read-back
+            destination_id = f"forge_floor_{id.split('.')[-1]}"
             folder_of_run = run_dir / id
             folder_of_run.mkdir()
             config = folder_of_run / "run.yml"
-            config.write_text(runtime.smoke_config(check.read_text(), ids[-1], ws.bizon_version, buffer_size))
+            config.write_text(runtime.smoke_config(check.read_text(), destination_id, ws.bizon_version, buffer_size))
             smoke += _run([ws.python(), "-m", "bizon.cli.main", "run", str(config)], ws, folder_of_run, env)
-        parts["smoke"] = smoke + _run([*suite, "readback", *ids], ws, run_dir, env, _all_passed(runtime.SUITE_MARKER))
+            readback = [*suite, "readback", destination_id]
+            smoke += _run(readback, ws, run_dir, env, _all_passed(runtime.SUITE_MARKER))
+        parts["smoke"] = smoke
         pytest = [ws.python(), "-m", "pytest", *runtime.PYTEST_ARGS, f"--rootdir={ws.root}"]
         tests = ws.root / "tests" / "connectors" / "destinations" / name
         parts["tests"] = _run([*pytest, f"--confcutdir={tests}", str(tests)], ws, run_dir)

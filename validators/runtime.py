@@ -429,11 +429,12 @@ SMOKE_RUNS = (  # (finding id, buffer_size, what it proves)
 )
 
 
-def smoke(ws: Workspace, name: str, check: str, run_id: str, cwd: Path, logs: Path, env) -> list[CheckFinding]:
-    """Real `bizon run`s into the check config's target; each judged by reading the target back."""
+def smoke(ws: Workspace, name: str, check: str, run_id: str, which: tuple, cwd: Path, logs: Path, env) -> list:
+    """Real `bizon run`s (`which`: rows of SMOKE_RUNS) into the check config's target, each judged by reading
+    the target back."""
     check_text = (ws.root / check).read_text()
     runs = {}
-    for id, buffer_size, what in SMOKE_RUNS:
+    for id, buffer_size, what in which:
         destination_id = f"forge_{run_id}_{id.split('.')[-1]}"
         folder = cwd / id
         folder.mkdir()
@@ -445,14 +446,14 @@ def smoke(ws: Workspace, name: str, check: str, run_id: str, cwd: Path, logs: Pa
         ws,
         _suite_cmd(ws, name, check, run_id, "readback", *(d for d, _, _ in runs.values())),
         cwd,
-        logs / "read-back.log",
+        logs / f"{'+'.join(runs)}.read-back.log",
         PROBE_TIMEOUT_S,
         marker=SUITE_MARKER.encode(),
         env=env,
     )
     read = {a.get("destination_id"): a for a in _suite_answers(reading)}
     setup = next((a for a in _suite_answers(reading) if a.get("case") == "setup"), None)
-    return [_judge_run(ws, name, id, *runs[id], read.get(runs[id][0]) or setup, reading) for id, _, _ in SMOKE_RUNS]
+    return [_judge_run(ws, name, id, *runs[id], read.get(runs[id][0]) or setup, reading) for id in runs]
 
 
 def _judge_run(ws, name, id, destination_id, what, run: Run, read: dict | None, reading: Run) -> CheckFinding:

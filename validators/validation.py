@@ -255,7 +255,7 @@ def validate_destination(
     started = time.perf_counter()
     _refuse_bad_input(ws, name, level)
     report = progress or (lambda done, total, message: None)
-    total = 3 + (4 if level == "full" else 0) + (1 if fix else 0)  # static, format, probe (+ 4 full units)
+    total = 3 + (5 if level == "full" else 0) + (1 if fix else 0)  # static, format, probe (+ 5 full units)
     done = 0
     report(done, total, "static checks")
 
@@ -385,9 +385,12 @@ def _submit(units: Units, code: DestinationCode, level: str, unfinished: list[st
         ),
         list(catalog.DATA),
     )
-    units.submit(
-        "smoke",
-        lambda: runtime.smoke(ws, name, code.check_rel, run_id, units.scratch_dir(), logs, env("smoke")),
-        smoke_ids,
-    )
+    for row in runtime.SMOKE_RUNS:  # two units: each run and its read-back at once, in a folder of its own
+        units.submit(
+            row[0],
+            lambda row=row: runtime.smoke(
+                ws, name, code.check_rel, run_id, (row,), units.scratch_dir(), logs, env(row[0])
+            ),
+            [row[0]],
+        )
     return not_run
