@@ -12,7 +12,6 @@ import pwd
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -20,6 +19,8 @@ from pathlib import Path
 
 import pymysql
 import pytest
+
+from tests.http_server import free_port
 
 USER = "forge"
 DATABASE = "forge"
@@ -30,12 +31,6 @@ def binary(name: str, *fallbacks: str) -> str | None:
     if found:
         return found
     return next((path for path in fallbacks if os.access(path, os.X_OK)), None)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
