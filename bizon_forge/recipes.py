@@ -27,6 +27,8 @@ class Recipe:
     # A transient name the agent may list -> the exception classes the rendered code retries on.
     exceptions: dict[str, tuple[str, ...]] = field(default_factory=dict)
     statuses: bool = False  # whether HTTP statuses ('429', '5xx') mean something to this recipe
+    writes_to: str = ""  # one sentence: where the rendered destination puts records
+    ignores: str = ""  # why the rendered code does not read a field the recipe did not declare
 
     def templates(self, name: str) -> list[tuple[str, str]]:
         base = f"bizon/connectors/destinations/{name}/src"
@@ -92,6 +94,11 @@ SQL = Recipe(
     sample={"url": "sqlite:///output/bizon_records.db", "db_schema": None},
     check={"url": "sqlite:///${env://BIZON_FORGE_SCRATCH}/check.db"},
     write_method="batch_insert",
+    writes_to="the database of its `url` (one SQLAlchemy URL, table per destination_id)",
+    ignores=(
+        "the sql recipe connects with one SQLAlchemy URL, so host, port, user, password and database belong "
+        "inside `url` (e.g. mysql+pymysql://user:password@host:3306/db); the table is named by destination_id"
+    ),
     transient=("OperationalError",),
     exceptions={
         "OperationalError": ("exc.OperationalError",),
@@ -113,6 +120,11 @@ FILE = Recipe(
     sample={"directory": "output"},
     check={"directory": "${env://BIZON_FORGE_SCRATCH}/files"},
     write_method="file_upload",
+    writes_to=(
+        "files on the local disk of the machine that runs bizon (not S3, GCS or any object store: "
+        "use recipe='custom' for those)"
+    ),
+    ignores="the file recipe reads only directory and format",
     exceptions={"OSError": ("OSError",), "TimeoutError": ("TimeoutError",)},
 )
 
@@ -144,6 +156,8 @@ HTTP = Recipe(
         "staging_directory": "${env://BIZON_FORGE_SCRATCH}/staging",
     },
     write_method="streaming",
+    writes_to="JSON POSTs to `endpoint`",
+    ignores="the http recipe reads only its endpoint, auth and batching fields",
     transient=("429", "5xx", "ConnectionError", "Timeout"),
     exceptions={
         "ConnectionError": ("requests.exceptions.ConnectionError",),
@@ -157,7 +171,7 @@ HTTP = Recipe(
 )
 
 RECIPES = {
-    "custom": Recipe("custom", "custom/destination.py.j2"),
+    "custom": Recipe("custom", "custom/destination.py.j2", writes_to="whatever the agent's destination.py writes"),
     "sql": SQL,
     "file": FILE,
     "http": HTTP,
@@ -219,12 +233,27 @@ def apply(s: DestinationSpec) -> tuple[DestinationSpec, list[Finding]]:
                 f"It understands: {', '.join(known)}. Anything else fails the batch at once.",
             )
         )
+    reads = [f.name for f in recipe.fields]
+    ignored = [name for name in declared if name not in reads]
+    if ignored:
+        findings.append(
+            warn(
+                "recipe.fields_ignored",
+                f"Field(s) {', '.join(ignored)} are rendered into the config class but the {recipe.name} recipe's "
+                f"code never reads them: {recipe.ignores}.",
+                f"Fold them into the recipe's fields ({', '.join(reads)}), read them in destination.py yourself, "
+                "or use recipe='custom'.",
+            )
+        )
     if added:
         findings.append(
             Finding(
                 id="recipe.fields_added",
                 status="pass",
-                message=f"The {recipe.name} recipe added field(s): {', '.join(added)}.",
+                message=f"The {recipe.name} recipe reads {', '.join(reads)}; it added: {', '.join(added)}.",
             )
         )
+    findings.append(
+        Finding(id="recipe.writes_to", status="pass", message=f"The {recipe.name} recipe writes to {recipe.writes_to}.")
+    )
     return s.model_copy(update=updates), findings

@@ -24,8 +24,9 @@ TODO = "FORGE-TODO"  # marks every place the agent must write code; validate_des
 class RenderedFile(BaseModel):
     path: str
     action: str  # created | updated | unchanged | would_create | would_update | refused
-    content: str | None = None  # only with dry_run
-    diff: str | None = None  # only when overwriting a file the agent edited
+    lines: int | None = None  # only with dry_run
+    content: str | None = None  # only with dry_run and content
+    diff: str | None = None  # when overwriting a file the agent edited, or (dry_run) changing an existing file
 
 
 class RenderResult(Result):
@@ -197,7 +198,11 @@ def _guard_paths(ws: Workspace, name: str, rels) -> None:
         raise Refused(fail("render.unsafe_path", f"{folder.relative_to(ws.root)} exists and is not a folder."))
 
 
-def render_destination(ws: Workspace, name: str, dry_run: bool = False, overwrite: bool = False) -> RenderResult:
+def render_destination(
+    ws: Workspace, name: str, dry_run: bool = False, overwrite: bool = False, content: bool = False
+) -> RenderResult:
+    """Write (or with dry_run, plan) the destination's files. A dry run answers each file's line count and, for a
+    file that exists, a diff; content=true adds whole files instead (a recipe's files run to tens of KB)."""
     s = spec.load(ws, name)
     planned = planned_files(ws, s)
     _guard_paths(ws, name, planned)
@@ -207,14 +212,17 @@ def render_destination(ws: Workspace, name: str, dry_run: bool = False, overwrit
         for rel, text in planned.items():
             path = ws.root / rel
             current = read_regular(path) if path.exists() else None
+            lines = len(text.splitlines()) if dry_run else None
             if current is not None and current == text.encode():
-                files.append(RenderedFile(path=rel, action="unchanged"))
+                files.append(RenderedFile(path=rel, action="unchanged", lines=lines))
                 continue
             edited = current is not None and record.get(rel) != _digest(current)
-            entry = RenderedFile(path=rel, action="created" if current is None else "updated")
-            if edited:
+            entry = RenderedFile(path=rel, action="created" if current is None else "updated", lines=lines)
+            diff = None
+            if current is not None and (edited or dry_run):
                 old = current.decode(errors="replace").splitlines(keepends=True)
                 diff = "".join(difflib.unified_diff(old, text.splitlines(keepends=True), f"a/{rel}", f"b/{rel}"))
+            if edited:
                 if not overwrite:
                     refused.append(rel)
                     entry.action = "refused"
@@ -224,7 +232,10 @@ def render_destination(ws: Workspace, name: str, dry_run: bool = False, overwrit
                 entry.action = (
                     "would_create" if current is None else ("refused" if edited and not overwrite else "would_update")
                 )
-                entry.content = text
+                if content:
+                    entry.content = text
+                else:
+                    entry.diff = diff
             files.append(entry)
             if entry.action in ("created", "updated"):
                 changes[path] = text

@@ -110,12 +110,16 @@ def build_server(settings: Settings) -> MCPServer:
     @mcp.tool(annotations=DESTROYS)  # overwrite=true replaces an agent's edits
     @refusals(RenderResult)
     async def render_destination(
-        name: str, dry_run: bool = False, overwrite: bool = False, workspace: WorkspaceArg = None
+        name: str,
+        dry_run: bool = False,
+        overwrite: bool = False,
+        content: Annotated[bool, Field(description="dry_run: return whole files, not diffs")] = False,
+        workspace: WorkspaceArg = None,
     ) -> Annotated[CallToolResult, RenderResult]:
         """Write the src/ files and example YAML from the spec; edited files are kept unless overwrite=true."""
         from bizon_forge.render import render_destination as run
 
-        return await on_worker(run, workspace, name, dry_run, overwrite)
+        return await on_worker(run, workspace, name, dry_run, overwrite, content)
 
     @mcp.tool(annotations=WRITES)
     @refusals(RegistrationResult)

@@ -20,7 +20,15 @@ def ws64(make_tree) -> workspace.Workspace:
 def test_a_recipe_adds_its_fields_and_retry_defaults(ws64):
     result = describe_target(ws64, DestinationSpec(name="warehouse", recipe="sql"))
     assert result.ok, result.findings
-    assert [f.id for f in result.findings] == ["recipe.fields_added"]
+    added, writes_to = result.findings
+    assert (added.id, added.status, writes_to.id, writes_to.status) == (
+        "recipe.fields_added",
+        "pass",
+        "recipe.writes_to",
+        "pass",
+    )
+    assert added.message == "The sql recipe reads url, db_schema; it added: url, db_schema."
+    assert writes_to.message.startswith("The sql recipe writes to the database of its `url`")
     stored = spec.load(ws64, "warehouse")
     url = next(f for f in stored.fields if f.name == "url")
     assert (url.required, url.secret, url.type) == (True, True, "str")  # a URL may hold a password
@@ -35,6 +43,38 @@ def test_fields_the_agent_declared_are_kept_and_not_duplicated(ws64):
     assert [f for f in stored.fields if f.name == "endpoint"] == [mine]
     assert stored.write_method == "streaming"  # the tool's default batch_insert gives way to the recipe's
     assert stored.error_handling.transient == ["429", "5xx", "ConnectionError", "Timeout"]
+
+
+def test_fields_the_recipe_does_not_read_are_a_warning_that_says_why(ws64):
+    mine = [FieldSpec(name=n, description=n) for n in ("host", "port", "url")]
+    mine[-1] = FieldSpec(name="url", required=True, secret=True, description="where")
+    result = describe_target(ws64, DestinationSpec(name="warehouse", recipe="sql", fields=mine))
+    assert result.ok, result.findings
+    (ignored,) = [f for f in result.findings if f.id == "recipe.fields_ignored"]
+    assert ignored.status == "warn"
+    assert "host, port are rendered into the config class" in ignored.message
+    assert "inside `url` (e.g. mysql+pymysql://user:password@host:3306/db)" in ignored.message
+    assert "recipe='custom'" in ignored.hint
+    added = next(f for f in result.findings if f.id == "recipe.fields_added")
+    assert added.message == "The sql recipe reads url, db_schema; it added: db_schema."
+    # Still rendered: the agent may read them in destination.py itself.
+    assert {"host", "port"} <= {f.name for f in spec.load(ws64, "warehouse").fields}
+
+
+@pytest.mark.parametrize(
+    ("recipe", "where"),
+    [("sql", "SQLAlchemy URL"), ("file", "not S3, GCS or any object store"), ("http", "JSON POSTs to `endpoint`")],
+)
+def test_each_recipe_says_what_it_writes_to(ws64, recipe, where):
+    result = describe_target(ws64, DestinationSpec(name=f"my_{recipe}", recipe=recipe))
+    (writes_to,) = [f for f in result.findings if f.id == "recipe.writes_to"]
+    assert writes_to.status == "pass" and where in writes_to.message
+    assert "recipe.fields_ignored" not in [f.id for f in result.findings]
+
+
+def test_a_custom_recipe_reads_whatever_the_agent_writes_so_nothing_is_ignored(ws64):
+    result = describe_target(ws64, DestinationSpec(name="acme", fields=[FieldSpec(name="host", description="h")]))
+    assert result.ok and not [f for f in result.findings if f.id.startswith("recipe.")]
 
 
 @pytest.mark.parametrize(

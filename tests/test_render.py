@@ -30,7 +30,7 @@ def test_dry_run_returns_the_files_and_writes_nothing(make_tree):
     root = make_tree("0.6.4")
     ws = described(root)
     before = snapshot(root)
-    result = render_destination(ws, "acme", dry_run=True)
+    result = render_destination(ws, "acme", dry_run=True, content=True)
     assert snapshot(root) == before
     assert result.ok
     files = {f.path: f for f in result.files}
@@ -79,3 +79,34 @@ def test_rendered_files_are_ruff_clean_under_the_workspaces_config(tree):
     for cmd in (["check", "--no-cache"], ["format", "--check", "--no-cache"]):
         done = subprocess.run([find_ruff_bin(), *cmd, *py], cwd=tree, capture_output=True, text=True)
         assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_dry_run_answers_a_summary_and_content_true_the_files_a_real_render_writes(make_tree):
+    root = make_tree("0.6.4")
+    ws = workspace.resolve(None, workspace.Settings.from_paths([str(root)]))
+    assert describe_target(ws, DestinationSpec(name="warehouse", recipe="sql")).ok
+    before = snapshot(root)
+    summary = render_destination(ws, "warehouse", dry_run=True)
+    assert len(summary.model_dump_json(exclude_none=True)) < 6_000  # the whole files ran to ~49 KB
+    assert all(f.content is None and f.diff is None and f.action == "would_create" for f in summary.files)
+    assert all(f.lines is not None for f in summary.files)
+    whole = render_destination(ws, "warehouse", dry_run=True, content=True)
+    assert snapshot(root) == before
+    assert render_destination(ws, "warehouse").ok
+    for f in whole.files:
+        assert f.content == (root / f.path).read_text(), f.path
+        assert f.lines == len(f.content.splitlines())
+
+
+def test_a_dry_run_over_rendered_files_answers_a_diff_of_what_would_change(make_tree):
+    root = make_tree("0.6.4")
+    ws = described(root)
+    assert render_destination(ws, "acme").ok
+    more = [*FIELDS, FieldSpec(name="region", default="eu", description="Region")]
+    assert describe_target(ws, DestinationSpec(name="acme", fields=more)).ok
+    result = render_destination(ws, "acme", dry_run=True)
+    files = {f.path: f for f in result.files}
+    config = files[f"{SRC}/config.py"]
+    assert config.action == "would_update" and config.content is None
+    assert "+" in config.diff and "region" in config.diff and config.diff.startswith(f"--- a/{SRC}/config.py")
+    assert files[f"{SRC}/__init__.py"].action == "unchanged" and files[f"{SRC}/__init__.py"].diff is None
