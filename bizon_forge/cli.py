@@ -23,6 +23,15 @@ def _parser() -> argparse.ArgumentParser:
     init = ws_sub.add_parser("init", help="make a workspace from bizon's sdist on PyPI")
     init.add_argument("dir")
     init.add_argument("--bizon-version", default="0.6.4")
+    init.add_argument("--no-venv", action="store_true", help="skip DIR/.venv (the checks then use --python or ours)")
+    venv = ws_sub.add_parser("venv", help="make DIR/.venv: the tree in editable mode plus its test group")
+    venv.add_argument("dir")
+
+    inst = sub.add_parser("install", help="install a destination's client libraries into the workspace's Python")
+    inst.add_argument("name")
+    inst.add_argument("--workspace", default=".")
+    inst.add_argument("--json", action="store_true")
+    inst.add_argument("--python")
 
     val = sub.add_parser("validate", help="run validate_destination and exit non-zero on failure")
     val.add_argument("name")
@@ -34,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     val.add_argument("--json", action="store_true")
     val.add_argument("--python")
 
-    gen = sub.add_parser("generate", help="describe -> render -> register -> validate from a spec file")
+    gen = sub.add_parser("generate", help="describe -> render -> register -> install -> validate from a spec file")
     gen.add_argument("spec", help="JSON or YAML file holding describe_target's arguments")
     gen.add_argument("--workspace", default=".")
     gen.add_argument("--level", choices=["fast", "full"], default="fast")
@@ -87,9 +96,7 @@ def _run(args) -> int:
         serve(settings, http=args.http, host=args.host, port=args.port, stateless=args.stateless)
         return 0
     if args.command == "workspace":
-        path = workspace.init(args.dir, args.bizon_version)
-        print(f"bizon {args.bizon_version} workspace ready at {path}")
-        return 0
+        return _workspace(args)
     settings = workspace.Settings.from_paths([args.workspace], python=args.python)
     ws = workspace.resolve(None, settings)
     if args.command == "validate":
@@ -100,11 +107,38 @@ def _run(args) -> int:
         )
         _print(result, args.json)
         return 0 if result.ok else 1
+    if args.command == "install":
+        from bizon_forge.dependencies import install_dependencies
+
+        result = install_dependencies(ws, args.name, progress=_progress)
+        _print(result, args.json)
+        return 0 if result.ok else 1
     from bizon_forge.pipeline import generate
 
     result = generate(ws, _load_spec(Path(args.spec)), level=args.level)
     _print(result, args.json)
     return 0 if result.ok else 1
+
+
+def _progress(message: str) -> None:
+    print(f"  {message}", file=sys.stderr, flush=True)
+
+
+def _workspace(args) -> int:
+    from bizon_forge import interpreter, workspace
+
+    if args.ws_command == "init":
+        path = workspace.init(args.dir, args.bizon_version)
+        print(f"bizon {args.bizon_version} workspace ready at {path}")
+        if args.no_venv:
+            return 0
+    else:
+        path = workspace.resolve(args.dir, workspace.Settings()).root
+    python = interpreter.make_venv(path, progress=_progress)
+    ws = workspace.Workspace(root=path, settings=workspace.Settings())
+    print(f"its interpreter: {python}")
+    print(f"run a sync: {ws.bizon_command('run', 'FILE')}")
+    return 0
 
 
 def _load_spec(path: Path) -> dict:

@@ -2,7 +2,7 @@
 
 from pydantic import BaseModel
 
-from bizon_forge import recipes, registry, spec
+from bizon_forge import dependencies, recipes, registry, spec
 from bizon_forge.atomic import workspace_lock
 from bizon_forge.findings import Result, has_failures
 from bizon_forge.spec import DestinationSpec, Names
@@ -34,6 +34,9 @@ def existing(ws: Workspace, s: DestinationSpec, reg: registry.Registry) -> Exist
 
 def describe_target(ws: Workspace, s: DestinationSpec) -> DescribeResult:
     s, findings = recipes.apply(s)  # a recipe's own fields and retry defaults, unless the agent declared them
+    requirements, found = dependencies.resolve(s.dependencies, s.recipe)  # a sql URL names its driver
+    findings += found + dependencies.sql_driver_note(s, requirements)
+    s = s.model_copy(update={"dependencies": requirements})
     findings += spec.check_spec(s)
     if has_failures(findings):
         return DescribeResult(

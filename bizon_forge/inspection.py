@@ -2,8 +2,9 @@
 
 from pydantic import BaseModel
 
-from bizon_forge import registry, spec
-from bizon_forge.findings import Result, fail, warn
+from bizon_forge import interpreter, registry, spec
+from bizon_forge.findings import Refused, Result, fail, warn
+from bizon_forge.interpreter import Interpreter
 from bizon_forge.workspace import ENUM_FILE, FACTORY_FILE, MODELS_FILE, Workspace
 
 FILES = {"enum": ENUM_FILE, "union": MODELS_FILE, "factory": FACTORY_FILE}
@@ -21,7 +22,7 @@ class InspectResult(Result):
     root: str | None = None
     bizon_version: str | None = None
     # The interpreter that runs the workspace's bizon (checks and syncs): client libraries go into it.
-    python: str | None = None
+    interpreter: Interpreter | None = None
     run: str | None = None  # the shell command that runs a sync config, as printed (FILE: its path)
     layout: dict[str, str] = {}  # enum | union | factory -> "file:line" of the edit point, found by structure
     destinations: list[DestinationState] = []
@@ -38,6 +39,10 @@ def inspect_workspace(ws: Workspace) -> InspectResult:
     reg = registry.read(ws)
     stored = set(spec.stored_names(ws))
     findings = [fail("registry.unparsable", e, "Fix the syntax error first.") for e in reg.errors]
+    libraries = sorted({r for name in stored for r in _declared(ws, name)})
+    runner = interpreter.probe(ws, libraries)
+    if not runner.usable:
+        findings.append(interpreter.no_interpreter(ws, runner))
     states = []
     # A registration in a file that does not parse is neither there nor missing: it is unknown.
     unknown = {k for k, rel in FILES.items() if any(e.startswith(f"{rel}:") for e in reg.errors)}
@@ -75,13 +80,32 @@ def inspect_workspace(ws: Workspace) -> InspectResult:
                 )
             )
         states.append(state)
+    missing = set(runner.missing)
+    for name in sorted(stored):
+        needs = [r for r in _declared(ws, name) if r in missing]
+        if needs and runner.usable:
+            findings.append(
+                warn(
+                    "install.missing",
+                    f"{name} needs {', '.join(needs)}, not installed in {runner.python}.",
+                    f"install_dependencies(name={name!r}) installs it.",
+                )
+            )
     return InspectResult(
-        ok=not reg.errors,
+        ok=not reg.errors and runner.usable,
         root=str(ws.root),
         bizon_version=ws.bizon_version,
-        python=ws.python(),
+        interpreter=runner,
         run=ws.bizon_command("run", "FILE"),
         layout={key: f"{FILES[key]}:{line}" for key, line in reg.edit_points.items()},
         destinations=states,
         findings=findings,
     )
+
+
+def _declared(ws: Workspace, name: str) -> list[str]:
+    """The client libraries a stored spec declares ([] for a spec that does not load: describe says why)."""
+    try:
+        return spec.load(ws, name).dependencies
+    except Refused:
+        return []

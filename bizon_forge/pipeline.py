@@ -1,4 +1,4 @@
-"""generate: describe -> render -> register -> validate from one spec, for pipelines that do not speak MCP."""
+"""generate: describe -> render -> register -> install -> validate from one spec, for pipelines without MCP."""
 
 from pydantic import BaseModel, ValidationError
 
@@ -12,7 +12,7 @@ SPEC_KEYS = frozenset(DestinationSpec.model_fields)
 
 
 class Step(BaseModel):
-    step: str  # describe | render | register | validate
+    step: str  # describe | render | register | install | validate
     ok: bool
 
 
@@ -50,6 +50,7 @@ def parse_spec(args) -> DestinationSpec:
 
 
 def generate(ws: Workspace, args: dict, level: str = "fast") -> GenerateResult:
+    from bizon_forge.dependencies import install_dependencies
     from bizon_forge.describe import describe_target
     from bizon_forge.registrations import apply_registrations
     from bizon_forge.render import render_destination
@@ -62,6 +63,7 @@ def generate(ws: Workspace, args: dict, level: str = "fast") -> GenerateResult:
         ("describe", lambda: describe_target(ws, spec)),
         ("render", lambda: render_destination(ws, spec.name)),
         ("register", lambda: apply_registrations(ws, spec.name)),
+        ("install", lambda: install_dependencies(ws, spec.name)),
         ("validate", lambda: validate_destination(ws, spec.name, level=level)),
     ):
         try:

@@ -12,7 +12,7 @@ import tomllib
 
 from pydantic import BaseModel
 
-from bizon_forge import pyast, registry, spec
+from bizon_forge import dependencies, interpreter, pyast, registry, spec
 from bizon_forge.atomic import WriteFailed, workspace_lock, write_all
 from bizon_forge.findings import Finding, Refused, Result, fail, warn
 from bizon_forge.spec import DestinationSpec, Names
@@ -27,7 +27,9 @@ class FileEdit(BaseModel):
 
 
 class RegistrationResult(Result):
-    registrations: dict[str, str] = {}  # enum | import | union | factory -> added | already_present | conflict
+    # enum | import | union | factory (| extra | import_guard, with client libraries) -> added | already_present
+    # | updated | removed | conflict
+    registrations: dict[str, str] = {}
     edits: list[FileEdit] = []
 
 
@@ -289,7 +291,10 @@ def apply_registrations(ws: Workspace, name: str, dry_run: bool = False) -> Regi
     from bizon_forge import codemods
 
     s = spec.load(ws, name)
-    validate_next = f"validate_destination(name={name!r})"
+    # The import check after the write runs bizon: a tree with no interpreter that can is told so first.
+    state = None if dry_run else interpreter.require(ws, s.dependencies)
+    missing = state.missing if state else []
+    validate_next = f"install_dependencies(name={name!r})" if missing else f"validate_destination(name={name!r})"
     with workspace_lock(ws.state_dir):
         originals = registry.read_texts(ws)
         reg = registry.from_texts(originals)
@@ -307,6 +312,13 @@ def apply_registrations(ws: Workspace, name: str, dry_run: bool = False) -> Regi
             raise Refused(
                 fail("registration.edit_point_missing", str(error), "Is this a bizon tree of 0.5+?")
             ) from None
+        records = dependencies.read_records(ws)
+        try:
+            new_records, record_status = dependencies.plan_records(records, s.name, s.dependencies)
+        except dependencies.RecordUnknown as error:
+            raise Refused(_record_unknown(error)) from None
+        originals, texts = {**originals, **records}, {**texts, **new_records}
+        status.update(record_status)
         changed = {rel: t for rel, t in texts.items() if t != originals[rel]}
         edits = [FileEdit(path=rel, diff=_diff(rel, originals[rel], t)) for rel, t in changed.items()]
         if not changed:
@@ -314,7 +326,9 @@ def apply_registrations(ws: Workspace, name: str, dry_run: bool = False) -> Regi
                 Finding(
                     id="registration.unchanged",
                     status="pass",
-                    message=f"{name} was already registered in all three files; nothing was written.",
+                    message=f"{name} was already registered in all three files"
+                    + (" and its client libraries recorded" if record_status else "")
+                    + "; nothing was written.",
                 )
             )
             return RegistrationResult(registrations=status, findings=found, next=validate_next)
@@ -326,12 +340,13 @@ def apply_registrations(ws: Workspace, name: str, dry_run: bool = False) -> Regi
             write_all({ws.path(rel): t for rel, t in changed.items()})
         except WriteFailed as error:
             return RegistrationResult(ok=False, findings=_write_failed(ws, "registration.write_failed", error))
-        problem = import_check(ws, [*changed, *_connector_files(ws, name)])
+        problem = import_check(ws, [*(rel for rel in changed if rel.endswith(".py")), *_connector_files(ws, name)])
         if problem:
             restored = [
                 fail(
                     "registration.import_failed",
-                    "After registering, `import bizon.common.models` failed; the 3 files were restored. " + problem,
+                    f"After registering, `import bizon.common.models` failed; the {len(changed)} edited files were "
+                    "restored. " + problem,
                     "Fix the destination's config.py (no optional imports, no bizon.common.models); retry.",
                 )
             ]
@@ -341,6 +356,14 @@ def apply_registrations(ws: Workspace, name: str, dry_run: bool = False) -> Regi
                 restored = restored[:1] + _write_failed(ws, "registration.restore_failed", error)
             return RegistrationResult(ok=False, registrations=status, findings=restored, edits=edits)
     return RegistrationResult(registrations=status, findings=found, edits=edits, next=validate_next)
+
+
+def _record_unknown(error: Exception) -> Finding:
+    return fail(
+        "registration.record_unknown",
+        f"Cannot record the client libraries: {error} Nothing was written.",
+        "Fix that file by hand (or describe the destination without dependencies) and call again.",
+    )
 
 
 def _connector_files(ws: Workspace, name: str) -> list[str]:
@@ -372,6 +395,14 @@ def remove_destination(ws: Workspace, name: str, delete_files: bool = False) -> 
             texts, removed = plan_remove(originals, name, DestinationSpec(name=name).names)
         except codemods.EditPointMissing as error:
             raise Refused(fail("registration.edit_point_missing", str(error))) from None
+        if ours:  # an extra of the same name that bizon-forge did not record (bizon's `datadog`) stays
+            records = dependencies.read_records(ws)
+            try:
+                new_records, record_status = dependencies.plan_records(records, name, [])
+            except dependencies.RecordUnknown as error:
+                raise Refused(_record_unknown(error)) from None
+            originals, texts = {**originals, **records}, {**texts, **new_records}
+            removed += [key for key, how in record_status.items() if how == "removed"]
         changed = {rel: t for rel, t in texts.items() if t != originals[rel]}
         try:
             write_all({ws.path(rel): t for rel, t in changed.items()})

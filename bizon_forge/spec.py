@@ -76,6 +76,8 @@ class DestinationSpec(BaseModel):
     batching: Batching = Batching()
     alias: str | None = None
     description: str = ""
+    # Client libraries as PEP 508 requirements; recorded as the tree's extra NAME and installed into its Python.
+    dependencies: list[str] = []
 
     @property
     def names(self) -> Names:

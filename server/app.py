@@ -13,6 +13,7 @@ from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field
 
 from bizon_forge import workspace
+from bizon_forge.dependencies import InstallResult
 from bizon_forge.describe import DescribeResult
 from bizon_forge.findings import Refused, Result
 from bizon_forge.inspection import InspectResult
@@ -26,6 +27,8 @@ from bizon_forge.workspace import Settings
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 WRITES = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 DESTROYS = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False)
+# Installing reaches the package index and changes the workspace's interpreter, never its files.
+INSTALLS = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
 # Its live checks write to whatever target the check config names, which may be a server elsewhere.
 CHECKS = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
 
@@ -90,6 +93,10 @@ def build_server(settings: Settings) -> MCPServer:
         batching: Batching | None = None,
         alias: str | None = None,
         description: str = "",
+        dependencies: Annotated[
+            list[str] | None,
+            Field(description="client libraries, e.g. ['redis>=5']; sql: a URL scheme, e.g. ['mysql+pymysql://']"),
+        ] = None,
         workspace: WorkspaceArg = None,
     ) -> Annotated[CallToolResult, DescribeResult]:
         """Check and store the target's spec (Step 1). Later tools need only the name."""
@@ -104,6 +111,7 @@ def build_server(settings: Settings) -> MCPServer:
             batching=batching or Batching(),
             alias=alias,
             description=description,
+            dependencies=dependencies or [],
         )
         return await on_worker(run, workspace, spec)
 
@@ -130,6 +138,21 @@ def build_server(settings: Settings) -> MCPServer:
         from bizon_forge.registrations import apply_registrations as run
 
         return await on_worker(run, workspace, name, dry_run)
+
+    @mcp.tool(annotations=INSTALLS)
+    @refusals(InstallResult)
+    async def install_dependencies(
+        name: str, ctx: Context, workspace: WorkspaceArg = None
+    ) -> Annotated[CallToolResult, InstallResult]:
+        """pip-install the destination's client libraries into the workspace's Python (the one bizon runs with)."""
+        from bizon_forge.dependencies import install_dependencies as run
+
+        lines = iter(range(1, 1 << 30))  # progress must grow with each notification; an install has no total
+
+        def progress(message: str) -> None:
+            anyio.from_thread.run(ctx.report_progress, next(lines), None, message)
+
+        return await on_worker(functools.partial(run, progress=progress), workspace, name)
 
     @mcp.tool(annotations=CHECKS)  # fix=true rewrites files; logs and the check cache go to .bizon-forge/
     @refusals(ValidationResult)

@@ -20,13 +20,15 @@ def ws64(make_tree) -> workspace.Workspace:
 def test_a_recipe_adds_its_fields_and_retry_defaults(ws64):
     result = describe_target(ws64, DestinationSpec(name="warehouse", recipe="sql"))
     assert result.ok, result.findings
-    added, writes_to = result.findings
+    added, writes_to, no_driver = result.findings
     assert (added.id, added.status, writes_to.id, writes_to.status) == (
         "recipe.fields_added",
         "pass",
         "recipe.writes_to",
         "pass",
     )
+    # no driver named: the answer says the sql recipe then reaches SQLite only, and how to name one
+    assert no_driver.id == "spec.dependency.no_driver" and "mysql+pymysql://" in no_driver.hint
     assert added.message == "The sql recipe reads url, db_schema; it added: url, db_schema."
     assert writes_to.message.startswith("The sql recipe writes to the database of its `url`")
     stored = spec.load(ws64, "warehouse")

@@ -217,8 +217,8 @@ def test_cli_validate_and_generate_exit_codes(make_tree, tmp_path):
     done = _cli("generate", str(spec), "--workspace", str(fresh), "--json")
     assert done.returncode == 1, done.stdout + done.stderr
     out = json.loads(done.stdout)
-    assert [s["step"] for s in out["steps"]] == ["describe", "render", "register", "validate"]
-    assert [s["ok"] for s in out["steps"]] == [True, True, True, False]
+    assert [s["step"] for s in out["steps"]] == ["describe", "render", "register", "install", "validate"]
+    assert [s["ok"] for s in out["steps"]] == [True, True, True, True, False]
     assert {f["id"] for f in out["findings"] if f["status"] == "fail"} <= {
         "agent.todo_left",
         "agent.not_implemented",

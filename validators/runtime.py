@@ -183,12 +183,12 @@ def probe(
         elif got["ok"]:
             out.append(passed(id, f"ok ({got['seconds']} s)"))
         else:
-            out.append(_probe_failure(ws, id, got, example, run))
+            out.append(_probe_failure(ws, name, id, got, example, run))
             blocked = blocked or id
     return out
 
 
-def _probe_failure(ws: Workspace, id: str, got: dict, example: str, run: Run) -> CheckFinding:
+def _probe_failure(ws: Workspace, name: str, id: str, got: dict, example: str, run: Run) -> CheckFinding:
     error = got["error"]
     file, line = _innermost_frame(got.get("trace", ""), ws.root)
     messages = {
@@ -206,8 +206,9 @@ def _probe_failure(ws: Workspace, id: str, got: dict, example: str, run: Run) ->
             _one_line(messages[id]),
             file=file,
             line=line,
-            hint=f"Install the package that provides `{module}` into the interpreter that runs this workspace's "
-            f"bizon (the checks and `bizon run` use it): {ws.python()} -m pip install {module}",
+            hint=f"`{module}` is not installed in {ws.python()}, which runs this workspace's bizon. Declare its "
+            f"distribution: describe_target(name={name!r}, ..., dependencies=['DIST>=VERSION']), then "
+            f"apply_registrations and install_dependencies(name={name!r}) record and install it.",
             output=got.get("trace") or _log_tail(run),
             log=run.log,
         )

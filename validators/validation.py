@@ -10,7 +10,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime
 from pathlib import Path
 
-from bizon_forge import spec
+from bizon_forge import interpreter, spec
 from bizon_forge.atomic import workspace_lock
 from bizon_forge.findings import Refused, fail
 from bizon_forge.validators import (
@@ -80,6 +80,22 @@ def _refuse_bad_input(ws: Workspace, name: str, level: str) -> None:
                 "validate.not_found",
                 f"bizon/connectors/destinations/{name}/ does not exist in this workspace.",
                 f"Call describe_target and render_destination(name={name!r}) first.",
+            )
+        )
+    _refuse_without_interpreter(ws, name)
+
+
+def _refuse_without_interpreter(ws: Workspace, name: str) -> None:
+    """Every live check runs bizon in the workspace's interpreter: without one, say so once, not per check."""
+    declared = spec.load(ws, name).dependencies if spec.spec_path(ws, name).is_file() else []
+    state = interpreter.require(ws, declared)
+    missing = state.missing
+    if missing:
+        raise Refused(
+            fail(
+                "install.missing",
+                f"{', '.join(missing)} (declared by {name}) is not installed in {state.python}, which runs the checks.",
+                f"install_dependencies(name={name!r}) installs it.",
             )
         )
 

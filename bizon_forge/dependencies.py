@@ -1,0 +1,400 @@
+"""A destination's client libraries: declared in its spec, recorded the way bizon records its own destinations'
+(an extra in the tree's pyproject.toml and the import guard of tests/cli/test_cli_imports.py), and installed
+into the workspace's interpreter.
+
+The two record edits are pure text-in, text-out functions; apply_registrations and remove_destination write
+them with the three registrations, all or nothing.
+"""
+
+import re
+import shlex
+import tomllib
+from collections.abc import Callable
+
+from bizon_forge.findings import Finding, Result, fail
+
+PYPROJECT = "pyproject.toml"
+IMPORT_GUARD = "tests/cli/test_cli_imports.py"  # its OPTIONAL_DEPENDENCIES lists modules behind an extra
+GUARD_LIST = "OPTIONAL_DEPENDENCIES"
+
+# SQLAlchemy URL scheme -> the driver distribution it loads (a bare dialect means SQLAlchemy's default driver).
+SQL_DRIVERS = {
+    "postgresql": "psycopg2-binary>=2.9.9",
+    "postgresql+psycopg2": "psycopg2-binary>=2.9.9",
+    "postgresql+psycopg": "psycopg[binary]>=3.1",
+    "postgresql+pg8000": "pg8000>=1.30",
+    "postgresql+asyncpg": None,  # async drivers do not work in bizon's synchronous writers
+    "mysql": "mysqlclient>=2.2",
+    "mysql+mysqldb": "mysqlclient>=2.2",
+    "mysql+pymysql": "pymysql>=1.1",
+    "mariadb+pymysql": "pymysql>=1.1",
+    "mysql+mysqlconnector": "mysql-connector-python>=8.3",
+    "mariadb+mariadbconnector": "mariadb>=1.1",
+    "duckdb": "duckdb-engine>=0.13",
+    "mssql+pyodbc": "pyodbc>=5.0",
+    "mssql+pymssql": "pymssql>=2.2",
+    "oracle+oracledb": "oracledb>=2.0",
+    "snowflake": "snowflake-sqlalchemy>=1.5",
+    "bigquery": "sqlalchemy-bigquery>=1.11.0",
+    "sqlite": "",  # in Python's standard library
+}
+
+# Distribution -> the module it is imported as, where the two differ beyond '-' -> '_'.
+MODULES = {
+    "psycopg2-binary": "psycopg2",
+    "mysqlclient": "MySQLdb",
+    "mysql-connector-python": "mysql.connector",
+    "pymysql": "pymysql",
+    "snowflake-sqlalchemy": "snowflake.sqlalchemy",
+    "kafka-python": "kafka",
+    "confluent-kafka": "confluent_kafka",
+    "pyyaml": "yaml",
+    "beautifulsoup4": "bs4",
+    "elasticsearch": "elasticsearch",
+    "opensearch-py": "opensearchpy",
+    "google-cloud-bigquery": "google.cloud.bigquery",
+    "google-cloud-storage": "google.cloud.storage",
+    "google-cloud-pubsub": "google.cloud.pubsub",
+    "azure-storage-blob": "azure.storage.blob",
+    "clickhouse-connect": "clickhouse_connect",
+    "clickhouse-driver": "clickhouse_driver",
+}
+
+REQUIREMENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9._, -]+\])?\s*([<>=!~]=?[^;@\s,]+\s*,?\s*)*")
+
+
+def normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def distribution(requirement: str) -> str:
+    return normalized(re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement).group(1))
+
+
+def module(requirement: str) -> str:
+    """The module a requirement is imported as (known drivers by name, else the name with '-' -> '_')."""
+    dist = distribution(requirement)
+    return MODULES.get(dist, dist.replace("-", "_"))
+
+
+def _scheme(entry: str) -> str | None:
+    """The SQLAlchemy URL scheme an entry names ('mysql+pymysql://u@h/db' or 'mysql+pymysql://'), or None."""
+    found = re.fullmatch(r"\s*([a-z][a-z0-9]*(\+[a-z0-9_]+)?)://.*", entry, re.S)
+    return found.group(1) if found else None
+
+
+def resolve(entries: list[str], recipe: str) -> tuple[list[str], list[Finding]]:
+    """The spec's dependencies as PEP 508 requirements (a SQLAlchemy URL or scheme names its driver under the
+    sql recipe), and findings for what is not one."""
+    found: list[Finding] = []
+    out: list[str] = []
+    for i, raw in enumerate(entries):
+        entry = raw.strip()
+        where = f"dependencies[{i}] ({entry[:60]!r})"
+        scheme = _scheme(entry)
+        if scheme is not None:
+            if recipe != "sql":
+                found.append(
+                    fail(
+                        "spec.dependency.url",
+                        f"{where} is a URL; only the sql recipe infers a driver from one.",
+                        "Give a requirement such as 'redis>=5'.",
+                    )
+                )
+                continue
+            driver = SQL_DRIVERS.get(scheme)
+            if driver is None:
+                async_hint = " (async drivers do not work in bizon's writers)" if scheme in SQL_DRIVERS else ""
+                found.append(
+                    fail(
+                        "spec.dependency.unknown_scheme",
+                        f"{where}: no known driver for the SQLAlchemy scheme {scheme!r}{async_hint}.",
+                        "Name the driver's distribution instead (e.g. 'pymysql>=1.1'); known schemes: "
+                        + ", ".join(s for s, d in SQL_DRIVERS.items() if d is not None),
+                    )
+                )
+                continue
+            entry = driver
+            if not entry:
+                continue  # sqlite: nothing to install
+        if not REQUIREMENT_RE.fullmatch(entry) or len(entry) > 200:
+            found.append(
+                fail(
+                    "spec.dependency.invalid",
+                    f"{where} is not a requirement from the package index.",
+                    "Write NAME[extras]SPECIFIERS, e.g. 'redis>=5' or 'psycopg[binary]>=3.1'; "
+                    "no URLs, paths or options.",
+                )
+            )
+            continue
+        if distribution(entry) not in {distribution(r) for r in out}:
+            out.append(entry)
+    return out, found
+
+
+# -- the extra in pyproject.toml -------------------------------------------------------------------
+
+_TABLE = re.compile(r"^\[project\.optional-dependencies\][ \t]*\r?$", re.M)
+_HEADER = re.compile(r"^\[", re.M)
+
+
+class RecordUnknown(Exception):
+    """The file's structure is not the one these edits know; nothing is changed."""
+
+
+def _extras(text: str) -> dict:
+    try:
+        extras = tomllib.loads(text).get("project", {}).get("optional-dependencies", {})
+    except ValueError as error:
+        raise RecordUnknown(f"{PYPROJECT} does not parse: {error}") from None
+    return extras if isinstance(extras, dict) else {}
+
+
+def _newline(text: str) -> str:
+    return "\r\n" if "\r\n" in text else "\n"
+
+
+def _line(name: str, requirements: list[str]) -> str:
+    quoted = ('"' + r.replace("\\", "\\\\").replace('"', '\\"') + '"' for r in requirements)
+    return f"{name} = [" + ", ".join(quoted) + "]"
+
+
+def _key_line(text: str, start: int, end: int, name: str) -> re.Match | None:
+    """The one-line entry `name = [...]` of the table, with the newline before it (entries are added that way)."""
+    entry = re.compile(rf"\r?\n{re.escape(name)}[ \t]*=[ \t]*\[[^\n\]]*\][ \t]*(?=\r?\n|\Z)")
+    return entry.search(text, start - 1, end)
+
+
+def _table(text: str) -> tuple[int, int] | None:
+    """(start, end) of the body of [project.optional-dependencies]: after its header line, up to the next header."""
+    head = _TABLE.search(text)
+    if not head:
+        return None
+    body = head.end() + 1
+    nxt = _HEADER.search(text, body)
+    return body, nxt.start() if nxt else len(text)
+
+
+def set_extra(text: str, name: str, requirements: list[str]) -> str:
+    """pyproject text with the extra `name` holding exactly `requirements` on one line, added after the table's
+    last entry (or that line replaced); with no requirements, the extra taken away. Adding and then taking away
+    gives back the same bytes."""
+    current = _extras(text).get(name)
+    if current == requirements or (current is None and not requirements):
+        return text
+    nl = _newline(text)
+    line = _line(name, requirements)
+    span = _table(text)
+    if span is None:
+        sep = "" if not text or text.endswith("\n") else nl
+        new = f"{text}{sep}{nl}[project.optional-dependencies]{nl}{line}{nl}"
+    else:
+        start, end = span
+        old = _key_line(text, start, end, name)
+        if current is not None and old is None:
+            raise RecordUnknown(f"the extra {name!r} in {PYPROJECT} is not one line; edit it by hand.")
+        if old is not None:
+            new = text[: old.start()] + (nl + line if requirements else "") + text[old.end() :]
+        else:
+            last = start + len(text[start:end].rstrip())  # just after the table's last entry
+            new = text[:last] + nl + line + text[last:] if last > start else text[:start] + line + nl + text[start:]
+    if _extras(new).get(name) != (requirements or None):
+        raise RecordUnknown(f"could not record the extra {name!r} in {PYPROJECT} exactly.")
+    return new
+
+
+def extra_of(text: str, name: str) -> list[str] | None:
+    try:
+        return _extras(text).get(name)
+    except RecordUnknown:
+        return None
+
+
+def modules_of_other_extras(text: str, name: str) -> set[str]:
+    """Modules that other extras of the tree provide: the import guard keeps listing them."""
+    return {module(r) for key, reqs in _extras(text).items() if key != name for r in reqs if isinstance(r, str)}
+
+
+# -- the import guard in tests/cli/test_cli_imports.py ---------------------------------------------
+
+
+def _guard_list(tree):
+    """The list node of the module-level `OPTIONAL_DEPENDENCIES = [...]`, or None."""
+    import libcst as cst
+
+    for stmt in tree.body:
+        for small in stmt.body if isinstance(stmt, cst.SimpleStatementLine) else ():
+            if isinstance(small, cst.Assign) and isinstance(small.value, cst.List):
+                if any(isinstance(t.target, cst.Name) and t.target.value == GUARD_LIST for t in small.targets):
+                    return small.value
+    return None
+
+
+def _listed(node) -> list[str]:
+    import libcst as cst
+
+    return [e.value.evaluated_value for e in node.elements if isinstance(e.value, cst.SimpleString)]
+
+
+def set_guard(text: str, add: list[str], remove: list[str] = ()) -> str:
+    """The import guard's text with `add` listed (after the last entry, in its style) and `remove` taken away."""
+    import libcst as cst
+
+    try:
+        tree = cst.parse_module(text)
+    except cst.ParserSyntaxError as error:
+        raise RecordUnknown(f"{IMPORT_GUARD} does not parse: {error}") from None
+    node = _guard_list(tree)
+    if node is None:
+        raise RecordUnknown(f"{IMPORT_GUARD} has no `{GUARD_LIST} = [...]` list.")
+    have = _listed(node)
+    elements = list(node.elements)
+    for gone in remove:
+        for i, e in enumerate(elements):
+            if isinstance(e.value, cst.SimpleString) and e.value.evaluated_value == gone:
+                if i == len(elements) - 1 and i > 0:  # the new last entry takes the removed one's comma
+                    elements[i - 1] = elements[i - 1].with_changes(comma=e.comma)
+                del elements[i]
+                break
+    for new in add:
+        if new in have and new not in remove:
+            continue
+        value = cst.SimpleString(f'"{new}"')
+        if not elements:
+            elements.append(cst.Element(value=value))
+            continue
+        last = elements[-1]
+        between = elements[-2].comma if len(elements) > 1 else cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
+        elements[-1] = last.with_changes(comma=between)
+        elements.append(cst.Element(value=value, comma=last.comma))
+    if elements == list(node.elements):
+        return text
+    new_tree = tree.deep_replace(node, node.with_changes(elements=elements))
+    return new_tree.code
+
+
+def guard_modules(text: str) -> list[str] | None:
+    import libcst as cst
+
+    try:
+        node = _guard_list(cst.parse_module(text))
+    except cst.ParserSyntaxError:
+        return None
+    return _listed(node) if node is not None else None
+
+
+# -- installing ------------------------------------------------------------------------------------
+
+
+class InstallResult(Result):
+    python: str | None = None
+    installed: dict[str, str] = {}  # requirement -> version now installed
+    command: str | None = None  # what ran, runnable as printed
+
+
+def install_dependencies(ws, name: str, progress: Callable[[str], None] | None = None) -> InstallResult:
+    """Install the destination's client libraries into the workspace's interpreter (a no-op for those it has)."""
+    from bizon_forge import interpreter, spec
+
+    s = spec.load(ws, name)
+    validate = f"validate_destination(name={name!r})"
+    state = interpreter.require(ws, s.dependencies)
+    if not s.dependencies:
+        return InstallResult(
+            python=state.python,
+            findings=[Finding(id="install.nothing", status="pass", message=f"{name} declares no client libraries.")],
+            next=validate,
+        )
+    missing = state.missing
+    command = interpreter.install_command(state.python, s.dependencies)
+    shown = shlex.join(command)
+    if missing:
+        try:
+            interpreter.run_installer(command, progress, cwd=ws.root)
+        except interpreter.InstallFailed as error:
+            return InstallResult(
+                ok=False,
+                python=state.python,
+                command=shown,
+                findings=[interpreter.install_failure(error, ", ".join(missing))],
+            )
+        state = interpreter.probe(ws, s.dependencies)
+    still = state.missing
+    findings = [
+        fail(
+            "install.not_importable",
+            f"After installing, {', '.join(still)} is still not found by {state.python}.",
+            f"Run {shown} and read its output.",
+        )
+        for _ in still[:1]
+    ]
+    if not findings:
+        done = "installed" if missing else "already installed"
+        findings.append(
+            Finding(
+                id="install.done",
+                status="pass",
+                message=f"{', '.join(s.dependencies)} {done} in {state.python}.",
+            )
+        )
+    return InstallResult(
+        ok=not still,
+        python=state.python,
+        installed=state.libraries,
+        command=shown,
+        findings=findings,
+        next=validate if not still else None,
+    )
+
+
+def sql_driver_note(s, requirements: list[str]) -> list[Finding]:
+    """Under the sql recipe with no driver declared, say that only SQLite works until one is."""
+    if s.recipe != "sql" or requirements:
+        return []
+    return [
+        Finding(
+            id="spec.dependency.no_driver",
+            status="pass",
+            message="No database driver declared: the sql recipe then reaches SQLite only (Python has its driver).",
+            hint="For another database pass its URL or scheme in dependencies, e.g. ['mysql+pymysql://'] "
+            "(MySQL, MariaDB: pymysql) or ['postgresql://'] (psycopg2); it is recorded as the tree's extra "
+            "and installed by install_dependencies.",
+        )
+    ]
+
+
+# -- the two records, planned together --------------------------------------------------------------
+
+
+def read_records(ws) -> dict[str, str]:
+    """The texts of pyproject.toml and the import guard, for those the tree has."""
+    from bizon_forge.workspace import read_regular
+
+    return {rel: read_regular(ws.path(rel)).decode() for rel in (PYPROJECT, IMPORT_GUARD) if ws.path(rel).is_file()}
+
+
+def plan_records(texts: dict[str, str], name: str, requirements: list[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """(new texts, {extra | import_guard: added | updated | already_present | removed}) so that the tree's extra
+    `name` holds exactly `requirements` and the import guard lists their modules. A module stays listed while
+    another extra still provides it. Raises RecordUnknown for a file whose structure these edits do not know."""
+    texts, status = dict(texts), {}
+    pyproject = texts.get(PYPROJECT)
+    before = extra_of(pyproject, name) if pyproject is not None else None
+    if pyproject is None or (before is None and not requirements):
+        return texts, status
+    texts[PYPROJECT] = set_extra(pyproject, name, requirements)
+    status["extra"] = _status(before, requirements)
+    if IMPORT_GUARD in texts:
+        others = modules_of_other_extras(texts[PYPROJECT], name)
+        want = list(dict.fromkeys(module(r) for r in requirements))
+        dropped = [m for m in dict.fromkeys(module(r) for r in before or []) if m not in want and m not in others]
+        listed = guard_modules(texts[IMPORT_GUARD]) or []
+        texts[IMPORT_GUARD] = set_guard(texts[IMPORT_GUARD], want, dropped)
+        status["import_guard"] = _status([m for m in listed if m in want or m in dropped] or None, want)
+    return texts, status
+
+
+def _status(before: list | None, after: list) -> str:
+    if before == after or (before and after and set(before) == set(after)):
+        return "already_present"
+    return "removed" if not after else "added" if not before else "updated"

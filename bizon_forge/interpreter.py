@@ -1,0 +1,282 @@
+"""The workspace's interpreter: the Python that runs its bizon (the checks and every sync), what it can import,
+and how to make one (DIR/.venv with the tree installed in editable mode).
+
+bizon-forge's own environment does not need bizon's runtime dependencies: the workspace's interpreter has them.
+"""
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from bizon_forge.findings import Finding, Refused, fail
+from bizon_forge.workspace import Workspace, read_regular
+
+VENV = ".venv"
+PROBE_TIMEOUT_S = 60
+INSTALL_TIMEOUT_S = 900
+
+# What an installer needs from the server's environment to reach the user's index (a proxy, a mirror,
+# a certificate); nothing else of the server's environment reaches a package's build.
+INSTALLER_ENV = re.compile(
+    r"(PIP|UV)_\w+|(HTTPS?|NO|ALL)_PROXY|SSL_CERT_\w+|REQUESTS_CA_BUNDLE|PYTHONHTTPSVERIFY", re.I
+)
+
+Progress = Callable[[str], None]
+
+# Printed by the interpreter under test: its version, the bizon it imports and the version of each distribution.
+_PROBE = """
+import importlib.metadata as m, importlib.util, json, sys
+found = {}
+for name in json.loads(sys.argv[1]):
+    try:
+        found[name] = m.version(name)
+    except m.PackageNotFoundError:
+        found[name] = None
+spec = importlib.util.find_spec("bizon")  # a namespace package: where its parts are
+where = sorted(set(spec.submodule_search_locations or [spec.origin])) if spec else []
+print(json.dumps({"python": sys.version.split()[0], "bizon": where, "dists": found}))
+"""
+
+
+class Interpreter(BaseModel):
+    python: str
+    chosen_by: str  # --python | the workspace's .venv | bizon-forge's own (the tree has no .venv)
+    usable: bool
+    problem: str | None = None  # why it cannot run this workspace's bizon
+    version: str | None = None  # of Python
+    libraries: dict[str, str] = {}  # client library asked about -> its installed version
+    missing: list[str] = []  # client libraries asked about and not installed
+
+
+def requirement_name(requirement: str) -> str:
+    """The distribution name of a PEP 508 requirement, normalised (PEP 503): 'PyMySQL>=1.1' -> 'pymysql'."""
+    name = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement)
+    return re.sub(r"[-_.]+", "-", name.group(1)).lower() if name else requirement
+
+
+def runtime_requirements(root: Path) -> list[str]:
+    """bizon's own runtime dependencies, as the tree's pyproject.toml declares them ([] if it cannot be read)."""
+    try:
+        conf = tomllib.loads(read_regular(root / "pyproject.toml").decode())
+    except (OSError, ValueError, Refused):
+        return []
+    found = conf.get("project", {}).get("dependencies", [])
+    return [r for r in found if isinstance(r, str)]
+
+
+def test_requirements(root: Path) -> list[str]:
+    """The tree's `test` dependency group (bizon's own tests need it); include-group entries are skipped."""
+    try:
+        conf = tomllib.loads(read_regular(root / "pyproject.toml").decode())
+    except (OSError, ValueError, Refused):
+        return []
+    return [r for r in conf.get("dependency-groups", {}).get("test", []) if isinstance(r, str)]
+
+
+def chosen_by(ws: Workspace) -> str:
+    if ws.settings.python:
+        return "--python"
+    return f"the workspace's {VENV}" if (ws.root / VENV / "bin" / "python").exists() else "bizon-forge's own"
+
+
+def probe(ws: Workspace, libraries: list[str] = ()) -> Interpreter:
+    """What the workspace's interpreter can do: run at all, import this tree's bizon, find bizon's runtime
+    dependencies and the given client libraries. One short subprocess (no bizon import: ~50 ms)."""
+    python, how = ws.python(), chosen_by(ws)
+    runtime = runtime_requirements(ws.root)
+    names = sorted({requirement_name(r) for r in [*runtime, *libraries]})
+    try:
+        done = subprocess.run(
+            [python, "-c", _PROBE, json.dumps(names)],
+            cwd=ws.root,
+            env=ws.env(),
+            capture_output=True,
+            text=True,
+            timeout=PROBE_TIMEOUT_S,
+        )
+        got = json.loads(done.stdout) if done.returncode == 0 else None
+        error = None if got else (done.stderr.strip().splitlines() or ["exited " + str(done.returncode)])[-1]
+    except (OSError, subprocess.TimeoutExpired, ValueError) as exc:
+        got, error = None, f"{type(exc).__name__}: {exc}"
+    if got is None:
+        return Interpreter(python=python, chosen_by=how, usable=False, problem=f"does not run ({error})")
+    dists = got["dists"]
+    libs = {r: dists[requirement_name(r)] for r in libraries if dists.get(requirement_name(r))}
+    missing = [r for r in runtime if dists.get(requirement_name(r)) is None]
+    problem = None
+    # bizon is a namespace package: an installed copy elsewhere would merge its modules into this tree's.
+    elsewhere = [p for p in got["bizon"] if not Path(p).resolve().is_relative_to(ws.root)]
+    if not got["bizon"] or elsewhere:
+        problem = f"imports bizon from {elsewhere[0]} too, not only this tree" if elsewhere else "cannot find bizon"
+    elif missing:
+        shown = ", ".join(requirement_name(r) for r in missing[:6]) + (", …" if len(missing) > 6 else "")
+        problem = f"lacks {len(missing)} of bizon's runtime dependencies ({shown})"
+    return Interpreter(
+        python=python,
+        chosen_by=how,
+        usable=problem is None,
+        problem=problem,
+        version=got["python"],
+        libraries=libs,
+        missing=[r for r in libraries if r not in libs],
+    )
+
+
+def fix_command(ws: Workspace) -> str:
+    """The one command that gives this workspace a working interpreter, runnable as printed."""
+    if ws.settings.python:  # the server was told which Python to use: complete that one
+        needs = " ".join(shlex.quote(r) for r in runtime_requirements(ws.root)) or "bizon"
+        return f"{shlex.quote(ws.settings.python)} -m pip install {needs}"
+    return f"{shlex.quote(sys.executable)} -m bizon_forge workspace venv {shlex.quote(str(ws.root))}"
+
+
+def no_interpreter(ws: Workspace, state: Interpreter) -> Finding:
+    return fail(
+        "workspace.no_interpreter",
+        f"The interpreter that runs this workspace's bizon, {state.python} ({state.chosen_by}), {state.problem}. "
+        "Checks, registrations and syncs all run bizon with it.",
+        f"Run: {fix_command(ws)}",
+    )
+
+
+def require(ws: Workspace, libraries: list[str] = ()) -> Interpreter:
+    """The workspace's interpreter if it can run this tree's bizon; otherwise a refusal naming the fix."""
+    state = probe(ws, libraries)
+    if not state.usable:
+        raise Refused(no_interpreter(ws, state))
+    return state
+
+
+# -- making and filling one ------------------------------------------------------------------------
+
+
+def uv() -> str | None:
+    """uv next to this interpreter (installed with bizon-forge) or on PATH: it builds a venv in seconds."""
+    beside = Path(sys.executable).parent / "uv"
+    return str(beside) if beside.exists() else shutil.which("uv")
+
+
+def installer_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if INSTALLER_ENV.fullmatch(k)}
+    env.update({k: os.environ[k] for k in ("PATH", "HOME", "LANG", "TMPDIR") if k in os.environ})
+    return env
+
+
+def install_command(python: str, requirements: list[str]) -> list[str]:
+    """The command that installs `requirements` into `python`: uv when there is one, else that Python's pip."""
+    found = uv()
+    if found:
+        return [found, "pip", "install", "--python", python, *requirements]
+    return [python, "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off", *requirements]
+
+
+class InstallFailed(Exception):
+    def __init__(self, command: list[str], output: str):
+        self.command, self.output = command, output
+        super().__init__(output)
+
+
+def run_installer(command: list[str], progress: Progress | None = None, cwd: Path | None = None) -> str:
+    """Run an installer, passing each line it prints to `progress`; its whole output, or InstallFailed."""
+    lines: list[str] = []
+    try:
+        with subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=installer_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+        ) as proc:
+            for line in proc.stdout:
+                lines.append(line.rstrip())
+                if progress and line.strip():
+                    progress(line.strip()[:200])
+            code = proc.wait(timeout=INSTALL_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise InstallFailed(command, f"{type(error).__name__}: {error}") from None
+    output = "\n".join(lines)
+    if code != 0:
+        raise InstallFailed(command, output)
+    return output
+
+
+# An installer's output that means the index was never reached (pip's and uv's wording).
+UNREACHABLE = re.compile(
+    r"Failed to establish a new connection|Temporary failure in name resolution|Network is unreachable|"
+    r"Connection refused|Max retries exceeded|Could not fetch URL|dns error|Failed to fetch|"
+    r"error sending request|ConnectTimeout|timed out",
+    re.I,
+)
+NOT_FOUND = re.compile(
+    r"No matching distribution found|Could not find a version|not found in the package registry|"
+    r"No solution found|no version of",
+    re.I,
+)
+
+
+def install_failure(error: InstallFailed, what: str) -> Finding:
+    """The finding for a failed install: the index unreachable, a name it does not have, or anything else."""
+    tail = "\n".join(error.output.strip().splitlines()[-4:])
+    command = shlex.join(error.command)
+    if UNREACHABLE.search(error.output):
+        return fail(
+            "install.index_unreachable",
+            f"Installing {what} failed: the package index could not be reached. {tail}",
+            "Check the network, proxy (HTTPS_PROXY) or mirror (PIP_INDEX_URL / UV_INDEX_URL) of the machine "
+            f"running bizon-forge, then call again, or run: {command}",
+        )
+    if NOT_FOUND.search(error.output):
+        return fail(
+            "install.not_found",
+            f"Installing {what} failed: the index has no distribution matching it. {tail}",
+            "Check the name and version on the index (e.g. pypi.org/project/NAME) and call describe_target again "
+            "with the right one.",
+        )
+    return fail("install.failed", f"Installing {what} failed. {tail}", f"Read the output; to retry by hand: {command}")
+
+
+def make_venv(root: Path, progress: Progress | None = None) -> Path:
+    """`root/.venv` with the tree installed in editable mode plus its `test` dependency group; its python.
+
+    Reuses a venv that is already there (installing again is a no-op when nothing changed).
+    """
+    venv = root / VENV
+    python = venv / "bin" / "python"
+    found = uv()
+    if not python.exists():
+        if progress:
+            progress(f"creating {venv}" + (" with uv" if found else ""))
+        # --seed: pip inside, so the pip commands we print also work in a venv uv made
+        make = [found, "venv", "--seed", "--quiet", "--python", sys.executable, str(venv)] if found else None
+        try:
+            if make:
+                subprocess.run(make, check=True, capture_output=True, text=True, env=installer_env())
+            else:
+                subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True, text=True)
+        except subprocess.CalledProcessError as error:
+            raise Refused(
+                fail(
+                    "workspace.venv_failed",
+                    f"Could not create {venv}: {(error.stderr or error.stdout).strip()[-300:]}",
+                    "Check that this Python has the venv module (Debian: apt install python3-venv).",
+                )
+            ) from None
+    requirements = ["-e", str(root), *test_requirements(root)]
+    if progress:
+        progress(f"installing {root.name} (editable) and its test group into {venv}")
+    try:
+        run_installer(install_command(str(python), requirements), progress, cwd=root)
+    except InstallFailed as error:
+        raise Refused(install_failure(error, f"the tree and its test group into {venv}")) from None
+    return python
