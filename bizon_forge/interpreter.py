@@ -134,8 +134,7 @@ def probe(ws: Workspace, libraries: list[str] = ()) -> Interpreter:
 def fix_command(ws: Workspace) -> str:
     """The one command that gives this workspace a working interpreter, runnable as printed."""
     if ws.settings.python:  # the server was told which Python to use: complete that one
-        needs = " ".join(shlex.quote(r) for r in runtime_requirements(ws.root)) or "bizon"
-        return f"{shlex.quote(ws.settings.python)} -m pip install {needs}"
+        return shlex.join(install_command(ws.settings.python, runtime_requirements(ws.root)))
     return f"{shlex.quote(sys.executable)} -m bizon_forge workspace venv {shlex.quote(str(ws.root))}"
 
 

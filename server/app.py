@@ -58,12 +58,23 @@ def refusals(model: type[Result]):
     return wrap
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("bizon-forge")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "0+unknown"
+
+
 def build_server(settings: Settings) -> MCPServer:
     mcp = MCPServer(
         "bizon-forge",
+        version=_version(),
         instructions=(
             "Adds a destination to a bizon tree in 5 calls: describe_target, render_destination, "
-            "apply_registrations, validate_destination (fast, then full). Each answer's `next` says what to call. "
+            "apply_registrations, validate_destination (fast, then full); install_dependencies when it names client "
+            "libraries. Each answer's `next` says what to call. "
             "inspect_workspace gives an overview; prompt new_destination teaches the traps."
         ),
     )

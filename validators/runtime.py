@@ -71,7 +71,8 @@ def run_logged(
     proc = subprocess.Popen(
         cmd,
         cwd=cwd,
-        env={**ws.env(), **(env or {})},
+        # faulthandler: a run that hangs is sent SIGABRT first, and its log then shows where each thread waited
+        env={**ws.env(), "PYTHONFAULTHANDLER": "1", **(env or {})},
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -106,6 +107,7 @@ def run_logged(
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             timed_out = True
+            _dump_threads(proc)
         # The run is over: what it left behind (a daemon a test or destination started) goes too, so the
         # pipe closes and the reader sees its end instead of waiting on a stray writer.
         _kill_group(proc)
@@ -123,6 +125,15 @@ def run_logged(
 def _ended(run: Run, timeout: float, what: str) -> str:
     """How a subprocess that gave no answer ended: out of time, or by its own exit."""
     return f"did not finish within {timeout} s" if run.timed_out else f"ended the {what} (exit {run.returncode})"
+
+
+def _dump_threads(proc: subprocess.Popen) -> None:
+    """Ask a hung Python to print every thread's stack (faulthandler on SIGABRT) before it is killed."""
+    try:
+        os.kill(proc.pid, signal.SIGABRT)
+        proc.wait(timeout=5)
+    except (ProcessLookupError, PermissionError, subprocess.TimeoutExpired):
+        pass
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

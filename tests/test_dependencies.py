@@ -1,0 +1,149 @@
+"""A destination's client libraries: declared, recorded as the tree's extra and in its import guard exactly and
+reversibly (with the three registrations), on real bizon trees."""
+
+import tomllib
+
+import pytest
+
+from bizon_forge import dependencies
+from bizon_forge.dependencies import IMPORT_GUARD, PYPROJECT, guard_modules
+from bizon_forge.describe import describe_target
+from bizon_forge.findings import Refused
+from bizon_forge.inspection import inspect_workspace
+from bizon_forge.registrations import apply_registrations, remove_destination
+from bizon_forge.render import render_destination
+from bizon_forge.spec import DestinationSpec
+from tests.conftest import snapshot
+
+
+def records(root) -> dict[str, bytes]:
+    return {rel: (root / rel).read_bytes() for rel in (PYPROJECT, IMPORT_GUARD)}
+
+
+def extras(root) -> dict:
+    return tomllib.loads((root / PYPROJECT).read_text())["project"]["optional-dependencies"]
+
+
+def described(ws, name: str, deps: list[str], recipe: str = "sql"):
+    result = describe_target(ws, DestinationSpec(name=name, recipe=recipe, dependencies=deps))
+    assert result.ok, result.findings
+    return result
+
+
+@pytest.mark.parametrize(
+    ("entry", "recipe", "expected"),
+    [
+        ("mysql+pymysql://user:pw@db:3306/shop", "sql", ["pymysql>=1.1"]),
+        ("mariadb+pymysql://", "sql", ["pymysql>=1.1"]),
+        ("postgresql://u@h/db", "sql", ["psycopg2-binary>=2.9.9"]),
+        ("duckdb:///x.duckdb", "sql", ["duckdb-engine>=0.13"]),
+        ("sqlite:///out.db", "sql", []),  # Python has its driver
+        ("redis>=5", "custom", ["redis>=5"]),
+        ("psycopg[binary]>=3.1,<4", "custom", ["psycopg[binary]>=3.1,<4"]),
+    ],
+)
+def test_a_dependency_is_a_requirement_or_under_sql_a_url_naming_its_driver(entry, recipe, expected):
+    assert dependencies.resolve([entry], recipe) == (expected, [])
+
+
+@pytest.mark.parametrize(
+    ("entry", "recipe", "finding"),
+    [
+        ("mysql+pymysql://", "http", "spec.dependency.url"),
+        ("postgresql+asyncpg://", "sql", "spec.dependency.unknown_scheme"),
+        ("nosuchdb://h", "sql", "spec.dependency.unknown_scheme"),
+        ("--index-url=http://evil/simple", "custom", "spec.dependency.invalid"),
+        ("redis; os.system('x')", "custom", "spec.dependency.invalid"),
+        ("./local/path", "custom", "spec.dependency.invalid"),
+        ("pkg @ https://example.com/x.whl", "custom", "spec.dependency.invalid"),
+    ],
+)
+def test_what_is_not_a_requirement_gets_a_named_finding_and_nothing_is_stored(ws, entry, recipe, finding):
+    result = describe_target(ws, DestinationSpec(name="acme", recipe=recipe, dependencies=[entry]))
+    assert not result.ok and finding in [f.id for f in result.findings if f.status == "fail"]
+    assert not (ws.state_dir / "specs" / "acme.json").exists()
+
+
+def test_the_driver_is_recorded_as_an_extra_and_in_the_import_guard_and_removal_gives_back_the_bytes(ws):
+    before = records(ws.root)
+    described(ws, "maria", ["mysql+pymysql://"])
+    assert render_destination(ws, "maria").ok
+    first = apply_registrations(ws, "maria")
+    assert first.ok, first.findings
+    assert first.registrations["extra"] == "added" and first.registrations["import_guard"] == "added"
+    assert first.next == "validate_destination(name='maria')"  # pymysql is in this interpreter already
+    assert extras(ws.root)["maria"] == ["pymysql>=1.1"]
+    assert "pymysql" in guard_modules((ws.root / IMPORT_GUARD).read_text())
+    diffs = {e.path: e.diff for e in first.edits}
+    assert '+maria = ["pymysql>=1.1"]\n' in diffs[PYPROJECT] and '+    "pymysql",\n' in diffs[IMPORT_GUARD]
+
+    again = apply_registrations(ws, "maria")
+    assert again.ok and not again.edits and again.registrations["extra"] == "already_present"
+
+    # The agent changes its mind: the extra follows; psycopg2 was listed by bizon already and stays listed.
+    described(ws, "maria", ["postgresql://", "redis>=5"])
+    changed = apply_registrations(ws, "maria")
+    assert changed.ok and changed.registrations["extra"] == "updated"
+    assert extras(ws.root)["maria"] == ["psycopg2-binary>=2.9.9", "redis>=5"]
+    listed = guard_modules((ws.root / IMPORT_GUARD).read_text())
+    assert "pymysql" not in listed and "redis" in listed and listed.count("psycopg2") == 1
+
+    removed = remove_destination(ws, "maria", delete_files=True)
+    assert {"extra", "import_guard"} <= set(removed.removed)
+    assert records(ws.root) == before
+
+
+def test_removing_a_name_bizon_forge_did_not_make_leaves_bizons_extra_alone(ws):
+    before = snapshot(ws.root)
+    assert "datadog" in extras(ws.root)
+    result = remove_destination(ws, "datadog")
+    assert result.ok and "extra" not in result.removed
+    assert snapshot(ws.root) == before
+
+
+def test_a_dry_run_shows_the_record_edits_and_writes_nothing(ws):
+    described(ws, "maria", ["pymysql>=1.1"], recipe="custom")
+    assert render_destination(ws, "maria").ok
+    before = snapshot(ws.root)
+    dry = apply_registrations(ws, "maria", dry_run=True)
+    assert dry.ok and {PYPROJECT, IMPORT_GUARD} <= {e.path for e in dry.edits}
+    assert snapshot(ws.root) == before
+
+
+def test_an_extra_of_that_name_written_by_hand_over_lines_is_refused_and_nothing_is_written(ws):
+    text = (ws.root / PYPROJECT).read_text()
+    hand = text.replace("[project.scripts]", 'maria = [\n    "pymysql",\n]\n\n[project.scripts]')
+    (ws.root / PYPROJECT).write_text(hand)
+    described(ws, "maria", ["pymysql>=1.1"], recipe="custom")
+    assert render_destination(ws, "maria").ok
+    before = snapshot(ws.root)
+    with pytest.raises(Refused) as refused:
+        apply_registrations(ws, "maria")
+    assert [f.id for f in refused.value.findings] == ["registration.record_unknown"]
+    assert "not one line" in refused.value.findings[0].message
+    assert snapshot(ws.root) == before
+
+
+def test_a_crlf_tree_keeps_its_line_endings_and_gets_back_its_bytes(ws):
+    for rel in (PYPROJECT, IMPORT_GUARD):
+        path = ws.root / rel
+        path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
+    before = records(ws.root)
+    described(ws, "maria", ["pymysql>=1.1"], recipe="custom")
+    assert render_destination(ws, "maria").ok
+    assert apply_registrations(ws, "maria").ok
+    for rel in (PYPROJECT, IMPORT_GUARD):
+        raw = (ws.root / rel).read_bytes()
+        assert raw.count(b"\n") == raw.count(b"\r\n"), rel
+    remove_destination(ws, "maria")
+    assert records(ws.root) == before
+
+
+def test_inspect_reports_the_interpreter_and_each_client_library(ws):
+    described(ws, "maria", ["pymysql>=1.1", "bizon-forge-test-absent>=1"], recipe="custom")
+    found = inspect_workspace(ws)
+    runner = found.interpreter
+    assert runner.usable and runner.chosen_by == "bizon-forge's own" and runner.version
+    assert set(runner.libraries) == {"pymysql>=1.1"} and runner.missing == ["bizon-forge-test-absent>=1"]
+    assert "install.missing" in [f.id for f in found.findings]
+    assert found.run.endswith("-m bizon.cli.main run FILE")
