@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from bizon_forge import workspace
+from bizon_forge import interpreter, workspace
 
 HERE = Path(__file__).resolve().parent.parent
 DEMO = HERE / ".demo"
@@ -76,7 +76,9 @@ async def agent(root: Path) -> str:
         tools = await client.list_tools()
         console.print(f"server up: {len(tools.tools)} tools: {', '.join(t.name for t in tools.tools)}\n")
         data = show("inspect_workspace", await client.call_tool("inspect_workspace", {}))
-        console.print(f"  bizon {data['bizon_version']}: {', '.join(d['name'] for d in data['destinations'])}\n")
+        console.print(f"  bizon {data['bizon_version']}: {', '.join(d['name'] for d in data['destinations'])}")
+        runner = data["interpreter"]
+        console.print(f"  runs bizon with {runner['python']} ({runner['chosen_by']}); a sync: {data['run']}\n")
         spec = {
             "name": NAME,
             "recipe": "sql",
@@ -144,8 +146,10 @@ def print_rows(scratch: Path) -> None:
 def main() -> None:
     shutil.rmtree(DEMO, ignore_errors=True)
     DEMO.mkdir()
-    with console.status("making a bizon 0.6.4 workspace from PyPI"):
+    # What `bizon-forge workspace init` does: the tree from PyPI, and its own interpreter in DIR/.venv.
+    with console.status("making a bizon 0.6.4 workspace from PyPI, with its own .venv"):
         root = workspace.init(str(DEMO / "workspace"), "0.6.4")
+        interpreter.make_venv(root)
     console.print(f"workspace: {root}\n")
     print_rows(run_as_printed(root, anyio.run(agent, root)))
 
