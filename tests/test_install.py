@@ -175,3 +175,20 @@ def test_the_installed_server_says_its_version_and_lists_install_dependencies(in
     assert found["interpreter"]["chosen_by"] == "the workspace's .venv" and found["interpreter"]["usable"]
     assert found["run"] == f"cd {workspace_with_venv} && .venv/bin/bizon run FILE"
     assert info.name == "bizon-forge" and info.version == "0.1.0"
+
+
+def test_the_readme_uvx_form_serves_from_the_clone(installed, workspace_with_venv):
+    """The host snippets' `uvx --from /path/to/bizon-forge bizon-forge serve ...`, with uvx from the test extra."""
+    from mcp import Client, StdioServerParameters
+
+    _, env, _ = installed
+    uvx = REPO / ".venv" / "bin" / "uvx"  # it builds an environment of its own from the clone
+
+    async def talk():
+        args = ["--from", str(REPO), "bizon-forge", "serve", "--workspace", str(workspace_with_venv)]
+        async with Client(StdioServerParameters(command=str(uvx), args=args, env=env)) as client:
+            found = await client.call_tool("inspect_workspace", {})
+            return client.server_info, found.structured_content
+
+    info, found = anyio.run(talk)
+    assert info.version == "0.1.0" and found["ok"] and found["interpreter"]["usable"]
