@@ -17,7 +17,6 @@ class Registry:
     import_lines: dict[str, int] = field(default_factory=dict)
     union: list[str] = field(default_factory=list)  # members of BizonConfig.destination
     factory: dict[str, str] = field(default_factory=dict)  # enum member -> module imported in its branch
-    factory_top_imports: list[str] = field(default_factory=list)  # connector modules imported at top level
     edit_points: dict[str, int] = field(default_factory=dict)  # enum | union | factory -> line found by structure
     errors: list[str] = field(default_factory=list)
 
@@ -94,28 +93,35 @@ def _models(tree: ast.Module, reg: Registry) -> None:
         reg.union = [e.id for e in elts if isinstance(e, ast.Name)]
 
 
+def _branch_member(node: ast.AST) -> str | None:
+    """X of `if config.name == DestinationTypes.X:`, or None."""
+    test = node.test if isinstance(node, ast.If) else None
+    if (
+        isinstance(test, ast.Compare)
+        and isinstance(test.left, ast.Attribute)
+        and test.left.attr == "name"
+        and len(test.comparators) == 1
+        and isinstance(test.comparators[0], ast.Attribute)
+        and isinstance(test.comparators[0].value, ast.Name)
+        and test.comparators[0].value.id == "DestinationTypes"
+    ):
+        return test.comparators[0].attr
+    return None
+
+
 def _factory(tree: ast.Module, reg: Registry) -> None:
+    """The branches of the `if/elif` chain in DestinationFactory.get_destination(): exactly what the codemods edit
+    (an `if config.name == DestinationTypes.X` anywhere else in the file is not a registration)."""
     for node in tree.body:
-        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(CONNECTOR_PREFIX):
-            reg.factory_top_imports.append(node.module)
-    for node in tree.body:
-        if isinstance(node, ast.ClassDef) and node.name == "DestinationFactory":
-            reg.edit_points["factory"] = node.lineno
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If):
-            test = node.test
-            if (
-                isinstance(test, ast.Compare)
-                and isinstance(test.left, ast.Attribute)
-                and test.left.attr == "name"
-                and len(test.comparators) == 1
-                and isinstance(test.comparators[0], ast.Attribute)
-                and isinstance(test.comparators[0].value, ast.Name)
-                and test.comparators[0].value.id == "DestinationTypes"
-            ):
-                member = test.comparators[0].attr
-                module = next((s.module for s in node.body if isinstance(s, ast.ImportFrom) and s.module), "")
-                reg.factory[member] = module
+        if not (isinstance(node, ast.ClassDef) and node.name == "DestinationFactory"):
+            continue
+        reg.edit_points["factory"] = node.lineno
+        method = next((s for s in node.body if isinstance(s, ast.FunctionDef) and s.name == "get_destination"), None)
+        chain = next((s for s in method.body if _branch_member(s)), None) if method else None
+        while chain is not None and _branch_member(chain):
+            module = next((s.module for s in chain.body if isinstance(s, ast.ImportFrom) and s.module), "")
+            reg.factory[_branch_member(chain)] = module
+            chain = chain.orelse[0] if len(chain.orelse) == 1 and isinstance(chain.orelse[0], ast.If) else None
 
 
 def from_texts(texts: dict[str, str]) -> Registry:

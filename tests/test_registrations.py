@@ -266,3 +266,23 @@ def test_crlf_files_keep_their_line_endings(make_tree):
         assert [line for line in lines if line.startswith("- ")] == []
     assert remove_destination(ws, "acme").removed == ["enum", "import", "union", "factory"]
     assert registration_files(root) == before
+
+
+def test_a_stray_branch_outside_get_destination_is_not_taken_for_the_registration(tree):
+    """Only the if/elif chain of DestinationFactory.get_destination() registers: the codemods edit exactly that."""
+    from bizon_forge import registry
+
+    ws = rendered(open_ws(tree), "acme")
+    stray = (
+        "\n\ndef _elsewhere(config):\n"
+        "    if config.name == DestinationTypes.ACME:\n"
+        "        from bizon.connectors.destinations.acme.src.destination import AcmeDestination\n\n"
+        "        return AcmeDestination\n"
+    )
+    path = tree / FACTORY_FILE
+    path.write_text(path.read_text() + stray)
+    assert "ACME" not in registry.read(ws).factory
+    result = apply_registrations(ws, "acme")
+    assert result.ok and result.registrations["factory"] == "added"
+    assert registry.read(ws).factory["ACME"] == "bizon.connectors.destinations.acme.src.destination"
+    assert path.read_text().endswith(stray)
