@@ -309,3 +309,19 @@ def test_the_secret_check_follows_a_secrets_value_into_log_calls(make_tree, leak
     harmless = "name = self.config.destination_id\n        logger.info(f'writing to {name}')"
     path.write_text(original.replace(anchor, f"        {harmless}\n{anchor}"))
     assert traps.secret_logged(DestinationCode.load(ws, "acme")).status == "pass"
+
+
+def test_fix_keeps_a_crlf_trees_line_endings(make_tree):
+    """A CRLF checkout: fix=true changes our lines only, and every line keeps its CRLF."""
+    ws = resolve(make_tree("0.6.4"))
+    install_good(ws)
+    dest, enum = ws.root / FILES["destination"], ws.root / FILES["enum"]
+    enum.write_bytes(enum.read_text().replace('    NDJSON = "ndjson"', '    NDJSON  =  "ndjson"').encode())
+    for path in (dest, enum):
+        path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
+    before = enum.read_bytes()
+    fixed = validate_destination(ws, NAME, fix=True)
+    assert {f.path for f in fixed.fixed} == {FILES["enum"]}, fixed.fixed
+    after = enum.read_bytes()
+    assert after.count(b"\n") == after.count(b"\r\n") == before.count(b"\r\n")
+    assert after == before.replace(b'    NDJSON  =  "ndjson"', b'    NDJSON = "ndjson"')

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bizon_forge.validators.report import CheckFinding, FixedFile, failed, passed
-from bizon_forge.workspace import REGISTRATION_FILES, Workspace
+from bizon_forge.workspace import REGISTRATION_FILES, Workspace, read_regular
 
 RUFF_TIMEOUT_S = 60
 HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+\d+(?:,\d+)? @@")
@@ -25,13 +25,17 @@ def ruff_bin() -> str:
 
 
 def _ruff(ws: Workspace, args: list[str], stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
+    """ruff in the tree, its output as text with line endings as ruff wrote them (text=True would turn a CRLF
+    file's output into LF, and fix=true would then rewrite every line ending)."""
+    done = subprocess.run(
         [ruff_bin(), *args],
         cwd=ws.root,
-        input=stdin,
+        input=None if stdin is None else stdin.encode(),
         capture_output=True,
-        text=True,
         timeout=RUFF_TIMEOUT_S,
+    )
+    return subprocess.CompletedProcess(
+        done.args, done.returncode, done.stdout.decode(errors="replace"), done.stderr.decode(errors="replace")
     )
 
 
@@ -179,7 +183,7 @@ def fix(ws: Workspace, rels: list[str], ours: dict[str, set[int]]) -> list[Fixed
             path = ws.root / rel
             if not path.is_file():
                 continue
-            old = path.read_text()
+            old = read_regular(path).decode()  # as it is: read_text() would turn CRLF into LF
             linted = _ruff(ws, ["check", "--fix", "--exit-zero", "--no-cache", "--stdin-filename", rel, "-"], old)
             text = linted.stdout if linted.returncode == 0 and linted.stdout else old
             formatted = _ruff(ws, ["format", "--no-cache", "--stdin-filename", rel, "-"], text)
