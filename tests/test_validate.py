@@ -21,8 +21,8 @@ from tests.broken.corpus import FILES
 from tests.broken.install import NAME, install_good
 from tests.conftest import REPO
 
-FAST_IDS = {c.id for c in catalog.for_level("fast")}
-FULL_IDS = {c.id for c in catalog.for_level("full")}
+FAST_IDS = {c.id for c in catalog.CHECKS if c.level == "fast"}
+FULL_IDS = {c.id for c in catalog.CHECKS}
 
 
 def resolve(tree: Path) -> workspace.Workspace:

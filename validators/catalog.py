@@ -575,10 +575,6 @@ BY_ID = {c.id: c for c in CHECKS}
 ORDER = {c.id: i for i, c in enumerate(CHECKS)}
 
 
-def for_level(level: str) -> list[Check]:
-    return [c for c in CHECKS if level == "full" or c.level == "fast"]
-
-
 def checklist_markdown(heading: bool = True) -> str:
     """The checklist as markdown: the bizon-forge://checklist resource, or (no heading) README's section."""
     lines = ["# Validation checklist", ""] if heading else []
@@ -595,7 +591,8 @@ def checklist_markdown(heading: bool = True) -> str:
             group = c.group
             lines += ["", f"### {group}", ""]
         level = " (full)" if c.level == "full" else ""
-        lines.append(f"- [ ] `{c.id}`{level}: {c.what}")
+        missed = " *A trap bizon's guide misses.*" if c.origin == "facts" else ""
+        lines.append(f"- [ ] `{c.id}`{level}: {c.what}{missed}")
         lines.append(f"  *Why:* {c.why} *Fix:* {c.fix}")
     return "\n".join(lines) + "\n"
 
