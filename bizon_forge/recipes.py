@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass, field
 
 from bizon_forge.findings import Finding, fail, warn
+from bizon_forge.spec import RECIPES as RECIPES_NAMED
 from bizon_forge.spec import DestinationSpec, ErrorHandling, FieldSpec
 
 STATUS_RE = re.compile(r"[1-5](\d\d|xx)", re.IGNORECASE)
@@ -170,12 +171,9 @@ HTTP = Recipe(
     statuses=True,
 )
 
-RECIPES = {
-    "custom": Recipe("custom", "custom/destination.py.j2", writes_to="whatever the agent's destination.py writes"),
-    "sql": SQL,
-    "file": FILE,
-    "http": HTTP,
-}
+CUSTOM = Recipe("custom", "custom/destination.py.j2", writes_to="whatever the agent's destination.py writes")
+RECIPES = {r.name: r for r in (CUSTOM, SQL, FILE, HTTP)}
+assert tuple(RECIPES) == RECIPES_NAMED, "spec.RecipeName and the recipes here must list the same names"
 
 
 def get(name: str) -> Recipe:
@@ -190,7 +188,7 @@ def apply(s: DestinationSpec) -> tuple[DestinationSpec, list[Finding]]:
     """
     recipe = get(s.recipe)
     if recipe.name == "custom":
-        return s, []
+        return (s if s.write_method else s.model_copy(update={"write_method": recipe.write_method})), []
     findings: list[Finding] = []
     declared = {f.name: f for f in s.fields}
     fields = list(s.fields)
@@ -218,8 +216,17 @@ def apply(s: DestinationSpec) -> tuple[DestinationSpec, list[Finding]]:
                 )
             )
     updates: dict = {"fields": fields}
-    if s.write_method == "batch_insert" and recipe.write_method != "batch_insert":
-        updates["write_method"] = recipe.write_method  # the tool's default, not a choice the agent made
+    if s.write_method != recipe.write_method:
+        updates["write_method"] = recipe.write_method  # the rendered code writes this way, whatever was asked
+    if s.write_method not in (None, recipe.write_method):
+        findings.append(
+            warn(
+                "recipe.write_method_changed",
+                f"The {recipe.name} recipe writes by {recipe.write_method}, not {s.write_method}: the spec says "
+                f"{recipe.write_method}.",
+                f"To write by {s.write_method}, use recipe='custom' and write it yourself.",
+            )
+        )
     transient = s.error_handling.transient or list(recipe.transient)
     if transient != s.error_handling.transient:
         updates["error_handling"] = ErrorHandling(**{**s.error_handling.model_dump(), "transient": transient})

@@ -5,22 +5,24 @@ import json
 import keyword
 import math
 import re
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, Field
 
 from bizon_forge import registry
 from bizon_forge.atomic import write_text
-from bizon_forge.findings import Finding, Refused, fail, warn
+from bizon_forge.findings import Finding, Refused, fail
 from bizon_forge.workspace import Workspace
 
 NAME_RE = re.compile(r"[a-z][a-z0-9_]*")
 MAX_NAME = 48
 MAX_TEXT = 2000
 FIELD_TYPES = ("str", "int", "float", "bool", "list[str]", "dict")
-RECIPES = ("custom", "sql", "file", "http")
-WRITE_METHODS = ("batch_insert", "streaming", "file_upload")
-RECIPE_WRITE_METHOD = {"sql": "batch_insert", "file": "file_upload", "http": "streaming"}
+# Declared once here; the tool's arguments and recipes.RECIPES use these.
+RecipeName = Literal["custom", "sql", "file", "http"]
+WriteMethod = Literal["batch_insert", "streaming", "file_upload"]
+RECIPES = get_args(RecipeName)
+WRITE_METHODS = get_args(WriteMethod)
 
 # Fields every destination config inherits (AbstractDestinationDetailsConfig) and names pydantic reserves.
 BASE_FIELDS = frozenset(
@@ -69,8 +71,8 @@ class Names(BaseModel):
 
 class DestinationSpec(BaseModel):
     name: str
-    recipe: Literal["custom", "sql", "file", "http"] = "custom"
-    write_method: Literal["batch_insert", "streaming", "file_upload"] = "batch_insert"
+    recipe: RecipeName = "custom"
+    write_method: WriteMethod | None = None  # None: the recipe's own (recipes.apply fills it in)
     fields: list[FieldSpec] = []
     error_handling: ErrorHandling = ErrorHandling()
     batching: Batching = Batching()
@@ -262,15 +264,6 @@ def check_spec(spec: DestinationSpec) -> list[Finding]:
         found.append(fail("spec.error_handling.max_retries", "max_retries must be 0-20."))
     if not (0 < e.backoff_seconds <= 600) or not math.isfinite(e.backoff_seconds):
         found.append(fail("spec.error_handling.backoff", "backoff_seconds must be in (0, 600]."))
-    expected = RECIPE_WRITE_METHOD.get(spec.recipe)
-    if expected and spec.write_method != expected:
-        found.append(
-            warn(
-                "spec.write_method.recipe",
-                f"The {spec.recipe} recipe writes by {expected}, not {spec.write_method}.",
-                f"Set write_method={expected!r} or use recipe='custom'.",
-            )
-        )
     return found
 
 

@@ -20,7 +20,7 @@ from bizon_forge.inspection import InspectResult
 from bizon_forge.registrations import RegistrationResult, RemovalResult
 from bizon_forge.render import RenderResult
 from bizon_forge.server import resources, schemas
-from bizon_forge.spec import Batching, DestinationSpec, ErrorHandling, FieldSpec
+from bizon_forge.spec import Batching, DestinationSpec, ErrorHandling, FieldSpec, RecipeName, WriteMethod
 from bizon_forge.validators.report import ValidationResult
 from bizon_forge.workspace import Settings
 
@@ -96,10 +96,8 @@ def build_server(settings: Settings) -> MCPServer:
     async def describe_target(
         name: Annotated[str, Field(description="snake_case destination name")],
         fields: Annotated[list[FieldSpec] | None, Field(description="connection/config fields")] = None,
-        write_method: Literal["batch_insert", "streaming", "file_upload"] = "batch_insert",
-        recipe: Annotated[
-            Literal["custom", "sql", "file", "http"], Field(description="sql/file/http render a working destination")
-        ] = "custom",
+        write_method: Annotated[WriteMethod | None, Field(description="default: the recipe's")] = None,
+        recipe: Annotated[RecipeName, Field(description="sql/file/http render a working destination")] = "custom",
         error_handling: ErrorHandling | None = None,
         batching: Batching | None = None,
         alias: str | None = None,

@@ -1,6 +1,7 @@
 """Recipes as describe_target and render_destination see them: the fields and retry defaults a recipe adds,
 the specs it refuses (nothing written), and rendered code that is clean under the tree's own ruff config."""
 
+import json
 import subprocess
 
 import pytest
@@ -128,3 +129,13 @@ def test_rendered_code_is_clean_under_the_trees_ruff_config(make_tree, version):
     for args in (["check", "--no-cache"], ["format", "--check", "--no-cache"]):
         done = subprocess.run([find_ruff_bin(), *args, *written], cwd=ws.root, capture_output=True, text=True)
         assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_write_method_the_recipe_does_not_use_is_said_not_silently_changed(ws64):
+    asked = describe_target(ws64, DestinationSpec(name="hook", recipe="http", write_method="batch_insert"))
+    assert asked.ok
+    (changed,) = [f for f in asked.findings if f.id == "recipe.write_method_changed"]
+    assert changed.status == "warn" and "streaming, not batch_insert" in changed.message
+    quiet = describe_target(ws64, DestinationSpec(name="hook2", recipe="http"))  # named none: the recipe's own
+    assert "recipe.write_method_changed" not in [f.id for f in quiet.findings]
+    assert json.loads((ws64.state_dir / "specs" / "hook2.json").read_text())["write_method"] == "streaming"
