@@ -51,7 +51,9 @@ def refusals(model: type[Result]):
             try:
                 return answer(await fn(*args, **kwargs))
             except Refused as refused:
-                return answer(model(ok=False, findings=refused.findings))
+                # through model_validate: a result whose findings are a subclass (CheckFinding) takes plain ones
+                findings = [f.model_dump() for f in refused.findings]
+                return answer(model.model_validate({"ok": False, "findings": findings}))
 
         return call
 

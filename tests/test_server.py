@@ -92,3 +92,31 @@ def test_workspace_init_cli_makes_a_0_5_2_tree(tmp_path):
 
     again = subprocess.run(cli, capture_output=True, text=True, cwd=REPO)
     assert again.returncode == 2 and "workspace.not_empty" in again.stderr and again.stdout == ""
+
+
+async def test_every_refusal_is_a_structured_answer_over_the_wire(make_tree, tmp_path):
+    """A refused call answers its tool's own result shape with the findings, never a bare tool error: the
+    validator's answer carries CheckFindings, and a plain refusal must fit it too."""
+    root = make_tree("0.6.4")
+    bare = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
+    calls = [
+        ("validate_destination", {"name": "nope"}, "validate.not_found"),
+        ("validate_destination", {"name": "../x"}, "spec.name.not_identifier"),
+        ("validate_destination", {"name": "file", "workspace": str(tmp_path)}, "workspace.outside_roots"),
+        ("install_dependencies", {"name": "nope"}, "spec.not_found"),
+        ("apply_registrations", {"name": "nope"}, "spec.not_found"),
+        ("render_destination", {"name": "nope"}, "spec.not_found"),
+        ("remove_destination", {"name": "logger"}, "remove.not_ours"),
+    ]
+    async with stdio_client(root) as client:
+        for tool, args, expected in calls:
+            result = await client.call_tool(tool, args)
+            assert not result.is_error, (tool, result.content)
+            answer = result.structured_content
+            assert answer["ok"] is False and answer["findings"][0]["id"] == expected, (tool, answer)
+    # a workspace whose interpreter cannot run bizon: validate answers the one finding, over the wire
+    async with stdio_client(root, extra=("--python", str(bare / "bin" / "python"))) as client:
+        result = await client.call_tool("validate_destination", {"name": "file"})
+        assert not result.is_error, result.content
+        assert [f["id"] for f in result.structured_content["findings"]] == ["workspace.no_interpreter"]
