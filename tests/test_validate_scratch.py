@@ -151,15 +151,23 @@ def test_a_config_keeps_its_secret_in_the_environment(pristine, tmp_path_factory
     monkeypatch.delenv("FORGE_TEST_REAL_DIR", raising=False)
     monkeypatch.setenv("FORGE_TEST_SUBDIR", str(tmp_path / "scratch-target"))
 
-    unset = validate_destination(ws, "ndjson", use_cache=False)
-    found = {f.id: f for f in unset.findings}
-    assert found["import.config_validate"].status == "fail"
-    assert "FORGE_TEST_REAL_DIR" in found["import.config_validate"].hint
-    assert "environment the bizon-forge server runs in" in found["import.config_validate"].hint
+    # Only the example references FORGE_TEST_REAL_DIR: it is validated with a stand-in, never run, never written.
+    standin = validate_destination(ws, "ndjson", use_cache=False)
+    assert standin.ok, [(f.id, f.message) for f in standin.findings if f.status != "pass"]
+    assert "stand-ins for FORGE_TEST_REAL_DIR" in standin.wrote_to
 
+    # The check config's own variable, unset: one finding that names it and says where to set it.
+    monkeypatch.delenv("FORGE_TEST_SUBDIR")
+    unset = validate_destination(ws, "ndjson", use_cache=False)
+    failing = [f for f in unset.findings if f.status == "fail"]
+    assert failing and "FORGE_TEST_SUBDIR" in failing[0].hint, failing
+    assert "mcp" in failing[0].hint.lower()
+
+    monkeypatch.setenv("FORGE_TEST_SUBDIR", str(tmp_path / "scratch-target"))
     monkeypatch.setenv("FORGE_TEST_REAL_DIR", str(tmp_path / "real"))
     result = validate_destination(ws, "ndjson", use_cache=False)
     assert result.ok, [(f.id, f.message) for f in result.findings if f.status != "pass"]
+    assert "stand-in" not in result.wrote_to
     assert (tmp_path / "scratch-target").is_dir() and not (tmp_path / "real").exists()
 
 

@@ -229,8 +229,10 @@ def _probe_failure(ws: Workspace, name: str, id: str, got: dict, example: str, r
             id,
             _one_line(messages[id]),
             file=example if id == "import.config_validate" else None,
-            hint=f"Set {unset.group(1)} in the environment the bizon-forge server runs in: the checks pass on exactly "
-            "the variables the example and check configs reference as env://NAME (never BIZON_FORGE_* ones).",
+            hint=f"Set {unset.group(1)} in the environment the bizon-forge server runs in (an MCP host passes it "
+            f"from its config: `env` in mcp.json, `claude mcp add -e {unset.group(1)}=...`), then restart the server. "
+            "The checks get exactly the variables the check config references as env://NAME (never BIZON_FORGE_* "
+            "ones); the example's own are given stand-ins, as it is validated and never run.",
             output=got.get("trace") or _log_tail(run),
             log=run.log,
         )

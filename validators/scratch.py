@@ -18,6 +18,7 @@ from bizon_forge.validators.receiver import Receiver
 SCRATCH_VAR = "BIZON_FORGE_SCRATCH"
 RECEIVER_VAR = "BIZON_FORGE_RECEIVER_URL"
 REFERENCE = re.compile(r"env://([A-Za-z_][A-Za-z0-9_]*)")
+STANDIN = "0"  # a str, an int, a float and a bool (False) all accept it
 
 
 def referenced_env(*texts: str | None) -> dict[str, str]:
@@ -42,6 +43,11 @@ class Scratch:
     def __init__(self, name: str, check_text: str | None, example_text: str | None = None):
         self.run_id = secrets.token_hex(3)
         self.passed_env = referenced_env(check_text, example_text)
+        # The example is the user's real sync: validated, never run. Its secrets need not be in the server's
+        # environment: a variable only it references, unset here, gets a stand-in that every field type takes.
+        only_example = set(REFERENCE.findall(example_text or "")) - set(REFERENCE.findall(check_text or ""))
+        self.standins = sorted(n for n in only_example if n not in os.environ and not n.startswith("BIZON_FORGE_"))
+        self.passed_env.update(dict.fromkeys(self.standins, STANDIN))
         self.folder = Path(tempfile.mkdtemp(prefix=f"bizon-forge-{name}-target-"))
         details = _destination_text(check_text)
         self.uses_folder = SCRATCH_VAR in details
@@ -65,7 +71,13 @@ class Scratch:
             after = f"; {' and '.join(made)} {verb} made for this run and removed"
         else:
             after = "; what they wrote there stays (that target is the check config's own, not one made per run)"
-        return f"{check_rel}'s target, as destination_ids forge_{self.run_id}_*{after}"
+        standins = (
+            f"; the example config was validated with stand-ins for {', '.join(self.standins)} (unset here; "
+            "its sync needs them set, in the environment or the workspace's .env)"
+            if self.standins
+            else ""
+        )
+        return f"{check_rel}'s target, as destination_ids forge_{self.run_id}_*{after}{standins}"
 
     def close(self) -> None:
         if self.receiver:
