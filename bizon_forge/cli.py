@@ -131,10 +131,13 @@ def _workspace(args) -> int:
         path = workspace.init(args.dir, args.bizon_version)
         print(f"bizon {args.bizon_version} workspace ready at {path}")
         if args.no_venv:
+            ws = workspace.Workspace(root=path, settings=workspace.Settings())
+            print(f"no .venv made: until it has one, its bizon runs with {ws.python()}; make one with:")
+            print(f"  {interpreter.fix_command(ws)}")
             return 0
     else:
         path = workspace.resolve(args.dir, workspace.Settings()).root
-    python = interpreter.make_venv(path, progress=_progress)
+    python = interpreter.make_venv(path, progress=_progress, installer_lines=False)
     ws = workspace.Workspace(root=path, settings=workspace.Settings())
     print(f"its interpreter: {python}")
     print(f"run a sync: {ws.bizon_command('run', 'FILE')}")

@@ -11,7 +11,7 @@ import shlex
 import tomllib
 from collections.abc import Callable
 
-from bizon_forge.findings import Finding, Result, fail
+from bizon_forge.findings import Finding, Refused, Result, fail
 
 PYPROJECT = "pyproject.toml"
 IMPORT_GUARD = "tests/cli/test_cli_imports.py"  # its OPTIONAL_DEPENDENCIES lists modules behind an extra
@@ -299,6 +299,18 @@ def install_dependencies(ws, name: str, progress: Callable[[str], None] | None =
     s = spec.load(ws, name)
     validate = f"validate_destination(name={name!r})"
     state = interpreter.require(ws, s.dependencies)
+    records = read_records(ws)
+    recorded = extra_of(records[PYPROJECT], name) if PYPROJECT in records else s.dependencies
+    if s.dependencies and recorded != s.dependencies:
+        # Install what the tree records, or the tree and its interpreter part ways: record first.
+        raise Refused(
+            fail(
+                "install.not_recorded",
+                f"The spec of {name} declares {', '.join(s.dependencies)}, but the tree's extra {name!r} records "
+                f"{', '.join(recorded) if recorded else 'nothing'}.",
+                f"apply_registrations(name={name!r}) records it; then call install_dependencies again.",
+            )
+        )
     if not s.dependencies:
         return InstallResult(
             python=state.python,
@@ -345,6 +357,12 @@ def install_dependencies(ws, name: str, progress: Callable[[str], None] | None =
         findings=findings,
         next=validate if not still else None,
     )
+
+
+def sql_scheme(requirements: list[str]) -> str | None:
+    """The SQLAlchemy scheme whose driver the requirements name (the first listed for it), or None."""
+    have = {distribution(r) for r in requirements}
+    return next((s for s, d in SQL_DRIVERS.items() if d and distribution(d) in have), None)
 
 
 def sql_driver_note(s, requirements: list[str]) -> list[Finding]:

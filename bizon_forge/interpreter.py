@@ -239,16 +239,17 @@ def install_failure(error: InstallFailed, what: str) -> Finding:
         return fail(
             "install.not_found",
             f"Installing {what} failed: the index has no distribution matching it. {tail}",
-            "Check the name and version on the index (e.g. pypi.org/project/NAME) and call describe_target again "
-            "with the right one.",
+            "Check the name and version on the index (e.g. pypi.org/project/NAME), call describe_target again "
+            "with the right one, then apply_registrations (it records the change) and install_dependencies.",
         )
     return fail("install.failed", f"Installing {what} failed. {tail}", f"Read the output; to retry by hand: {command}")
 
 
-def make_venv(root: Path, progress: Progress | None = None) -> Path:
+def make_venv(root: Path, progress: Progress | None = None, installer_lines: bool = True) -> Path:
     """`root/.venv` with the tree installed in editable mode plus its `test` dependency group; its python.
 
-    Reuses a venv that is already there (installing again is a no-op when nothing changed).
+    Reuses a venv that is already there (installing again is a no-op when nothing changed). `progress` hears
+    each stage, and each line the installer prints unless `installer_lines` is false.
     """
     venv = root / VENV
     python = venv / "bin" / "python"
@@ -275,7 +276,7 @@ def make_venv(root: Path, progress: Progress | None = None) -> Path:
     if progress:
         progress(f"installing {root.name} (editable) and its test group into {venv}")
     try:
-        run_installer(install_command(str(python), requirements), progress, cwd=root)
+        run_installer(install_command(str(python), requirements), progress if installer_lines else None, cwd=root)
     except InstallFailed as error:
         raise Refused(install_failure(error, f"the tree and its test group into {venv}")) from None
     return python

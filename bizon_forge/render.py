@@ -12,10 +12,10 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from bizon_forge import recipes, spec
+from bizon_forge import dependencies, recipes, spec
 from bizon_forge.atomic import WriteFailed, workspace_lock, write_all
 from bizon_forge.findings import Refused, Result, fail, warn
-from bizon_forge.spec import DestinationSpec, FieldSpec
+from bizon_forge.spec import Batching, DestinationSpec, FieldSpec
 from bizon_forge.workspace import DESTINATIONS_DIR, Workspace, read_regular
 
 TODO = "FORGE-TODO"  # marks every place the agent must write code; validate_destination reports what is left
@@ -101,12 +101,26 @@ def _sample(f: FieldSpec):
 
 
 def context(s: DestinationSpec) -> dict:
+    recipe = recipes.get(s.recipe)
+    # The sql recipe's example reaches SQLite offline; with a driver for a server declared, its url is the
+    # user's, a secret kept in the environment.
+    scheme = dependencies.sql_scheme(s.dependencies) if s.recipe == "sql" else None
+    url_env = f"{s.name.upper()}_URL" if scheme else None
     fields = [
         {"name": f.name, "annotation": _annotation(f), "default": _default(f), "f": f, "sample": _sample(f)}
         for f in s.fields
     ]
+    for x in fields:
+        x["example"] = (
+            f"env://{url_env}" if url_env and x["name"] == "url" else recipe.example_value(x["f"], x["sample"])
+        )
     typing = sorted({"Literal"} | ({"Optional"} if any("Optional[" in x["annotation"] for x in fields) else set()))
-    pydantic = sorted({"Field"} | ({"SecretStr"} if any(f.secret for f in s.fields) else set()))
+    b = s.batching
+    tuned = b != Batching()  # config.py.j2 declares a setting only where it differs from bizon's default
+    uses_field = bool(fields) or tuned  # an unused import would fail format.ruff_check before the agent wrote code
+    pydantic = sorted(
+        ({"Field"} if uses_field else set()) | ({"SecretStr"} if any(f.secret for f in s.fields) else set())
+    )
     return {
         "spec": s,
         "n": s.names,
@@ -117,8 +131,10 @@ def context(s: DestinationSpec) -> dict:
         "TODO": TODO,
         "b": s.batching,
         "e": s.error_handling,
-        "recipe": recipes.get(s.recipe),
-        "retry": recipes.get(s.recipe).retry_plan(s.error_handling.transient),
+        "recipe": recipe,
+        "retry": recipe.retry_plan(s.error_handling.transient),
+        "sql_scheme": scheme,
+        "url_env": url_env,
     }
 
 

@@ -112,3 +112,19 @@ def test_the_job_is_marked_succeeded_before_finalize_runs(observed, tmp_path):
     assert events == ["write 5", "finalize"]
     assert code != 0  # the exception ends the run...
     assert status == "succeeded"  # ...but the job was recorded as succeeded before finalize() raised
+
+
+def test_bizon_run_reads_the_trees_dotenv_from_any_folder(observed, tmp_path):
+    """What `next` teaches: a variable an example references as env://NAME may live in a .env at the tree's root,
+    and `bizon run` finds it from another working folder (find_dotenv walks up from bizon/cli/main.py)."""
+    tree, _ = observed
+    dotenv = tree / ".env"
+    dotenv.write_text("FORGE_SEMANTICS_FLAG=true\n")
+    try:
+        code, events, _ = run(observed, tmp_path, raise_in_finalize="env://FORGE_SEMANTICS_FLAG")
+    finally:
+        dotenv.unlink()
+    assert code != 0 and events == ["write 5", "finalize"]  # the flag came from .env: finalize raised
+    config = tmp_path / "run.yml"  # the same config, now without the .env
+    done = bizon_run(tree, config)
+    assert done.returncode != 0 and "FORGE_SEMANTICS_FLAG" in done.stdout + done.stderr

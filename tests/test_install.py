@@ -137,13 +137,14 @@ def test_a_mariadb_destination_needs_no_command_bizon_forge_did_not_print(instal
     )
     assert guard.returncode == 0, guard.stdout[-2000:]
 
-    # The user points the example at their MariaDB (a secret URL, referenced as env://) and runs what was printed.
+    # The example reads its URL (a secret) from the environment; the user puts it in the tree's .env, as `next`
+    # says, and runs what was printed.
     example = ws / "bizon/connectors/destinations/maria_dw/config/maria_dw.example.yml"
-    text = example.read_text()
-    assert "sqlite:///output/bizon_records.db" in text
-    example.write_text(text.replace("sqlite:///output/bizon_records.db", "env://MARIA_URL"))
+    assert 'url: "env://MARIA_DW_URL"' in example.read_text()
+    assert "It reads MARIA_DW_URL" in out["next"] and str(ws / ".env") in out["next"]
+    (ws / ".env").write_text(f"MARIA_DW_URL={mariadb_url}\n")
     command = re.search(r"run it with: (.+)$", out["next"]).group(1)
-    ran = shell(command, {**env, "MARIA_URL": mariadb_url})
+    ran = shell(command, env)
     assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-2000:]
     engine = sa.create_engine(mariadb_url)
     try:

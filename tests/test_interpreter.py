@@ -101,7 +101,10 @@ def empty_index():
 
 
 def _declared(ws, deps):
+    """Described, rendered and registered: the extra records `deps`, as install_dependencies requires."""
     assert describe_target(ws, DestinationSpec(name="acme", recipe="file", dependencies=deps)).ok
+    assert render_destination(ws, "acme", overwrite=True).ok
+    assert apply_registrations(ws, "acme").ok
 
 
 @pytest.mark.slow
@@ -151,3 +154,13 @@ def test_installed_libraries_are_not_installed_again_and_nothing_declared_is_a_p
     nothing = install_dependencies(ws, "acme")
     assert nothing.ok and [f.id for f in nothing.findings] == ["install.nothing"]
     assert nothing.next == "validate_destination(name='acme')"
+
+
+def test_what_the_tree_does_not_record_is_not_installed(ws):
+    _declared(ws, ["pymysql>=1.1"])
+    assert describe_target(ws, DestinationSpec(name="acme", recipe="file", dependencies=["redis>=5"])).ok
+    with pytest.raises(Refused) as refused:
+        install_dependencies(ws, "acme")  # the agent skipped apply_registrations after changing its mind
+    (finding,) = refused.value.findings
+    assert finding.id == "install.not_recorded" and "records pymysql>=1.1" in finding.message
+    assert finding.hint.startswith("apply_registrations(name='acme')")

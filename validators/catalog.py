@@ -325,9 +325,10 @@ CHECKS: tuple[Check, ...] = (
         "contract, data and smoke checks write only there (limit: that it differs is checked, not that it is "
         "scratch).",
         "The example config is the user's real sync: a check that writes there replaces someone's records.",
-        "Copy the example to config/<name>.check.yml and point it at a scratch target: a database, folder or "
-        "endpoint that holds no real data. It may use env://BIZON_FORGE_SCRATCH (a fresh folder) and "
-        "env://BIZON_FORGE_RECEIVER_URL (a local HTTP receiver), both made and removed by each validation.",
+        "Point the check config (render_destination writes it next to the example) at a scratch target: a "
+        "database, folder or endpoint that holds no real data. It may use env://BIZON_FORGE_SCRATCH (a fresh "
+        "folder) and env://BIZON_FORGE_RECEIVER_URL (a local HTTP receiver), both made and removed by each "
+        "validation.",
         origin="forge",
     ),
     Check(

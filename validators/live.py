@@ -1,7 +1,7 @@
 """live.check_config: the live checks have a scratch target of their own, apart from the example's real one."""
 
 from bizon_forge.validators.code import DestinationCode
-from bizon_forge.validators.report import CheckFinding, failed, passed
+from bizon_forge.validators.report import CheckFinding, failed, passed, warned
 from bizon_forge.validators.scratch import RECEIVER_VAR, SCRATCH_VAR
 from bizon_forge.workspace import read_regular
 
@@ -42,7 +42,14 @@ def check_config(code: DestinationCode) -> CheckFinding:
     theirs = ((example or {}).get("destination") or {}).get("config") or {} if isinstance(example, dict) else {}
     mine = {k: v for k, v in details.items() if k not in NOT_THE_TARGET}
     if not mine:
-        return passed(ID, f"{rel}: no field chooses the target; the checks keep apart only by destination_id forge_*.")
+        return warned(
+            ID,
+            f"{rel}: no field chooses the target, so the checks keep apart from real data only by writing under "
+            "destination_ids forge_*: if the destination writes to a fixed place, the checks write there too.",
+            file=rel,
+            hint="Give the destination a field that names its target (a database, key prefix, folder) and point "
+            "the check config at a scratch one.",
+        )
     if mine == {k: v for k, v in theirs.items() if k not in NOT_THE_TARGET}:
         return failed(
             ID,

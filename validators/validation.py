@@ -27,7 +27,7 @@ from bizon_forge.validators import (
 )
 from bizon_forge.validators.code import DestinationCode
 from bizon_forge.validators.report import CheckFinding, FixedFile, ValidationResult, failed, skipped
-from bizon_forge.validators.scratch import Scratch
+from bizon_forge.validators.scratch import REFERENCE, Scratch
 from bizon_forge.workspace import Workspace, read_regular
 
 Progress = Callable[[float, float, str], None]
@@ -248,7 +248,9 @@ def _summary(level: str, findings: list[CheckFinding], seconds: float, cached: l
     return f"{level}: {', '.join(parts)} in {seconds:.1f} s{from_cache}"
 
 
-def _next(ws: Workspace, name: str, level: str, findings: list[CheckFinding], example: str) -> str | None:
+def _next(
+    ws: Workspace, name: str, level: str, findings: list[CheckFinding], example: str, reads: list[str]
+) -> str | None:
     failing = [f for f in findings if f.status == "fail"]
     if failing:
         fixable = any(f.id.startswith("format.") for f in failing)
@@ -256,7 +258,12 @@ def _next(ws: Workspace, name: str, level: str, findings: list[CheckFinding], ex
         return f"Fix the failures, each has a hint{tip}, then call validate_destination again."
     if level == "fast":
         return f"validate_destination(name={name!r}, level='full')"
-    return f"Done. The example sync writes to its real target; run it with: {ws.bizon_command('run', example)}"
+    if reads:
+        where = f"in the environment or in {ws.root / '.env'} (bizon run reads that file)"
+        needs = f". It reads {', '.join(reads)}: set {'them' if len(reads) > 1 else 'it'} {where}, then"
+    else:
+        needs = ";"
+    return f"Done. The example sync writes to its real target{needs} run it with: {ws.bizon_command('run', example)}"
 
 
 def validate_destination(
@@ -294,6 +301,7 @@ def validate_destination(
         for p in (ws.root / code.check_rel, ws.root / code.example_rel)
     ]
     target = Scratch(name, *texts)
+    example_reads = sorted(set(REFERENCE.findall(texts[1] or "")))  # what its sync needs set, for `next`
     units = Units(ws, name, logs, use_cache, target)
     try:
         results.update(_submit(units, code, level, unfinished))
@@ -324,7 +332,7 @@ def validate_destination(
         log_dir=str(logs.relative_to(ws.root)),
         fixed=fixed,
         wrote_to=target.describe(code.check_rel) if _wrote(ordered) else None,
-        next=_next(ws, name, level, ordered, code.example_rel),
+        next=_next(ws, name, level, ordered, code.example_rel, example_reads),
     )
 
 
@@ -340,7 +348,7 @@ def _submit(units: Units, code: DestinationCode, level: str, unfinished: list[st
     everything = [ws.root / "bizon", ws.root / code.tests_dir]
     # Checks that write go only where the check config points, and only with finished code.
     where = live.check_config(code)
-    writes = not unfinished and where.status == "pass"
+    writes = not unfinished and where.status != "fail"  # a warning says the limit; the checks still run
     env = units.target.env
 
     def not_live(id: str) -> CheckFinding:
