@@ -10,9 +10,10 @@ once, at build time, into a smaller schema that accepts the same answers the too
 - `$ref`s into `$defs` are inlined (no model here is recursive; a cycle keeps its `$ref`);
 - output schemas lose `default` and `description`: they validate nothing, and an answer is read as
   data (its field names and the tool's description say what it holds);
-- the items of an output's `findings` keep only their required keys: Finding is the one shape every
-  tool answers with, and spelling it out in all six tools cost ~380 tokens a turn. Every answer
-  shows its keys (id, status, message, file, line, hint), and bizon-forge://checklist lists the ids.
+- an output's nested objects (a top-level property's object, or its array's items) keep only their
+  required keys: Finding is the one shape every tool answers with, and spelling it out in all six
+  tools cost ~380 tokens a turn; the interpreter, names and states of destinations are read as data
+  the same way. Every answer shows its keys, and bizon-forge://checklist lists the finding ids.
 """
 
 from typing import Any
@@ -35,16 +36,26 @@ def compact(schema: Schema, *, output: bool = False) -> Schema:
     root.pop("$defs", None)
     root = _strip(root, output)
     if output:
-        _brief_findings(root)
+        _brief_nested(root)
     if kept:
         root["$defs"] = {name: _strip(_inline(d, defs, kept, (name,)), output) for name, d in kept.items()}
     return root
 
 
-def _brief_findings(root: Schema) -> None:
-    items = root.get("properties", {}).get("findings", {}).get("items")
-    if isinstance(items, dict) and items.get("type") == "object":
-        root["properties"]["findings"]["items"] = {"type": "object", "required": items.get("required", [])}
+def _brief(node: Schema) -> Schema:
+    brief: Schema = {"type": "object"}
+    if node.get("required"):
+        brief["required"] = node["required"]
+    return brief
+
+
+def _brief_nested(root: Schema) -> None:
+    for name, prop in root.get("properties", {}).items():
+        if prop.get("type") == "object" and "properties" in prop:
+            root["properties"][name] = _brief(prop)
+        items = prop.get("items")
+        if prop.get("type") == "array" and isinstance(items, dict) and items.get("type") == "object":
+            prop["items"] = _brief(items)
 
 
 def _inline(node: Any, defs: dict[str, Schema], kept: dict[str, Schema], stack: tuple[str, ...]) -> Any:
