@@ -16,7 +16,7 @@ from bizon_forge import dependencies, interpreter, pyast, registry, spec
 from bizon_forge.atomic import WriteFailed, workspace_lock, write_all
 from bizon_forge.findings import Finding, Refused, Result, fail, warn
 from bizon_forge.spec import DestinationSpec, Names
-from bizon_forge.workspace import ENUM_FILE, FACTORY_FILE, MODELS_FILE, Workspace, read_regular
+from bizon_forge.workspace import ENUM_FILE, FACTORY_FILE, MODELS_FILE, Workspace, read_regular, tied_to_server
 
 IMPORT_CHECK_TIMEOUT_S = 60
 
@@ -241,7 +241,7 @@ def import_check(ws: Workspace, edited: list[str] = ()) -> str | None:
     """None if `import bizon.common.models` works in the workspace's Python, else the error's last lines."""
     try:
         done = subprocess.run(
-            [ws.python(), "-c", _IMPORT_CHECK, *(str(ws.path(rel)) for rel in edited)],
+            tied_to_server([ws.python(), "-c", _IMPORT_CHECK, *(str(ws.path(rel)) for rel in edited)]),
             cwd=ws.root,
             env=ws.env(),
             capture_output=True,

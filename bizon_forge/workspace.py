@@ -102,6 +102,24 @@ class Workspace:
         return env
 
 
+# Execs the command after asking the kernel to SIGKILL it when the thread that started it ends (the server
+# killed by its host, say): an agent's endless loop must not outlive the server that ran it.
+_TIED = (
+    "import ctypes, os, signal, sys\n"
+    "ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG\n"
+    "if os.getppid() != int(sys.argv[1]):\n"
+    "    os._exit(137)  # the server was gone before the prctl\n"
+    "os.execvp(sys.argv[2], sys.argv[2:])\n"
+)
+
+
+def tied_to_server(cmd: list[str]) -> list[str]:
+    """`cmd`, killed by the kernel if this process dies first (Linux; elsewhere `cmd` as it is)."""
+    if not sys.platform.startswith("linux"):
+        return cmd
+    return [sys.executable, "-I", "-S", "-c", _TIED, str(os.getpid()), *cmd]
+
+
 def resolve(path: str | None, settings: Settings) -> Workspace:
     """The workspace at `path` (relative paths are taken from the default workspace), or a refusal."""
     if path is None or path == "":

@@ -10,8 +10,11 @@ The probe's time limit is lowered (the real mechanism, a shorter number) so a ha
 
 import json
 import os
+import signal
 import sys
+import time
 import uuid
+from pathlib import Path
 
 import anyio
 import pytest
@@ -191,3 +194,63 @@ async def test_code_reading_the_environment_finds_no_server_secret(agent_tree):
 def finding_status(result, id: str) -> str | None:
     found = [f["status"] for f in result.structured_content["findings"] if f["id"] == id]
     return found[0] if found else None
+
+
+def _processes(*needles: str) -> list[int]:
+    """Pids whose command line holds every needle (read from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if all(n in cmdline for n in needles):
+                found.append(int(entry.name))
+    return found
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+async def test_an_endless_write_records_dies_with_a_killed_server(pristine, tmp_path):
+    """The host kills the server mid-validation: the agent's endless loop goes with it, it does not run on."""
+    import shutil
+
+    from mcp import Client, StdioServerParameters
+
+    tree = tmp_path / "killed-tree"
+    shutil.copytree(pristine("0.6.4"), tree, symlinks=True, ignore=shutil.ignore_patterns(".git"))
+    args = ["-c", SERVE, "600", "--workspace", str(tree)]  # a probe timeout the test never reaches
+    killed = False
+    with anyio.move_on_after(60):
+        try:
+            async with Client(StdioServerParameters(command=sys.executable, args=args, cwd=str(REPO))) as client:
+                assert (await client.call_tool("describe_target", {"name": "looper"})).structured_content["ok"]
+                assert (await client.call_tool("render_destination", {"name": "looper"})).structured_content["ok"]
+                source = DESTINATION.format(pascal="Looper", body=BODIES["looper"])
+                (tree / "bizon/connectors/destinations/looper/src/destination.py").write_text(source)
+                assert (await client.call_tool("apply_registrations", {"name": "looper"})).structured_content["ok"]
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(client.call_tool, "validate_destination", {"name": "looper"})
+                    # the probe is in write_records' loop once it has spent a few seconds of CPU there
+                    while not (probes := _processes("contract_probe.py", str(tree))) or _cpu_seconds(probes[0]) < 3:
+                        await anyio.sleep(0.2)
+                    (server,) = [p for p in _processes(str(tree), "--workspace") if p != os.getpid()]
+                    os.kill(server, signal.SIGKILL)
+                    killed = True
+                    tg.cancel_scope.cancel()
+        except Exception:  # the client's transport breaks with the server: expected here
+            pass
+    assert killed, "the validation never reached the agent's write_records"
+    for _ in range(50):
+        if not _processes("contract_probe.py", str(tree)):
+            break
+        time.sleep(0.1)
+    left = _processes("contract_probe.py", str(tree))
+    for pid in left:  # a failing run must not leave the loop eating a core for the rest of the suite
+        os.kill(pid, signal.SIGKILL)
+    assert not left, "the agent's loop outlived the server"

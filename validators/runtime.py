@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bizon_forge.validators.report import CheckFinding, failed, passed, skipped
-from bizon_forge.workspace import Workspace
+from bizon_forge.workspace import Workspace, tied_to_server
 
 PROBE_TIMEOUT_S = 90
 TESTS_TIMEOUT_S = 300
@@ -69,7 +69,7 @@ def run_logged(
     """Run `cmd`, stream its merged output into `log` (capped), keep the tail, kill its group on timeout."""
     started = time.perf_counter()
     proc = subprocess.Popen(
-        cmd,
+        tied_to_server(cmd),  # the agent's code must not outlive a server that is killed
         cwd=cwd,
         # faulthandler: a run that hangs is sent SIGABRT first, and its log then shows where each thread waited
         env={**ws.env(), "PYTHONFAULTHANDLER": "1", **(env or {})},
