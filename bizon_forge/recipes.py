@@ -12,6 +12,8 @@ from bizon_forge.spec import RECIPES as RECIPES_NAMED
 from bizon_forge.spec import DestinationSpec, ErrorHandling, FieldSpec
 
 STATUS_RE = re.compile(r"[1-5](\d\d|xx)", re.IGNORECASE)
+# HTTP statuses that mean the request itself is wrong (bad, unauthorised, forbidden, absent, unprocessable).
+PERMANENT = frozenset({400, 401, 403, 404, 405, 410, 422})
 
 
 @dataclass(frozen=True)
@@ -238,6 +240,17 @@ def apply(s: DestinationSpec) -> tuple[DestinationSpec, list[Finding]]:
                 "recipe.transient_unknown",
                 f"The {recipe.name} recipe cannot retry on {', '.join(map(repr, plan['ignored']))}: ignored.",
                 f"It understands: {', '.join(known)}. Anything else fails the batch at once.",
+            )
+        )
+    permanent = [s for s in plan["statuses"] if s in PERMANENT] + [f"{c}xx" for c in plan["status_classes"] if c == 4]
+    if permanent:
+        findings.append(
+            warn(
+                "recipe.transient_permanent",
+                f"The {recipe.name} recipe will retry on {', '.join(map(str, permanent))}, which is permanent by "
+                "nature: a wrong token or a bad request fails the same way on every try, only later.",
+                "Drop it from error_handling.transient unless this target really answers it for a passing "
+                "condition (then say so in the description).",
             )
         )
     reads = [f.name for f in recipe.fields]

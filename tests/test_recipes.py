@@ -139,3 +139,17 @@ def test_a_write_method_the_recipe_does_not_use_is_said_not_silently_changed(ws6
     quiet = describe_target(ws64, DestinationSpec(name="hook2", recipe="http"))  # named none: the recipe's own
     assert "recipe.write_method_changed" not in [f.id for f in quiet.findings]
     assert json.loads((ws64.state_dir / "specs" / "hook2.json").read_text())["write_method"] == "streaming"
+
+
+@pytest.mark.parametrize(("transient", "named"), [(["401", "429"], "401"), (["4xx"], "4xx"), (["403", "5xx"], "403")])
+def test_a_transient_status_that_is_permanent_by_nature_is_said(ws64, transient, named):
+    s = DestinationSpec(name="hook", recipe="http", error_handling={"transient": transient})
+    result = describe_target(ws64, s)
+    assert result.ok
+    (said,) = [f for f in result.findings if f.id == "recipe.transient_permanent"]
+    assert said.status == "warn" and named in said.message
+
+
+def test_the_default_transient_statuses_say_nothing_permanent(ws64):
+    result = describe_target(ws64, DestinationSpec(name="hook", recipe="http"))
+    assert "recipe.transient_permanent" not in [f.id for f in result.findings]
