@@ -147,3 +147,15 @@ def test_inspect_reports_the_interpreter_and_each_client_library(ws):
     assert set(runner.libraries) == {"pymysql>=1.1"} and runner.missing == ["bizon-forge-test-absent>=1"]
     assert "install.missing" in [f.id for f in found.findings]
     assert found.run.endswith("-m bizon.cli.main run FILE")
+
+
+def test_checks_on_sqlite_for_a_server_destination_say_what_a_green_proves(ws):
+    from bizon_forge.validators import validate_destination
+
+    for name, deps in (("maria", ["mysql+pymysql://"]), ("lite", [])):
+        described(ws, name, deps)
+        assert render_destination(ws, name).ok and apply_registrations(ws, name).ok
+    maria = {f.id: f for f in validate_destination(ws, "maria", verbose=True).findings}["live.check_config"]
+    assert maria.status == "warn" and "proves the code on SQLite, not on mysql" in maria.message
+    lite = {f.id: f for f in validate_destination(ws, "lite", verbose=True).findings}["live.check_config"]
+    assert lite.status == "pass"

@@ -33,6 +33,16 @@ def check_config(code: DestinationCode) -> CheckFinding:
         return failed(ID, f"{rel} has no `destination:` with `name: {code.name}`.", file=rel)
     details = destination.get("config") or {}
     text = str(details)
+    elsewhere = _checks_on_sqlite_for_a_server(code, details)
+    if elsewhere:
+        return warned(
+            ID,
+            f"{rel} points the checks at SQLite, while {code.name} declares a {elsewhere} driver: a green proves "
+            f"the code on SQLite, not on {elsewhere.split('+')[0]}.",
+            file=rel,
+            hint=f"To prove it on your server, point url in {rel} at a scratch database there (the checks write "
+            "tables forge_*), kept out of the YAML as env://NAME.",
+        )
     if SCRATCH_VAR in text or RECEIVER_VAR in text:
         return passed(ID, f"{rel} names the scratch target each validation makes ({SCRATCH_VAR} or {RECEIVER_VAR}).")
     try:
@@ -79,3 +89,16 @@ def example_values(code: DestinationCode) -> CheckFinding:
             file=code.example_rel,
         )
     return passed(id, "The example config holds no placeholder value.")
+
+
+def _checks_on_sqlite_for_a_server(code: DestinationCode, details: dict) -> str | None:
+    """The server's SQLAlchemy scheme when a sql-recipe destination declares its driver but checks on SQLite."""
+    from bizon_forge import dependencies, spec
+
+    if not spec.spec_path(code.ws, code.name).is_file() or not str(details.get("url", "")).startswith("sqlite"):
+        return None
+    try:
+        declared = spec.load(code.ws, code.name)
+    except Exception:  # describe_target says what is wrong with a stored spec
+        return None
+    return dependencies.sql_scheme(declared.dependencies) if declared.recipe == "sql" else None
