@@ -323,7 +323,8 @@ CHECKS: tuple[Check, ...] = (
         "`config/<name>.check.yml` exists, is a bizon config for this destination, and its destination config "
         "differs from the example's in at least one field other than destination_id and buffer settings. The "
         "contract, data and smoke checks write only there (limit: that it differs is checked, not that it is "
-        "scratch).",
+        "scratch). It warns when no field chooses the target, and when a sql destination that declares a "
+        "server's driver checks on SQLite (a green then proves the code on SQLite only).",
         "The example config is the user's real sync: a check that writes there replaces someone's records.",
         "Point the check config (render_destination writes it next to the example) at a scratch target: a "
         "database, folder or endpoint that holds no real data. It may use env://BIZON_FORGE_SCRATCH (a fresh "
