@@ -147,8 +147,11 @@ HTTP = Recipe(
         _f("timeout_seconds", type="float", default=30.0, description="Timeout of one POST."),
         _f(
             "staging_directory",
-            default=".bizon_staging",
-            description="Where full_refresh and incremental syncs stage records until finalize() posts them.",
+            # Not relative to the working folder: batches a failed finalize() left are posted by the next run, which
+            # must find them whatever folder it runs from.
+            default="~/.cache/bizon/staging",
+            description="Where full_refresh and incremental syncs stage records until finalize() posts them; "
+            "batches a failed finalize() left there are posted by the next run. Keep it on persistent storage.",
         ),
     ),
     test_template="tests/http.py.j2",

@@ -76,6 +76,8 @@ def write_run_config(tree: Path, name: str, scratch: Path, **config) -> Path:
     """The rendered example YAML, with `config` over its destination settings and a fast engine."""
     example = tree / f"bizon/connectors/destinations/{name}/config/{name}.example.yml"
     run = yaml.safe_load(example.read_text())
+    if "staging_directory" in run["destination"]["config"]:  # the http recipe's: never the real ~/.cache
+        run["destination"]["config"]["staging_directory"] = str(scratch / "staging")
     run["destination"]["config"].update(config)
     run["engine"] = fast_engine(workspace.resolve(None, workspace.Settings.from_paths([str(tree)])).bizon_version)
     scratch.mkdir(parents=True, exist_ok=True)

@@ -107,8 +107,8 @@ def test_each_recipe_passes_full_and_the_printed_sync_runs_as_printed(installed,
         receiver = Receiver()
         example = ws / "bizon/connectors/destinations/e2e_http/config/e2e_http.example.yml"
         example.write_text(example.read_text().replace("http://127.0.0.1:8080/records", receiver.url))
-        try:
-            ran = shell(command, env)
+        try:  # its staging folder is under ~/.cache: a HOME of its own keeps the real one clean
+            ran = shell(command, {**env, "HOME": str(ws.parent / "home")})
         finally:
             receiver.close()
         assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-2000:]
