@@ -35,7 +35,12 @@ def test_good_destination_passes_everything(good):
     result = validate_destination(good, NAME, level="full", verbose=True)
     assert result.ok, result.summary
     assert {f.id for f in result.findings} == set(BY_ID)
-    assert all(f.status == "pass" for f in result.findings), [f for f in result.findings if f.status != "pass"]
+    # ndjson writes files: no check of it can make an HTTP target misbehave, and that check says so.
+    not_for_files = {"data.unreliable_target"}
+    assert all(f.status == "skip" for f in result.findings if f.id in not_for_files)
+    assert all(f.status == "pass" for f in result.findings if f.id not in not_for_files), [
+        f for f in result.findings if f.status != "pass"
+    ]
 
 
 @pytest.fixture(scope="module")

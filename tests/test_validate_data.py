@@ -77,6 +77,15 @@ BUGS = {
             NO_RAISE,
             ("self.post(orjson.loads(part.read_bytes()), replace=index == 0)", 'raise OSError("receiver gone")'),
         ],
+        # What an agent's http destination met against a real ingest API (issue 14).
+        "new_key_per_retry": [("self._post_once(body, key)", "self._post_once(body, __import__('uuid').uuid4().hex)")],
+        "retry_after_ignored": [
+            (
+                'return max(0.0, min(float(response.headers.get("Retry-After", "")), MAX_RETRY_AFTER_SECONDS))',
+                "return None",
+            )
+        ],
+        "retries_401": [("TRANSIENT_STATUSES = frozenset([429])", "TRANSIENT_STATUSES = frozenset([401, 429])")],
     },
 }
 # A destination an agent wrote by hand (tests/broken/good/: ndjson files, with read_back and a check config).
@@ -109,6 +118,9 @@ CAUGHT_BY = {
     "timestamp_overwritten": "data.exact",
     "swallowed_error": "data.failed_flush",
     "finalize_swallows_publish": "data.exact",
+    "new_key_per_retry": "data.unreliable_target",
+    "retry_after_ignored": "data.unreliable_target",
+    "retries_401": "data.unreliable_target",
 }
 
 
@@ -155,7 +167,10 @@ def test_planted_bugs_fail_full_and_the_unplanted_pass(recipe, version, pristine
     result, found = full(ws, name)
     assert result.ok, [(f.id, f.message) for f in result.findings if f.status != "pass"]
     data = [i for i in found if i.startswith("data.")]
-    assert len(data) == 11 and all(found[i].status == "pass" for i in data)
+    # Only a check config that posts to the local receiver gets a target that fails like a real one.
+    unreliable = "pass" if recipe == "http" else "skip"
+    assert len(data) == 12 and found.pop("data.unreliable_target").status == unreliable
+    assert all(found[i].status == "pass" for i in data if i != "data.unreliable_target")
     assert "check.yml" in result.wrote_to and "removed" in result.wrote_to
 
     source = tree / f"bizon/connectors/destinations/{name}/src/destination.py"

@@ -40,6 +40,7 @@ DATA = (
     "data.stream",
     "data.stream_routing",
     "data.failed_flush",
+    "data.unreliable_target",
 )
 RUNTIME = (
     "import.models",
@@ -540,6 +541,23 @@ CHECKS: tuple[Check, ...] = (
         "replaces the target with a partial run.",
         "Remember a failed flush (a flag set where write_records returns False) and make finalize() raise instead "
         "of publishing.",
+        level="full",
+        origin="forge",
+        explained_by=LANDED,
+        needs_finished_code=True,
+    ),
+    Check(
+        "data.unreliable_target",
+        "Data, read back from the scratch target",
+        "Against bizon-forge's local receiver misbehaving like a real ingest API (429 with Retry-After: 2, 503, a "
+        "batch stored and then its answer lost), a full_refresh of 3 flushes lands every record exactly once and "
+        "no retry comes before its Retry-After; a 401 on every POST fails the batch after one POST. Limits: only "
+        "a check config that posts to the receiver (env://BIZON_FORGE_RECEIVER_URL) is judged, else skip; SQL "
+        "and file targets get no injected failures yet.",
+        "A new Idempotency-Key per retry duplicates a batch whose answer was lost; a retried 401 turns a wrong "
+        "token into minutes of waiting; ignoring Retry-After gets a client throttled harder.",
+        "Send one Idempotency-Key per batch, the same on every retry; honour Retry-After; treat 401 and 403 as "
+        "permanent.",
         level="full",
         origin="forge",
         explained_by=LANDED,

@@ -2,20 +2,33 @@
 points at it through env://BIZON_FORGE_RECEIVER_URL). It keeps what it receives per destination_id, honours
 `"replace": true`, drops a batch whose Idempotency-Key it already stored, and answers GET with what it holds,
 which is what the http recipe's read_back() asks for.
+
+A destination_id holding `_unreliable` gets the failures of a real ingest API, in a fixed cycle of its POSTs:
+429 with Retry-After, a batch stored and then its connection dropped (no answer), 503; the rest succeed. One
+holding `_denied` gets 401 on every POST. GET /_report?destination_id=... says how many POSTs came and how
+many came sooner than the Retry-After they were given.
 """
 
 import json
+import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 MAX_BODY = 64 * 1024 * 1024
+RETRY_AFTER_S = 2  # longer than the recipe's first backoff (1 s), so ignoring it shows
+FAULTS = {1: "429", 3: "drop", 5: "503"}  # POST number within a cycle of CYCLE -> what goes wrong
+CYCLE = 6
 
 
 class Receiver:
     def __init__(self):
         self.stored: dict[str, list] = {}
         self.keys: set[str] = set()
+        self.posts: dict[str, int] = {}  # destination_id -> POSTs received
+        self.early: dict[str, int] = {}  # destination_id -> POSTs sooner than the Retry-After given
+        self.not_before: dict[str, float] = {}  # destination_id -> when a retry may come (after a 429)
         self.lock = threading.Lock()
         receiver = self
 
@@ -23,9 +36,11 @@ class Receiver:
             def log_message(self, *args):  # the checks' logs are the destination's, not ours
                 pass
 
-            def _answer(self, status: int, body: dict | None = None) -> None:
+            def _answer(self, status: int, body: dict | None = None, headers: dict | None = None) -> None:
                 data = json.dumps(body or {}).encode()
                 self.send_response(status)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -39,6 +54,11 @@ class Receiver:
             def do_GET(self):
                 query = parse_qs(urlparse(self.path).query)
                 destination_id = (query.get("destination_id") or [""])[0]
+                if urlparse(self.path).path.endswith("/_report"):
+                    with receiver.lock:
+                        posts, early = receiver.posts.get(destination_id, 0), receiver.early.get(destination_id, 0)
+                    self._answer(200, {"posts": posts, "early": early})
+                    return
                 with receiver.lock:
                     records = list(receiver.stored.get(destination_id, []))
                 self._answer(200, {"destination_id": destination_id, "records": records})
@@ -55,6 +75,11 @@ class Receiver:
                     self._answer(400, {"error": f"expected {{destination_id, records, replace}}: {error}"})
                     return
                 key = self.headers.get("Idempotency-Key")
+                fault = receiver.fault(destination_id)
+                if fault in ("401", "429", "503"):
+                    headers = {"Retry-After": str(RETRY_AFTER_S)} if fault == "429" else {}
+                    self._answer(int(fault), {"error": f"injected {fault}"}, headers)
+                    return
                 with receiver.lock:
                     if key and key in receiver.keys:
                         self._answer(200, {"duplicate": True})
@@ -64,12 +89,33 @@ class Receiver:
                     receiver.stored.setdefault(destination_id, []).extend(records)
                     if key:
                         receiver.keys.add(key)
+                if fault == "drop":  # stored, and the answer lost: only a retry with the same key is safe
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
                 self._answer(200, {"stored": len(records)})
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
+        self.server.handle_error = lambda request, address: None  # a dropped answer is the point, not news
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True, name="bizon-forge-receiver")
         self.thread.start()
+
+    def fault(self, destination_id: str) -> str | None:
+        """What goes wrong with this POST (counted, and checked against a Retry-After given before)."""
+        with self.lock:
+            n = self.posts[destination_id] = self.posts.get(destination_id, 0) + 1
+            now = time.monotonic()
+            if now < self.not_before.pop(destination_id, 0.0):
+                self.early[destination_id] = self.early.get(destination_id, 0) + 1
+            if "_denied" in destination_id:
+                return "401"
+            if "_unreliable" not in destination_id:
+                return None
+            fault = FAULTS.get(n % CYCLE)
+            if fault == "429":
+                self.not_before[destination_id] = now + RETRY_AFTER_S - 0.05
+            return fault
 
     @property
     def url(self) -> str:

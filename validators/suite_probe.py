@@ -42,7 +42,7 @@ class CaseFailed(Exception):
 
 
 class CaseSkipped(Exception):
-    pass
+    """The case has nothing to judge here (its message says why)."""
 
 
 # -- records --------------------------------------------------------------------------------------
@@ -343,6 +343,69 @@ def case_failed_flush(t: Target, version: str) -> str:
     return f"after a failed flush finalize() raised {refused} and the target kept its 3 records"
 
 
+RECEIVER_VAR = "BIZON_FORGE_RECEIVER_URL"  # set only when the check config posts to the local receiver
+
+
+def _receiver_report(destination_id: str) -> dict:
+    """How many POSTs the receiver got for destination_id, and how many came before their Retry-After."""
+    import urllib.parse
+    import urllib.request
+
+    base = os.environ[RECEIVER_VAR].rsplit("/", 1)[0]
+    url = f"{base}/_report?destination_id={urllib.parse.quote(destination_id)}"
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        return json.load(answer)
+
+
+def case_unreliable_target(t: Target) -> str:
+    if RECEIVER_VAR not in os.environ:
+        raise CaseSkipped(
+            "The check config's target is not bizon-forge's local receiver: nothing here can make it fail the way "
+            "a real one does."
+        )
+    batches = [plain("unreliable", 3, 3 * i) for i in range(3)]
+    flaky = t.id("unreliable")
+    run(t, "full_refresh", flaky, batches)
+    sent, got = [r for b in batches for r in b], t.read(flaky)
+    try:
+        compare(
+            sent,
+            got,
+            "full_refresh of 3 flushes to a receiver that answers 429 (Retry-After: 2), 503, and drops an answer "
+            "after storing the batch",
+        )
+    except CaseFailed as error:
+        if len(got) > len(sent):  # the lost answer's batch, stored again under a new key
+            error.hint = (
+                "A batch whose answer was lost was stored twice: send one Idempotency-Key per batch, the same on "
+                "every retry (the http recipe derives it from the batch's bytes)."
+            )
+        raise
+    report = _receiver_report(flaky)
+    if report["early"]:
+        raise CaseFailed(
+            f"{report['early']} POST(s) came sooner than the Retry-After the receiver answered 429 with",
+            hint="Wait the seconds a 429's Retry-After header asks for before retrying (the recipes show how).",
+        )
+    denied = t.id("denied")
+    try:
+        run(t, "stream", denied, [plain("denied", 1)])
+    except Exception:  # CaseFailed (write_records answered False) or the destination's own error: both fail it
+        pass
+    else:
+        raise CaseFailed("write_records reported a batch written although every POST was answered 401")
+    posts = _receiver_report(denied)["posts"]
+    if posts != 1:
+        raise CaseFailed(
+            f"A 401 (a wrong token) was retried: {posts} POSTs for one batch",
+            hint="401 and 403 are permanent: fail the batch at once, never retry them.",
+        )
+    return (
+        f"9 records landed exactly once through 429s, a 503 and a lost answer ({report['posts']} POSTs, none before "
+        "its Retry-After); a 401 failed the batch after one POST"
+    )
+
+
 CASES = (
     ("data.read_back", case_read_back),
     ("data.exact", case_exact),
@@ -354,6 +417,7 @@ CASES = (
     ("data.stream", case_stream),
     ("data.stream_routing", case_stream_routing),
     ("data.failed_flush", case_failed_flush),
+    ("data.unreliable_target", case_unreliable_target),
 )
 
 
@@ -377,6 +441,8 @@ def suite(out, target: Target, version: str) -> None:
                 payload = {"status": "pass", "message": message}
             except CaseFailed as error:
                 payload = {"status": "fail", "message": str(error), "hint": error.hint}
+            except CaseSkipped as error:
+                payload = {"status": "skip", "message": str(error)}
             except BaseException as error:  # a destination may raise anything, SystemExit included
                 trace = "".join(traceback.format_exception(error))[-probe.TRACE_CHARS :]
                 payload = {"status": "fail", "message": f"{type(error).__name__}: {error}"[:600], "trace": trace}

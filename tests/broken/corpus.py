@@ -447,6 +447,18 @@ CASES: dict[str, Case] = {
         level="full",
         also=("tests.destination",),
     ),
+    "data.unreliable_target": Case(
+        "the check config names the local receiver, but the destination never posts to it (it writes files into "
+        "a folder named after the URL), so a receiver answering 401 to everything never stops it",
+        (
+            replace(
+                "check",
+                "directory: ${env://BIZON_FORGE_SCRATCH}/ndjson",
+                "directory: ${env://BIZON_FORGE_SCRATCH}/${env://BIZON_FORGE_RECEIVER_URL}",
+            ),
+        ),
+        level="full",
+    ),
     "data.empty_last_buffer": Case(
         "finalize() left to bizon, which skips it when the last buffer is empty (buffer_size: 0)",
         (
