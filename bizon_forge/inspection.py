@@ -96,10 +96,11 @@ def inspect_workspace(ws: Workspace) -> InspectResult:
         root=str(ws.root),
         bizon_version=ws.bizon_version,
         interpreter=runner,
-        run=ws.bizon_command("run", "FILE"),
+        run=ws.bizon_command("run", "FILE") if runner.usable else None,  # it would not run: the finding says why
         layout={key: f"{FILES[key]}:{line}" for key, line in reg.edit_points.items()},
         destinations=states,
         findings=findings,
+        next=None if not runner.usable else "describe_target(name=..., recipe=...) adds a destination",
     )
 
 

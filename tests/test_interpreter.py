@@ -47,6 +47,7 @@ def test_every_tool_that_runs_bizon_answers_no_interpreter_and_changes_nothing(t
 
     found = inspect_workspace(ws)
     assert not found.ok and not found.interpreter.usable
+    assert found.run is None and found.next is None  # no command that would not run; the finding says what will
     (finding,) = [f for f in found.findings if f.id == "workspace.no_interpreter"]
     assert python in finding.message and "--python" in finding.message
     if kind == "bare":
