@@ -89,6 +89,10 @@ def test_workspace_init_cli_makes_a_0_5_2_tree(tmp_path):
     log = subprocess.run(["git", "-C", str(target), "log", "--oneline"], capture_output=True, text=True)
     assert log.stdout.count("\n") == 1 and "bizon 0.5.2" in log.stdout
     assert subprocess.run(["git", "-C", str(target), "status", "--porcelain"], capture_output=True).stdout == b""
+    # bizon-forge's own state stays out of the user's history
+    (target / ".bizon-forge" / "specs").mkdir(parents=True)
+    (target / ".bizon-forge" / "specs" / "acme.json").write_text("{}")
+    assert subprocess.run(["git", "-C", str(target), "status", "--porcelain"], capture_output=True).stdout == b""
 
     again = subprocess.run(cli, capture_output=True, text=True, cwd=REPO)
     assert again.returncode == 2 and "workspace.not_empty" in again.stderr and again.stdout == ""
