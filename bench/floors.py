@@ -80,7 +80,7 @@ def validation_parts(ws: Workspace, name: str, scratch: Path) -> dict[str, float
             folder_of_run = run_dir / id
             folder_of_run.mkdir()
             config = folder_of_run / "run.yml"
-            config.write_text(runtime.smoke_config(check.read_text(), destination_id, ws.bizon_version, buffer_size))
+            config.write_text(runtime.smoke_config(check.read_text(), destination_id, buffer_size))
             smoke += _run([ws.python(), "-m", "bizon.cli.main", "run", str(config)], ws, folder_of_run, env)
             readback = [*suite, "readback", destination_id]
             smoke += _run(readback, ws, run_dir, env, _all_passed(runtime.SUITE_MARKER))

@@ -39,7 +39,8 @@ def test_full_passes_against_the_server_and_reads_every_record_back(warehouse, s
     point_check_config(warehouse, url)
     ws = workspace.resolve(None, workspace.Settings.from_paths([str(warehouse)]))
     result = validate_destination(ws, NAME, level="full", verbose=True, use_cache=False)
-    failing = {f.id: f.message for f in result.findings if f.status != "pass"}
+    # data.unreliable_target injects failures into the local HTTP receiver only: a database is skipped
+    failing = {f.id: f.message for f in result.findings if f.status != "pass" and f.id != "data.unreliable_target"}
     assert result.ok and not failing, failing
     assert sa.engine.make_url(url).password not in result.model_dump_json()
 

@@ -61,7 +61,8 @@ def test_good_destination_passes_both_levels_on_052_and_the_cache_answers_what_d
     assert fast.ok and fast.findings == [], fast.summary  # passes are summed up, not listed
     full = validate_destination(ws, NAME, level="full", verbose=True)
     assert full.ok, full.summary
-    assert set(by_id(full)) == FULL_IDS and all(f.status == "pass" for f in full.findings)
+    assert set(by_id(full)) == FULL_IDS and by_id(full)["data.unreliable_target"].status == "skip"  # files
+    assert all(f.status == "pass" for f in full.findings if f.id != "data.unreliable_target")
     again = validate_destination(ws, NAME, level="full", verbose=True)
     assert "from cache" in again.summary and "(cached)" in by_id(again)["tests.destination"].message
     # What writes to a target is never answered from the cache: its state is no input we can hash.

@@ -27,7 +27,8 @@ async def test_full_validation_over_stdio_reports_progress(make_tree):
 
     data = result.structured_content
     assert not result.is_error and data["ok"], data
-    assert data["level"] == "full" and data["summary"].startswith(f"full: {len(CHECKS)} passed")
+    # the ndjson destination writes files: data.unreliable_target (an HTTP receiver's failures) skips
+    assert data["level"] == "full" and data["summary"].startswith(f"full: {len(CHECKS) - 1} passed, 1 skipped")
     assert len(seen) >= 4, seen  # static, then one per check as it finishes
     progress = [p for p, _, _ in seen]
     assert progress == sorted(progress) and seen[-1][0] == seen[-1][1], seen
