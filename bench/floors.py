@@ -48,7 +48,8 @@ def _run(cmd: list[str], ws: Workspace, cwd: Path, env=None, check=None) -> floa
 def _all_passed(marker: str):
     def check(stdout: str) -> bool:
         lines = [json.loads(ln[len(marker) :]) for ln in stdout.splitlines() if ln.startswith(marker)]
-        return bool(lines) and all(x.get("ok", x.get("status") == "pass") for x in lines)
+        # a skip is the validator's answer too (data.unreliable_target on a target that is not the receiver)
+        return bool(lines) and all(x.get("ok", x.get("status") in ("pass", "skip")) for x in lines)
 
     return check
 

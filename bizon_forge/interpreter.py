@@ -88,9 +88,48 @@ def chosen_by(ws: Workspace) -> str:
     return f"the workspace's {VENV}" if (ws.root / VENV / "bin" / "python").exists() else "bizon-forge's own"
 
 
+_PROBED: dict[tuple, Interpreter] = {}  # this process's answers, keyed on what an install or an edit changes
+
+
+def _probe_key(ws: Workspace, libraries: list[str]) -> tuple | None:
+    """What the answer depends on: the interpreter, the tree's pyproject and the site-packages folders (an install
+    or uninstall adds or removes a *.dist-info there, which changes the folder's mtime). None: do not cache."""
+    python = Path(ws.python())
+    try:
+        prefix = python.parent.parent if python.parent.parent.joinpath("pyvenv.cfg").exists() else None
+        folders = sorted(prefix.glob("lib/python3*/site-packages")) if prefix else []
+        stamps = [(str(f), f.stat().st_mtime_ns) for f in folders]
+        project = (ws.root / "pyproject.toml").stat()
+    except OSError:
+        return None
+    if not stamps:  # not a venv layout we know: ask every time
+        return None
+    return (
+        str(python),
+        python.stat().st_mtime_ns,
+        tuple(stamps),
+        project.st_mtime_ns,
+        project.st_size,
+        str(ws.root),
+        tuple(libraries),
+        chosen_by(ws),
+    )
+
+
 def probe(ws: Workspace, libraries: list[str] = ()) -> Interpreter:
     """What the workspace's interpreter can do: run at all, import this tree's bizon, find bizon's runtime
-    dependencies and the given client libraries. One short subprocess (no bizon import: ~50 ms)."""
+    dependencies and the given client libraries. One short subprocess (no bizon import: ~50 ms), answered from
+    memory while neither the interpreter's site-packages nor the tree's pyproject changed."""
+    key = _probe_key(ws, list(libraries))
+    if key is not None and key in _PROBED:
+        return _PROBED[key]
+    state = _probe(ws, libraries)
+    if key is not None and state.usable:  # an unusable one is asked again: its fix may come from anywhere
+        _PROBED[key] = state
+    return state
+
+
+def _probe(ws: Workspace, libraries: list[str]) -> Interpreter:
     python, how = ws.python(), chosen_by(ws)
     runtime = runtime_requirements(ws.root)
     names = sorted({requirement_name(r) for r in [*runtime, *libraries]})

@@ -3,10 +3,13 @@ from every tool that needs one, naming the interpreter, what failed and the comm
 destination's client libraries says plainly when the index cannot be reached or has no such package."""
 
 import http.server
+import os
 import shlex
+import shutil
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -165,3 +168,21 @@ def test_what_the_tree_does_not_record_is_not_installed(ws):
     (finding,) = refused.value.findings
     assert finding.id == "install.not_recorded" and "records pymysql>=1.1" in finding.message
     assert finding.hint.startswith("apply_registrations(name='acme')")
+
+
+def test_an_answer_is_remembered_until_the_interpreter_changes(ws):
+    """A warm call asks no subprocess; an install into the interpreter (a new *.dist-info) asks again."""
+    wanted = f"forge-probe-test-{os.getpid()}>=1"
+    first = interpreter.probe(ws, ["pymysql>=1.1", wanted])
+    assert first.usable and first.missing == [wanted]
+    (ws.root / "bizon-marker").write_text("")  # nothing the answer depends on
+    assert interpreter.probe(ws, ["pymysql>=1.1", wanted]) is first
+    site = next((Path(sys.executable).parent.parent / "lib").glob("python3*/site-packages"))
+    marker = site / f"forge_probe_test_{os.getpid()}-1.0.dist-info"  # what an install adds
+    marker.mkdir()
+    try:
+        (marker / "METADATA").write_text(f"Name: forge-probe-test-{os.getpid()}\nVersion: 1.0\n")
+        again = interpreter.probe(ws, ["pymysql>=1.1", wanted])
+        assert again is not first and again.libraries.get(wanted) == "1.0" and not again.missing
+    finally:
+        shutil.rmtree(marker)
