@@ -332,29 +332,23 @@ def install_dependencies(ws, name: str, progress: Callable[[str], None] | None =
             )
         state = interpreter.probe(ws, s.dependencies)
     still = state.missing
-    findings = [
-        fail(
+    if still:
+        finding = fail(
             "install.not_importable",
             f"After installing, {', '.join(still)} is still not found by {state.python}.",
             f"Run {shown} and read its output.",
         )
-        for _ in still[:1]
-    ]
-    if not findings:
+    else:
         done = "installed" if missing else "already installed"
-        findings.append(
-            Finding(
-                id="install.done",
-                status="pass",
-                message=f"{', '.join(s.dependencies)} {done} in {state.python}.",
-            )
+        finding = Finding(
+            id="install.done", status="pass", message=f"{', '.join(s.dependencies)} {done} in {state.python}."
         )
     return InstallResult(
         ok=not still,
         python=state.python,
         installed=state.libraries,
         command=shown,
-        findings=findings,
+        findings=[finding],
         next=validate if not still else None,
     )
 
