@@ -63,12 +63,10 @@ MODULES = {
 REQUIREMENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9._, -]+\])?\s*([<>=!~]=?[^;@\s,]+\s*,?\s*)*")
 
 
-def normalized(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def distribution(requirement: str) -> str:
-    return normalized(re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement).group(1))
+    """The distribution a PEP 508 requirement names, normalised (PEP 503): 'PyMySQL>=1.1' -> 'pymysql'."""
+    name = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement)
+    return re.sub(r"[-_.]+", "-", name.group(1)).lower() if name else requirement
 
 
 def module(requirement: str) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from bizon_forge.dependencies import distribution
 from bizon_forge.findings import Finding, Refused, fail
 from bizon_forge.workspace import Workspace, read_regular
 
@@ -57,29 +58,26 @@ class Interpreter(BaseModel):
     missing: list[str] = []  # client libraries asked about and not installed
 
 
-def requirement_name(requirement: str) -> str:
-    """The distribution name of a PEP 508 requirement, normalised (PEP 503): 'PyMySQL>=1.1' -> 'pymysql'."""
-    name = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement)
-    return re.sub(r"[-_.]+", "-", name.group(1)).lower() if name else requirement
+def _requirements(root: Path, *keys: str) -> list[str]:
+    """The strings at pyproject.toml's `keys` path in the tree ([] if it cannot be read; include-group tables
+    and other non-strings are skipped)."""
+    try:
+        found = tomllib.loads(read_regular(root / "pyproject.toml").decode())
+    except (OSError, ValueError, Refused):
+        return []
+    for key in keys:
+        found = found.get(key, {}) if isinstance(found, dict) else {}
+    return [r for r in found if isinstance(r, str)] if isinstance(found, list) else []
 
 
 def runtime_requirements(root: Path) -> list[str]:
-    """bizon's own runtime dependencies, as the tree's pyproject.toml declares them ([] if it cannot be read)."""
-    try:
-        conf = tomllib.loads(read_regular(root / "pyproject.toml").decode())
-    except (OSError, ValueError, Refused):
-        return []
-    found = conf.get("project", {}).get("dependencies", [])
-    return [r for r in found if isinstance(r, str)]
+    """bizon's own runtime dependencies, as the tree's pyproject.toml declares them."""
+    return _requirements(root, "project", "dependencies")
 
 
 def test_requirements(root: Path) -> list[str]:
-    """The tree's `test` dependency group (bizon's own tests need it); include-group entries are skipped."""
-    try:
-        conf = tomllib.loads(read_regular(root / "pyproject.toml").decode())
-    except (OSError, ValueError, Refused):
-        return []
-    return [r for r in conf.get("dependency-groups", {}).get("test", []) if isinstance(r, str)]
+    """The tree's `test` dependency group (bizon's own tests need it)."""
+    return _requirements(root, "dependency-groups", "test")
 
 
 def chosen_by(ws: Workspace) -> str:
@@ -132,7 +130,7 @@ def probe(ws: Workspace, libraries: list[str] = ()) -> Interpreter:
 def _probe(ws: Workspace, libraries: list[str]) -> Interpreter:
     python, how = ws.python(), chosen_by(ws)
     runtime = runtime_requirements(ws.root)
-    names = sorted({requirement_name(r) for r in [*runtime, *libraries]})
+    names = sorted({distribution(r) for r in [*runtime, *libraries]})
     try:
         done = subprocess.run(
             [python, "-c", _PROBE, json.dumps(names)],
@@ -149,15 +147,15 @@ def _probe(ws: Workspace, libraries: list[str]) -> Interpreter:
     if got is None:
         return Interpreter(python=python, chosen_by=how, usable=False, problem=f"does not run ({error})")
     dists = got["dists"]
-    libs = {r: dists[requirement_name(r)] for r in libraries if dists.get(requirement_name(r))}
-    missing = [r for r in runtime if dists.get(requirement_name(r)) is None]
+    libs = {r: dists[distribution(r)] for r in libraries if dists.get(distribution(r))}
+    missing = [r for r in runtime if dists.get(distribution(r)) is None]
     problem = None
     # bizon is a namespace package: an installed copy elsewhere would merge its modules into this tree's.
     elsewhere = [p for p in got["bizon"] if not Path(p).resolve().is_relative_to(ws.root)]
     if not got["bizon"] or elsewhere:
         problem = f"imports bizon from {elsewhere[0]} too, not only this tree" if elsewhere else "cannot find bizon"
     elif missing:
-        shown = ", ".join(requirement_name(r) for r in missing[:6]) + (", …" if len(missing) > 6 else "")
+        shown = ", ".join(distribution(r) for r in missing[:6]) + (", …" if len(missing) > 6 else "")
         problem = f"lacks {len(missing)} of bizon's runtime dependencies ({shown})"
     return Interpreter(
         python=python,
