@@ -17,6 +17,28 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8765)
     serve.add_argument("--stateless", action="store_true", help="stateless HTTP, for many processes behind a balancer")
+    auth = serve.add_argument_group("HTTP authentication (required unless --no-auth on loopback)")
+    auth.add_argument(
+        "--tokens",
+        metavar="FILE",
+        help="static bearer tokens (`token add` makes them); also read: the env var BIZON_FORGE_TOKENS",
+    )
+    auth.add_argument("--jwt-issuer", help="accept JWTs with this `iss`, signed by a key of --jwt-jwks-url")
+    auth.add_argument("--jwt-audience", help="the `aud` they must carry (e.g. this server's public /mcp URL)")
+    auth.add_argument("--jwt-jwks-url", help="the issuer's JWKS (https; http only on loopback)")
+    auth.add_argument("--jwt-roots-claim", default="bizon_forge_roots", help="claim listing a JWT's roots")
+    auth.add_argument("--no-auth", action="store_true", help="serve HTTP without credentials (loopback only)")
+
+    token = sub.add_parser("token", help="mint or revoke a static bearer token for `serve --http --tokens FILE`")
+    token_sub = token.add_subparsers(dest="token_command", required=True)
+    add = token_sub.add_parser("add", help="add a token to FILE and print its secret (shown once, stored hashed)")
+    add.add_argument("--file", required=True, help="the token file (made if absent)")
+    add.add_argument("--id", required=True, help="who holds it: the name logs and the audit trail show")
+    add.add_argument("--root", action="append", required=True, help="a workspace root it may use (repeatable)")
+    add.add_argument("--read-only", action="store_true", help="only tools that read (inspect_workspace)")
+    rm = token_sub.add_parser("remove", help="revoke a token (a running server reads FILE at start)")
+    rm.add_argument("--file", required=True)
+    rm.add_argument("--id", required=True)
 
     ws = sub.add_parser("workspace", help="workspace commands")
     ws_sub = ws.add_subparsers(dest="ws_command", required=True)
@@ -90,11 +112,9 @@ def _run(args) -> int:
     from bizon_forge import workspace
 
     if args.command == "serve":
-        from bizon_forge.server.app import serve
-
-        settings = workspace.Settings.from_paths(args.workspace, python=args.python)
-        serve(settings, http=args.http, host=args.host, port=args.port, stateless=args.stateless)
-        return 0
+        return _serve(args)
+    if args.command == "token":
+        return _token(args)
     if args.command == "workspace":
         return _workspace(args)
     settings = workspace.Settings.from_paths([args.workspace], python=args.python)
@@ -118,6 +138,59 @@ def _run(args) -> int:
     result = generate(ws, _load_spec(Path(args.spec)), level=args.level)
     _print(result, args.json)
     return 0 if result.ok else 1
+
+
+def _serve(args) -> int:
+    from bizon_forge import credentials, workspace
+
+    jwt_options = (args.jwt_issuer, args.jwt_audience, args.jwt_jwks_url)
+    try:
+        if not args.http:
+            if args.tokens or args.no_auth or any(jwt_options):
+                raise credentials.CredentialsError(
+                    "--tokens, --jwt-* and --no-auth apply to --http; stdio takes no credential."
+                )
+            verifier = None
+        else:
+            if any(jwt_options) and not all(jwt_options):
+                raise credentials.CredentialsError(
+                    "JWTs need all three of --jwt-issuer, --jwt-audience, --jwt-jwks-url."
+                )
+            issuer = credentials.JwtIssuer(*jwt_options, roots_claim=args.jwt_roots_claim) if all(jwt_options) else None
+            verifier = credentials.http_verifier(args.host, args.no_auth, args.tokens, issuer)
+    except credentials.CredentialsError as error:
+        print(f"bizon-forge serve: {error}", file=sys.stderr)
+        return 2
+    if args.http and verifier is None:
+        print(
+            f"serving {args.host}:{args.port} WITHOUT authentication (--no-auth): every local user is in",
+            file=sys.stderr,
+        )
+    from bizon_forge.server.app import serve
+
+    settings = workspace.Settings.from_paths(args.workspace, python=args.python)
+    serve(settings, http=args.http, host=args.host, port=args.port, stateless=args.stateless, verifier=verifier)
+    return 0
+
+
+def _token(args) -> int:
+    from bizon_forge import credentials
+
+    path = Path(args.file)
+    try:
+        if args.token_command == "remove":
+            credentials.remove_token(path, args.id)
+            print(f"token {args.id!r} removed from {path}; restart the servers that read it", file=sys.stderr)
+            return 0
+        secret = credentials.add_token(path, args.id, args.root, write=not args.read_only)
+    except credentials.CredentialsError as error:
+        print(f"bizon-forge token: {error}", file=sys.stderr)
+        return 2
+    may = "read only" if args.read_only else "read and write"
+    print(f"token {args.id!r} added to {path} ({may}); its secret, shown this once, is on stdout.", file=sys.stderr)
+    print("Clients send it as the header  Authorization: Bearer <secret>", file=sys.stderr)
+    print(secret)
+    return 0
 
 
 def _progress(message: str) -> None:

@@ -3,6 +3,7 @@
 from pydantic import BaseModel
 
 from bizon_forge import interpreter, registry, spec
+from bizon_forge.audit import audit_path
 from bizon_forge.findings import Refused, Result, fail, warn
 from bizon_forge.interpreter import Interpreter
 from bizon_forge.workspace import ENUM_FILE, FACTORY_FILE, MODELS_FILE, Workspace
@@ -26,6 +27,7 @@ class InspectResult(Result):
     run: str | None = None  # the shell command that runs a sync config, as printed (FILE: its path)
     layout: dict[str, str] = {}  # enum | union | factory -> "file:line" of the edit point, found by structure
     destinations: list[DestinationState] = []
+    audit: str | None = None  # the audit trail: a line per call that wrote or ran code (workspace-relative)
 
 
 def _config_class(ws: Workspace, name: str, reg: registry.Registry) -> str:
@@ -99,6 +101,7 @@ def inspect_workspace(ws: Workspace) -> InspectResult:
         run=ws.bizon_command("run", "FILE") if runner.usable else None,  # it would not run: the finding says why
         layout={key: f"{FILES[key]}:{line}" for key, line in reg.edit_points.items()},
         destinations=states,
+        audit=str(audit_path(ws).relative_to(ws.root)),
         findings=findings,
         next=None if not runner.usable else "describe_target(name=..., recipe=...) adds a destination",
     )

@@ -120,8 +120,12 @@ def tied_to_server(cmd: list[str]) -> list[str]:
     return [sys.executable, "-I", "-S", "-c", _TIED, str(os.getpid()), *cmd]
 
 
-def resolve(path: str | None, settings: Settings) -> Workspace:
-    """The workspace at `path` (relative paths are taken from the default workspace), or a refusal."""
+def resolve(path: str | None, settings: Settings, within: tuple[Path, ...] | None = None) -> Workspace:
+    """The workspace at `path` (relative paths are taken from the default workspace), or a refusal.
+
+    `within`: the roots the caller's credential names (None: no credential, the server's roots only); a path
+    outside them is refused before anything of it is looked at, so a caller learns nothing of other trees.
+    """
     if path is None or path == "":
         if settings.default_workspace is None:
             raise Refused(
@@ -146,6 +150,14 @@ def resolve(path: str | None, settings: Settings) -> Workspace:
                 "workspace.outside_roots",
                 f"{path or candidate} resolves outside the roots this server may touch.",
                 "Use a workspace under: " + ", ".join(str(r) for r in settings.roots),
+            )
+        )
+    if within is not None and not any(real == r or r in real.parents for r in within):
+        raise Refused(
+            fail(
+                "auth.outside_roots",
+                f"{path or candidate} resolves outside the roots your credential may use.",
+                "Use a workspace under: " + ", ".join(str(r) for r in within),
             )
         )
     if not real.exists():

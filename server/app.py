@@ -5,6 +5,9 @@ Heavy modules (libcst, jinja2, polars, bizon) are imported inside the tools, nev
 
 import functools
 import json
+import logging
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import anyio
@@ -12,7 +15,8 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field
 
-from bizon_forge import workspace
+from bizon_forge import audit, credentials, workspace
+from bizon_forge.credentials import Credential, Verifier
 from bizon_forge.dependencies import InstallResult
 from bizon_forge.describe import DescribeResult
 from bizon_forge.findings import Refused, Result
@@ -34,6 +38,22 @@ CHECKS = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempoten
 
 WorkspaceArg = Annotated[str | None, Field(description="default: server's --workspace")]
 
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Call:
+    """The tool call being served: set by `tool` so that on_worker checks and records it, each tool body one line."""
+
+    tool: str
+    writes: bool  # not annotated read-only: it writes to the workspace, installs, or runs the tree's code
+    who: Credential | None  # None: stdio, or HTTP started with --no-auth
+    name: str | None  # the destination, as every tool but inspect_workspace names it
+    dry_run: bool
+
+
+_call: ContextVar[Call] = ContextVar("bizon_forge_call")
+
 
 def answer(result: Result) -> CallToolResult:
     """Compact JSON in both channels: every byte of an answer costs the calling agent tokens."""
@@ -42,18 +62,29 @@ def answer(result: Result) -> CallToolResult:
     return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=data)
 
 
-def refusals(model: type[Result]):
-    """Turn a Refused (bad input, nothing written) into an ordinary answer with ok=false."""
+def with_findings(model: type[Result], findings: list, **fields) -> Result:
+    # through model_validate: a result whose findings are a subclass (CheckFinding) takes plain ones
+    return model.model_validate({**fields, "findings": [f.model_dump(exclude_none=True) for f in findings]})
+
+
+def refusals(model: type[Result], hints: ToolAnnotations):
+    """Turn a Refused (bad input, nothing written) into an ordinary answer with ok=false. A read-only credential
+    is refused by every tool its annotations do not call read-only, before anything is resolved."""
+    writes = not hints.read_only_hint
 
     def wrap(fn):
         @functools.wraps(fn)
         async def call(*args, **kwargs):
+            who = credentials.caller()
             try:
+                if writes:
+                    credentials.require_write(who, fn.__name__)
+                _call.set(Call(fn.__name__, writes, who, kwargs.get("name"), bool(kwargs.get("dry_run"))))
                 return answer(await fn(*args, **kwargs))
             except Refused as refused:
-                # through model_validate: a result whose findings are a subclass (CheckFinding) takes plain ones
-                findings = [f.model_dump() for f in refused.findings]
-                return answer(model.model_validate({"ok": False, "findings": findings}))
+                if who is not None and any(f.id.startswith("auth.") for f in refused.findings):
+                    log.warning("refused %s to %r: %s", fn.__name__, who.who, refused)
+                return answer(with_findings(model, refused.findings, ok=False))
 
         return call
 
@@ -69,10 +100,14 @@ def _version() -> str:
         return "0+unknown"
 
 
-def build_server(settings: Settings) -> MCPServer:
+def build_server(settings: Settings, verifier: Verifier | None = None, anonymous: str = "stdio") -> MCPServer:
+    """`verifier`: every HTTP request must carry a bearer token it accepts (the SDK answers 401 otherwise).
+    `anonymous`: who the audit trail names for a call without a credential."""
     mcp = MCPServer(
         "bizon-forge",
         version=_version(),
+        token_verifier=verifier,
+        auth=verifier.auth_settings() if verifier else None,
         instructions=(
             "Adds a destination to a bizon tree in 5 calls: describe_target, render_destination, "
             "apply_registrations, validate_destination (fast, then full); install_dependencies when it names client "
@@ -81,20 +116,38 @@ def build_server(settings: Settings) -> MCPServer:
         ),
     )
 
-    async def on_worker(run, path: str | None, *args):
-        """Resolve the workspace and do the work off the event loop: resolving may wait on the workspace lock."""
-        return await anyio.to_thread.run_sync(lambda: run(workspace.resolve(path, settings), *args))
+    def tool(hints: ToolAnnotations, model: type[Result]):
+        """Register a tool: `hints` are published and decide what a read-only credential may call."""
+        return lambda fn: mcp.tool(annotations=hints)(refusals(model, hints)(fn))
 
-    @mcp.tool(annotations=READ_ONLY)
-    @refusals(InspectResult)
+    async def on_worker(run, path: str | None, *args):
+        """Resolve the workspace within the caller's roots and do the work off the event loop (resolving may wait
+        on the workspace lock). A call that wrote or ran code leaves its line in the workspace's audit trail."""
+        call = _call.get()
+
+        def work():
+            ws = workspace.resolve(path, settings, within=call.who.roots if call.who else None)
+            result = run(ws, *args)
+            # stdio calls are recorded too (who: "stdio"): the trail says what changed the tree, whoever asked.
+            who = call.who.who if call.who else anonymous
+            line = audit.entry(who, call.tool, call.name, result, call.dry_run) if call.writes else None
+            problem = audit.append(ws, line) if line else None
+            if problem:
+                return with_findings(
+                    type(result), [*result.findings, problem], **result.model_dump(exclude={"findings"})
+                )
+            return result
+
+        return await anyio.to_thread.run_sync(work)
+
+    @tool(READ_ONLY, InspectResult)
     async def inspect_workspace(workspace: WorkspaceArg = None) -> Annotated[CallToolResult, InspectResult]:
         """bizon version, every destination and which of its 3 registrations exist, stored specs."""
         from bizon_forge.inspection import inspect_workspace as run
 
         return await on_worker(run, workspace)
 
-    @mcp.tool(annotations=WRITES)
-    @refusals(DescribeResult)
+    @tool(WRITES, DescribeResult)
     async def describe_target(
         name: Annotated[str, Field(description="snake_case destination name")],
         fields: Annotated[list[FieldSpec] | None, Field(description="connection/config fields")] = None,
@@ -126,8 +179,7 @@ def build_server(settings: Settings) -> MCPServer:
         )
         return await on_worker(run, workspace, spec)
 
-    @mcp.tool(annotations=DESTROYS)  # overwrite=true replaces an agent's edits
-    @refusals(RenderResult)
+    @tool(DESTROYS, RenderResult)  # overwrite=true replaces an agent's edits
     async def render_destination(
         name: str,
         dry_run: bool = False,
@@ -140,8 +192,7 @@ def build_server(settings: Settings) -> MCPServer:
 
         return await on_worker(run, workspace, name, dry_run, overwrite, content)
 
-    @mcp.tool(annotations=WRITES)
-    @refusals(RegistrationResult)
+    @tool(WRITES, RegistrationResult)
     async def apply_registrations(
         name: str, dry_run: bool = False, workspace: WorkspaceArg = None
     ) -> Annotated[CallToolResult, RegistrationResult]:
@@ -150,8 +201,7 @@ def build_server(settings: Settings) -> MCPServer:
 
         return await on_worker(run, workspace, name, dry_run)
 
-    @mcp.tool(annotations=INSTALLS)
-    @refusals(InstallResult)
+    @tool(INSTALLS, InstallResult)
     async def install_dependencies(
         name: str, ctx: Context, workspace: WorkspaceArg = None
     ) -> Annotated[CallToolResult, InstallResult]:
@@ -165,8 +215,7 @@ def build_server(settings: Settings) -> MCPServer:
 
         return await on_worker(functools.partial(run, progress=progress), workspace, name)
 
-    @mcp.tool(annotations=CHECKS)  # fix=true rewrites files; logs and the check cache go to .bizon-forge/
-    @refusals(ValidationResult)
+    @tool(CHECKS, ValidationResult)  # fix=true rewrites files; logs and the check cache go to .bizon-forge/
     async def validate_destination(
         name: str,
         ctx: Context,
@@ -185,8 +234,7 @@ def build_server(settings: Settings) -> MCPServer:
         check = functools.partial(run, level=level, fix=fix, verbose=verbose, progress=progress)
         return await on_worker(check, workspace, name)
 
-    @mcp.tool(annotations=DESTROYS)
-    @refusals(RemovalResult)
+    @tool(DESTROYS, RemovalResult)
     async def remove_destination(
         name: str, delete_files: bool = False, workspace: WorkspaceArg = None
     ) -> Annotated[CallToolResult, RemovalResult]:
@@ -200,8 +248,17 @@ def build_server(settings: Settings) -> MCPServer:
     return mcp
 
 
-def serve(settings: Settings, http: bool = False, host: str = "127.0.0.1", port: int = 8765, stateless=False) -> Any:
-    mcp = build_server(settings)
+def serve(
+    settings: Settings,
+    http: bool = False,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    stateless=False,
+    verifier: Verifier | None = None,
+) -> Any:
+    """stdio takes no credential: the host's own process boundary is one. HTTP checks `verifier`'s tokens;
+    the CLI has already refused to start without one anywhere but on loopback with --no-auth."""
+    mcp = build_server(settings, verifier, anonymous="http-no-auth" if http else "stdio")
     if http:
         # Stateless answers still stream (SSE per request): a JSON-only answer drops progress notifications,
         # and clients time out a silent validate_destination run.

@@ -4,7 +4,7 @@ from importlib import resources as package_files
 
 from mcp.server.mcpserver import MCPServer
 
-from bizon_forge import workspace
+from bizon_forge import credentials, workspace
 from bizon_forge.workspace import Settings
 
 
@@ -21,7 +21,7 @@ def register(mcp: MCPServer, settings: Settings) -> None:
     @mcp.resource("bizon-forge://guide", mime_type="text/markdown")
     def guide() -> str:
         """The workspace's own AI destination guide, followed by where it is wrong or silent."""
-        own = workspace.resolve(None, settings).path("docs/ai-destination-guide.md")
+        own = _default(settings).path("docs/ai-destination-guide.md")
         head = own.read_text() if own.is_file() else "(This bizon tree has no docs/ai-destination-guide.md.)\n"
         return head + _text("bizon_forge.prompts", "corrections.md")
 
@@ -40,7 +40,7 @@ def register(mcp: MCPServer, settings: Settings) -> None:
     @mcp.resource("bizon-forge://reference/{name}", mime_type="text/x-python")
     def reference(name: str) -> str:
         """Source of an existing destination in the default workspace (logger, file, bigquery, ...)."""
-        ws = workspace.resolve(None, settings)
+        ws = _default(settings)
         if name not in ws.destinations():
             raise ValueError(f"No destination {name!r}; the workspace has: {', '.join(ws.destinations())}")
         src = ws.destination_dir(name) / "src"
@@ -49,3 +49,9 @@ def register(mcp: MCPServer, settings: Settings) -> None:
             for p in sorted(src.glob("*.py"))
         ]
         return "\n\n".join(parts)
+
+
+def _default(settings: Settings) -> workspace.Workspace:
+    """The default workspace, refused to a credential whose roots do not hold it (as the tools refuse it)."""
+    who = credentials.caller()
+    return workspace.resolve(None, settings, within=who.roots if who else None)

@@ -1,4 +1,5 @@
-"""A real `bizon-forge serve --http` process for the safety tests, on a free port, stopped afterwards."""
+"""A real `bizon-forge serve --http --no-auth` process for the safety tests (loopback, so it may serve without
+credentials; tests/test_http_auth.py covers them), on a free port, stopped afterwards."""
 
 import os
 import socket
@@ -19,7 +20,7 @@ def free_port() -> int:
 def http_server(*roots: Path, log: Path, extra: tuple[str, ...] = (), env: dict | None = None):
     """Yield the port of a server that accepts connections; its output goes to `log`."""
     port = free_port()
-    args = [sys.executable, "-m", "bizon_forge", "serve", "--http", "--port", str(port), *extra]
+    args = [sys.executable, "-m", "bizon_forge", "serve", "--http", "--no-auth", "--port", str(port), *extra]
     for root in roots:
         args += ["--workspace", str(root)]
     with open(log, "wb") as out:

@@ -30,7 +30,7 @@ def http_server(tmp_path):
     root.mkdir()
     port = _free_port()
     log = (tmp_path / "server.log").open("w")
-    cmd = [sys.executable, "-m", "bizon_forge", "serve", "--http", "--stateless", "--port", str(port)]
+    cmd = [sys.executable, "-m", "bizon_forge", "serve", "--http", "--stateless", "--no-auth", "--port", str(port)]
     server = subprocess.Popen([*cmd, "--workspace", str(root)], stdout=log, stderr=log, env=dict(os.environ))
     deadline = time.monotonic() + 30
     while True:

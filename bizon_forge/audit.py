@@ -1,0 +1,94 @@
+"""The audit trail: one JSON line in the workspace's .bizon-forge/audit.jsonl for each call that wrote or ran code.
+
+A line says when, who (a token id or JWT subject, never a secret; "stdio" for the local host), which tool and
+destination, the files written, the checks run, the installer run, and the outcome. Calls that only read, dry
+runs and refusals (nothing written by contract) leave no line. Each line is also logged by the server, outside
+the tree: code that validate_destination runs could edit the file, not the server's log.
+"""
+
+import errno
+import json
+import logging
+import os
+import stat
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bizon_forge.dependencies import InstallResult
+from bizon_forge.describe import DescribeResult
+from bizon_forge.findings import Finding, Result, warn
+from bizon_forge.registrations import RegistrationResult, RemovalResult
+from bizon_forge.render import RenderResult
+from bizon_forge.validators.report import ValidationResult
+from bizon_forge.workspace import Workspace
+
+AUDIT_FILE = "audit.jsonl"
+
+log = logging.getLogger(__name__)
+
+
+def audit_path(ws: Workspace) -> Path:
+    return ws.state_dir / AUDIT_FILE
+
+
+def entry(who: str, tool: str, name: str | None, result: Result, dry_run: bool = False) -> dict | None:
+    """The line for a call that answered `result`, or None when it wrote nothing and ran nothing."""
+    written: list[str] = []
+    checks = target = ran = None
+    match result:
+        case DescribeResult(spec_file=str(spec_file)):
+            written = [spec_file]
+        case RenderResult():
+            written = [f.path for f in result.files if f.action in ("created", "updated")]
+        case RegistrationResult() if not dry_run:
+            written = [e.path for e in result.edits]  # on a failed import check: written, then restored
+        case RemovalResult():
+            written = [e.path for e in result.edits] + result.deleted
+        case InstallResult():
+            # The answer does not tell an install from a probe that found everything there: a line either way.
+            ran = result.command
+        case ValidationResult():
+            written = [f.path for f in result.fixed or []]
+            checks, target = result.summary, result.wrote_to
+    if not (written or checks or ran):
+        return None
+    line = {
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
+        "who": who,
+        "tool": tool,
+        "name": name,
+        "written": written,
+        "checks": checks,
+        "target": target,  # where live checks wrote (the check config's scratch target)
+        "ran": ran,
+        "outcome": "ok" if result.ok else "failed",
+    }
+    return {k: v for k, v in line.items() if v is not None}
+
+
+def append(ws: Workspace, line: dict) -> Finding | None:
+    """Append `line` to the workspace's trail; a warning finding (for the answer) if it could not be written."""
+    text = json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n"
+    log.info("audit %s %s", ws.root, text.strip())
+    path = audit_path(ws)
+    try:
+        if ws.state_dir.is_symlink():  # the trail stays in the tree it describes
+            raise OSError(errno.ELOOP, "the state folder is a symlink")
+        ws.state_dir.mkdir(exist_ok=True)
+        # O_NOFOLLOW: a planted link must not carry the line elsewhere; O_NONBLOCK: a FIFO must not hang the call.
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        fd = os.open(path, flags, 0o600)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OSError(errno.EINVAL, "not a regular file")
+            os.write(fd, text.encode())  # one write of one line: O_APPEND keeps concurrent servers' lines whole
+        finally:
+            os.close(fd)
+    except OSError as error:
+        log.error("audit line not written to %s: %s", path, error)
+        return warn(
+            "audit.unwritten",
+            f"The call's audit line could not be written to {path.relative_to(ws.root)}: {error.strerror or error}.",
+            "Make .bizon-forge/audit.jsonl a regular file the server may append to; the server's log has the line.",
+        )
+    return None
