@@ -114,7 +114,7 @@ async def measure(root: Path, clients: int, recipe: str, validate: bool) -> Crow
         workspace.init(str(root / label))
     port = _free_port()
     log = root.parent / "http-server.log"
-    cmd = [sys.executable, "-m", "bizon_forge", "serve", "--http", "--stateless", "--port", str(port)]
+    cmd = [sys.executable, "-m", "bizon_forge", "serve", "--http", "--stateless", "--no-auth", "--port", str(port)]
     with log.open("w") as sink:
         server = subprocess.Popen([*cmd, "--workspace", str(root)], stdout=sink, stderr=sink, env=dict(os.environ))
     crowd = Crowd(clients=clients, validated=validate)
