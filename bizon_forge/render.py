@@ -102,18 +102,21 @@ def _sample(f: FieldSpec):
 
 def context(s: DestinationSpec) -> dict:
     recipe = recipes.get(s.recipe)
-    # The sql recipe's example reaches SQLite offline; with a driver for a server declared, its url is the
-    # user's, a secret kept in the environment.
+    # The example is committed: a secret field references a variable (bizon resolves env://NAME, and `bizon run`
+    # reads the tree's .env) rather than holding a value. Only a recipe's own sample that holds no secret stays:
+    # the sql recipe's offline SQLite file, unless a server's driver is declared.
     scheme = dependencies.sql_scheme(s.dependencies) if s.recipe == "sql" else None
-    url_env = f"{s.name.upper()}_URL" if scheme else None
     fields = [
         {"name": f.name, "annotation": _annotation(f), "default": _default(f), "f": f, "sample": _sample(f)}
         for f in s.fields
     ]
+    secret_env = {}
     for x in fields:
-        x["example"] = (
-            f"env://{url_env}" if url_env and x["name"] == "url" else recipe.example_value(x["f"], x["sample"])
-        )
+        f = x["f"]
+        x["example"] = recipe.example_value(f, x["sample"])
+        if f.secret and (recipe.example_value(f, None) is None or scheme):
+            secret_env[f.name] = f"{s.name.upper()}_{f.name.upper()}"
+            x["example"] = f"env://{secret_env[f.name]}"
     typing = sorted({"Literal"} | ({"Optional"} if any("Optional[" in x["annotation"] for x in fields) else set()))
     b = s.batching
     tuned = b != Batching()  # config.py.j2 declares a setting only where it differs from bizon's default
@@ -134,7 +137,11 @@ def context(s: DestinationSpec) -> dict:
         "recipe": recipe,
         "retry": recipe.retry_plan(s.error_handling.transient),
         "sql_scheme": scheme,
-        "url_env": url_env,
+        "secret_env": secret_env,
+        "secret_note": ", ".join(
+            f"{var} (a {scheme}://user:password@host:port/database URL)" if field == "url" and scheme else var
+            for field, var in secret_env.items()
+        ),
     }
 
 

@@ -51,7 +51,7 @@ RUNTIME = (
 )
 # The data checks: no answer while the code cannot write, there is no scratch target, or nothing reads back;
 # and a record that does not land exact explains every later data failure.
-DATA_BLOCKERS = (*WRITE_BLOCKERS, *RUNTIME, "live.check_config")
+DATA_BLOCKERS = (*WRITE_BLOCKERS, *RUNTIME, "live.check_config", "live.check_references")
 READ_BLOCKERS = (*DATA_BLOCKERS, "data.read_back")
 LANDED = (*READ_BLOCKERS, "data.exact")
 
@@ -268,6 +268,18 @@ CHECKS: tuple[Check, ...] = (
         "Type secrets as `SecretStr`; log only non-secret fields.",
         origin="facts",
     ),
+    Check(
+        "trap.plaintext_secret",
+        "Traps",
+        "No secret field of the details config (SecretStr, marked secret in the spec, or named like a secret) holds "
+        "a plain-text value in the example or check config: each is an env:// or gsm:// reference (whole or "
+        "inline ${...}), empty, or a URL without a password. Skip when there is no secret field or neither config "
+        "sets one.",
+        "Both configs are committed with the tree, and bizon prints whole configs in some errors. bizon resolves "
+        "env://NAME (and gsm:// on 0.6.x), and `bizon run` reads the tree's .env.",
+        "Reference the secret as env://NAME and set NAME in the workspace's .env (kept out of git) or the environment.",
+        origin="facts",
+    ),
     # -- left for the agent ----------------------------------------------------------------------
     Check(
         "agent.todo_left",
@@ -332,6 +344,29 @@ CHECKS: tuple[Check, ...] = (
         "folder) and env://BIZON_FORGE_RECEIVER_URL (a local HTTP receiver), both made and removed by each "
         "validation.",
         origin="forge",
+    ),
+    Check(
+        "live.check_references",
+        "Scratch target",
+        "Every `env://NAME` the check config references is set, in the environment of the bizon-forge server "
+        "or in the workspace's `.env` (the environment wins, as in `bizon run`). The live checks get exactly "
+        "those variables and no other of the server's environment; skip when the check config references none.",
+        "The checks run with a scrubbed environment: an unset reference would stop every live check with bizon's "
+        "'environment variable is not set'.",
+        "Set the variable in the workspace's .env (bizon run reads it too) or in the server's environment.",
+        origin="forge",
+    ),
+    Check(
+        "live.bizon_secrets_check",
+        "Scratch target",
+        "`bizon secrets check` on the check config (bizon's own masked dry run of its env:// and gsm:// references, "
+        "inline ${...} included) resolves every reference, with the variables the live checks get and the tree's "
+        ".env. Skip when the config references nothing or the tree's bizon has no `secrets check`.",
+        "bizon resolves references itself, with rules of its own (inline syntax, gsm:// settings): its word on "
+        "the check config is the one `bizon run` will follow.",
+        "Fix the references bizon names (a typo in the name, an unclosed ${...}), or set the variables.",
+        level="full",
+        origin="facts",
     ),
     Check(
         "live.example_values",

@@ -1,8 +1,8 @@
 """live.check_config: the live checks have a scratch target of their own, apart from the example's real one."""
 
 from bizon_forge.validators.code import DestinationCode
-from bizon_forge.validators.report import CheckFinding, failed, passed, warned
-from bizon_forge.validators.scratch import RECEIVER_VAR, SCRATCH_VAR
+from bizon_forge.validators.report import CheckFinding, failed, passed, skipped, warned
+from bizon_forge.validators.scratch import RECEIVER_VAR, SCRATCH_VAR, lookup, references
 from bizon_forge.workspace import read_regular
 
 ID = "live.check_config"
@@ -18,6 +18,17 @@ def _load(code: DestinationCode, rel: str):
     if not path.is_file():
         return None
     return yaml.safe_load(read_regular(path).decode("utf-8", errors="replace"))
+
+
+def destination_config(code: DestinationCode, rel: str) -> dict | None:
+    """The `destination.config` mapping of a config file, or None when it has none or does not parse (the
+    checks that own those failures report them)."""
+    try:
+        config = _load(code, rel)
+    except Exception:  # a YAML error is live.check_config's or import.config_validate's finding
+        return None
+    details = ((config or {}).get("destination") or {}).get("config") if isinstance(config, dict) else None
+    return details if isinstance(details, dict) else None
 
 
 def check_config(code: DestinationCode) -> CheckFinding:
@@ -70,15 +81,36 @@ def check_config(code: DestinationCode) -> CheckFinding:
     return passed(ID, f"{rel} names a target apart from the example's.")
 
 
+def check_references(code: DestinationCode) -> CheckFinding:
+    """live.check_references: every env://NAME of the check config is set where bizon run would find it."""
+    id, rel = "live.check_references", code.check_rel
+    path = code.ws.root / rel
+    names = references(read_regular(path).decode(errors="replace")) if path.is_file() else []
+    if not names:
+        return skipped(id, f"{rel} references no env:// variable: nothing to judge.")
+    found = lookup(code.ws.root, names)
+    missing = [n for n in names if n not in found]
+    dotenv = code.ws.root / ".env"
+    if missing:
+        them = ", ".join(missing)
+        return failed(
+            id,
+            f"{rel} references {', '.join(f'env://{n}' for n in missing)}, set neither in the environment of "
+            f'the bizon-forge server nor in {dotenv}: bizon would stop with "environment variable '
+            f"'{missing[0]}' is not set\". The checks that write were not run.",
+            file=rel,
+            hint=f"Set {them} in {dotenv} (bizon run reads it too; keep it out of git) or in the server's "
+            "environment, then validate again. Keep the value itself out of the YAML.",
+        )
+    where = ", ".join(f"{n} (from the {found[n][1]})" for n in names)
+    return passed(id, f"Every env:// reference of {rel} is set: {where}. The checks get exactly these variables.")
+
+
 def example_values(code: DestinationCode) -> CheckFinding:
     """live.example_values: the example config holds no value render_destination made up."""
     id = "live.example_values"
-    try:
-        example = _load(code, code.example_rel)
-    except Exception:
-        example = None  # import.config_validate reports a broken example
-    details = ((example or {}).get("destination") or {}).get("config") if isinstance(example, dict) else None
-    if not isinstance(details, dict):
+    details = destination_config(code, code.example_rel)
+    if details is None:
         return passed(id, "No destination config to judge (see import.config_validate).")
     made_up = sorted(k for k, v in details.items() if v == f"{k}{PLACEHOLDER}")
     if made_up:

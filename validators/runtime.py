@@ -229,10 +229,11 @@ def _probe_failure(ws: Workspace, name: str, id: str, got: dict, example: str, r
             id,
             _one_line(messages[id]),
             file=example if id == "import.config_validate" else None,
-            hint=f"Set {unset.group(1)} in the environment the bizon-forge server runs in (an MCP host passes it "
-            f"from its config: `env` in mcp.json, `claude mcp add -e {unset.group(1)}=...`), then restart the server. "
-            "The checks get exactly the variables the check config references as env://NAME (never BIZON_FORGE_* "
-            "ones); the example's own are given stand-ins, as it is validated and never run.",
+            hint=f"Set {unset.group(1)} in {ws.root / '.env'} (bizon run reads it too; keep it out of git), or in the "
+            f"environment the bizon-forge server runs in (`env` in mcp.json, `claude mcp add -e {unset.group(1)}=...`, "
+            "then restart the server). The checks get exactly the variables the configs reference as env://NAME "
+            "(never BIZON_FORGE_* ones); an unset one that only the example references gets a stand-in, as the "
+            "example is validated and never run.",
             output=got.get("trace") or _log_tail(run),
             log=run.log,
         )
@@ -318,6 +319,31 @@ def bizon_suite(ws: Workspace, scratch: Path, log: Path) -> CheckFinding:
         *(str(ws.root / t) for t in present),
     ]
     return _pytest_finding(id, run_logged(ws, cmd, scratch, log, TESTS_TIMEOUT_S), " + ".join(present))
+
+
+def secrets_check(ws: Workspace, check: str, cwd: Path, log: Path, env: dict[str, str]) -> CheckFinding:
+    """live.bizon_secrets_check: bizon's own masked dry run of the check config's references, with exactly the
+    variables the live checks get (its find_dotenv also reads the tree's .env, as `bizon run` does)."""
+    id = "live.bizon_secrets_check"
+    cmd = [ws.python(), "-m", "bizon.cli.main", "secrets", "check", str(ws.root / check)]
+    run = run_logged(ws, cmd, cwd, log, PROBE_TIMEOUT_S, env=env)
+    if "No such command 'secrets'" in run.tail:
+        return skipped(id, "This tree's bizon has no `bizon secrets check`.")
+    if "No gsm:// / env:// references found" in run.tail:
+        return skipped(id, f"bizon secrets check {check}: the check config references nothing to resolve.")
+    lines = [ln.strip() for ln in run.tail.splitlines() if ln.strip()]
+    if run.returncode == 0 and not run.timed_out:
+        return passed(id, f"bizon secrets check {check}: {lines[-1] if lines else 'passed'}")
+    unresolved = [ln for ln in lines if "✗" in ln]
+    return failed(
+        id,
+        f"bizon secrets check {check} failed: {len(unresolved) or 'some'} reference(s) did not resolve"
+        + (f" ({_one_line(unresolved[0])})" if unresolved else "")
+        + ".",
+        file=check,
+        output="\n".join(unresolved) or run.tail,
+        log=run.log,
+    )
 
 
 def _pytest_finding(id: str, run: Run, what: str) -> CheckFinding:

@@ -6,6 +6,7 @@ It may refer to two places the validator makes for each run and removes afterwar
 Each suite case writes under its own destination_id, `forge_<run>_<case>`, so nothing two runs write meets.
 """
 
+import io
 import os
 import re
 import secrets
@@ -14,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 from bizon_forge.validators.receiver import Receiver
+from bizon_forge.workspace import read_regular
 
 SCRATCH_VAR = "BIZON_FORGE_SCRATCH"
 RECEIVER_VAR = "BIZON_FORGE_RECEIVER_URL"
@@ -21,11 +23,23 @@ REFERENCE = re.compile(r"env://([A-Za-z_][A-Za-z0-9_]*)")
 STANDIN = "0"  # a str, an int, a float and a bool (False) all accept it
 
 
-def referenced_env(*texts: str | None) -> dict[str, str]:
-    """The variables the configs reference as env://NAME, from the server's environment: exactly those, so a
-    config can keep its secrets out of the YAML, and never the server's own BIZON_FORGE_* settings."""
-    names = {name for text in texts for name in REFERENCE.findall(text or "")}
-    return {n: os.environ[n] for n in sorted(names) if n in os.environ and not n.startswith("BIZON_FORGE_")}
+def references(text: str | None) -> list[str]:
+    """The variables a config references as env://NAME (whole value or inline ${env://NAME}), ours excluded."""
+    return sorted({n for n in REFERENCE.findall(text or "") if not n.startswith("BIZON_FORGE_")})
+
+
+def lookup(root: Path, names: list[str]) -> dict[str, tuple[str, str]]:
+    """NAME -> (value, where it was found) for each name set in the server's environment or the workspace's
+    .env. The environment wins, as in `bizon run` (its load_dotenv does not override), whose find_dotenv walks
+    up from bizon's own folder to the tree's root. Nothing else of either reaches the checks."""
+    found = {n: (os.environ[n], "environment") for n in names if n in os.environ}
+    dotenv = root / ".env"
+    if len(found) < len(names) and dotenv.is_file():
+        from dotenv import dotenv_values
+
+        values = dotenv_values(stream=io.StringIO(read_regular(dotenv).decode(errors="replace")))
+        found.update({n: (values[n], ".env") for n in names if n not in found and values.get(n) is not None})
+    return found
 
 
 def _destination_text(check_text: str | None) -> str:
@@ -40,13 +54,15 @@ def _destination_text(check_text: str | None) -> str:
 
 
 class Scratch:
-    def __init__(self, name: str, check_text: str | None, example_text: str | None = None):
+    def __init__(self, root: Path, name: str, check_text: str | None, example_text: str | None = None):
         self.run_id = secrets.token_hex(3)
-        self.passed_env = referenced_env(check_text, example_text)
-        # The example is the user's real sync: validated, never run. Its secrets need not be in the server's
-        # environment: a variable only it references, unset here, gets a stand-in that every field type takes.
-        only_example = set(REFERENCE.findall(example_text or "")) - set(REFERENCE.findall(check_text or ""))
-        self.standins = sorted(n for n in only_example if n not in os.environ and not n.startswith("BIZON_FORGE_"))
+        found = lookup(root, sorted({*references(check_text), *references(example_text)}))
+        self.passed = {n: where for n, (_, where) in found.items()}
+        self.passed_env = {n: value for n, (value, _) in found.items()}
+        # The example is the user's real sync: validated, never run. Its secrets need not be set here: a variable
+        # it references, set nowhere, gets a stand-in that every field type takes. One the check config references
+        # too cannot mislead: unset, it fails live.check_references, and then nothing runs the check config.
+        self.standins = sorted(set(references(example_text)) - set(found))
         self.passed_env.update(dict.fromkeys(self.standins, STANDIN))
         self.folder = Path(tempfile.mkdtemp(prefix=f"bizon-forge-{name}-target-"))
         details = _destination_text(check_text)
@@ -77,7 +93,14 @@ class Scratch:
             if self.standins
             else ""
         )
-        return f"{check_rel}'s target, as destination_ids forge_{self.run_id}_*{after}{standins}"
+        passed = (
+            "; the checks got "
+            + ", ".join(f"{n} (from the {w})" for n, w in sorted(self.passed.items()))
+            + " and no other variable of the server's environment"
+            if self.passed
+            else ""
+        )
+        return f"{check_rel}'s target, as destination_ids forge_{self.run_id}_*{after}{passed}{standins}"
 
     def close(self) -> None:
         if self.receiver:

@@ -12,7 +12,7 @@ from bizon_forge.validators.code import (
     inherits_bizon_destination,
     is_log_call,
 )
-from bizon_forge.validators.report import CheckFinding, failed, passed
+from bizon_forge.validators.report import CheckFinding, failed, passed, skipped
 from bizon_forge.validators.source import config_unreadable, needs, needs_destination, needs_write_records, short
 from bizon_forge.workspace import read_regular
 
@@ -495,3 +495,58 @@ def secret_logged(code: DestinationCode) -> CheckFinding:
                             hint="Log only non-secret fields (host, table, counts), never the config object.",
                         )
     return passed(id)
+
+
+# What bizon resolves in a config value (whole value or inline ${...}): such a value references a secret.
+SECRET_REFERENCE = re.compile(r"(^|\$\{)(env|gsm)://")
+
+
+def _plaintext(value) -> str | None:
+    """What of a secret field's value is written in the clear, or None: a reference, null or empty holds none,
+    and a URL only when it carries a password (a SQLite path or a password-less URL is no secret)."""
+    from urllib.parse import urlsplit
+
+    if not isinstance(value, (str, int, float)) or value == "" or isinstance(value, bool):
+        return None
+    text = str(value)
+    if SECRET_REFERENCE.search(text):
+        return None
+    if "://" in text:
+        try:
+            return "the URL's password" if urlsplit(text).password else None
+        except ValueError:  # an unparsable URL is import.config_validate's business, not a secret's
+            return None
+    return "the value"
+
+
+def plaintext_secret(code: DestinationCode) -> CheckFinding:
+    """trap.plaintext_secret: the committed configs reference their secrets instead of holding them."""
+    from bizon_forge.validators.live import destination_config
+
+    id = "trap.plaintext_secret"
+    if code.tree(code.config_rel) is None:
+        return config_unreadable(code, id)
+    secrets = _secret_fields(code)
+    if not secrets:
+        return skipped(id, "The details config has no secret field (SecretStr, marked secret, or named like one).")
+    judged = []
+    for rel in (code.example_rel, code.check_rel):
+        details = destination_config(code, rel)
+        for field in sorted(set(secrets) & set(details or {})):
+            judged.append(f"{rel.rsplit('/', 1)[-1]}:{field}")
+            what = _plaintext(details[field])
+            if what:
+                return failed(
+                    id,
+                    f"{rel} holds {what} of the secret field {field} in plain text: the config is committed with "
+                    "the tree, and bizon prints whole configs in some errors.",
+                    file=rel,
+                    hint=f"Write `{field}: env://{code.name.upper()}_{field.upper()}` (or ${{env://NAME}} inside a "
+                    "URL) and set the value in the workspace's .env (keep it out of git) or in the environment.",
+                )
+    if not judged:
+        return skipped(id, "Neither config sets a secret field: nothing to judge.")
+    return passed(
+        id,
+        f"Every secret field the configs set is a reference, empty or a URL without a password: {', '.join(judged)}.",
+    )

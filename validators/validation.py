@@ -54,7 +54,9 @@ CODE_CHECKS = (
     traps.staging_without_finalize,
     traps.finalize_returns_false,
     traps.secret_logged,
+    traps.plaintext_secret,
     live.check_config,
+    live.check_references,
     live.example_values,
 )
 
@@ -278,7 +280,7 @@ def validate_destination(
     started = time.perf_counter()
     _refuse_bad_input(ws, name, level)
     report = progress or (lambda done, total, message: None)
-    total = 3 + (5 if level == "full" else 0) + (1 if fix else 0)  # static, format, probe (+ 5 full units)
+    total = 3 + (6 if level == "full" else 0) + (1 if fix else 0)  # static, format, probe (+ 6 full units)
     done = 0
     report(done, total, "static checks")
 
@@ -300,7 +302,7 @@ def validate_destination(
         read_regular(p).decode(errors="replace") if p.is_file() else None
         for p in (ws.root / code.check_rel, ws.root / code.example_rel)
     ]
-    target = Scratch(name, *texts)
+    target = Scratch(ws.root, name, *texts)
     example_reads = sorted(set(REFERENCE.findall(texts[1] or "")))  # what its sync needs set, for `next`
     units = Units(ws, name, logs, use_cache, target)
     try:
@@ -347,7 +349,8 @@ def _submit(units: Units, code: DestinationCode, level: str, unfinished: list[st
     )
     everything = [ws.root / "bizon", ws.root / code.tests_dir]
     # Checks that write go only where the check config points, and only with finished code.
-    where = live.check_config(code)
+    gates = [live.check_config(code), live.check_references(code)]
+    where = next((g for g in gates if g.status == "fail"), gates[0])
     writes = not unfinished and where.status != "fail"  # a warning says the limit; the checks still run
     env = units.target.env
 
@@ -357,7 +360,7 @@ def _submit(units: Units, code: DestinationCode, level: str, unfinished: list[st
         return skipped(
             id,
             f"Not run: it writes records, and only to a check config's scratch target ({where.message})",
-            "live.check_config",
+            where.id,
         )
 
     live_ids = [i for i in catalog.RUNTIME if i.startswith("contract.")]
@@ -396,6 +399,16 @@ def _submit(units: Units, code: DestinationCode, level: str, unfinished: list[st
             lambda: [runtime.destination_tests(ws, code.tests_dir, units.scratch_dir(), logs / "tests.log")],
             ["tests.destination"],
             everything,
+        )
+    if where.status == "fail":
+        not_run["live.bizon_secrets_check"] = skipped("live.bizon_secrets_check", f"Not run: {where.message}", where.id)
+    else:
+        units.submit(
+            "secrets",
+            lambda: [
+                runtime.secrets_check(ws, code.check_rel, units.scratch_dir(), logs / "secrets.log", env("secrets"))
+            ],
+            ["live.bizon_secrets_check"],
         )
     smoke_ids = [i for i, _, _ in runtime.SMOKE_RUNS]
     if not writes:

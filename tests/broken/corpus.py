@@ -229,6 +229,19 @@ CASES: dict[str, Case] = {
             ),
         ),
     ),
+    "trap.plaintext_secret": Case(
+        "an API token written into the example config",
+        (
+            replace("config", "from pydantic import Field\n", "from pydantic import Field, SecretStr\n"),
+            replace(
+                "config",
+                "    directory: str = Field(",
+                '    api_token: SecretStr | None = Field(None, description="Token of the folder service.")\n'
+                "    directory: str = Field(",
+            ),
+            replace("example", "    directory: ndjson-out", "    directory: ndjson-out\n    api_token: tk-5f2e9a"),
+        ),
+    ),
     "agent.todo_left": Case(
         "a FORGE-TODO marker left in a comment",
         (
@@ -330,6 +343,16 @@ CASES: dict[str, Case] = {
     "live.check_config": Case(
         "the check config copied from the example: the checks would write into the real target",
         (replace("check", "directory: ${env://BIZON_FORGE_SCRATCH}/ndjson", "directory: ndjson-out"),),
+    ),
+    "live.check_references": Case(
+        "the check config references a variable set neither in the environment nor in the tree's .env",
+        (
+            replace(
+                "check",
+                "directory: ${env://BIZON_FORGE_SCRATCH}/ndjson",
+                "directory: ${env://NDJSON_SCRATCH_ROOT}/ndjson",
+            ),
+        ),
     ),
     "live.example_values": Case(
         "the example config left with the placeholder render_destination wrote",
