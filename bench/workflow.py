@@ -53,6 +53,8 @@ def describe_args(recipe: str, name: str = NAME) -> dict:
     args = {"name": name, "recipe": recipe, "description": "Benchmark target."}
     if recipe == "custom":
         args["fields"] = [{"name": "endpoint", "required": True, "description": "Where records go."}]
+    if recipe == "http":
+        args["full_refresh"] = "delete_first"
     return args
 
 

@@ -32,6 +32,8 @@ class Recipe:
     statuses: bool = False  # whether HTTP statuses ('429', '5xx') mean something to this recipe
     writes_to: str = ""  # one sentence: where the rendered destination puts records
     ignores: str = ""  # why the rendered code does not read a field the recipe did not declare
+    # Its target has no atomic replace: the spec must say how a full refresh replaces (spec.FullRefresh).
+    asks_full_refresh: bool = False
 
     def templates(self, name: str) -> list[tuple[str, str]]:
         base = f"bizon/connectors/destinations/{name}/src"
@@ -162,6 +164,7 @@ HTTP = Recipe(
         "staging_directory": "${env://BIZON_FORGE_SCRATCH}/staging",
     },
     write_method="streaming",
+    asks_full_refresh=True,
     writes_to="JSON POSTs to `endpoint`",
     ignores="the http recipe reads only its endpoint, auth and batching fields",
     transient=("429", "5xx", "ConnectionError", "Timeout"),
@@ -185,6 +188,32 @@ def get(name: str) -> Recipe:
     return RECIPES[name]
 
 
+def _full_refresh(recipe: Recipe, s: DestinationSpec) -> list[Finding]:
+    if recipe.asks_full_refresh and s.full_refresh is None:
+        return [
+            fail(
+                "recipe.full_refresh_unchosen",
+                f"The {recipe.name} recipe needs to know how a full refresh replaces what the endpoint holds: it "
+                "has no atomic replace, and assuming one leaves every record twice on a receiver that ignores it.",
+                "Pass full_refresh='replace_flag' if the endpoint drops what it holds for the destination_id when "
+                "a POST says \"replace\": true, or 'delete_first' if it accepts DELETE endpoint?destination_id=... "
+                "(posted after the DELETE). If it does neither, a full refresh cannot be made safe over it: use "
+                "recipe='custom' and sync incrementally or by stream.",
+            )
+        ]
+    if not recipe.asks_full_refresh and s.full_refresh is not None:
+        how = "the agent's code decides" if recipe.name == "custom" else "it replaces atomically"
+        return [
+            warn(
+                "recipe.full_refresh_ignored",
+                f"full_refresh={s.full_refresh!r} is for the http recipe; the {recipe.name} recipe ignores it "
+                f"({how}): the spec does not keep it.",
+                "Leave full_refresh out.",
+            )
+        ]
+    return []
+
+
 def apply(s: DestinationSpec) -> tuple[DestinationSpec, list[Finding]]:
     """The spec with the recipe's fields and defaults merged in, and findings on what does not fit.
 
@@ -192,9 +221,14 @@ def apply(s: DestinationSpec) -> tuple[DestinationSpec, list[Finding]]:
     the rendered code reads it.
     """
     recipe = get(s.recipe)
+    findings: list[Finding] = _full_refresh(recipe, s)
+    if recipe.asks_full_refresh or s.full_refresh is None:
+        updates: dict = {}
+    else:
+        updates = {"full_refresh": None}  # the spec says only what the rendered code does
     if recipe.name == "custom":
-        return (s if s.write_method else s.model_copy(update={"write_method": recipe.write_method})), []
-    findings: list[Finding] = []
+        updates.setdefault("write_method", s.write_method or recipe.write_method)
+        return s.model_copy(update=updates), findings
     declared = {f.name: f for f in s.fields}
     fields = list(s.fields)
     added = []
@@ -220,7 +254,7 @@ def apply(s: DestinationSpec) -> tuple[DestinationSpec, list[Finding]]:
                     f"Set secret=true on {need.name!r}, or leave it out and the recipe adds it.",
                 )
             )
-    updates: dict = {"fields": fields}
+    updates["fields"] = fields
     if s.write_method != recipe.write_method:
         updates["write_method"] = recipe.write_method  # the rendered code writes this way, whatever was asked
     if s.write_method not in (None, recipe.write_method):

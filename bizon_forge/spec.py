@@ -23,6 +23,10 @@ RecipeName = Literal["custom", "sql", "file", "http"]
 WriteMethod = Literal["batch_insert", "streaming", "file_upload"]
 RECIPES = get_args(RecipeName)
 WRITE_METHODS = get_args(WriteMethod)
+# How a full refresh replaces what a target without an atomic replace holds (the http recipe asks): the first
+# POST of the publication carries "replace": true, or a DELETE of the destination_id's records comes first.
+FullRefresh = Literal["replace_flag", "delete_first"]
+FULL_REFRESH = get_args(FullRefresh)
 
 # Fields every destination config inherits (AbstractDestinationDetailsConfig) and names pydantic reserves.
 BASE_FIELDS = frozenset(
@@ -80,6 +84,7 @@ class DestinationSpec(BaseModel):
     description: str = ""
     # Client libraries as PEP 508 requirements; recorded as the tree's extra NAME and installed into its Python.
     dependencies: list[str] = []
+    full_refresh: FullRefresh | None = None  # the http recipe's choice; the other recipes replace atomically
 
     @property
     def names(self) -> Names:
@@ -303,6 +308,14 @@ def check_against_workspace(spec: DestinationSpec, ws: Workspace, reg: registry.
 
 def spec_path(ws: Workspace, name: str):
     return ws.state_dir / "specs" / f"{name}.json"
+
+
+def stored(ws: Workspace, name: str) -> DestinationSpec | None:
+    """The stored spec, or None when there is none or it does not load (describe_target says what is wrong)."""
+    try:
+        return load(ws, name) if spec_path(ws, name).is_file() else None
+    except Exception:  # a broken or foreign spec file is describe_target's finding, not a caller's crash
+        return None
 
 
 def save(ws: Workspace, spec: DestinationSpec) -> None:

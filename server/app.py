@@ -24,7 +24,7 @@ from bizon_forge.inspection import InspectResult
 from bizon_forge.registrations import RegistrationResult, RemovalResult
 from bizon_forge.render import RenderResult
 from bizon_forge.server import resources, schemas
-from bizon_forge.spec import Batching, DestinationSpec, ErrorHandling, FieldSpec, RecipeName, WriteMethod
+from bizon_forge.spec import Batching, DestinationSpec, ErrorHandling, FieldSpec, FullRefresh, RecipeName, WriteMethod
 from bizon_forge.validators.report import ValidationResult
 from bizon_forge.workspace import Settings
 
@@ -161,6 +161,10 @@ def build_server(settings: Settings, verifier: Verifier | None = None, anonymous
             list[str] | None,
             Field(description="client libraries, e.g. ['redis>=5']; sql: a URL scheme, e.g. ['mysql+pymysql://']"),
         ] = None,
+        full_refresh: Annotated[
+            FullRefresh | None,
+            Field(description='http (required): endpoint honours "replace": true, or DELETE ?destination_id= first'),
+        ] = None,
         workspace: WorkspaceArg = None,
     ) -> Annotated[CallToolResult, DescribeResult]:
         """Check and store the target's spec (Step 1). Later tools need only the name."""
@@ -176,6 +180,7 @@ def build_server(settings: Settings, verifier: Verifier | None = None, anonymous
             alias=alias,
             description=description,
             dependencies=dependencies or [],
+            full_refresh=full_refresh,
         )
         return await on_worker(run, workspace, spec)
 

@@ -86,13 +86,14 @@ def write_run_config(tree: Path, name: str, scratch: Path, **config) -> Path:
     return path
 
 
-def bizon_run(tree: Path, config: Path) -> subprocess.CompletedProcess:
-    """`bizon run` of the tree's own bizon, from the config's folder (it writes ./bizon.sqlite3 there)."""
-    env = workspace.resolve(None, workspace.Settings.from_paths([str(tree)])).env()
+def bizon_run(tree: Path, config: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`bizon run` of the tree's own bizon, from the config's folder (it writes ./bizon.sqlite3 there), with `env`
+    (e.g. the variables the config references as env://NAME) over the workspace's scrubbed environment."""
+    base = workspace.resolve(None, workspace.Settings.from_paths([str(tree)])).env()
     return subprocess.run(
         [sys.executable, "-m", "bizon.cli.main", "run", str(config)],
         cwd=config.parent,
-        env=env,
+        env={**base, **(env or {})},
         capture_output=True,
         text=True,
         timeout=120,

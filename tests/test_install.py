@@ -97,7 +97,10 @@ def workspace_with_venv(installed):
 def test_each_recipe_passes_full_and_the_printed_sync_runs_as_printed(installed, workspace_with_venv, recipe):
     _, env, _ = installed
     ws = workspace_with_venv
-    out = generate(installed, ws, {"name": f"e2e_{recipe}", "recipe": recipe})
+    spec = {"name": f"e2e_{recipe}", "recipe": recipe}
+    if recipe == "http":
+        spec["full_refresh"] = "replace_flag"  # the local receiver below honours "replace": true
+    out = generate(installed, ws, spec)
     assert out["ok"], out
     command = re.search(r"run it with: (.+)$", out["next"]).group(1)
     assert command.startswith(f"cd {ws} && .venv/bin/bizon run ")
@@ -107,6 +110,9 @@ def test_each_recipe_passes_full_and_the_printed_sync_runs_as_printed(installed,
         receiver = Receiver()
         example = ws / "bizon/connectors/destinations/e2e_http/config/e2e_http.example.yml"
         example.write_text(example.read_text().replace("http://127.0.0.1:8080/records", receiver.url))
+        # Its token is a reference; `next` says to set it in the tree's .env, which bizon run reads.
+        assert "E2E_HTTP_AUTH_TOKEN" in out["next"] and ".env" in out["next"]
+        (ws / ".env").write_text("E2E_HTTP_AUTH_TOKEN=tok-e2e\n")
         try:  # its staging folder is under ~/.cache: a HOME of its own keeps the real one clean
             ran = shell(command, {**env, "HOME": str(ws.parent / "home")})
         finally:

@@ -40,7 +40,9 @@ def test_a_recipe_adds_its_fields_and_retry_defaults(ws64):
 
 def test_fields_the_agent_declared_are_kept_and_not_duplicated(ws64):
     mine = FieldSpec(name="endpoint", default="http://127.0.0.1:1/in", description="Ingest URL.")
-    result = describe_target(ws64, DestinationSpec(name="hook", recipe="http", fields=[mine]))
+    result = describe_target(
+        ws64, DestinationSpec(name="hook", recipe="http", full_refresh="replace_flag", fields=[mine])
+    )
     assert result.ok, result.findings
     stored = spec.load(ws64, "hook")
     assert [f for f in stored.fields if f.name == "endpoint"] == [mine]
@@ -69,7 +71,8 @@ def test_fields_the_recipe_does_not_read_are_a_warning_that_says_why(ws64):
     [("sql", "SQLAlchemy URL"), ("file", "not S3, GCS or any object store"), ("http", "JSON POSTs to `endpoint`")],
 )
 def test_each_recipe_says_what_it_writes_to(ws64, recipe, where):
-    result = describe_target(ws64, DestinationSpec(name=f"my_{recipe}", recipe=recipe))
+    how = "replace_flag" if recipe == "http" else None
+    result = describe_target(ws64, DestinationSpec(name=f"my_{recipe}", recipe=recipe, full_refresh=how))
     (writes_to,) = [f for f in result.findings if f.id == "recipe.writes_to"]
     assert writes_to.status == "pass" and where in writes_to.message
     assert "recipe.fields_ignored" not in [f.id for f in result.findings]
@@ -108,7 +111,9 @@ def test_retry_plan_reads_statuses_classes_and_exception_names():
 
 def test_a_transient_name_the_recipe_cannot_map_is_a_warning_and_a_comment(ws64):
     errors = {"transient": ["503", "Deadlock"]}
-    result = describe_target(ws64, DestinationSpec(name="hook", recipe="http", error_handling=errors))
+    result = describe_target(
+        ws64, DestinationSpec(name="hook", recipe="http", full_refresh="replace_flag", error_handling=errors)
+    )
     assert result.ok
     assert "recipe.transient_unknown" in [f.id for f in result.findings if f.status == "warn"]
     code = render.planned_files(ws64, spec.load(ws64, "hook"))["bizon/connectors/destinations/hook/src/destination.py"]
@@ -120,9 +125,10 @@ def test_a_transient_name_the_recipe_cannot_map_is_a_warning_and_a_comment(ws64)
 def test_rendered_code_is_clean_under_the_trees_ruff_config(make_tree, version):
     ws = workspace.resolve(None, workspace.Settings.from_paths([str(make_tree(version))]))
     written = []
-    for recipe in ("sql", "file", "http"):
-        assert describe_target(ws, DestinationSpec(name=f"my_{recipe}", recipe=recipe)).ok
-        result = render.render_destination(ws, f"my_{recipe}")
+    for recipe, how in (("sql", None), ("file", None), ("http", "replace_flag"), ("http", "delete_first")):
+        name = f"my_{recipe}_{how}" if how else f"my_{recipe}"
+        assert describe_target(ws, DestinationSpec(name=name, recipe=recipe, full_refresh=how)).ok
+        result = render.render_destination(ws, name)
         assert result.ok and not result.findings, result  # no FORGE-TODO left: a recipe is complete
         written += [f.path for f in result.files if f.path.endswith(".py")]
     assert any("/tests/" in p or p.startswith("tests/") for p in written)
@@ -132,18 +138,24 @@ def test_rendered_code_is_clean_under_the_trees_ruff_config(make_tree, version):
 
 
 def test_a_write_method_the_recipe_does_not_use_is_said_not_silently_changed(ws64):
-    asked = describe_target(ws64, DestinationSpec(name="hook", recipe="http", write_method="batch_insert"))
+    asked = describe_target(
+        ws64, DestinationSpec(name="hook", recipe="http", full_refresh="replace_flag", write_method="batch_insert")
+    )
     assert asked.ok
     (changed,) = [f for f in asked.findings if f.id == "recipe.write_method_changed"]
     assert changed.status == "warn" and "streaming, not batch_insert" in changed.message
-    quiet = describe_target(ws64, DestinationSpec(name="hook2", recipe="http"))  # named none: the recipe's own
+    quiet = describe_target(
+        ws64, DestinationSpec(name="hook2", recipe="http", full_refresh="replace_flag")
+    )  # named none: the recipe's own
     assert "recipe.write_method_changed" not in [f.id for f in quiet.findings]
     assert json.loads((ws64.state_dir / "specs" / "hook2.json").read_text())["write_method"] == "streaming"
 
 
 @pytest.mark.parametrize(("transient", "named"), [(["401", "429"], "401"), (["4xx"], "4xx"), (["403", "5xx"], "403")])
 def test_a_transient_status_that_is_permanent_by_nature_is_said(ws64, transient, named):
-    s = DestinationSpec(name="hook", recipe="http", error_handling={"transient": transient})
+    s = DestinationSpec(
+        name="hook", recipe="http", full_refresh="replace_flag", error_handling={"transient": transient}
+    )
     result = describe_target(ws64, s)
     assert result.ok
     (said,) = [f for f in result.findings if f.id == "recipe.transient_permanent"]
@@ -151,5 +163,37 @@ def test_a_transient_status_that_is_permanent_by_nature_is_said(ws64, transient,
 
 
 def test_the_default_transient_statuses_say_nothing_permanent(ws64):
-    result = describe_target(ws64, DestinationSpec(name="hook", recipe="http"))
+    result = describe_target(ws64, DestinationSpec(name="hook", recipe="http", full_refresh="replace_flag"))
     assert "recipe.transient_permanent" not in [f.id for f in result.findings]
+
+
+def test_http_needs_the_full_refresh_choice_and_nothing_is_written_without_it(ws64):
+    before = snapshot(ws64.root)
+    result = describe_target(ws64, DestinationSpec(name="hook", recipe="http"))
+    assert not result.ok
+    (unchosen,) = [f for f in result.findings if f.status == "fail"]
+    assert unchosen.id == "recipe.full_refresh_unchosen"
+    assert "replace_flag" in unchosen.hint and "delete_first" in unchosen.hint
+    assert snapshot(ws64.root) == before
+
+
+@pytest.mark.parametrize("recipe", ["sql", "file", "custom"])
+def test_a_full_refresh_choice_other_recipes_ignore_is_said_and_not_kept(ws64, recipe):
+    result = describe_target(ws64, DestinationSpec(name="dest", recipe=recipe, full_refresh="delete_first"))
+    assert result.ok
+    (ignored,) = [f for f in result.findings if f.id == "recipe.full_refresh_ignored"]
+    assert ignored.status == "warn"
+    assert spec.load(ws64, "dest").full_refresh is None
+
+
+def test_each_full_refresh_choice_renders_its_own_publication(ws64):
+    code = {}
+    for how in ("replace_flag", "delete_first"):
+        assert describe_target(ws64, DestinationSpec(name=f"hook_{how}", recipe="http", full_refresh=how)).ok
+        files = render.planned_files(ws64, spec.load(ws64, f"hook_{how}"))
+        code[how] = files[f"bizon/connectors/destinations/hook_{how}/src/destination.py"]
+        tests = files[f"tests/connectors/destinations/hook_{how}/test_hook_{how}_destination.py"]
+        assert f"HONOURS_REPLACE = {how == 'replace_flag'}" in tests
+    assert "self.delete_all()" in code["delete_first"] and '"replace"' not in code["delete_first"]
+    assert "self.session.delete(" in code["delete_first"]
+    assert "replace=index == 0" in code["replace_flag"] and "session.delete" not in code["replace_flag"]

@@ -94,6 +94,7 @@ def hook(pristine, tmp_path_factory):
     spec = {
         # The agent's own endpoint default goes into the example YAML: the user's real target.
         "fields": [{"name": "endpoint", "default": receiver.url, "description": "Ingest URL."}],
+        "full_refresh": "replace_flag",
         # Short backoff keeps the retries quick; 3 retries cover the 2 failures below.
         "error_handling": {
             "transient": ["429", "5xx", "ConnectionError"],
@@ -128,7 +129,9 @@ def test_transient_failures_are_retried_and_records_land_once(hook, tmp_path, se
 
 def test_a_permanent_failure_fails_the_run_without_retry(hook, tmp_path, serve):
     server = serve(failures=1000, status=400)
-    done = bizon_run(hook, write_run_config(hook, "hook", tmp_path, endpoint=server.url))
+    # the example's own auth_token, a reference (env://HOOK_AUTH_TOKEN), resolved by bizon from the environment
+    config = write_run_config(hook, "hook", tmp_path, endpoint=server.url)
+    done = bizon_run(hook, config, env={"HOOK_AUTH_TOKEN": TOKEN})
     output = done.stdout + done.stderr
     assert done.returncode != 0, output[-2000:]
     assert "HTTP 400" in output

@@ -45,10 +45,10 @@ def secret_ws(make_tree, request) -> workspace.Workspace:
     planted = (
         "            # planted: a check's run must get the token, and nothing else of the server's environment\n"
         '            if str(self.destination_id or "").startswith("forge_"):\n'
-        f"                if os.environ.get(\"{LEAK}\"):\n"
+        f'                if os.environ.get("{LEAK}"):\n'
         '                    raise RuntimeError("the server\'s environment reached the check")\n'
         "                token = self.config.api_token\n"
-        f"                if token is None or token.get_secret_value() != \"{TOKEN}\":\n"
+        f'                if token is None or token.get_secret_value() != "{TOKEN}":\n'
         '                    raise ValueError("wrong api_token")\n'
     )
     _edit(ws, "destination", anchor, planted + anchor)

@@ -78,7 +78,9 @@ BUGS = {
             ("self.post(orjson.loads(part.read_bytes()), replace=index == 0)", 'raise OSError("receiver gone")'),
         ],
         # What an agent's http destination met against a real ingest API (issue 14).
-        "new_key_per_retry": [("self._post_once(body, key)", "self._post_once(body, __import__('uuid').uuid4().hex)")],
+        "new_key_per_retry": [
+            ('headers={"Idempotency-Key": key}', "headers={\"Idempotency-Key\": __import__('uuid').uuid4().hex}")
+        ],
         "retry_after_ignored": [
             (
                 'return max(0.0, min(float(response.headers.get("Retry-After", "")), MAX_RETRY_AFTER_SECONDS))',
@@ -87,6 +89,12 @@ BUGS = {
         ],
         "retries_401": [("TRANSIENT_STATUSES = frozenset([429])", "TRANSIENT_STATUSES = frozenset([401, 429])")],
     },
+}
+# The http recipe whose spec says the endpoint ignores "replace" (full_refresh=delete_first): the receiver of
+# the checks ignores it too, so a publication that skips the DELETE leaves every record twice.
+BUGS["http_delete"] = {
+    "full_refresh_appends": [("                self.delete_all()\n", "")],
+    "new_key_per_retry": BUGS["http"]["new_key_per_retry"],
 }
 # A destination an agent wrote by hand (tests/broken/good/: ndjson files, with read_back and a check config).
 BUGS["custom"] = {
@@ -142,7 +150,9 @@ def plant(path, edits) -> str:
 def destination(recipe: str, version: str, pristine, tmp_path_factory) -> tuple[workspace.Workspace, str]:
     if recipe != "custom":
         name = f"land_{recipe}"
-        tree = forged_tree(pristine, tmp_path_factory, name, recipe, version=version)
+        how = {"http": {"full_refresh": "replace_flag"}, "http_delete": {"full_refresh": "delete_first"}}
+        kind = recipe.split("_")[0]
+        tree = forged_tree(pristine, tmp_path_factory, name, kind, version=version, **how.get(recipe, {}))
         return workspace.resolve(None, workspace.Settings.from_paths([str(tree)])), name
     tree = tmp_path_factory.mktemp("custom") / "tree"
     shutil.copytree(pristine(version), tree, symlinks=True)
@@ -157,6 +167,7 @@ def destination(recipe: str, version: str, pristine, tmp_path_factory) -> tuple[
         ("sql", "0.6.4"),
         ("file", "0.6.4"),
         ("http", "0.6.4"),
+        ("http_delete", "0.6.4"),
         ("custom", "0.6.4"),
         ("sql", "0.5.2"),  # one recipe on the older bizon keeps the suite short; test_validate.py runs the custom one
     ],
@@ -168,7 +179,7 @@ def test_planted_bugs_fail_full_and_the_unplanted_pass(recipe, version, pristine
     assert result.ok, [(f.id, f.message) for f in result.findings if f.status != "pass"]
     data = [i for i in found if i.startswith("data.")]
     # Only a check config that posts to the local receiver gets a target that fails like a real one.
-    unreliable = "pass" if recipe == "http" else "skip"
+    unreliable = "pass" if recipe.startswith("http") else "skip"
     assert len(data) == 12 and found.pop("data.unreliable_target").status == unreliable
     assert all(found[i].status == "pass" for i in data if i != "data.unreliable_target")
     assert "check.yml" in result.wrote_to and "removed" in result.wrote_to

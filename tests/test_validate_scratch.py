@@ -81,7 +81,8 @@ def test_full_never_writes_to_the_target_the_example_names(
         point_example(tree, name, directory=str(real), destination_id="creatures")
     else:
         name = f"real_{recipe}"
-        tree = forged_tree(pristine, tmp_path_factory, name, recipe)
+        how = {"full_refresh": "delete_first"} if recipe == "http" else {}
+        tree = forged_tree(pristine, tmp_path_factory, name, recipe, **how)
         ws = resolve(tree)
         point_example(
             tree,
@@ -160,8 +161,9 @@ def test_a_config_keeps_its_secret_in_the_environment(pristine, tmp_path_factory
     monkeypatch.delenv("FORGE_TEST_SUBDIR")
     unset = validate_destination(ws, "ndjson", use_cache=False)
     failing = [f for f in unset.findings if f.status == "fail"]
-    assert failing and "FORGE_TEST_SUBDIR" in failing[0].hint, failing
-    assert "mcp" in failing[0].hint.lower()
+    assert [f.id for f in failing] == ["live.check_references"], failing
+    assert "FORGE_TEST_SUBDIR" in failing[0].message and "FORGE_TEST_SUBDIR" in failing[0].hint
+    assert "mcp" in failing[0].hint.lower() and ".env" in failing[0].hint
 
     monkeypatch.setenv("FORGE_TEST_SUBDIR", str(tmp_path / "scratch-target"))
     monkeypatch.setenv("FORGE_TEST_REAL_DIR", str(tmp_path / "real"))

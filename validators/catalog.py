@@ -522,9 +522,13 @@ CHECKS: tuple[Check, ...] = (
     Check(
         "data.full_refresh_twice",
         "Data, read back from the scratch target",
-        "Two full_refresh runs (5 records, then 3 others) leave exactly the second run's 3.",
+        "Two full_refresh runs (5 records, then 3 others) leave exactly the second run's 3. Limit, for a "
+        'destination that POSTs to the local receiver: it honours `"replace": true` when the spec\'s '
+        "full_refresh is replace_flag (the spec says the endpoint does; that is not proven), and ignores it when "
+        "the spec says delete_first (only a DELETE ?destination_id= then empties it).",
         "full_refresh promises the target equals the source; appending doubles it on every run.",
-        "Stage the run's flushes and replace the target with the staging in finalize(), in one atomic step.",
+        "Stage the run's flushes and replace the target with the staging in finalize(), in one atomic step; "
+        "over HTTP, replace the way the spec's full_refresh says the endpoint can.",
         level="full",
         origin="forge",
         explained_by=LANDED,

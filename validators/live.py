@@ -99,8 +99,9 @@ def check_references(code: DestinationCode) -> CheckFinding:
             f'the bizon-forge server nor in {dotenv}: bizon would stop with "environment variable '
             f"'{missing[0]}' is not set\". The checks that write were not run.",
             file=rel,
-            hint=f"Set {them} in {dotenv} (bizon run reads it too; keep it out of git) or in the server's "
-            "environment, then validate again. Keep the value itself out of the YAML.",
+            hint=f"Set {them} in {dotenv} (bizon run reads it too; keep it out of git), or in the server's "
+            f"environment (`env` in the host's mcp.json, `claude mcp add -e {missing[0]}=...`, then restart the "
+            "server), and validate again. Keep the value itself out of the YAML.",
         )
     where = ", ".join(f"{n} (from the {found[n][1]})" for n in names)
     return passed(id, f"Every env:// reference of {rel} is set: {where}. The checks get exactly these variables.")
@@ -127,10 +128,7 @@ def _checks_on_sqlite_for_a_server(code: DestinationCode, details: dict) -> str 
     """The server's SQLAlchemy scheme when a sql-recipe destination declares its driver but checks on SQLite."""
     from bizon_forge import dependencies, spec
 
-    if not spec.spec_path(code.ws, code.name).is_file() or not str(details.get("url", "")).startswith("sqlite"):
+    declared = spec.stored(code.ws, code.name)
+    if declared is None or declared.recipe != "sql" or not str(details.get("url", "")).startswith("sqlite"):
         return None
-    try:
-        declared = spec.load(code.ws, code.name)
-    except Exception:  # describe_target says what is wrong with a stored spec
-        return None
-    return dependencies.sql_scheme(declared.dependencies) if declared.recipe == "sql" else None
+    return dependencies.sql_scheme(declared.dependencies)

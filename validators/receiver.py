@@ -1,7 +1,9 @@
 """A local HTTP receiver: the scratch target of destinations that POST records (the http recipe's check config
-points at it through env://BIZON_FORGE_RECEIVER_URL). It keeps what it receives per destination_id, honours
-`"replace": true`, drops a batch whose Idempotency-Key it already stored, and answers GET with what it holds,
-which is what the http recipe's read_back() asks for.
+points at it through env://BIZON_FORGE_RECEIVER_URL). It keeps what it receives per destination_id, drops a
+batch whose Idempotency-Key it already stored, answers GET with what it holds (what the http recipe's read_back()
+asks for), and DELETE ?destination_id= empties it. It honours `"replace": true` only when made to
+(`honours_replace`): a spec whose full refresh is delete_first is checked against one that ignores the flag, as
+Elasticsearch's _bulk or a webhook collector would, so code that relies on the flag leaves records twice.
 
 A destination_id holding `_unreliable` gets the failures of a real ingest API, in a fixed cycle of its POSTs:
 429 with Retry-After, a batch stored and then its connection dropped (no answer), 503; the rest succeed. One
@@ -23,7 +25,8 @@ CYCLE = 6
 
 
 class Receiver:
-    def __init__(self):
+    def __init__(self, honours_replace: bool = True):
+        self.honours_replace = honours_replace
         self.stored: dict[str, list] = {}
         self.keys: set[str] = set()
         self.posts: dict[str, int] = {}  # destination_id -> POSTs received
@@ -63,6 +66,15 @@ class Receiver:
                     records = list(receiver.stored.get(destination_id, []))
                 self._answer(200, {"destination_id": destination_id, "records": records})
 
+            def do_DELETE(self):
+                destination_id = (parse_qs(urlparse(self.path).query).get("destination_id") or [""])[0]
+                if not destination_id:
+                    self._answer(400, {"error": "DELETE needs ?destination_id="})
+                    return
+                with receiver.lock:
+                    dropped = len(receiver.stored.pop(destination_id, []))
+                self._answer(200, {"deleted": dropped})
+
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 if length > MAX_BODY:
@@ -84,7 +96,7 @@ class Receiver:
                     if key and key in receiver.keys:
                         self._answer(200, {"duplicate": True})
                         return
-                    if body.get("replace"):
+                    if body.get("replace") and receiver.honours_replace:
                         receiver.stored[destination_id] = []
                     receiver.stored.setdefault(destination_id, []).extend(records)
                     if key:

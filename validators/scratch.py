@@ -54,7 +54,14 @@ def _destination_text(check_text: str | None) -> str:
 
 
 class Scratch:
-    def __init__(self, root: Path, name: str, check_text: str | None, example_text: str | None = None):
+    def __init__(
+        self,
+        root: Path,
+        name: str,
+        check_text: str | None,
+        example_text: str | None = None,
+        honours_replace: bool = True,
+    ):
         self.run_id = secrets.token_hex(3)
         found = lookup(root, sorted({*references(check_text), *references(example_text)}))
         self.passed = {n: where for n, (_, where) in found.items()}
@@ -67,7 +74,7 @@ class Scratch:
         self.folder = Path(tempfile.mkdtemp(prefix=f"bizon-forge-{name}-target-"))
         details = _destination_text(check_text)
         self.uses_folder = SCRATCH_VAR in details
-        self.receiver = Receiver() if RECEIVER_VAR in details else None
+        self.receiver = Receiver(honours_replace) if RECEIVER_VAR in details else None
 
     def env(self, unit: str) -> dict[str, str]:
         """A folder per unit: checks that run at once must not share a SQLite file (it would be locked)."""

@@ -302,7 +302,9 @@ def validate_destination(
         read_regular(p).decode(errors="replace") if p.is_file() else None
         for p in (ws.root / code.check_rel, ws.root / code.example_rel)
     ]
-    target = Scratch(ws.root, name, *texts)
+    # A spec whose full refresh DELETEs first says the endpoint ignores "replace": the receiver then does too.
+    declared = spec.stored(ws, name)
+    target = Scratch(ws.root, name, *texts, honours_replace=not declared or declared.full_refresh != "delete_first")
     example_reads = sorted(set(REFERENCE.findall(texts[1] or "")))  # what its sync needs set, for `next`
     units = Units(ws, name, logs, use_cache, target)
     try:
