@@ -2,7 +2,8 @@
 
 Inside `workspace_lock` every write is confined to the workspace (no symlinked component, nothing read-only),
 and `write_all` first saves the originals to a journal in the state folder: a process killed between two
-renames leaves that journal behind, and the next call that takes the lock rolls the files back.
+renames leaves that journal behind, and the next call that takes the lock rolls the files back
+(`roll_back_interrupted` takes it for a tool that only reads).
 """
 
 import base64
@@ -91,10 +92,6 @@ def _replace(path: Path, data: bytes) -> None:
         raise
 
 
-# A test may set this to a callable(path) that raises, to prove a failure mid-transaction restores everything.
-_fault_after_write = None
-
-
 class WriteFailed(Exception):
     """A transaction stopped at `path`; the files it had written are back as they were, except `unrestored`."""
 
@@ -124,6 +121,15 @@ def _restore(done: list[Path], originals: dict[Path, tuple[bytes, int] | None]) 
         except OSError:
             failed.append(path)
     return failed
+
+
+def _landed(path: Path, text: str | None, old: tuple[bytes, int] | None) -> bool:
+    """Whether the change to `path` is on disk although its write raised: an interrupt can land after the rename."""
+    try:
+        now = read_regular(path) if path.exists() else None
+    except (OSError, Refused):
+        return False
+    return now == (None if text is None else text.encode("utf-8")) and now != (old[0] if old else None)
 
 
 def _journal(state: Path | None) -> Path | None:
@@ -217,10 +223,9 @@ def write_all(changes: dict[Path, str | None]) -> None:
             else:
                 write_text(path, text)
             done.append(path)
-            if _fault_after_write is not None:
-                _fault_after_write(path)
     except BaseException as error:
-        unrestored = _restore(done, originals)
+        landed = current is not None and current not in done and _landed(current, changes[current], originals[current])
+        unrestored = _restore([*done, current] if landed else done, originals)
         if not unrestored:
             _remove_dirs(created)
         if isinstance(error, Exception) and not isinstance(error, Refused):
@@ -229,6 +234,16 @@ def write_all(changes: dict[Path, str | None]) -> None:
     finally:
         if journal is not None and not unrestored:  # a journal left behind is rolled back by the next lock
             journal.unlink(missing_ok=True)
+
+
+def roll_back_interrupted(state_dir: Path) -> None:
+    """If a write's process died mid-transaction (its journal is left), roll it back now; else do nothing.
+
+    Every tool takes this step right after resolving its workspace, and only then: a refused call writes nothing.
+    """
+    if (state_dir / JOURNAL).exists():
+        with workspace_lock(state_dir):  # taking the lock rolls the journal back
+            pass
 
 
 @contextmanager

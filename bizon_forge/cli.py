@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _run(args) -> int:
-    from bizon_forge import workspace
+    from bizon_forge import atomic, workspace
 
     if args.command == "serve":
         return _serve(args)
@@ -119,6 +119,7 @@ def _run(args) -> int:
         return _workspace(args)
     settings = workspace.Settings.from_paths([args.workspace], python=args.python)
     ws = workspace.resolve(None, settings)
+    atomic.roll_back_interrupted(ws.state_dir)  # as every tool does: a write a dead process left half done
     if args.command == "validate":
         from bizon_forge.validators import validate_destination
 
@@ -198,7 +199,7 @@ def _progress(message: str) -> None:
 
 
 def _workspace(args) -> int:
-    from bizon_forge import interpreter, workspace
+    from bizon_forge import atomic, interpreter, workspace
 
     if args.ws_command == "init":
         path = workspace.init(args.dir, args.bizon_version)
@@ -209,7 +210,9 @@ def _workspace(args) -> int:
             print(f"  {interpreter.fix_command(ws)}")
             return 0
     else:
-        path = workspace.resolve(args.dir, workspace.Settings()).root
+        found = workspace.resolve(args.dir, workspace.Settings())
+        atomic.roll_back_interrupted(found.state_dir)  # the venv installs the tree: a whole one
+        path = found.root
     python = interpreter.make_venv(path, progress=_progress, installer_lines=False)
     ws = workspace.Workspace(root=path, settings=workspace.Settings())
     print(f"its interpreter: {python}")

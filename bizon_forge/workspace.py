@@ -125,6 +125,8 @@ def resolve(path: str | None, settings: Settings, within: tuple[Path, ...] | Non
 
     `within`: the roots the caller's credential names (None: no credential, the server's roots only); a path
     outside them is refused before anything of it is looked at, so a caller learns nothing of other trees.
+    It only reads: a write interrupted by a dead process is rolled back by `atomic.roll_back_interrupted`,
+    the step every tool takes next.
     """
     if path is None or path == "":
         if settings.default_workspace is None:
@@ -191,11 +193,6 @@ def resolve(path: str | None, settings: Settings, within: tuple[Path, ...] | Non
                 file=link,
             )
         )
-    if (real / STATE_DIR / "journal.json").exists():
-        from bizon_forge.atomic import workspace_lock
-
-        with workspace_lock(real / STATE_DIR):  # taking the lock rolls back a write whose process died
-            pass
     return Workspace(root=real, settings=settings)
 
 

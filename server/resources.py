@@ -4,7 +4,7 @@ from importlib import resources as package_files
 
 from mcp.server.mcpserver import MCPServer
 
-from bizon_forge import credentials, workspace
+from bizon_forge import atomic, credentials, workspace
 from bizon_forge.workspace import Settings
 
 
@@ -52,6 +52,9 @@ def register(mcp: MCPServer, settings: Settings) -> None:
 
 
 def _default(settings: Settings) -> workspace.Workspace:
-    """The default workspace, refused to a credential whose roots do not hold it (as the tools refuse it)."""
+    """The default workspace, refused to a credential whose roots do not hold it (as the tools refuse it), and
+    rolled back, as the tools do, if a dead process left a write half done."""
     who = credentials.caller()
-    return workspace.resolve(None, settings, within=who.roots if who else None)
+    ws = workspace.resolve(None, settings, within=who.roots if who else None)
+    atomic.roll_back_interrupted(ws.state_dir)
+    return ws

@@ -153,7 +153,13 @@ def test_a_failure_mid_write_leaves_the_tree_byte_identical(make_tree, monkeypat
         if len(written) == fail_after:
             raise RuntimeError("disk full")  # not an OSError: any failure must be caught and undone
 
-    monkeypatch.setattr(atomic, "_fault_after_write", fault)
+    write_text = atomic.write_text
+
+    def write_then_fault(path, text):
+        write_text(path, text)
+        fault(path)
+
+    monkeypatch.setattr(atomic, "write_text", write_then_fault)
     before = snapshot(root)
     result = apply_registrations(ws, "acme")
     assert snapshot(root) == before

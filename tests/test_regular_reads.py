@@ -17,7 +17,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from bizon_forge import describe, inspection, registrations, render, spec, workspace
+from bizon_forge import atomic, describe, registrations, render, spec, workspace
 from bizon_forge.findings import Refused
 from bizon_forge.validators import validate_destination
 from bizon_forge.workspace import read_regular
@@ -101,7 +101,8 @@ CASES = {
         lambda ws: validate_destination(ws, NAME),
     ),
     "render_record-render": (f".bizon-forge/rendered/{NAME}.json", lambda ws: render.render_destination(ws, NAME)),
-    "journal-inspect": (".bizon-forge/journal.json", lambda ws: inspection.inspect_workspace(open_ws(ws.root))),
+    # Resolving reads no journal; the step every tool takes next does.
+    "journal-roll_back": (".bizon-forge/journal.json", lambda ws: atomic.roll_back_interrupted(ws.state_dir)),
 }
 
 

@@ -20,6 +20,7 @@ from bizon_forge import atomic, describe, render, spec, workspace
 from bizon_forge.findings import Refused
 from bizon_forge.registrations import apply_registrations
 from bizon_forge.workspace import REGISTRATION_FILES, STATE_DIR
+from tests.conftest import stdio_client
 
 REPO = Path(__file__).resolve().parent.parent
 FIELDS = [{"name": "token", "required": True, "description": "API token", "secret": True}]
@@ -51,6 +52,13 @@ def open_ws(root: Path) -> workspace.Workspace:
     return workspace.resolve(str(root), workspace.Settings.from_paths([str(root)]))
 
 
+def next_call(root: Path) -> workspace.Workspace:
+    """What every tool does first: resolve the workspace, then roll back a write a dead process left."""
+    ws = open_ws(root)
+    atomic.roll_back_interrupted(ws.state_dir)
+    return ws
+
+
 def described(root: Path, rendered: bool = True) -> workspace.Workspace:
     ws = open_ws(root)
     assert describe.describe_target(ws, spec.DestinationSpec(name="acme", fields=FIELDS)).ok
@@ -60,14 +68,18 @@ def described(root: Path, rendered: bool = True) -> workspace.Workspace:
 
 
 @pytest.fixture
-def fault():
-    """Install atomic._fault_after_write for one test."""
+def fault(monkeypatch):
+    """install(hook): after each file a transaction writes, atomic calls hook(path); install(None) undoes it."""
+    real = atomic.write_text
 
     def install(hook):
-        atomic._fault_after_write = hook
+        def write_then_hook(path, text):
+            real(path, text)
+            hook(path)
 
-    yield install
-    atomic._fault_after_write = None
+        monkeypatch.setattr(atomic, "write_text", real if hook is None else write_then_hook)
+
+    return install
 
 
 def fail_at(step: int, error, seen: list | None = None):
@@ -159,7 +171,7 @@ def test_a_restore_that_fails_is_finished_by_the_next_call(make_tree, fault):
     assert (root / STATE_DIR / atomic.JOURNAL).exists()
     assert tree_state(root) != before  # the enum file could not be put back yet
     fault(None)
-    open_ws(root)  # any call resolves the workspace, and that rolls the journal back
+    next_call(root)  # the next call of any tool rolls the journal back
     assert tree_state(root) == before
 
 
@@ -178,7 +190,7 @@ def test_a_planted_journal_cannot_write_outside_the_tree(make_tree, tmp_path):
         "created_dirs": ["..", str(tmp_path)],
     }
     (ws.state_dir / atomic.JOURNAL).write_text(json.dumps(journal))
-    open_ws(root)
+    next_call(root)
     assert victim.read_text() == "untouched\n" and tmp_path.is_dir()
     assert not (ws.state_dir / atomic.JOURNAL).exists()
 
@@ -269,14 +281,16 @@ from bizon_forge.render import render_destination
 
 root, tool, step, marker = sys.argv[1], sys.argv[2], int(sys.argv[3]), Path(sys.argv[4])
 count = [0]
+write_text = atomic.write_text
 
-def hang(path):
+def write_then_hang(path, text):
+    write_text(path, text)
     count[0] += 1
     if count[0] == step:
         marker.write_text(str(path))
         time.sleep(3600)
 
-atomic._fault_after_write = hang
+atomic.write_text = write_then_hang
 ws = workspace.resolve(root, workspace.Settings.from_paths([root]))
 if tool == "hold_lock":
     with atomic.workspace_lock(ws.state_dir):
@@ -323,9 +337,31 @@ def test_killed_mid_write_is_rolled_back_by_the_next_call(tool, step, make_tree,
     changed = sorted(rel for rel in set(before) | set(after_kill) if before.get(rel) != after_kill.get(rel))
     assert f"{STATE_DIR}/{atomic.JOURNAL}" in changed
     assert set(written) <= set(changed)
-    # The next call of any tool resolves the workspace, takes the lock (the dead holder's lock is gone)
-    # and rolls the journal back: byte-identical, no temp files, no new folders.
+    # Resolving alone writes nothing; the next call's explicit step takes the lock (the dead holder's lock is
+    # gone) and rolls the journal back: byte-identical, no temp files, no new folders.
     open_ws(root)
+    assert tree_state(root) == after_kill
+    next_call(root)
+    assert tree_state(root) == before
+
+
+@pytest.mark.anyio
+async def test_over_mcp_a_refused_call_writes_nothing_and_the_next_call_rolls_back(make_tree, tmp_path):
+    """The server takes the step for every tool, after its refusals: a call refused the tree leaves even the
+    journal alone; the next call it accepts (a read-only one) finds the tree restored."""
+    root, elsewhere = make_tree("0.6.4"), make_tree("0.6.4")
+    described(root)
+    before = tree_state(root)
+    kill(spawn_until(tmp_path / "marker", str(root), "apply", "2"))
+    half = tree_state(root)
+    assert half != before
+    async with stdio_client(elsewhere) as client:  # root is outside this server's roots
+        refused = (await client.call_tool("inspect_workspace", {"workspace": str(root)})).structured_content
+    assert [f["id"] for f in refused["findings"]] == ["workspace.outside_roots"]
+    assert tree_state(root) == half
+    async with stdio_client(root) as client:
+        answer = (await client.call_tool("inspect_workspace", {})).structured_content
+    assert answer["ok"], answer
     assert tree_state(root) == before
 
 
