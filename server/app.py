@@ -15,7 +15,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field
 
-from bizon_forge import audit, credentials, workspace
+from bizon_forge import atomic, audit, credentials, workspace
 from bizon_forge.credentials import Credential, Verifier
 from bizon_forge.dependencies import InstallResult
 from bizon_forge.describe import DescribeResult
@@ -121,12 +121,14 @@ def build_server(settings: Settings, verifier: Verifier | None = None, anonymous
         return lambda fn: mcp.tool(annotations=hints)(refusals(model, hints)(fn))
 
     async def on_worker(run, path: str | None, *args):
-        """Resolve the workspace within the caller's roots and do the work off the event loop (resolving may wait
-        on the workspace lock). A call that wrote or ran code leaves its line in the workspace's audit trail."""
+        """Resolve the workspace within the caller's roots, roll back a write a dead process left half done, and
+        do the work off the event loop (both may wait on the workspace lock). A call that wrote or ran code leaves
+        its line in the workspace's audit trail."""
         call = _call.get()
 
         def work():
             ws = workspace.resolve(path, settings, within=call.who.roots if call.who else None)
+            atomic.roll_back_interrupted(ws.state_dir)  # after resolving, so a refused call writes nothing
             result = run(ws, *args)
             # stdio calls are recorded too (who: "stdio"): the trail says what changed the tree, whoever asked.
             who = call.who.who if call.who else anonymous
