@@ -1,6 +1,7 @@
 """Property: whatever an agent sends to describe_target and render_destination, the answer is a result or
 a refusal with findings (never another exception), and nothing is written outside the destination's own
-places: its connector folder, its test folder, the three registration files and the .bizon-forge store.
+places: its connector folder, its test folder and the .bizon-forge store. Never the files only
+apply_registrations edits (the three registration files, pyproject.toml, bizon's import guard test).
 """
 
 import os
@@ -10,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bizon_forge import describe, render, spec, workspace
+from bizon_forge import dependencies, describe, render, spec, workspace
 from bizon_forge.findings import Refused
 from bizon_forge.workspace import REGISTRATION_FILES, STATE_DIR
 from tests.hostile import BAD_NAMES, STRINGS, TAKEN_NAMES, copy_tree
@@ -128,6 +129,10 @@ def fingerprint(base) -> dict[str, tuple]:
     return out
 
 
+# apply_registrations edits these; describe_target and render_destination never touch them.
+ONLY_REGISTRATIONS_EDIT = (*REGISTRATION_FILES, dependencies.PYPROJECT, dependencies.IMPORT_GUARD)
+
+
 def allowed(rel: str, name: str) -> bool:
     """May a call about destination `name` write `rel` (relative to the arena base)?"""
     if rel == "roots/ws":  # the tree folder itself changes when .bizon-forge first appears in it
@@ -135,12 +140,9 @@ def allowed(rel: str, name: str) -> bool:
     if not rel.startswith("roots/ws/"):
         return False
     rel = rel[len("roots/ws/") :]
-    places = (
-        f"bizon/connectors/destinations/{name}",
-        f"tests/connectors/destinations/{name}",
-        STATE_DIR,
-        *REGISTRATION_FILES,
-    )
+    if rel in ONLY_REGISTRATIONS_EDIT:
+        return False
+    places = (f"bizon/connectors/destinations/{name}", f"tests/connectors/destinations/{name}", STATE_DIR)
     # The parents of an allowed place change too when a new entry appears in them.
     parents = {
         "bizon",
