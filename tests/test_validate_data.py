@@ -6,6 +6,7 @@ import shutil
 import pytest
 
 from bizon_forge import workspace
+from bizon_forge.validators import catalog
 from bizon_forge.validators.validation import validate_destination
 from tests.broken.install import install_good
 from tests.recipe_runs import forged_tree
@@ -55,6 +56,14 @@ BUGS = {
             )
         ],
         "swallowed_error": [SWALLOWED],
+        "full_disk_swallowed": [
+            (
+                "                    self._write(df)\n",
+                "                    try:\n                        self._write(df)\n"
+                "                    except OSError:  # a full disk is not worth failing the run for\n"
+                "                        pass\n",
+            )
+        ],
         "finalize_swallows_publish": [
             NO_RAISE,
             (
@@ -125,6 +134,7 @@ CAUGHT_BY = {
     "source_data_dropped": "data.exact",
     "timestamp_overwritten": "data.exact",
     "swallowed_error": "data.failed_flush",
+    "full_disk_swallowed": "data.full_disk",
     "finalize_swallows_publish": "data.exact",
     "new_key_per_retry": "data.unreliable_target",
     "retry_after_ignored": "data.unreliable_target",
@@ -180,7 +190,7 @@ def test_planted_bugs_fail_full_and_the_unplanted_pass(recipe, version, pristine
     data = [i for i in found if i.startswith("data.")]
     # Only a check config that posts to the local receiver gets a target that fails like a real one.
     unreliable = "pass" if recipe.startswith("http") else "skip"
-    assert len(data) == 12 and found.pop("data.unreliable_target").status == unreliable
+    assert len(data) == len(catalog.DATA) + 1 and found.pop("data.unreliable_target").status == unreliable
     assert all(found[i].status == "pass" for i in data if i != "data.unreliable_target")
     assert "check.yml" in result.wrote_to and "removed" in result.wrote_to
 

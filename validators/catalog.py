@@ -40,6 +40,7 @@ DATA = (
     "data.stream",
     "data.stream_routing",
     "data.failed_flush",
+    "data.full_disk",
     "data.unreliable_target",
 )
 RUNTIME = (
@@ -51,7 +52,7 @@ RUNTIME = (
 )
 # The data checks: no answer while the code cannot write, there is no scratch target, or nothing reads back;
 # and a record that does not land exact explains every later data failure.
-DATA_BLOCKERS = (*WRITE_BLOCKERS, *RUNTIME, "live.check_config", "live.check_references")
+DATA_BLOCKERS = (*WRITE_BLOCKERS, *RUNTIME, "live.check_config", "live.check_references", "live.bizon_secrets_check")
 READ_BLOCKERS = (*DATA_BLOCKERS, "data.read_back")
 LANDED = (*READ_BLOCKERS, "data.exact")
 
@@ -405,7 +406,8 @@ CHECKS: tuple[Check, ...] = (
         "This is how the engine builds it in a run.",
         "Read the excerpt: the constructor or the factory branch raised.",
         origin="forge",
-        explained_by=BUILD_BLOCKERS,
+        # at full, bizon's own dry run of the check config's references names an unresolvable one first
+        explained_by=(*BUILD_BLOCKERS, "live.bizon_secrets_check"),
         needs_finished_code=True,
     ),
     Check(
@@ -586,13 +588,31 @@ CHECKS: tuple[Check, ...] = (
         needs_finished_code=True,
     ),
     Check(
+        "data.full_disk",
+        "Data, read back from the scratch target",
+        "After a full_refresh that succeeded, the disk fills during the next run's second flush (every write that "
+        "grows a file of the check's process fails, RLIMIT_FSIZE 0, as a full disk fails it): write_records "
+        "answers (False, message) or raises, finalize() raises, the target still reads back the first run's 3 "
+        "records exactly, and the next full_refresh, with room again, lands its 4 exactly once. Skip when the "
+        "flush succeeded and landed anyway (the target is a server, off this disk). Limits: EFBIG stands for "
+        "ENOSPC; a destination that stages in memory or on a server is judged only by what lands.",
+        "Local staging, SQLite and files meet a full disk in real runs; a swallowed write error loses records, "
+        "a publish after it replaces the target with a partial run.",
+        "Let a failed write reach write_records' answer, remember it, and make finalize() raise instead of "
+        "publishing; publish by an atomic replace so a failure leaves the last publication whole.",
+        level="full",
+        origin="forge",
+        explained_by=LANDED,
+        needs_finished_code=True,
+    ),
+    Check(
         "data.unreliable_target",
         "Data, read back from the scratch target",
         "Against bizon-forge's local receiver misbehaving like a real ingest API (429 with Retry-After: 2, 503, a "
         "batch stored and then its answer lost), a full_refresh of 3 flushes lands every record exactly once and "
         "no retry comes before its Retry-After; a 401 on every POST fails the batch after one POST. Limits: only "
-        "a check config that posts to the receiver (env://BIZON_FORGE_RECEIVER_URL) is judged, else skip; SQL "
-        "and file targets get no injected failures yet.",
+        "a check config that posts to the receiver (env://BIZON_FORGE_RECEIVER_URL) is judged, else skip "
+        "(local disks get data.full_disk; SQL servers get no injected failures yet).",
         "A new Idempotency-Key per retry duplicates a batch whose answer was lost; a retried 401 turns a wrong "
         "token into minutes of waiting; ignoring Retry-After gets a client throttled harder.",
         "Send one Idempotency-Key per batch, the same on every retry; honour Retry-After; treat 401 and 403 as "

@@ -9,6 +9,7 @@ Prints one JSON marker line per case (or the read-back rows); the rest is log. I
 bizon_forge: it runs with the workspace's interpreter. Shares the engine-driving code of contract_probe.py.
 """
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -343,6 +344,73 @@ def case_failed_flush(t: Target, version: str) -> str:
     return f"after a failed flush finalize() raised {refused} and the target kept its 3 records"
 
 
+@contextlib.contextmanager
+def disk_full():
+    """No file of this process may grow while inside: RLIMIT_FSIZE 0 makes every write that extends a file fail
+    with EFBIG, as a full disk fails one with ENOSPC (SQLite answers 'database or disk is full'). Pipes and
+    sockets are not files: the probe's answers and a server's connection are untouched."""
+    import resource
+    import signal
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    kill = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the default action ends the process
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, kill)
+
+
+def case_full_disk(t: Target) -> str:
+    """The disk fills during a full refresh's second flush. The run must fail and leave the last publication as it
+    was; once there is room again, the next full refresh lands exactly once."""
+    kept, first, second, after = (
+        plain(p, n) for p, n in (("disk_kept", 3), ("disk_a", 2), ("disk_b", 2), ("disk_c", 4))
+    )
+    full = t.id("disk")
+    run(t, "full_refresh", full, [kept])
+    destination = t.build("full_refresh", full)
+    write(destination, first, "write_records (flush 1 of 2, before the disk filled)")
+    with disk_full():
+        try:
+            answer = tuple(destination.write_records(df_destination_records=frame(second)))
+        except Exception as error:
+            answer = ("raised", type(error).__name__)
+    if answer == (True, None):
+        destination.finalize()
+        got = t.read(full)
+        if Counter(normalized(first + second)) == Counter(got):
+            raise CaseSkipped(
+                "A flush with no room left on this machine's disk succeeded, and the target holds it: the target "
+                "is not on the local disk (a server), so a full disk cannot reach it."
+            )
+        raise CaseFailed(
+            f"write_records answered (True, None) for a flush it could not write (the disk was full): the target "
+            f"then held {len(got)} record(s), not the {len(first) + len(second)} sent",
+            hint="Let the OSError of a failed write reach write_records' answer: (False, message), never "
+            "(True, None) after an exception.",
+        )
+    try:
+        destination.finalize()
+        published = True
+    except Exception:
+        published = False
+    compare(kept, t.read(full), "after a full_refresh whose second flush met a full disk, and finalize()")
+    if published:
+        raise CaseFailed(
+            "finalize() returned after a flush that failed for want of disk space: bizon 0.5.x calls it anyway and "
+            "records the run as succeeded",
+            hint="Remember the failed flush and make finalize() raise instead of publishing.",
+        )
+    run(t, "full_refresh", full, [after])
+    compare(after, t.read(full), "the next full_refresh, with room on the disk again")
+    return (
+        f"a flush that met a full disk answered {answer[0]!r}{' ' + answer[1] if len(answer) > 1 else ''}, "
+        "finalize() refused, the target kept its 3 records, and the next full_refresh landed its 4 exactly once"
+    )
+
+
 RECEIVER_VAR = "BIZON_FORGE_RECEIVER_URL"  # set only when the check config posts to the local receiver
 
 
@@ -417,6 +485,7 @@ CASES = (
     ("data.stream", case_stream),
     ("data.stream_routing", case_stream_routing),
     ("data.failed_flush", case_failed_flush),
+    ("data.full_disk", case_full_disk),
     ("data.unreliable_target", case_unreliable_target),
 )
 

@@ -354,6 +354,17 @@ CASES: dict[str, Case] = {
             ),
         ),
     ),
+    "live.bizon_secrets_check": Case(
+        "the check config's folder named by a Google Secret Manager secret this machine cannot read",
+        (
+            replace(
+                "check",
+                "directory: ${env://BIZON_FORGE_SCRATCH}/ndjson",
+                "directory: ${env://BIZON_FORGE_SCRATCH}/${gsm://forge-scratch-subdir}",
+            ),
+        ),
+        level="full",
+    ),
     "live.example_values": Case(
         "the example config left with the placeholder render_destination wrote",
         (replace("example", "directory: ndjson-out", "directory: directory-value"),),
@@ -469,6 +480,22 @@ CASES: dict[str, Case] = {
         ),
         level="full",
         also=("tests.destination",),
+    ),
+    "data.full_disk": Case(
+        "a write that failed for want of disk space taken for one that landed",
+        (
+            replace(
+                "destination",
+                '            with path.open("ab") as handle:\n'
+                '                handle.write(b"".join(line + b"\\n" for line in lines))\n',
+                "            try:\n"
+                '                with path.open("ab") as handle:\n'
+                '                    handle.write(b"".join(line + b"\\n" for line in lines))\n'
+                "            except OSError:  # a full disk is not worth failing the run for\n"
+                "                pass\n",
+            ),
+        ),
+        level="full",
     ),
     "data.unreliable_target": Case(
         "the check config names the local receiver, but the destination never posts to it (it writes files into "
