@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 
-from bizon_forge.findings import Refused, fail
+from bizon_forge.findings import Refused, failed
 from bizon_forge.workspace import read_regular
 
 LOCK_TIMEOUT_S = 60.0
@@ -31,7 +31,7 @@ _held: ContextVar[Path | None] = ContextVar("bizon_forge_held_lock", default=Non
 
 
 def _unsafe(path: Path, message: str, hint: str | None = None) -> Refused:
-    return Refused(fail("workspace.unsafe_path", message, hint, file=str(path)))
+    return Refused(failed("workspace.unsafe_path", message, hint, file=str(path)))
 
 
 def check_writable(path: Path) -> None:
@@ -61,7 +61,7 @@ def check_writable(path: Path) -> None:
     for probe in ([path] if path.exists() else []) + [folder]:
         if not probe.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
             raise Refused(
-                fail(
+                failed(
                     "workspace.read_only",
                     f"{probe} is read-only; bizon-forge leaves protected files alone.",
                     f"Make it writable (chmod u+w {probe}) and call again.",
@@ -265,7 +265,7 @@ def workspace_lock(state_dir: Path, timeout: float = LOCK_TIMEOUT_S):
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     raise Refused(
-                        fail(
+                        failed(
                             "workspace.busy",
                             f"Another call held the workspace lock for over {timeout:.0f} s.",
                             "Retry shortly; a long validation or another agent is writing to this workspace.",

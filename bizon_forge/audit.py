@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bizon_forge.dependencies import InstallResult
 from bizon_forge.describe import DescribeResult
-from bizon_forge.findings import Finding, Result, warn
+from bizon_forge.findings import Finding, Result, warned
 from bizon_forge.registrations import RegistrationResult, RemovalResult
 from bizon_forge.render import RenderResult
 from bizon_forge.validators.report import ValidationResult
@@ -86,7 +86,7 @@ def append(ws: Workspace, line: dict) -> Finding | None:
             os.close(fd)
     except OSError as error:
         log.error("audit line not written to %s: %s", path, error)
-        return warn(
+        return warned(
             "audit.unwritten",
             f"The call's audit line could not be written to {path.relative_to(ws.root)}: {error.strerror or error}.",
             "Make .bizon-forge/audit.jsonl a regular file the server may append to; the server's log has the line.",

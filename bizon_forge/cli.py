@@ -223,12 +223,12 @@ def _workspace(args) -> int:
 def _load_spec(path: Path) -> dict:
     import yaml
 
-    from bizon_forge.findings import Refused, fail
+    from bizon_forge.findings import Refused, failed
 
     try:
         text = path.read_text()
         return yaml.safe_load(text) if path.suffix in (".yml", ".yaml") else json.loads(text)
     except (OSError, ValueError, yaml.YAMLError) as error:  # ValueError covers JSON and decoding errors
         raise Refused(
-            fail("generate.unreadable_spec", f"Cannot read {path}: {error}", "Give a JSON or YAML file.")
+            failed("generate.unreadable_spec", f"Cannot read {path}: {error}", "Give a JSON or YAML file.")
         ) from None

@@ -29,7 +29,7 @@ from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bizon_forge.findings import Refused, fail
+from bizon_forge.findings import Refused, failed
 
 TOKENS_ENV = "BIZON_FORGE_TOKENS"
 WRITE_SCOPE = "bizon-forge:write"
@@ -67,7 +67,7 @@ def require_write(who: Credential | None, tool: str) -> None:
     """Refuse a read-only credential before a tool that writes or runs code touches anything."""
     if who is not None and not who.may_write:
         raise Refused(
-            fail(
+            failed(
                 "auth.read_only",
                 f"The credential {who.who!r} may only read; {tool} writes to the workspace or runs its code.",
                 "Use inspect_workspace, or ask for a credential that may write.",

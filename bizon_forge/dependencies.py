@@ -11,7 +11,7 @@ import shlex
 import tomllib
 from collections.abc import Callable
 
-from bizon_forge.findings import Finding, Refused, Result, fail
+from bizon_forge.findings import Finding, Refused, Result, failed
 
 PYPROJECT = "pyproject.toml"
 IMPORT_GUARD = "tests/cli/test_cli_imports.py"  # its OPTIONAL_DEPENDENCIES lists modules behind an extra
@@ -93,7 +93,7 @@ def resolve(entries: list[str], recipe: str) -> tuple[list[str], list[Finding]]:
         if scheme is not None:
             if recipe != "sql":
                 found.append(
-                    fail(
+                    failed(
                         "spec.dependency.url",
                         f"{where} is a URL; only the sql recipe infers a driver from one.",
                         "Give a requirement such as 'redis>=5'.",
@@ -104,7 +104,7 @@ def resolve(entries: list[str], recipe: str) -> tuple[list[str], list[Finding]]:
             if driver is None:
                 async_hint = " (async drivers do not work in bizon's writers)" if scheme in SQL_DRIVERS else ""
                 found.append(
-                    fail(
+                    failed(
                         "spec.dependency.unknown_scheme",
                         f"{where}: no known driver for the SQLAlchemy scheme {scheme!r}{async_hint}.",
                         "Name the driver's distribution instead (e.g. 'pymysql>=1.1'); known schemes: "
@@ -117,7 +117,7 @@ def resolve(entries: list[str], recipe: str) -> tuple[list[str], list[Finding]]:
                 continue  # sqlite: nothing to install
         if not REQUIREMENT_RE.fullmatch(entry) or len(entry) > 200:
             found.append(
-                fail(
+                failed(
                     "spec.dependency.invalid",
                     f"{where} is not a requirement from the package index.",
                     "Write NAME[extras]SPECIFIERS, e.g. 'redis>=5' or 'psycopg[binary]>=3.1'; "
@@ -302,7 +302,7 @@ def install_dependencies(ws, name: str, progress: Callable[[str], None] | None =
     if s.dependencies and recorded != s.dependencies:
         # Install what the tree records, or the tree and its interpreter part ways: record first.
         raise Refused(
-            fail(
+            failed(
                 "install.not_recorded",
                 f"The spec of {name} declares {', '.join(s.dependencies)}, but the tree's extra {name!r} records "
                 f"{', '.join(recorded) if recorded else 'nothing'}.",
@@ -331,7 +331,7 @@ def install_dependencies(ws, name: str, progress: Callable[[str], None] | None =
         state = interpreter.probe(ws, s.dependencies)
     still = state.missing
     if still:
-        finding = fail(
+        finding = failed(
             "install.not_importable",
             f"After installing, {', '.join(still)} is still not found by {state.python}.",
             f"Run {shown} and read its output.",

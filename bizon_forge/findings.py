@@ -18,11 +18,14 @@ class Finding(BaseModel):
     hint: str | None = None
 
 
-def fail(id: str, message: str, hint: str | None = None, file: str | None = None, line: int | None = None):
+# The finding constructors, one family: validators.report's build a check's CheckFinding in the same shape.
+
+
+def failed(id: str, message: str, hint: str | None = None, file: str | None = None, line: int | None = None) -> Finding:
     return Finding(id=id, status="fail", message=message, hint=hint, file=file, line=line)
 
 
-def warn(id: str, message: str, hint: str | None = None, file: str | None = None, line: int | None = None):
+def warned(id: str, message: str, hint: str | None = None, file: str | None = None, line: int | None = None) -> Finding:
     return Finding(id=id, status="warn", message=message, hint=hint, file=file, line=line)
 
 

@@ -4,7 +4,7 @@ from pydantic import BaseModel
 
 from bizon_forge import interpreter, registry, spec
 from bizon_forge.audit import audit_path
-from bizon_forge.findings import Refused, Result, fail, warn
+from bizon_forge.findings import Refused, Result, failed, warned
 from bizon_forge.interpreter import Interpreter
 from bizon_forge.workspace import ENUM_FILE, FACTORY_FILE, MODELS_FILE, Workspace
 
@@ -40,7 +40,7 @@ def _config_class(ws: Workspace, name: str, reg: registry.Registry) -> str:
 def inspect_workspace(ws: Workspace) -> InspectResult:
     reg = registry.read(ws)
     stored = set(spec.stored_names(ws))
-    findings = [fail("registry.unparsable", e, "Fix the syntax error first.") for e in reg.errors]
+    findings = [failed("registry.unparsable", e, "Fix the syntax error first.") for e in reg.errors]
     libraries = sorted({r for name in stored for r in _declared(ws, name)})
     runner = interpreter.probe(ws, libraries)
     if not runner.usable:
@@ -67,7 +67,7 @@ def inspect_workspace(ws: Workspace) -> InspectResult:
         )
         if state.spec and not state.rendered:
             findings.append(
-                warn(
+                warned(
                     "inspect.not_rendered",
                     f"{name} has a stored spec but no rendered src/config.py and src/destination.py.",
                     f"render_destination(name={name!r}) writes them.",
@@ -75,7 +75,7 @@ def inspect_workspace(ws: Workspace) -> InspectResult:
             )
         elif state.missing and (state.registered or state.spec) and not unknown:
             findings.append(
-                warn(
+                warned(
                     "registry.incomplete",
                     f"{name} lacks registrations: {', '.join(state.missing)}.",
                     f"apply_registrations(name={name!r}) completes them.",
@@ -87,7 +87,7 @@ def inspect_workspace(ws: Workspace) -> InspectResult:
         needs = [r for r in _declared(ws, name) if r in missing]
         if needs and runner.usable:
             findings.append(
-                warn(
+                warned(
                     "install.missing",
                     f"{name} needs {', '.join(needs)}, not installed in {runner.python}.",
                     f"install_dependencies(name={name!r}) installs it.",

@@ -18,7 +18,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from bizon_forge.dependencies import distribution
-from bizon_forge.findings import Finding, Refused, fail
+from bizon_forge.findings import Finding, Refused, failed
 from bizon_forge.workspace import Workspace, read_regular
 
 VENV = ".venv"
@@ -176,7 +176,7 @@ def fix_command(ws: Workspace) -> str:
 
 
 def no_interpreter(ws: Workspace, state: Interpreter) -> Finding:
-    return fail(
+    return failed(
         "workspace.no_interpreter",
         f"The interpreter that runs this workspace's bizon, {state.python} ({state.chosen_by}), {state.problem}. "
         "Checks, registrations and syncs all run bizon with it.",
@@ -266,20 +266,22 @@ def install_failure(error: InstallFailed, what: str) -> Finding:
     tail = "\n".join(error.output.strip().splitlines()[-4:])
     command = shlex.join(error.command)
     if UNREACHABLE.search(error.output):
-        return fail(
+        return failed(
             "install.index_unreachable",
             f"Installing {what} failed: the package index could not be reached. {tail}",
             "Check the network, proxy (HTTPS_PROXY) or mirror (PIP_INDEX_URL / UV_INDEX_URL) of the machine "
             f"running bizon-forge, then call again, or run: {command}",
         )
     if NOT_FOUND.search(error.output):
-        return fail(
+        return failed(
             "install.not_found",
             f"Installing {what} failed: the index has no distribution matching it. {tail}",
             "Check the name and version on the index (e.g. pypi.org/project/NAME), call describe_target again "
             "with the right one, then apply_registrations (it records the change) and install_dependencies.",
         )
-    return fail("install.failed", f"Installing {what} failed. {tail}", f"Read the output; to retry by hand: {command}")
+    return failed(
+        "install.failed", f"Installing {what} failed. {tail}", f"Read the output; to retry by hand: {command}"
+    )
 
 
 def make_venv(root: Path, progress: Progress | None = None, installer_lines: bool = True) -> Path:
@@ -303,7 +305,7 @@ def make_venv(root: Path, progress: Progress | None = None, installer_lines: boo
                 subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True, text=True)
         except subprocess.CalledProcessError as error:
             raise Refused(
-                fail(
+                failed(
                     "workspace.venv_failed",
                     f"Could not create {venv}: {(error.stderr or error.stdout).strip()[-300:]}",
                     "Check that this Python has the venv module (Debian: apt install python3-venv).",

@@ -2,7 +2,7 @@
 
 from pydantic import BaseModel, ValidationError
 
-from bizon_forge.findings import Refused, Result, fail
+from bizon_forge.findings import Refused, Result, failed
 from bizon_forge.spec import DestinationSpec
 from bizon_forge.validators.report import CheckFinding
 from bizon_forge.workspace import Workspace
@@ -26,7 +26,7 @@ class GenerateResult(Result):
 def parse_spec(args) -> DestinationSpec:
     if not isinstance(args, dict):
         raise Refused(
-            fail(
+            failed(
                 "generate.spec_not_a_mapping",
                 f"The spec file holds a {type(args).__name__}, not describe_target's arguments.",
                 'Write a mapping such as {"name": "acme", "fields": [...]}.',
@@ -36,7 +36,7 @@ def parse_spec(args) -> DestinationSpec:
     if unknown:
         hint = "Pass the workspace with --workspace." if "workspace" in unknown else None
         raise Refused(
-            fail(
+            failed(
                 "generate.unknown_argument",
                 f"describe_target takes no {', '.join(map(repr, unknown))}; it takes {', '.join(sorted(SPEC_KEYS))}.",
                 hint,
@@ -46,7 +46,7 @@ def parse_spec(args) -> DestinationSpec:
         return DestinationSpec.model_validate(args)
     except ValidationError as error:
         found = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()[:5])
-        raise Refused(fail("generate.bad_spec", f"The spec does not fit describe_target: {found}.")) from None
+        raise Refused(failed("generate.bad_spec", f"The spec does not fit describe_target: {found}.")) from None
 
 
 def generate(ws: Workspace, args: dict, level: str = "fast") -> GenerateResult:

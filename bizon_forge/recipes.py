@@ -7,7 +7,7 @@ already works (sync modes, batching, retries, unnest) and that the agent only ad
 import re
 from dataclasses import dataclass, field
 
-from bizon_forge.findings import Finding, fail, warn
+from bizon_forge.findings import Finding, failed, warned
 from bizon_forge.spec import RECIPES as RECIPES_NAMED
 from bizon_forge.spec import DestinationSpec, ErrorHandling, FieldSpec
 
@@ -191,7 +191,7 @@ def get(name: str) -> Recipe:
 def _full_refresh(recipe: Recipe, s: DestinationSpec) -> list[Finding]:
     if recipe.asks_full_refresh and s.full_refresh is None:
         return [
-            fail(
+            failed(
                 "recipe.full_refresh_unchosen",
                 f"The {recipe.name} recipe needs to know how a full refresh replaces what the endpoint holds: it "
                 "has no atomic replace, and assuming one leaves every record twice on a receiver that ignores it.",
@@ -204,7 +204,7 @@ def _full_refresh(recipe: Recipe, s: DestinationSpec) -> list[Finding]:
     if not recipe.asks_full_refresh and s.full_refresh is not None:
         how = "the agent's code decides" if recipe.name == "custom" else "it replaces atomically"
         return [
-            warn(
+            warned(
                 "recipe.full_refresh_ignored",
                 f"full_refresh={s.full_refresh!r} is for the http recipe; the {recipe.name} recipe ignores it "
                 f"({how}): the spec does not keep it.",
@@ -240,7 +240,7 @@ def apply(s: DestinationSpec) -> tuple[DestinationSpec, list[Finding]]:
             continue
         if have.type != need.type:
             findings.append(
-                fail(
+                failed(
                     "recipe.field_conflict",
                     f"The {recipe.name} recipe reads {need.name!r} as a {need.type}, not a {have.type}.",
                     f"Declare {need.name!r} as type {need.type!r}, or leave it out and the recipe adds it.",
@@ -248,7 +248,7 @@ def apply(s: DestinationSpec) -> tuple[DestinationSpec, list[Finding]]:
             )
         elif need.secret and not have.secret:
             findings.append(
-                fail(
+                failed(
                     "recipe.field_not_secret",
                     f"Field {need.name!r} must be secret in the {recipe.name} recipe: {need.description}",
                     f"Set secret=true on {need.name!r}, or leave it out and the recipe adds it.",
@@ -259,7 +259,7 @@ def apply(s: DestinationSpec) -> tuple[DestinationSpec, list[Finding]]:
         updates["write_method"] = recipe.write_method  # the rendered code writes this way, whatever was asked
     if s.write_method not in (None, recipe.write_method):
         findings.append(
-            warn(
+            warned(
                 "recipe.write_method_changed",
                 f"The {recipe.name} recipe writes by {recipe.write_method}, not {s.write_method}: the spec says "
                 f"{recipe.write_method}.",
@@ -273,7 +273,7 @@ def apply(s: DestinationSpec) -> tuple[DestinationSpec, list[Finding]]:
     if plan["ignored"]:
         known = sorted(recipe.exceptions) + (["'429'", "'5xx'"] if recipe.statuses else [])
         findings.append(
-            warn(
+            warned(
                 "recipe.transient_unknown",
                 f"The {recipe.name} recipe cannot retry on {', '.join(map(repr, plan['ignored']))}: ignored.",
                 f"It understands: {', '.join(known)}. Anything else fails the batch at once.",
@@ -282,7 +282,7 @@ def apply(s: DestinationSpec) -> tuple[DestinationSpec, list[Finding]]:
     permanent = [s for s in plan["statuses"] if s in PERMANENT] + [f"{c}xx" for c in plan["status_classes"] if c == 4]
     if permanent:
         findings.append(
-            warn(
+            warned(
                 "recipe.transient_permanent",
                 f"The {recipe.name} recipe will retry on {', '.join(map(str, permanent))}, which is permanent by "
                 "nature: a wrong token or a bad request fails the same way on every try, only later.",
@@ -294,7 +294,7 @@ def apply(s: DestinationSpec) -> tuple[DestinationSpec, list[Finding]]:
     ignored = [name for name in declared if name not in reads]
     if ignored:
         findings.append(
-            warn(
+            warned(
                 "recipe.fields_ignored",
                 f"Field(s) {', '.join(ignored)} are rendered into the config class but the {recipe.name} recipe's "
                 f"code never reads them: {recipe.ignores}.",

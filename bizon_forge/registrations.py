@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from bizon_forge import dependencies, interpreter, pyast, registry, spec
 from bizon_forge.atomic import WriteFailed, workspace_lock, write_all
-from bizon_forge.findings import Finding, Refused, Result, fail, warn
+from bizon_forge.findings import Finding, Refused, Result, failed, warned
 from bizon_forge.spec import DestinationSpec, Names
 from bizon_forge.workspace import ENUM_FILE, FACTORY_FILE, MODELS_FILE, Workspace, read_regular, tied_to_server
 
@@ -155,7 +155,7 @@ def conflicts(ws: Workspace, s: DestinationSpec, reg: registry.Registry) -> list
     found = []
     if n.upper in reg.enum and reg.enum[n.upper] != s.name:
         found.append(
-            fail(
+            failed(
                 "registration.enum_conflict",
                 f"DestinationTypes.{n.upper} already exists with value {reg.enum[n.upper]!r}.",
                 "Pick another destination name.",
@@ -166,7 +166,7 @@ def conflicts(ws: Workspace, s: DestinationSpec, reg: registry.Registry) -> list
     other = reg.member_for_value(s.name)
     if other and other != n.upper:
         found.append(
-            fail(
+            failed(
                 "registration.enum_conflict",
                 f"DestinationTypes.{other} already has the value {s.name!r}.",
                 "Pick another name.",
@@ -176,7 +176,7 @@ def conflicts(ws: Workspace, s: DestinationSpec, reg: registry.Registry) -> list
         )
     if cfg_cls in reg.imports and reg.imports[cfg_cls] != config_module:
         found.append(
-            fail(
+            failed(
                 "registration.import_conflict",
                 f"{cfg_cls} is already imported in {MODELS_FILE} from {reg.imports[cfg_cls]}.",
                 "Pick a name whose PascalCase form is new.",
@@ -187,7 +187,7 @@ def conflicts(ws: Workspace, s: DestinationSpec, reg: registry.Registry) -> list
     branch = reg.factory.get(n.upper)
     if branch and branch != destination_module:
         found.append(
-            fail(
+            failed(
                 "registration.factory_conflict",
                 f"The factory branch for DestinationTypes.{n.upper} imports {branch}, not {destination_module}.",
                 "Fix or delete that branch by hand, then call again.",
@@ -196,13 +196,13 @@ def conflicts(ws: Workspace, s: DestinationSpec, reg: registry.Registry) -> list
         )
     rel_config = f"bizon/connectors/destinations/{s.name}/src/config.py"
     if not (ws.root / rel_config).exists():  # a FIFO or a folder there is refused when read
-        found.append(fail("registration.not_rendered", f"{rel_config} does not exist.", "Call render_destination."))
+        found.append(failed("registration.not_rendered", f"{rel_config} does not exist.", "Call render_destination."))
         return found
     literals = _literal_members(ws, s.name)
     for member, line in literals:
         if member != n.upper:
             found.append(
-                fail(
+                failed(
                     "registration.literal_mismatch",
                     f"{rel_config} declares `name: Literal[DestinationTypes.{member}]`, not "
                     f"DestinationTypes.{n.upper}; two configs on one tag break every bizon command.",
@@ -213,7 +213,7 @@ def conflicts(ws: Workspace, s: DestinationSpec, reg: registry.Registry) -> list
             )
     if not literals:
         found.append(
-            warn(
+            warned(
                 "registration.literal_missing",
                 f"{rel_config} has no `name: Literal[DestinationTypes.{n.upper}]`; "
                 "BizonConfig picks a destination by that tag.",
@@ -261,7 +261,7 @@ def _write_failed(ws: Workspace, id: str, error: WriteFailed) -> list[Finding]:
     where = error.path.relative_to(ws.root) if error.path and ws.root in error.path.parents else error.path
     written = len(error.written)
     found = [
-        fail(
+        failed(
             id,
             f"Writing {where} failed ({type(error.cause).__name__}: {error.cause}); "
             f"the {written} file(s) written before it were restored, the tree is as it was.",
@@ -271,7 +271,7 @@ def _write_failed(ws: Workspace, id: str, error: WriteFailed) -> list[Finding]:
     ]
     if error.unrestored:
         found.append(
-            fail(
+            failed(
                 "workspace.restore_failed",
                 "Could not restore: " + ", ".join(str(p) for p in error.unrestored) + ".",
                 "The next call that takes the workspace lock rolls them back from the journal.",
@@ -299,7 +299,7 @@ def apply_registrations(ws: Workspace, name: str, dry_run: bool = False) -> Regi
         originals = registry.read_texts(ws)
         reg = registry.from_texts(originals)
         if reg.errors:
-            raise Refused(*(fail("registry.unparsable", e, "Fix the syntax error first.") for e in reg.errors))
+            raise Refused(*(failed("registry.unparsable", e, "Fix the syntax error first.") for e in reg.errors))
         found = conflicts(ws, s, reg)
         if any(f.status == "fail" for f in found):
             hit = {key: "conflict" for f in found for key in _CONFLICT_KEYS.get(f.id, ())}
@@ -310,7 +310,7 @@ def apply_registrations(ws: Workspace, name: str, dry_run: bool = False) -> Regi
             texts, status = plan_add(originals, s.name, s.names, _line_length(ws))
         except codemods.EditPointMissing as error:
             raise Refused(
-                fail("registration.edit_point_missing", str(error), "Is this a bizon tree of 0.5+?")
+                failed("registration.edit_point_missing", str(error), "Is this a bizon tree of 0.5+?")
             ) from None
         records = dependencies.read_records(ws)
         try:
@@ -343,7 +343,7 @@ def apply_registrations(ws: Workspace, name: str, dry_run: bool = False) -> Regi
         problem = import_check(ws, [*(rel for rel in changed if rel.endswith(".py")), *_connector_files(ws, name)])
         if problem:
             restored = [
-                fail(
+                failed(
                     "registration.import_failed",
                     f"After registering, `import bizon.common.models` failed; the {len(changed)} edited files were "
                     "restored. " + problem,
@@ -359,7 +359,7 @@ def apply_registrations(ws: Workspace, name: str, dry_run: bool = False) -> Regi
 
 
 def _record_unknown(error: Exception) -> Finding:
-    return fail(
+    return failed(
         "registration.record_unknown",
         f"Cannot record the client libraries: {error} Nothing was written.",
         "Fix that file by hand (or describe the destination without dependencies) and call again.",
@@ -381,7 +381,7 @@ def remove_destination(ws: Workspace, name: str, delete_files: bool = False) -> 
         ours = spec.spec_path(ws, name).exists()
         if not ours and name in ws.destinations():
             raise Refused(
-                fail(
+                failed(
                     "remove.not_ours",
                     f"{name!r} was not created by bizon-forge in this workspace; refusing to remove it.",
                     "Remove bizon's own destinations by hand if you really mean to.",
@@ -390,11 +390,11 @@ def remove_destination(ws: Workspace, name: str, delete_files: bool = False) -> 
         originals = registry.read_texts(ws)
         reg = registry.from_texts(originals)
         if reg.errors:
-            raise Refused(*(fail("registry.unparsable", e, "Fix the syntax error first.") for e in reg.errors))
+            raise Refused(*(failed("registry.unparsable", e, "Fix the syntax error first.") for e in reg.errors))
         try:
             texts, removed = plan_remove(originals, name, DestinationSpec(name=name).names)
         except codemods.EditPointMissing as error:
-            raise Refused(fail("registration.edit_point_missing", str(error))) from None
+            raise Refused(failed("registration.edit_point_missing", str(error))) from None
         if ours:  # an extra of the same name that bizon-forge did not record (bizon's `datadog`) stays
             records = dependencies.read_records(ws)
             try:

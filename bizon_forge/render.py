@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from bizon_forge import dependencies, recipes, spec
 from bizon_forge.atomic import WriteFailed, workspace_lock, write_all
-from bizon_forge.findings import Refused, Result, fail, warn
+from bizon_forge.findings import Refused, Result, failed, warned
 from bizon_forge.spec import Batching, DestinationSpec, FieldSpec
 from bizon_forge.workspace import DESTINATIONS_DIR, Workspace, read_regular
 
@@ -157,7 +157,7 @@ def _ruff_format(ws: Workspace, rel: str, text: str) -> str:
         timeout=30,
     )
     if done.returncode != 0:
-        raise Refused(fail("render.invalid_python", f"Rendered {rel} is not valid Python: {done.stderr[:300]}"))
+        raise Refused(failed("render.invalid_python", f"Rendered {rel} is not valid Python: {done.stderr[:300]}"))
     return done.stdout
 
 
@@ -205,7 +205,7 @@ def _guard_paths(ws: Workspace, name: str, rels) -> None:
         while probe != ws.root:
             if probe.is_symlink():
                 raise Refused(
-                    fail(
+                    failed(
                         "render.unsafe_path",
                         f"{probe.relative_to(ws.root)} is a symlink; bizon-forge writes only real paths in the tree.",
                         f"Remove the symlink {probe} and render again.",
@@ -214,11 +214,11 @@ def _guard_paths(ws: Workspace, name: str, rels) -> None:
             probe = probe.parent
         real = Path(os.path.realpath(target))
         if ws.root not in real.parents:
-            raise Refused(fail("render.unsafe_path", f"{rel} resolves outside the workspace."))
+            raise Refused(failed("render.unsafe_path", f"{rel} resolves outside the workspace."))
         if target.exists() and not target.is_file():  # a folder, or a FIFO whose read would hang
-            raise Refused(fail("render.unsafe_path", f"{rel} exists and is not a regular file."))
+            raise Refused(failed("render.unsafe_path", f"{rel} exists and is not a regular file."))
     if folder.exists() and not folder.is_dir():
-        raise Refused(fail("render.unsafe_path", f"{folder.relative_to(ws.root)} exists and is not a folder."))
+        raise Refused(failed("render.unsafe_path", f"{folder.relative_to(ws.root)} exists and is not a folder."))
 
 
 def render_destination(
@@ -264,7 +264,7 @@ def render_destination(
                 changes[path] = text
         if refused:
             findings.append(
-                fail(
+                failed(
                     "render.would_overwrite",
                     f"{len(refused)} file(s) were edited since bizon-forge rendered them: {', '.join(refused)}.",
                     "Nothing was written. Pass overwrite=true to replace them (the answer then carries a diff).",
@@ -279,12 +279,12 @@ def render_destination(
                 write_all(changes)
             except WriteFailed as error:
                 raise Refused(
-                    fail("render.write_failed", f"Writing failed ({error.cause}); nothing was changed.")
+                    failed("render.write_failed", f"Writing failed ({error.cause}); nothing was changed.")
                 ) from None
     todo = sum(text.count(TODO) for text in planned.values())
     if todo:
         findings.append(
-            warn(
+            warned(
                 "render.todo_left",
                 f"{todo} {TODO} marker(s) mark code the agent must write.",
                 f"Fill each {TODO} in destination.py, then call validate_destination.",

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from bizon_forge import registry
 from bizon_forge.atomic import write_text
-from bizon_forge.findings import Finding, Refused, fail
+from bizon_forge.findings import Finding, Refused, failed
 from bizon_forge.workspace import Workspace
 
 NAME_RE = re.compile(r"[a-z][a-z0-9_]*")
@@ -107,25 +107,25 @@ def check_name(name: str) -> list[Finding]:
         suggestion = "dest_" + suggestion
     hint = f"Use a lowercase snake_case identifier such as {suggestion!r}."
     if not name:
-        return [fail("spec.name.empty", "The destination name is empty.", hint)]
+        return [failed("spec.name.empty", "The destination name is empty.", hint)]
     if len(name) > MAX_NAME:
-        return [fail("spec.name.too_long", f"The name is {len(name)} characters; the limit is {MAX_NAME}.", hint)]
+        return [failed("spec.name.too_long", f"The name is {len(name)} characters; the limit is {MAX_NAME}.", hint)]
     if name.startswith("_"):
-        return [fail("spec.name.private", f"{shown!r} starts with an underscore (private or dunder).", hint)]
+        return [failed("spec.name.private", f"{shown!r} starts with an underscore (private or dunder).", hint)]
     if not NAME_RE.fullmatch(name):
         if name.isascii() and NAME_RE.fullmatch(name.lower()):
-            return [fail("spec.name.not_snake_case", f"{shown!r} has upper-case letters.", hint)]
+            return [failed("spec.name.not_snake_case", f"{shown!r} has upper-case letters.", hint)]
         return [
-            fail(
+            failed(
                 "spec.name.not_identifier",
                 f"{shown!r} is not an ASCII snake_case identifier (it becomes a package, an enum member and a class).",
                 hint,
             )
         ]
     if keyword.iskeyword(name) or keyword.issoftkeyword(name):
-        return [fail("spec.name.keyword", f"{name!r} is a Python keyword.", f"Use e.g. '{name}_dest'.")]
+        return [failed("spec.name.keyword", f"{name!r} is a Python keyword.", f"Use e.g. '{name}_dest'.")]
     if name in vars(builtins):
-        return [fail("spec.name.builtin", f"{name!r} shadows a Python builtin.", f"Use e.g. '{name}_dest'.")]
+        return [failed("spec.name.builtin", f"{name!r} shadows a Python builtin.", f"Use e.g. '{name}_dest'.")]
     return []
 
 
@@ -165,18 +165,18 @@ def check_fields(fields: list[FieldSpec]) -> list[Finding]:
         where = f"fields[{i}] ({f.name[:40]!r})"
         if not f.name or not re.fullmatch(r"[a-z_][a-z0-9_]*", f.name) or len(f.name) > 64:
             found.append(
-                fail("spec.field.not_identifier", f"{where} is not a snake_case identifier.", "e.g. 'api_key'.")
+                failed("spec.field.not_identifier", f"{where} is not a snake_case identifier.", "e.g. 'api_key'.")
             )
             continue
         if keyword.iskeyword(f.name) or keyword.issoftkeyword(f.name):
-            found.append(fail("spec.field.keyword", f"{where} is a Python keyword.", f"Use e.g. '{f.name}_value'."))
+            found.append(failed("spec.field.keyword", f"{where} is a Python keyword.", f"Use e.g. '{f.name}_value'."))
             continue
         if f.name.startswith("_"):
-            found.append(fail("spec.field.private", f"{where} starts with an underscore; pydantic ignores it."))
+            found.append(failed("spec.field.private", f"{where} starts with an underscore; pydantic ignores it."))
             continue
         if f.name in BASE_FIELDS:
             found.append(
-                fail(
+                failed(
                     "spec.field.shadows_base",
                     f"{where} shadows AbstractDestinationDetailsConfig.{f.name}.",
                     "Rename it; buffer settings belong in `batching`, the target id in `destination_id`.",
@@ -184,15 +184,15 @@ def check_fields(fields: list[FieldSpec]) -> list[Finding]:
             )
             continue
         if f.name in PYDANTIC_RESERVED or f.name.startswith("model_"):
-            found.append(fail("spec.field.reserved", f"{where} clashes with a pydantic BaseModel attribute."))
+            found.append(failed("spec.field.reserved", f"{where} clashes with a pydantic BaseModel attribute."))
             continue
         if f.name in seen:
-            found.append(fail("spec.field.duplicate", f"{where} is declared twice.", "Keep one declaration."))
+            found.append(failed("spec.field.duplicate", f"{where} is declared twice.", "Keep one declaration."))
             continue
         seen.add(f.name)
         if f.type not in FIELD_TYPES:
             found.append(
-                fail(
+                failed(
                     "spec.field.unknown_type",
                     f"{where} has type {f.type[:40]!r}.",
                     f"Use one of {', '.join(FIELD_TYPES)}.",
@@ -201,21 +201,21 @@ def check_fields(fields: list[FieldSpec]) -> list[Finding]:
             continue
         if f.required and not f.description.strip():
             found.append(
-                fail(
+                failed(
                     "spec.field.missing_description", f"{where} is required but has no description.", "Say what it is."
                 )
             )
         if len(f.description) > MAX_TEXT:
-            found.append(fail("spec.field.description_too_long", f"{where} description exceeds {MAX_TEXT} chars."))
+            found.append(failed("spec.field.description_too_long", f"{where} description exceeds {MAX_TEXT} chars."))
         if f.required and f.default is not None:
             found.append(
-                fail("spec.field.required_with_default", f"{where} is required and has a default.", "Drop one.")
+                failed("spec.field.required_with_default", f"{where} is required and has a default.", "Drop one.")
             )
         if f.secret and f.type != "str":
-            found.append(fail("spec.field.secret_type", f"{where} is secret but not a str.", "Secrets are strings."))
+            found.append(failed("spec.field.secret_type", f"{where} is secret but not a str.", "Secrets are strings."))
         if f.secret and f.default is not None:
             found.append(
-                fail(
+                failed(
                     "spec.field.secret_default",
                     f"{where} is secret and has a default, which would put a secret in source code.",
                     "Drop the default; pass the value in the YAML (bizon resolves env:// references).",
@@ -223,7 +223,7 @@ def check_fields(fields: list[FieldSpec]) -> list[Finding]:
             )
         why = _check_default(f)
         if why:
-            found.append(fail("spec.field.default_type", f"{where}: {why}.", f"Give a {f.type} or no default."))
+            found.append(failed("spec.field.default_type", f"{where}: {why}.", f"Give a {f.type} or no default."))
     return found
 
 
@@ -247,7 +247,7 @@ def check_spec(spec: DestinationSpec) -> list[Finding]:
     bad = next((t for t in _texts(spec) if not t.isascii() and not _encodes(t)), None)
     if bad is not None:  # a lone surrogate from JSON's \ud800 cannot be stored, rendered or read back
         return [
-            fail(
+            failed(
                 "spec.text.not_unicode",
                 f"A string in the spec holds a lone surrogate: {bad[:60]!r}.",
                 "Send well-formed Unicode (pair surrogates, or drop the character).",
@@ -255,20 +255,20 @@ def check_spec(spec: DestinationSpec) -> list[Finding]:
         ]
     found = check_name(spec.name) + check_fields(spec.fields)
     if spec.alias is not None and (not spec.alias.strip() or len(spec.alias) > 100):
-        found.append(fail("spec.alias.invalid", "The alias must be 1-100 characters.", "Omit it to use the name."))
+        found.append(failed("spec.alias.invalid", "The alias must be 1-100 characters.", "Omit it to use the name."))
     if len(spec.description) > MAX_TEXT:
-        found.append(fail("spec.description_too_long", f"The description exceeds {MAX_TEXT} characters."))
+        found.append(failed("spec.description_too_long", f"The description exceeds {MAX_TEXT} characters."))
     b, e = spec.batching, spec.error_handling
     if b.buffer_size_mb < 0 or b.buffer_size_mb > 10_000:
-        found.append(fail("spec.batching.buffer_size", "buffer_size_mb must be 0-10000 (0 writes every iteration)."))
+        found.append(failed("spec.batching.buffer_size", "buffer_size_mb must be 0-10000 (0 writes every iteration)."))
     if b.flush_timeout_s < 0:
-        found.append(fail("spec.batching.flush_timeout", "flush_timeout_s must be >= 0 (0 turns the timeout off)."))
+        found.append(failed("spec.batching.flush_timeout", "flush_timeout_s must be >= 0 (0 turns the timeout off)."))
     if not 1 <= b.max_concurrent_threads <= 256:
-        found.append(fail("spec.batching.threads", "max_concurrent_threads must be 1-256."))
+        found.append(failed("spec.batching.threads", "max_concurrent_threads must be 1-256."))
     if not 0 <= e.max_retries <= 20:
-        found.append(fail("spec.error_handling.max_retries", "max_retries must be 0-20."))
+        found.append(failed("spec.error_handling.max_retries", "max_retries must be 0-20."))
     if not (0 < e.backoff_seconds <= 600) or not math.isfinite(e.backoff_seconds):
-        found.append(fail("spec.error_handling.backoff", "backoff_seconds must be in (0, 600]."))
+        found.append(failed("spec.error_handling.backoff", "backoff_seconds must be in (0, 600]."))
     return found
 
 
@@ -279,7 +279,7 @@ def check_against_workspace(spec: DestinationSpec, ws: Workspace, reg: registry.
     found: list[Finding] = []
     if not ours and ws.destination_dir(spec.name).exists():
         found.append(
-            fail(
+            failed(
                 "spec.name.taken",
                 f"bizon already has a destination folder {spec.name!r}.",
                 "Pick another name; to rebuild it, remove it first with remove_destination.",
@@ -287,14 +287,14 @@ def check_against_workspace(spec: DestinationSpec, ws: Workspace, reg: registry.
         )
     member = reg.member_for_value(spec.name)
     if member and member != n.upper:
-        found.append(fail("spec.name.taken", f"DestinationTypes.{member} already has the value {spec.name!r}."))
+        found.append(failed("spec.name.taken", f"DestinationTypes.{member} already has the value {spec.name!r}."))
     if n.upper in reg.enum and reg.enum[n.upper] != spec.name:
-        found.append(fail("spec.name.taken", f"DestinationTypes.{n.upper} exists with value {reg.enum[n.upper]!r}."))
+        found.append(failed("spec.name.taken", f"DestinationTypes.{n.upper} exists with value {reg.enum[n.upper]!r}."))
     for cls in (f"{n.pascal}Config", f"{n.pascal}DestinationConfig", f"{n.pascal}Destination"):
         module = reg.imports.get(cls)
         if module and not module.startswith(f"{registry.CONNECTOR_PREFIX}{spec.name}."):
             found.append(
-                fail(
+                failed(
                     "spec.name.class_taken",
                     f"Class {cls} is already imported in bizon/common/models.py from {module}.",
                     "Pick a name whose PascalCase form is new.",
@@ -329,7 +329,7 @@ def load(ws: Workspace, name: str) -> DestinationSpec:
     path = spec_path(ws, name)
     if not path.exists():
         raise Refused(
-            fail(
+            failed(
                 "spec.not_found",
                 f"No spec stored for {name!r} in this workspace.",
                 "Call describe_target first.",
@@ -347,7 +347,7 @@ def load(ws: Workspace, name: str) -> DestinationSpec:
         why = why or "; ".join(f.message for f in check_spec(stored) if f.status == "fail") or None
     if why:
         raise Refused(
-            fail(
+            failed(
                 "spec.unreadable",
                 f"The stored spec for {name!r} is not a valid spec of that name ({why}).",
                 "Call describe_target again to store it afresh.",

@@ -12,7 +12,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bizon_forge.findings import Refused, fail
+from bizon_forge.findings import Refused, failed
 
 ENUM_FILE = "bizon/destination/config.py"
 MODELS_FILE = "bizon/common/models.py"
@@ -131,7 +131,7 @@ def resolve(path: str | None, settings: Settings, within: tuple[Path, ...] | Non
     if path is None or path == "":
         if settings.default_workspace is None:
             raise Refused(
-                fail(
+                failed(
                     "workspace.unset",
                     "No workspace given and the server has no default.",
                     "Pass `workspace`, or start the server with --workspace DIR.",
@@ -140,7 +140,7 @@ def resolve(path: str | None, settings: Settings, within: tuple[Path, ...] | Non
         candidate = settings.default_workspace
     else:
         if "\x00" in path:
-            raise Refused(fail("workspace.invalid", "The workspace path holds a NUL byte.", "Pass a plain path."))
+            raise Refused(failed("workspace.invalid", "The workspace path holds a NUL byte.", "Pass a plain path."))
         candidate = Path(path).expanduser()
         if not candidate.is_absolute():
             base = settings.default_workspace or Path.cwd()
@@ -148,7 +148,7 @@ def resolve(path: str | None, settings: Settings, within: tuple[Path, ...] | Non
     real = Path(os.path.realpath(candidate))
     if settings.roots and not any(real == r or r in real.parents for r in settings.roots):
         raise Refused(
-            fail(
+            failed(
                 "workspace.outside_roots",
                 f"{path or candidate} resolves outside the roots this server may touch.",
                 "Use a workspace under: " + ", ".join(str(r) for r in settings.roots),
@@ -156,7 +156,7 @@ def resolve(path: str | None, settings: Settings, within: tuple[Path, ...] | Non
         )
     if within is not None and not any(real == r or r in real.parents for r in within):
         raise Refused(
-            fail(
+            failed(
                 "auth.outside_roots",
                 f"{path or candidate} resolves outside the roots your credential may use.",
                 "Use a workspace under: " + ", ".join(str(r) for r in within),
@@ -164,20 +164,20 @@ def resolve(path: str | None, settings: Settings, within: tuple[Path, ...] | Non
         )
     if not real.exists():
         raise Refused(
-            fail(
+            failed(
                 "workspace.missing",
                 f"No such directory: {candidate}.",
                 "Create one with `bizon-forge workspace init DIR`.",
             )
         )
     if not real.is_dir():
-        raise Refused(fail("workspace.not_a_directory", f"{candidate} is a file, not a directory."))
+        raise Refused(failed("workspace.not_a_directory", f"{candidate} is a file, not a directory."))
     # Regular files only: reading a FIFO planted at a registration path would hang the call under the lock.
     missing = [rel for rel in REGISTRATION_FILES if not (real / rel).is_file()]
     missing += [] if (real / DESTINATIONS_DIR).is_dir() else [DESTINATIONS_DIR]
     if missing:
         raise Refused(
-            fail(
+            failed(
                 "workspace.not_bizon",
                 f"{candidate} is not a bizon source tree (missing {', '.join(missing)}).",
                 "Point at a bizon checkout or sdist; `bizon-forge workspace init DIR` makes one.",
@@ -186,7 +186,7 @@ def resolve(path: str | None, settings: Settings, within: tuple[Path, ...] | Non
     link = _symlink_in(real)
     if link:
         raise Refused(
-            fail(
+            failed(
                 "workspace.symlink",
                 f"{link} in the tree is a symlink; bizon-forge edits only real paths inside the tree.",
                 "Replace it with a real file or folder (or point at the tree it leads to).",
@@ -207,7 +207,7 @@ NOT_REGULAR = {
 
 def _not_a_file(path: Path, mode: int) -> Refused:
     return Refused(
-        fail(
+        failed(
             "workspace.not_a_file",
             f"{path} is {NOT_REGULAR.get(stat.S_IFMT(mode), 'a special file')}, not a regular file: "
             "bizon-forge will not read it (a pipe can block a read forever).",
@@ -274,7 +274,7 @@ def cache_dir() -> Path:
 def sdist(version: str) -> Path:
     """bizon's sdist from PyPI (it holds the whole repo: bizon/, tests/, docs/), cached once per version."""
     if not re.fullmatch(r"\d+(\.\d+){1,3}([a-z]+\d+)?", version):
-        raise Refused(fail("workspace.bad_version", f"{version!r} is not a bizon version.", "Use e.g. 0.6.4."))
+        raise Refused(failed("workspace.bad_version", f"{version!r} is not a bizon version.", "Use e.g. 0.6.4."))
     target = cache_dir() / "sdists"
     found = target / f"bizon-{version}.tar.gz"
     if found.exists():
@@ -287,7 +287,7 @@ def sdist(version: str) -> Path:
         files = list(Path(tmp).glob("bizon-*.tar.gz"))
         if done.returncode != 0 or not files:
             raise Refused(
-                fail(
+                failed(
                     "workspace.download_failed",
                     f"pip could not download bizon=={version}: {done.stderr.strip()[-300:]}",
                     "Check that PyPI is reachable and the version exists.",
@@ -301,7 +301,9 @@ def init(directory: str, version: str = "0.6.4") -> Path:
     """Unpack bizon's sdist into `directory` (which must be absent or empty) and commit it to a new git repo."""
     dest = Path(directory).expanduser().resolve()
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-        raise Refused(fail("workspace.not_empty", f"{dest} exists and is not an empty directory.", "Pick a new path."))
+        raise Refused(
+            failed("workspace.not_empty", f"{dest} exists and is not an empty directory.", "Pick a new path.")
+        )
     archive = sdist(version)
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:

@@ -36,15 +36,15 @@ def excerpt(text: str | None, limit: int = EXCERPT_CHARS) -> str | None:
     return text if len(text) <= limit else "…" + text[-(limit - 1) :]
 
 
+# The constructors of bizon_forge.findings (same names, same shape) for a check's CheckFinding: a failure's hint
+# defaults to the catalog's fix for its id, and a tool's output is kept as an excerpt.
+
+
 def passed(id: str, message: str = "ok") -> CheckFinding:
     return CheckFinding(id=id, status="pass", message=message)
 
 
-def skipped(id: str, message: str, blocked_by: str | None = None) -> CheckFinding:
-    return CheckFinding(id=id, status="skip", message=message, blocked_by=blocked_by)
-
-
-def failed(id: str, message: str, *, file=None, line=None, hint=None, output=None, log=None) -> CheckFinding:
+def failed(id: str, message: str, hint=None, file=None, line=None, *, output=None, log=None) -> CheckFinding:
     from bizon_forge.validators.catalog import BY_ID
 
     return CheckFinding(
@@ -59,7 +59,11 @@ def failed(id: str, message: str, *, file=None, line=None, hint=None, output=Non
     )
 
 
-def warned(id: str, message: str, *, file=None, line=None, hint=None) -> CheckFinding:
+def warned(id: str, message: str, hint=None, file=None, line=None) -> CheckFinding:
     from bizon_forge.validators.catalog import BY_ID
 
     return CheckFinding(id=id, status="warn", message=message, file=file, line=line, hint=hint or BY_ID[id].fix)
+
+
+def skipped(id: str, message: str, blocked_by: str | None = None) -> CheckFinding:
+    return CheckFinding(id=id, status="skip", message=message, blocked_by=blocked_by)

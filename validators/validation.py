@@ -12,7 +12,7 @@ from pathlib import Path
 
 from bizon_forge import interpreter, spec
 from bizon_forge.atomic import workspace_lock
-from bizon_forge.findings import Refused, fail
+from bizon_forge.findings import Refused
 from bizon_forge.validators import (
     agent_todo,
     cache,
@@ -66,11 +66,11 @@ def _refuse_bad_input(ws: Workspace, name: str, level: str) -> None:
     if bad:
         raise Refused(*bad)
     if level not in ("fast", "full"):
-        raise Refused(fail("validate.bad_level", f"Unknown level {level!r}.", "Use 'fast' or 'full'."))
+        raise Refused(failed("validate.bad_level", f"Unknown level {level!r}.", "Use 'fast' or 'full'."))
     folder = ws.destination_dir(name)
     if folder.is_dir() and ws.root not in Path(os.path.realpath(folder)).parents:
         raise Refused(
-            fail(
+            failed(
                 "validate.unsafe_path",
                 f"bizon/connectors/destinations/{name} leads out of the workspace (a symlink).",
                 "Replace the symlink with the destination's real folder.",
@@ -78,7 +78,7 @@ def _refuse_bad_input(ws: Workspace, name: str, level: str) -> None:
         )
     if not folder.is_dir():
         raise Refused(
-            fail(
+            failed(
                 "validate.not_found",
                 f"bizon/connectors/destinations/{name}/ does not exist in this workspace.",
                 f"Call describe_target and render_destination(name={name!r}) first.",
@@ -94,7 +94,7 @@ def _refuse_without_interpreter(ws: Workspace, name: str) -> None:
     missing = state.missing
     if missing:
         raise Refused(
-            fail(
+            failed(
                 "install.missing",
                 f"{', '.join(missing)} (declared by {name}) is not installed in {state.python}, which runs the checks.",
                 f"install_dependencies(name={name!r}) installs it.",
