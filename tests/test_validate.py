@@ -331,3 +331,43 @@ def test_fix_keeps_a_crlf_trees_line_endings(make_tree):
     after = enum.read_bytes()
     assert after.count(b"\n") == after.count(b"\r\n") == before.count(b"\r\n")
     assert after == before.replace(b'    NDJSON  =  "ndjson"', b'    NDJSON = "ndjson"')
+
+
+def test_a_check_with_nothing_to_judge_skips_and_a_pass_names_what_it_did_not_follow(make_tree):
+    """Static checks judge what they can read: nothing to judge is a skip, and a pass says where it stopped."""
+    from bizon_forge.validators import checklist, traps
+    from bizon_forge.validators.code import DestinationCode
+
+    ws = resolve(make_tree("0.6.4"))
+    install_good(ws)
+    config, dest = ws.root / FILES["config"], ws.root / FILES["destination"]
+    code = DestinationCode.load(ws, NAME)
+    connection = checklist.check_connection_bool(code)  # the good one returns os.access(...): a call
+    assert connection.status == "pass" and "not followed" in connection.message
+    assert "`os.access(self.folder, os.W_OK)`" in connection.message
+    records = checklist.write_records_returns(code)
+    assert records.status == "pass" and "not followed" not in records.message
+    staging = traps.staging_without_finalize(code)
+    assert staging.status == "pass" and "not judged" in staging.message
+
+    dest.write_text(dest.read_text().replace("        return True, None\n", "        return self.answer\n", 1))
+    records = checklist.write_records_returns(DestinationCode.load(ws, NAME))
+    assert records.status == "pass" and "`self.answer`" in records.message and "not followed" in records.message
+
+    details = (
+        "class NdjsonDestinationConfig(AbstractDestinationDetailsConfig):\n"
+        '    directory: str = Field(..., description="Folder the .jsonl files are written to; created if missing.")\n'
+    )
+    text = config.read_text()
+    assert details in text
+    imported = "from bizon.connectors.destinations.ndjson.src.details import NdjsonDestinationConfig\n"
+    config.write_text(imported + text.replace(details, ""))
+    code = DestinationCode.load(ws, NAME)
+    for check in (checklist.details_base, checklist.field_descriptions):
+        found = check(code)
+        assert found.status == "skip" and "imported" in found.message and not found.blocked_by, found
+
+    config.write_text(text.replace("    config: NdjsonDestinationConfig\n", ""))
+    found = checklist.field_descriptions(DestinationCode.load(ws, NAME))
+    assert (found.status, found.blocked_by) == ("skip", "checklist.details_base")
+    assert checklist.details_base(DestinationCode.load(ws, NAME)).status == "fail"

@@ -74,8 +74,8 @@ def details_base(code: DestinationCode) -> CheckFinding:
     cls = code.config_classes.get(name)
     if cls is None:
         imported = imported_names(code.tree(code.config_rel)).get(name)
-        if imported:
-            return passed("checklist.details_base", f"{name} is imported from {imported}.")
+        if imported:  # its bases live in another module, which this check does not read
+            return skipped("checklist.details_base", f"{name} is imported from {imported}: its base is not judged.")
         return failed(
             "checklist.details_base",
             f"The details class {name} is neither defined nor imported in config.py.",
@@ -152,11 +152,17 @@ def _field_has_description(value: ast.expr | None) -> tuple[bool, bool]:
 
 
 def field_descriptions(code: DestinationCode) -> CheckFinding:
-    if skip := needs(code, code.config_rel, "checklist.field_descriptions"):
+    id = "checklist.field_descriptions"
+    if skip := needs(code, code.config_rel, id):
         return skip
-    cls = code.config_classes.get(code.details_config_name or "")
-    if cls is None:
-        return passed("checklist.field_descriptions", "No details class defined in config.py to check.")
+    name = code.details_config_name
+    cls = code.config_classes.get(name or "")
+    if cls is None:  # nothing here to judge
+        if code.main_config is None:
+            return skipped(id, "No main config class (see checklist.config_base).", "checklist.config_base")
+        if name is None or name not in imported_names(code.tree(code.config_rel)):
+            return skipped(id, "No details class in config.py (see checklist.details_base).", "checklist.details_base")
+        return skipped(id, f"{name} is imported, not defined in config.py: its fields are not judged.")
     missing = []
     for stmt in cls.body:
         if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
@@ -274,7 +280,8 @@ def check_connection_bool(code: DestinationCode) -> CheckFinding:
             file=code.destination_rel,
             line=fn.lineno,
         )
-    for ret in _own_returns(fn):
+    returns = _own_returns(fn)
+    for ret in returns:
         v = ret.value
         if v is None or (isinstance(v, ast.Constant) and not isinstance(v.value, bool)) or isinstance(v, ast.Tuple):
             return failed(
@@ -290,7 +297,26 @@ def check_connection_bool(code: DestinationCode) -> CheckFinding:
             file=code.destination_rel,
             line=fn.lineno,
         )
-    return passed(id)
+    return passed(id, _judged("check_connection", "bools", [r for r in returns if not _bool_by_form(r.value)]))
+
+
+def _bool_by_form(value: ast.expr | None) -> bool:
+    """A literal bool, a comparison or a `not`: a bool whatever the values in it."""
+    if isinstance(value, ast.Constant):
+        return isinstance(value.value, bool)
+    return isinstance(value, ast.Compare) or (isinstance(value, ast.UnaryOp) and isinstance(value.op, ast.Not))
+
+
+def _judged(method: str, what: str, unjudged: list[ast.Return]) -> str:
+    """A pass's message: the limit of what was judged, when a return's value was not followed."""
+    if not unjudged:
+        return f"{method} returns {what} on every path."
+    shown = ", ".join(f"`{ast.unparse(r.value)[:60]}` (line {r.lineno})" for r in unjudged[:2])
+    more = f" and {len(unjudged) - 2} more" if len(unjudged) > 2 else ""
+    return (
+        f"{method} never ends without a return and its literal returns are {what}; not followed (literal returns "
+        f"only): {shown}{more}."
+    )
 
 
 def _tuple_annotation_ok(ann: ast.expr) -> bool:
@@ -328,7 +354,8 @@ def write_records_returns(code: DestinationCode) -> CheckFinding:
                 )
     if not _always_exits(body_without_docstring(fn)):
         return failed(id, "write_records can reach its end and return None.", file=rel, line=fn.lineno)
-    return passed(id)
+    unjudged = [r for r in _own_returns(fn) if not (isinstance(r.value, ast.Tuple) and _bool_by_form(r.value.elts[0]))]
+    return passed(id, _judged("write_records", "(bool, message) pairs", unjudged))
 
 
 def _returns_failure(handler: ast.ExceptHandler) -> ast.Return | None:

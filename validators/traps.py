@@ -238,16 +238,21 @@ def staging_without_finalize(code: DestinationCode) -> CheckFinding:
         if any(STAGING.search(w.lower()) for w in words):
             mention = node
             break
+    # Judged by names only: what the code writes where, and what finalize() does with it, is not followed.
     if mention is None:
-        return passed(id, "No staging target used.")
+        return passed(id, "No name in destination.py reads as staging (judged by names only).")
     fn = code.destination_method("finalize")
     if fn is not None and not _trivial(fn):
-        return passed(id)
+        return passed(
+            id,
+            f"A name reads as staging (line {mention.lineno}) and finalize() does something; what it does is not "
+            "judged.",
+        )
     where = "does not override finalize()" if fn is None else "has a finalize() that does nothing"
     return failed(
         id,
-        f"{code.destination_class.name} writes to a staging target (line {mention.lineno}) but {where}: "
-        "the staged records never reach the target.",
+        f"{code.destination_class.name} names a staging target (line {mention.lineno}) but {where}: "
+        "staged records would never reach the target.",
         file=code.destination_rel,
         line=fn.lineno if fn is not None else code.destination_class.lineno,
     )
