@@ -114,13 +114,13 @@ def _put_back(path: Path, old: tuple[bytes, int] | None) -> None:
 
 def _restore(done: list[Path], originals: dict[Path, tuple[bytes, int] | None]) -> list[Path]:
     """Put back every written file, newest first; the paths that could not be put back."""
-    failed = []
+    stuck = []
     for path in reversed(done):
         try:
             _put_back(path, originals[path])
         except OSError:
-            failed.append(path)
-    return failed
+            stuck.append(path)
+    return stuck
 
 
 def _landed(path: Path, text: str | None, old: tuple[bytes, int] | None) -> bool:
