@@ -41,6 +41,7 @@ DATA = (
     "data.stream_routing",
     "data.failed_flush",
     "data.full_disk",
+    "data.failed_publish",
     "data.unreliable_target",
 )
 RUNTIME = (
@@ -602,6 +603,25 @@ CHECKS: tuple[Check, ...] = (
         "publishing; publish by an atomic replace so a failure leaves the last publication whole.",
         level="full",
         origin="forge",
+        explained_by=LANDED,
+        needs_finished_code=True,
+    ),
+    Check(
+        "data.failed_publish",
+        "Data, read back from the scratch target",
+        "After an incremental run that landed 3 records, the next run's finalize() meets a full disk (as in "
+        "data.full_disk): it raises, the target still reads back exactly the 3, and the run after it, with room "
+        "again, leaves all 3 + 2 + 2 records exactly once. Skip when finalize() published anyway (the target is "
+        "off this disk). Limits: the disk is full from the publication's first byte, so one that would fail "
+        "half-way through an in-place append is not made; reads use an incremental destination object.",
+        "Both bizon versions mark the job succeeded and move an incremental cursor before finalize(): a run "
+        "whose publication fails is never extracted again, so its staged records must survive to the next run "
+        "and be published once.",
+        "Keep incremental staging where the next run finds it (never relative to the working folder), publish it "
+        "atomically (a temp file then a rename, or one transaction), and let the next finalize() publish what a "
+        "failed one left.",
+        level="full",
+        origin="facts",
         explained_by=LANDED,
         needs_finished_code=True,
     ),

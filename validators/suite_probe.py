@@ -199,8 +199,10 @@ class Target:
     def build(self, sync_mode: str, destination_id: str, **details):
         return probe._build(self.config(sync_mode, destination_id, **details), self.name)
 
-    def read(self, destination_id: str) -> list:
-        reader = self.build("full_refresh", destination_id)
+    def read(self, destination_id: str, sync_mode: str = "full_refresh") -> list:
+        """What read_back() answers, from a destination object of `sync_mode`: building one may act on staging
+        (a full refresh's clears a failed run's leftovers), so a case that keeps staging reads in its own mode."""
+        reader = self.build(sync_mode, destination_id)
         df = reader.read_back()
         if df is None or not hasattr(df, "to_dicts"):
             raise CaseFailed(f"read_back() answered {type(df).__name__}, not a polars DataFrame")
@@ -411,6 +413,46 @@ def case_full_disk(t: Target) -> str:
     )
 
 
+def case_failed_publish(t: Target) -> str:
+    """An incremental run's finalize() meets a full disk. bizon has already marked the run succeeded and moved its
+    cursor (both versions), so its records exist nowhere but in the destination's staging: finalize() must raise,
+    publish nothing of them (no half-appended target), and the next incremental run must publish them with its own."""
+    first, second, third = plain("publish_a", 3), plain("publish_b", 2), plain("publish_c", 2)
+    incr = t.id("publish")
+    run(t, "incremental", incr, [first])
+    destination = t.build("incremental", incr)
+    write(destination, second, "write_records (the run whose publication meets a full disk)")
+    with disk_full():
+        try:
+            destination.finalize()
+            raised = None
+        except Exception as error:
+            raised = type(error).__name__
+    got = t.read(incr, "incremental")
+    if raised is None:
+        if Counter(normalized(first + second)) == Counter(got):
+            raise CaseSkipped(
+                "finalize() published with no room left on this machine's disk: the target is not on the local "
+                "disk (a server or an endpoint), so a full disk cannot reach its publication."
+            )
+        raise CaseFailed(
+            f"finalize() returned although its publication did not land (the disk was full): the target holds "
+            f"{len(got)} record(s), not the {len(first) + len(second)} of both runs",
+            hint="Let a failed publication raise from finalize(): bizon ignores its return value.",
+        )
+    compare(first, got, f"after an incremental finalize() that met a full disk and raised {raised}")
+    run(t, "incremental", incr, [third])
+    compare(
+        first + second + third,
+        t.read(incr, "incremental"),
+        "the next incremental run (bizon marked the failed one succeeded: its records must be published now)",
+    )
+    return (
+        f"an incremental finalize() that met a full disk raised {raised} and left the target whole; the next run "
+        "published both runs' records exactly once"
+    )
+
+
 RECEIVER_VAR = "BIZON_FORGE_RECEIVER_URL"  # set only when the check config posts to the local receiver
 
 
@@ -486,6 +528,7 @@ CASES = (
     ("data.stream_routing", case_stream_routing),
     ("data.failed_flush", case_failed_flush),
     ("data.full_disk", case_full_disk),
+    ("data.failed_publish", case_failed_publish),
     ("data.unreliable_target", case_unreliable_target),
 )
 

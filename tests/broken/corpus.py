@@ -497,6 +497,19 @@ CASES: dict[str, Case] = {
         ),
         level="full",
     ),
+    "data.failed_publish": Case(
+        "every run starts from an empty staging file, incremental ones too: what a failed publication left is "
+        "dropped, though bizon marked that run succeeded and will not extract it again",
+        (
+            replace(
+                "destination",
+                "        if self.sync_metadata.sync_mode == SourceSyncModes.FULL_REFRESH:\n"
+                "            self.staging.unlink(missing_ok=True)\n",
+                "        self.staging.unlink(missing_ok=True)\n",
+            ),
+        ),
+        level="full",
+    ),
     "data.unreliable_target": Case(
         "the check config names the local receiver, but the destination never posts to it (it writes files into "
         "a folder named after the URL), so a receiver answering 401 to everything never stops it",

@@ -93,8 +93,15 @@ class NdjsonDestination(AbstractDestination):
         if replace:
             os.replace(self.staging, self.target)
         else:
-            with self.staging.open("rb") as staged, self.target.open("ab") as target:
-                shutil.copyfileobj(staged, target)
+            # The target and the staging into a new file, then one rename: a failure (a full disk) leaves the
+            # target whole and the staging where the next run's finalize() publishes it.
+            fresh = self.target.with_name(self.target.name + ".next")
+            with fresh.open("wb") as out:
+                for part in (self.target, self.staging):
+                    if part.exists():
+                        with part.open("rb") as handle:
+                            shutil.copyfileobj(handle, out)
+            os.replace(fresh, self.target)
             self.staging.unlink()
         logger.info(f"ndjson: published {self.target}")
 
