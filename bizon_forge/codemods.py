@@ -11,7 +11,7 @@ import re
 import libcst as cst
 import libcst.matchers as m
 
-CONNECTOR_PREFIX = "bizon.connectors.destinations."
+from bizon_forge.connector import is_connector_module
 
 
 class EditPointMissing(Exception):
@@ -105,7 +105,7 @@ def add_import(source: str, module_path: str, name: str, line_length: int = 88) 
     if not imports:
         raise EditPointMissing("no top-level imports in bizon/common/models.py")
     key = _sort_key(module_path)
-    connectors = [(i, mod) for i, mod in imports if mod.startswith(CONNECTOR_PREFIX)]
+    connectors = [(i, mod) for i, mod in imports if is_connector_module(mod)]
     pool = connectors or [(i, mod) for i, mod in imports if mod.startswith("bizon.")] or imports
     after = [i for i, mod in pool if _sort_key(mod) > key]
     position = after[0] if after else pool[-1][0] + 1

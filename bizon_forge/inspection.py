@@ -4,6 +4,7 @@ from pydantic import BaseModel
 
 from bizon_forge import interpreter, registry, spec
 from bizon_forge.audit import audit_path
+from bizon_forge.connector import Connector
 from bizon_forge.findings import Refused, Result, failed, warned
 from bizon_forge.interpreter import Interpreter
 from bizon_forge.workspace import ENUM_FILE, FACTORY_FILE, MODELS_FILE, Workspace
@@ -32,7 +33,7 @@ class InspectResult(Result):
 
 def _config_class(ws: Workspace, name: str, reg: registry.Registry) -> str:
     """The class models.py imports from this destination's config module (bizon's own names vary)."""
-    module = f"{registry.CONNECTOR_PREFIX}{name}.src.config"
+    module = Connector(name).config_module
     imported = [cls for cls, mod in reg.imports.items() if mod == module and cls in reg.union]
     return imported[0] if imported else f"{spec.pascal_case(name)}Config"
 

@@ -7,6 +7,7 @@ already works (sync modes, batching, retries, unnest) and that the agent only ad
 import re
 from dataclasses import dataclass, field
 
+from bizon_forge.connector import Connector
 from bizon_forge.findings import Finding, failed, warned
 from bizon_forge.spec import RECIPES as RECIPES_NAMED
 from bizon_forge.spec import DestinationSpec, ErrorHandling, FieldSpec
@@ -36,10 +37,10 @@ class Recipe:
     asks_full_refresh: bool = False
 
     def templates(self, name: str) -> list[tuple[str, str]]:
-        base = f"bizon/connectors/destinations/{name}/src"
-        out = [(f"{base}/config.py", "config.py.j2"), (f"{base}/destination.py", self.destination_template)]
+        c = Connector(name)
+        out = [(c.config_rel, "config.py.j2"), (c.code_rel, self.destination_template)]
         if self.test_template:
-            out.append((f"tests/connectors/destinations/{name}/test_{name}_destination.py", self.test_template))
+            out.append((c.test_rel, self.test_template))
         return out
 
     def example_value(self, f: FieldSpec, fallback):

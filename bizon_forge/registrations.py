@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from bizon_forge import dependencies, interpreter, pyast, registry, spec
 from bizon_forge.atomic import WriteFailed, workspace_lock, write_all
+from bizon_forge.connector import Connector
 from bizon_forge.findings import Finding, Refused, Result, failed, warned
 from bizon_forge.spec import DestinationSpec, Names
 from bizon_forge.workspace import ENUM_FILE, FACTORY_FILE, MODELS_FILE, Workspace, read_regular, tied_to_server
@@ -53,8 +54,8 @@ def _line_length(ws: Workspace) -> int:
 
 
 def _modules(name: str) -> tuple[str, str]:
-    base = f"{registry.CONNECTOR_PREFIX}{name}.src"
-    return f"{base}.config", f"{base}.destination"
+    c = Connector(name)
+    return c.config_module, c.code_module
 
 
 # -- pure planning ---------------------------------------------------------------------------------
@@ -194,7 +195,7 @@ def conflicts(ws: Workspace, s: DestinationSpec, reg: registry.Registry) -> list
                 FACTORY_FILE,
             )
         )
-    rel_config = f"bizon/connectors/destinations/{s.name}/src/config.py"
+    rel_config = Connector(s.name).config_rel
     if not (ws.root / rel_config).exists():  # a FIFO or a folder there is refused when read
         found.append(failed("registration.not_rendered", f"{rel_config} does not exist.", "Call render_destination."))
         return found

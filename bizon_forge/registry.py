@@ -4,9 +4,8 @@ import ast
 from dataclasses import dataclass, field
 
 from bizon_forge import pyast
+from bizon_forge.connector import Connector
 from bizon_forge.workspace import ENUM_FILE, FACTORY_FILE, MODELS_FILE, REGISTRATION_FILES, Workspace, read_regular
-
-CONNECTOR_PREFIX = "bizon.connectors.destinations."
 
 
 @dataclass
@@ -28,8 +27,7 @@ class Registry:
         config_cls = f"{pascal}Config"
         return {
             "enum": self.enum.get(upper) == name,
-            "union": config_cls in self.union
-            and self.imports.get(config_cls, "").startswith(f"{CONNECTOR_PREFIX}{name}."),
+            "union": config_cls in self.union and Connector(name).owns(self.imports.get(config_cls, "")),
             "factory": upper in self.factory,
         }
 

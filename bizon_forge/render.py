@@ -14,9 +14,10 @@ from pydantic import BaseModel
 
 from bizon_forge import dependencies, recipes, spec
 from bizon_forge.atomic import WriteFailed, workspace_lock, write_all
+from bizon_forge.connector import Connector
 from bizon_forge.findings import Refused, Result, failed, warned
 from bizon_forge.spec import Batching, DestinationSpec, FieldSpec
-from bizon_forge.workspace import DESTINATIONS_DIR, Workspace, read_regular
+from bizon_forge.workspace import Workspace, read_regular
 
 TODO = "FORGE-TODO"  # marks every place the agent must write code; validate_destination reports what is left
 
@@ -165,12 +166,12 @@ def planned_files(ws: Workspace, s: DestinationSpec) -> dict[str, str]:
     """Workspace-relative path -> rendered text, formatted."""
     env = _environment()
     ctx = context(s)
-    base = f"{DESTINATIONS_DIR}/{s.name}"
-    example, check = f"{base}/config/{s.name}.example.yml", f"{base}/config/{s.name}.check.yml"
+    c = Connector(s.name)
+    example, check = c.example_rel, c.check_rel
     # Commands that run as written, with this workspace's interpreter (a bare `bizon` is rarely on PATH).
     ctx["run_example"] = ws.bizon_command("run", example)
     ctx["run_check"] = ws.bizon_command("run", check, env="BIZON_FORGE_SCRATCH=$(mktemp -d)")
-    out = {f"{base}/src/__init__.py": ""}
+    out = {c.init_rel: ""}
     for rel, template in recipes.get(s.recipe).templates(s.name):
         text = env.get_template(template).render(**ctx)
         out[rel] = _ruff_format(ws, rel, text) if rel.endswith(".py") else text

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from bizon_forge import registry
 from bizon_forge.atomic import write_text
+from bizon_forge.connector import Connector
 from bizon_forge.findings import Finding, Refused, failed
 from bizon_forge.workspace import Workspace
 
@@ -292,7 +293,7 @@ def check_against_workspace(spec: DestinationSpec, ws: Workspace, reg: registry.
         found.append(failed("spec.name.taken", f"DestinationTypes.{n.upper} exists with value {reg.enum[n.upper]!r}."))
     for cls in (f"{n.pascal}Config", f"{n.pascal}DestinationConfig", f"{n.pascal}Destination"):
         module = reg.imports.get(cls)
-        if module and not module.startswith(f"{registry.CONNECTOR_PREFIX}{spec.name}."):
+        if module and not Connector(spec.name).owns(module):
             found.append(
                 failed(
                     "spec.name.class_taken",

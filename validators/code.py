@@ -7,8 +7,9 @@ from functools import cached_property
 from pathlib import Path
 
 from bizon_forge import pyast, registry
+from bizon_forge.connector import Connector, is_connector_module
 from bizon_forge.spec import pascal_case
-from bizon_forge.workspace import DESTINATIONS_DIR, REGISTRATION_FILES, Workspace, read_regular
+from bizon_forge.workspace import REGISTRATION_FILES, Workspace, read_regular
 
 TEXT_SUFFIXES = (".py", ".yml", ".yaml", ".json", ".md", ".txt", ".toml", ".cfg")
 LOG_METHODS = {
@@ -199,43 +200,47 @@ class DestinationCode:
             pass  # none: only bizon, pydantic and the standard library count as installed
         return code
 
-    # -- paths -------------------------------------------------------------------------------------
+    # -- paths (bizon_forge.connector knows the layout) ----------------------------------------------
+    @property
+    def connector(self) -> Connector:
+        return Connector(self.name)
+
     @property
     def base(self) -> str:
-        return f"{DESTINATIONS_DIR}/{self.name}"
+        return self.connector.dir
 
     @property
     def config_rel(self) -> str:
-        return f"{self.base}/src/config.py"
+        return self.connector.config_rel
 
     @property
     def destination_rel(self) -> str:
-        return f"{self.base}/src/destination.py"
+        return self.connector.code_rel
 
     @property
     def init_rel(self) -> str:
-        return f"{self.base}/src/__init__.py"
+        return self.connector.init_rel
 
     @property
     def example_rel(self) -> str:
-        return f"{self.base}/config/{self.name}.example.yml"
+        return self.connector.example_rel
 
     @property
     def check_rel(self) -> str:
         """The check config: where every live check writes (see validators/scratch.py)."""
-        return f"{self.base}/config/{self.name}.check.yml"
+        return self.connector.check_rel
 
     @property
     def tests_dir(self) -> str:
-        return f"tests/connectors/destinations/{self.name}"
+        return self.connector.tests_dir
 
     @property
     def config_module(self) -> str:
-        return f"{registry.CONNECTOR_PREFIX}{self.name}.src.config"
+        return self.connector.config_module
 
     @property
     def destination_module(self) -> str:
-        return f"{registry.CONNECTOR_PREFIX}{self.name}.src.destination"
+        return self.connector.code_module
 
     @property
     def pascal(self) -> str:
@@ -320,6 +325,5 @@ def inherits_bizon_destination(code: DestinationCode) -> bool:
     """The destination class extends one of bizon's own destinations, so it inherits their methods."""
     imports = imported_names(code.tree(code.destination_rel))
     return any(
-        imports.get(b, "").startswith("bizon.connectors.destinations.")
-        for b in all_bases(code.destination_class, code.destination_classes)
+        is_connector_module(imports.get(b, "")) for b in all_bases(code.destination_class, code.destination_classes)
     )

@@ -129,12 +129,10 @@ def factory_top_level_import(code: DestinationCode) -> CheckFinding:
     tree = code.registration[FACTORY_FILE].tree
     if tree is None:
         return skipped(id, f"{FACTORY_FILE} does not parse (see source.syntax).", "source.syntax")
-    prefix = f"bizon.connectors.destinations.{code.name}"
+    mine = code.connector.owns
     for node in tree.body:
         mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [getattr(node, "module", "") or ""]
-        if isinstance(node, (ast.Import, ast.ImportFrom)) and any(
-            m == prefix or m.startswith(prefix + ".") for m in mods
-        ):
+        if isinstance(node, (ast.Import, ast.ImportFrom)) and any(mine(m) for m in mods):
             return failed(
                 id,
                 f"{FACTORY_FILE} imports {mods[0]} at the top: the destination imports AbstractDestination "
@@ -190,6 +188,6 @@ def our_lines(code: DestinationCode) -> dict[str, set[int]]:
                 out[FACTORY_FILE].update(range(node.lineno, node.body[-1].end_lineno + 1))
             if isinstance(node, (ast.Import, ast.ImportFrom)) and node in factory_tree.body:
                 mod = getattr(node, "module", None) or ""
-                if mod.startswith(f"bizon.connectors.destinations.{code.name}."):
+                if code.connector.owns(mod):
                     out[FACTORY_FILE].update(range(node.lineno, node.end_lineno + 1))
     return out
