@@ -92,7 +92,8 @@ CHECKS: tuple[Check, ...] = (
         "checklist.details_base",
         "Config",
         "The details config (the type of the main config's `config:` field) extends "
-        "`AbstractDestinationDetailsConfig`.",
+        "`AbstractDestinationDetailsConfig`. Limit: only a class defined in config.py is judged; an imported one "
+        "is a skip.",
         "bizon reads buffer_size, buffer_flush_timeout, destination_id and more from that base class.",
         "Derive the details class from `bizon.destination.config.AbstractDestinationDetailsConfig`.",
     ),
@@ -114,7 +115,8 @@ CHECKS: tuple[Check, ...] = (
     Check(
         "checklist.field_descriptions",
         "Config",
-        "Every required field of the details config has a non-empty `Field(..., description=...)`.",
+        "Every required field of the details config has a non-empty `Field(..., description=...)`. Skip when "
+        "config.py defines no details class (none, or an imported one): nothing to judge.",
         "The description is the only documentation a user of the YAML gets.",
         'Declare it as `name: str = Field(..., description="What it is")`.',
     ),
@@ -129,21 +131,25 @@ CHECKS: tuple[Check, ...] = (
     Check(
         "checklist.check_connection_bool",
         "Implementation",
-        "`check_connection()` is defined and returns a bool.",
+        "`check_connection()` is defined, annotated `-> bool` if at all, cannot end without a return, and returns "
+        "no literal that is not a bool. Judges literal returns only: a returned variable or call is not followed "
+        "(the pass says which).",
         "It is abstract: without it the class cannot be instantiated.",
         "Define `def check_connection(self) -> bool:` returning True or False.",
     ),
     Check(
         "checklist.write_records_returns",
         "Implementation",
-        "`write_records()` returns `(bool, str | None)` on every path.",
+        "`write_records()` cannot end without a return, and its literal returns are `(bool, str | None)` pairs. "
+        "Judges literal returns only: a returned variable or call is not followed (the pass says which).",
         "bizon unpacks `success, error_msg = self.write_records(...)`; anything else crashes the consumer.",
         "Return `True, None` on success and `False, message` on failure.",
     ),
     Check(
         "checklist.errors_logged",
         "Implementation",
-        "Errors caught in `write_records()` are logged before they are returned.",
+        "Warns (never fails) when an `except` block of `write_records()` returns `(False, ...)` without a "
+        "logger call in it.",
         "The returned message is all the engine keeps; a log line with the context saves a rerun.",
         "In each `except` of write_records call `logger.error(...)` before `return False, message`.",
     ),
@@ -247,7 +253,9 @@ CHECKS: tuple[Check, ...] = (
     Check(
         "trap.staging_without_finalize",
         "Traps",
-        "A destination that writes to a staging target overrides `finalize()` to replace or append the target.",
+        "A destination that names a staging target overrides `finalize()` with a body that does something. "
+        "Judged by names only (stage, staging, temp/tmp table, `_tmp`): what is written where and what "
+        "finalize() does with it are not followed.",
         "`finalize()` defaults to doing nothing: staged records would never reach the target.",
         "In finalize(), replace the target with the staging copy (full_refresh) or append it (incremental).",
         origin="facts",
