@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 
 from bizon_forge import interpreter, spec
+from bizon_forge.connector import Connector
 from bizon_forge.atomic import workspace_lock
 from bizon_forge.findings import Refused
 from bizon_forge.validators import (
@@ -67,12 +68,13 @@ def _refuse_bad_input(ws: Workspace, name: str, level: str) -> None:
         raise Refused(*bad)
     if level not in ("fast", "full"):
         raise Refused(failed("validate.bad_level", f"Unknown level {level!r}.", "Use 'fast' or 'full'."))
-    folder = ws.destination_dir(name)
+    rel = Connector(name).dir
+    folder = ws.root / rel
     if folder.is_dir() and ws.root not in Path(os.path.realpath(folder)).parents:
         raise Refused(
             failed(
                 "validate.unsafe_path",
-                f"bizon/connectors/destinations/{name} leads out of the workspace (a symlink).",
+                f"{rel} leads out of the workspace (a symlink).",
                 "Replace the symlink with the destination's real folder.",
             )
         )
@@ -80,7 +82,7 @@ def _refuse_bad_input(ws: Workspace, name: str, level: str) -> None:
         raise Refused(
             failed(
                 "validate.not_found",
-                f"bizon/connectors/destinations/{name}/ does not exist in this workspace.",
+                f"{rel}/ does not exist in this workspace.",
                 f"Call describe_target and render_destination(name={name!r}) first.",
             )
         )
