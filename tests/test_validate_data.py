@@ -32,7 +32,8 @@ BUGS = {
         "swallowed_error": [SWALLOWED],
         "incremental_leftovers_dropped": [
             (
-                "        if self.mode == SourceSyncModes.FULL_REFRESH:\n            table.drop(connection, checkfirst=True)",
+                "        if self.mode == SourceSyncModes.FULL_REFRESH:\n"
+                "            table.drop(connection, checkfirst=True)",
                 "        table.drop(connection, checkfirst=True)",
             )
         ],
