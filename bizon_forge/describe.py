@@ -24,11 +24,10 @@ class DescribeResult(Result):
 def existing(ws: Workspace, s: DestinationSpec, reg: registry.Registry) -> Existing:
     folder = ws.destination_dir(s.name)
     files = sorted(str(p.relative_to(ws.root)) for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
-    n = s.names
     return Existing(
         spec=spec.spec_path(ws, s.name).exists(),
         files=[f for f in files if "__pycache__" not in f],
-        registered=reg.status(s.name, n.pascal, n.upper),
+        registered=reg.registered(s.name),
     )
 
 

@@ -4,7 +4,6 @@ from pydantic import BaseModel
 
 from bizon_forge import interpreter, registry, spec
 from bizon_forge.audit import audit_path
-from bizon_forge.connector import Connector
 from bizon_forge.findings import Refused, Result, failed, warned
 from bizon_forge.interpreter import Interpreter
 from bizon_forge.workspace import ENUM_FILE, FACTORY_FILE, MODELS_FILE, Workspace
@@ -31,13 +30,6 @@ class InspectResult(Result):
     audit: str | None = None  # the audit trail: a line per call that wrote or ran code (workspace-relative)
 
 
-def _config_class(ws: Workspace, name: str, reg: registry.Registry) -> str:
-    """The class models.py imports from this destination's config module (bizon's own names vary)."""
-    module = Connector(name).config_module
-    imported = [cls for cls, mod in reg.imports.items() if mod == module and cls in reg.union]
-    return imported[0] if imported else f"{spec.pascal_case(name)}Config"
-
-
 def inspect_workspace(ws: Workspace) -> InspectResult:
     reg = registry.read(ws)
     stored = set(spec.stored_names(ws))
@@ -50,14 +42,7 @@ def inspect_workspace(ws: Workspace) -> InspectResult:
     # A registration in a file that does not parse is neither there nor missing: it is unknown.
     unknown = {k for k, rel in FILES.items() if any(e.startswith(f"{rel}:") for e in reg.errors)}
     for name in sorted(set(ws.destinations()) | stored | set(reg.enum.values()) - {None}):
-        member = reg.member_for_value(name) or name.upper()
-        cls = _config_class(ws, name, reg)
-        have = {
-            "enum": reg.enum.get(member) == name,
-            "union": cls in reg.union,
-            "factory": member in reg.factory,
-        }
-        have = {k: v for k, v in have.items() if k not in unknown}
+        have = {k: v for k, v in reg.registered(name).items() if k not in unknown}
         src = ws.destination_dir(name) / "src"
         state = DestinationState(
             name=name,

@@ -22,13 +22,16 @@ class Registry:
     def member_for_value(self, value: str) -> str | None:
         return next((m for m, v in self.enum.items() if v == value), None)
 
-    def status(self, name: str, pascal: str, upper: str) -> dict[str, bool]:
-        """Which of the three registrations exist for a destination."""
-        config_cls = f"{pascal}Config"
+    def registered(self, name: str) -> dict[str, bool]:
+        """Which of its three registrations a destination has, the one answer every tool and check gives: a
+        DestinationTypes member whose value is the name; a class imported from its config module that
+        BizonConfig.destination's Union lists; a branch of get_destination() importing its destination module
+        (only that chain is read, as the codemods edit only it)."""
+        c = Connector(name)
         return {
-            "enum": self.enum.get(upper) == name,
-            "union": config_cls in self.union and Connector(name).owns(self.imports.get(config_cls, "")),
-            "factory": upper in self.factory,
+            "enum": self.member_for_value(name) is not None,
+            "union": any(module == c.config_module and cls in self.union for cls, module in self.imports.items()),
+            "factory": c.code_module in self.factory.values(),
         }
 
 

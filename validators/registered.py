@@ -33,10 +33,9 @@ def union(code: DestinationCode) -> CheckFinding:
     if _unparsable(code, MODELS_FILE):
         return skipped(id, f"{MODELS_FILE} does not parse (see source.syntax).", "source.syntax")
     reg = code.reg
-    ours = [cls for cls, mod in reg.imports.items() if mod == code.config_module]
-    listed = [cls for cls in ours if cls in reg.union]
-    if listed:
+    if reg.registered(code.name)["union"]:
         return passed(id)
+    ours = [cls for cls, mod in reg.imports.items() if mod == code.config_module]
     main = code.main_config.name if code.main_config else f"{code.pascal}Config"
     if main in reg.union:
         return failed(
@@ -58,7 +57,7 @@ def factory(code: DestinationCode) -> CheckFinding:
     id = "registration.factory"
     if _unparsable(code, FACTORY_FILE):
         return skipped(id, f"{FACTORY_FILE} does not parse (see source.syntax).", "source.syntax")
-    if code.destination_module in code.reg.factory.values():
+    if code.reg.registered(code.name)["factory"]:
         return passed(id)
     return failed(
         id,
