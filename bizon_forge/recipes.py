@@ -158,7 +158,8 @@ HTTP = Recipe(
         ),
     ),
     test_template="tests/http.py.j2",
-    sample={"endpoint": "http://127.0.0.1:8080/records", "auth_token": None},
+    # No sample endpoint: a made-up URL would look real and pass; `endpoint-value` is caught until the user's is in.
+    sample={"auth_token": None},
     check={
         "endpoint": "env://BIZON_FORGE_RECEIVER_URL",
         "auth_token": None,
@@ -166,7 +167,7 @@ HTTP = Recipe(
     },
     write_method="streaming",
     asks_full_refresh=True,
-    writes_to="JSON POSTs to `endpoint`",
+    writes_to="`endpoint`, as JSON POSTs",
     ignores="the http recipe reads only its endpoint, auth and batching fields",
     transient=("429", "5xx", "ConnectionError", "Timeout"),
     exceptions={

@@ -5,7 +5,9 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import subprocess
+import sys
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -17,6 +19,8 @@ from bizon_forge.atomic import WriteFailed, workspace_lock, write_all
 from bizon_forge.connector import Connector
 from bizon_forge.findings import Refused, Result, failed, warned
 from bizon_forge.spec import Batching, DestinationSpec, FieldSpec
+from bizon_forge.validators import receiver
+from bizon_forge.validators.scratch import RECEIVER_VAR, SCRATCH_VAR
 from bizon_forge.workspace import Workspace, read_regular
 
 TODO = "FORGE-TODO"  # marks every place the agent must write code; validate_destination reports what is left
@@ -170,7 +174,14 @@ def planned_files(ws: Workspace, s: DestinationSpec) -> dict[str, str]:
     example, check = c.example_rel, c.check_rel
     # Commands that run as written, with this workspace's interpreter (a bare `bizon` is rarely on PATH).
     ctx["run_example"] = ws.bizon_command("run", example)
-    ctx["run_check"] = ws.bizon_command("run", check, env="BIZON_FORGE_SCRATCH=$(mktemp -d)")
+    scratch, ctx["run_receiver"] = f"{SCRATCH_VAR}=$(mktemp -d)", None
+    if RECEIVER_VAR in str(recipes.get(s.recipe).check):
+        # It posts to the local receiver: the command that serves one comes first (bizon-forge's own Python).
+        port = receiver.RUN_PORT
+        ignores = " --ignore-replace" if s.full_refresh == "delete_first" else ""  # as the checks' receiver does
+        ctx["run_receiver"] = f"{shlex.quote(sys.executable)} -m bizon_forge.validators.receiver --port {port}{ignores}"
+        scratch += f" {RECEIVER_VAR}=http://127.0.0.1:{port}/records"
+    ctx["run_check"] = ws.bizon_command("run", check, env=scratch)
     out = {c.init_rel: ""}
     for rel, template in recipes.get(s.recipe).templates(s.name):
         text = env.get_template(template).render(**ctx)

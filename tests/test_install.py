@@ -98,30 +98,32 @@ def test_each_recipe_passes_full_and_the_printed_sync_runs_as_printed(installed,
     _, env, _ = installed
     ws = workspace_with_venv
     spec = {"name": f"e2e_{recipe}", "recipe": recipe}
-    if recipe == "http":
-        spec["full_refresh"] = "replace_flag"  # the local receiver below honours "replace": true
-    out = generate(installed, ws, spec)
-    assert out["ok"], out
-    command = re.search(r"run it with: (.+)$", out["next"]).group(1)
-    assert command.startswith(f"cd {ws} && .venv/bin/bizon run ")
-    if recipe == "http":  # the user points its example at their endpoint (here a local receiver)
+    receiver = None
+    if recipe == "http":  # the user's endpoint (here a local receiver that honours "replace": true), in the spec
         from bizon_forge.validators.receiver import Receiver
 
         receiver = Receiver()
-        example = ws / "bizon/connectors/destinations/e2e_http/config/e2e_http.example.yml"
-        example.write_text(example.read_text().replace("http://127.0.0.1:8080/records", receiver.url))
-        # Its token is a reference; `next` says to set it in the tree's .env, which bizon run reads.
-        assert "E2E_HTTP_AUTH_TOKEN" in out["next"] and ".env" in out["next"]
-        (ws / ".env").write_text("E2E_HTTP_AUTH_TOKEN=tok-e2e\n")
-        try:  # its staging folder is under ~/.cache: a HOME of its own keeps the real one clean
-            ran = shell(command, {**env, "HOME": str(ws.parent / "home")})
-        finally:
+        spec["full_refresh"] = "replace_flag"
+        spec["fields"] = [{"name": "endpoint", "default": receiver.url, "description": "The ingest API."}]
+    try:
+        out = generate(installed, ws, spec)
+        assert out["ok"], out
+        command = re.search(r"run it with: (.+)$", out["next"]).group(1)
+        assert command.startswith(f"cd {ws} && .venv/bin/bizon run ")
+        run_env = env
+        if receiver:
+            assert not receiver.stored, "validation wrote to the endpoint the example names"
+            # Its token is a reference; `next` says to set it in the tree's .env, which bizon run reads.
+            assert "E2E_HTTP_AUTH_TOKEN" in out["next"] and ".env" in out["next"]
+            (ws / ".env").write_text("E2E_HTTP_AUTH_TOKEN=tok-e2e\n")
+            run_env = {**env, "HOME": str(ws.parent / "home")}  # its staging is under ~/.cache: not the real one
+        ran = shell(command, run_env)
+        assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-2000:]
+        if receiver:
+            assert sum(map(len, receiver.stored.values())) > 0, receiver.stored
+    finally:
+        if receiver:
             receiver.close()
-        assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-2000:]
-        assert sum(map(len, receiver.stored.values())) > 0, receiver.stored
-    else:
-        ran = shell(command, env)
-        assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-2000:]
 
 
 def test_a_mariadb_destination_needs_no_command_bizon_forge_did_not_print(installed, workspace_with_venv, mariadb_url):

@@ -68,7 +68,7 @@ def test_fields_the_recipe_does_not_read_are_a_warning_that_says_why(ws64):
 
 @pytest.mark.parametrize(
     ("recipe", "where"),
-    [("sql", "SQLAlchemy URL"), ("file", "not S3, GCS or any object store"), ("http", "JSON POSTs to `endpoint`")],
+    [("sql", "SQLAlchemy URL"), ("file", "not S3, GCS or any object store"), ("http", "`endpoint`, as JSON POSTs")],
 )
 def test_each_recipe_says_what_it_writes_to(ws64, recipe, where):
     how = "replace_flag" if recipe == "http" else None

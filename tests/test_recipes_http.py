@@ -7,9 +7,13 @@ Through the destination itself (stream mode, as bizon's consumer calls it): writ
 """
 
 import json
+import os
+import re
+import signal
 import subprocess
 import sys
 import threading
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import orjson
@@ -190,3 +194,27 @@ def test_write_records_retries_transient_failures_and_returns_permanent_ones(hoo
     assert failed is False
     assert "HTTP 422" in reason
     assert broken.posts == 1
+
+
+def test_the_check_configs_printed_commands_run_as_printed(hook):
+    """Its comment prints two commands (a local receiver, then the sync): both run as printed, and land."""
+    check = (hook / "bizon/connectors/destinations/hook/config/hook.check.yml").read_text()
+    serve, sync = (line.removeprefix("#   ") for line in check.splitlines() if line.startswith("#   "))
+    receiver = subprocess.Popen(serve, shell=True, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        url = re.search(r"receiving at (\S+)", receiver.stdout.readline()).group(1)
+        done = subprocess.run(
+            sync,
+            shell=True,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={k: v for k, v in os.environ.items() if not k.startswith("BIZON_FORGE_")},
+        )
+        assert done.returncode == 0, (done.stdout + done.stderr)[-2000:]
+        with urllib.request.urlopen(f"{url}?destination_id=forge_check", timeout=10) as answer:
+            landed = json.load(answer)["records"]
+        assert sorted(r["source_record_id"] for r in landed) == CREATURE_IDS
+    finally:
+        os.killpg(receiver.pid, signal.SIGTERM)
+        receiver.wait(timeout=10)

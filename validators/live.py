@@ -87,7 +87,11 @@ def check_references(code: DestinationCode) -> CheckFinding:
     path = code.ws.root / rel
     names = references(read_regular(path).decode(errors="replace")) if path.is_file() else []
     if not names:
-        return skipped(id, f"{rel} references no env:// variable: nothing to judge.")
+        return skipped(
+            id,
+            f"{rel} references no env:// variable of its own (BIZON_FORGE_* are the scratch places each validation "
+            "makes): nothing to judge.",
+        )
     found = lookup(code.ws.root, names)
     missing = [n for n in names if n not in found]
     dotenv = code.ws.root / ".env"

@@ -25,7 +25,7 @@ CYCLE = 6
 
 
 class Receiver:
-    def __init__(self, honours_replace: bool = True):
+    def __init__(self, honours_replace: bool = True, port: int = 0):
         self.honours_replace = honours_replace
         self.stored: dict[str, list] = {}
         self.keys: set[str] = set()
@@ -107,7 +107,7 @@ class Receiver:
                     return
                 self._answer(200, {"stored": len(records)})
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.server.handle_error = lambda request, address: None  # a dropped answer is the point, not news
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True, name="bizon-forge-receiver")
@@ -137,3 +137,26 @@ class Receiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+RUN_PORT = 8799  # where `python -m bizon_forge.validators.receiver` listens, as the check configs' comments print
+
+
+def main() -> None:
+    """Serve a receiver in the foreground, for running an http destination's check config by hand."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="bizon-forge's local HTTP receiver (a scratch target)")
+    parser.add_argument("--port", type=int, default=RUN_PORT)
+    parser.add_argument("--ignore-replace", action="store_true", help='ignore "replace": true, as delete_first says')
+    args = parser.parse_args()
+    receiver = Receiver(honours_replace=not args.ignore_replace, port=args.port)
+    print(f"receiving at {receiver.url} (GET ?destination_id= shows what landed); Ctrl-C stops", flush=True)
+    try:
+        receiver.thread.join()
+    except KeyboardInterrupt:
+        receiver.close()
+
+
+if __name__ == "__main__":
+    main()

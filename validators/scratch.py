@@ -63,12 +63,13 @@ class Scratch:
         honours_replace: bool = True,
     ):
         self.run_id = secrets.token_hex(3)
-        found = lookup(root, sorted({*references(check_text), *references(example_text)}))
+        found = lookup(root, references(check_text))
         self.passed = {n: where for n, (_, where) in found.items()}
         self.passed_env = {n: value for n, (value, _) in found.items()}
-        # The example is the user's real sync: validated, never run. Its secrets need not be set here: a variable
-        # it references, set nowhere, gets a stand-in that every field type takes. One the check config references
-        # too cannot mislead: unset, it fails live.check_references, and then nothing runs the check config.
+        # The example is the user's real sync: validated, never run. A variable only it references gets a stand-in
+        # that every field type takes, set or not: the code under test never sees a secret of the real target. One
+        # the check config references too and that is unset fails live.check_references, and nothing then runs
+        # the check config; the stand-in only lets the example be validated.
         self.standins = sorted(set(references(example_text)) - set(found))
         self.passed_env.update(dict.fromkeys(self.standins, STANDIN))
         self.folder = Path(tempfile.mkdtemp(prefix=f"bizon-forge-{name}-target-"))
@@ -95,8 +96,8 @@ class Scratch:
         else:
             after = "; what they wrote there stays (that target is the check config's own, not one made per run)"
         standins = (
-            f"; the example config was validated with stand-ins for {', '.join(self.standins)} (unset here; "
-            "its sync needs them set, in the environment or the workspace's .env)"
+            f"; the example config was validated with stand-ins for {', '.join(self.standins)} (never their "
+            "values: it is not run here; its sync reads them from the environment or the workspace's .env)"
             if self.standins
             else ""
         )
