@@ -12,13 +12,14 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bizon_forge import connector
 from bizon_forge.findings import Refused, failed
 
 ENUM_FILE = "bizon/destination/config.py"
 MODELS_FILE = "bizon/common/models.py"
 FACTORY_FILE = "bizon/destination/destination.py"
 REGISTRATION_FILES = (ENUM_FILE, MODELS_FILE, FACTORY_FILE)
-DESTINATIONS_DIR = "bizon/connectors/destinations"
+DESTINATIONS_DIR = connector.folder("destination")
 STATE_DIR = ".bizon-forge"  # specs and render records live here, inside the workspace
 
 # Only these variables reach code the agent wrote; the server's own secrets stay behind.
@@ -49,7 +50,7 @@ class Workspace:
         return self.root / rel
 
     def destination_dir(self, name: str) -> Path:
-        return self.root / DESTINATIONS_DIR / name
+        return self.root / connector.Connector(name).dir
 
     @property
     def state_dir(self) -> Path:
@@ -245,7 +246,7 @@ def read_regular(path: Path) -> bytes:
 GUARDED = (
     *REGISTRATION_FILES,
     DESTINATIONS_DIR,
-    "tests/connectors/destinations",
+    connector.tests_folder("destination"),
     f"{STATE_DIR}/specs",
     f"{STATE_DIR}/rendered",
 )

@@ -2,6 +2,7 @@
 
 import ast
 
+from bizon_forge.connector import is_connector_module
 from bizon_forge.validators.code import (
     DestinationCode,
     all_bases,
@@ -209,7 +210,7 @@ def destination_base(code: DestinationCode) -> CheckFinding:
     if extends(cls, "AbstractDestination", local):
         return passed("checklist.destination_base")
     # A subclass of one of bizon's own destinations extends AbstractDestination through it.
-    bases = [b for b in all_bases(cls, local) if imports.get(b, "").startswith("bizon.connectors.destinations.")]
+    bases = [b for b in all_bases(cls, local) if is_connector_module(imports.get(b, ""))]
     if bases:
         return passed("checklist.destination_base", f"{cls.name} extends bizon's {bases[0]}.")
     return failed(
