@@ -29,6 +29,10 @@ def _parser() -> argparse.ArgumentParser:
     auth.add_argument("--jwt-roots-claim", default="bizon_forge_roots", help="claim listing a JWT's roots")
     auth.add_argument("--no-auth", action="store_true", help="serve HTTP without credentials (loopback only)")
 
+    receiver = sub.add_parser("receiver", help="serve the local HTTP receiver the http check configs post to")
+    receiver.add_argument("--port", type=int, help="default 8799, as the check configs print")
+    receiver.add_argument("--ignore-replace", action="store_true", help='ignore "replace": true, as delete_first says')
+
     token = sub.add_parser("token", help="mint or revoke a static bearer token for `serve --http --tokens FILE`")
     token_sub = token.add_subparsers(dest="token_command", required=True)
     add = token_sub.add_parser("add", help="add a token to FILE and print its secret (shown once, stored hashed)")
@@ -115,6 +119,10 @@ def _run(args) -> int:
         return _serve(args)
     if args.command == "token":
         return _token(args)
+    if args.command == "receiver":
+        from bizon_forge.validators.receiver import RUN_PORT, serve_forever
+
+        return serve_forever(args.port or RUN_PORT, honours_replace=not args.ignore_replace)
     if args.command == "workspace":
         return _workspace(args)
     settings = workspace.Settings.from_paths([args.workspace], python=args.python)
@@ -208,6 +216,7 @@ def _workspace(args) -> int:
             ws = workspace.Workspace(root=path, settings=workspace.Settings())
             print(f"no .venv made: until it has one, its bizon runs with {ws.python()}; make one with:")
             print(f"  {interpreter.fix_command(ws)}")
+            _print_serve(path)
             return 0
     else:
         found = workspace.resolve(args.dir, workspace.Settings())
@@ -217,7 +226,18 @@ def _workspace(args) -> int:
     ws = workspace.Workspace(root=path, settings=workspace.Settings())
     print(f"its interpreter: {python}")
     print(f"run a sync: {ws.bizon_command('run', 'FILE')}")
+    _print_serve(path)
     return 0
+
+
+def _print_serve(root: Path) -> None:
+    """How an agent reaches it: the server over stdio, from this installation."""
+
+    from bizon_forge.interpreter import forge_command
+
+    serve = forge_command("serve", "--workspace", str(root))
+    print(f"serve it to an agent over stdio: {serve}")
+    print(f"  e.g. Claude Code: claude mcp add bizon-forge -- {serve}")
 
 
 def _load_spec(path: Path) -> dict:

@@ -168,11 +168,19 @@ def _probe(ws: Workspace, libraries: list[str]) -> Interpreter:
     )
 
 
+def forge_command(*args: str) -> str:
+    """`bizon-forge ARGS` as a shell command that runs as printed from any folder: the console script beside this
+    Python, else `python -m bizon_forge` (which, run inside a bizon-forge checkout, would import its source folder)."""
+    script = Path(sys.executable).with_name("bizon-forge")
+    head = [str(script)] if script.is_file() else [sys.executable, "-m", "bizon_forge"]
+    return shlex.join([*head, *args])
+
+
 def fix_command(ws: Workspace) -> str:
     """The one command that gives this workspace a working interpreter, runnable as printed."""
     if ws.settings.python:  # the server was told which Python to use: complete that one
         return shlex.join(install_command(ws.settings.python, runtime_requirements(ws.root)))
-    return f"{shlex.quote(sys.executable)} -m bizon_forge workspace venv {shlex.quote(str(ws.root))}"
+    return forge_command("workspace", "venv", str(ws.root))
 
 
 def no_interpreter(ws: Workspace, state: Interpreter) -> Finding:

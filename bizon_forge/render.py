@@ -5,16 +5,14 @@ import hashlib
 import json
 import os
 import re
-import shlex
 import subprocess
-import sys
 from functools import cache
 from importlib import resources
 from pathlib import Path
 
 from pydantic import BaseModel
 
-from bizon_forge import dependencies, recipes, spec
+from bizon_forge import dependencies, interpreter, recipes, spec
 from bizon_forge.atomic import WriteFailed, workspace_lock, write_all
 from bizon_forge.connector import Connector
 from bizon_forge.findings import Refused, Result, failed, warned
@@ -24,6 +22,16 @@ from bizon_forge.validators.scratch import RECEIVER_VAR, SCRATCH_VAR
 from bizon_forge.workspace import Workspace, read_regular
 
 TODO = "FORGE-TODO"  # marks every place the agent must write code; validate_destination reports what is left
+TODO_MARK = re.compile(rf"{TODO}(?:\((\w+)\))?")
+
+
+def todo_tasks(text: str) -> list[tuple[int, str]]:
+    """(offset, task) of each task left in `text`, in order: FORGE-TODO(write) in a comment and in the raise under
+    it is one task; an untagged marker is one of its own."""
+    seen: dict[str, int] = {}
+    for match in TODO_MARK.finditer(text):
+        seen.setdefault(match.group(1) or f"@{match.start()}", match.start())
+    return [(offset, task) for task, offset in seen.items()]
 
 
 class RenderedFile(BaseModel):
@@ -178,8 +186,8 @@ def planned_files(ws: Workspace, s: DestinationSpec) -> dict[str, str]:
     if RECEIVER_VAR in str(recipes.get(s.recipe).check):
         # It posts to the local receiver: the command that serves one comes first (bizon-forge's own Python).
         port = receiver.RUN_PORT
-        ignores = " --ignore-replace" if s.full_refresh == "delete_first" else ""  # as the checks' receiver does
-        ctx["run_receiver"] = f"{shlex.quote(sys.executable)} -m bizon_forge.validators.receiver --port {port}{ignores}"
+        ignores = ["--ignore-replace"] if s.full_refresh == "delete_first" else []  # as the checks' receiver does
+        ctx["run_receiver"] = interpreter.forge_command("receiver", "--port", str(port), *ignores)
         scratch += f" {RECEIVER_VAR}=http://127.0.0.1:{port}/records"
     ctx["run_check"] = ws.bizon_command("run", check, env=scratch)
     out = {c.init_rel: ""}
@@ -293,13 +301,16 @@ def render_destination(
                 raise Refused(
                     failed("render.write_failed", f"Writing failed ({error.cause}); nothing was changed.")
                 ) from None
-    todo = sum(text.count(TODO) for text in planned.values())
-    if todo:
+    tasks = [task for text in planned.values() for _, task in todo_tasks(text)]
+    if tasks:
+        named = ", ".join(t for t in tasks if not t.startswith("@"))
         findings.append(
             warned(
                 "render.todo_left",
-                f"{todo} {TODO} marker(s) mark code the agent must write.",
-                f"Fill each {TODO} in destination.py, then call validate_destination.",
+                f"{len(tasks)} task(s) marked {TODO} are left for the agent to write"
+                + (f": {named}." if named else "."),
+                f"Fill each {TODO} in destination.py (before or after apply_registrations, which `next` names), "
+                "then call validate_destination.",
             )
         )
     nxt = None if dry_run else f"apply_registrations(name={name!r})"

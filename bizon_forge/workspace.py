@@ -313,9 +313,11 @@ def init(directory: str, version: str = "0.6.4") -> Path:
         (top,) = Path(tmp).iterdir()
         for item in top.iterdir():
             shutil.move(str(item), dest / item.name)
-    ignore = dest / ".gitignore"  # our state (specs, render records, logs, the check cache) is not the tree's
+    # Not the tree's: our state (specs, render records, logs, the check cache, the audit trail) and what the
+    # rendered example syncs write offline (a SQLite file, JSON Lines) under output/. bizon ignores .env itself.
+    ignore = dest / ".gitignore"
     text = ignore.read_text() if ignore.is_file() else ""
-    ignore.write_text(text + ("" if not text or text.endswith("\n") else "\n") + f"{STATE_DIR}/\n")
+    ignore.write_text(text + ("" if not text or text.endswith("\n") else "\n") + f"{STATE_DIR}/\noutput/\n")
     git = ["git", "-c", "user.name=bizon-forge", "-c", "user.email=forge@localhost", "-c", "init.defaultBranch=main"]
     subprocess.run([*git, "init", "-q", str(dest)], check=True, capture_output=True)
     subprocess.run([*git, "-C", str(dest), "add", "-A"], check=True, capture_output=True)

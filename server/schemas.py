@@ -113,6 +113,8 @@ def compact_tools(mcp: MCPServer) -> None:
     # The SDK keeps registered tools in its ToolManager; FuncMetadata's fields are read live on
     # every tools/list, so reassigning them is the documented way to change what is published.
     for tool in mcp._tool_manager.list_tools():
+        # a docstring's second line keeps its source indentation; an agent reads the description, not the source
+        tool.description = " ".join((tool.description or "").split())
         tool.parameters = compact(tool.parameters)
         meta = tool.fn_metadata
         if meta.output_schema is not None:

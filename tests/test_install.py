@@ -10,6 +10,7 @@ and the printed sync lands its records in a real MariaDB server.
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 
@@ -73,7 +74,7 @@ def test_a_tree_without_interpreter_is_told_the_command_and_that_command_fixes_i
     (finding,) = out["findings"]
     assert finding["id"] == "workspace.no_interpreter" and str(venv / "bin" / "python") in finding["message"]
     command = finding["hint"].removeprefix("Run: ")
-    assert command == f"{venv / 'bin' / 'python'} -m bizon_forge workspace venv {ws}"
+    assert command == f"{venv / 'bin' / 'bizon-forge'} workspace venv {ws}"
     fixed = shell(command, env)
     assert fixed.returncode == 0, fixed.stderr[-2000:]
     assert (ws / ".venv" / "bin" / "bizon").exists()
@@ -90,7 +91,18 @@ def workspace_with_venv(installed):
     assert f"run a sync: cd {ws} && .venv/bin/bizon run FILE" in done.stdout
     clean = subprocess.run(["git", "-C", str(ws), "status", "--porcelain"], capture_output=True, text=True)
     assert clean.stdout == ""  # the venv is bizon's .gitignore'd .venv/
+    # The printed server command starts a server an MCP client can use, as printed.
+    serve = re.search(r"^serve it to an agent over stdio: (.+)$", done.stdout, re.M).group(1)
+    assert anyio.run(_tools_of, shlex.split(serve), env) >= 7
     return ws
+
+
+async def _tools_of(command: list[str], env: dict) -> int:
+    from mcp import Client
+    from mcp.client.stdio import StdioServerParameters
+
+    async with Client(StdioServerParameters(command=command[0], args=command[1:], env=env)) as client:
+        return len((await client.list_tools()).tools)
 
 
 @pytest.mark.parametrize("recipe", ["sql", "file", "http"])

@@ -75,9 +75,11 @@ def test_every_tool_that_runs_bizon_answers_no_interpreter_and_changes_nothing(t
 
 def test_without_python_settings_the_fix_is_a_workspace_venv_command_that_runs_as_printed(ws):
     hint = interpreter.fix_command(ws)
-    assert hint == f"{shlex.quote(sys.executable)} -m bizon_forge workspace venv {shlex.quote(str(ws.root))}"
+    # our console script, which runs from any folder (python -m would import a checkout's source folder there)
+    script = shlex.quote(str(Path(sys.executable).with_name("bizon-forge")))
+    assert hint == f"{script} workspace venv {shlex.quote(str(ws.root))}"
     # Its parser takes it (the command itself runs in tests/test_install.py, where a venv is worth making).
-    argv = shlex.split(hint)[3:]
+    argv = shlex.split(hint)[1:]
     from bizon_forge.cli import _parser
 
     parsed = _parser().parse_args(argv)

@@ -5,7 +5,7 @@ import io
 import re
 import tokenize
 
-from bizon_forge.render import TODO
+from bizon_forge.render import TODO, todo_tasks
 from bizon_forge.validators.code import DestinationCode, is_stub
 from bizon_forge.validators.report import CheckFinding, failed, passed
 from bizon_forge.validators.source import short
@@ -18,13 +18,16 @@ def _line_of(text: str, index: int) -> int:
 
 
 def todo_left(code: DestinationCode) -> CheckFinding:
-    hits = [(f.rel, _line_of(f.text, i.start())) for f in code.files.values() for i in re.finditer(TODO, f.text)]
+    hits = [(f.rel, _line_of(f.text, at), task) for f in code.files.values() for at, task in todo_tasks(f.text)]
     if not hits:
         return passed("agent.todo_left")
-    lines = ", ".join(str(line) for rel, line in hits if rel == hits[0][0])
+    lines = ", ".join(str(line) for rel, line, _ in hits if rel == hits[0][0])
+    named = ", ".join(task for _, _, task in hits if not task.startswith("@"))
     return failed(
         "agent.todo_left",
-        f"{len(hits)} {TODO} marker(s) left, in {short(hits[0][0])} on lines {lines}.",
+        f"{len(hits)} {TODO} task(s) left"
+        + (f" ({named})" if named else "")
+        + f", in {short(hits[0][0])} on lines {lines}.",
         file=hits[0][0],
         line=hits[0][1],
     )

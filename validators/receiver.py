@@ -139,24 +139,15 @@ class Receiver:
         self.server.server_close()
 
 
-RUN_PORT = 8799  # where `python -m bizon_forge.validators.receiver` listens, as the check configs' comments print
+RUN_PORT = 8799  # where `bizon-forge receiver` listens, as the check configs' comments print
 
 
-def main() -> None:
+def serve_forever(port: int = RUN_PORT, honours_replace: bool = True) -> int:
     """Serve a receiver in the foreground, for running an http destination's check config by hand."""
-    import argparse
-
-    parser = argparse.ArgumentParser(description="bizon-forge's local HTTP receiver (a scratch target)")
-    parser.add_argument("--port", type=int, default=RUN_PORT)
-    parser.add_argument("--ignore-replace", action="store_true", help='ignore "replace": true, as delete_first says')
-    args = parser.parse_args()
-    receiver = Receiver(honours_replace=not args.ignore_replace, port=args.port)
+    receiver = Receiver(honours_replace=honours_replace, port=port)
     print(f"receiving at {receiver.url} (GET ?destination_id= shows what landed); Ctrl-C stops", flush=True)
     try:
         receiver.thread.join()
     except KeyboardInterrupt:
         receiver.close()
-
-
-if __name__ == "__main__":
-    main()
+    return 0
