@@ -14,9 +14,11 @@ import os
 import stat
 import tempfile
 import time
+from collections.abc import Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
+from typing import cast
 
 from bizon_forge.findings import Refused, failed
 from bizon_forge.workspace import read_regular
@@ -161,7 +163,7 @@ def recover(state_dir: Path) -> None:
     Paths in the journal are relative to the workspace; one that would leave it is ignored, so a
     journal planted in a cloned tree cannot write outside it.
     """
-    journal = _journal(state_dir)
+    journal = state_dir / JOURNAL
     if not journal.exists():
         return
     root = state_dir.parent
@@ -187,7 +189,7 @@ def recover(state_dir: Path) -> None:
     log.warning("rolled back an interrupted write of %d file(s) in %s", len(inside), root)
 
 
-def write_all(changes: dict[Path, str | None]) -> None:
+def write_all(changes: Mapping[Path, str | None]) -> None:
     """Apply every change (text, or None to delete) or none: on any failure the originals are put back.
 
     Unsafe paths are refused (Refused) before anything is written. Any other failure restores the
@@ -199,7 +201,7 @@ def write_all(changes: dict[Path, str | None]) -> None:
     created = _missing_dirs(changes)
     state = _held.get()
     journal = _journal(state)
-    if journal is not None:
+    if state is not None and journal is not None:
         root = state.parent
         entries = {
             str(p.relative_to(root)): None
@@ -225,11 +227,12 @@ def write_all(changes: dict[Path, str | None]) -> None:
             done.append(path)
     except BaseException as error:
         landed = current is not None and current not in done and _landed(current, changes[current], originals[current])
-        unrestored = _restore([*done, current] if landed else done, originals)
+        unrestored = _restore([*done, current] if current is not None and landed else done, originals)
         if not unrestored:
             _remove_dirs(created)
         if isinstance(error, Exception) and not isinstance(error, Refused):
-            raise WriteFailed(current, error, list(done), unrestored) from error
+            # current is set before the first thing that can fail
+            raise WriteFailed(cast(Path, current), error, list(done), unrestored) from error
         raise
     finally:
         if journal is not None and not unrestored:  # a journal left behind is rolled back by the next lock

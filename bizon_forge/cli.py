@@ -114,6 +114,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def _run(args) -> int:
     from bizon_forge import atomic, workspace
+    from bizon_forge.findings import Result
 
     if args.command == "serve":
         return _serve(args)
@@ -131,7 +132,7 @@ def _run(args) -> int:
     if args.command == "validate":
         from bizon_forge.validators import validate_destination
 
-        result = validate_destination(
+        result: Result = validate_destination(
             ws, args.name, level=args.level, fix=args.fix, verbose=args.verbose, use_cache=not args.no_cache
         )
         _print(result, args.json)

@@ -7,6 +7,7 @@ Every function takes and returns source text; none of them decides whether to ed
 
 import json
 import re
+from typing import cast
 
 import libcst as cst
 import libcst.matchers as m
@@ -29,8 +30,14 @@ def _sort_key(module: str) -> list[tuple]:
     return key
 
 
+def _import_from(line: cst.CSTNode) -> cst.ImportFrom:
+    """The import of a line matched as SimpleStatementLine(body=[ImportFrom()])."""
+    return cast(cst.ImportFrom, cast(cst.SimpleStatementLine, line).body[0])
+
+
 def _module_name(node: cst.ImportFrom) -> str:
-    parts, mod = [], node.module
+    parts: list[str] = []
+    mod: cst.BaseExpression | None = node.module
     while isinstance(mod, cst.Attribute):
         parts.append(mod.attr.value)
         mod = mod.value
@@ -98,9 +105,9 @@ def add_import(source: str, module_path: str, name: str, line_length: int = 88) 
     new = cst.parse_statement(_import_text(module_path, name, line_length), config=module.config_for_parsing)
     body = list(module.body)
     imports = [
-        (i, _module_name(s.body[0]))
+        (i, _module_name(_import_from(s)))
         for i, s in enumerate(body)
-        if m.matches(s, m.SimpleStatementLine(body=[m.ImportFrom(relative=[])])) and s.body[0].module is not None
+        if m.matches(s, m.SimpleStatementLine(body=[m.ImportFrom(relative=[])])) and _import_from(s).module is not None
     ]
     if not imports:
         raise EditPointMissing("no top-level imports in bizon/common/models.py")
@@ -124,10 +131,10 @@ def remove_import(source: str, module_path: str, name: str) -> str:
     for i, s in enumerate(body):
         if (
             m.matches(s, m.SimpleStatementLine(body=[m.ImportFrom()]))
-            and s.body[0].module is not None
-            and _module_name(s.body[0]) == module_path
-            and not isinstance(s.body[0].names, cst.ImportStar)
-            and [a.name.value for a in s.body[0].names] == [name]
+            and _import_from(s).module is not None
+            and _module_name(_import_from(s)) == module_path
+            and not isinstance(names := _import_from(s).names, cst.ImportStar)
+            and [a.name.value for a in names] == [name]
         ):
             removed = body.pop(i)
             if removed.leading_lines and i < len(body):
@@ -144,7 +151,7 @@ _UNION = m.SimpleStatementLine(
 )
 
 
-def _member_layout(sub: cst.Subscript) -> cst.BaseParenthesizableWhitespace | None:
+def _member_layout(sub: cst.Subscript) -> cst.ParenthesizedWhitespace | None:
     """What separates members in this Union when it is written one per line: a new line at member indent."""
     layouts = [sub.lbracket.whitespace_after] + [
         e.comma.whitespace_after for e in list(sub.slice)[:-1] if isinstance(e.comma, cst.Comma)
@@ -159,8 +166,11 @@ def _fresh_comma(sub: cst.Subscript) -> cst.Comma:
     return cst.Comma(whitespace_after=multi.with_changes(first_line=cst.TrailingWhitespace(), empty_lines=[]))
 
 
-def _split_lines(comma) -> bool:
-    return isinstance(comma, cst.Comma) and isinstance(comma.whitespace_after, cst.ParenthesizedWhitespace)
+def _split_lines(comma: cst.Comma | cst.MaybeSentinel) -> cst.ParenthesizedWhitespace | None:
+    """The whitespace after a comma that ends its line."""
+    if isinstance(comma, cst.Comma) and isinstance(comma.whitespace_after, cst.ParenthesizedWhitespace):
+        return comma.whitespace_after
+    return None
 
 
 def _edit_union(source: str, edit) -> str:
@@ -188,15 +198,16 @@ def add_union_member(source: str, name: str) -> str:
     def edit(sub: cst.Subscript) -> cst.Subscript:
         elements = list(sub.slice)
         last = elements[-1]
-        if _split_lines(last.comma):
+        after = _split_lines(last.comma)
+        if after is not None:
             # One member per line, trailing comma: the last member keeps its line (and comment); the lines
             # that followed it (comments, the closing bracket's indent) now follow the new member.
-            after = last.comma.whitespace_after
+            comma = cast(cst.Comma, last.comma)  # _split_lines found a Comma
             layout = _member_layout(sub) or after
             kept = after.with_changes(empty_lines=[], indent=layout.indent, last_line=layout.last_line)
             moved = after.with_changes(first_line=cst.TrailingWhitespace())
-            new_comma = last.comma.with_changes(whitespace_after=moved)
-            elements[-1] = last.with_changes(comma=last.comma.with_changes(whitespace_after=kept))
+            new_comma: cst.Comma | cst.MaybeSentinel = comma.with_changes(whitespace_after=moved)
+            elements[-1] = last.with_changes(comma=comma.with_changes(whitespace_after=kept))
         else:
             new_comma = last.comma
             elements[-1] = last.with_changes(comma=_fresh_comma(sub))
@@ -218,14 +229,15 @@ def remove_union_member(source: str, name: str) -> str:
         removed = elements.pop(i)
         if i == len(elements):
             prev = elements[-1]
-            if _split_lines(prev.comma) and _split_lines(removed.comma):
-                mine, theirs = prev.comma.whitespace_after, removed.comma.whitespace_after
+            mine, theirs = _split_lines(prev.comma), _split_lines(removed.comma)
+            if mine is not None and theirs is not None:
                 merged = mine.with_changes(
                     empty_lines=[*mine.empty_lines, *theirs.empty_lines],
                     indent=theirs.indent,
                     last_line=theirs.last_line,
                 )
-                elements[-1] = prev.with_changes(comma=prev.comma.with_changes(whitespace_after=merged))
+                comma = cast(cst.Comma, prev.comma)  # _split_lines found a Comma
+                elements[-1] = prev.with_changes(comma=comma.with_changes(whitespace_after=merged))
             else:
                 elements[-1] = prev.with_changes(comma=removed.comma)
         return sub.with_changes(slice=elements)
@@ -236,7 +248,7 @@ def remove_union_member(source: str, name: str) -> str:
 # -- branch in DestinationFactory.get_destination() ------------------------------------------------
 
 
-def _branch_member(node) -> str | None:
+def _branch_member(node: cst.CSTNode) -> str | None:
     hit = m.extract(
         node,
         m.If(
@@ -251,7 +263,7 @@ def _branch_member(node) -> str | None:
             )
         ),
     )
-    return hit["a"].value if hit else None
+    return cast(cst.Name, hit["a"]).value if hit else None
 
 
 def _branch(module: cst.Module, member: str, dest_module: str, cls: str) -> cst.If:
@@ -263,7 +275,7 @@ def _branch(module: cst.Module, member: str, dest_module: str, cls: str) -> cst.
         "        sync_metadata=sync_metadata,\n        config=config.config,\n        backend=backend,\n"
         "        source_callback=source_callback,\n        monitor=monitor,\n    )\n"
     )
-    return cst.parse_statement(code, config=module.config_for_parsing).orelse
+    return cast(cst.If, cast(cst.If, cst.parse_statement(code, config=module.config_for_parsing)).orelse)
 
 
 def _edit_chain(source: str, edit) -> str:

@@ -21,7 +21,7 @@ import secrets
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 from urllib.parse import urlparse
 
 from mcp.server.auth.middleware.auth_context import get_access_token
@@ -247,9 +247,10 @@ class Verifier:
     def _verify_jwt(self, token: str) -> Credential | None:
         import jwt
 
-        issuer = self.jwt_issuer
+        issuer = cast(JwtIssuer, self.jwt_issuer)  # verify_token calls this only with an issuer
+        jwks = cast(jwt.PyJWKClient, self._jwks)  # set with the issuer
         try:
-            key = self._jwks.get_signing_key_from_jwt(token)
+            key = jwks.get_signing_key_from_jwt(token)
             claims = jwt.decode(
                 token,
                 key.key,

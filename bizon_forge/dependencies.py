@@ -9,7 +9,8 @@ them with the three registrations, all or nothing.
 import re
 import shlex
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import cast
 
 from bizon_forge.findings import Finding, Refused, Result, failed
 
@@ -231,10 +232,11 @@ def _guard_list(tree):
 def _listed(node) -> list[str]:
     import libcst as cst
 
-    return [e.value.evaluated_value for e in node.elements if isinstance(e.value, cst.SimpleString)]
+    # str literals: the guard lists module names, never bytes
+    return [cast(str, e.value.evaluated_value) for e in node.elements if isinstance(e.value, cst.SimpleString)]
 
 
-def set_guard(text: str, add: list[str], remove: list[str] = ()) -> str:
+def set_guard(text: str, add: list[str], remove: Sequence[str] = ()) -> str:
     """The import guard's text with `add` listed (after the last entry, in its style) and `remove` taken away."""
     import libcst as cst
 
@@ -387,7 +389,8 @@ def plan_records(texts: dict[str, str], name: str, requirements: list[str]) -> t
     """(new texts, {extra | import_guard: added | updated | already_present | removed}) so that the tree's extra
     `name` holds exactly `requirements` and the import guard lists their modules. A module stays listed while
     another extra still provides it. Raises RecordUnknown for a file whose structure these edits do not know."""
-    texts, status = dict(texts), {}
+    texts = dict(texts)
+    status: dict[str, str] = {}
     pyproject = texts.get(PYPROJECT)
     before = extra_of(pyproject, name) if pyproject is not None else None
     if pyproject is None or (before is None and not requirements):

@@ -12,8 +12,9 @@ import shutil
 import subprocess
 import sys
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import IO, cast
 
 from pydantic import BaseModel
 
@@ -114,7 +115,7 @@ def _probe_key(ws: Workspace, libraries: list[str]) -> tuple | None:
     )
 
 
-def probe(ws: Workspace, libraries: list[str] = ()) -> Interpreter:
+def probe(ws: Workspace, libraries: Sequence[str] = ()) -> Interpreter:
     """What the workspace's interpreter can do: run at all, import this tree's bizon, find bizon's runtime
     dependencies and the given client libraries. One short subprocess (no bizon import: ~50 ms), answered from
     memory while neither the interpreter's site-packages nor the tree's pyproject changed."""
@@ -127,7 +128,7 @@ def probe(ws: Workspace, libraries: list[str] = ()) -> Interpreter:
     return state
 
 
-def _probe(ws: Workspace, libraries: list[str]) -> Interpreter:
+def _probe(ws: Workspace, libraries: Sequence[str]) -> Interpreter:
     python, how = ws.python(), chosen_by(ws)
     runtime = runtime_requirements(ws.root)
     names = sorted({distribution(r) for r in [*runtime, *libraries]})
@@ -192,7 +193,7 @@ def no_interpreter(ws: Workspace, state: Interpreter) -> Finding:
     )
 
 
-def require(ws: Workspace, libraries: list[str] = ()) -> Interpreter:
+def require(ws: Workspace, libraries: Sequence[str] = ()) -> Interpreter:
     """The workspace's interpreter if it can run this tree's bizon; otherwise a refusal naming the fix."""
     state = probe(ws, libraries)
     if not state.usable:
@@ -242,7 +243,7 @@ def run_installer(command: list[str], progress: Progress | None = None, cwd: Pat
             text=True,
             errors="replace",
         ) as proc:
-            for line in proc.stdout:
+            for line in cast(IO[str], proc.stdout):  # stdout=PIPE
                 lines.append(line.rstrip())
                 if progress and line.strip():
                     progress(line.strip()[:200])

@@ -1,10 +1,12 @@
 """generate: describe -> render -> register -> install -> validate from one spec, for pipelines without MCP."""
 
+from typing import cast
+
 from pydantic import BaseModel, ValidationError
 
 from bizon_forge.findings import Refused, Result, failed
 from bizon_forge.spec import DestinationSpec
-from bizon_forge.validators.report import CheckFinding
+from bizon_forge.validators.report import CheckFinding, ValidationResult
 from bizon_forge.workspace import Workspace
 
 # Exactly describe_target's arguments; the workspace comes from the command line, not the spec.
@@ -17,7 +19,9 @@ class Step(BaseModel):
 
 
 class GenerateResult(Result):
-    findings: list[CheckFinding] = []  # every step's, with the validator's excerpts and logs
+    # every step's, with the validator's excerpts and logs; a pydantic subclass narrows the field, which mypy flags
+    # because list is invariant (nothing appends a Finding)
+    findings: list[CheckFinding] = []  # type: ignore[assignment]
     steps: list[Step] = []
     summary: str = ""
     log_dir: str | None = None
@@ -59,6 +63,7 @@ def generate(ws: Workspace, args: dict, level: str = "fast") -> GenerateResult:
     spec = parse_spec(args)
     steps: list[Step] = []
     findings: list[CheckFinding] = []
+    result: Result
     for step, run in (
         ("describe", lambda: describe_target(ws, spec)),
         ("render", lambda: render_destination(ws, spec.name)),
@@ -84,6 +89,7 @@ def generate(ws: Workspace, args: dict, level: str = "fast") -> GenerateResult:
                 log_dir=getattr(result, "log_dir", None),
                 next=result.next,
             )
+    validated = cast(ValidationResult, result)  # the last step, validate, passed
     return GenerateResult(
-        steps=steps, findings=findings, summary=result.summary, log_dir=result.log_dir, next=result.next
+        steps=steps, findings=findings, summary=validated.summary, log_dir=validated.log_dir, next=validated.next
     )

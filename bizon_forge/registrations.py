@@ -9,6 +9,7 @@ import difflib
 import shutil
 import subprocess
 import tomllib
+from collections.abc import Sequence
 
 from pydantic import BaseModel
 
@@ -238,7 +239,7 @@ import bizon.common.models
 """
 
 
-def import_check(ws: Workspace, edited: list[str] = ()) -> str | None:
+def import_check(ws: Workspace, edited: Sequence[str] = ()) -> str | None:
     """None if `import bizon.common.models` works in the workspace's Python, else the error's last lines."""
     try:
         done = subprocess.run(

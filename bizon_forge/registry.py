@@ -2,6 +2,7 @@
 
 import ast
 from dataclasses import dataclass, field
+from typing import cast
 
 from bizon_forge import pyast
 from bizon_forge.connector import Connector
@@ -54,7 +55,7 @@ def _enum(tree: ast.Module, reg: Registry) -> None:
                     and isinstance(stmt.targets[0], ast.Name)
                     and isinstance(stmt.value, ast.Constant)
                 ):
-                    reg.enum[stmt.targets[0].id] = stmt.value.value
+                    reg.enum[stmt.targets[0].id] = cast(str, stmt.value.value)  # DestinationTypes is a str Enum
                     reg.enum_lines[stmt.targets[0].id] = stmt.lineno
 
 
@@ -89,7 +90,8 @@ def _models(tree: ast.Module, reg: Registry) -> None:
                 reg.import_lines[alias.asname or alias.name] = node.lineno
     slice_ = union_node(tree)
     if slice_ is not None:
-        reg.edit_points["union"] = _line_of(tree, slice_)
+        if (line := _line_of(tree, slice_)) is not None:  # always: union_node found slice_ in such a statement
+            reg.edit_points["union"] = line
         elts = slice_.elts if isinstance(slice_, ast.Tuple) else [slice_]
         reg.union = [e.id for e in elts if isinstance(e, ast.Name)]
 
@@ -118,10 +120,10 @@ def _factory(tree: ast.Module, reg: Registry) -> None:
             continue
         reg.edit_points["factory"] = node.lineno
         method = next((s for s in node.body if isinstance(s, ast.FunctionDef) and s.name == "get_destination"), None)
-        chain = next((s for s in method.body if _branch_member(s)), None) if method else None
-        while chain is not None and _branch_member(chain):
+        chain = next((s for s in method.body if isinstance(s, ast.If) and _branch_member(s)), None) if method else None
+        while chain is not None and (member := _branch_member(chain)):
             module = next((s.module for s in chain.body if isinstance(s, ast.ImportFrom) and s.module), "")
-            reg.factory[_branch_member(chain)] = module
+            reg.factory[member] = module
             chain = chain.orelse[0] if len(chain.orelse) == 1 and isinstance(chain.orelse[0], ast.If) else None
 
 

@@ -336,12 +336,13 @@ def load(ws: Workspace, name: str) -> DestinationSpec:
                 "Call describe_target first.",
             )
         )
+    why: str | None
     try:
         if not path.is_file():  # a folder, or a FIFO whose read would never return
             raise OSError(f"{path.name} is not a regular file")
         stored = DestinationSpec.model_validate_json(path.read_text())
     except (OSError, ValueError) as error:  # pydantic's ValidationError and UnicodeDecodeError are ValueErrors
-        stored, why = None, f"{type(error).__name__}: {str(error)[:200]}"
+        why = f"{type(error).__name__}: {str(error)[:200]}"  # and raise below, before stored is read
     else:
         # A store edited by hand must not smuggle in a name (say '../../x') that describe_target would refuse.
         why = None if stored.name == name else f"it names {stored.name[:60]!r}"

@@ -1,5 +1,9 @@
 """The README's tool reference, generated from the registered tools so the two cannot drift."""
 
+from typing import cast
+
+from mcp.types import ToolAnnotations
+
 from bizon_forge.server.app import build_server
 from bizon_forge.workspace import Settings
 
@@ -8,7 +12,7 @@ async def tool_reference() -> str:
     tools = await build_server(Settings()).list_tools()
     lines = ["| tool | effect | arguments | what it does |", "|---|---|---|---|"]
     for t in tools:
-        a = t.annotations
+        a = cast(ToolAnnotations, t.annotations)  # build_server annotates every tool
         effect = "read-only" if a.read_only_hint else ("destructive" if a.destructive_hint else "writes")
         if a.idempotent_hint:
             effect += ", idempotent"

@@ -1,6 +1,7 @@
 """The guide's Validation Checklist: what config.py and destination.py must declare and return."""
 
 import ast
+from typing import cast
 
 from bizon_forge.connector import is_connector_module
 from bizon_forge.validators.code import (
@@ -262,15 +263,16 @@ def check_connection_bool(code: DestinationCode) -> CheckFinding:
     id = "checklist.check_connection_bool"
     if skip := needs_destination(code, id):
         return skip
+    cls = cast(ast.ClassDef, code.destination_class)  # needs_destination found it
     fn = code.destination_method("check_connection")
     if fn is None:
         if inherits_bizon_destination(code):
             return passed(id, "check_connection is inherited from a bizon destination.")
         return failed(
             id,
-            f"{code.destination_class.name} does not define check_connection(); the class cannot be instantiated.",
+            f"{cls.name} does not define check_connection(); the class cannot be instantiated.",
             file=code.destination_rel,
-            line=code.destination_class.lineno,
+            line=cls.lineno,
         )
     if is_stub(fn):
         return skipped(id, "check_connection is a stub (see agent.pass_body).", "agent.pass_body")
@@ -312,7 +314,8 @@ def _judged(method: str, what: str, unjudged: list[ast.Return]) -> str:
     """A pass's message: the limit of what was judged, when a return's value was not followed."""
     if not unjudged:
         return f"{method} returns {what} on every path."
-    shown = ", ".join(f"`{ast.unparse(r.value)[:60]}` (line {r.lineno})" for r in unjudged[:2])
+    # a bare return failed before a pass is judged
+    shown = ", ".join(f"`{ast.unparse(cast(ast.expr, r.value))[:60]}` (line {r.lineno})" for r in unjudged[:2])
     more = f" and {len(unjudged) - 2} more" if len(unjudged) > 2 else ""
     return (
         f"{method} never ends without a return and its literal returns are {what}; not followed (literal returns "

@@ -5,6 +5,7 @@ import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TypeGuard, cast
 
 from bizon_forge import pyast, registry
 from bizon_forge.connector import Connector, is_connector_module
@@ -148,7 +149,7 @@ def is_stub(fn) -> bool:
     )
 
 
-def is_log_call(node: ast.AST) -> bool:
+def is_log_call(node: ast.AST) -> TypeGuard[ast.Call]:
     """A print() or a call of a logger's method."""
     if not isinstance(node, ast.Call):
         return False
@@ -324,6 +325,5 @@ class DestinationCode:
 def inherits_bizon_destination(code: DestinationCode) -> bool:
     """The destination class extends one of bizon's own destinations, so it inherits their methods."""
     imports = imported_names(code.tree(code.destination_rel))
-    return any(
-        is_connector_module(imports.get(b, "")) for b in all_bases(code.destination_class, code.destination_classes)
-    )
+    cls = cast(ast.ClassDef, code.destination_class)  # callers ran needs_destination
+    return any(is_connector_module(imports.get(b, "")) for b in all_bases(cls, code.destination_classes))

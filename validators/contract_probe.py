@@ -7,12 +7,16 @@ The example config is only validated; the contract steps write to the check conf
 This file must import nothing from bizon_forge: it runs with the workspace's interpreter and packages.
 """
 
+# annotations stay unevaluated: the workspace's interpreter may be a Python 3.9 (bizon supports it)
+from __future__ import annotations
+
 import json
 import os
 import sys
 import time
 import traceback
 from datetime import timezone
+from typing import cast
 
 MARKER = "BIZON_FORGE_PROBE "
 REGISTRATION_FILES = ("bizon/destination/config.py", "bizon/common/models.py", "bizon/destination/destination.py")
@@ -67,7 +71,7 @@ def _import(root: str, name: str) -> None:
         raise ImportError(f"bizon is imported from {origin}, not from the workspace {root}")
 
 
-def _config(name: str, example: str, destination_id: str = None):
+def _config(name: str, example: str, destination_id: str | None = None):
     import yaml
     from bizon.common.models import BizonConfig
 
@@ -193,7 +197,8 @@ def main() -> None:
     _step(out, result, "import", lambda: _import(root, name))
     config = _step(out, result, "config", lambda: _config(name, example)) if result["import"]["ok"] else None
     if config is not None and mode == "contract":
-        destination = _step(out, result, "build", lambda: _build(_config(name, check, destination_id), name))
+        check_rel = cast(str, check)  # mode contract: argv gave it
+        destination = _step(out, result, "build", lambda: _build(_config(name, check_rel, destination_id), name))
         if destination is not None:
             _step(out, result, "write", lambda: _write(destination))
             if result["write"]["ok"] and str(getattr(destination.sync_metadata.sync_mode, "value", "")) != "stream":

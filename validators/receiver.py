@@ -16,6 +16,7 @@ import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import cast
 from urllib.parse import parse_qs, urlparse
 
 MAX_BODY = 64 * 1024 * 1024
@@ -107,9 +108,12 @@ class Receiver:
                     return
                 self._answer(200, {"stored": len(records)})
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        class Server(ThreadingHTTPServer):
+            def handle_error(self, request, client_address) -> None:
+                pass  # a dropped answer is the point, not news
+
+        self.server = Server(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
-        self.server.handle_error = lambda request, address: None  # a dropped answer is the point, not news
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True, name="bizon-forge-receiver")
         self.thread.start()
 
@@ -131,7 +135,7 @@ class Receiver:
 
     @property
     def url(self) -> str:
-        host, port = self.server.server_address[:2]
+        host, port = cast(tuple[str, int], self.server.server_address)[:2]  # an AF_INET server
         return f"http://{host}:{port}/records"
 
     def close(self) -> None:

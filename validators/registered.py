@@ -1,6 +1,7 @@
 """The checks of the three registrations (enum, models Union, factory) and of the lines they added."""
 
 import ast
+from typing import cast
 
 import yaml
 
@@ -149,12 +150,18 @@ REGISTRATION_CHECKS = (enum, union, factory, same_name, literal_other_member, fa
 
 
 def _branch_line(code: DestinationCode, member: str) -> int | None:
-    for node in ast.walk(code.registration[FACTORY_FILE].tree):
-        if isinstance(node, ast.If) and getattr(node.test, "comparators", None):
+    tree = cast(ast.Module, code.registration[FACTORY_FILE].tree)  # the branch was read from it
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Compare) and node.test.comparators:
             target = node.test.comparators[0]
             if isinstance(target, ast.Attribute) and target.attr == member:
                 return node.lineno
     return None
+
+
+def _end(node: ast.expr | ast.stmt) -> int:
+    """The last line of a parsed node (ast leaves end_lineno None only on nodes built by hand)."""
+    return node.end_lineno if node.end_lineno is not None else node.lineno
 
 
 def our_lines(code: DestinationCode) -> dict[str, set[int]]:
@@ -167,26 +174,26 @@ def our_lines(code: DestinationCode) -> dict[str, set[int]]:
             out[ENUM_FILE].add(line)
     models = code.registration[MODELS_FILE].tree
     if models is not None:
-        ours = set()
-        for node in models.body:
-            if isinstance(node, ast.ImportFrom) and node.module == code.config_module:
-                out[MODELS_FILE].update(range(node.lineno, node.end_lineno + 1))
-                ours.update(a.asname or a.name for a in node.names)
+        ours: set[str] = set()
+        for stmt in models.body:
+            if isinstance(stmt, ast.ImportFrom) and stmt.module == code.config_module:
+                out[MODELS_FILE].update(range(stmt.lineno, _end(stmt) + 1))
+                ours.update(a.asname or a.name for a in stmt.names)
         from bizon_forge.registry import union_node
 
         slice_ = union_node(models)
         for elt in (slice_.elts if isinstance(slice_, ast.Tuple) else [slice_]) if slice_ is not None else []:
             if isinstance(elt, ast.Name) and elt.id in ours:
-                out[MODELS_FILE].update(range(elt.lineno, elt.end_lineno + 1))
+                out[MODELS_FILE].update(range(elt.lineno, _end(elt) + 1))
     factory_tree = code.registration[FACTORY_FILE].tree
     if factory_tree is not None:
         for node in ast.walk(factory_tree):
             if isinstance(node, ast.If) and any(
                 isinstance(s, ast.ImportFrom) and s.module == code.destination_module for s in node.body
             ):
-                out[FACTORY_FILE].update(range(node.lineno, node.body[-1].end_lineno + 1))
+                out[FACTORY_FILE].update(range(node.lineno, _end(node.body[-1]) + 1))
             if isinstance(node, (ast.Import, ast.ImportFrom)) and node in factory_tree.body:
                 mod = getattr(node, "module", None) or ""
                 if code.connector.owns(mod):
-                    out[FACTORY_FILE].update(range(node.lineno, node.end_lineno + 1))
+                    out[FACTORY_FILE].update(range(node.lineno, _end(node) + 1))
     return out

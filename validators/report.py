@@ -20,7 +20,8 @@ class FixedFile(BaseModel):
 
 
 class ValidationResult(Result):
-    findings: list[CheckFinding] = []
+    # a pydantic subclass narrows the field; mypy flags it because list is invariant (nothing appends a Finding)
+    findings: list[CheckFinding] = []  # type: ignore[assignment]
     level: str = "fast"
     summary: str = ""
     log_dir: str | None = None  # full output of every subprocess, for when an excerpt is not enough

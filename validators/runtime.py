@@ -170,7 +170,7 @@ def probe(
     script = Path(__file__).with_name("contract_probe.py")
     contract = check is not None
     cmd = [ws.python(), str(script), str(ws.root), name, str(ws.root / example)]
-    cmd += ["contract", str(ws.root / check), f"forge_{run_id}_contract"] if contract else ["import"]
+    cmd += ["contract", str(ws.root / check), f"forge_{run_id}_contract"] if check is not None else ["import"]
     run = run_logged(ws, cmd, cwd, log, PROBE_TIMEOUT_S, marker=MARKER.encode(), env=env)
     result = {}
     for line in run.marked:
@@ -264,7 +264,7 @@ def _one_line(text: str, limit: int = 300) -> str:
 
 def _innermost_frame(trace: str, root: Path) -> tuple[str | None, int | None]:
     """The deepest traceback frame inside the workspace, as (workspace-relative path, line)."""
-    found = (None, None)
+    found: tuple[str | None, int | None] = (None, None)
     prefix = str(root) + os.sep
     for m in re.finditer(r'File "([^"]+)", line (\d+)', trace):
         path = m.group(1)

@@ -38,7 +38,7 @@ def lookup(root: Path, names: list[str]) -> dict[str, tuple[str, str]]:
         from dotenv import dotenv_values
 
         values = dotenv_values(stream=io.StringIO(read_regular(dotenv).decode(errors="replace")))
-        found.update({n: (values[n], ".env") for n in names if n not in found and values.get(n) is not None})
+        found.update({n: (v, ".env") for n in names if n not in found and (v := values.get(n)) is not None})
     return found
 
 

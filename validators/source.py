@@ -15,16 +15,16 @@ def short(rel: str) -> str:
 
 
 def source_syntax(code: DestinationCode) -> CheckFinding:
-    broken = [f for f in [*code.python_files(), *code.registration.values()] if f.error is not None]
+    broken = [(f.rel, f.error) for f in [*code.python_files(), *code.registration.values()] if f.error is not None]
     if not broken:
         return passed("source.syntax")
-    first = broken[0]
+    rel, error = broken[0]
     more = f" ({len(broken) - 1} more file(s) too)" if len(broken) > 1 else ""
     return failed(
         "source.syntax",
-        f"{short(first.rel)} does not parse: {first.error.msg}{more}.",
-        file=first.rel,
-        line=first.error.lineno,
+        f"{short(rel)} does not parse: {error.msg}{more}.",
+        file=rel,
+        line=error.lineno,
     )
 
 

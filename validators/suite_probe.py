@@ -9,6 +9,9 @@ Prints one JSON marker line per case (or the read-back rows); the rest is log. I
 bizon_forge: it runs with the workspace's interpreter. Shares the engine-driving code of contract_probe.py.
 """
 
+# annotations stay unevaluated: the workspace's interpreter may be a Python 3.9 (bizon supports it)
+from __future__ import annotations
+
 import contextlib
 import copy
 import hashlib
@@ -18,6 +21,7 @@ import sys
 import time
 import traceback
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 import contract_probe as probe
@@ -37,7 +41,7 @@ DUMMY_SOURCE = {
 class CaseFailed(Exception):
     """What the case found wrong, in words an agent acts on; `hint` when the catalog's fix does not fit."""
 
-    def __init__(self, message: str, hint: str = None):
+    def __init__(self, message: str, hint: str | None = None):
         super().__init__(message)
         self.hint = hint
 
@@ -136,7 +140,7 @@ def compare(sent: list, got: list, what: str) -> None:
     if want == have:
         return
     missing, extra = want - have, have - want
-    by_id = {}
+    by_id: dict[str, tuple] = {}
     for row in extra.elements():
         by_id.setdefault(row[0], row)
     details = []
@@ -516,7 +520,8 @@ def case_unreliable_target(t: Target) -> str:
     )
 
 
-CASES = (
+# data.failed_flush also takes bizon's version (suite() passes it)
+CASES: tuple[tuple[str, Callable[..., str]], ...] = (
     ("data.read_back", case_read_back),
     ("data.exact", case_exact),
     ("data.several_flushes", case_several_flushes),
@@ -544,6 +549,7 @@ def suite(out, target: Target, version: str) -> None:
     blocked = None
     for id, case in CASES:
         started = time.perf_counter()
+        payload: dict[str, object]
         if blocked:
             payload = {"status": "skip", "message": f"Not run: {blocked} failed.", "blocked_by": blocked}
         else:

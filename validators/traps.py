@@ -4,6 +4,8 @@ import ast
 import re
 import sys
 import tomllib
+from collections.abc import Set
+from typing import cast
 
 from bizon_forge.findings import Refused
 from bizon_forge.validators.code import (
@@ -79,6 +81,7 @@ def write_records_signature(code: DestinationCode) -> CheckFinding:
     id = "trap.write_records_signature"
     if skip := needs_destination(code, id):
         return skip
+    cls = cast(ast.ClassDef, code.destination_class)  # needs_destination found it
     fn = code.destination_method("write_records")
     rel = code.destination_rel
     if fn is None:
@@ -86,9 +89,9 @@ def write_records_signature(code: DestinationCode) -> CheckFinding:
             return passed(id, "write_records is inherited from a bizon destination.")
         return failed(
             id,
-            f"{code.destination_class.name} does not define write_records(); the class cannot be instantiated.",
+            f"{cls.name} does not define write_records(); the class cannot be instantiated.",
             file=rel,
-            line=code.destination_class.lineno,
+            line=cls.lineno,
         )
     if isinstance(fn, ast.AsyncFunctionDef):
         return failed(id, "write_records is `async`; bizon calls it synchronously.", file=rel, line=fn.lineno)
@@ -156,7 +159,7 @@ def setup_in_check_connection(code: DestinationCode) -> CheckFinding:
     id = "trap.setup_in_check_connection"
     if skip := needs_destination(code, id):
         return skip
-    cls = code.destination_class
+    cls = cast(ast.ClassDef, code.destination_class)  # needs_destination found it
     methods = [s for s in cls.body if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef))]
     check = next((m for m in methods if m.name == "check_connection"), None)
     if check is None:
@@ -223,10 +226,11 @@ def staging_without_finalize(code: DestinationCode) -> CheckFinding:
     id = "trap.staging_without_finalize"
     if skip := needs_destination(code, id):
         return skip
-    tree = code.tree(code.destination_rel)
-    mention = None
+    cls = cast(ast.ClassDef, code.destination_class)  # needs_destination found it
+    tree = cast(ast.Module, code.tree(code.destination_rel))  # and its file parses
+    mention: ast.expr | ast.stmt | None = None
     for node in ast.walk(tree):
-        words = []
+        words: list[str] = []
         if isinstance(node, ast.Name):
             words = [node.id]
         elif isinstance(node, ast.Attribute):
@@ -236,7 +240,7 @@ def staging_without_finalize(code: DestinationCode) -> CheckFinding:
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and len(node.value) < 80:
             words = [node.value]
         if any(STAGING.search(w.lower()) for w in words):
-            mention = node
+            mention = cast(ast.expr | ast.stmt, node)  # a name, attribute, function or constant: words come from those
             break
     # Judged by names only: what the code writes where, and what finalize() does with it, is not followed.
     if mention is None:
@@ -251,24 +255,25 @@ def staging_without_finalize(code: DestinationCode) -> CheckFinding:
     where = "does not override finalize()" if fn is None else "has a finalize() that does nothing"
     return failed(
         id,
-        f"{code.destination_class.name} names a staging target (line {mention.lineno}) but {where}: "
+        f"{cls.name} names a staging target (line {mention.lineno}) but {where}: "
         "staged records would never reach the target.",
         file=code.destination_rel,
-        line=fn.lineno if fn is not None else code.destination_class.lineno,
+        line=fn.lineno if fn is not None else cls.lineno,
     )
 
 
-def _config_import_closure(code: DestinationCode) -> list[tuple[str, ast.AST]]:
+def _config_import_closure(code: DestinationCode) -> list[tuple[str, ast.Import | ast.ImportFrom]]:
     """(rel, import) of config.py's module-level imports, following relative imports into its own folder."""
-    out, todo, seen = [], [code.config_rel], set()
+    out: list[tuple[str, ast.Import | ast.ImportFrom]] = []
+    todo, seen = [code.config_rel], set()
     src = f"{code.base}/src"
     while todo:
         rel = todo.pop()
-        if rel in seen or code.tree(rel) is None:
+        if rel in seen or (tree := code.tree(rel)) is None:
             continue
         seen.add(rel)
-        nodes = []
-        stack = list(code.tree(rel).body)
+        nodes: list[ast.Import | ast.ImportFrom] = []
+        stack: list[ast.AST] = list(tree.body)
         while stack:  # everything that runs at import: not function bodies
             node = stack.pop()
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
@@ -291,7 +296,7 @@ def _config_import_closure(code: DestinationCode) -> list[tuple[str, ast.AST]]:
     return out
 
 
-def _modules(node: ast.AST) -> list[str]:
+def _modules(node: ast.Import | ast.ImportFrom) -> list[str]:
     if isinstance(node, ast.Import):
         return [a.name for a in node.names]
     mod = node.module or ""
@@ -380,7 +385,7 @@ def _spec_secrets(code: DestinationCode) -> set[str]:
         return set()
 
 
-def _leaks(arg: ast.AST, secrets: set[str], tainted: set[str] = frozenset(), attrs: set[str] = frozenset()):
+def _leaks(arg: ast.AST, secrets: set[str], tainted: Set[str] = frozenset(), attrs: Set[str] = frozenset()):
     """What in an expression can hold a secret, or None: a secret field, get_secret_value(), the whole config,
     or a local variable (`tainted`) or attribute of self (`attrs`) that was given one of those."""
     parents = {}
@@ -536,8 +541,8 @@ def plaintext_secret(code: DestinationCode) -> CheckFinding:
         return skipped(id, "The details config has no secret field (SecretStr, marked secret, or named like one).")
     judged = []
     for rel in (code.example_rel, code.check_rel):
-        details = destination_config(code, rel)
-        for field in sorted(set(secrets) & set(details or {})):
+        details = destination_config(code, rel) or {}
+        for field in sorted(set(secrets) & set(details)):
             judged.append(f"{rel.rsplit('/', 1)[-1]}:{field}")
             what = _plaintext(details[field])
             if what:

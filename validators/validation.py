@@ -149,7 +149,9 @@ class Units:
         use = inputs is not None and self.use_cache
         if use and self._installed is None:
             self._installed = cache.installed(self.ws)
-        digest = cache.key(self.ws, unit, inputs, (*extra, self._installed), exclude) if use else None
+        digest = (
+            cache.key(self.ws, unit, inputs, (*extra, self._installed), exclude) if use and inputs is not None else None
+        )
         if digest is not None:
             hit = cache.load(self.ws, self.name, unit, digest)
             if hit is not None:
@@ -306,7 +308,9 @@ def validate_destination(
     ]
     # A spec whose full refresh DELETEs first says the endpoint ignores "replace": the receiver then does too.
     declared = spec.stored(ws, name)
-    target = Scratch(ws.root, name, *texts, honours_replace=not declared or declared.full_refresh != "delete_first")
+    target = Scratch(
+        ws.root, name, texts[0], texts[1], honours_replace=not declared or declared.full_refresh != "delete_first"
+    )
     example_reads = sorted(set(REFERENCE.findall(texts[1] or "")))  # what its sync needs set, for `next`
     units = Units(ws, name, logs, use_cache, target)
     try:
