@@ -66,10 +66,12 @@ def entry(who: str, tool: str, name: str | None, result: Result, dry_run: bool =
     return {k: v for k, v in line.items() if v is not None}
 
 
-def append(ws: Workspace, line: dict) -> Finding | None:
+def append(ws: Workspace, line: dict, echo: bool = True) -> Finding | None:
     """Append `line` to the workspace's trail; a warning finding (for the answer) if it could not be written."""
     text = json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n"
-    log.info("audit %s %s", ws.root, text.strip())
+    # The copy out of reach of the code validate_destination runs matters over HTTP; over stdio the host's user
+    # is the caller, and the line would only crowd the host's console: it is logged at debug there.
+    log.log(logging.INFO if echo else logging.DEBUG, "audit %s %s", ws.root, text.strip())
     path = audit_path(ws)
     try:
         if ws.state_dir.is_symlink():  # the trail stays in the tree it describes

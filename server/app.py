@@ -133,7 +133,7 @@ def build_server(settings: Settings, verifier: Verifier | None = None, anonymous
             # stdio calls are recorded too (who: "stdio"): the trail says what changed the tree, whoever asked.
             who = call.who.who if call.who else anonymous
             line = audit.entry(who, call.tool, call.name, result, call.dry_run) if call.writes else None
-            problem = audit.append(ws, line) if line else None
+            problem = audit.append(ws, line, echo=anonymous != "stdio") if line else None
             if problem:
                 return with_findings(
                     type(result), [*result.findings, problem], **result.model_dump(exclude={"findings"})

@@ -60,8 +60,8 @@ def test_good_destination_passes_both_levels_on_052_and_the_cache_answers_what_d
     install_good(ws)
     fast = validate_destination(ws, NAME)
     assert fast.ok, fast.summary
-    # passes are summed up, not listed; a skip is shown (the check had nothing to judge: no secret here)
-    assert {f.id for f in fast.findings} == NOTHING_TO_JUDGE - {"data.unreliable_target"}, fast.findings
+    # passes are summed up, not listed; so are skips that say a check does not apply (no secret here)
+    assert fast.findings == [], fast.findings
     full = validate_destination(ws, NAME, level="full", verbose=True)
     assert full.ok, full.summary
     assert set(by_id(full)) == FULL_IDS

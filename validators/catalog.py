@@ -69,6 +69,9 @@ class Check:
     origin: str = "guide"  # guide (its Validation Checklist) | facts (a trap the guide misses) | forge
     explained_by: tuple[str, ...] = ()  # a failure here after one of these failed is reported as a skip
     needs_finished_code: bool = False  # not run while agent.* checks fail: running unfinished code teaches nothing
+    # Its skip means "does not apply here" (no secret field, no variable of its own), not a limit of what was
+    # proven: the summary counts it, the answer does not list it unless verbose.
+    skip_is_not_applicable: bool = False
 
 
 CHECKS: tuple[Check, ...] = (
@@ -288,6 +291,7 @@ CHECKS: tuple[Check, ...] = (
         "Both configs are committed with the tree, and bizon prints whole configs in some errors. bizon resolves "
         "env://NAME (and gsm:// on 0.6.x), and `bizon run` reads the tree's .env.",
         "Reference the secret as env://NAME and set NAME in the workspace's .env (kept out of git) or the environment.",
+        skip_is_not_applicable=True,
         origin="facts",
     ),
     # -- left for the agent ----------------------------------------------------------------------
@@ -364,6 +368,7 @@ CHECKS: tuple[Check, ...] = (
         "The checks run with a scrubbed environment: an unset reference would stop every live check with bizon's "
         "'environment variable is not set'.",
         "Set the variable in the workspace's .env (bizon run reads it too) or in the server's environment.",
+        skip_is_not_applicable=True,
         origin="forge",
     ),
     Check(

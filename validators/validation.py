@@ -240,6 +240,10 @@ def _settle(findings: dict[str, CheckFinding], unfinished: list[str]) -> None:
                 ).model_copy(update={"log": f.log, "excerpt": f.excerpt})
 
 
+def _moot(f: CheckFinding) -> bool:
+    return f.status == "skip" and catalog.BY_ID[f.id].skip_is_not_applicable
+
+
 def _summary(level: str, findings: list[CheckFinding], seconds: float, cached: list[str]) -> str:
     counts = {s: [f.id for f in findings if f.status == s] for s in ("pass", "fail", "warn", "skip")}
     parts = [f"{len(counts['pass'])} passed"]
@@ -332,8 +336,9 @@ def validate_destination(
     _settle(results, unfinished)
     ordered = sorted(results.values(), key=lambda f: catalog.ORDER[f.id])
     summary = _summary(level, ordered, time.perf_counter() - started, units.cached)
-    # Unless asked, only what needs acting on: not the passes, not the skips another failure explains.
-    shown = ordered if verbose else [f for f in ordered if f.status != "pass" and not f.blocked_by]
+    # Unless asked, only what needs acting on: not the passes, not the skips another failure explains or that
+    # say a check does not apply here.
+    shown = ordered if verbose else [f for f in ordered if f.status != "pass" and not f.blocked_by and not _moot(f)]
     return ValidationResult(
         ok=not any(f.status == "fail" for f in ordered),
         findings=shown,
