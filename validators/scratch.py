@@ -31,7 +31,8 @@ def references(text: str | None) -> list[str]:
 def lookup(root: Path, names: list[str]) -> dict[str, tuple[str, str]]:
     """NAME -> (value, where it was found) for each name set in the server's environment or the workspace's
     .env. The environment wins, as in `bizon run` (its load_dotenv does not override), whose find_dotenv walks
-    up from bizon's own folder to the tree's root. Nothing else of either reaches the checks."""
+    up from bizon's own folder to the tree's root. Nothing else of the server's environment reaches the checks;
+    the smoke checks' `bizon run` reads the whole .env itself, as every bizon run does."""
     found = {n: (os.environ[n], "environment") for n in names if n in os.environ}
     dotenv = root / ".env"
     if len(found) < len(names) and dotenv.is_file():
