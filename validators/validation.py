@@ -1,6 +1,8 @@
 """validate_destination: run every check of a level once, the independent ones at the same time, and answer
 one finding per check with the passes summed up in one line."""
 
+import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -416,12 +418,17 @@ def _submit(units: Units, code: DestinationCode, level: str, unfinished: list[st
     if where.status == "fail":
         not_run["live.bizon_secrets_check"] = skipped("live.bizon_secrets_check", f"Not run: {where.message}", where.id)
     else:
+        # Its answer follows from the check config, the tree's .env, bizon's resolvers and the values passed (hashed
+        # here, never stored): the same inputs are answered from the cache, as a destination is edited and checked.
+        passed = hashlib.sha256(json.dumps(units.target.passed_env, sort_keys=True).encode()).hexdigest()
         units.submit(
             "secrets",
             lambda: [
                 runtime.secrets_check(ws, code.check_rel, units.scratch_dir(), logs / "secrets.log", env("secrets"))
             ],
             ["live.bizon_secrets_check"],
+            [ws.root / code.check_rel, ws.root / ".env", ws.root / "bizon" / "cli", ws.root / "bizon" / "engine"],
+            extra=(passed,),
         )
     smoke_ids = [i for i, _, _ in runtime.SMOKE_RUNS]
     if not writes:

@@ -396,6 +396,7 @@ CASES: dict[str, Case] = {
             ),
         ),
         level="full",
+        also=("data.failed_publish",),  # its incremental runs flush too
     ),
     "data.hostile": Case(
         "source_data cut at 64 KB, as a MySQL TEXT column does",
@@ -429,7 +430,7 @@ CASES: dict[str, Case] = {
             ),
         ),
         level="full",
-        also=("tests.destination",),
+        also=("tests.destination", "data.full_disk"),  # it checks the full refresh after the full disk
     ),
     "data.incremental": Case(
         "incremental replaces instead of appending",
@@ -439,7 +440,7 @@ CASES: dict[str, Case] = {
             ),
         ),
         level="full",
-        also=("tests.destination",),
+        also=("tests.destination", "data.failed_publish"),  # its next run is an incremental one
     ),
     "data.stream": Case(
         "stream mode stages too, and bizon never calls finalize() there",
@@ -479,7 +480,7 @@ CASES: dict[str, Case] = {
             ),
         ),
         level="full",
-        also=("tests.destination",),
+        also=("tests.destination", "data.full_disk"),  # a flush failed by a full disk is a failed flush
     ),
     "data.full_disk": Case(
         "a write that failed for want of disk space taken for one that landed",
