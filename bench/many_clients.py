@@ -13,7 +13,6 @@ import anyio
 from mcp import Client
 
 from bizon_forge import registry, workspace
-from bizon_forge.spec import DestinationSpec
 
 READY_TIMEOUT_S = 30
 
@@ -99,8 +98,7 @@ def _check_isolation(root: Path, labels: list[str], crowd: Crowd) -> None:
     """Each tree holds its own destination fully registered and nobody else's."""
     for label in labels:
         reg = registry.read(workspace.Workspace(root=root / label, settings=workspace.Settings()))
-        names = DestinationSpec(name=label).names
-        ours = reg.status(label, names.pascal, names.upper)
+        ours = reg.registered(label)
         foreign = sorted(v for v in reg.enum.values() if v and v.startswith("client_") and v != label)
         if not all(ours.values()):
             crowd.failures.append(f"{label}: registrations incomplete: {ours}")
