@@ -65,6 +65,7 @@ class Check:
     what: str  # the checklist line: what must hold
     why: str
     fix: str  # the default hint of a failure
+    limits: str = ""  # what the check does not judge, so a pass claims no more than was checked
     level: str = "fast"  # fast | full (full runs fast's checks too)
     origin: str = "guide"  # guide (its Validation Checklist) | facts (a trap the guide misses) | forge
     explained_by: tuple[str, ...] = ()  # a failure here after one of these failed is reported as a skip
@@ -95,10 +96,10 @@ CHECKS: tuple[Check, ...] = (
         "checklist.details_base",
         "Config",
         "The details config (the type of the main config's `config:` field) extends "
-        "`AbstractDestinationDetailsConfig`. Limit: only a class defined in config.py is judged; an imported one "
-        "is a skip.",
+        "`AbstractDestinationDetailsConfig`.",
         "bizon reads buffer_size, buffer_flush_timeout, destination_id and more from that base class.",
         "Derive the details class from `bizon.destination.config.AbstractDestinationDetailsConfig`.",
+        limits="Only a class defined in config.py is judged; an imported one is a skip.",
     ),
     Check(
         "checklist.config_base",
@@ -135,18 +136,18 @@ CHECKS: tuple[Check, ...] = (
         "checklist.check_connection_bool",
         "Implementation",
         "`check_connection()` is defined, annotated `-> bool` if at all, cannot end without a return, and returns "
-        "no literal that is not a bool. Judges literal returns only: a returned variable or call is not followed "
-        "(the pass says which).",
+        "no literal that is not a bool.",
         "It is abstract: without it the class cannot be instantiated.",
         "Define `def check_connection(self) -> bool:` returning True or False.",
+        limits="Judges literal returns only: a returned variable or call is not followed (the pass says which).",
     ),
     Check(
         "checklist.write_records_returns",
         "Implementation",
-        "`write_records()` cannot end without a return, and its literal returns are `(bool, str | None)` pairs. "
-        "Judges literal returns only: a returned variable or call is not followed (the pass says which).",
+        "`write_records()` cannot end without a return, and its literal returns are `(bool, str | None)` pairs.",
         "bizon unpacks `success, error_msg = self.write_records(...)`; anything else crashes the consumer.",
         "Return `True, None` on success and `False, message` on failure.",
+        limits="Judges literal returns only: a returned variable or call is not followed (the pass says which).",
     ),
     Check(
         "checklist.errors_logged",
@@ -256,20 +257,21 @@ CHECKS: tuple[Check, ...] = (
     Check(
         "trap.staging_without_finalize",
         "Traps",
-        "A destination that names a staging target overrides `finalize()` with a body that does something. "
-        "Judged by names only (stage, staging, temp/tmp table, `_tmp`): what is written where and what "
-        "finalize() does with it are not followed.",
+        "A destination that names a staging target overrides `finalize()` with a body that does something.",
         "`finalize()` defaults to doing nothing: staged records would never reach the target.",
         "In finalize(), replace the target with the staging copy (full_refresh) or append it (incremental).",
+        limits="Judged by names only (stage, staging, temp/tmp table, `_tmp`): what is written where and what "
+        "finalize() does with it are not followed.",
         origin="facts",
     ),
     Check(
         "trap.finalize_returns_false",
         "Traps",
-        "`finalize()` never answers a failure with a literal `return False` (what it returns is not judged otherwise).",
+        "`finalize()` never answers a failure with a literal `return False`.",
         "bizon ignores finalize()'s return value: a publish that failed and returned False looks like a success "
         "(0.5.x and 0.6.x alike).",
         "Raise in finalize() when publishing fails (log the context first); bizon then ends the run as failed.",
+        limits="What it returns is not judged otherwise.",
         origin="facts",
     ),
     Check(
@@ -349,14 +351,15 @@ CHECKS: tuple[Check, ...] = (
         "Scratch target",
         "`config/<name>.check.yml` exists, is a bizon config for this destination, and its destination config "
         "differs from the example's in at least one field other than destination_id and buffer settings. The "
-        "contract, data and smoke checks write only there (limit: that it differs is checked, not that it is "
-        "scratch). It warns when no field chooses the target, and when a sql destination that declares a "
-        "server's driver checks on SQLite (a green then proves the code on SQLite only).",
+        "contract, data and smoke checks write only there. It warns when no field chooses the target, and when a "
+        "sql destination that declares a server's driver checks on SQLite (a green then proves the code on SQLite "
+        "only).",
         "The example config is the user's real sync: a check that writes there replaces someone's records.",
         "Point the check config (render_destination writes it next to the example) at a scratch target: a "
         "database, folder or endpoint that holds no real data. It may use env://BIZON_FORGE_SCRATCH (a fresh "
         "folder) and env://BIZON_FORGE_RECEIVER_URL (a local HTTP receiver), both made and removed by each "
         "validation.",
+        limits="That it differs is checked, not that it is scratch.",
         origin="forge",
     ),
     Check(
@@ -429,10 +432,11 @@ CHECKS: tuple[Check, ...] = (
         "Import and contract",
         "`write_records()` on a real six-column DataFrame of 3 records (bizon's destination_record_schema) "
         "returns `(True, None)` and raises nothing. The records go to the check config's scratch target, never "
-        "to the example's. Not judged here: what landed (the full level's data.* checks read it back).",
+        "to the example's.",
         "The engine passes exactly that frame and unpacks exactly that pair.",
         "Read the excerpt; the frame holds bizon_id, bizon_extracted_at, bizon_loaded_at, source_record_id, "
         "source_timestamp, source_data.",
+        limits="Not judged here: what landed (the full level's data.* checks read it back).",
         origin="forge",
         explained_by=WRITE_BLOCKERS,
         needs_finished_code=True,
@@ -538,13 +542,13 @@ CHECKS: tuple[Check, ...] = (
     Check(
         "data.full_refresh_twice",
         "Data, read back from the scratch target",
-        "Two full_refresh runs (5 records, then 3 others) leave exactly the second run's 3. Limit, for a "
-        'destination that POSTs to the local receiver: it honours `"replace": true` when the spec\'s '
-        "full_refresh is replace_flag (the spec says the endpoint does; that is not proven), and ignores it when "
-        "the spec says delete_first (only a DELETE ?destination_id= then empties it).",
+        "Two full_refresh runs (5 records, then 3 others) leave exactly the second run's 3.",
         "full_refresh promises the target equals the source; appending doubles it on every run.",
         "Stage the run's flushes and replace the target with the staging in finalize(), in one atomic step; "
         "over HTTP, replace the way the spec's full_refresh says the endpoint can.",
+        limits='For a destination that POSTs to the local receiver: it honours `"replace": true` when the spec\'s '
+        "full_refresh is replace_flag (the spec says the endpoint does; that is not proven), and ignores it when "
+        "the spec says delete_first (only a DELETE ?destination_id= then empties it).",
         level="full",
         origin="forge",
         explained_by=LANDED,
@@ -608,12 +612,13 @@ CHECKS: tuple[Check, ...] = (
         "grows a file of the check's process fails, RLIMIT_FSIZE 0, as a full disk fails it): write_records "
         "answers (False, message) or raises, finalize() raises, the target still reads back the first run's 3 "
         "records exactly, and the next full_refresh, with room again, lands its 4 exactly once. Skip when the "
-        "flush succeeded and landed anyway (the target is a server, off this disk). Limits: EFBIG stands for "
-        "ENOSPC; a destination that stages in memory or on a server is judged only by what lands.",
+        "flush succeeded and landed anyway (the target is a server, off this disk).",
         "Local staging, SQLite and files meet a full disk in real runs; a swallowed write error loses records, "
         "a publish after it replaces the target with a partial run.",
         "Let a failed write reach write_records' answer, remember it, and make finalize() raise instead of "
         "publishing; publish by an atomic replace so a failure leaves the last publication whole.",
+        limits="EFBIG stands for ENOSPC; a destination that stages in memory or on a server is judged only by what "
+        "lands.",
         level="full",
         origin="forge",
         explained_by=LANDED,
@@ -625,14 +630,15 @@ CHECKS: tuple[Check, ...] = (
         "After an incremental run that landed 3 records, the next run's finalize() meets a full disk (as in "
         "data.full_disk): it raises, the target still reads back exactly the 3, and the run after it, with room "
         "again, leaves all 3 + 2 + 2 records exactly once. Skip when finalize() published anyway (the target is "
-        "off this disk). Limits: the disk is full from the publication's first byte, so one that would fail "
-        "half-way through an in-place append is not made; reads use an incremental destination object.",
+        "off this disk).",
         "Both bizon versions mark the job succeeded and move an incremental cursor before finalize(): a run "
         "whose publication fails is never extracted again, so its staged records must survive to the next run "
         "and be published once.",
         "Keep incremental staging where the next run finds it (never relative to the working folder), publish it "
         "atomically (a temp file then a rename, or one transaction), and let the next finalize() publish what a "
         "failed one left.",
+        limits="The disk is full from the publication's first byte, so one that would fail half-way through an "
+        "in-place append is not made; reads use an incremental destination object.",
         level="full",
         origin="facts",
         explained_by=LANDED,
@@ -643,13 +649,13 @@ CHECKS: tuple[Check, ...] = (
         "Data, read back from the scratch target",
         "Against bizon-forge's local receiver misbehaving like a real ingest API (429 with Retry-After: 2, 503, a "
         "batch stored and then its answer lost), a full_refresh of 3 flushes lands every record exactly once and "
-        "no retry comes before its Retry-After; a 401 on every POST fails the batch after one POST. Limits: only "
-        "a check config that posts to the receiver (env://BIZON_FORGE_RECEIVER_URL) is judged, else skip "
-        "(local disks get data.full_disk; SQL servers get no injected failures yet).",
+        "no retry comes before its Retry-After; a 401 on every POST fails the batch after one POST.",
         "A new Idempotency-Key per retry duplicates a batch whose answer was lost; a retried 401 turns a wrong "
         "token into minutes of waiting; ignoring Retry-After gets a client throttled harder.",
         "Send one Idempotency-Key per batch, the same on every retry; honour Retry-After; treat 401 and 403 as "
         "permanent.",
+        limits="Only a check config that posts to the receiver (env://BIZON_FORGE_RECEIVER_URL) is judged, else skip "
+        "(local disks get data.full_disk; SQL servers get no injected failures yet).",
         level="full",
         origin="forge",
         explained_by=LANDED,
@@ -705,6 +711,8 @@ def checklist_markdown(heading: bool = True) -> str:
         level = " (full)" if c.level == "full" else ""
         missed = " *A trap bizon's guide misses.*" if c.origin == "facts" else ""
         lines.append(f"- [ ] `{c.id}`{level}: {c.what}{missed}")
+        if c.limits:
+            lines.append(f"  *Limits:* {c.limits}")
         lines.append(f"  *Why:* {c.why} *Fix:* {c.fix}")
     return "\n".join(lines) + "\n"
 
