@@ -6,6 +6,7 @@ import re
 import tokenize
 
 from bizon_forge.render import TODO, todo_tasks
+from bizon_forge.validators.catalog import Check, static
 from bizon_forge.validators.code import DestinationCode, is_stub
 from bizon_forge.validators.report import CheckFinding, failed, passed
 from bizon_forge.validators.source import short
@@ -17,6 +18,16 @@ def _line_of(text: str, index: int) -> int:
     return text.count("\n", 0, index) + 1
 
 
+@static(
+    Check(
+        "agent.todo_left",
+        "Left for the agent",
+        "No `FORGE-TODO` marker is left in the destination's files.",
+        "render_destination marks every place where code must be written with FORGE-TODO.",
+        "Write the code each FORGE-TODO describes, then delete the marker.",
+        origin="forge",
+    ),
+)
 def todo_left(code: DestinationCode) -> CheckFinding:
     hits = [(f.rel, _line_of(f.text, at), task) for f in code.files.values() for at, task in todo_tasks(f.text)]
     if not hits:
@@ -33,6 +44,16 @@ def todo_left(code: DestinationCode) -> CheckFinding:
     )
 
 
+@static(
+    Check(
+        "agent.pass_body",
+        "Left for the agent",
+        "No function or method in the destination's files has a body that is only `pass` or `...`.",
+        "The guide's skeleton ends in `pass`; a stub that silently does nothing loses records.",
+        "Implement the function, or delete it if nothing calls it.",
+        origin="forge",
+    ),
+)
 def pass_body(code: DestinationCode) -> CheckFinding:
     hits = []
     for f in code.src_files():
@@ -46,6 +67,16 @@ def pass_body(code: DestinationCode) -> CheckFinding:
     return failed("agent.pass_body", f"{len(hits)} function(s) are only `pass`/`...`: {names}.", file=rel, line=line)
 
 
+@static(
+    Check(
+        "agent.not_implemented",
+        "Left for the agent",
+        "No `NotImplementedError` is left in the destination's files.",
+        "It marks code that was never written.",
+        "Implement that code path; if it is unsupported on purpose, raise ValueError saying why.",
+        origin="forge",
+    ),
+)
 def not_implemented(code: DestinationCode) -> CheckFinding:
     hits = []
     for f in code.src_files():
@@ -79,6 +110,16 @@ def _python_placeholders(text: str) -> list[int]:
     return out
 
 
+@static(
+    Check(
+        "agent.placeholder",
+        "Left for the agent",
+        "No template placeholder (`{{ ... }}`, `{% ... %}`) is left in the destination's files or example YAML.",
+        "Placeholders from the guide's templates are not valid values.",
+        "Replace each placeholder with the real name or value (see the guide's placeholder table).",
+        origin="forge",
+    ),
+)
 def placeholder(code: DestinationCode) -> CheckFinding:
     hits = []
     for f in code.src_files():  # not the tests: a test may hold a template on purpose

@@ -4,6 +4,7 @@ import ast
 from typing import cast
 
 from bizon_forge.connector import is_connector_module
+from bizon_forge.validators.catalog import Check, static
 from bizon_forge.validators.code import (
     DestinationCode,
     all_bases,
@@ -21,40 +22,32 @@ from bizon_forge.validators.source import needs, needs_destination, needs_write_
 # -- the guide's checklist: config ----------------------------------------------------------------
 
 
+@static(
+    Check(
+        "checklist.init_file",
+        "Config",
+        "`src/__init__.py` exists.",
+        "The guide's checklist asks for it (bizon's own destinations are namespace packages; it is harmless).",
+        "Create an empty `src/__init__.py` in the destination folder.",
+    ),
+)
 def init_file(code: DestinationCode) -> CheckFinding:
     if (code.ws.root / code.init_rel).is_file():
         return passed("checklist.init_file")
     return failed("checklist.init_file", f"{short(code.init_rel)} is missing.", file=code.init_rel)
 
 
-def config_base(code: DestinationCode) -> CheckFinding:
-    if skip := needs(code, code.config_rel, "checklist.config_base"):
-        if not (code.ws.root / code.config_rel).exists():
-            return failed(
-                "checklist.config_base",
-                f"{code.config_rel} does not exist.",
-                file=code.config_rel,
-                hint="Call render_destination, or write config.py as in the guide's Step 2.",
-            )
-        return skip
-    cls = code.main_config
-    if cls is None:
-        return failed(
-            "checklist.config_base",
-            f"config.py has no main config class (one with `name: Literal[DestinationTypes.X]`, e.g. "
-            f"{code.pascal}Config).",
-            file=code.config_rel,
-        )
-    if not extends(cls, "AbstractDestinationConfig", code.config_classes):
-        return failed(
-            "checklist.config_base",
-            f"{cls.name} does not extend AbstractDestinationConfig.",
-            file=code.config_rel,
-            line=cls.lineno,
-        )
-    return passed("checklist.config_base")
-
-
+@static(
+    Check(
+        "checklist.details_base",
+        "Config",
+        "The details config (the type of the main config's `config:` field) extends "
+        "`AbstractDestinationDetailsConfig`.",
+        "bizon reads buffer_size, buffer_flush_timeout, destination_id and more from that base class.",
+        "Derive the details class from `bizon.destination.config.AbstractDestinationDetailsConfig`.",
+        limits="Only a class defined in config.py is judged; an imported one is a skip.",
+    ),
+)
 def details_base(code: DestinationCode) -> CheckFinding:
     if skip := needs(code, code.config_rel, "checklist.details_base"):
         return skip
@@ -93,6 +86,53 @@ def details_base(code: DestinationCode) -> CheckFinding:
     return passed("checklist.details_base")
 
 
+@static(
+    Check(
+        "checklist.config_base",
+        "Config",
+        "The main config (the class with `name: Literal[...]`) extends `AbstractDestinationConfig`.",
+        "`BizonConfig.destination` is a Union of such classes, told apart by `name`.",
+        "Derive the main config from `bizon.destination.config.AbstractDestinationConfig`.",
+    ),
+)
+def config_base(code: DestinationCode) -> CheckFinding:
+    if skip := needs(code, code.config_rel, "checklist.config_base"):
+        if not (code.ws.root / code.config_rel).exists():
+            return failed(
+                "checklist.config_base",
+                f"{code.config_rel} does not exist.",
+                file=code.config_rel,
+                hint="Call render_destination, or write config.py as in the guide's Step 2.",
+            )
+        return skip
+    cls = code.main_config
+    if cls is None:
+        return failed(
+            "checklist.config_base",
+            f"config.py has no main config class (one with `name: Literal[DestinationTypes.X]`, e.g. "
+            f"{code.pascal}Config).",
+            file=code.config_rel,
+        )
+    if not extends(cls, "AbstractDestinationConfig", code.config_classes):
+        return failed(
+            "checklist.config_base",
+            f"{cls.name} does not extend AbstractDestinationConfig.",
+            file=code.config_rel,
+            line=cls.lineno,
+        )
+    return passed("checklist.config_base")
+
+
+@static(
+    Check(
+        "checklist.literal_name",
+        "Config",
+        "`name: Literal[DestinationTypes.X]` names the enum member whose value is the destination's name.",
+        "An unknown member raises AttributeError when bizon imports the config, breaking every command.",
+        "Write `name: Literal[DestinationTypes.<NAME>]` with the member you added to DestinationTypes.",
+        explained_by=("source.syntax",),
+    ),
+)
 def literal_name(code: DestinationCode) -> CheckFinding:
     """The Literal names a member the enum has; naming *another destination's* member is the trap below."""
     if skip := needs(code, code.config_rel, "checklist.literal_name"):
@@ -153,6 +193,16 @@ def _field_has_description(value: ast.expr | None) -> tuple[bool, bool]:
     return isinstance(value, ast.Constant) and value.value is ..., False
 
 
+@static(
+    Check(
+        "checklist.field_descriptions",
+        "Config",
+        "Every required field of the details config has a non-empty `Field(..., description=...)`. Skip when "
+        "config.py defines no details class (none, or an imported one): nothing to judge.",
+        "The description is the only documentation a user of the YAML gets.",
+        'Declare it as `name: str = Field(..., description="What it is")`.',
+    ),
+)
 def field_descriptions(code: DestinationCode) -> CheckFinding:
     id = "checklist.field_descriptions"
     if skip := needs(code, code.config_rel, id):
@@ -188,6 +238,15 @@ def field_descriptions(code: DestinationCode) -> CheckFinding:
 # -- the guide's checklist: implementation ---------------------------------------------------------
 
 
+@static(
+    Check(
+        "checklist.destination_base",
+        "Implementation",
+        "The destination class (the one the factory returns) extends `AbstractDestination`.",
+        "The engine drives the buffer, cursors and finalize through that base class.",
+        "Derive it from `bizon.destination.destination.AbstractDestination` and call `super().__init__(...)`.",
+    ),
+)
 def destination_base(code: DestinationCode) -> CheckFinding:
     rel = code.destination_rel
     if not (code.ws.root / rel).exists():
@@ -259,6 +318,17 @@ def _always_exits(stmts: list[ast.stmt]) -> bool:
     return False
 
 
+@static(
+    Check(
+        "checklist.check_connection_bool",
+        "Implementation",
+        "`check_connection()` is defined, annotated `-> bool` if at all, cannot end without a return, and returns "
+        "no literal that is not a bool.",
+        "It is abstract: without it the class cannot be instantiated.",
+        "Define `def check_connection(self) -> bool:` returning True or False.",
+        limits="Judges literal returns only: a returned variable or call is not followed (the pass says which).",
+    ),
+)
 def check_connection_bool(code: DestinationCode) -> CheckFinding:
     id = "checklist.check_connection_bool"
     if skip := needs_destination(code, id):
@@ -332,6 +402,16 @@ def _tuple_annotation_ok(ann: ast.expr) -> bool:
     return False
 
 
+@static(
+    Check(
+        "checklist.write_records_returns",
+        "Implementation",
+        "`write_records()` cannot end without a return, and its literal returns are `(bool, str | None)` pairs.",
+        "bizon unpacks `success, error_msg = self.write_records(...)`; anything else crashes the consumer.",
+        "Return `True, None` on success and `False, message` on failure.",
+        limits="Judges literal returns only: a returned variable or call is not followed (the pass says which).",
+    ),
+)
 def write_records_returns(code: DestinationCode) -> CheckFinding:
     id = "checklist.write_records_returns"
     fn, answer = needs_write_records(code, id)
@@ -371,6 +451,16 @@ def _returns_failure(handler: ast.ExceptHandler) -> ast.Return | None:
     return None
 
 
+@static(
+    Check(
+        "checklist.errors_logged",
+        "Implementation",
+        "Warns (never fails) when an `except` block of `write_records()` returns `(False, ...)` without a "
+        "logger call in it.",
+        "The returned message is all the engine keeps; a log line with the context saves a rerun.",
+        "In each `except` of write_records call `logger.error(...)` before `return False, message`.",
+    ),
+)
 def errors_logged(code: DestinationCode) -> CheckFinding:
     id = "checklist.errors_logged"
     fn, answer = needs_write_records(code, id)

@@ -11,6 +11,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bizon_forge.validators.catalog import Check, answers
 from bizon_forge.validators.report import CheckFinding, FixedFile, failed, passed
 from bizon_forge.workspace import REGISTRATION_FILES, Workspace, read_regular
 
@@ -89,6 +90,23 @@ def _judged(rel: str, ours: dict[str, set[int]], first: int, last: int | None = 
     return bool(set(range(first, (last or first) + 1)) & ours[rel])
 
 
+@answers(
+    Check(
+        "format.ruff_format",
+        "Format",
+        "`ruff format --check` passes on the destination's files and on the lines it added to the three "
+        "registration files, with the workspace's ruff config.",
+        "The guide's final step; bizon's CI runs the formatter.",
+        "Call validate_destination with fix=true, or run `ruff format` on the listed files.",
+    ),
+    Check(
+        "format.ruff_check",
+        "Format",
+        "`ruff check` passes on the same files and lines, with the workspace's ruff config.",
+        "bizon's pre-commit runs the linter (isort order, unused imports, pyupgrade).",
+        "Call validate_destination with fix=true for the fixable rules; fix the rest by hand.",
+    ),
+)
 def check(ws: Workspace, rels: list[str], ours: dict[str, set[int]], log: Path) -> list[CheckFinding]:
     """format.ruff_format and format.ruff_check, with their raw output written to `log`."""
     rels = [r for r in rels if (ws.root / r).is_file()]

@@ -1,9 +1,14 @@
-"""live.check_config: the live checks have a scratch target of their own, apart from the example's real one."""
+"""The checks of where the live checks write: a scratch target of their own (the check config), apart from the
+example's real one, whose every reference resolves (for bizon-forge, then for bizon's own `secrets check`)."""
 
+from pathlib import Path
+
+from bizon_forge.validators.catalog import Check, answers, static
 from bizon_forge.validators.code import DestinationCode
 from bizon_forge.validators.report import CheckFinding, failed, passed, skipped, warned
+from bizon_forge.validators.runtime import PROBE_TIMEOUT_S, _one_line, run_logged
 from bizon_forge.validators.scratch import RECEIVER_VAR, SCRATCH_VAR, lookup, references
-from bizon_forge.workspace import read_regular
+from bizon_forge.workspace import Workspace, read_regular
 
 ID = "live.check_config"
 PLACEHOLDER = "-value"  # what render_destination writes for a string field the agent gave no default
@@ -31,6 +36,24 @@ def destination_config(code: DestinationCode, rel: str) -> dict | None:
     return details if isinstance(details, dict) else None
 
 
+@static(
+    Check(
+        "live.check_config",
+        "Scratch target",
+        "`config/<name>.check.yml` exists, is a bizon config for this destination, and its destination config "
+        "differs from the example's in at least one field other than destination_id and buffer settings. The "
+        "contract, data and smoke checks write only there. It warns when no field chooses the target, and when a "
+        "sql destination that declares a server's driver checks on SQLite (a green then proves the code on SQLite "
+        "only).",
+        "The example config is the user's real sync: a check that writes there replaces someone's records.",
+        "Point the check config (render_destination writes it next to the example) at a scratch target: a "
+        "database, folder or endpoint that holds no real data. It may use env://BIZON_FORGE_SCRATCH (a fresh "
+        "folder) and env://BIZON_FORGE_RECEIVER_URL (a local HTTP receiver), both made and removed by each "
+        "validation.",
+        limits="That it differs is checked, not that it is scratch.",
+        origin="forge",
+    ),
+)
 def check_config(code: DestinationCode) -> CheckFinding:
     rel = code.check_rel
     try:
@@ -81,6 +104,20 @@ def check_config(code: DestinationCode) -> CheckFinding:
     return passed(ID, f"{rel} names a target apart from the example's.")
 
 
+@static(
+    Check(
+        "live.check_references",
+        "Scratch target",
+        "Every `env://NAME` the check config references is set, in the environment of the bizon-forge server "
+        "or in the workspace's `.env` (the environment wins, as in `bizon run`). The live checks get exactly "
+        "those variables and no other of the server's environment; skip when the check config references none.",
+        "The checks run with a scrubbed environment: an unset reference would stop every live check with bizon's "
+        "'environment variable is not set'.",
+        "Set the variable in the workspace's .env (bizon run reads it too) or in the server's environment.",
+        skip_is_not_applicable=True,
+        origin="forge",
+    ),
+)
 def check_references(code: DestinationCode) -> CheckFinding:
     """live.check_references: every env://NAME of the check config is set where bizon run would find it."""
     id, rel = "live.check_references", code.check_rel
@@ -111,6 +148,57 @@ def check_references(code: DestinationCode) -> CheckFinding:
     return passed(id, f"Every env:// reference of {rel} is set: {where}. The checks get exactly these variables.")
 
 
+@answers(
+    Check(
+        "live.bizon_secrets_check",
+        "Scratch target",
+        "`bizon secrets check` on the check config (bizon's own masked dry run of its env:// and gsm:// references, "
+        "inline ${...} included) resolves every reference, with the variables the live checks get and the tree's "
+        ".env. Skip when the config references nothing or the tree's bizon has no `secrets check`.",
+        "bizon resolves references itself, with rules of its own (inline syntax, gsm:// settings): its word on "
+        "the check config is the one `bizon run` will follow.",
+        "Fix the references bizon names (a typo in the name, an unclosed ${...}), or set the variables.",
+        level="full",
+        origin="facts",
+    ),
+)
+def secrets_check(ws: Workspace, check: str, cwd: Path, log: Path, env: dict[str, str]) -> CheckFinding:
+    """live.bizon_secrets_check: bizon's own masked dry run of the check config's references, with exactly the
+    variables the live checks get (its find_dotenv also reads the tree's .env, as `bizon run` does)."""
+    id = "live.bizon_secrets_check"
+    cmd = [ws.python(), "-m", "bizon.cli.main", "secrets", "check", str(ws.root / check)]
+    run = run_logged(ws, cmd, cwd, log, PROBE_TIMEOUT_S, env=env)
+    if "No such command 'secrets'" in run.tail:
+        return skipped(id, "This tree's bizon has no `bizon secrets check`.")
+    if "No gsm:// / env:// references found" in run.tail:
+        return skipped(id, f"bizon secrets check {check}: the check config references nothing to resolve.")
+    lines = [ln.strip() for ln in run.tail.splitlines() if ln.strip()]
+    if run.returncode == 0 and not run.timed_out:
+        return passed(id, f"bizon secrets check {check}: {lines[-1] if lines else 'passed'}")
+    unresolved = [ln for ln in lines if "✗" in ln]
+    return failed(
+        id,
+        f"bizon secrets check {check} failed: {len(unresolved) or 'some'} reference(s) did not resolve"
+        + (f" ({_one_line(unresolved[0])})" if unresolved else "")
+        + ".",
+        file=check,
+        output="\n".join(unresolved) or run.tail,
+        log=run.log,
+    )
+
+
+@static(
+    Check(
+        "live.example_values",
+        "Scratch target",
+        "The example config (the user's real sync) holds none of the placeholder values render_destination "
+        "writes for fields without a default (`<field>-value`).",
+        "`next` ends by printing the command that runs the example: with placeholders it cannot reach a target.",
+        "Put the real target's values in the example config; reference secrets as env://NAME rather than "
+        "writing them there.",
+        origin="forge",
+    ),
+)
 def example_values(code: DestinationCode) -> CheckFinding:
     """live.example_values: the example config holds no value render_destination made up."""
     id = "live.example_values"

@@ -5,9 +5,9 @@ from typing import cast
 
 import yaml
 
-from bizon_forge.validators.code import DestinationCode, literal_member
+from bizon_forge.validators.catalog import Check, static
+from bizon_forge.validators.code import DestinationCode
 from bizon_forge.validators.report import CheckFinding, failed, passed, skipped
-from bizon_forge.validators.source import config_unreadable
 from bizon_forge.workspace import ENUM_FILE, FACTORY_FILE, MODELS_FILE
 
 
@@ -15,6 +15,16 @@ def _unparsable(code: DestinationCode, rel: str) -> bool:
     return code.registration[rel].tree is None
 
 
+@static(
+    Check(
+        "registration.enum",
+        "Registration",
+        "`DestinationTypes` in `bizon/destination/config.py` has a member whose value is the destination's name.",
+        "Without it `bizon.common.models` raises AttributeError on import: even `bizon --help` dies.",
+        'Call apply_registrations, or add `NAME = "name"` to DestinationTypes.',
+        explained_by=("source.syntax",),
+    ),
+)
 def enum(code: DestinationCode) -> CheckFinding:
     id = "registration.enum"
     if _unparsable(code, ENUM_FILE):
@@ -29,6 +39,19 @@ def enum(code: DestinationCode) -> CheckFinding:
     )
 
 
+@static(
+    Check(
+        "registration.union",
+        "Registration",
+        "`bizon/common/models.py` imports the main config class from the destination's `src.config` and "
+        "lists "
+        "it in `BizonConfig.destination`'s Union.",
+        "Without it config validation fails: \"Input tag 'x' found using 'name' does not match any of the "
+        'expected tags".',
+        "Call apply_registrations, or add the import and the Union member by hand.",
+        explained_by=("source.syntax",),
+    ),
+)
 def union(code: DestinationCode) -> CheckFinding:
     id = "registration.union"
     if _unparsable(code, MODELS_FILE):
@@ -54,6 +77,16 @@ def union(code: DestinationCode) -> CheckFinding:
     )
 
 
+@static(
+    Check(
+        "registration.factory",
+        "Registration",
+        "`DestinationFactory.get_destination()` has a branch that imports and returns the destination class.",
+        'Without it the config validates but every run fails with "Destination ... not found".',
+        "Call apply_registrations, or add an `elif` before the final `raise`, its import inside the branch.",
+        explained_by=("source.syntax",),
+    ),
+)
 def factory(code: DestinationCode) -> CheckFinding:
     id = "registration.factory"
     if _unparsable(code, FACTORY_FILE):
@@ -80,6 +113,16 @@ def _example_name(code: DestinationCode) -> str | None:
     return dest.get("name") if isinstance(dest, dict) else None
 
 
+@static(
+    Check(
+        "registration.same_name",
+        "Registration",
+        "All three registrations, the config's Literal and the example YAML use the identical name string.",
+        "One differing spelling routes a valid config to another destination or to none.",
+        "Use the folder name as the enum value and its UPPER form as the member, everywhere.",
+        explained_by=("source.syntax", "registration.enum", "registration.factory", "checklist.literal_name"),
+    ),
+)
 def same_name(code: DestinationCode) -> CheckFinding:
     id = "registration.same_name"
     member = code.member
@@ -104,46 +147,6 @@ def same_name(code: DestinationCode) -> CheckFinding:
             hint=f"Set `destination: {{name: {code.name}}}` in the example YAML.",
         )
     return passed(id)
-
-
-def literal_other_member(code: DestinationCode) -> CheckFinding:
-    id = "trap.literal_other_member"
-    if code.tree(code.config_rel) is None:
-        return config_unreadable(code, id)
-    kind, value, line = literal_member(code.main_config)
-    if kind != "member" or value not in code.reg.enum or code.reg.enum[value] == code.name:
-        return passed(id)
-    return failed(
-        id,
-        f"`name: Literal[DestinationTypes.{value}]` is the {code.reg.enum[value]} destination's tag: two "
-        "configs on one tag make pydantic fail at import ('mapped to multiple choices'), breaking every "
-        "bizon command.",
-        file=code.config_rel,
-        line=line,
-        hint=f"Write `name: Literal[DestinationTypes.{code.member or code.name.upper()}]`.",
-    )
-
-
-def factory_top_level_import(code: DestinationCode) -> CheckFinding:
-    id = "trap.factory_top_level_import"
-    tree = code.registration[FACTORY_FILE].tree
-    if tree is None:
-        return skipped(id, f"{FACTORY_FILE} does not parse (see source.syntax).", "source.syntax")
-    mine = code.connector.owns
-    for node in tree.body:
-        mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [getattr(node, "module", "") or ""]
-        if isinstance(node, (ast.Import, ast.ImportFrom)) and any(mine(m) for m in mods):
-            return failed(
-                id,
-                f"{FACTORY_FILE} imports {mods[0]} at the top: the destination imports AbstractDestination "
-                "from this file, so the import is circular.",
-                file=FACTORY_FILE,
-                line=node.lineno,
-            )
-    return passed(id)
-
-
-REGISTRATION_CHECKS = (enum, union, factory, same_name, literal_other_member, factory_top_level_import)
 
 
 # -- the lines the registrations own, so format checks judge only those in bizon's files -------------------

@@ -14,6 +14,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bizon_forge.validators.catalog import (
+    BUILD_BLOCKERS,
+    DATA_BLOCKERS,
+    IMPORT_BLOCKERS,
+    LANDED,
+    READ_BLOCKERS,
+    RUNTIME,
+    WRITE_BLOCKERS,
+    Check,
+    answers,
+)
 from bizon_forge.validators.report import CheckFinding, failed, passed, skipped
 from bizon_forge.workspace import Workspace, tied_to_server
 
@@ -156,6 +167,62 @@ PROBE_STEPS = (  # (the probe's step, its finding id, what it does)
 )
 
 
+@answers(
+    Check(
+        "import.models",
+        "Import and contract",
+        "`import bizon.common.models` works in the workspace's Python, and imports the workspace's bizon.",
+        "Every bizon command starts with that import.",
+        "Read the excerpt: the last line names the module and the error.",
+        origin="facts",
+        explained_by=IMPORT_BLOCKERS,
+    ),
+    Check(
+        "import.config_validate",
+        "Import and contract",
+        "The example YAML (`config/<name>.example.yml`) validates as a BizonConfig and targets this destination.",
+        "It is what `bizon config validate` and `bizon run` check first.",
+        "Fix the fields the validation error names, in the YAML or in config.py.",
+        origin="facts",
+        explained_by=(*IMPORT_BLOCKERS, "registration.same_name"),
+    ),
+    Check(
+        "contract.build",
+        "Import and contract",
+        "`DestinationFactory.get_destination()` builds the destination from the check config "
+        "(`config/<name>.check.yml`) on a sqlite backend.",
+        "This is how the engine builds it in a run.",
+        "Read the excerpt: the constructor or the factory branch raised.",
+        origin="forge",
+        # at full, bizon's own dry run of the check config's references names an unresolvable one first
+        explained_by=(*BUILD_BLOCKERS, "live.bizon_secrets_check"),
+        needs_finished_code=True,
+    ),
+    Check(
+        "contract.write_records",
+        "Import and contract",
+        "`write_records()` on a real six-column DataFrame of 3 records (bizon's destination_record_schema) "
+        "returns `(True, None)` and raises nothing. The records go to the check config's scratch target, never "
+        "to the example's.",
+        "The engine passes exactly that frame and unpacks exactly that pair.",
+        "Read the excerpt; the frame holds bizon_id, bizon_extracted_at, bizon_loaded_at, source_record_id, "
+        "source_timestamp, source_data.",
+        limits="Not judged here: what landed (the full level's data.* checks read it back).",
+        origin="forge",
+        explained_by=WRITE_BLOCKERS,
+        needs_finished_code=True,
+    ),
+    Check(
+        "contract.finalize",
+        "Import and contract",
+        "`finalize()` after that write raises nothing.",
+        "It runs once after the last flush; an exception there fails the run after the data was written.",
+        "Read the excerpt: publishing the staged records failed.",
+        origin="forge",
+        explained_by=WRITE_BLOCKERS,
+        needs_finished_code=True,
+    ),
+)
 def probe(
     ws: Workspace,
     name: str,
@@ -288,6 +355,20 @@ def _first_failure(tail: str) -> tuple[str | None, int | None]:
     return (m.group(1), int(m.group(2))) if m else (None, None)
 
 
+@answers(
+    Check(
+        "tests.destination",
+        "Tests and smoke",
+        "The destination's own tests (`tests/connectors/destinations/<name>/`) pass, run with the tree's "
+        "pytest "
+        "and `--confcutdir` at that folder.",
+        "The guide's `pytest tests/` fails offline; the destination's tests are the part that is about it.",
+        "Fix the failing test or the code it tests; they must run offline and bring their own fixtures.",
+        level="full",
+        explained_by=(*WRITE_BLOCKERS, *RUNTIME),
+        needs_finished_code=True,
+    ),
+)
 def destination_tests(ws: Workspace, tests_dir: str, scratch: Path, log: Path) -> CheckFinding:
     id = "tests.destination"
     folder = ws.root / tests_dir
@@ -305,6 +386,19 @@ def destination_tests(ws: Workspace, tests_dir: str, scratch: Path, log: Path) -
     return _pytest_finding(id, run_logged(ws, cmd, scratch, log, TESTS_TIMEOUT_S), tests_dir)
 
 
+@answers(
+    Check(
+        "tests.bizon_suite",
+        "Tests and smoke",
+        "A service-free part of bizon's suite passes: tests/cli/test_cli_imports.py and "
+        "tests/destination/test_config.py.",
+        "They guard what a new destination can break: optional imports on the CLI path and destination configs.",
+        "Read the failing test; usually an optional import reached config.py.",
+        level="full",
+        origin="facts",
+        explained_by=(*IMPORT_BLOCKERS, "import.models"),
+    ),
+)
 def bizon_suite(ws: Workspace, scratch: Path, log: Path) -> CheckFinding:
     id = "tests.bizon_suite"
     present = [t for t in BIZON_SUITE if (ws.root / t).is_file()]
@@ -319,31 +413,6 @@ def bizon_suite(ws: Workspace, scratch: Path, log: Path) -> CheckFinding:
         *(str(ws.root / t) for t in present),
     ]
     return _pytest_finding(id, run_logged(ws, cmd, scratch, log, TESTS_TIMEOUT_S), " + ".join(present))
-
-
-def secrets_check(ws: Workspace, check: str, cwd: Path, log: Path, env: dict[str, str]) -> CheckFinding:
-    """live.bizon_secrets_check: bizon's own masked dry run of the check config's references, with exactly the
-    variables the live checks get (its find_dotenv also reads the tree's .env, as `bizon run` does)."""
-    id = "live.bizon_secrets_check"
-    cmd = [ws.python(), "-m", "bizon.cli.main", "secrets", "check", str(ws.root / check)]
-    run = run_logged(ws, cmd, cwd, log, PROBE_TIMEOUT_S, env=env)
-    if "No such command 'secrets'" in run.tail:
-        return skipped(id, "This tree's bizon has no `bizon secrets check`.")
-    if "No gsm:// / env:// references found" in run.tail:
-        return skipped(id, f"bizon secrets check {check}: the check config references nothing to resolve.")
-    lines = [ln.strip() for ln in run.tail.splitlines() if ln.strip()]
-    if run.returncode == 0 and not run.timed_out:
-        return passed(id, f"bizon secrets check {check}: {lines[-1] if lines else 'passed'}")
-    unresolved = [ln for ln in lines if "✗" in ln]
-    return failed(
-        id,
-        f"bizon secrets check {check} failed: {len(unresolved) or 'some'} reference(s) did not resolve"
-        + (f" ({_one_line(unresolved[0])})" if unresolved else "")
-        + ".",
-        file=check,
-        output="\n".join(unresolved) or run.tail,
-        log=run.log,
-    )
 
 
 def _pytest_finding(id: str, run: Run, what: str) -> CheckFinding:
@@ -397,6 +466,194 @@ def _suite_answers(run: Run) -> list[dict]:
     return answers
 
 
+@answers(
+    Check(
+        "data.read_back",
+        "Data, read back from the scratch target",
+        "The destination defines `read_back(self) -> polars.DataFrame`: what its target holds for its "
+        "`destination_id`, with at least source_record_id, source_data and source_timestamp; an id never written "
+        "reads back empty.",
+        "Every data.* check judges what landed by reading it back; bizon's own log line only echoes write_records' "
+        "return value.",
+        "Define read_back(): query the target for self.destination_id and return those columns as a polars "
+        "DataFrame (an empty one when the target does not exist yet).",
+        level="full",
+        origin="forge",
+        explained_by=DATA_BLOCKERS,
+        needs_finished_code=True,
+    ),
+    Check(
+        "data.exact",
+        "Data, read back from the scratch target",
+        "A full_refresh run of 3 records reads back field-exact: the same source_record_ids, source_data equal as "
+        "JSON, source_timestamp equal to the microsecond.",
+        "A dropped or overwritten column passes every check that only counts rows.",
+        "Compare the excerpt's record with what write_records stored: keep source_data whole and source_timestamp "
+        "as sent (not bizon_loaded_at).",
+        level="full",
+        origin="forge",
+        explained_by=READ_BLOCKERS,
+        needs_finished_code=True,
+    ),
+    Check(
+        "data.several_flushes",
+        "Data, read back from the scratch target",
+        "A run of 3 flushes (2 + 3 + 1 records) then finalize() reads back all 6.",
+        "A large sync flushes many times; a destination that keeps only the last flush loses the rest.",
+        "Stage every flush of a run (append to the staging target); publish them all in finalize().",
+        level="full",
+        origin="forge",
+        explained_by=LANDED,
+        needs_finished_code=True,
+    ),
+    Check(
+        "data.hostile",
+        "Data, read back from the scratch target",
+        "7 hostile records read back exact: non-ASCII and emoji, quotes and backslashes, newlines, a "
+        "100,000-character source_data, 60-deep JSON, two records sharing a source_record_id in one batch.",
+        "Real data holds all of these; a 64 KB TEXT column, a latin1 table or a primary key on source_record_id "
+        "each loses some.",
+        "Store source_data in a column that holds any length and any Unicode (LONGTEXT/JSON, utf8mb4); do not key "
+        "on source_record_id.",
+        level="full",
+        origin="forge",
+        explained_by=LANDED,
+        needs_finished_code=True,
+    ),
+    Check(
+        "data.empty_batch",
+        "Data, read back from the scratch target",
+        "A flush of 0 records returns (True, None) and changes nothing; the next flush lands.",
+        "bizon may hand over an empty frame; a destination that fails or writes a blank row on it breaks the run.",
+        "Return (True, None) early when the frame has no rows.",
+        level="full",
+        origin="forge",
+        explained_by=LANDED,
+        needs_finished_code=True,
+    ),
+    Check(
+        "data.full_refresh_twice",
+        "Data, read back from the scratch target",
+        "Two full_refresh runs (5 records, then 3 others) leave exactly the second run's 3.",
+        "full_refresh promises the target equals the source; appending doubles it on every run.",
+        "Stage the run's flushes and replace the target with the staging in finalize(), in one atomic step; "
+        "over HTTP, replace the way the spec's full_refresh says the endpoint can.",
+        limits='For a destination that POSTs to the local receiver: it honours `"replace": true` when the spec\'s '
+        "full_refresh is replace_flag (the spec says the endpoint does; that is not proven), and ignores it when "
+        "the spec says delete_first (only a DELETE ?destination_id= then empties it).",
+        level="full",
+        origin="forge",
+        explained_by=LANDED,
+        needs_finished_code=True,
+    ),
+    Check(
+        "data.incremental",
+        "Data, read back from the scratch target",
+        "Two incremental runs (3 records, then 2) leave all 5.",
+        "incremental promises to add to the target; replacing it loses what earlier runs wrote.",
+        "Stage the run's flushes and append them to the target in finalize().",
+        level="full",
+        origin="forge",
+        explained_by=LANDED,
+        needs_finished_code=True,
+    ),
+    Check(
+        "data.stream",
+        "Data, read back from the scratch target",
+        "In stream mode each write_records lands at once, without finalize() (bizon never calls it there).",
+        "Records staged in stream mode are never published.",
+        "In stream mode write straight to the target in write_records().",
+        level="full",
+        origin="forge",
+        explained_by=LANDED,
+        needs_finished_code=True,
+    ),
+    Check(
+        "data.stream_routing",
+        "Data, read back from the scratch target",
+        "One destination object, its destination_id switched between writes (as bizon's stream runner does), puts "
+        "each flush under its own id.",
+        "bizon's stream runner builds one destination and sets destination_id per group; state cached for the first "
+        "id sends every group there.",
+        "Key per-target state (a prepared flag, cached columns) by self.destination_id, and read destination_id at "
+        "write time.",
+        level="full",
+        origin="forge",
+        explained_by=(*LANDED, "data.stream"),
+        needs_finished_code=True,
+    ),
+    Check(
+        "data.failed_flush",
+        "Data, read back from the scratch target",
+        "After a full_refresh that succeeded, a run whose flush fails (a frame without source_data) leaves the "
+        "target as it was: write_records answers (False, message) or raises, and finalize() then raises instead "
+        "of publishing (on every bizon version: 0.5.x calls it after a failed flush, 0.6.x ends the run first).",
+        "bizon 0.5.x goes on after a failed flush and calls finalize(): a destination that publishes anyway "
+        "replaces the target with a partial run.",
+        "Remember a failed flush (a flag set where write_records returns False) and make finalize() raise instead "
+        "of publishing.",
+        level="full",
+        origin="forge",
+        explained_by=LANDED,
+        needs_finished_code=True,
+    ),
+    Check(
+        "data.full_disk",
+        "Data, read back from the scratch target",
+        "After a full_refresh that succeeded, the disk fills during the next run's second flush (every write that "
+        "grows a file of the check's process fails, RLIMIT_FSIZE 0, as a full disk fails it): write_records "
+        "answers (False, message) or raises, finalize() raises, the target still reads back the first run's 3 "
+        "records exactly, and the next full_refresh, with room again, lands its 4 exactly once. Skip when the "
+        "flush succeeded and landed anyway (the target is a server, off this disk).",
+        "Local staging, SQLite and files meet a full disk in real runs; a swallowed write error loses records, "
+        "a publish after it replaces the target with a partial run.",
+        "Let a failed write reach write_records' answer, remember it, and make finalize() raise instead of "
+        "publishing; publish by an atomic replace so a failure leaves the last publication whole.",
+        limits="EFBIG stands for ENOSPC; a destination that stages in memory or on a server is judged only by what "
+        "lands.",
+        level="full",
+        origin="forge",
+        explained_by=LANDED,
+        needs_finished_code=True,
+    ),
+    Check(
+        "data.failed_publish",
+        "Data, read back from the scratch target",
+        "After an incremental run that landed 3 records, the next run's finalize() meets a full disk (as in "
+        "data.full_disk): it raises, the target still reads back exactly the 3, and the run after it, with room "
+        "again, leaves all 3 + 2 + 2 records exactly once. Skip when finalize() published anyway (the target is "
+        "off this disk).",
+        "Both bizon versions mark the job succeeded and move an incremental cursor before finalize(): a run "
+        "whose publication fails is never extracted again, so its staged records must survive to the next run "
+        "and be published once.",
+        "Keep incremental staging where the next run finds it (never relative to the working folder), publish it "
+        "atomically (a temp file then a rename, or one transaction), and let the next finalize() publish what a "
+        "failed one left.",
+        limits="The disk is full from the publication's first byte, so one that would fail half-way through an "
+        "in-place append is not made; reads use an incremental destination object.",
+        level="full",
+        origin="facts",
+        explained_by=LANDED,
+        needs_finished_code=True,
+    ),
+    Check(
+        "data.unreliable_target",
+        "Data, read back from the scratch target",
+        "Against bizon-forge's local receiver misbehaving like a real ingest API (429 with Retry-After: 2, 503, a "
+        "batch stored and then its answer lost), a full_refresh of 3 flushes lands every record exactly once and "
+        "no retry comes before its Retry-After; a 401 on every POST fails the batch after one POST.",
+        "A new Idempotency-Key per retry duplicates a batch whose answer was lost; a retried 401 turns a wrong "
+        "token into minutes of waiting; ignoring Retry-After gets a client throttled harder.",
+        "Send one Idempotency-Key per batch, the same on every retry; honour Retry-After; treat 401 and 403 as "
+        "permanent.",
+        limits="Only a check config that posts to the receiver (env://BIZON_FORGE_RECEIVER_URL) is judged, else skip "
+        "(local disks get data.full_disk; SQL servers get no injected failures yet).",
+        level="full",
+        origin="forge",
+        explained_by=LANDED,
+        needs_finished_code=True,
+    ),
+)
 def suite(ws: Workspace, name: str, check: str, run_id: str, ids: list[str], cwd: Path, log: Path, env) -> list:
     """data.*: the standard suite against the check config's target, one finding per case."""
     cmd = _suite_cmd(ws, name, check, run_id, "suite")
@@ -468,6 +725,34 @@ SMOKE_RUNS = (  # (finding id, buffer_size, what it proves)
 )
 
 
+@answers(
+    Check(
+        "data.empty_last_buffer",
+        "Data, read back from the scratch target",
+        "`bizon run` with `buffer_size: 0` (every iteration written at once, the last buffer empty) leaves the "
+        "dummy source's 5 records in the target, read back.",
+        "bizon returns before finalize() when the buffer is empty at the last iteration: staged records are never "
+        "published, and the run says it succeeded.",
+        "Override write_or_buffer_records to call finalize() when bizon skips it (the recipes show how), or write "
+        "straight to the target.",
+        level="full",
+        origin="forge",
+        explained_by=(*LANDED, "data.several_flushes", "smoke.bizon_run"),
+        needs_finished_code=True,
+    ),
+    Check(
+        "smoke.bizon_run",
+        "Data, read back from the scratch target",
+        "`bizon run` of the dummy source into the check config's target (fast runner settings, its own "
+        "destination_id) exits 0, the destination logs no ERROR, and the 5 records read back.",
+        "Only a real run proves the engine, the buffer and finalize work together; its log line proves nothing.",
+        "Read the excerpt and the full log; the destination's error is usually near the end.",
+        level="full",
+        origin="facts",
+        explained_by=READ_BLOCKERS,
+        needs_finished_code=True,
+    ),
+)
 def smoke(ws: Workspace, name: str, check: str, run_id: str, which: tuple, cwd: Path, logs: Path, env) -> list:
     """Real `bizon run`s (`which`: rows of SMOKE_RUNS) into the check config's target, each judged by reading
     the target back."""

@@ -5,6 +5,7 @@ Each check takes the parsed DestinationCode and answers exactly one finding, wit
 A check whose input is missing because another check failed answers `skip`, so one mistake is one failure.
 """
 
+from bizon_forge.validators.catalog import Check, static
 from bizon_forge.validators.code import DestinationCode, inherits_bizon_destination, is_stub
 from bizon_forge.validators.report import CheckFinding, failed, passed, skipped
 
@@ -14,6 +15,16 @@ def short(rel: str) -> str:
     return "/".join(rel.split("/")[-2:])
 
 
+@static(
+    Check(
+        "source.syntax",
+        "Source",
+        "The destination's Python files and the three registration files parse.",
+        "Nothing else can be checked in a file Python cannot read.",
+        "Fix the syntax error at the reported line.",
+        origin="forge",
+    ),
+)
 def source_syntax(code: DestinationCode) -> CheckFinding:
     broken = [(f.rel, f.error) for f in [*code.python_files(), *code.registration.values()] if f.error is not None]
     if not broken:

@@ -8,15 +8,17 @@ from collections.abc import Set
 from typing import cast
 
 from bizon_forge.findings import Refused
+from bizon_forge.validators.catalog import Check, static
 from bizon_forge.validators.code import (
     DestinationCode,
     body_without_docstring,
     inherits_bizon_destination,
     is_log_call,
+    literal_member,
 )
 from bizon_forge.validators.report import CheckFinding, failed, passed, skipped
 from bizon_forge.validators.source import config_unreadable, needs, needs_destination, needs_write_records, short
-from bizon_forge.workspace import read_regular
+from bizon_forge.workspace import FACTORY_FILE, read_regular
 
 # Packages config.py may import whatever the install: bizon itself, its pydantic, and the standard library.
 ALWAYS_IMPORTABLE = {"bizon", "pydantic", "pydantic_core", "typing_extensions", "annotated_types"}
@@ -34,231 +36,32 @@ SECRET_SUFFIXES = ("api_key", "private_key", "access_key", "secret_key", "auth_k
 STAGING = re.compile(r"(^|[^a-z])stag(e|ed|es|ing)($|[^a-z])|(temp|tmp)_?tables?|_(temp|tmp)($|[^a-z])")
 
 
-def _broad(handler: ast.ExceptHandler) -> bool:
-    t = handler.type
-    names = t.elts if isinstance(t, ast.Tuple) else [t]
-    return t is None or any(getattr(n, "id", getattr(n, "attr", None)) in ("Exception", "BaseException") for n in names)
-
-
-def _escaping_raises(stmts: list[ast.stmt], protected: bool, out: list[ast.Raise]) -> None:
-    for s in stmts:
-        if isinstance(s, ast.Raise):
-            if not protected:
-                out.append(s)
-        elif isinstance(s, (ast.Try, ast.TryStar)):
-            _escaping_raises(s.body, protected or any(_broad(h) for h in s.handlers), out)
-            for h in s.handlers:
-                _escaping_raises(h.body, protected, out)
-            _escaping_raises(s.orelse, protected, out)
-            _escaping_raises(s.finalbody, protected, out)
-        elif isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            continue
-        else:
-            for field in ("body", "orelse", "finalbody"):
-                _escaping_raises(getattr(s, field, []) or [], protected, out)
-            for case in getattr(s, "cases", []) or []:
-                _escaping_raises(case.body, protected, out)
-
-
-def write_records_raises(code: DestinationCode) -> CheckFinding:
-    id = "trap.write_records_raises"
-    fn, answer = needs_write_records(code, id)
-    if answer:
-        return answer
-    out: list[ast.Raise] = []
-    _escaping_raises(fn.body, False, out)
-    if not out:
+@static(
+    Check(
+        "trap.literal_other_member",
+        "Traps",
+        "The config's Literal does not name another destination's member (e.g. a copy-pasted `DestinationTypes.FILE`).",
+        "pydantic raises TypeError '...mapped to multiple choices' at import time, breaking every bizon command.",
+        "Name the new destination's own member in `name: Literal[DestinationTypes.<NAME>]`.",
+        origin="facts",
+        explained_by=("source.syntax",),
+    ),
+)
+def literal_other_member(code: DestinationCode) -> CheckFinding:
+    id = "trap.literal_other_member"
+    if code.tree(code.config_rel) is None:
+        return config_unreadable(code, id)
+    kind, value, line = literal_member(code.main_config)
+    if kind != "member" or value not in code.reg.enum or code.reg.enum[value] == code.name:
         return passed(id)
     return failed(
         id,
-        f"`{ast.unparse(out[0])}` can escape write_records; return (False, message) instead.",
-        file=code.destination_rel,
-        line=out[0].lineno,
-    )
-
-
-def write_records_signature(code: DestinationCode) -> CheckFinding:
-    id = "trap.write_records_signature"
-    if skip := needs_destination(code, id):
-        return skip
-    cls = cast(ast.ClassDef, code.destination_class)  # needs_destination found it
-    fn = code.destination_method("write_records")
-    rel = code.destination_rel
-    if fn is None:
-        if inherits_bizon_destination(code):
-            return passed(id, "write_records is inherited from a bizon destination.")
-        return failed(
-            id,
-            f"{cls.name} does not define write_records(); the class cannot be instantiated.",
-            file=rel,
-            line=cls.lineno,
-        )
-    if isinstance(fn, ast.AsyncFunctionDef):
-        return failed(id, "write_records is `async`; bizon calls it synchronously.", file=rel, line=fn.lineno)
-    decorators = {ast.unparse(d) for d in fn.decorator_list}
-    if decorators & {"staticmethod", "classmethod"}:
-        return failed(id, "write_records must be a plain method.", file=rel, line=fn.lineno)
-    a = fn.args
-    positional = [*a.posonlyargs, *a.args]
-    if not positional or positional[0].arg != "self":
-        return failed(id, "write_records does not take `self` first.", file=rel, line=fn.lineno)
-    params = positional[1:]
-    named = {p.arg for p in [*params, *a.kwonlyargs]}
-    if "df_destination_records" not in named:
-        got = ", ".join(p.arg for p in params) or "nothing"
-        return failed(
-            id,
-            f"write_records takes {got}; bizon passes the keyword `df_destination_records=`.",
-            file=rel,
-            line=fn.lineno,
-        )
-    defaults_from = len(params) - len(a.defaults)
-    required = [p.arg for i, p in enumerate(params) if i < defaults_from]
-    required += [p.arg for p, d in zip(a.kwonlyargs, a.kw_defaults, strict=True) if d is None]
-    extra = [r for r in required if r != "df_destination_records"]
-    if extra:
-        return failed(
-            id,
-            f"write_records requires {', '.join(extra)}, which bizon never passes.",
-            file=rel,
-            line=fn.lineno,
-        )
-    if "df_destination_records" not in {p.arg for p in a.kwonlyargs} and params[0].arg != "df_destination_records":
-        return failed(id, "df_destination_records must be the first parameter after self.", file=rel, line=fn.lineno)
-    return passed(id)
-
-
-def _self_attrs(fn, ctx) -> dict[str, int]:
-    """self.X names that `fn` stores (ctx=ast.Store) or reads (ast.Load), with the first line."""
-    out: dict[str, int] = {}
-    for node in ast.walk(fn):
-        if (
-            isinstance(node, ast.Attribute)
-            and isinstance(node.ctx, ctx)
-            and isinstance(node.value, ast.Name)
-            and node.value.id == "self"
-        ):
-            out.setdefault(node.attr, node.lineno)
-    return out
-
-
-def _self_calls(fn) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for node in ast.walk(fn):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
-            owner = node.func.value
-            if isinstance(owner, ast.Name) and owner.id == "self":
-                out.setdefault(node.func.attr, node.lineno)
-    return out
-
-
-SETUP_VERBS = re.compile(r"^_*(connect|create|setup|set_up|init|open|ensure|prepare|make|mkdir|start|login|auth)")
-
-
-def setup_in_check_connection(code: DestinationCode) -> CheckFinding:
-    id = "trap.setup_in_check_connection"
-    if skip := needs_destination(code, id):
-        return skip
-    cls = cast(ast.ClassDef, code.destination_class)  # needs_destination found it
-    methods = [s for s in cls.body if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef))]
-    check = next((m for m in methods if m.name == "check_connection"), None)
-    if check is None:
-        return passed(id, "check_connection does nothing of its own.")
-    others = [m for m in methods if m is not check]
-    stored_elsewhere = set().union(*(_self_attrs(m, ast.Store) for m in others)) if others else set()
-    read_elsewhere = set().union(*(_self_attrs(m, ast.Load) for m in others)) if others else set()
-    called_elsewhere = set().union(*(_self_calls(m) for m in others)) if others else set()
-    # Properties and methods read as self.X are not state that check_connection sets up.
-    defined = {m.name for m in methods}
-    for attr, line in _self_attrs(check, ast.Store).items():
-        if attr not in stored_elsewhere and attr in read_elsewhere and attr not in defined:
-            return failed(
-                id,
-                f"self.{attr} is only set in check_connection(), which bizon never calls on a destination; "
-                "the methods that read it will fail.",
-                file=code.destination_rel,
-                line=line,
-            )
-    for name, line in _self_calls(check).items():
-        if name in defined and name not in called_elsewhere and SETUP_VERBS.match(name):
-            return failed(
-                id,
-                f"self.{name}() runs only in check_connection(), which bizon never calls on a destination.",
-                file=code.destination_rel,
-                line=line,
-            )
-    return passed(id)
-
-
-def _trivial(fn) -> bool:
-    for s in body_without_docstring(fn):
-        if isinstance(s, ast.Pass) or (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant)):
-            continue
-        if isinstance(s, ast.Return) and (s.value is None or isinstance(s.value, ast.Constant)):
-            continue
-        if isinstance(s, ast.Expr) and is_log_call(s.value):
-            continue
-        return False
-    return True
-
-
-def finalize_returns_false(code: DestinationCode) -> CheckFinding:
-    """A `return False` in finalize(): bizon ignores the value, so the failure it means goes unnoticed."""
-    id = "trap.finalize_returns_false"
-    if skip := needs_destination(code, id):
-        return skip
-    fn = code.destination_method("finalize")
-    if fn is None:
-        return passed(id, "No finalize() of its own.")
-    for node in ast.walk(fn):
-        if isinstance(node, ast.Return) and isinstance(node.value, ast.Constant) and node.value.value is False:
-            return failed(
-                id,
-                f"finalize() returns False (line {node.lineno}): bizon ignores finalize()'s return value, so the "
-                "run reports success while the records stay unpublished.",
-                file=code.destination_rel,
-                line=node.lineno,
-            )
-    return passed(id, "finalize() never answers a failure with False (judged: literal `return False` only).")
-
-
-def staging_without_finalize(code: DestinationCode) -> CheckFinding:
-    id = "trap.staging_without_finalize"
-    if skip := needs_destination(code, id):
-        return skip
-    cls = cast(ast.ClassDef, code.destination_class)  # needs_destination found it
-    tree = cast(ast.Module, code.tree(code.destination_rel))  # and its file parses
-    mention: ast.expr | ast.stmt | None = None
-    for node in ast.walk(tree):
-        words: list[str] = []
-        if isinstance(node, ast.Name):
-            words = [node.id]
-        elif isinstance(node, ast.Attribute):
-            words = [node.attr]
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            words = [node.name]
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and len(node.value) < 80:
-            words = [node.value]
-        if any(STAGING.search(w.lower()) for w in words):
-            mention = cast(ast.expr | ast.stmt, node)  # a name, attribute, function or constant: words come from those
-            break
-    # Judged by names only: what the code writes where, and what finalize() does with it, is not followed.
-    if mention is None:
-        return passed(id, "No name in destination.py reads as staging (judged by names only).")
-    fn = code.destination_method("finalize")
-    if fn is not None and not _trivial(fn):
-        return passed(
-            id,
-            f"A name reads as staging (line {mention.lineno}) and finalize() does something; what it does is not "
-            "judged.",
-        )
-    where = "does not override finalize()" if fn is None else "has a finalize() that does nothing"
-    return failed(
-        id,
-        f"{cls.name} names a staging target (line {mention.lineno}) but {where}: "
-        "staged records would never reach the target.",
-        file=code.destination_rel,
-        line=fn.lineno if fn is not None else cls.lineno,
+        f"`name: Literal[DestinationTypes.{value}]` is the {code.reg.enum[value]} destination's tag: two "
+        "configs on one tag make pydantic fail at import ('mapped to multiple choices'), breaking every "
+        "bizon command.",
+        file=code.config_rel,
+        line=line,
+        hint=f"Write `name: Literal[DestinationTypes.{code.member or code.name.upper()}]`.",
     )
 
 
@@ -319,6 +122,18 @@ def _required_modules(code: DestinationCode) -> set[str]:
     return out
 
 
+@static(
+    Check(
+        "trap.optional_import_in_config",
+        "Traps",
+        "`config.py` imports only the standard library, pydantic, bizon and bizon's required dependencies.",
+        "`bizon/common/models.py` imports every destination's config.py, so an optional package there breaks "
+        "a "
+        "bare bizon install (bizon's tests/cli/test_cli_imports.py enforces this).",
+        "Move the import into destination.py (or inside the function that needs it).",
+        origin="facts",
+    ),
+)
 def optional_import_in_config(code: DestinationCode) -> CheckFinding:
     id = "trap.optional_import_in_config"
     if skip := needs(code, code.config_rel, id):
@@ -340,6 +155,16 @@ def optional_import_in_config(code: DestinationCode) -> CheckFinding:
     return passed(id)
 
 
+@static(
+    Check(
+        "trap.models_import_in_config",
+        "Traps",
+        "`config.py` does not import `bizon.common.models`.",
+        "models.py imports config.py: the cycle fails with a partially initialised module.",
+        "Import SyncMetadata and friends in destination.py only.",
+        origin="facts",
+    ),
+)
 def models_import_in_config(code: DestinationCode) -> CheckFinding:
     id = "trap.models_import_in_config"
     if skip := needs(code, code.config_rel, id):
@@ -355,6 +180,318 @@ def models_import_in_config(code: DestinationCode) -> CheckFinding:
                     line=node.lineno,
                 )
     return passed(id)
+
+
+@static(
+    Check(
+        "trap.factory_top_level_import",
+        "Traps",
+        "`bizon/destination/destination.py` imports the destination module inside its factory branch, not at the top.",
+        "The destination module imports AbstractDestination from that same file: a top-level import is circular.",
+        "Move the import into the `elif config.name == DestinationTypes.<NAME>:` branch.",
+        origin="facts",
+    ),
+)
+def factory_top_level_import(code: DestinationCode) -> CheckFinding:
+    id = "trap.factory_top_level_import"
+    tree = code.registration[FACTORY_FILE].tree
+    if tree is None:
+        return skipped(id, f"{FACTORY_FILE} does not parse (see source.syntax).", "source.syntax")
+    mine = code.connector.owns
+    for node in tree.body:
+        mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [getattr(node, "module", "") or ""]
+        if isinstance(node, (ast.Import, ast.ImportFrom)) and any(mine(m) for m in mods):
+            return failed(
+                id,
+                f"{FACTORY_FILE} imports {mods[0]} at the top: the destination imports AbstractDestination "
+                "from this file, so the import is circular.",
+                file=FACTORY_FILE,
+                line=node.lineno,
+            )
+    return passed(id)
+
+
+def _self_attrs(fn, ctx) -> dict[str, int]:
+    """self.X names that `fn` stores (ctx=ast.Store) or reads (ast.Load), with the first line."""
+    out: dict[str, int] = {}
+    for node in ast.walk(fn):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.ctx, ctx)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "self"
+        ):
+            out.setdefault(node.attr, node.lineno)
+    return out
+
+
+def _self_calls(fn) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for node in ast.walk(fn):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            owner = node.func.value
+            if isinstance(owner, ast.Name) and owner.id == "self":
+                out.setdefault(node.func.attr, node.lineno)
+    return out
+
+
+SETUP_VERBS = re.compile(r"^_*(connect|create|setup|set_up|init|open|ensure|prepare|make|mkdir|start|login|auth)")
+
+
+@static(
+    Check(
+        "trap.setup_in_check_connection",
+        "Traps",
+        "Set-up (clients, tables, folders) does not live only in `check_connection()`.",
+        "The engine never calls check_connection() on a destination, so that set-up never runs.",
+        "Do the set-up in `__init__` (or lazily in write_records); check_connection may reuse it.",
+        origin="facts",
+    ),
+)
+def setup_in_check_connection(code: DestinationCode) -> CheckFinding:
+    id = "trap.setup_in_check_connection"
+    if skip := needs_destination(code, id):
+        return skip
+    cls = cast(ast.ClassDef, code.destination_class)  # needs_destination found it
+    methods = [s for s in cls.body if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    check = next((m for m in methods if m.name == "check_connection"), None)
+    if check is None:
+        return passed(id, "check_connection does nothing of its own.")
+    others = [m for m in methods if m is not check]
+    stored_elsewhere = set().union(*(_self_attrs(m, ast.Store) for m in others)) if others else set()
+    read_elsewhere = set().union(*(_self_attrs(m, ast.Load) for m in others)) if others else set()
+    called_elsewhere = set().union(*(_self_calls(m) for m in others)) if others else set()
+    # Properties and methods read as self.X are not state that check_connection sets up.
+    defined = {m.name for m in methods}
+    for attr, line in _self_attrs(check, ast.Store).items():
+        if attr not in stored_elsewhere and attr in read_elsewhere and attr not in defined:
+            return failed(
+                id,
+                f"self.{attr} is only set in check_connection(), which bizon never calls on a destination; "
+                "the methods that read it will fail.",
+                file=code.destination_rel,
+                line=line,
+            )
+    for name, line in _self_calls(check).items():
+        if name in defined and name not in called_elsewhere and SETUP_VERBS.match(name):
+            return failed(
+                id,
+                f"self.{name}() runs only in check_connection(), which bizon never calls on a destination.",
+                file=code.destination_rel,
+                line=line,
+            )
+    return passed(id)
+
+
+def _broad(handler: ast.ExceptHandler) -> bool:
+    t = handler.type
+    names = t.elts if isinstance(t, ast.Tuple) else [t]
+    return t is None or any(getattr(n, "id", getattr(n, "attr", None)) in ("Exception", "BaseException") for n in names)
+
+
+def _escaping_raises(stmts: list[ast.stmt], protected: bool, out: list[ast.Raise]) -> None:
+    for s in stmts:
+        if isinstance(s, ast.Raise):
+            if not protected:
+                out.append(s)
+        elif isinstance(s, (ast.Try, ast.TryStar)):
+            _escaping_raises(s.body, protected or any(_broad(h) for h in s.handlers), out)
+            for h in s.handlers:
+                _escaping_raises(h.body, protected, out)
+            _escaping_raises(s.orelse, protected, out)
+            _escaping_raises(s.finalbody, protected, out)
+        elif isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
+        else:
+            for field in ("body", "orelse", "finalbody"):
+                _escaping_raises(getattr(s, field, []) or [], protected, out)
+            for case in getattr(s, "cases", []) or []:
+                _escaping_raises(case.body, protected, out)
+
+
+@static(
+    Check(
+        "trap.write_records_raises",
+        "Traps",
+        "`write_records()` has no `raise` that can escape it.",
+        "The checklist asks destinations to return `(False, message)`; an escaping exception skips the "
+        "destination's own error reporting.",
+        "Wrap the work in `try/except Exception` and `return False, message` in the handler.",
+        origin="facts",
+    ),
+)
+def write_records_raises(code: DestinationCode) -> CheckFinding:
+    id = "trap.write_records_raises"
+    fn, answer = needs_write_records(code, id)
+    if answer:
+        return answer
+    out: list[ast.Raise] = []
+    _escaping_raises(fn.body, False, out)
+    if not out:
+        return passed(id)
+    return failed(
+        id,
+        f"`{ast.unparse(out[0])}` can escape write_records; return (False, message) instead.",
+        file=code.destination_rel,
+        line=out[0].lineno,
+    )
+
+
+@static(
+    Check(
+        "trap.write_records_signature",
+        "Traps",
+        "`write_records` is a plain method taking exactly `df_destination_records`.",
+        "bizon calls `self.write_records(df_destination_records=...)` by keyword.",
+        "Declare `def write_records(self, df_destination_records: pl.DataFrame) -> Tuple[bool, Union[str, None]]:`.",
+        origin="facts",
+    ),
+)
+def write_records_signature(code: DestinationCode) -> CheckFinding:
+    id = "trap.write_records_signature"
+    if skip := needs_destination(code, id):
+        return skip
+    cls = cast(ast.ClassDef, code.destination_class)  # needs_destination found it
+    fn = code.destination_method("write_records")
+    rel = code.destination_rel
+    if fn is None:
+        if inherits_bizon_destination(code):
+            return passed(id, "write_records is inherited from a bizon destination.")
+        return failed(
+            id,
+            f"{cls.name} does not define write_records(); the class cannot be instantiated.",
+            file=rel,
+            line=cls.lineno,
+        )
+    if isinstance(fn, ast.AsyncFunctionDef):
+        return failed(id, "write_records is `async`; bizon calls it synchronously.", file=rel, line=fn.lineno)
+    decorators = {ast.unparse(d) for d in fn.decorator_list}
+    if decorators & {"staticmethod", "classmethod"}:
+        return failed(id, "write_records must be a plain method.", file=rel, line=fn.lineno)
+    a = fn.args
+    positional = [*a.posonlyargs, *a.args]
+    if not positional or positional[0].arg != "self":
+        return failed(id, "write_records does not take `self` first.", file=rel, line=fn.lineno)
+    params = positional[1:]
+    named = {p.arg for p in [*params, *a.kwonlyargs]}
+    if "df_destination_records" not in named:
+        got = ", ".join(p.arg for p in params) or "nothing"
+        return failed(
+            id,
+            f"write_records takes {got}; bizon passes the keyword `df_destination_records=`.",
+            file=rel,
+            line=fn.lineno,
+        )
+    defaults_from = len(params) - len(a.defaults)
+    required = [p.arg for i, p in enumerate(params) if i < defaults_from]
+    required += [p.arg for p, d in zip(a.kwonlyargs, a.kw_defaults, strict=True) if d is None]
+    extra = [r for r in required if r != "df_destination_records"]
+    if extra:
+        return failed(
+            id,
+            f"write_records requires {', '.join(extra)}, which bizon never passes.",
+            file=rel,
+            line=fn.lineno,
+        )
+    if "df_destination_records" not in {p.arg for p in a.kwonlyargs} and params[0].arg != "df_destination_records":
+        return failed(id, "df_destination_records must be the first parameter after self.", file=rel, line=fn.lineno)
+    return passed(id)
+
+
+def _trivial(fn) -> bool:
+    for s in body_without_docstring(fn):
+        if isinstance(s, ast.Pass) or (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant)):
+            continue
+        if isinstance(s, ast.Return) and (s.value is None or isinstance(s.value, ast.Constant)):
+            continue
+        if isinstance(s, ast.Expr) and is_log_call(s.value):
+            continue
+        return False
+    return True
+
+
+@static(
+    Check(
+        "trap.staging_without_finalize",
+        "Traps",
+        "A destination that names a staging target overrides `finalize()` with a body that does something.",
+        "`finalize()` defaults to doing nothing: staged records would never reach the target.",
+        "In finalize(), replace the target with the staging copy (full_refresh) or append it (incremental).",
+        limits="Judged by names only (stage, staging, temp/tmp table, `_tmp`): what is written where and what "
+        "finalize() does with it are not followed.",
+        origin="facts",
+    ),
+)
+def staging_without_finalize(code: DestinationCode) -> CheckFinding:
+    id = "trap.staging_without_finalize"
+    if skip := needs_destination(code, id):
+        return skip
+    cls = cast(ast.ClassDef, code.destination_class)  # needs_destination found it
+    tree = cast(ast.Module, code.tree(code.destination_rel))  # and its file parses
+    mention: ast.expr | ast.stmt | None = None
+    for node in ast.walk(tree):
+        words: list[str] = []
+        if isinstance(node, ast.Name):
+            words = [node.id]
+        elif isinstance(node, ast.Attribute):
+            words = [node.attr]
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            words = [node.name]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and len(node.value) < 80:
+            words = [node.value]
+        if any(STAGING.search(w.lower()) for w in words):
+            mention = cast(ast.expr | ast.stmt, node)  # a name, attribute, function or constant: words come from those
+            break
+    # Judged by names only: what the code writes where, and what finalize() does with it, is not followed.
+    if mention is None:
+        return passed(id, "No name in destination.py reads as staging (judged by names only).")
+    fn = code.destination_method("finalize")
+    if fn is not None and not _trivial(fn):
+        return passed(
+            id,
+            f"A name reads as staging (line {mention.lineno}) and finalize() does something; what it does is not "
+            "judged.",
+        )
+    where = "does not override finalize()" if fn is None else "has a finalize() that does nothing"
+    return failed(
+        id,
+        f"{cls.name} names a staging target (line {mention.lineno}) but {where}: "
+        "staged records would never reach the target.",
+        file=code.destination_rel,
+        line=fn.lineno if fn is not None else cls.lineno,
+    )
+
+
+@static(
+    Check(
+        "trap.finalize_returns_false",
+        "Traps",
+        "`finalize()` never answers a failure with a literal `return False`.",
+        "bizon ignores finalize()'s return value: a publish that failed and returned False looks like a success "
+        "(0.5.x and 0.6.x alike).",
+        "Raise in finalize() when publishing fails (log the context first); bizon then ends the run as failed.",
+        limits="What it returns is not judged otherwise.",
+        origin="facts",
+    ),
+)
+def finalize_returns_false(code: DestinationCode) -> CheckFinding:
+    """A `return False` in finalize(): bizon ignores the value, so the failure it means goes unnoticed."""
+    id = "trap.finalize_returns_false"
+    if skip := needs_destination(code, id):
+        return skip
+    fn = code.destination_method("finalize")
+    if fn is None:
+        return passed(id, "No finalize() of its own.")
+    for node in ast.walk(fn):
+        if isinstance(node, ast.Return) and isinstance(node.value, ast.Constant) and node.value.value is False:
+            return failed(
+                id,
+                f"finalize() returns False (line {node.lineno}): bizon ignores finalize()'s return value, so the "
+                "run reports success while the records stay unpublished.",
+                file=code.destination_rel,
+                line=node.lineno,
+            )
+    return passed(id, "finalize() never answers a failure with False (judged: literal `return False` only).")
 
 
 def _secret_fields(code: DestinationCode) -> dict[str, tuple[str, int]]:
@@ -469,6 +606,17 @@ def _tainted_locals(fn: ast.AST, secrets: set[str], attrs: set[str]) -> set[str]
             return tainted
 
 
+@static(
+    Check(
+        "trap.secret_logged",
+        "Traps",
+        "Secret fields are `SecretStr`, and no log line or print holds the config, a secret field or "
+        "`get_secret_value()`.",
+        "bizon prints whole configs in some errors (the factory's 'not found' message); log lines end up in CI output.",
+        "Type secrets as `SecretStr`; log only non-secret fields.",
+        origin="facts",
+    ),
+)
 def secret_logged(code: DestinationCode) -> CheckFinding:
     id = "trap.secret_logged"
     if code.tree(code.config_rel) is None:
@@ -529,6 +677,21 @@ def _plaintext(value) -> str | None:
     return "the value"
 
 
+@static(
+    Check(
+        "trap.plaintext_secret",
+        "Traps",
+        "No secret field of the details config (SecretStr, marked secret in the spec, or named like a secret) holds "
+        "a plain-text value in the example or check config: each is an env:// or gsm:// reference (whole or "
+        "inline ${...}), empty, or a URL without a password. Skip when there is no secret field or neither config "
+        "sets one.",
+        "Both configs are committed with the tree, and bizon prints whole configs in some errors. bizon resolves "
+        "env://NAME (and gsm:// on 0.6.x), and `bizon run` reads the tree's .env.",
+        "Reference the secret as env://NAME and set NAME in the workspace's .env (kept out of git) or the environment.",
+        skip_is_not_applicable=True,
+        origin="facts",
+    ),
+)
 def plaintext_secret(code: DestinationCode) -> CheckFinding:
     """trap.plaintext_secret: the committed configs reference their secrets instead of holding them."""
     from bizon_forge.validators.live import destination_config

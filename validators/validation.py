@@ -20,13 +20,10 @@ from bizon_forge.validators import (
     agent_todo,
     cache,
     catalog,
-    checklist,
     formatting,
     live,
     registered,
     runtime,
-    source,
-    traps,
 )
 from bizon_forge.validators.code import DestinationCode
 from bizon_forge.validators.report import CheckFinding, FixedFile, ValidationResult, failed, skipped
@@ -37,31 +34,6 @@ Progress = Callable[[float, float, str], None]
 HEARTBEAT_S = 5.0  # clients time out silent calls; a long check reports that it is still running this often
 KEEP_LOGS = 5  # runs kept per destination
 STALE_LOG_S = 900  # an older run cannot still be writing (the slowest check times out sooner)
-# The checks that read the code with `ast`; what is left for the agent (agent_todo.AGENT_CHECKS) runs before them.
-CODE_CHECKS = (
-    source.source_syntax,
-    checklist.init_file,
-    checklist.details_base,
-    checklist.config_base,
-    checklist.literal_name,
-    checklist.field_descriptions,
-    checklist.destination_base,
-    checklist.check_connection_bool,
-    checklist.write_records_returns,
-    checklist.errors_logged,
-    traps.optional_import_in_config,
-    traps.models_import_in_config,
-    traps.setup_in_check_connection,
-    traps.write_records_raises,
-    traps.write_records_signature,
-    traps.staging_without_finalize,
-    traps.finalize_returns_false,
-    traps.secret_logged,
-    traps.plaintext_secret,
-    live.check_config,
-    live.check_references,
-    live.example_values,
-)
 
 
 def _refuse_bad_input(ws: Workspace, name: str, level: str) -> None:
@@ -321,9 +293,10 @@ def validate_destination(
     units = Units(ws, name, logs, use_cache, target)
     try:
         results.update(_submit(units, code, level, unfinished))
-        for check in (*CODE_CHECKS, *registered.REGISTRATION_CHECKS):
-            f = check(code)
-            results[f.id] = f
+        for check in catalog.STATIC:  # every check of the code its module declares; the agent's ran first
+            if check not in agent_todo.AGENT_CHECKS:
+                f = check(code)
+                results[f.id] = f
         done += 1
         report(done, total, f"static: {sum(f.status == 'fail' for f in results.values())} failed")
         done = total - len(units.pending)  # skipped and cached units are done already
@@ -423,9 +396,7 @@ def _submit(units: Units, code: DestinationCode, level: str, unfinished: list[st
         passed = hashlib.sha256(json.dumps(units.target.passed_env, sort_keys=True).encode()).hexdigest()
         units.submit(
             "secrets",
-            lambda: [
-                runtime.secrets_check(ws, code.check_rel, units.scratch_dir(), logs / "secrets.log", env("secrets"))
-            ],
+            lambda: [live.secrets_check(ws, code.check_rel, units.scratch_dir(), logs / "secrets.log", env("secrets"))],
             ["live.bizon_secrets_check"],
             [ws.root / code.check_rel, ws.root / ".env", ws.root / "bizon" / "cli", ws.root / "bizon" / "engine"],
             extra=(passed,),
