@@ -94,11 +94,20 @@ SQL = Recipe(
             "db_schema",
             description="Database schema of the table (on MySQL/MariaDB: a database); None uses the connection's.",
         ),
+        _f(
+            "lock_timeout_seconds",
+            type="float",
+            default=10.0,
+            description="How long a statement waits for a lock another session holds before the run fails "
+            "(PostgreSQL, MySQL, MariaDB; set for this destination's sessions only). A publication waiting on a "
+            "reader's lock holds up every reader after it.",
+        ),
     ),
     test_template="tests/sql.py.j2",
     # Relative to the directory bizon runs from; the destination creates the folder of a SQLite file.
     sample={"url": "sqlite:///output/bizon_records.db", "db_schema": None},
-    check={"url": "sqlite:///${env://BIZON_FORGE_SCRATCH}/check.db"},
+    # A short lock wait: data.unreliable_target holds a lock on the table a publication replaces.
+    check={"url": "sqlite:///${env://BIZON_FORGE_SCRATCH}/check.db", "lock_timeout_seconds": 2.0},
     write_method="batch_insert",
     writes_to="the database of its `url` (one SQLAlchemy URL, table per destination_id)",
     ignores=(

@@ -30,7 +30,9 @@ def test_a_recipe_adds_its_fields_and_retry_defaults(ws64):
     )
     # no driver named: the answer says the sql recipe then reaches SQLite only, and how to name one
     assert no_driver.id == "spec.dependency.no_driver" and "mysql+pymysql://" in no_driver.hint
-    assert added.message == "The sql recipe reads url, db_schema; it added: url, db_schema."
+    assert added.message == (
+        "The sql recipe reads url, db_schema, lock_timeout_seconds; it added: url, db_schema, lock_timeout_seconds."
+    )
     assert writes_to.message.startswith("The sql recipe writes to the database of its `url`")
     stored = spec.load(ws64, "warehouse")
     url = next(f for f in stored.fields if f.name == "url")
@@ -61,7 +63,9 @@ def test_fields_the_recipe_does_not_read_are_a_warning_that_says_why(ws64):
     assert "inside `url` (e.g. mysql+pymysql://user:password@host:3306/db)" in ignored.message
     assert "recipe='custom'" in ignored.hint
     added = next(f for f in result.findings if f.id == "recipe.fields_added")
-    assert added.message == "The sql recipe reads url, db_schema; it added: db_schema."
+    assert added.message == (
+        "The sql recipe reads url, db_schema, lock_timeout_seconds; it added: db_schema, lock_timeout_seconds."
+    )
     # Still rendered: the agent may read them in destination.py itself.
     assert {"host", "port"} <= {f.name for f in spec.load(ws64, "warehouse").fields}
 

@@ -42,13 +42,18 @@ def test_full_passes_against_the_server_and_reads_every_record_back(warehouse, s
     point_check_config(warehouse, url)
     ws = workspace.resolve(None, workspace.Settings.from_paths([str(warehouse)]))
     result = validate_destination(ws, NAME, level="full", verbose=True, use_cache=False)
-    # Only the local HTTP receiver and this machine's disk are made to fail: a database server is neither.
-    off_disk = {"data.unreliable_target", "data.full_disk", "data.failed_publish", "trap.plaintext_secret"}
+    # This machine's disk is not the server's: a full disk cannot reach it.
+    off_disk = {"data.full_disk", "data.failed_publish", "trap.plaintext_secret"}
     failing = {f.id: f.message for f in result.findings if f.status != "pass" and f.id not in off_disk}
     assert result.ok and not failing, failing
     assert {f.id: f.status for f in result.findings if f.id in off_disk} == dict.fromkeys(off_disk, "skip") | {
         "trap.plaintext_secret": "pass"
     }
+    # The server behind a proxy that drops connections mid-flush and mid-publish, and a lock held on the target.
+    unreliable = next(f for f in result.findings if f.id == "data.unreliable_target")
+    print(unreliable.message)
+    assert "COMMIT (answered, answer lost)" in unreliable.message, unreliable.message
+    assert "raised after" in unreliable.message, unreliable.message
     assert sa.engine.make_url(url).password not in result.model_dump_json()
 
     engine = sa.create_engine(url)
@@ -102,3 +107,39 @@ def test_a_full_refresh_on_mariadb_never_hides_the_table_from_a_reader(warehouse
     assert not errors, errors[:3]
     assert len(reads) > 50 and set(reads) == {5}, set(reads)
     assert ids == CREATURE_IDS
+
+
+# What a destination may get wrong against a server that drops connections and holds locks (data.unreliable_target),
+# planted in the rendered sql destination and run on PostgreSQL only: the case is the same on both servers.
+PLANTED = {
+    # A commit between clearing the target and putting the staged rows in: a drop in between empties the target.
+    "non_atomic_publish": (
+        "            target.drop(connection)\n",
+        "            with self.engine.begin() as clearing:  # committed on its own\n"
+        "                target.drop(clearing)\n",
+    ),
+    # A database error in finalize() logged and answered False: bizon ignores the answer, the run "succeeds".
+    "finalize_swallows_db_error": ("raise RuntimeError(message) from error", "return False"),
+    # A batch retried after a COMMIT whose answer was lost, without taking out what that COMMIT wrote.
+    "retry_duplicates": ("retried=attempt.retry_state.attempt_number > 1", "retried=False"),
+}
+
+
+@pytest.mark.parametrize("bug", list(PLANTED))
+def test_planted_failures_against_an_unreliable_server_fail_full(warehouse, postgres_url, bug):
+    point_check_config(warehouse, postgres_url)
+    source = warehouse / f"bizon/connectors/destinations/{NAME}/src/destination.py"
+    original = source.read_text()
+    old, new = PLANTED[bug]
+    assert original.count(old) == 1, f"the rendered file no longer holds {old!r} once"
+    source.write_text(original.replace(old, new))
+    try:
+        ws = workspace.resolve(None, workspace.Settings.from_paths([str(warehouse)]))
+        result = validate_destination(ws, NAME, level="full", verbose=True)
+    finally:
+        source.write_text(original)
+    found = {f.id: f for f in result.findings}
+    assert not result.ok
+    unreliable = found["data.unreliable_target"]
+    print(bug, "->", unreliable.message, "| hint:", unreliable.hint)
+    assert unreliable.status == "fail", (unreliable.status, unreliable.message)

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 import contract_probe as probe
+import fault_proxy
 
 MARKER = "BIZON_FORGE_SUITE "
 REQUIRED = ("source_record_id", "source_data", "source_timestamp")
@@ -199,6 +200,24 @@ class Target:
             config.pop(key, None)
         config.update({"destination_id": destination_id, **details})
         return BizonConfig.model_validate(probe._resolve(raw))
+
+    def server(self):
+        """(field, url, protocol, host, port) of the check config's first destination field that is a PostgreSQL or
+        MySQL/MariaDB URL over TCP (SQLAlchemy's form: scheme[+driver]://user:password@host[:port]/database)."""
+        import urllib.parse
+
+        resolved = probe._resolve(copy.deepcopy(self.raw))
+        for field, value in ((resolved.get("destination") or {}).get("config") or {}).items():
+            if not isinstance(value, str) or "://" not in value:
+                continue
+            parts = urllib.parse.urlsplit(value)
+            protocol = SERVER_SCHEMES.get(parts.scheme.split("+")[0].lower())
+            query = urllib.parse.parse_qs(parts.query)
+            if protocol is None or not parts.hostname or "host" in query or "unix_socket" in query:
+                continue
+            port = parts.port or (5432 if protocol == "postgresql" else 3306)
+            return field, value, protocol, parts.hostname, port
+        return None
 
     def build(self, sync_mode: str, destination_id: str, **details):
         return probe._build(self.config(sync_mode, destination_id, **details), self.name)
@@ -458,6 +477,14 @@ def case_failed_publish(t: Target) -> str:
 
 
 RECEIVER_VAR = "BIZON_FORGE_RECEIVER_URL"  # set only when the check config posts to the local receiver
+SERVER_SCHEMES = {"postgresql": "postgresql", "postgres": "postgresql", "mysql": "mysql", "mariadb": "mysql"}
+LOCK_BOUND_S = 60  # how long a publication may wait on a lock another session holds before this case fails it
+SERVER_HINT = (
+    "Against a database server: retry a batch whose connection dropped in a new transaction, idempotently; publish "
+    "in one transaction or one atomic swap; let every database error in finalize() raise; give the sessions a lock "
+    "timeout."
+)
+MAX_DROPS = 12  # write statements of one finalize() the case drops the connection at, one run each
 
 
 def _receiver_report(destination_id: str) -> dict:
@@ -472,11 +499,18 @@ def _receiver_report(destination_id: str) -> dict:
 
 
 def case_unreliable_target(t: Target) -> str:
-    if RECEIVER_VAR not in os.environ:
+    if RECEIVER_VAR in os.environ:
+        return _unreliable_receiver(t)
+    server = t.server()
+    if server is None:
         raise CaseSkipped(
-            "The check config's target is not bizon-forge's local receiver: nothing here can make it fail the way "
-            "a real one does."
+            "The check config's target is neither bizon-forge's local receiver nor a PostgreSQL, MySQL or MariaDB "
+            "server over TCP: nothing here can make it fail the way a real one does."
         )
+    return _unreliable_server(t, *server)
+
+
+def _unreliable_receiver(t: Target) -> str:
     batches = [plain("unreliable", 3, 3 * i) for i in range(3)]
     flaky = t.id("unreliable")
     run(t, "full_refresh", flaky, batches)
@@ -517,6 +551,221 @@ def case_unreliable_target(t: Target) -> str:
     return (
         f"9 records landed exactly once through 429s, a 503 and a lost answer ({report['posts']} POSTs, none before "
         "its Retry-After); a 401 failed the batch after one POST"
+    )
+
+
+def _proxied(url: str, port: int) -> str:
+    """url with its host and port replaced by the fault proxy's (user, password, database and options kept)."""
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(url)
+    user = parts.netloc.rpartition("@")[0]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}@127.0.0.1:{port}" if user else f"127.0.0.1:{port}"))
+
+
+def _outcome(call) -> str | None:
+    """None when call() returned, else the name of what it raised."""
+    try:
+        call()
+    except Exception as error:
+        return f"{type(error).__name__}: {str(error)[:120]}"
+    return None
+
+
+def _mid_flush(t: Target, proxy, via: dict) -> str:
+    """Three flushes of a full refresh: the second's connection dropped at its first write statement (the server
+    never sees it), the third's COMMIT answered by the server but the answer lost; then a stream flush whose COMMIT
+    answer is lost. Every record must land exactly once."""
+    flaky = t.id("dropped")
+    batches = [plain("dropped", 3, 3 * i) for i in range(3)]
+    destination = t.build("full_refresh", flaky, **via)
+    write(destination, batches[0], "write_records (flush 1 of 3)")
+    hint = (
+        "A dropped connection is transient: retry the whole batch in a new transaction, and make the retry "
+        "idempotent (a COMMIT whose answer was lost may have landed: delete the batch's bizon_ids first, or upsert)."
+    )
+    seen = []
+    for index, (when, words, what) in enumerate(
+        (("before", fault_proxy.WRITES, "its first write statement"), ("after", {"COMMIT"}, "COMMIT's answer"))
+    ):
+        proxy.arm(when, 1, frozenset(words))
+        try:
+            write(
+                destination, batches[index + 1], f"write_records (flush {index + 2} of 3, connection dropped at {what})"
+            )
+        except CaseFailed as error:
+            error.hint = hint
+            raise
+        finally:
+            proxy.disarm()
+        if proxy.fired is None and when == "before":
+            why = (
+                "the connection is encrypted (TLS)"
+                if proxy.encrypted
+                else f"the destination did not connect through the check config's `{next(iter(via))}`, or its "
+                "driver speaks a protocol the proxy does not read"
+            )
+            raise CaseSkipped(f"The fault proxy saw no write statement of a flush: {why}.")
+        seen.append(proxy.fired or "nothing (no COMMIT was seen: autocommit?)")
+    destination.finalize()
+    got = t.read(flaky)
+    try:
+        compare([r for b in batches for r in b], got, f"a full_refresh whose flushes lost their connection at {seen}")
+    except CaseFailed as error:
+        error.hint = hint if len(got) > 9 else error.hint
+        raise
+    streamed = t.id("dropped_stream")
+    destination = t.build("stream", streamed, **via)
+    sent = plain("dropped-stream", 3)
+    proxy.arm("after", 1, frozenset({"COMMIT"}))
+    try:
+        write(destination, sent, "write_records (stream, COMMIT's answer lost)")
+    finally:
+        proxy.disarm()
+    try:
+        compare(sent, t.read(streamed), "a stream flush whose COMMIT landed but whose answer was lost")
+    except CaseFailed as error:
+        error.hint = hint
+        raise
+    return f"flushes dropped at {seen[0]} and at {seen[1]}, and a stream flush's, landed exactly once"
+
+
+def _finalize_drops(t: Target, proxy, via: dict, mode: str) -> int:
+    """Runs of `mode`, each finalize() dropped at its 1st, 2nd, ... write statement, before the server sees it and
+    after it answered, until one finalize() meets no drop. A finalize() that returns must have published this run
+    (and, incremental, what failed runs left staged); one that raises must leave the target as it was (or, the drop
+    after a COMMIT that landed, published). The last run, undisturbed, must publish everything exactly once."""
+    fid = t.id(f"drop_{mode[:4]}")
+    published = plain(f"{mode}-kept", 3)
+    destination = t.build(mode, fid, **via)
+    write(destination, published)
+    destination.finalize()
+    compare(published, t.read(fid, mode), f"a {mode} run through the fault proxy, nothing dropped")
+    pending: list = []  # incremental: staged by runs whose finalize() failed, to be published by a later one
+    drops = 0
+    for when in ("before", "after"):
+        for nth in range(1, MAX_DROPS + 2):
+            rows = plain(f"{mode}-{when}-{nth}", 2)
+            destination = t.build(mode, fid, **via)
+            write(destination, rows, f"write_records ({mode}, the run whose finalize() is dropped)")
+            proxy.arm(when, nth)
+            raised = _outcome(destination.finalize)
+            proxy.disarm()
+            fired = proxy.fired
+            new = rows if mode == "full_refresh" else published + pending + rows
+            got = Counter(t.read(fid, mode))
+            where = f"a {mode} finalize() whose connection dropped at its write statement {nth}, {fired}"
+            if fired is None:  # this finalize() has fewer write statements: nothing was dropped
+                if raised:
+                    raise CaseFailed(f"finalize() raised with nothing injected ({mode}, after {drops} drops): {raised}")
+                compare(new, list(got.elements()), f"the next {mode} run, undisturbed, after {drops} dropped ones")
+                published, pending = new, []
+                break
+            drops += 1
+            if got == Counter(normalized(new)):
+                published, pending = new, []
+            elif raised is None:
+                raise CaseFailed(
+                    f"finalize() returned after {where}, but the target holds {sum(got.values())} record(s), not "
+                    f"the {len(new)} it had to publish: bizon ignores its return value, so the run ends as a success",
+                    hint="Let a failed publication raise from finalize() (never return False or swallow a database "
+                    "error): bizon has already marked the job succeeded and only an exception fails the run.",
+                )
+            elif got == Counter(normalized(published)):
+                pending += rows if mode == "incremental" else []
+            else:
+                raise CaseFailed(
+                    f"{where} left the target with {sum(got.values())} record(s): neither the previous publication "
+                    f"({len(published)}) nor this one ({len(new)}); finalize() raised {raised}",
+                    hint="Publish in one step a failure cannot cut in half: one transaction for the clear and the "
+                    "insert, or a swap (RENAME TABLE) of a fully written staging table; no COMMIT in between.",
+                )
+        else:
+            raise CaseFailed(f"finalize() met a drop at each of its first {MAX_DROPS + 1} write statements ({when})")
+    return drops
+
+
+def _holding_locks(url: str, fragment: str):
+    """A session that read every table whose name holds `fragment` in a transaction it keeps open (a dashboard
+    in the middle of a query): PostgreSQL's ACCESS SHARE locks, MySQL's shared metadata locks."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    connection = engine.connect()
+    with engine.connect() as looking:
+        names = looking.execute(sa.text("SELECT table_schema, table_name FROM information_schema.tables")).all()
+    quote = engine.dialect.identifier_preparer
+    locked = [f"{quote.quote(s)}.{quote.quote(n)}" for s, n in names if fragment in n]
+    for name in locked:
+        connection.execute(sa.text(f"SELECT 1 FROM {name} LIMIT 1"))
+    return engine, connection, locked
+
+
+def _lock_wait(t: Target, url: str, via: dict) -> str:
+    """A full refresh's finalize() meets a lock another session holds on its tables. It must fail within
+    LOCK_BOUND_S (a lock timeout of its own) and leave the target as it was; the next run then publishes."""
+    try:
+        import sqlalchemy  # noqa: F401 - the other session is opened with it
+    except ImportError:
+        return "no lock wait (SQLAlchemy is not installed here to hold a lock from another session)"
+    import threading
+
+    lid = t.id("locked")
+    kept, blocked, after = plain("locked-kept", 3), plain("locked-blocked", 2), plain("locked-after", 4)
+    destination = t.build("full_refresh", lid, **via)
+    write(destination, kept)
+    destination.finalize()
+    destination = t.build("full_refresh", lid, **via)
+    write(destination, blocked, "write_records (the run whose publication meets a lock)")
+    engine, holder, locked = _holding_locks(url, lid)
+    answer: dict = {}
+    started = time.perf_counter()
+    finishing = threading.Thread(target=lambda: answer.update(raised=_outcome(destination.finalize)), daemon=True)
+    try:
+        finishing.start()
+        finishing.join(LOCK_BOUND_S)
+        waited = time.perf_counter() - started
+        got = t.read(lid)
+    finally:
+        holder.rollback()
+        holder.close()
+        engine.dispose()
+    finishing.join(LOCK_BOUND_S)
+    if "raised" not in answer:
+        raise CaseFailed(
+            f"finalize() still waited after {LOCK_BOUND_S} s for a lock another session held on {', '.join(locked)}: "
+            "a run blocked by a reader hangs for good (MariaDB's lock_wait_timeout is a year, PostgreSQL's "
+            "lock_timeout is off)",
+            hint="Give the destination's sessions a lock timeout (PostgreSQL: SET lock_timeout; MySQL/MariaDB: SET "
+            "SESSION lock_wait_timeout, innodb_lock_wait_timeout) so a blocked publication fails and raises.",
+        )
+    if answer["raised"] is None:
+        compare(blocked, got, "finalize() returned while another session held a lock on the target's tables")
+        return "no lock wait (the publication needed no lock a reader holds)"
+    compare(kept, got, f"after a publication that met a lock and raised {answer['raised']}")
+    destination = t.build("full_refresh", lid, **via)
+    write(destination, after)
+    destination.finalize()
+    compare(after, t.read(lid), "the next full_refresh run, the lock released")
+    return f"a publication blocked by another session's lock raised after {waited:.1f} s and left the target whole"
+
+
+def _unreliable_server(t: Target, field: str, url: str, protocol: str, host: str, port: int) -> str:
+    proxy = fault_proxy.FaultProxy(host, port, protocol)
+    via = {field: _proxied(url, proxy.port)}
+    try:
+        flushes = _mid_flush(t, proxy, via)
+        full, incremental = (_finalize_drops(t, proxy, via, mode) for mode in ("full_refresh", "incremental"))
+        lock = _lock_wait(t, url, via)
+    except CaseFailed as error:
+        error.hint = error.hint or SERVER_HINT
+        raise
+    finally:
+        proxy.close()
+    return (
+        f"through a proxy that drops the connection ({protocol} at {host}:{port}): {flushes}; {full} full_refresh "
+        f"and {incremental} incremental finalize() calls dropped at each write statement in turn left the target "
+        f"whole, and the next run published everything exactly once; {lock}"
     )
 
 
