@@ -54,6 +54,7 @@ def test_full_passes_against_the_server_and_reads_every_record_back(warehouse, s
     print(unreliable.message)
     assert "COMMIT (answered, answer lost)" in unreliable.message, unreliable.message
     assert "raised after" in unreliable.message, unreliable.message
+    assert "a wrong password failed the batch after 1 connection(s)" in unreliable.message, unreliable.message
     assert sa.engine.make_url(url).password not in result.model_dump_json()
 
     engine = sa.create_engine(url)
@@ -113,15 +114,26 @@ def test_a_full_refresh_on_mariadb_never_hides_the_table_from_a_reader(warehouse
 # planted in the rendered sql destination and run on PostgreSQL only: the case is the same on both servers.
 PLANTED = {
     # A commit between clearing the target and putting the staged rows in: a drop in between empties the target.
-    "non_atomic_publish": (
-        "            target.drop(connection)\n",
-        "            with self.engine.begin() as clearing:  # committed on its own\n"
-        "                target.drop(clearing)\n",
-    ),
+    "non_atomic_publish": [
+        (
+            "            target.drop(connection)\n",
+            "            with self.engine.begin() as clearing:  # committed on its own\n"
+            "                target.drop(clearing)\n",
+        )
+    ],
     # A database error in finalize() logged and answered False: bizon ignores the answer, the run "succeeds".
-    "finalize_swallows_db_error": ("raise RuntimeError(message) from error", "return False"),
+    "finalize_swallows_db_error": [("raise RuntimeError(message) from error", "return False")],
     # A batch retried after a COMMIT whose answer was lost, without taking out what that COMMIT wrote.
-    "retry_duplicates": ("retried=attempt.retry_state.attempt_number > 1", "retried=False"),
+    "retry_duplicates": [("retried=attempt.retry_state.attempt_number > 1", "retried=False")],
+    # A wrong password retried as if the connection had dropped (both are OperationalError); a shorter backoff
+    # only saves the test's time.
+    "retries_wrong_password": [
+        (
+            "    if not isinstance(error, TRANSIENT_ERRORS):\n        return False\n",
+            "    if isinstance(error, TRANSIENT_ERRORS):\n        return True\n",
+        ),
+        ("BACKOFF_SECONDS = 1.0\n", "BACKOFF_SECONDS = 0.1\n"),
+    ],
 }
 
 
@@ -129,10 +141,11 @@ PLANTED = {
 def test_planted_failures_against_an_unreliable_server_fail_full(warehouse, postgres_url, bug):
     point_check_config(warehouse, postgres_url)
     source = warehouse / f"bizon/connectors/destinations/{NAME}/src/destination.py"
-    original = source.read_text()
-    old, new = PLANTED[bug]
-    assert original.count(old) == 1, f"the rendered file no longer holds {old!r} once"
-    source.write_text(original.replace(old, new))
+    original = planted = source.read_text()
+    for old, new in PLANTED[bug]:
+        assert planted.count(old) == 1, f"the rendered file no longer holds {old!r} once"
+        planted = planted.replace(old, new)
+    source.write_text(planted)
     try:
         ws = workspace.resolve(None, workspace.Settings.from_paths([str(warehouse)]))
         result = validate_destination(ws, NAME, level="full", verbose=True)

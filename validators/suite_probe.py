@@ -750,6 +750,34 @@ def _lock_wait(t: Target, url: str, via: dict) -> str:
     return f"a publication blocked by another session's lock raised after {waited:.1f} s and left the target whole"
 
 
+def _wrong_password(t: Target, proxy, via: dict) -> str:
+    """A flush with a wrong password must fail at once: one connection (two where libpq retries without TLS)."""
+    import urllib.parse
+
+    field, proxied = next(iter(via.items()))
+    parts = urllib.parse.urlsplit(proxied)
+    userinfo, _, where = parts.netloc.rpartition("@")
+    if ":" not in userinfo:
+        return "no wrong-password run (the URL holds no password)"
+    wrong = urllib.parse.urlunsplit(parts._replace(netloc=f"{userinfo.split(':')[0]}:forge-wrong-{t.run_id}@{where}"))
+    before, started = proxy.connections, time.perf_counter()
+    try:
+        destination = t.build("stream", t.id("denied"), **{field: wrong})
+        write(destination, plain("denied", 1), "write_records with a wrong password")
+    except Exception:  # CaseFailed (write_records answered False) or the destination's own error: both fail it
+        pass
+    else:
+        raise CaseFailed("write_records reported a batch written although the password was wrong")
+    tries, seconds = proxy.connections - before, time.perf_counter() - started
+    if tries > 2:
+        raise CaseFailed(
+            f"A wrong password was retried: {tries} connections for one batch ({seconds:.1f} s)",
+            hint="A wrong password or user, an unknown database and a missing privilege are permanent: fail the "
+            "batch at once; retry only what can pass later (a dropped connection, a lock wait, a timeout).",
+        )
+    return f"a wrong password failed the batch after {tries} connection(s) ({seconds:.1f} s)"
+
+
 def _unreliable_server(t: Target, field: str, url: str, protocol: str, host: str, port: int) -> str:
     proxy = fault_proxy.FaultProxy(host, port, protocol)
     via = {field: _proxied(url, proxy.port)}
@@ -757,6 +785,7 @@ def _unreliable_server(t: Target, field: str, url: str, protocol: str, host: str
         flushes = _mid_flush(t, proxy, via)
         full, incremental = (_finalize_drops(t, proxy, via, mode) for mode in ("full_refresh", "incremental"))
         lock = _lock_wait(t, url, via)
+        denied = _wrong_password(t, proxy, via)
     except CaseFailed as error:
         error.hint = error.hint or SERVER_HINT
         raise
@@ -765,7 +794,7 @@ def _unreliable_server(t: Target, field: str, url: str, protocol: str, host: str
     return (
         f"through a proxy that drops the connection ({protocol} at {host}:{port}): {flushes}; {full} full_refresh "
         f"and {incremental} incremental finalize() calls dropped at each write statement in turn left the target "
-        f"whole, and the next run published everything exactly once; {lock}"
+        f"whole, and the next run published everything exactly once; {lock}; {denied}"
     )
 
 
