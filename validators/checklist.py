@@ -127,9 +127,10 @@ def config_base(code: DestinationCode) -> CheckFinding:
     Check(
         "checklist.literal_name",
         "Config",
-        "`name: Literal[DestinationTypes.X]` names the enum member whose value is the destination's name.",
+        "`name: Literal[DestinationTypes.X]` names, as an enum member (not a string), a member DestinationTypes has.",
         "An unknown member raises AttributeError when bizon imports the config, breaking every command.",
         "Write `name: Literal[DestinationTypes.<NAME>]` with the member you added to DestinationTypes.",
+        limits="Whether the member is this destination's own is judged by trap.literal_other_member.",
         explained_by=("source.syntax",),
     ),
 )

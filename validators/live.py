@@ -204,7 +204,7 @@ def example_values(code: DestinationCode) -> CheckFinding:
     id = "live.example_values"
     details = destination_config(code, code.example_rel)
     if details is None:
-        return passed(id, "No destination config to judge (see import.config_validate).")
+        return skipped(id, "No destination config to judge (see import.config_validate).", "import.config_validate")
     made_up = sorted(k for k, v in details.items() if v == f"{k}{PLACEHOLDER}")
     if made_up:
         return failed(

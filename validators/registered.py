@@ -117,9 +117,12 @@ def _example_name(code: DestinationCode) -> str | None:
     Check(
         "registration.same_name",
         "Registration",
-        "All three registrations, the config's Literal and the example YAML use the identical name string.",
+        "The factory branch that builds this destination tests the enum member whose value is its name, and the "
+        "example YAML's `destination.name` is that name.",
         "One differing spelling routes a valid config to another destination or to none.",
         "Use the folder name as the enum value and its UPPER form as the member, everywhere.",
+        limits="The Union member and the config's Literal are judged by registration.union, checklist.literal_name "
+        "and trap.literal_other_member.",
         explained_by=("source.syntax", "registration.enum", "registration.factory", "checklist.literal_name"),
     ),
 )

@@ -245,6 +245,10 @@ SETUP_VERBS = re.compile(r"^_*(connect|create|setup|set_up|init|open|ensure|prep
         "Set-up (clients, tables, folders) does not live only in `check_connection()`.",
         "The engine never calls check_connection() on a destination, so that set-up never runs.",
         "Do the set-up in `__init__` (or lazily in write_records); check_connection may reuse it.",
+        limits="Judges `self.X` values that only check_connection() sets and the `self.method()` calls it makes "
+        "whose names say set-up (connect, create, setup, init, open, ensure, prepare, make, mkdir, start, login, "
+        "auth); set-up done through other names is not seen.",
+        skip_is_not_applicable=True,
         origin="facts",
     ),
 )
@@ -256,7 +260,7 @@ def setup_in_check_connection(code: DestinationCode) -> CheckFinding:
     methods = [s for s in cls.body if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef))]
     check = next((m for m in methods if m.name == "check_connection"), None)
     if check is None:
-        return passed(id, "check_connection does nothing of its own.")
+        return skipped(id, "No check_connection() of its own: nothing to judge.")
     others = [m for m in methods if m is not check]
     stored_elsewhere = set().union(*(_self_attrs(m, ast.Store) for m in others)) if others else set()
     read_elsewhere = set().union(*(_self_attrs(m, ast.Load) for m in others)) if others else set()
@@ -471,6 +475,7 @@ def staging_without_finalize(code: DestinationCode) -> CheckFinding:
         "(0.5.x and 0.6.x alike).",
         "Raise in finalize() when publishing fails (log the context first); bizon then ends the run as failed.",
         limits="What it returns is not judged otherwise.",
+        skip_is_not_applicable=True,
         origin="facts",
     ),
 )
@@ -481,7 +486,7 @@ def finalize_returns_false(code: DestinationCode) -> CheckFinding:
         return skip
     fn = code.destination_method("finalize")
     if fn is None:
-        return passed(id, "No finalize() of its own.")
+        return skipped(id, "No finalize() of its own: nothing to judge.")
     for node in ast.walk(fn):
         if isinstance(node, ast.Return) and isinstance(node.value, ast.Constant) and node.value.value is False:
             return failed(
