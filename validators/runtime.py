@@ -641,13 +641,32 @@ def _suite_answers(run: Run) -> list[dict]:
         "Data, read back from the scratch target",
         "Against bizon-forge's local receiver misbehaving like a real ingest API (429 with Retry-After: 2, 503, a "
         "batch stored and then its answer lost), a full_refresh of 3 flushes lands every record exactly once and "
-        "no retry comes before its Retry-After; a 401 on every POST fails the batch after one POST.",
-        "A new Idempotency-Key per retry duplicates a batch whose answer was lost; a retried 401 turns a wrong "
-        "token into minutes of waiting; ignoring Retry-After gets a client throttled harder.",
-        "Send one Idempotency-Key per batch, the same on every retry; honour Retry-After; treat 401 and 403 as "
-        "permanent.",
-        limits="Only a check config that posts to the receiver (env://BIZON_FORGE_RECEIVER_URL) is judged, else skip "
-        "(local disks get data.full_disk; SQL servers get no injected failures yet).",
+        "no retry comes before its Retry-After; a 401 on every POST fails the batch after one POST. Against a "
+        "PostgreSQL, MySQL or MariaDB server, through a proxy that drops connections: a full_refresh whose 2nd "
+        "flush loses its connection at its first write and whose 3rd flush's COMMIT lands with its answer lost, and "
+        "a stream flush whose COMMIT answer is lost, land every record exactly once; full_refresh and incremental "
+        "finalize() calls dropped at each write statement in turn (before the server sees it, and after it "
+        "answered) either publish, or raise and leave the target as it was, and the next run publishes everything "
+        "exactly once (incremental: the failed runs' staged records too); a publication meeting a lock another "
+        "session holds on its tables raises within 60 s and leaves the target as it was; a wrong password fails "
+        "the flush after at most 2 connections.",
+        "Real targets fail: a server drops a connection mid-transaction, a COMMIT lands while its answer is lost, "
+        "a reader's open transaction holds a lock the publication waits on (MariaDB's lock_wait_timeout is a year, "
+        "PostgreSQL's lock_timeout is off). A retry that is not idempotent duplicates records, a publication that "
+        "is not atomic empties the target, a finalize() that swallows an error reports success after bizon marked "
+        "the job succeeded, and a retried permanent error (401, a wrong password) turns a failure into minutes of "
+        "waiting.",
+        "Retry only transient failures and make every retry idempotent (one Idempotency-Key per batch over HTTP; in "
+        "SQL delete the batch's bizon_ids before inserting again, or upsert); honour Retry-After; fail at once on "
+        "401/403, a wrong password, an unknown database or a missing privilege; publish in one transaction or one "
+        "atomic RENAME; let every error in finalize() raise; give the sessions a lock timeout.",
+        limits="Judged only when the check config posts to the receiver (env://BIZON_FORGE_RECEIVER_URL), or one "
+        "of its destination fields is a URL `postgresql|postgres|mysql|mariadb[+driver]://user@host[:port]/db` over "
+        "plain TCP; else skip (local disks get data.full_disk). TLS, a Unix socket or a host override in the query "
+        "string are not judged; the lock part needs SQLAlchemy in the workspace and locks the tables whose name "
+        "holds the case's destination_id; the wrong-password part needs a password in the URL. A server that stalls "
+        "without a lock, a failover, a restart and deadlocks are not injected. Nothing on the server changes but "
+        "the case's own tables and its own sessions' settings.",
         level="full",
         origin="forge",
         explained_by=LANDED,
