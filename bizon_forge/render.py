@@ -208,7 +208,10 @@ def record_path(ws: Workspace, name: str) -> Path:
 
 
 def _record(ws: Workspace, name: str) -> dict[str, str]:
-    path = record_path(ws, name)
+    return _record_at(record_path(ws, name))
+
+
+def _record_at(path: Path) -> dict[str, str]:
     try:
         record = json.loads(read_regular(path)) if path.exists() else {}
     except (OSError, ValueError):
@@ -216,9 +219,8 @@ def _record(ws: Workspace, name: str) -> dict[str, str]:
     return record if isinstance(record, dict) else {}
 
 
-def _guard_paths(ws: Workspace, name: str, rels) -> None:
+def _guard_paths(ws: Workspace, folder: Path, rels) -> None:
     """Refuse a connector folder (or any parent) that is a symlink leading out of the tree."""
-    folder = ws.destination_dir(name)
     for rel in rels:
         target = ws.root / rel
         probe = target
@@ -248,9 +250,40 @@ def render_destination(
     file that exists, a diff; content=true adds whole files instead (a recipe's files run to tens of KB)."""
     s = spec.load(ws, name)
     planned = planned_files(ws, s)
-    _guard_paths(ws, name, planned)
+    written = write_planned(ws, planned, record_path(ws, name), ws.destination_dir(name), dry_run, overwrite, content)
+    if not written.ok:
+        return written
+    files, findings = written.files, written.findings
+    tasks = [task for text in planned.values() for _, task in todo_tasks(text)]
+    if tasks:
+        named = ", ".join(t for t in tasks if not t.startswith("@"))
+        findings.append(
+            warned(
+                "render.todo_left",
+                f"{len(tasks)} task(s) marked {TODO} are left for the agent to write"
+                + (f": {named}." if named else "."),
+                f"Fill each {TODO} in destination.py (before or after apply_registrations, which `next` names), "
+                "then call validate_destination.",
+            )
+        )
+    nxt = None if dry_run else f"apply_registrations(name={name!r})"
+    return RenderResult(files=files, findings=findings, next=nxt)
+
+
+def write_planned(
+    ws: Workspace,
+    planned: dict[str, str],
+    record_file: Path,
+    folder: Path,
+    dry_run: bool,
+    overwrite: bool,
+    content: bool,
+) -> RenderResult:
+    """Write (or plan) a connector's rendered files atomically, with `record_file` the digests of what bizon-forge
+    wrote last: a file changed since is the agent's and is kept unless overwrite. Refuses paths outside the tree."""
+    _guard_paths(ws, folder, planned)
     with workspace_lock(ws.state_dir):
-        record = _record(ws, name)
+        record = _record_at(record_file)
         files, changes, findings, refused = [], {}, [], []
         for rel, text in planned.items():
             path = ws.root / rel
@@ -294,24 +327,11 @@ def render_destination(
         if not dry_run and changes:
             record.update({rel: _digest(text) for rel, text in planned.items()})
             # The record rides in the same transaction: files without it would look hand-edited next time.
-            changes[record_path(ws, name)] = json.dumps(record, indent=2, sort_keys=True) + "\n"
+            changes[record_file] = json.dumps(record, indent=2, sort_keys=True) + "\n"
             try:
                 write_all(changes)
             except WriteFailed as error:
                 raise Refused(
                     failed("render.write_failed", f"Writing failed ({error.cause}); nothing was changed.")
                 ) from None
-    tasks = [task for text in planned.values() for _, task in todo_tasks(text)]
-    if tasks:
-        named = ", ".join(t for t in tasks if not t.startswith("@"))
-        findings.append(
-            warned(
-                "render.todo_left",
-                f"{len(tasks)} task(s) marked {TODO} are left for the agent to write"
-                + (f": {named}." if named else "."),
-                f"Fill each {TODO} in destination.py (before or after apply_registrations, which `next` names), "
-                "then call validate_destination.",
-            )
-        )
-    nxt = None if dry_run else f"apply_registrations(name={name!r})"
-    return RenderResult(files=files, findings=findings, next=nxt)
+    return RenderResult(files=files, findings=findings)

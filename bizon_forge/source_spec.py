@@ -6,11 +6,20 @@ the rate limits. describe_source checks and stores it; render_source, the mock A
 themselves all read this one value, so what is rendered, served and judged cannot disagree.
 """
 
-from typing import Literal, get_args
+import math
+import re
+from pathlib import Path
+from typing import Any, Literal, get_args
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field
 
+from bizon_forge import spec
+from bizon_forge.atomic import write_text
+from bizon_forge.connector import Connector
+from bizon_forge.findings import Finding, Refused, failed
 from bizon_forge.spec import FieldSpec, Names, pascal_case
+from bizon_forge.workspace import Workspace
 
 # bizon's AuthType values (bizon.source.auth.config), plus "none": a public API (get_authenticator returns None).
 AuthKind = Literal["none", "api_key", "bearer", "basic", "oauth"]
@@ -51,6 +60,9 @@ class StreamSpec(BaseModel):
     # filters on it server-side (None: the source filters client-side).
     cursor_field: str | None = None
     updated_after_param: str | None = None
+    # E: the JSON body of every request (e.g. {"query": "..."} for GraphQL); page_size_param and cursor_param are
+    # set in it, dotted keys nested ("variables.after").
+    body: dict[str, Any] = {}
 
 
 class SourceErrorHandling(BaseModel):
@@ -68,6 +80,7 @@ class SourceSpec(BaseModel):
     auth: AuthKind = "none"
     # api_key: the header the key goes in and its prefix ("" sends the bare key; bizon 0.5.x always sends a prefix)
     api_key_header: str = "Authorization"
+    api_key_prefix: str = ""  # "Token" sends `Token KEY`; the rendered source sends it itself, on both versions
     streams: list[StreamSpec]
     recipe: SourceRecipeName = "rest"
     fields: list[FieldSpec] = []  # extra source config fields (e.g. workspace_id), as for destinations
@@ -79,3 +92,353 @@ class SourceSpec(BaseModel):
     def names(self) -> Names:
         n = self.name
         return Names(pascal=pascal_case(n), snake=n, upper=n.upper(), alias=n)
+
+
+# -- checks ----------------------------------------------------------------------------------------
+
+# What every source config inherits (bizon.source.config.SourceConfig, both versions) and what the rest recipe adds.
+BASE_FIELDS = frozenset(
+    {
+        "name",
+        "stream",
+        "source_file_path",
+        "sync_mode",
+        "cursor_field",
+        "force_ignore_checkpoint",
+        "reset",
+        "authentication",
+        "max_iterations",
+        "api_config",
+        "http",
+        "base_url",
+    }
+)
+# Statuses that mean the request itself is wrong: retrying them repeats the failure, only later.
+PERMANENT_STATUSES = frozenset({400, 401, 403, 404, 405, 410, 422})
+HEADER_RE = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")  # an HTTP header name (RFC 9110 token)
+KEY_RE = re.compile(r"[A-Za-z_$@][\w$@-]*")  # one segment of a dotted JSON path or a request parameter
+STREAM_RE = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def check_name(name: str) -> list[Finding]:
+    """spec.check_name, worded for a source."""
+    return [
+        f.model_copy(update={"message": f.message.replace("destination name", "source name"), "hint": f.hint})
+        for f in spec.check_name(name)
+    ]
+
+
+def _check_base_url(url: str) -> list[Finding]:
+    hint = "Give the API's root as scheme://host[/path], e.g. 'https://api.example.com/v1'."
+    shown = url[:80]
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError:
+        return [failed("spec.base_url.invalid", f"base_url {shown!r} is not a URL.", hint)]
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return [failed("spec.base_url.invalid", f"base_url {shown!r} is not an http(s) URL with a host.", hint)]
+    if parts.username or parts.password:
+        return [
+            failed(
+                "spec.base_url.credentials",
+                "base_url holds a user or password: it would be committed in source.py and the configs.",
+                "Drop them from the URL and use auth='basic' (the values go in the YAML as env:// references).",
+            )
+        ]
+    if parts.query or parts.fragment:
+        return [
+            failed(
+                "spec.base_url.query",
+                f"base_url {shown!r} has a query or fragment; requests add their own parameters.",
+                "Keep base_url to scheme://host/path; a fixed parameter belongs in the stream's endpoint.",
+            )
+        ]
+    if any(c.isspace() for c in url):
+        return [failed("spec.base_url.invalid", f"base_url {shown!r} holds whitespace.", hint)]
+    return []
+
+
+def _path_ok(path: str, empty: bool = False) -> bool:
+    if not path:
+        return empty
+    return all(KEY_RE.fullmatch(part) for part in path.split("."))
+
+
+def _check_stream(i: int, s: StreamSpec) -> list[Finding]:
+    where = f"streams[{i}] ({s.name[:40]!r})"
+    found: list[Finding] = []
+    p = s.pagination
+    if not STREAM_RE.fullmatch(s.name) or len(s.name) > 64:
+        found.append(
+            failed(
+                "spec.stream.name",
+                f"{where}: the stream name must be snake_case (it is the YAML's `stream:` and a dict key).",
+                "e.g. 'users' or 'invoice_items'.",
+            )
+        )
+    if not s.endpoint.startswith("/") or any(c.isspace() for c in s.endpoint) or "#" in s.endpoint:
+        found.append(
+            failed(
+                "spec.stream.endpoint",
+                f"{where}: endpoint {s.endpoint[:80]!r} must be a path under base_url starting with '/'.",
+                "e.g. '/users'; the host goes in base_url.",
+            )
+        )
+    if not _path_ok(s.records_path, empty=True):
+        found.append(
+            failed(
+                "spec.stream.records_path",
+                f"{where}: records_path {s.records_path[:80]!r} is not a dotted key path.",
+                "e.g. 'data' or 'result.items'; '' when the body is the array itself.",
+            )
+        )
+    if not s.records_path and p.pattern in ("cursor", "next_url", "post_query"):
+        found.append(
+            failed(
+                "spec.stream.records_path",
+                f"{where}: records_path is '' (the body is the array) but pattern {p.pattern} reads its next "
+                "cursor or link from the body.",
+                "Name the key of the records array, e.g. 'data'; for a bare array the pattern is offset or none.",
+            )
+        )
+    if not _path_ok(s.id_field):
+        found.append(
+            failed(
+                "spec.stream.id_field",
+                f"{where}: id_field {s.id_field[:80]!r} is not a field name (dotted for a nested one).",
+                "Name the record's unique key, e.g. 'id' or 'meta.uuid'.",
+            )
+        )
+    if not 1 <= p.page_size <= 10_000:
+        found.append(
+            failed("spec.pagination.page_size", f"{where}: page_size {p.page_size} is outside 1-10000.", "e.g. 100.")
+        )
+    # The parameters the pattern uses: a request parameter (or body key) each, and the paths it reads.
+    params = {"page_size_param": p.page_size_param}
+    paths: dict[str, str | None] = {}
+    if p.pattern in ("cursor", "post_query"):
+        params["cursor_param"] = p.cursor_param
+        paths = {"next_cursor_path": p.next_cursor_path, "has_more_path": p.has_more_path}
+    elif p.pattern == "next_url":
+        paths = {"next_url_path": p.next_url_path}
+    elif p.pattern == "offset":
+        params["offset_param"] = p.offset_param
+        paths = {"total_path": p.total_path}
+    elif p.pattern == "none":
+        params = {}
+    for key, value in params.items():
+        dotted_ok = p.pattern == "post_query"  # a body key may be nested: variables.after
+        if not (_path_ok(value) if dotted_ok else bool(KEY_RE.fullmatch(value))):
+            found.append(
+                failed(
+                    f"spec.pagination.{key}",
+                    f"{where}: pagination.{key} {value[:60]!r} is not a parameter name.",
+                    f"Give the name the API documents for it (pattern {p.pattern}).",
+                )
+            )
+    for key, path in paths.items():
+        if path is not None and not _path_ok(path):
+            found.append(
+                failed(
+                    f"spec.pagination.{key}",
+                    f"{where}: pagination.{key} {path[:60]!r} is not a dotted key path into the response.",
+                    "e.g. 'meta.next_cursor'.",
+                )
+            )
+    if p.pattern == "offset" and p.offset_param == p.page_size_param:
+        found.append(
+            failed(
+                "spec.pagination.same_param",
+                f"{where}: offset_param and page_size_param are both {p.offset_param!r}.",
+                "They are two parameters: e.g. offset and limit.",
+            )
+        )
+    if p.pattern in ("cursor", "post_query") and p.cursor_param == p.page_size_param:
+        found.append(
+            failed(
+                "spec.pagination.same_param",
+                f"{where}: cursor_param and page_size_param are both {p.cursor_param!r}.",
+                "They are two parameters: e.g. cursor and limit.",
+            )
+        )
+    if p.pattern != "post_query" and s.body:
+        found.append(
+            failed(
+                "spec.stream.body_unused",
+                f"{where}: body is sent only by pattern post_query, not {p.pattern}.",
+                "Drop body, or use pattern 'post_query' for an API queried by POST.",
+            )
+        )
+    if s.updated_after_param is not None and s.cursor_field is None:
+        found.append(
+            failed(
+                "spec.stream.updated_after_without_cursor",
+                f"{where}: updated_after_param is set but cursor_field is not.",
+                "Name the record field that says when it changed (cursor_field), or drop updated_after_param.",
+            )
+        )
+    if s.cursor_field is not None and not _path_ok(s.cursor_field):
+        found.append(
+            failed("spec.stream.cursor_field", f"{where}: cursor_field {s.cursor_field[:60]!r} is not a field name.")
+        )
+    if s.updated_after_param is not None and not KEY_RE.fullmatch(s.updated_after_param):
+        found.append(
+            failed(
+                "spec.stream.updated_after_param",
+                f"{where}: updated_after_param {s.updated_after_param[:60]!r} is not a parameter name.",
+            )
+        )
+    return found
+
+
+def check_source(s: SourceSpec) -> list[Finding]:
+    """Every finding on a source spec before anything is written; each names the field and the fix."""
+    bad = next((t for t in spec._texts(s) if not t.isascii() and not spec._encodes(t)), None)
+    if bad is not None:
+        return [
+            failed(
+                "spec.text.not_unicode",
+                f"A string in the spec holds a lone surrogate: {bad[:60]!r}.",
+                "Send well-formed Unicode (pair surrogates, or drop the character).",
+            )
+        ]
+    found = check_name(s.name) + _check_base_url(s.base_url)
+    if not s.streams:
+        found.append(failed("spec.streams.empty", "The source lists no streams.", "Describe at least one endpoint."))
+    seen: set[str] = set()
+    for i, stream in enumerate(s.streams):
+        found += _check_stream(i, stream)
+        if stream.name in seen:
+            found.append(failed("spec.stream.duplicate", f"Stream {stream.name!r} is listed twice.", "Keep one."))
+        seen.add(stream.name)
+    if len(s.streams) > 50:
+        found.append(failed("spec.streams.too_many", f"{len(s.streams)} streams; the limit is 50."))
+    if s.auth == "api_key" and (" " in s.api_key_prefix.strip() or not s.api_key_prefix.isprintable()):
+        found.append(
+            failed(
+                "spec.auth.api_key_prefix",
+                f"api_key_prefix {s.api_key_prefix[:40]!r} must be one word (sent as `PREFIX KEY`) or ''.",
+                "e.g. 'Token', or '' for the bare key.",
+            )
+        )
+    if s.auth == "api_key" and not HEADER_RE.fullmatch(s.api_key_header):
+        found.append(
+            failed(
+                "spec.auth.api_key_header",
+                f"api_key_header {s.api_key_header[:60]!r} is not an HTTP header name.",
+                "e.g. 'X-API-Key' or 'Authorization'.",
+            )
+        )
+    # The extra fields: a source config's own base fields are the clash here, not a destination's.
+    found += [f for f in spec.check_fields(s.fields) if f.id != "spec.field.shadows_base"]
+    for i, f in enumerate(s.fields):
+        if f.name in BASE_FIELDS:
+            found.append(
+                failed(
+                    "spec.field.shadows_base",
+                    f"fields[{i}] ({f.name!r}) shadows SourceConfig.{f.name} (or the recipe's base_url).",
+                    "Rename it; auth goes in `auth`, the API root in `base_url`.",
+                )
+            )
+    e = s.error_handling
+    permanent = sorted(set(e.transient_statuses) & PERMANENT_STATUSES)
+    if permanent:
+        found.append(
+            failed(
+                "spec.error_handling.permanent_status",
+                f"error_handling.transient_statuses lists {permanent}: a bad request, a wrong key or a missing "
+                "page fails the same way on every try.",
+                "Drop them; keep statuses that pass with time, e.g. [429, 500, 502, 503, 504].",
+            )
+        )
+    odd = [x for x in e.transient_statuses if not 400 <= x <= 599]
+    if odd:
+        found.append(
+            failed(
+                "spec.error_handling.status",
+                f"error_handling.transient_statuses lists {odd}, which are not error statuses.",
+                "Use 4xx/5xx statuses, e.g. 429 and 503.",
+            )
+        )
+    if not 0 <= e.max_retries <= 20:
+        found.append(failed("spec.error_handling.max_retries", "error_handling.max_retries must be 0-20."))
+    if not math.isfinite(e.backoff_seconds) or not 0 < e.backoff_seconds <= 600:
+        found.append(failed("spec.error_handling.backoff", "error_handling.backoff_seconds must be in (0, 600]."))
+    if not math.isfinite(e.timeout_seconds) or not 0 < e.timeout_seconds <= 600:
+        found.append(
+            failed(
+                "spec.error_handling.timeout",
+                "error_handling.timeout_seconds must be in (0, 600]: without a timeout a silent server hangs the run.",
+            )
+        )
+    if len(s.description) > spec.MAX_TEXT:
+        found.append(failed("spec.description_too_long", f"The description exceeds {spec.MAX_TEXT} characters."))
+    return found
+
+
+def check_against_workspace(s: SourceSpec, ws: Workspace) -> list[Finding]:
+    """A source folder this tool did not describe is bizon's or the user's: not ours to overwrite."""
+    if not spec_path(ws, s.name).exists() and (ws.root / Connector(s.name, "source").dir).exists():
+        return [
+            failed(
+                "spec.name.taken",
+                f"bizon already has a source folder {s.name!r} (bizon/connectors/sources/{s.name}).",
+                "Pick another name: bizon discovers sources by their folder name.",
+            )
+        ]
+    return []
+
+
+# -- the store inside the workspace (apart from destination specs: a source and a destination may share a name) --
+
+
+def spec_path(ws: Workspace, name: str) -> Path:
+    return ws.state_dir / "source-specs" / f"{name}.json"
+
+
+def save(ws: Workspace, s: SourceSpec) -> None:
+    write_text(spec_path(ws, s.name), s.model_dump_json(indent=2) + "\n")
+
+
+def load(ws: Workspace, name: str) -> SourceSpec:
+    bad = check_name(name)
+    if bad:
+        raise Refused(*bad)
+    path = spec_path(ws, name)
+    if not path.exists():
+        raise Refused(
+            failed("spec.not_found", f"No source spec stored for {name!r} in this workspace.", "Call describe_source.")
+        )
+    why: str | None
+    try:
+        if not path.is_file():
+            raise OSError(f"{path.name} is not a regular file")
+        loaded = SourceSpec.model_validate_json(path.read_text())
+    except (OSError, ValueError) as error:
+        why = f"{type(error).__name__}: {str(error)[:200]}"
+    else:
+        why = None if loaded.name == name else f"it names {loaded.name[:60]!r}"
+        why = why or "; ".join(f.message for f in check_source(loaded) if f.status == "fail") or None
+    if why:
+        raise Refused(
+            failed(
+                "spec.unreadable",
+                f"The stored source spec for {name!r} is not a valid spec of that name ({why}).",
+                "Call describe_source again to store it afresh.",
+                file=str(path.relative_to(ws.root)),
+            )
+        )
+    return loaded
+
+
+def stored(ws: Workspace, name: str) -> SourceSpec | None:
+    try:
+        return load(ws, name) if spec_path(ws, name).is_file() else None
+    except Refused:
+        return None
+
+
+def stored_names(ws: Workspace) -> list[str]:
+    folder = ws.state_dir / "source-specs"
+    return sorted(p.stem for p in folder.glob("*.json")) if folder.exists() else []

@@ -1,0 +1,80 @@
+"""describe_source: check what the agent learned from an API's docs (the guide's Step 1) and store it as a spec."""
+
+from pydantic import BaseModel
+
+from bizon_forge import dependencies, source_spec
+from bizon_forge.atomic import workspace_lock
+from bizon_forge.connector import Connector
+from bizon_forge.findings import Finding, Result, has_failures, warned
+from bizon_forge.source_spec import SourceSpec
+from bizon_forge.spec import Names
+from bizon_forge.workspace import Workspace
+
+
+class SourceExisting(BaseModel):
+    spec: bool = False
+    files: list[str] = []
+
+
+class SourceDescribeResult(Result):
+    names: Names | None = None
+    existing: SourceExisting | None = None
+    spec_file: str | None = None
+
+
+def source_files(ws: Workspace, name: str) -> list[str]:
+    """The source's files in the tree (its folder and its tests), workspace-relative."""
+    c = Connector(name, "source")
+    out: list[str] = []
+    for rel in (c.dir, c.tests_dir):
+        folder = ws.root / rel
+        if folder.is_dir():
+            out += [str(p.relative_to(ws.root)) for p in folder.rglob("*") if p.is_file()]
+    return sorted(f for f in out if "__pycache__" not in f)
+
+
+def _notes(s: SourceSpec) -> list[Finding]:
+    """What the spec leaves to chance, said before any code exists."""
+    found: list[Finding] = []
+    for stream in s.streams:
+        if stream.cursor_field and not stream.updated_after_param:
+            found.append(
+                warned(
+                    "spec.stream.client_side_filter",
+                    f"Stream {stream.name!r}: incremental runs read every page and keep records whose "
+                    f"{stream.cursor_field!r} is after the last run (no updated_after_param).",
+                    "If the API filters by date, name its parameter in updated_after_param.",
+                )
+            )
+    if 429 not in s.error_handling.transient_statuses:
+        found.append(
+            warned(
+                "spec.error_handling.no_429",
+                "error_handling.transient_statuses leaves out 429: a rate-limited page fails the run.",
+                "Add 429 unless the API never rate-limits.",
+            )
+        )
+    return found
+
+
+def describe_source(ws: Workspace, s: SourceSpec) -> SourceDescribeResult:
+    requirements, findings = dependencies.resolve(s.dependencies, "custom")
+    s = s.model_copy(update={"dependencies": requirements, "base_url": s.base_url.rstrip("/") or s.base_url})
+    findings += source_spec.check_source(s)
+    if has_failures(findings):
+        return SourceDescribeResult(
+            ok=False, findings=findings, next="Fix the failed findings and call describe_source again."
+        )
+    findings += source_spec.check_against_workspace(s, ws)
+    if has_failures(findings):
+        return SourceDescribeResult(ok=False, findings=findings, next="Pick another name.")
+    findings += _notes(s)
+    with workspace_lock(ws.state_dir):
+        source_spec.save(ws, s)
+    return SourceDescribeResult(
+        findings=findings,
+        names=s.names,
+        existing=SourceExisting(spec=True, files=source_files(ws, s.name)),
+        spec_file=str(source_spec.spec_path(ws, s.name).relative_to(ws.root)),
+        next=f"render_source(name={s.name!r})",
+    )

@@ -1,0 +1,175 @@
+"""render_source: a source's files from its spec (recipe rest or custom), formatted with the workspace's ruff config.
+
+It writes bizon/connectors/sources/NAME/src/{__init__,source}.py, config/NAME.example.yml (the user's real sync,
+secrets as env:// references), config/NAME.check.yml (the local mock API of the checks) and the source's own tests
+under tests/connectors/sources/NAME/. A source needs no registration: bizon discovers its folder.
+"""
+
+from typing import Any
+
+from bizon_forge import source_spec
+from bizon_forge.connector import Connector
+from bizon_forge.findings import warned
+from bizon_forge.render import (
+    TODO,
+    RenderResult,
+    _annotation,
+    _default,
+    _environment,
+    _ruff_format,
+    _sample,
+    todo_tasks,
+    write_planned,
+)
+from bizon_forge.source_spec import SourceSpec
+from bizon_forge.workspace import Workspace
+
+# The check config's base URL (and OAuth token endpoint): validate_source serves the mock API and sets these.
+MOCK_URL_VAR = "BIZON_FORGE_MOCK_API_URL"
+MOCK_TOKEN_URL_VAR = "BIZON_FORGE_MOCK_API_TOKEN_URL"
+# The mock API's credentials (validators/mock_api.py CREDENTIALS): made-up values it accepts, no secret.
+MOCK_CREDENTIALS = {
+    "api_key": "forge-mock-key-7f3a",
+    "token": "forge-mock-token-91c2",
+    "username": "forge-mock-user",
+    "password": "forge-mock-password",
+    "client_id": "forge-mock-client",
+    "client_secret": "forge-mock-client-secret",
+    "refresh_token": "forge-mock-refresh-token",
+}
+# bizon's authentication.type of each auth kind (the rest recipe's api_key sends its own header: see source.py.j2).
+BIZON_AUTH = {"api_key": "api_key", "bearer": "bearer", "basic": "basic", "oauth": "oauth"}
+
+
+def auth_params(s: SourceSpec, check: bool) -> dict[str, str]:
+    """The YAML's authentication.params: env:// references in the example, the mock's values in the check."""
+    up = s.name.upper()
+    c = MOCK_CREDENTIALS
+    if s.auth in ("api_key", "bearer"):
+        key = "api_key" if s.auth == "api_key" else "token"
+        return {"token": c[key] if check else f"env://{up}_{'API_KEY' if s.auth == 'api_key' else 'TOKEN'}"}
+    if s.auth == "basic":
+        if check:
+            return {"username": c["username"], "password": c["password"]}
+        return {"username": f"env://{up}_USERNAME", "password": f"env://{up}_PASSWORD"}
+    if s.auth == "oauth":
+        if check:
+            return {
+                "token_refresh_endpoint": f"env://{MOCK_TOKEN_URL_VAR}",
+                "client_id": c["client_id"],
+                "client_secret": c["client_secret"],
+                "refresh_token": c["refresh_token"],
+            }
+        return {
+            "token_refresh_endpoint": "<TOKEN_REFRESH_ENDPOINT>",
+            "client_id": f"env://{up}_CLIENT_ID",
+            "client_secret": f"env://{up}_CLIENT_SECRET",
+            "refresh_token": f"env://{up}_REFRESH_TOKEN",
+        }
+    return {}
+
+
+def _stream_settings(s: SourceSpec) -> dict:
+    """STREAMS in source.py: per stream, only what its pattern reads."""
+    out = {}
+    for st in s.streams:
+        p = st.pagination
+        d: dict[str, Any] = {
+            "endpoint": st.endpoint,
+            "method": "POST" if p.pattern == "post_query" else "GET",
+            "pattern": p.pattern,
+            "records_path": st.records_path,
+            "id_field": st.id_field,
+            "page_size": p.page_size,
+            "page_size_param": p.page_size_param,
+            "cursor_field": st.cursor_field,
+            "updated_after_param": st.updated_after_param,
+            "total_path": p.total_path if p.pattern == "offset" else None,
+        }
+        if p.pattern in ("cursor", "post_query"):
+            d |= {
+                "cursor_param": p.cursor_param,
+                "next_cursor_path": p.next_cursor_path,
+                "has_more_path": p.has_more_path,
+            }
+        if p.pattern == "next_url":
+            d["next_url_path"] = p.next_url_path
+        if p.pattern == "offset":
+            d["offset_param"] = p.offset_param
+        if p.pattern == "post_query":
+            d["body"] = st.body
+        out[st.name] = d
+    return out
+
+
+def context(ws: Workspace, s: SourceSpec) -> dict:
+    c = Connector(s.name, "source")
+    fields = [
+        {"name": f.name, "annotation": _annotation(f), "default": _default(f), "f": f, "sample": _sample(f)}
+        for f in s.fields
+    ]
+    incremental = [st.name for st in s.streams if st.cursor_field]
+    secret_vars = sorted(v[len("env://") :] for v in auth_params(s, check=False).values() if v.startswith("env://"))
+    secret_vars += [f"{s.name.upper()}_{f.name.upper()}" for f in s.fields if f.secret]
+    return {
+        "spec": s,
+        "n": s.names,
+        "e": s.error_handling,
+        "custom": s.recipe == "custom",
+        "TODO": TODO,
+        "patterns": sorted({st.pagination.pattern for st in s.streams}),
+        "streams": _stream_settings(s),
+        "incremental": incremental,
+        "fields": fields,
+        "secrets": [f.name for f in s.fields if f.secret],
+        "bizon_auth": BIZON_AUTH.get(s.auth, ""),
+        "example_params": auth_params(s, check=False),
+        "check_params": auth_params(s, check=True),
+        "secret_vars": secret_vars,
+        "mock_url_var": MOCK_URL_VAR,
+        "first": s.streams[0],
+        "run_example": ws.bizon_command("run", c.example_rel),
+        "run_check": ws.bizon_command("run", c.check_rel, env=f"{MOCK_URL_VAR}=http://127.0.0.1:PORT"),
+        "module": c.code_module,
+    }
+
+
+def planned_files(ws: Workspace, s: SourceSpec) -> dict[str, str]:
+    """Workspace-relative path -> rendered text, formatted."""
+    env = _environment()
+    ctx = context(ws, s)
+    c = Connector(s.name, "source")
+    out = {c.init_rel: ""}
+    for rel, template in ((c.code_rel, "source/source.py.j2"), (c.test_rel, "source/test.py.j2")):
+        out[rel] = _ruff_format(ws, rel, env.get_template(template).render(**ctx))
+    out[c.example_rel] = env.get_template("source/example.yml.j2").render(**ctx)
+    out[c.check_rel] = env.get_template("source/check.yml.j2").render(**ctx)
+    return out
+
+
+def record_path(ws: Workspace, name: str):
+    return ws.state_dir / "rendered-sources" / f"{name}.json"
+
+
+def render_source(
+    ws: Workspace, name: str, dry_run: bool = False, overwrite: bool = False, content: bool = False
+) -> RenderResult:
+    """Write (or with dry_run, plan) the source's files; files the agent edited are kept unless overwrite."""
+    s = source_spec.load(ws, name)
+    planned = planned_files(ws, s)
+    folder = ws.root / Connector(name, "source").dir
+    result = write_planned(ws, planned, record_path(ws, name), folder, dry_run, overwrite, content)
+    if not result.ok:
+        return result
+    tasks = [task for text in planned.values() for _, task in todo_tasks(text)]
+    if tasks:
+        named = ", ".join(t for t in tasks if not t.startswith("@"))
+        result.findings.append(
+            warned(
+                "render.todo_left",
+                f"{len(tasks)} task(s) marked {TODO} are left in source.py: {named}.",
+                f"Fill each {TODO}, then call validate_source.",
+            )
+        )
+    result.next = None if dry_run else f"validate_source(name={name!r}, level='fast')"
+    return RenderResult(files=result.files, findings=result.findings, next=result.next)
