@@ -69,8 +69,12 @@ def _parser() -> argparse.ArgumentParser:
     val.add_argument("--json", action="store_true")
     val.add_argument("--python")
 
-    gen = sub.add_parser("generate", help="describe -> render -> register -> install -> validate from a spec file")
-    gen.add_argument("spec", help="JSON or YAML file holding describe_target's arguments")
+    gen = sub.add_parser(
+        "generate",
+        help="describe -> render -> register -> install -> validate from a spec file (a source: describe -> render "
+        "-> validate)",
+    )
+    gen.add_argument("spec", help="JSON or YAML: describe_target's arguments, or describe_source's spec (streams)")
     gen.add_argument("--workspace", default=".")
     gen.add_argument("--level", choices=["fast", "full"], default="fast")
     gen.add_argument("--json", action="store_true")
@@ -143,9 +147,11 @@ def _run(args) -> int:
         result = install_dependencies(ws, args.name, progress=_progress)
         _print(result, args.json)
         return 0 if result.ok else 1
-    from bizon_forge.pipeline import generate
+    from bizon_forge.pipeline import generate, generate_source, is_source_spec
 
-    result = generate(ws, _load_spec(Path(args.spec)), level=args.level)
+    loaded = _load_spec(Path(args.spec))
+    make = generate_source if is_source_spec(loaded) else generate
+    result = make(ws, loaded, level=args.level)
     _print(result, args.json)
     return 0 if result.ok else 1
 

@@ -2,7 +2,7 @@
 
 from pydantic import BaseModel
 
-from bizon_forge import interpreter, registry, spec
+from bizon_forge import connector, interpreter, registry, source_spec, spec
 from bizon_forge.audit import audit_path
 from bizon_forge.findings import Refused, Result, failed, warned
 from bizon_forge.interpreter import Interpreter
@@ -19,6 +19,12 @@ class DestinationState(BaseModel):
     spec: bool = False
 
 
+class SourceState(BaseModel):
+    name: str
+    files: list[str] = []  # src/*.py, relative to the source's folder (bizon discovers these)
+    spec: bool = False  # described with describe_source (stored apart from destination specs)
+
+
 class InspectResult(Result):
     root: str | None = None
     bizon_version: str | None = None
@@ -27,6 +33,7 @@ class InspectResult(Result):
     run: str | None = None  # the shell command that runs a sync config, as printed (FILE: its path)
     layout: dict[str, str] = {}  # enum | union | factory -> "file:line" of the edit point, found by structure
     destinations: list[DestinationState] = []
+    sources: list[SourceState] = []
     audit: str | None = None  # the audit trail: a line per call that wrote or ran code (workspace-relative)
 
 
@@ -80,6 +87,7 @@ def inspect_workspace(ws: Workspace) -> InspectResult:
                 )
             )
     return InspectResult(
+        sources=_sources(ws, findings),
         ok=not reg.errors and runner.usable,
         root=str(ws.root),
         bizon_version=ws.bizon_version,
@@ -89,7 +97,9 @@ def inspect_workspace(ws: Workspace) -> InspectResult:
         destinations=states,
         audit=str(audit_path(ws).relative_to(ws.root)),
         findings=findings,
-        next=None if not runner.usable else "describe_target(name=..., recipe=...) adds a destination",
+        next=None
+        if not runner.usable
+        else "describe_target(name=..., recipe=...) adds a destination; describe_source(spec=...) a source",
     )
 
 
@@ -99,3 +109,24 @@ def _declared(ws: Workspace, name: str) -> list[str]:
         return spec.load(ws, name).dependencies
     except Refused:
         return []
+
+
+def _sources(ws: Workspace, findings: list) -> list[SourceState]:
+    """Every source folder bizon discovers, and every described one; a described source not rendered is noted."""
+    base = ws.root / connector.folder("source")
+    folders = {p.name for p in base.iterdir() if p.is_dir() and (p / "src").is_dir()} if base.is_dir() else set()
+    described = set(source_spec.stored_names(ws))
+    states = []
+    for name in sorted(folders | described):
+        src = base / name / "src"
+        files = sorted(str(p.relative_to(base / name)) for p in src.glob("*.py")) if src.is_dir() else []
+        if name in described and "src/source.py" not in files:
+            findings.append(
+                warned(
+                    "inspect.source_not_rendered",
+                    f"Source {name} has a stored spec but no rendered src/source.py.",
+                    f"render_source(name={name!r}) writes it.",
+                )
+            )
+        states.append(SourceState(name=name, files=files, spec=name in described))
+    return states

@@ -93,3 +93,56 @@ def generate(ws: Workspace, args: dict, level: str = "fast") -> GenerateResult:
     return GenerateResult(
         steps=steps, findings=findings, summary=validated.summary, log_dir=validated.log_dir, next=validated.next
     )
+
+
+def is_source_spec(args) -> bool:
+    """A spec file that describes a source (it has streams or a base_url) rather than a destination."""
+    return isinstance(args, dict) and ("streams" in args or "base_url" in args)
+
+
+def generate_source(ws: Workspace, args: dict, level: str = "fast") -> GenerateResult:
+    """describe_source -> render_source -> validate_source: a source needs no registration, and the rest recipe
+    needs no library beyond bizon's own."""
+    from bizon_forge.source_describe import describe_source, parse_spec
+    from bizon_forge.source_render import render_source
+
+    spec = parse_spec(args)
+    steps: list[Step] = []
+    findings: list[CheckFinding] = []
+    result: Result = Result()
+
+    def validate() -> Result:
+        from bizon_forge.validators.source_validation import validate_source
+
+        return validate_source(ws, spec.name, level=level)
+
+    for step, run in (
+        ("describe", lambda: describe_source(ws, spec)),
+        ("render", lambda: render_source(ws, spec.name)),
+        ("validate", validate),
+    ):
+        try:
+            result = run()
+        except Refused as refused:
+            result = Result(ok=False, findings=refused.findings)
+        steps.append(Step(step=step, ok=result.ok))
+        findings += [
+            CheckFinding.model_validate(f, from_attributes=True) for f in result.findings if f.status != "pass"
+        ]
+        if not result.ok:
+            stopped = "" if step == "validate" else f" Stopped at {step}; later steps did not run."
+            return GenerateResult(
+                ok=False,
+                steps=steps,
+                findings=findings,
+                summary=getattr(result, "summary", "") or f"{step} failed.{stopped}",
+                log_dir=getattr(result, "log_dir", None),
+                next=result.next,
+            )
+    return GenerateResult(
+        steps=steps,
+        findings=findings,
+        summary=getattr(result, "summary", ""),
+        log_dir=getattr(result, "log_dir", None),
+        next=result.next,
+    )

@@ -1,13 +1,13 @@
 """describe_source: check what the agent learned from an API's docs (the guide's Step 1) and store it as a spec."""
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from bizon_forge import dependencies, source_spec
 from bizon_forge.atomic import workspace_lock
 from bizon_forge.connector import Connector
-from bizon_forge.findings import Finding, Result, has_failures, warned
-from bizon_forge.source_spec import SourceSpec
-from bizon_forge.spec import Names
+from bizon_forge.findings import Finding, Refused, Result, failed, has_failures, warned
+from bizon_forge.source_spec import Pagination, SourceErrorHandling, SourceSpec, StreamSpec
+from bizon_forge.spec import FieldSpec
 from bizon_forge.workspace import Workspace
 
 
@@ -17,7 +17,6 @@ class SourceExisting(BaseModel):
 
 
 class SourceDescribeResult(Result):
-    names: Names | None = None
     existing: SourceExisting | None = None
     spec_file: str | None = None
 
@@ -73,8 +72,71 @@ def describe_source(ws: Workspace, s: SourceSpec) -> SourceDescribeResult:
         source_spec.save(ws, s)
     return SourceDescribeResult(
         findings=findings,
-        names=s.names,
         existing=SourceExisting(spec=True, files=source_files(ws, s.name)),
         spec_file=str(source_spec.spec_path(ws, s.name).relative_to(ws.root)),
         next=f"render_source(name={s.name!r})",
     )
+
+
+def parse_spec(args: object) -> SourceSpec:
+    """describe_source's argument as a SourceSpec, or a refusal whose findings name each wrong field."""
+    if not isinstance(args, dict):
+        raise Refused(
+            failed(
+                "spec.not_a_mapping",
+                f"The source spec is a {type(args).__name__}, not an object.",
+                'Send {"name": ..., "base_url": ..., "streams": [...]}.',
+            )
+        )
+    unknown = list(_unknown_keys(args, SourceSpec, ""))
+    if unknown:
+        raise Refused(
+            *(
+                failed(
+                    "spec.unknown_key",
+                    f"{where}: no such key (misspelt, or of another level).",
+                    f"The keys here are: {', '.join(known)} (bizon-forge://source-spec).",
+                )
+                for where, known in unknown[:8]
+            )
+        )
+    try:
+        return SourceSpec.model_validate(args)
+    except ValidationError as error:
+        findings = []
+        for e in error.errors()[:8]:
+            where = ".".join(map(str, e["loc"])) or "spec"
+            hint = None
+            if e["type"] == "extra_forbidden":
+                hint = "Drop it; the keys are those of bizon-forge://source-spec."
+            elif e["type"] == "missing":
+                hint = "Add it (see bizon-forge://source-spec)."
+            findings.append(failed("spec.invalid", f"{where}: {e['msg']}.", hint))
+        raise Refused(*findings) from None
+
+
+def _unknown_keys(value: object, model: type[BaseModel], where: str):
+    """(path, the model's keys) of each key the model does not have, at every level: pydantic drops them silently."""
+    if not isinstance(value, dict):
+        return
+    for key, item in value.items():
+        path = f"{where}.{key}" if where else str(key)
+        field = model.model_fields.get(str(key))
+        if field is None:
+            yield path, sorted(model.model_fields)
+            continue
+        inner = _MODELS.get(str(key))
+        if inner is not None and isinstance(item, list):
+            for i, element in enumerate(item):
+                yield from _unknown_keys(element, inner, f"{path}.{i}")
+        elif inner is not None:
+            yield from _unknown_keys(item, inner, path)
+
+
+# The nested models of a source spec, by the key that holds them (a list of them for streams and fields).
+_MODELS: dict[str, type[BaseModel]] = {
+    "streams": StreamSpec,
+    "pagination": Pagination,
+    "error_handling": SourceErrorHandling,
+    "fields": FieldSpec,
+}

@@ -24,6 +24,7 @@ from bizon_forge.inspection import InspectResult
 from bizon_forge.registrations import RegistrationResult, RemovalResult
 from bizon_forge.render import RenderResult
 from bizon_forge.server import resources, schemas
+from bizon_forge.source_describe import SourceDescribeResult
 from bizon_forge.spec import Batching, DestinationSpec, ErrorHandling, FieldSpec, FullRefresh, RecipeName, WriteMethod
 from bizon_forge.validators.report import ValidationResult
 from bizon_forge.workspace import Settings
@@ -37,6 +38,10 @@ INSTALLS = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempot
 CHECKS = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
 
 WorkspaceArg = Annotated[str | None, Field(description="default: server's --workspace")]
+# The source spec's shape in one line; its full schema is the resource bizon-forge://source-spec.
+SOURCE_SPEC_HELP = (
+    "{name, base_url, auth, streams: [{name, endpoint, pagination: {pattern}, ...}]}: bizon-forge://source-spec"
+)
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +116,9 @@ def build_server(settings: Settings, verifier: Verifier | None = None, anonymous
         instructions=(
             "Adds a destination to a bizon tree in 5 calls: describe_target, render_destination, "
             "apply_registrations, validate_destination (fast, then full); install_dependencies when it names client "
-            "libraries. Each answer's `next` says what to call. "
-            "inspect_workspace gives an overview; prompt new_destination teaches the traps."
+            "libraries. A source (an HTTP API to read): describe_source, render_source, validate_source. "
+            "Each answer's `next` says what to call. "
+            "inspect_workspace gives an overview; prompts new_destination and new_source teach the traps."
         ),
     )
 
@@ -198,6 +204,25 @@ def build_server(settings: Settings, verifier: Verifier | None = None, anonymous
         from bizon_forge.render import render_destination as run
 
         return await on_worker(run, workspace, name, dry_run, overwrite, content)
+
+    @tool(WRITES, SourceDescribeResult)
+    async def describe_source(
+        spec: Annotated[dict[str, Any], Field(description=SOURCE_SPEC_HELP)], workspace: WorkspaceArg = None
+    ) -> Annotated[CallToolResult, SourceDescribeResult]:
+        """Check and store a source's spec (guide Step 1); later tools take its name."""
+        from bizon_forge.source_describe import describe_source as run
+        from bizon_forge.source_describe import parse_spec
+
+        return await on_worker(run, workspace, parse_spec(spec))
+
+    @tool(DESTROYS, RenderResult)  # overwrite=true replaces an agent's edits
+    async def render_source(
+        name: str, dry_run: bool = False, overwrite: bool = False, workspace: WorkspaceArg = None
+    ) -> Annotated[CallToolResult, RenderResult]:
+        """Write source.py, configs, tests; edited files kept unless overwrite=true."""
+        from bizon_forge.source_render import render_source as run
+
+        return await on_worker(run, workspace, name, dry_run, overwrite)
 
     @tool(WRITES, RegistrationResult)
     async def apply_registrations(

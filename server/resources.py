@@ -1,10 +1,11 @@
-"""Prompts and resources: the guide, the traps it misses, the write_records contract, reference destinations."""
+"""Prompts and resources: the guides, the traps they miss, the write_records contract, the source spec's schema,
+reference destinations and sources."""
 
 from importlib import resources as package_files
 
 from mcp.server.mcpserver import MCPServer
 
-from bizon_forge import atomic, credentials, workspace
+from bizon_forge import atomic, connector, credentials, workspace
 from bizon_forge.workspace import Settings
 
 
@@ -17,6 +18,41 @@ def register(mcp: MCPServer, settings: Settings) -> None:
     def new_destination(target: str) -> str:
         """Walk through describe -> render -> register -> validate -> fix for a new destination."""
         return _text("bizon_forge.prompts", "new_destination.md").replace("{target}", target)
+
+    @mcp.prompt()
+    def new_source(api: str) -> str:
+        """Walk through describe_source -> render_source -> validate_source for a source reading an HTTP API."""
+        return _text("bizon_forge.prompts", "new_source.md").replace("{api}", api)
+
+    @mcp.resource("bizon-forge://source-spec", mime_type="application/json")
+    def source_spec() -> str:
+        """The JSON schema of describe_source's spec: streams, pagination patterns A-E, auth, retries."""
+        import json
+
+        from bizon_forge.source_spec import SourceSpec
+
+        return json.dumps(SourceSpec.model_json_schema(), indent=1)
+
+    @mcp.resource("bizon-forge://source-guide", mime_type="text/markdown")
+    def source_guide() -> str:
+        """The workspace's own AI connector (source) guide, followed by where it is wrong or silent."""
+        own = _default(settings).path("docs/ai-connector-guide.md")
+        head = own.read_text() if own.is_file() else "(This bizon tree has no docs/ai-connector-guide.md.)\n"
+        return head + _text("bizon_forge.prompts", "source_corrections.md")
+
+    @mcp.resource("bizon-forge://reference-source/{name}", mime_type="text/x-python")
+    def reference_source(name: str) -> str:
+        """Source code of an existing source in the default workspace (pokeapi, notion, hubspot, ...)."""
+        ws = _default(settings)
+        base = ws.root / connector.folder("source")
+        names = sorted(p.name for p in base.iterdir() if (p / "src").is_dir())
+        if name not in names:
+            raise ValueError(f"No source {name!r}; the workspace has: {', '.join(names)}")
+        parts = [
+            f"# {p.relative_to(ws.root)}\n{workspace.read_regular(p).decode(errors='replace')}"
+            for p in sorted((base / name / "src").glob("*.py"))
+        ]
+        return "\n\n".join(parts)
 
     @mcp.resource("bizon-forge://guide", mime_type="text/markdown")
     def guide() -> str:

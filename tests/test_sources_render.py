@@ -1,0 +1,464 @@
+"""describe_source and render_source on real bizon trees (0.6.4 and 0.5.2): one source per pagination pattern, each
+with another auth type, read by its own get() loop under the workspace's bizon from a local API served here (pages in
+the pattern, the auth checked, a 429 with Retry-After and a 503 on the way, an empty last page)."""
+
+import base64
+import json
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from bizon_forge import source_spec, workspace
+from bizon_forge.connector import Connector
+from bizon_forge.findings import Refused
+from bizon_forge.source_describe import describe_source, parse_spec
+from bizon_forge.source_render import MOCK_CREDENTIALS, render_source
+from tests.conftest import VERSIONS, snapshot, stdio_client
+
+KEY, TOKEN, USER, PASSWORD, ACCESS = "k-123", "t-456", "ann", "pw-789", "access-1"
+RECORDS = 11  # the API's page size is 3 (it serves fewer than the source asks): 4 pages and an empty one
+
+# One source per pattern (A-E), a different auth type each.
+SPECS = {
+    "acme_cursor": {
+        "base_url": "{url}/v1",
+        "auth": "bearer",
+        "streams": [
+            {
+                "name": "users",
+                "endpoint": "/users",
+                "pagination": {"pattern": "cursor", "cursor_param": "after", "next_cursor_path": "meta.next"},
+            }
+        ],
+    },
+    "acme_links": {
+        "base_url": "{url}",
+        "auth": "api_key",
+        "api_key_header": "X-API-Key",
+        "streams": [
+            {
+                "name": "items",
+                "endpoint": "/items",
+                "records_path": "results",
+                "pagination": {"pattern": "next_url", "next_url_path": "links.next"},
+            }
+        ],
+    },
+    "acme_offset": {
+        "base_url": "{url}",
+        "auth": "basic",
+        "streams": [
+            {
+                "name": "orders",
+                "endpoint": "/orders",
+                "records_path": "",
+                "id_field": "order_id",
+                "pagination": {"pattern": "offset", "page_size": 5},
+            }
+        ],
+    },
+    "acme_single": {"base_url": "{url}", "streams": [{"name": "things", "endpoint": "/things", "id_field": "key.id"}]},
+    "acme_query": {
+        "base_url": "{url}",
+        "auth": "oauth",
+        "streams": [
+            {
+                "name": "pages",
+                "endpoint": "/search",
+                "records_path": "results",
+                "body": {"query": "{ pages }"},
+                "pagination": {
+                    "pattern": "post_query",
+                    "cursor_param": "variables.after",
+                    "page_size_param": "variables.first",
+                    "next_cursor_path": "page_info.end",
+                    "has_more_path": "page_info.has_next",
+                },
+            }
+        ],
+    },
+}
+AUTH = {
+    "acme_cursor": {"type": "bearer", "params": {"token": TOKEN}},
+    "acme_links": {"type": "api_key", "params": {"token": KEY}},
+    "acme_offset": {"type": "basic", "params": {"username": USER, "password": PASSWORD}},
+    "acme_single": None,
+    "acme_query": {
+        "type": "oauth",
+        "params": {
+            "token_refresh_endpoint": "{url}/token",
+            "client_id": "c",
+            "client_secret": "s",
+            "refresh_token": "r",
+        },
+    },
+}
+EXPECTED_AUTH = {
+    "/v1/users": ("Authorization", f"Bearer {TOKEN}"),
+    "/items": ("X-API-Key", KEY),
+    "/orders": ("Authorization", "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()),
+    "/things": (None, None),
+    "/search": ("Authorization", f"Bearer {ACCESS}"),
+}
+
+
+def records(path: str) -> list[dict]:
+    out = []
+    for i in range(RECORDS):
+        r: dict = {"name": f"ü {i}", "tags": [i], "nested": {"deep": None}}
+        if path == "/orders":
+            r["order_id"] = 1000 + i
+        elif path == "/things":
+            r["key"] = {"id": f"t{i}"}
+        else:
+            r["id"] = f"{path}-{i}"
+        out.append(r)
+    return out
+
+
+class Api:
+    """The judge: serves each pattern its own way (opaque cursors, relative links, a clamped page size), answers 401
+    to wrong auth, and injects a 429 (Retry-After: 1 on /v1/users, 0 elsewhere) on page 2 and a 503 on page 3."""
+
+    PAGE = 3
+
+    def __init__(self):
+        self.log: list[tuple[str, int, float]] = []  # (path, status, when)
+        self.faults = {path: {2: 429, 3: 503} for path in EXPECTED_AUTH}
+        self.served = {path: records(path) for path in EXPECTED_AUTH}
+        self.lock = threading.Lock()
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                api.answer(self, None)
+
+            def do_POST(self):
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                api.answer(self, None if self.path == "/token" else json.loads(raw or b"null"))
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def send(self, handler, status: int, document, headers: dict | None = None) -> None:
+        data = json.dumps(document).encode()
+        handler.send_response(status)
+        for key, value in {"Content-Type": "application/json", **(headers or {})}.items():
+            handler.send_header(key, value)
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+
+    def answer(self, handler, body) -> None:
+        parts = urlsplit(handler.path)
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        path = parts.path
+        if path == "/token":
+            return self.send(handler, 200, {"access_token": ACCESS, "expires_in": 3600})
+        if path == "/repeat/users":  # an API that hands back the cursor it was given
+            return self.send(handler, 200, {"data": [{"id": 1}], "meta": {"next": "same"}})
+        if path == "/empty/users":  # an empty page that says more follow
+            return self.send(handler, 200, {"data": [], "meta": {"next": "c9"}})
+        header, value = EXPECTED_AUTH[path]
+        if header and handler.headers.get(header) != value:
+            return self.send(handler, 401, {"error": "unauthorized"})
+        data = self.served[path]
+        if path == "/v1/users":
+            start = int(query.get("after", "c0")[1:])
+        elif path == "/items":
+            start = int(query.get("from", 0))
+        elif path == "/orders":
+            start = int(query.get("offset", 0))
+        elif path == "/search":
+            start = int(((body or {}).get("variables") or {}).get("after") or 0)
+        else:
+            start = 0
+        page_number = start // self.PAGE + 1
+        with self.lock:
+            fault = self.faults[path].pop(page_number, None) if path != "/things" else self.faults[path].pop(2, None)
+            self.log.append((path, fault or 200, time.monotonic()))
+        if fault:
+            return self.send(
+                handler, fault, {"error": "try later"}, {"Retry-After": "1" if path == "/v1/users" else "0"}
+            )
+        page = data if path == "/things" else data[start : start + self.PAGE]
+        end = start + len(page)
+        more = bool(page)
+        if path == "/v1/users":
+            return self.send(handler, 200, {"data": page, "meta": {"next": f"c{end}" if more else None}})
+        if path == "/items":
+            return self.send(handler, 200, {"results": page, "links": {"next": f"/items?from={end}" if more else None}})
+        if path == "/orders":
+            return self.send(handler, 200, page)
+        if path == "/search":
+            info = {"end": str(end) if more else None, "has_next": more}
+            return self.send(handler, 200, {"results": page, "page_info": info})
+        return self.send(handler, 200, {"data": page})
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# Runs in the workspace's interpreter with its bizon: the engine's loop over get(), with a cap.
+DRIVER = r"""
+import importlib, json, sys
+out = {}
+for case in json.loads(sys.stdin.read()):
+    module = importlib.import_module(case["module"])
+    source_class = next(v for k, v in vars(module).items() if k.endswith("Source") and k != "AbstractSource")
+    config_class = source_class.get_config_class()
+    config = config_class(name=case["name"], stream=case["stream"], base_url=case["base_url"],
+                          authentication=case["auth"])
+    source = source_class(config)
+    ok, message = source.check_connection()
+    got, pagination, pages = [], {}, 0
+    try:
+        while pages < 40:
+            iteration = source.get(pagination=pagination)
+            pages += 1
+            got += [{"id": r.id, "data": r.data} for r in iteration.records]
+            pagination = iteration.next_pagination
+            json.dumps(pagination)
+            if not pagination:
+                break
+        error = None
+    except Exception as e:
+        error = f"{type(e).__name__}: {e}"
+    out[case["name"]] = {"check": [ok, message], "records": got, "pages": pages, "ended": not pagination,
+                         "error": error, "total": source.get_total_records_count()}
+print(json.dumps(out))
+"""
+
+
+def make_ws(root) -> workspace.Workspace:
+    return workspace.resolve(None, workspace.Settings.from_paths([str(root)]))
+
+
+def described(ws, name: str, url: str, **extra) -> None:
+    spec = json.loads(json.dumps({"name": name, **SPECS[name], **extra}).replace("{url}", url))
+    result = describe_source(ws, parse_spec(spec))
+    assert result.ok, result.findings
+    assert result.next == f"render_source(name={name!r})"
+
+
+@pytest.fixture
+def api():
+    served = Api()
+    yield served
+    served.close()
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_each_pattern_and_auth_reads_every_record_once_and_ends(make_tree, api, version):
+    ws = make_ws(make_tree(version))
+    cases = []
+    for name in SPECS:
+        described(ws, name, api.url)
+        rendered = render_source(ws, name)
+        assert rendered.ok and rendered.findings == [], rendered
+        assert {f.action for f in rendered.files} == {"created"}
+        c = Connector(name, "source")
+        base = SPECS[name]["base_url"].replace("{url}", api.url)
+        auth = json.loads(json.dumps(AUTH[name]).replace("{url}", api.url)) if AUTH[name] else None
+        stream = SPECS[name]["streams"][0]["name"]
+        cases.append({"module": c.code_module, "name": name, "stream": stream, "base_url": base, "auth": auth})
+    done = subprocess.run(
+        [ws.python(), "-c", DRIVER],
+        input=json.dumps(cases),
+        capture_output=True,
+        text=True,
+        env=ws.env(),
+        cwd=ws.root,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    for case in cases:
+        got = results[case["name"]]
+        path = next(p for p in EXPECTED_AUTH if p.endswith(SPECS[case["name"]]["streams"][0]["endpoint"]))
+        served = api.served[path]
+        assert got["error"] is None and got["ended"], (case["name"], got["error"])
+        assert got["check"] == [True, None], case["name"]
+        id_field = SPECS[case["name"]]["streams"][0].get("id_field", "id")
+        expected_ids = [str(r["key"]["id"] if id_field == "key.id" else r[id_field]) for r in served]
+        assert [r["id"] for r in got["records"]] == expected_ids, case["name"]  # each once, in order
+        assert [r["data"] for r in got["records"]] == served, case["name"]  # the full record
+        assert got["total"] is None
+    for path in EXPECTED_AUTH:  # every fault was met and retried; no request was refused for its auth
+        statuses = [status for p, status, _ in api.log if p == path]
+        assert 429 in statuses and (503 in statuses or path == "/things") and 401 not in statuses, (path, statuses)
+    users = [(status, when) for path, status, when in api.log if path == "/v1/users"]
+    after_429 = next(i for i, (status, _) in enumerate(users) if status == 429)
+    assert users[after_429 + 1][1] - users[after_429][1] >= 0.9  # Retry-After: 1 honoured
+    # The source's own tests pass under the workspace's pytest, offline.
+    tests = [Connector(name, "source").tests_dir for name in SPECS]
+    run = subprocess.run(
+        [ws.python(), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "ignore", *tests],
+        capture_output=True,
+        text=True,
+        env=ws.env(),
+        cwd=ws.root,
+        timeout=180,
+    )
+    assert run.returncode == 0, run.stdout[-3000:]
+
+
+def test_an_api_that_repeats_itself_or_fails_is_stopped_not_looped_or_swallowed(make_tree, api):
+    ws = make_ws(make_tree("0.6.4"))
+    described(ws, "acme_cursor", api.url)
+    render_source(ws, "acme_cursor")
+    code = (
+        "import json, sys\n"
+        "from bizon.connectors.sources.acme_cursor.src import source as m\n"
+        "def source(base):\n"
+        "    config = m.AcmeCursorSourceConfig(name='acme_cursor', stream='users', base_url=sys.argv[1] + base,\n"
+        "        authentication={'type': 'bearer', 'params': {'token': 'wrong'}})\n"
+        "    return m.AcmeCursorSource(config)\n"
+        "s = source('/repeat')\n"
+        "first = s.get({})\n"
+        "again = s.get(first.next_pagination)\n"  # the same cursor back: the next page is the same
+        "out = {'repeat': [first.next_pagination, again.next_pagination, len(again.records)]}\n"
+        "out['empty'] = source('/empty').get({'cursor': 'c3'}).next_pagination\n"
+        "try:\n"
+        "    source('/v1').get({})\n"  # a wrong token: 401, raised, never read as an empty last page
+        "except Exception as e:\n"
+        "    out['401'] = type(e).__name__\n"
+        "print(json.dumps(out))\n"
+    )
+    done = subprocess.run([ws.python(), "-c", code, api.url], capture_output=True, text=True, env=ws.env(), timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out == {"repeat": [{"cursor": "same"}, {}, 0], "empty": {}, "401": "HTTPError"}
+
+
+BAD = [
+    ({"name": "Acme"}, "spec.name.not_snake_case"),
+    ({"base_url": "ftp://x"}, "spec.base_url.invalid"),
+    ({"base_url": "https://u:p@api.test"}, "spec.base_url.credentials"),
+    ({"base_url": "https://api.test?key=1"}, "spec.base_url.query"),
+    ({"streams": []}, "spec.streams.empty"),
+    ({"streams": [{"name": "u", "endpoint": "users"}]}, "spec.stream.endpoint"),
+    (
+        {"streams": [{"name": "u", "endpoint": "/u", "pagination": {"pattern": "cursor"}, "records_path": ""}]},
+        "spec.stream.records_path",
+    ),
+    (
+        {"streams": [{"name": "u", "endpoint": "/u", "updated_after_param": "since"}]},
+        "spec.stream.updated_after_without_cursor",
+    ),
+    (
+        {"streams": [{"name": "u", "endpoint": "/u", "pagination": {"pattern": "offset", "offset_param": "limit"}}]},
+        "spec.pagination.same_param",
+    ),
+    ({"streams": [{"name": "u", "endpoint": "/u", "body": {"q": 1}}]}, "spec.stream.body_unused"),
+    ({"streams": [{"name": "u", "endpoint": "/u"}, {"name": "u", "endpoint": "/v"}]}, "spec.stream.duplicate"),
+    ({"error_handling": {"transient_statuses": [429, 401]}}, "spec.error_handling.permanent_status"),
+    ({"auth": "api_key", "api_key_header": "X Key"}, "spec.auth.api_key_header"),
+    ({"fields": [{"name": "stream"}]}, "spec.field.shadows_base"),
+    ({"streams": [{"name": "u", "endpoint": "/u", "pagnation": {}}]}, "spec.unknown_key"),
+    ({"streams": [{"name": "u", "endpoint": "/u", "pagination": {"pattern": "page"}}]}, "spec.invalid"),
+    ({"name": "dummy"}, "spec.name.taken"),  # bizon's own source folder
+]
+
+
+@pytest.mark.parametrize(("change", "expected"), BAD, ids=[e for _, e in BAD])
+def test_a_bad_spec_gets_a_finding_naming_the_field_and_nothing_is_written(make_tree, change, expected):
+    root = make_tree("0.6.4")
+    before = snapshot(root)
+    spec = {"name": "acme", "base_url": "https://api.test", "streams": [{"name": "u", "endpoint": "/u"}], **change}
+    try:
+        result = describe_source(make_ws(root), parse_spec(spec))
+        findings = result.findings
+        assert not result.ok
+    except Refused as refused:
+        findings = refused.findings
+    assert expected in [f.id for f in findings if f.status == "fail"], findings
+    failed = next(f for f in findings if f.id == expected)
+    assert failed.hint or expected == "spec.invalid"
+    assert snapshot(root) == before
+
+
+def test_render_keeps_edits_dry_run_writes_nothing_and_custom_leaves_todos(make_tree):
+    root = make_tree("0.6.4")
+    ws = make_ws(root)
+    described(ws, "acme_single", "https://api.test")
+    planned = render_source(ws, "acme_single", dry_run=True)
+    assert {f.action for f in planned.files} == {"would_create"} and planned.next is None
+    assert not (root / Connector("acme_single", "source").dir).exists()
+    render_source(ws, "acme_single")
+    code = root / Connector("acme_single", "source").code_rel
+    code.write_text(code.read_text() + "\n# mine\n")
+    kept = render_source(ws, "acme_single")
+    assert not kept.ok and [f.id for f in kept.findings] == ["render.would_overwrite"]
+    assert code.read_text().endswith("# mine\n")
+    assert render_source(ws, "acme_single", overwrite=True).ok and "# mine" not in code.read_text()
+    # A source and a destination may share a name: the specs are stored apart.
+    assert source_spec.spec_path(ws, "acme_single").parent.name == "source-specs"
+    spec = {**SPECS["acme_cursor"], "name": "acme_custom", "recipe": "custom", "base_url": "https://api.test"}
+    spec["streams"] = [{**spec["streams"][0], "cursor_field": "updated_at"}]
+    assert describe_source(ws, parse_spec(spec)).ok
+    custom = render_source(ws, "acme_custom")
+    assert [f.id for f in custom.findings] == ["render.todo_left"]
+    text = (root / Connector("acme_custom", "source").code_rel).read_text()
+    assert "FORGE-TODO(request)" in text and "FORGE-TODO(paginate)" in text
+    example = root / Connector("acme_cursor", "source").example_rel
+    assert not example.exists()
+
+
+def test_configs_hold_env_references_and_the_mock_api_credentials(make_tree):
+    ws = make_ws(make_tree("0.5.2"))
+    described(ws, "acme_query", "https://api.test")
+    render_source(ws, "acme_query")
+    c = Connector("acme_query", "source")
+    example = (ws.root / c.example_rel).read_text()
+    check = (ws.root / c.check_rel).read_text()
+    assert "env://ACME_QUERY_CLIENT_SECRET" in example and "forge-mock" not in example
+    assert "base_url: env://BIZON_FORGE_MOCK_API_URL" in check
+    assert 'token_refresh_endpoint: "env://BIZON_FORGE_MOCK_API_TOKEN_URL"' in check
+    mock_api = pytest.importorskip("bizon_forge.validators.mock_api")
+    assert mock_api.CREDENTIALS == MOCK_CREDENTIALS  # the check config's credentials are the ones it accepts
+
+
+@pytest.mark.anyio
+async def test_over_mcp_inspect_lists_sources_and_describe_render_answer(make_tree):
+    root = make_tree("0.6.4")
+    spec = {"name": "acme_single", **SPECS["acme_single"], "base_url": "https://api.test"}
+    async with stdio_client(root) as client:
+        described = (await client.call_tool("describe_source", {"spec": spec})).structured_content
+        assert described["ok"] and described["next"] == "render_source(name='acme_single')"
+        bad = (await client.call_tool("describe_source", {"spec": {"name": "x", "streams": []}})).structured_content
+        assert not bad["ok"] and bad["findings"][0]["id"] == "spec.invalid"  # base_url missing
+        rendered = (await client.call_tool("render_source", {"name": "acme_single"})).structured_content
+        assert rendered["ok"] and rendered["next"].startswith("validate_source(")
+        seen = (await client.call_tool("inspect_workspace", {})).structured_content
+    sources = {s["name"]: s for s in seen["sources"]}
+    assert sources["acme_single"] == {
+        "name": "acme_single",
+        "files": ["src/__init__.py", "src/source.py"],
+        "spec": True,
+    }
+    assert "dummy" in sources and not sources["dummy"]["spec"]
+
+
+def test_cli_generate_takes_a_source_spec(make_tree, tmp_path):
+    root = make_tree("0.6.4")
+    spec = tmp_path / "source.yml"
+    spec.write_text("name: acme\nbase_url: ftp://nope\nstreams: [{name: u, endpoint: /u}]\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "bizon_forge", "generate", str(spec), "--workspace", str(root)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1 and "spec.base_url.invalid" in done.stdout, done.stdout + done.stderr
+    assert "steps: describe FAILED" in done.stdout
