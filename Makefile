@@ -29,12 +29,15 @@ mariadb:
 	    $$( [ "$$(id -u)" = 0 ] || echo sudo ) env DEBIAN_FRONTEND=noninteractive sh -c \
 	    'apt-get update -qq && apt-get install -y -qq mariadb-server >/dev/null'; }
 
+# On every core (pytest-xdist); `--dist loadfile` keeps a module on one worker, as its module-scoped fixtures
+# and ordered tests need. Each worker starts its own throwaway servers on free ports.
 test: setup postgres mariadb
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
-# The loop while working: everything but the modules marked slow (bizon pipelines, servers, fault sweeps).
+# The loop while working (under a minute): everything but the tests marked slow (bizon pipelines, full
+# validations, servers, fault sweeps; see tests/conftest.py).
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow" -n auto --dist loadfile
 
 demo: setup
 	$(BIN)/python demo/run.py

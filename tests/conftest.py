@@ -12,7 +12,8 @@ from bizon_forge import workspace
 
 REPO = Path(__file__).resolve().parent.parent
 VERSIONS = ("0.6.4", "0.5.2")
-# Modules whose every test runs bizon pipelines, real servers or many subprocesses: `make test-fast` skips them.
+# `make test-fast` skips the tests marked slow: the modules below (every test runs bizon pipelines, real servers
+# or many subprocesses), every test that takes a fixture starting a server, and tests marked one by one.
 SLOW_MODULES = {
     "test_validate_corpus",
     "test_validate_data",
@@ -23,14 +24,36 @@ SLOW_MODULES = {
     "test_recipes_http",
     "test_bizon_semantics",
     "test_safety_concurrency",
+    "test_safety_corpus",
     "test_safety_faults",
+    "test_safety_untrusted",
+    "test_smoke_stdio",
 }
+SERVER_FIXTURES = {"postgres_url", "mariadb_url", "served", "http_server"}
 
 
-def pytest_collection_modifyitems(items):
+# The longest modules (minutes each, serially), handed out first when xdist runs the suite.
+LONGEST = ("test_validate_data", "test_install", "test_validate_corpus")
+
+
+def _module(item) -> str:
+    return item.module.__name__.rsplit(".", 1)[-1]
+
+
+def pytest_collection_modifyitems(config, items):
     for item in items:
-        if item.module.__name__.rsplit(".", 1)[-1] in SLOW_MODULES:
+        if _module(item) in SLOW_MODULES or SERVER_FIXTURES & set(item.fixturenames):
             item.add_marker(pytest.mark.slow)
+    if hasattr(config, "workerinput"):
+        # An xdist worker: `--dist loadfile` hands out whole modules in collection order, so the long ones go first
+        # (the longest, then the all-slow ones) and the short ones fill in; a module keeps its own order.
+        fast = {_module(item) for item in items if item.get_closest_marker("slow") is None}
+
+        def rank(item) -> int:
+            name = _module(item)
+            return LONGEST.index(name) if name in LONGEST else len(LONGEST) + (name in fast)
+
+        items.sort(key=rank)
 
 
 os.environ.setdefault("BIZON_FORGE_CACHE", str(REPO / ".cache"))

@@ -149,6 +149,7 @@ def test_inspect_reports_the_interpreter_and_each_client_library(ws):
     assert found.run.endswith("-m bizon.cli.main run FILE")
 
 
+@pytest.mark.slow
 def test_checks_on_sqlite_for_a_server_destination_say_what_a_green_proves(ws):
     from bizon_forge.validators import validate_destination
 

@@ -152,6 +152,7 @@ def test_a_name_the_index_does_not_have_is_not_found(ws, monkeypatch, empty_inde
     assert not result.ok and [f.id for f in result.findings] == ["install.not_found"], result.findings
 
 
+@pytest.mark.slow
 def test_installed_libraries_are_not_installed_again_and_nothing_declared_is_a_pass(ws):
     _declared(ws, ["pymysql>=1.1"])  # in this interpreter already (the test extra)
     result = install_dependencies(ws, "acme")

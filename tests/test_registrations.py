@@ -209,6 +209,7 @@ def test_remove_refuses_bizons_own_destinations(make_tree):
     assert [f.id for f in refused.value.findings] == ["remove.not_ours"]
 
 
+@pytest.mark.slow
 def test_twenty_destinations_one_after_another(make_tree, tmp_path, monkeypatch):
     """The tree still imports, `bizon config validate` accepts every example config, and the three files
     stay ruff-clean (isort order included) under the tree's own config."""

@@ -79,6 +79,7 @@ async def test_workspaces_the_server_may_not_or_cannot_use_get_their_finding(mak
         assert found.structured_content["ok"] and found.structured_content["bizon_version"] == "0.6.4"
 
 
+@pytest.mark.slow
 def test_workspace_init_cli_makes_a_0_5_2_tree(tmp_path):
     target = tmp_path / "old-bizon"
     cli = [sys.executable, "-m", "bizon_forge", "workspace", "init", str(target), "--bizon-version", "0.5.2"]

@@ -55,6 +55,7 @@ def test_good_destination_passes_fast_and_its_progress_counts_up(make_tree):
     assert (ws.root / result.log_dir / "probe.log").is_file()
 
 
+@pytest.mark.slow
 def test_good_destination_passes_both_levels_on_052_and_the_cache_answers_what_did_not_change(make_tree):
     ws = resolve(make_tree("0.5.2"))
     install_good(ws)
@@ -79,6 +80,7 @@ def test_good_destination_passes_both_levels_on_052_and_the_cache_answers_what_d
     assert [f.id for f in again.findings if f.status == "fail"] == ["import.config_validate"]
 
 
+@pytest.mark.slow
 def test_the_cache_is_keyed_on_the_interpreters_installed_distributions(make_tree, tmp_path):
     """A `pip install` or `pip uninstall` in the workspace's interpreter changes what a cached check would say."""
     import site
@@ -100,7 +102,7 @@ def test_the_cache_is_keyed_on_the_interpreters_installed_distributions(make_tre
     assert changed.ok and "from cache" not in changed.summary, changed.summary
 
 
-@pytest.mark.parametrize("version,level", [("0.6.4", "fast"), ("0.5.2", "full")])
+@pytest.mark.parametrize("version,level", [("0.6.4", "fast"), pytest.param("0.5.2", "full", marks=pytest.mark.slow)])
 def test_fresh_skeleton_fails_only_what_is_left_for_the_agent(make_tree, version, level):
     ws = resolve(make_tree(version))
     skeleton(ws)
@@ -187,6 +189,7 @@ def test_a_flood_of_output_is_capped_and_the_markers_survive(tmp_path):
     assert len(run.tail) <= runtime.TAIL_CAP and run.tail.endswith("y")
 
 
+@pytest.mark.slow
 def test_a_timeout_kills_the_whole_process_group(tmp_path):
     ws = _ws_for_runs(tmp_path)
     child = tmp_path / "child.pid"
@@ -213,6 +216,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_cli_validate_and_generate_exit_codes(make_tree, tmp_path):
     good = make_tree("0.6.4")
     install_good(resolve(good))
@@ -270,6 +274,7 @@ def test_bizons_own_destinations_trip_no_trap_and_no_registration_check(pristine
         assert flagged <= allowed, (name, flagged - allowed)
 
 
+@pytest.mark.slow
 def test_an_equal_length_edit_in_the_same_second_is_not_hidden_by_stale_bytecode(make_tree):
     """Python trusts a .pyc whose source kept its size and mtime: the probe must not run the old code."""
     ws = resolve(make_tree("0.6.4"))

@@ -11,6 +11,7 @@ from tests.conftest import stdio_client
 pytestmark = pytest.mark.anyio
 
 
+@pytest.mark.slow
 async def test_full_validation_over_stdio_reports_progress(make_tree):
     tree = make_tree("0.6.4")
     install_good(workspace.resolve(None, workspace.Settings.from_paths([str(tree)])))
