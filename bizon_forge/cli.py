@@ -66,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     val.add_argument("--fix", action="store_true", help="apply ruff's fixes to the destination's files")
     val.add_argument("--verbose", action="store_true", help="list passing and consequential checks too")
     val.add_argument("--no-cache", action="store_true", help="rerun checks whose inputs are unchanged")
+    val.add_argument("--source", action="store_true", help="NAME is a source (run validate_source)")
+    val.add_argument("--recorded", help="a source: serve these saved JSON pages instead of generated ones")
     val.add_argument("--json", action="store_true")
     val.add_argument("--python")
 
@@ -104,6 +106,13 @@ def _print(result, as_json: bool) -> None:
         print(f"logs: {data['log_dir']}")
 
 
+def _only_a_source(ws, name: str) -> bool:
+    """`validate NAME` of a source needs no --source when no destination has that name."""
+    from bizon_forge.connector import Connector
+
+    return (ws.root / Connector(name, "source").dir).is_dir() and not (ws.root / Connector(name).dir).is_dir()
+
+
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     from bizon_forge.findings import Refused
@@ -136,9 +145,16 @@ def _run(args) -> int:
     if args.command == "validate":
         from bizon_forge.validators import validate_destination
 
-        result: Result = validate_destination(
-            ws, args.name, level=args.level, fix=args.fix, verbose=args.verbose, use_cache=not args.no_cache
-        )
+        if args.source or args.recorded or _only_a_source(ws, args.name):
+            from bizon_forge.validators.source_validation import validate_source
+
+            result: Result = validate_source(
+                ws, args.name, level=args.level, verbose=args.verbose, recorded=args.recorded
+            )
+        else:
+            result = validate_destination(
+                ws, args.name, level=args.level, fix=args.fix, verbose=args.verbose, use_cache=not args.no_cache
+            )
         _print(result, args.json)
         return 0 if result.ok else 1
     if args.command == "install":

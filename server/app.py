@@ -26,7 +26,7 @@ from bizon_forge.render import RenderResult
 from bizon_forge.server import resources, schemas
 from bizon_forge.source_describe import SourceDescribeResult
 from bizon_forge.spec import Batching, DestinationSpec, ErrorHandling, FieldSpec, FullRefresh, RecipeName, WriteMethod
-from bizon_forge.validators.report import ValidationResult
+from bizon_forge.validators.report import SourceValidationResult, ValidationResult
 from bizon_forge.workspace import Settings
 
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
@@ -264,6 +264,25 @@ def build_server(settings: Settings, verifier: Verifier | None = None, anonymous
             anyio.from_thread.run(ctx.report_progress, done, total, message)
 
         check = functools.partial(run, level=level, fix=fix, verbose=verbose, progress=progress)
+        return await on_worker(check, workspace, name)
+
+    @tool(CHECKS, SourceValidationResult)  # logs go to .bizon-forge/; only a local mock API is reached
+    async def validate_source(
+        name: str,
+        ctx: Context,
+        level: Literal["fast", "full"] = "fast",
+        recorded: Annotated[str | None, Field(description="folder of saved pages to serve")] = None,
+        verbose: bool = False,
+        workspace: WorkspaceArg = None,
+    ) -> Annotated[CallToolResult, SourceValidationResult]:
+        """Check a source: static, discovery, get() against a local mock API of its spec; full: + its tests and a
+        bizon run, read back."""
+        from bizon_forge.validators.source_validation import validate_source as run
+
+        def progress(done: float, total: float, message: str) -> None:
+            anyio.from_thread.run(ctx.report_progress, done, total, message)
+
+        check = functools.partial(run, level=level, verbose=verbose, progress=progress, recorded=recorded)
         return await on_worker(check, workspace, name)
 
     @tool(DESTROYS, RemovalResult)

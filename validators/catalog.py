@@ -10,10 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
-    from bizon_forge.validators.code import DestinationCode
     from bizon_forge.validators.report import CheckFinding
 
 # The modules that declare checks, in the checklist's order.
@@ -21,6 +20,8 @@ MODULES = tuple(
     f"bizon_forge.validators.{m}"
     for m in ("source", "checklist", "registered", "traps", "agent_todo", "formatting", "live", "runtime")
 )
+# The modules that declare the checks of a source (validate_source), in its checklist's order.
+SOURCE_MODULES = tuple(f"bizon_forge.validators.{m}" for m in ("source_code", "source_validation"))
 
 # Static failures that stop bizon from importing: a runtime failure after one of them is that failure again.
 IMPORT_BLOCKERS = (
@@ -77,9 +78,10 @@ class Check:
     # Its skip means "does not apply here" (no secret field, no variable of its own), not a limit of what was
     # proven: the summary counts it, the answer does not list it unless verbose.
     skip_is_not_applicable: bool = False
+    kind: str = "destination"  # destination (validate_destination) | source (validate_source)
 
 
-StaticCheck = Callable[["DestinationCode"], "CheckFinding"]
+StaticCheck = Callable[[Any], "CheckFinding"]  # a DestinationCode (or a SourceCode for a source)
 F = TypeVar("F", bound=Callable)
 _DECLARED = "declared_checks"  # the attribute a declaration puts on its function
 _STATIC = "is_static_check"
@@ -148,7 +150,17 @@ STATIC: tuple[StaticCheck, ...]
 DATA: tuple[str, ...]  # the data suite's checks, in the probe's order
 
 
+SOURCES: Catalog  # the checks of a source (kind "source"), collected from SOURCE_MODULES
+
+
+def find(id: str) -> Check:
+    """A check of either kind by its id (a destination's first)."""
+    return collect(MODULES).by_id.get(id) or collect(SOURCE_MODULES).by_id[id]
+
+
 def __getattr__(name: str) -> object:
+    if name == "SOURCES":
+        return collect(SOURCE_MODULES)
     if name == "DATA":
         from bizon_forge.validators import runtime
 
@@ -159,9 +171,24 @@ def __getattr__(name: str) -> object:
     return getattr(collect(MODULES), fields[name])
 
 
+def _items(checks: tuple[Check, ...], level: str = "###") -> list[str]:
+    lines: list[str] = []
+    group = None
+    for c in checks:
+        if c.group != group:
+            group = c.group
+            lines += ["", f"{level} {group}", ""]
+        full = " (full)" if c.level == "full" else ""
+        missed = " *A trap bizon's guide misses.*" if c.origin == "facts" else ""
+        lines.append(f"- [ ] `{c.id}`{full}: {c.what}{missed}")
+        if c.limits:
+            lines.append(f"  *Limits:* {c.limits}")
+        lines.append(f"  *Why:* {c.why} *Fix:* {c.fix}")
+    return lines
+
+
 def checklist_markdown(heading: bool = True) -> str:
     """The checklist as markdown: the bizon-forge://checklist resource, or (no heading) README's section."""
-    checks = collect(MODULES).checks
     lines = ["# Validation checklist", ""] if heading else []
     lines += [
         "Generated from the validators: each item is one check of `validate_destination`, answered as",
@@ -170,17 +197,17 @@ def checklist_markdown(heading: bool = True) -> str:
         "data suite and two real `bizon run`s, each read back. Every check that writes records writes",
         "them to the check config's scratch target, never to the example's.",
     ]
-    group = None
-    for c in checks:
-        if c.group != group:
-            group = c.group
-            lines += ["", f"### {group}", ""]
-        level = " (full)" if c.level == "full" else ""
-        missed = " *A trap bizon's guide misses.*" if c.origin == "facts" else ""
-        lines.append(f"- [ ] `{c.id}`{level}: {c.what}{missed}")
-        if c.limits:
-            lines.append(f"  *Limits:* {c.limits}")
-        lines.append(f"  *Why:* {c.why} *Fix:* {c.fix}")
+    lines += _items(collect(MODULES).checks)
+    lines += [
+        "",
+        "## Sources" if heading else "### Sources",
+        "",
+        "Each item is one check of `validate_source`. `fast` runs the static checks, discovery and a contract",
+        "run of get() against a local mock API served from the source's spec (or the agent's recorded pages);",
+        "`full` adds the source's own tests and a real `bizon run` from the mock into a scratch file",
+        "destination, read back. Nothing reaches the real API.",
+    ]
+    lines += _items(collect(SOURCE_MODULES).checks, "###" if heading else "####")
     return "\n".join(lines) + "\n"
 
 

@@ -29,6 +29,15 @@ class ValidationResult(Result):
     wrote_to: str | None = None  # where the live checks wrote: the check config's scratch target, never the example's
 
 
+class SourceValidationResult(Result):
+    """validate_source's answer: a source writes nowhere but its scratch run, and has nothing to fix for it."""
+
+    findings: list[CheckFinding] = []  # type: ignore[assignment]
+    level: str = "fast"
+    summary: str = ""
+    log_dir: str | None = None
+
+
 def excerpt(text: str | None, limit: int = EXCERPT_CHARS) -> str | None:
     """The end of a tool's output (where errors are), trimmed to `limit` characters."""
     if not text:
@@ -46,7 +55,7 @@ def passed(id: str, message: str = "ok") -> CheckFinding:
 
 
 def failed(id: str, message: str, hint=None, file=None, line=None, *, output=None, log=None) -> CheckFinding:
-    from bizon_forge.validators.catalog import BY_ID
+    from bizon_forge.validators.catalog import find
 
     return CheckFinding(
         id=id,
@@ -54,16 +63,16 @@ def failed(id: str, message: str, hint=None, file=None, line=None, *, output=Non
         message=message,
         file=file,
         line=line,
-        hint=hint or BY_ID[id].fix,
+        hint=hint or find(id).fix,
         excerpt=excerpt(output),
         log=log,
     )
 
 
 def warned(id: str, message: str, hint=None, file=None, line=None) -> CheckFinding:
-    from bizon_forge.validators.catalog import BY_ID
+    from bizon_forge.validators.catalog import find
 
-    return CheckFinding(id=id, status="warn", message=message, file=file, line=line, hint=hint or BY_ID[id].fix)
+    return CheckFinding(id=id, status="warn", message=message, file=file, line=line, hint=hint or find(id).fix)
 
 
 def skipped(id: str, message: str, blocked_by: str | None = None) -> CheckFinding:

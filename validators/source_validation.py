@@ -1,0 +1,937 @@
+"""validate_source: the checks of a source, answered as validate_destination answers a destination's.
+
+fast: the static checks (source_code), discovery (`bizon source list`, `bizon stream list NAME`) and a contract
+run per stream: source_probe.py, in the workspace's Python, builds the source pointed at a local mock API served
+from the source's spec (mock_api.py: several pages, the spec's auth checked, a 429 with Retry-After and a 503 on
+the way, an empty last page) and loops get() until `{}`; what came out is compared with what the mock served.
+full adds the source's own tests and a real `bizon run` per stream from the mock into a scratch file destination,
+read back. Every subprocess can reach 127.0.0.1 only (loopback_only.py): nothing real is touched.
+"""
+
+import json
+import math
+import shutil
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bizon_forge import interpreter, source_spec
+from bizon_forge.atomic import workspace_lock
+from bizon_forge.connector import Connector
+from bizon_forge.findings import Refused
+from bizon_forge.source_spec import SourceSpec, StreamSpec
+from bizon_forge.validators import catalog, mock_api
+from bizon_forge.validators.catalog import Check, answers
+from bizon_forge.validators.report import CheckFinding, SourceValidationResult, failed, passed, skipped
+from bizon_forge.validators.runtime import PYTEST_ARGS, SMOKE_RUNNER, Run, run_logged
+from bizon_forge.validators.source_code import SourceCode
+from bizon_forge.validators.validation import _log_dir, _summary
+from bizon_forge.workspace import Workspace
+
+HERE = Path(__file__).parent
+
+Progress = Callable[[float, float, str], None]
+PROBE_TIMEOUT_S = 90
+RUN_TIMEOUT_S = 90
+TESTS_TIMEOUT_S = 300
+MARKER = "BIZON_FORGE_SOURCE_PROBE "
+DISCOVERY = "Discovery"
+CONTRACT = "Contract against the mock API"
+FULL = "Tests and a real run"
+CONTRACT_IDS = (
+    "pull.build",
+    "pull.pagination_ends",
+    "pull.http_errors_raise",
+    "pull.retry_429",
+    "pull.retry_5xx",
+    "pull.auth_sent",
+    "pull.every_record_once",
+    "pull.ids_unique",
+    "pull.full_records",
+    "pull.secrets_not_logged",
+    "pull.incremental",
+)
+BUILD = ("pull.build",)
+LOOP = (*BUILD, "pull.auth_sent", "pull.retry_429", "pull.retry_5xx", "pull.http_errors_raise")
+
+
+# -- the mock, the source's config pointed at it ---------------------------------------------------------
+
+
+def _auth(spec: SourceSpec, api: mock_api.MockApi) -> dict | None:
+    c = api.credentials
+    if spec.auth == "none":
+        return None
+    if spec.auth == "api_key":
+        params = {"token": c["api_key"]}
+        if spec.api_key_header != "Authorization":
+            params["auth_header"] = spec.api_key_header
+        return {"type": "api_key", "params": params}
+    if spec.auth == "bearer":
+        return {"type": "bearer", "params": {"token": c["token"]}}
+    if spec.auth == "basic":
+        return {"type": "basic", "params": {"username": c["username"], "password": c["password"]}}
+    return {
+        "type": "oauth",
+        "params": {
+            "token_refresh_endpoint": api.token_url,
+            "client_id": c["client_id"],
+            "client_secret": c["client_secret"],
+            "refresh_token": c["refresh_token"],
+        },
+    }
+
+
+def _secrets(spec: SourceSpec, api: mock_api.MockApi) -> list[str]:
+    c = api.credentials
+    keys = {
+        "none": [],
+        "api_key": ["api_key"],
+        "bearer": ["token"],
+        "basic": ["password"],
+        "oauth": ["client_secret", "refresh_token"],
+    }
+    return [c[k] for k in keys[spec.auth]]
+
+
+def _config_section(ws: Workspace, name: str) -> dict:
+    """The check config's (else the example's) `source:` section, without what the checks set or cannot resolve."""
+    c = Connector(name, "source")
+    for rel in (c.check_rel, c.example_rel):
+        path = ws.root / rel
+        if path.is_file():
+            try:
+                loaded = yaml.safe_load(path.read_text()) or {}
+            except yaml.YAMLError:
+                continue
+            section = loaded.get("source") if isinstance(loaded, dict) else None
+            if isinstance(section, dict):
+                return {
+                    k: v
+                    for k, v in section.items()
+                    if k not in ("authentication", "base_url", "stream", "name", "max_iterations")
+                    and not (isinstance(v, str) and "://" in v and v.split("://")[0] in ("env", "secret", "gcp"))
+                }
+    return {}
+
+
+def source_config(ws: Workspace, spec: SourceSpec, stream: str, api: mock_api.MockApi) -> dict:
+    config = {**_config_section(ws, spec.name), "name": spec.name, "stream": stream, "base_url": api.url}
+    auth = _auth(spec, api)
+    if auth is not None:
+        config["authentication"] = auth
+    return config
+
+
+def _max_pages(spec: SourceSpec, stream: StreamSpec, api: mock_api.MockApi) -> int:
+    served = len(api.report()["streams"][stream.name]["records"])
+    expected = math.ceil(served / max(1, stream.pagination.page_size)) + 2
+    return 3 * expected + 5
+
+
+def _env(scratch: Path) -> dict[str, str]:
+    """Only the loopback guard on top of the workspace's environment; no proxy stands between us and the mock."""
+    return {"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+
+
+# -- discovery -----------------------------------------------------------------------------------------
+
+
+@answers(
+    Check(
+        "discovery.source_list",
+        DISCOVERY,
+        "`bizon source list`, in the workspace's Python, lists the source with every stream of its spec.",
+        "bizon finds sources by folder; an import error makes it print `NOT AVAILABLE` (exit 0) and a syntax error "
+        "drops it from the list: the exit code says nothing, so the listing is read.",
+        "Read the excerpt: an import error of the source's module is logged above the listing.",
+        origin="facts",
+        explained_by=("src.syntax", "src.layout", "src.source_base", "src.methods"),
+        kind="source",
+    ),
+    Check(
+        "discovery.stream_list",
+        DISCOVERY,
+        "`bizon stream list NAME` lists every stream of the spec, `[Supports incremental]` where the spec names "
+        "a cursor_field.",
+        "It is how bizon (and a user) learns the streams; incremental support is read from get_records_after.",
+        "streams() must return the spec's stream names; implement get_records_after for an incremental stream.",
+        origin="facts",
+        explained_by=("src.syntax", "src.layout", "src.source_base", "src.methods", "discovery.source_list"),
+        kind="source",
+    ),
+)
+def discovery(ws: Workspace, spec: SourceSpec | None, name: str, scratch: Path, logs: Path) -> list[CheckFinding]:
+    base = [ws.python(), "-m", "bizon.cli.main"]
+    listed = run_logged(ws, [*base, "source", "list"], scratch, logs / "source-list.log", PROBE_TIMEOUT_S)
+    wanted = [s.name for s in spec.streams] if spec else []
+    line = next((ln for ln in _stdout_lines(listed) if ln.split(" - ", 1)[0].strip() == name), None)
+    out: list[CheckFinding] = []
+    if line is None:
+        out.append(failed("discovery.source_list", f"`bizon source list` does not list {name}.", output=listed.tail))
+    elif "NOT AVAILABLE" in line:
+        msg = f"`bizon source list` says `{line.strip()[:120]}`: importing the source failed."
+        out.append(failed("discovery.source_list", msg, output=listed.tail, log=listed.log))
+    else:
+        missing = [s for s in wanted if repr(s) not in line and f'"{s}"' not in line]
+        if missing:
+            msg = f"`bizon source list` lists {name} without the stream(s) {', '.join(missing)}: {line.strip()[:160]}"
+            out.append(failed("discovery.source_list", msg))
+        else:
+            out.append(passed("discovery.source_list", line.strip()[:160]))
+    streams = run_logged(ws, [*base, "stream", "list", name], scratch, logs / "stream-list.log", PROBE_TIMEOUT_S)
+    lines = _stdout_lines(streams)
+    shown = {ln.rsplit(" - ", 1)[-1].strip(): ln for ln in lines if ln.startswith("[")}
+    problems = []
+    for s in spec.streams if spec else []:
+        if s.name not in shown:
+            problems.append(f"{s.name} is not listed")
+        elif s.cursor_field and "Supports incremental" not in shown[s.name]:
+            problems.append(f"{s.name} has a cursor_field but is listed `Full refresh only` (no get_records_after)")
+    if not shown:
+        problems.append("no stream is listed")
+    if problems:
+        out.append(
+            failed("discovery.stream_list", f"`bizon stream list {name}`: {'; '.join(problems)}.", log=streams.log)
+        )
+    else:
+        out.append(passed("discovery.stream_list", ", ".join(shown.values())[:200]))
+    return out
+
+
+def _stdout_lines(run: Run) -> list[str]:
+    """The listing's lines (bizon logs to stderr, merged here: the listing's lines do not start with a date)."""
+    return [ln for ln in run.tail.splitlines() if " - " in ln and not ln[:4].isdigit() and "|" not in ln[:40]]
+
+
+# -- the contract ------------------------------------------------------------------------------------------
+
+
+@answers(
+    Check(
+        "pull.build",
+        CONTRACT,
+        "The source builds as bizon's runner builds it (discovery by name and stream, its config class validating "
+        "the check config's `source:` section pointed at the local mock API).",
+        "Every run starts there.",
+        "Read the excerpt: the config's validation or the source's __init__ raised.",
+        explained_by=("src.syntax", "src.source_base", "src.config_base", "src.methods", "discovery.source_list"),
+        kind="source",
+    ),
+    Check(
+        "pull.pagination_ends",
+        CONTRACT,
+        "Looping get() from `{}` as bizon's producer does ends with next_pagination `{}`, after the API's last "
+        "page, within 3x the pages the mock serves.",
+        "bizon stops only on an empty next_pagination: no page limit, no repeated-cursor check. A pagination that "
+        "never empties loops until killed and publishes nothing; one that stops early loses the last pages.",
+        "Return `{}` when the API says there is no next page (null cursor, no next URL, a short or empty page), and "
+        "send the cursor where the spec says (a misplaced cursor gets page 1 again).",
+        origin="facts",
+        explained_by=LOOP,
+        kind="source",
+    ),
+    Check(
+        "pull.http_errors_raise",
+        CONTRACT,
+        "An HTTP error the source is answered ends get() with an exception, never with an empty last page.",
+        "A swallowed error (try/except returning [] and `{}`, or a session without raise_for_status) makes bizon "
+        "end the run green with records missing.",
+        "Let the error raise after the session's retries: `response.raise_for_status()` and no broad except.",
+        limits="Judged when the mock's 429 or 503 reaches get() (no retry took it): a source whose retries absorb "
+        "every fault passes here; src.errors_raised reads the code for the rest.",
+        origin="facts",
+        explained_by=BUILD,
+        kind="source",
+    ),
+    Check(
+        "pull.retry_429",
+        CONTRACT,
+        "A 429 with `Retry-After: 1` on the second page is retried, not sooner than it says.",
+        "APIs rate-limit; bizon's own session retries on https:// only, so over the mock's http:// only the "
+        "source's own retries count (and over https a 429 without Retry-After is not retried at all).",
+        "Mount Retry(status_forcelist=[429, ...], respect_retry_after_header=True) on http:// and https:// of "
+        "self.session.",
+        explained_by=(*BUILD, "pull.auth_sent"),
+        kind="source",
+    ),
+    Check(
+        "pull.retry_5xx",
+        CONTRACT,
+        "A 503 on the third page is retried and the stream goes on.",
+        "An exception in get() ends bizon's run (the engine never retries a page).",
+        "Put 500, 502, 503, 504 in the retry adapter's status_forcelist.",
+        explained_by=(*BUILD, "pull.auth_sent", "pull.retry_429"),
+        kind="source",
+    ),
+    Check(
+        "pull.auth_sent",
+        CONTRACT,
+        "Every request carries the spec's authentication as the mock checks it (no 401).",
+        "get_authenticator() sets session.auth; a request made outside self.session, or the wrong AuthBuilder, "
+        "sends none.",
+        "Return AuthBuilder.token/basic/oauth2(params=...) from get_authenticator and make every request through "
+        "self.session.",
+        explained_by=BUILD,
+        kind="source",
+    ),
+    Check(
+        "pull.every_record_once",
+        CONTRACT,
+        "Every record the mock served comes out of get() exactly once (none lost, none twice).",
+        "The guide's Step 4 and the point of a source: bizon neither dedupes nor notices a lost page.",
+        "Read which records are missing or doubled and on which page: an off-by-one end test, an offset advanced by "
+        "page_size instead of the records received, a cursor read from the wrong page.",
+        explained_by=("pull.pagination_ends", *LOOP),
+        kind="source",
+    ),
+    Check(
+        "pull.ids_unique",
+        CONTRACT,
+        "SourceRecord ids are unique across every page and are the records' id_field.",
+        "bizon does not dedupe; ids that collide across pages (a page index, a wrong field) merge records downstream.",
+        "`SourceRecord(id=str(row[<id_field>]), ...)`.",
+        explained_by=("pull.pagination_ends", *LOOP),
+        kind="source",
+    ),
+    Check(
+        "pull.full_records",
+        CONTRACT,
+        "Each record's `data` is the full record as the API served it (same keys, same values, nested objects kept).",
+        "The guide's Step 4: full records as dict; downstream models read `source_data`.",
+        "Pass the record itself as data, not a subset or a re-keyed copy.",
+        explained_by=LOOP,
+        kind="source",
+    ),
+    Check(
+        "pull.secrets_not_logged",
+        CONTRACT,
+        "The contract run's output (the source's logs) holds none of the credentials the mock issued.",
+        "Logs are kept and shared; bizon itself logs no credential, but an HTTPError names the full URL (a key "
+        "sent in the query string lands in the log).",
+        "Send keys in headers, and never log the config, its authentication or the request's headers.",
+        origin="facts",
+        skip_is_not_applicable=True,
+        explained_by=BUILD,
+        kind="source",
+    ),
+    Check(
+        "pull.incremental",
+        CONTRACT,
+        "With a cursor_field in the spec: get_records_after(last_run) brings exactly the records changed since, "
+        "sending the filter parameter where the spec says (query, or the POST body for pattern E).",
+        "bizon calls it on every run after the first; a filter sent in the wrong place brings everything again.",
+        "Send updated_after_param = source_state.last_run (aware UTC ISO 8601) where the spec says, or filter "
+        "client-side on parsed datetimes.",
+        limits="Not judged: the watermark bizon keeps between runs (full's run is one full refresh).",
+        skip_is_not_applicable=True,
+        explained_by=(*LOOP, "pull.pagination_ends"),
+        kind="source",
+    ),
+)
+def contract(
+    ws: Workspace,
+    spec: SourceSpec,
+    stream: StreamSpec,
+    scratch: Path,
+    logs: Path,
+    recorded: str | None,
+) -> list[CheckFinding]:
+    with mock_api.start(spec.model_dump(mode="json"), recorded=recorded) as api:
+        config = source_config(ws, spec, stream.name, api)
+        log = logs / f"contract-{stream.name}.log"
+        run, steps, pages = _probe(ws, spec, stream, config, scratch, log, _max_pages(spec, stream, api))
+        report = api.report()
+        found = _judge(spec, stream, run, steps, pages, report, _secrets(spec, api), _whole_log(ws, run))
+        cause = next((i for i in CONTRACT_IDS if i in found and found[i].status == "fail"), None)
+        for i, f in found.items():  # "nothing was served" because the loop ended first: that failure's skip
+            if cause and f.status == "skip" and f.blocked_by is None:
+                found[i] = f.model_copy(update={"blocked_by": cause})
+        found["pull.incremental"] = _incremental(ws, spec, stream, api, scratch, logs, found, recorded)
+    return [found[i] for i in CONTRACT_IDS]
+
+
+def _probe(
+    ws: Workspace,
+    spec: SourceSpec,
+    stream: StreamSpec,
+    config: dict,
+    scratch: Path,
+    log: Path,
+    max_pages: int,
+    incremental: tuple[str, str] | None = None,
+) -> tuple[Run, dict[str, dict], list[dict]]:
+    tag = "incr" if incremental else "full"
+    config_path = scratch / f"source-{stream.name}-{tag}.json"
+    config_path.write_text(json.dumps(config))
+    out = scratch / f"pages-{stream.name}-{tag}.jsonl"
+    cmd = [ws.python(), str(HERE / "source_probe.py"), str(ws.root), spec.name, stream.name, str(config_path)]
+    cmd += [str(out), str(max_pages), *(incremental or ())]
+    run = run_logged(ws, cmd, scratch, log, PROBE_TIMEOUT_S, marker=MARKER.encode(), env=_env(scratch))
+    steps: dict[str, dict] = {}
+    for line in run.marked:
+        try:
+            step = json.loads(line[len(MARKER) :])
+            steps[step.pop("step")] = step
+        except (ValueError, KeyError, AttributeError):
+            continue
+    pages = []
+    if out.is_file():
+        for line in out.read_text().splitlines():
+            try:
+                pages.append(json.loads(line))
+            except ValueError:
+                break
+    return run, steps, pages
+
+
+def _get(body: Any, path: str) -> Any:
+    for key in path.split(".") if path else []:
+        body = body.get(key) if isinstance(body, dict) else None
+    return body
+
+
+def _ids(records: list[dict], id_field: str) -> list[str]:
+    return [str(_get(r, id_field)) for r in records]
+
+
+def _judge(
+    spec: SourceSpec,
+    stream: StreamSpec,
+    run: Run,
+    steps: dict[str, dict],
+    pages: list[dict],
+    report: dict,
+    secrets: list[str],
+    output: str,
+) -> dict[str, CheckFinding]:
+    f: dict[str, CheckFinding] = {}
+    s = report["streams"][stream.name]
+    where = f"stream {stream.name}"
+    build = steps.get("build")
+    leaked = [x for x in secrets if x and x in output]
+    if not secrets:
+        f["pull.secrets_not_logged"] = skipped("pull.secrets_not_logged", "The spec's auth is none: no secret to leak.")
+    elif leaked:
+        f["pull.secrets_not_logged"] = failed(
+            "pull.secrets_not_logged",
+            f"The {where} run's output holds a credential the mock issued ({len(leaked)} of {len(secrets)}).",
+            log=run.log,
+        )
+    else:
+        f["pull.secrets_not_logged"] = passed("pull.secrets_not_logged", f"{where}: no credential in the output")
+    if not build or not build.get("ok"):
+        why = build["error"] if build else f"the probe ended first (exit {run.returncode}, timed out {run.timed_out})"
+        f["pull.build"] = failed(
+            "pull.build",
+            f"Building the source for {where} failed: {why}"[:400],
+            output=(build or {}).get("trace") or run.tail,
+            log=run.log,
+        )
+        for i in CONTRACT_IDS:
+            f.setdefault(i, skipped(i, "Not run: pull.build failed.", "pull.build"))
+        return f
+    f["pull.build"] = passed("pull.build", f"{where}: built in {build.get('seconds')} s")
+    loop = steps.get("pages") or {"ok": False, "error": f"the probe ended (exit {run.returncode})", "status": None}
+    status = loop.get("status")
+    faults = [x["status"] for x in s["faults"]]
+    # auth
+    if report["unauthorized"]:
+        reason = next((r.get("reason") for r in report["requests"] if r.get("status") == 401), "")
+        f["pull.auth_sent"] = failed(
+            "pull.auth_sent", f"The mock answered 401 to {report['unauthorized']} request(s) of {where}: {reason}."
+        )
+    elif spec.auth == "none":
+        f["pull.auth_sent"] = passed("pull.auth_sent", "The spec's auth is none.")
+    else:
+        f["pull.auth_sent"] = passed("pull.auth_sent", f"{spec.auth}: every request authenticated")
+    # retries: the exception get() raised, if any, says which fault it did not survive
+    died_on = status if not loop.get("ok") and status in (429, 500, 502, 503, 504) else None
+    early = s["early_retries"]
+    if died_on == 429:
+        f["pull.retry_429"] = failed(
+            "pull.retry_429",
+            f"get() raised on the mock's 429 (Retry-After: 1) in {where}: no retry on 429.",
+            output=loop.get("trace"),
+            log=run.log,
+        )
+    elif early:
+        f["pull.retry_429"] = failed(
+            "pull.retry_429", f"{where}: retried the 429 sooner than its Retry-After ({early} early request(s))."
+        )
+    elif 429 in faults:
+        f["pull.retry_429"] = passed("pull.retry_429", f"{where}: the 429 was retried after its Retry-After")
+    else:
+        f["pull.retry_429"] = skipped(
+            "pull.retry_429", f"{where}: the mock served no 429 (recorded or clean mode, or the run ended first)."
+        )
+    if died_on and died_on != 429:
+        f["pull.retry_5xx"] = failed(
+            "pull.retry_5xx",
+            f"get() raised on the mock's {died_on} in {where}: no retry on 5xx.",
+            output=loop.get("trace"),
+            log=run.log,
+        )
+    elif 503 in faults and not (not loop.get("ok") and died_on):
+        f["pull.retry_5xx"] = passed("pull.retry_5xx", f"{where}: the 503 was retried")
+    else:
+        f["pull.retry_5xx"] = skipped("pull.retry_5xx", f"{where}: the mock served no 503 before the run ended.")
+    # a fault answered as the last request, and the loop ended green: the error was taken for the end
+    last = next((r for r in reversed(report["requests"]) if r.get("stream") == stream.name), None)
+    swallowed = loop.get("ok") and last is not None and last.get("status", 200) >= 400 and not s["ended"]
+    if swallowed and last is not None:
+        f["pull.http_errors_raise"] = failed(
+            "pull.http_errors_raise",
+            f"{where}: the mock answered HTTP {last['status']} and get() returned next_pagination "
+            "{}: "
+            f"a swallowed HTTP error ended the stream green with {s['records_served']} of {len(s['records'])} "
+            "records served.",
+        )
+    elif died_on or (not loop.get("ok") and loop.get("status")):
+        f["pull.http_errors_raise"] = passed("pull.http_errors_raise", f"{where}: HTTP {status} raised from get()")
+    elif faults:
+        f["pull.http_errors_raise"] = passed(
+            "pull.http_errors_raise", f"{where}: no HTTP error reached the end of a page unraised"
+        )
+    else:
+        f["pull.http_errors_raise"] = skipped("pull.http_errors_raise", f"{where}: no HTTP error was served.")
+    # pagination
+    n = len(pages)
+    if loop.get("never_ends"):
+        repeated = loop.get("repeated")
+        params = s["params"]["body" if stream.pagination.pattern == "post_query" else "query"]
+        place = "the POST body" if stream.pagination.pattern == "post_query" else "the query"
+        hint = None
+        if stream.pagination.pattern in ("cursor", "post_query") and stream.pagination.cursor_param not in params:
+            hint = (
+                f"The cursor is never sent as {stream.pagination.cursor_param!r} in {place} (the mock got "
+                f"{params}): send it where the spec says."
+            )
+        msg = (
+            f"{where}: next_pagination {json.dumps(repeated)} came back twice: pagination never ends."
+            if repeated is not None
+            else f"{where}: get() was still returning a next_pagination after {n} pages (the mock serves "
+            f"{s['pages_served']} pages and ended: {s['ended']}): pagination never ends."
+        )
+        f["pull.pagination_ends"] = failed("pull.pagination_ends", msg, hint=hint, log=run.log)
+    elif loop.get("ok") and not s["ended"] and not swallowed and len(_out_ids(pages, stream)) < len(s["records"]):
+        lost = len(s["records"]) - len(_out_ids(pages, stream))
+        f["pull.pagination_ends"] = failed(
+            "pull.pagination_ends",
+            f"{where}: get() returned next_pagination {{}} after {n} page(s), before the API's last page: the last "
+            f"page(s) are lost ({lost} of {len(s['records'])} records never came out).",
+        )
+    elif loop.get("ok"):
+        f["pull.pagination_ends"] = passed("pull.pagination_ends", f"{where}: ended with {{}} after {n} pages")
+    else:
+        cause = next((i for i, x in f.items() if x.status == "fail"), None)
+        error = f"{where}: get() raised on page {loop.get('page')}: {loop.get('error', '')[:300]}"
+        if cause:
+            f["pull.pagination_ends"] = skipped("pull.pagination_ends", f"Not judged: {error}", cause)
+        else:
+            f["pull.pagination_ends"] = failed(
+                "pull.pagination_ends",
+                error,
+                hint="Read the excerpt: the page's request or parsing raised.",
+                output=loop.get("trace") or run.tail,
+                log=run.log,
+            )
+    # records
+    out = [r for p in pages for r in p["records"]]
+    served = s["records"]
+    if not loop.get("ok"):
+        for i in ("pull.every_record_once", "pull.ids_unique", "pull.full_records"):
+            f[i] = skipped(i, f"Not judged: {where}'s loop did not end.", "pull.pagination_ends")
+        return f
+    served_ids = _ids(served, stream.id_field)
+    got_ids = _ids([r["data"] if isinstance(r["data"], dict) else {} for r in out], stream.id_field)
+    counts = Counter(got_ids)
+    missing = [i for i in served_ids if counts[i] == 0]
+    twice = sorted(i for i, c in counts.items() if c > 1)
+    if missing or twice:
+        parts = []
+        if missing:
+            first_page = _page_of(served_ids.index(missing[0]), stream)
+            parts.append(
+                f"{len(missing)} of {len(served_ids)} served records never came out (first {missing[0]}, served "
+                f"on page {first_page + 1})"
+            )
+        if twice:
+            parts.append(f"{len(twice)} came out more than once ({', '.join(twice[:3])})")
+        f["pull.every_record_once"] = failed("pull.every_record_once", f"{where}: {'; '.join(parts)}.")
+    else:
+        f["pull.every_record_once"] = passed("pull.every_record_once", f"{where}: {len(served_ids)} records, each once")
+    record_ids = [str(r["id"]) for r in out]
+    dup = {
+        i: [p["page"] + 1 for p in pages if any(str(r["id"]) == i for r in p["records"])]
+        for i, c in Counter(record_ids).items()
+        if c > 1
+    }
+    wrong = [
+        (r["id"], _get(r["data"], stream.id_field))
+        for r in out
+        if isinstance(r["data"], dict) and str(r["id"]) != str(_get(r["data"], stream.id_field))
+    ]
+    if dup:
+        first = next(iter(dup))
+        f["pull.ids_unique"] = failed(
+            "pull.ids_unique",
+            f"{where}: {len(dup)} SourceRecord id(s) collide across pages (id {first!r} on pages {dup[first]}): "
+            "duplicate ids.",
+        )
+    elif wrong:
+        f["pull.ids_unique"] = failed(
+            "pull.ids_unique",
+            f"{where}: SourceRecord id {wrong[0][0]!r} is not the record's {stream.id_field} ({wrong[0][1]!r}).",
+        )
+    else:
+        f["pull.ids_unique"] = passed("pull.ids_unique", f"{where}: {len(record_ids)} unique ids")
+    by_id = {i: r for i, r in zip(served_ids, served, strict=True)}
+    differ = [(i, r["data"]) for i, r in zip(got_ids, out, strict=True) if i in by_id and r["data"] != by_id[i]]
+    not_dict = [r for r in out if not isinstance(r["data"], dict)]
+    if not_dict:
+        f["pull.full_records"] = failed(
+            "pull.full_records", f"{where}: data is a {type(not_dict[0]['data']).__name__}, not the record's dict."
+        )
+    elif differ:
+        i, data = differ[0]
+        keys = sorted(set(by_id[i]) ^ set(data)) or sorted(k for k in by_id[i] if by_id[i].get(k) != data.get(k))
+        f["pull.full_records"] = failed(
+            "pull.full_records",
+            f"{where}: {len(differ)} record(s) differ from what the API served (record {i}: keys {keys[:5]}).",
+        )
+    else:
+        f["pull.full_records"] = passed("pull.full_records", f"{where}: data is the served record")
+    return f
+
+
+def _out_ids(pages: list[dict], stream: StreamSpec) -> set[str]:
+    return {str(_get(r["data"], stream.id_field)) for p in pages for r in p["records"] if isinstance(r["data"], dict)}
+
+
+def _page_of(index: int, stream: StreamSpec) -> int:
+    return 0 if stream.pagination.pattern == "none" else index // max(1, stream.pagination.page_size)
+
+
+def _whole_log(ws: Workspace, run: Run) -> str:
+    """The run's whole output as logged (capped at runtime.LOG_CAP), else its tail."""
+    try:
+        return (ws.root / run.log).read_text(errors="replace") + run.tail
+    except OSError:
+        return run.tail
+
+
+def _incremental(
+    ws: Workspace,
+    spec: SourceSpec,
+    stream: StreamSpec,
+    api: mock_api.MockApi,
+    scratch: Path,
+    logs: Path,
+    found: dict[str, CheckFinding],
+    recorded: str | None,
+) -> CheckFinding:
+    id = "pull.incremental"
+    if not stream.cursor_field:
+        return skipped(id, f"stream {stream.name}: the spec names no cursor_field.")
+    if recorded:
+        return skipped(id, f"stream {stream.name}: recorded pages are not filtered by time.")
+    if found["pull.pagination_ends"].status != "pass":
+        return skipped(id, "Not run: pull.pagination_ends did not pass.", "pull.pagination_ends")
+    last_run = datetime.now(UTC) - timedelta(seconds=1)
+    api.reset()
+    touched = [str(i) for i in api.touch(stream.name)]
+    config = source_config(ws, spec, stream.name, api)
+    run, steps, pages = _probe(
+        ws,
+        spec,
+        stream,
+        config,
+        scratch,
+        logs / f"incremental-{stream.name}.log",
+        _max_pages(spec, stream, api),
+        (last_run.isoformat(), stream.cursor_field),
+    )
+    loop = steps.get("pages") or {}
+    if not loop.get("ok"):
+        return failed(
+            id,
+            f"stream {stream.name}: get_records_after raised or never ended: {loop.get('error', run.tail[-200:])}"[
+                :400
+            ],
+            log=run.log,
+        )
+    got = sorted(_ids([r["data"] for p in pages for r in p["records"] if isinstance(r["data"], dict)], stream.id_field))
+    param = stream.updated_after_param
+    if param:
+        report = api.report()
+        place = "body" if stream.pagination.pattern == "post_query" else "query"
+        sent = report["streams"][stream.name]["params"][place]
+        if param not in sent:
+            other = "query" if place == "body" else "body"
+            also = report["streams"][stream.name]["params"][other]
+            where = f" (it went in the {other})" if param in also else ""
+            return failed(id, f"stream {stream.name}: the cursor filter {param!r} was not sent in the {place}{where}.")
+    if got != sorted(touched):
+        extra = len(set(got) - set(touched))
+        lost = len(set(touched) - set(got))
+        return failed(
+            id,
+            f"stream {stream.name}: after {len(touched)} records changed, get_records_after brought {len(got)} "
+            f"({lost} changed ones missing, {extra} unchanged ones again).",
+        )
+    return passed(id, f"stream {stream.name}: exactly the {len(touched)} changed records")
+
+
+# -- full: the source's tests and a real bizon run ----------------------------------------------------------
+
+
+@answers(
+    Check(
+        "tests.source",
+        FULL,
+        "The source's own tests (`tests/connectors/sources/<name>/`) pass, run with the tree's pytest.",
+        "The guide's Step 4: tests; they are what keeps the source right after this check.",
+        "Fix the failing test or the code it tests; they must run offline (requests-mock or a local server).",
+        level="full",
+        explained_by=("src.syntax", "src.source_base", "src.tests_present"),
+        kind="source",
+    ),
+)
+def source_tests(ws: Workspace, code: SourceCode, scratch: Path, log: Path) -> CheckFinding:
+    id = "tests.source"
+    folder = code.tests_dir
+    if not folder.is_dir() or not any(folder.rglob("test_*.py")):
+        return skipped(id, f"No tests in {code.connector.tests_dir}/ (see src.tests_present).", "src.tests_present")
+    cmd = [ws.python(), "-m", "pytest", *PYTEST_ARGS, f"--rootdir={ws.root}", f"--confcutdir={folder}", str(folder)]
+    run = run_logged(ws, cmd, scratch, log, TESTS_TIMEOUT_S, env=_env(scratch))
+    if run.returncode == 0:
+        return passed(id, f"{code.connector.tests_dir}: passed in {run.seconds:.1f} s")
+    if run.returncode == 5:
+        return skipped(id, f"pytest collected no test in {code.connector.tests_dir}/.")
+    return failed(id, f"The source's tests failed (exit {run.returncode}).", output=run.tail, log=run.log)
+
+
+@answers(
+    Check(
+        "run.bizon_run",
+        FULL,
+        "A real `bizon run` per stream (thread runner) from the mock API into a scratch `file` destination exits 0, "
+        "and what landed is every served record exactly once, `source_data` the full record.",
+        "The contract calls get() as the producer does; only a real run proves the engine, the queue and the "
+        "destination take what the source gives (a datetime in data breaks 0.5.2's queue, a cursor that is not "
+        "JSON breaks the cursor store).",
+        "Read the excerpt: the run's error, or which records did not land.",
+        limits="A full refresh: the watermark between incremental runs is not run. Each run's sqlite backend and "
+        "file land in a folder removed afterwards.",
+        level="full",
+        explained_by=CONTRACT_IDS,
+        kind="source",
+    ),
+)
+def bizon_run(
+    ws: Workspace, spec: SourceSpec, stream: StreamSpec, scratch: Path, logs: Path, recorded: str | None
+) -> CheckFinding:
+    id = "run.bizon_run"
+    folder = Path(tempfile.mkdtemp(prefix="run-", dir=scratch))
+    shutil.copy(HERE / "loopback_only.py", folder / "sitecustomize.py")
+    with mock_api.start(spec.model_dump(mode="json"), recorded=recorded) as api:
+        config = {
+            "name": f"forge_check_{spec.name}_{stream.name}",
+            "source": {**source_config(ws, spec, stream.name, api), "sync_mode": "full_refresh"},
+            "destination": {"name": "file", "config": {"destination_id": "landed"}},
+            "engine": {
+                "backend": {
+                    "type": "sqlite",
+                    "config": {"database": "bizon", "schema": "public", "syncCursorInDBEvery": 1},
+                },
+                "runner": {"type": "thread", "config": dict(SMOKE_RUNNER)},
+            },
+        }
+        (folder / "config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+        env = {**_env(folder), "PYTHONPATH": f"{folder}:{ws.root}"}
+        cmd = [ws.python(), "-m", "bizon.cli.main", "run", "config.yml", "--runner", "thread"]
+        run = run_logged(ws, cmd, folder, logs / f"bizon-run-{stream.name}.log", RUN_TIMEOUT_S, env=env)
+        served = api.report()["streams"][stream.name]["records"]
+    where = f"stream {stream.name}"
+    if run.timed_out:
+        return failed(
+            id, f"{where}: `bizon run` did not finish within {RUN_TIMEOUT_S} s.", output=run.tail, log=run.log
+        )
+    if run.returncode != 0:
+        return failed(id, f"{where}: `bizon run` exited {run.returncode}.", output=run.tail, log=run.log)
+    if "Max iteration of" in run.tail:
+        return failed(
+            id, f"{where}: bizon stopped at max_iterations and called the truncated run a success.", log=run.log
+        )
+    landed_file = folder / "landed.json"
+    if not landed_file.is_file():
+        got = sorted(p.name for p in folder.iterdir())
+        return failed(id, f"{where}: the run exited 0 and published no landed.json (found {got}).", log=run.log)
+    rows = [json.loads(ln) for ln in landed_file.read_text().splitlines() if ln.strip()]
+    data = [json.loads(r["source_data"]) for r in rows]
+    served_ids = _ids(served, stream.id_field)
+    landed_ids = _ids(data, stream.id_field)
+    if sorted(landed_ids) != sorted(served_ids):
+        counts = Counter(landed_ids)
+        missing = [i for i in served_ids if counts[i] == 0]
+        twice = [i for i, c in counts.items() if c > 1]
+        return failed(
+            id,
+            f"{where}: {len(rows)} records landed for {len(served_ids)} served ({len(missing)} missing, "
+            f"{len(twice)} twice).",
+            log=run.log,
+        )
+    by_id = dict(zip(served_ids, served, strict=True))
+    if any(by_id[i] != d for i, d in zip(landed_ids, data, strict=True)):
+        return failed(id, f"{where}: a landed source_data differs from the served record.", log=run.log)
+    return passed(id, f"{where}: {len(rows)} records landed, each once, in {run.seconds:.1f} s")
+
+
+# -- validate_source ----------------------------------------------------------------------------------
+
+
+def _refuse(ws: Workspace, name: str, level: str) -> SourceSpec | None:
+    bad = source_spec.check_name(name)
+    if bad:
+        raise Refused(*bad)
+    if level not in ("fast", "full"):
+        raise Refused(failed("validate.bad_level", f"Unknown level {level!r}.", "Use 'fast' or 'full'."))
+    rel = Connector(name, "source").dir
+    if not (ws.root / rel).is_dir():
+        raise Refused(
+            failed(
+                "validate.not_found",
+                f"{rel}/ does not exist in this workspace.",
+                f"Call describe_source and render_source(name={name!r}) first.",
+            )
+        )
+    spec = source_spec.stored(ws, name)
+    state = interpreter.require(ws, spec.dependencies if spec else [])
+    if state.missing:
+        raise Refused(
+            failed(
+                "install.missing",
+                f"{', '.join(state.missing)} (declared by {name}) is not installed in {state.python}.",
+                f"install_dependencies(name={name!r}) installs it.",
+            )
+        )
+    return spec
+
+
+def _settle(findings: dict[str, CheckFinding]) -> None:
+    for check in catalog.SOURCES.checks:
+        f = findings.get(check.id)
+        if f is None or f.status != "fail":
+            continue
+        causes = [c for c in check.explained_by if c in findings and findings[c].status == "fail"]
+        if causes:
+            findings[check.id] = skipped(
+                check.id,
+                f"Not conclusive: {', '.join(causes)} failed first and explains this; fix that first.",
+                causes[0],
+            ).model_copy(update={"log": f.log, "excerpt": f.excerpt})
+
+
+def _merge(found: dict[str, CheckFinding], new: list[CheckFinding]) -> None:
+    """Per-stream answers of one check: a failure wins, then a pass, then a skip."""
+    rank = {"fail": 3, "warn": 2, "pass": 1, "skip": 0}
+    for f in new:
+        old = found.get(f.id)
+        if old is None or rank[f.status] > rank[old.status]:
+            found[f.id] = f
+
+
+def validate_source(
+    ws: Workspace,
+    name: str,
+    level: str = "fast",
+    verbose: bool = False,
+    progress: Progress | None = None,
+    recorded: str | None = None,
+) -> SourceValidationResult:
+    started = time.perf_counter()
+    spec = _refuse(ws, name, level)
+    report = progress or (lambda done, total, message: None)
+    if recorded is not None:
+        folder = (ws.root / recorded).resolve()
+        if (ws.root not in folder.parents and folder != ws.root) or not folder.is_dir():
+            raise Refused(
+                failed(
+                    "validate.recorded",
+                    f"{recorded} is no folder in the workspace.",
+                    "Save the pages under the workspace, e.g. recorded/<stream>/page-001.json.",
+                )
+            )
+        recorded = str(folder)
+    with workspace_lock(ws.state_dir):
+        code = SourceCode.load(ws, name)
+    found = {f.id: f for f in (check(code) for check in catalog.SOURCES.static)}
+    report(1, 4, "static checks")
+    logs = _log_dir(ws, f"source-{name}")
+    scratch = Path(tempfile.mkdtemp(prefix=f"bizon-forge-source-{name}-"))
+    streams = spec.streams if spec else []
+    try:
+        with ThreadPoolExecutor(max_workers=4, thread_name_prefix="bizon-forge-source") as pool:
+            jobs = [pool.submit(discovery, ws, spec, name, _sub(scratch), logs)]
+            jobs += [pool.submit(_stream, ws, spec, s, level, scratch, logs, recorded) for s in streams if spec]
+            if level == "full":
+                jobs.append(pool.submit(lambda: [source_tests(ws, code, _sub(scratch), logs / "tests.log")]))
+            for done, job in enumerate(jobs, 2):
+                _merge(found, job.result())
+                report(min(done, 3), 4, "running")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if spec is None:
+        for i in CONTRACT_IDS:
+            found[i] = skipped(i, f"No stored spec for {name}: no mock API to serve (call describe_source).")
+        if level == "full":
+            found["run.bizon_run"] = skipped("run.bizon_run", "No stored spec: no mock API to run from.")
+    _settle(found)
+    order = catalog.SOURCES.order
+    ordered = sorted(
+        (
+            f
+            for f in found.values()
+            if f.id in order and (level == "full" or catalog.SOURCES.by_id[f.id].level == "fast")
+        ),
+        key=lambda f: order[f.id],
+    )
+    summary = _summary(level, ordered, time.perf_counter() - started, [])
+    moot = {c.id for c in catalog.SOURCES.checks if c.skip_is_not_applicable}
+    shown = ordered if verbose else [f for f in ordered if f.status != "pass" and not f.blocked_by and f.id not in moot]
+    ok = not any(f.status == "fail" for f in ordered)
+    nxt = (
+        f"Fix the failures, each has a hint, then call validate_source(name={name!r}) again."
+        if not ok
+        else f"validate_source(name={name!r}, level='full')"
+        if level == "fast"
+        else f"Done. Run it for real with: {ws.bizon_command('run', Connector(name, 'source').example_rel)}"
+    )
+    return SourceValidationResult(
+        ok=ok, findings=shown, level=level, summary=summary, log_dir=str(logs.relative_to(ws.root)), next=nxt
+    )
+
+
+def _stream(
+    ws: Workspace, spec: SourceSpec, stream: StreamSpec, level: str, scratch: Path, logs: Path, recorded: str | None
+) -> list[CheckFinding]:
+    """A stream's contract, then (full) its real run: only once get() ended, a run of a loop is a timeout."""
+    found = contract(ws, spec, stream, _sub(scratch), logs, recorded)
+    if level != "full":
+        return found
+    blocking = next((f.id for f in found if f.id in (*LOOP, "pull.pagination_ends") and f.status == "fail"), None)
+    if blocking:
+        return [*found, skipped("run.bizon_run", f"Not run: {blocking} failed for stream {stream.name}.", blocking)]
+    return [*found, bizon_run(ws, spec, stream, _sub(scratch), logs, recorded)]
+
+
+def _sub(scratch: Path) -> Path:
+    return Path(tempfile.mkdtemp(dir=scratch))
