@@ -33,6 +33,12 @@ def _parser() -> argparse.ArgumentParser:
     receiver.add_argument("--port", type=int, help="default 8799, as the check configs print")
     receiver.add_argument("--ignore-replace", action="store_true", help='ignore "replace": true, as delete_first says')
 
+    mock = sub.add_parser("mock-api", help="serve a source spec as a local mock API (prints its URL)")
+    mock.add_argument("spec", help="the SourceSpec as a JSON file")
+    mock.add_argument("--port", type=int, default=0, help="0 (default): a free port")
+    mock.add_argument("--clean", action="store_true", help="no 429/503 on the way")
+    mock.add_argument("--recorded", metavar="DIR", help="serve the JSON pages saved from the real API in DIR")
+
     token = sub.add_parser("token", help="mint or revoke a static bearer token for `serve --http --tokens FILE`")
     token_sub = token.add_subparsers(dest="token_command", required=True)
     add = token_sub.add_parser("add", help="add a token to FILE and print its secret (shown once, stored hashed)")
@@ -137,6 +143,10 @@ def _run(args) -> int:
         from bizon_forge.validators.receiver import RUN_PORT, serve_forever
 
         return serve_forever(args.port or RUN_PORT, honours_replace=not args.ignore_replace)
+    if args.command == "mock-api":
+        from bizon_forge.validators.mock_api import serve_forever as serve_mock
+
+        return serve_mock(args.spec, args.port, "clean" if args.clean else "unreliable", args.recorded)
     if args.command == "workspace":
         return _workspace(args)
     settings = workspace.Settings.from_paths([args.workspace], python=args.python)
