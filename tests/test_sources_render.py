@@ -98,7 +98,7 @@ AUTH = {
         },
     },
 }
-EXPECTED_AUTH = {
+EXPECTED_AUTH: dict[str, tuple[str | None, str | None]] = {
     "/v1/users": ("Authorization", f"Bearer {TOKEN}"),
     "/items": ("X-API-Key", KEY),
     "/orders": ("Authorization", "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()),
@@ -123,7 +123,8 @@ def records(path: str) -> list[dict]:
 
 class Api:
     """The judge: serves each pattern its own way (opaque cursors, relative links, a clamped page size), answers 401
-    to wrong auth, and injects a 429 (Retry-After: 1 on /v1/users, 0 elsewhere) on page 2 and a 503 on page 3."""
+    to wrong auth (an expired OAuth token too), and injects a 429 on page 2 (Retry-After: 1 on /v1/users, 2 on
+    /search, longer than its tokens live, 0 elsewhere) and a 503 on page 3."""
 
     PAGE = 3
 
@@ -132,6 +133,7 @@ class Api:
         self.faults = {path: {2: 429, 3: 503} for path in EXPECTED_AUTH}
         self.served = {path: records(path) for path in EXPECTED_AUTH}
         self.lock = threading.Lock()
+        self.tokens: dict[str, float] = {}  # oauth access token -> when it expires
         api = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -162,14 +164,22 @@ class Api:
         parts = urlsplit(handler.path)
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         path = parts.path
-        if path == "/token":
-            return self.send(handler, 200, {"access_token": ACCESS, "expires_in": 3600})
+        if path == "/token":  # tokens that live 1 s: the 2 s Retry-After on /search outlives the first one
+            with self.lock:
+                token = f"{ACCESS}-{len(self.tokens)}"
+                self.tokens[token] = time.monotonic() + 1.3  # 1 s, and some slack for the flight
+            return self.send(handler, 200, {"access_token": token, "expires_in": 1})
         if path == "/repeat/users":  # an API that hands back the cursor it was given
             return self.send(handler, 200, {"data": [{"id": 1}], "meta": {"next": "same"}})
         if path == "/empty/users":  # an empty page that says more follow
             return self.send(handler, 200, {"data": [], "meta": {"next": "c9"}})
         header, value = EXPECTED_AUTH[path]
+        if path == "/search":
+            given = (handler.headers.get("Authorization") or "").removeprefix("Bearer ")
+            value = handler.headers.get("Authorization") if self.tokens.get(given, 0) > time.monotonic() else "-"
         if header and handler.headers.get(header) != value:
+            with self.lock:
+                self.log.append((path, 401, time.monotonic()))
             return self.send(handler, 401, {"error": "unauthorized"})
         data = self.served[path]
         if path == "/v1/users":
@@ -187,9 +197,8 @@ class Api:
             fault = self.faults[path].pop(page_number, None) if path != "/things" else self.faults[path].pop(2, None)
             self.log.append((path, fault or 200, time.monotonic()))
         if fault:
-            return self.send(
-                handler, fault, {"error": "try later"}, {"Retry-After": "1" if path == "/v1/users" else "0"}
-            )
+            wait = {"/v1/users": "1", "/search": "2"}.get(path, "0") if fault == 429 else None
+            return self.send(handler, fault, {"error": "try later"}, {"Retry-After": wait} if wait else {})
         page = data if path == "/things" else data[start : start + self.PAGE]
         end = start + len(page)
         more = bool(page)
@@ -296,7 +305,9 @@ def test_each_pattern_and_auth_reads_every_record_once_and_ends(make_tree, api, 
         assert got["total"] is None
     for path in EXPECTED_AUTH:  # every fault was met and retried; no request was refused for its auth
         statuses = [status for p, status, _ in api.log if p == path]
-        assert 429 in statuses and (503 in statuses or path == "/things") and 401 not in statuses, (path, statuses)
+        assert 429 in statuses and (503 in statuses or path == "/things"), (path, statuses)
+        # Only the retry after the 2 s Retry-After carries an expired token; the source then asks for a new one.
+        assert statuses.count(401) == (1 if path == "/search" else 0), str((path, statuses))
     users = [(status, when) for path, status, when in api.log if path == "/v1/users"]
     after_429 = next(i for i, (status, _) in enumerate(users) if status == 429)
     assert users[after_429 + 1][1] - users[after_429][1] >= 0.9  # Retry-After: 1 honoured
