@@ -2,8 +2,10 @@
 every pattern with every auth kind brings every record exactly once and the chain ends; the faults, the auth
 refusals, the oauth refresh, the incremental filter, recorded pages and the report."""
 
+import ast
 import base64
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -251,24 +253,28 @@ def test_api_key_goes_in_the_spec_s_header_with_exactly_the_spec_s_prefix():
         assert requests.get(api.url + "/users", headers={"x-api-key": f"Bearer {key}"}).status_code == 401
 
 
-def test_oauth_issues_short_lived_tokens_and_a_client_that_refreshes_keeps_going():
-    spec = spec_of("cursor", "oauth")
+def test_oauth_issues_short_lived_tokens_and_a_refused_request_s_token_lives_on_for_its_retry():
+    spec = spec_of("none", "oauth")
     form = {"grant_type": "refresh_token", **{k: CREDENTIALS[k] for k in ("client_id", "client_secret")}}
-    with start(spec, mode="clean", token_ttl=1) as api:
+    with start(spec, token_ttl=1) as api:  # unreliable: the one page answers 429, then 503
         assert requests.post(api.token_url, data={**form, "refresh_token": "stolen"}).status_code == 401
         assert requests.post(api.token_url, json={**form, "client_secret": "x"}).status_code == 401
-        token = requests.post(api.token_url, data={**form, "refresh_token": CREDENTIALS["refresh_token"]}).json()
-        assert token["expires_in"] == 1 and token["token_type"] == "Bearer"
-        bearer = {"Authorization": f"Bearer {token['access_token']}"}
-        assert requests.get(api.url + "/users", headers=bearer).status_code == 200
+
+        def bearer() -> dict:
+            token = requests.post(api.token_url, data={**form, "refresh_token": CREDENTIALS["refresh_token"]}).json()
+            assert token["expires_in"] == 1 and token["token_type"] == "Bearer"
+            return {"Authorization": f"Bearer {token['access_token']}"}
+
+        retried, idle = bearer(), bearer()
+        assert requests.get(api.url + "/users", headers=retried).status_code == 429
         time.sleep(1 + mock_api.TOKEN_GRACE_S + 0.1)
-        expired = requests.get(api.url + "/users", headers=bearer)
+        expired = requests.get(api.url + "/users", headers=idle)
         assert expired.status_code == 401 and "expired" in expired.json()["error"]
-        client = Client(api, spec)  # it asks for a token, as its first one would have expired
-        assert len(client.walk(spec["streams"][0])) == mock_api.RECORDS_PER_STREAM
+        assert requests.get(api.url + "/users", headers=retried).status_code == 503  # its retry, token still good
+        assert len(Client(api, spec).walk(spec["streams"][0])) == mock_api.RECORDS_PER_STREAM  # a fresh token
         report = api.report()
-    assert report["token_requests"] == 2 + 1 + 1 and report["tokens_issued"] == 2
-    assert report["unauthorized"] == 1
+    assert report["token_requests"] == 2 + 2 + 1 and report["tokens_issued"] == 3
+    assert report["unauthorized"] == 1 and report["early_retries"] == 0
 
 
 def test_incremental_filters_server_side_in_the_query_and_carries_the_filter_in_the_cursor():
@@ -376,6 +382,7 @@ def test_report_over_http_and_counts_per_stream():
     teams = report["streams"]["teams"]
     assert teams["path"] == "/v2/teams" and teams["requests"] == 5 and teams["records_served"] == 23
     assert teams["ids"][0] == "teams-0001" and report["credentials"] == CREDENTIALS
+    assert isinstance(report["requests"][0].pop("at"), float)
     assert report["requests"][0] == {
         "method": "GET",
         "path": "/v2/teams",
@@ -416,3 +423,59 @@ def test_the_command_prints_the_url_and_serves(folder, command):
             assert len(ok.json()["data"]) == mock_api.RECORDS_PER_STREAM
         finally:
             process.terminate()
+
+
+def test_a_pagination_that_never_ends_gets_410_past_the_cap():
+    with start(spec_of("cursor"), mode="clean") as api:
+        cap = mock_api.REQUEST_CAP_FACTOR * (6 + 2) + 20  # 23 records by 5: five pages and the empty one
+        statuses = [requests.get(api.url + "/users").status_code for _ in range(cap + 2)]  # page 1, again and again
+        users = api.report()["streams"]["users"]
+    assert statuses == [200] * cap + [410, 410] and users["capped"] == 2 and not users["ended"]
+    with start(spec_of("none"), mode="clean", request_cap=None) as api:
+        assert all(requests.get(api.url + "/users").status_code == 200 for _ in range(100))
+
+
+def test_a_page_size_cap_shows_an_offset_source_that_steps_by_page_size():
+    spec = spec_of("offset")
+    with start(spec, mode="clean", page_size_cap=3) as api:
+        assert len(Client(api, spec).walk(spec["streams"][0])) == mock_api.RECORDS_PER_STREAM  # steps by len()
+        guide = [requests.get(api.url + "/users", params={"offset": o, "limit": 5}).json() for o in range(0, 23, 5)]
+    assert sum(len(page["data"]) for page in guide) == 15  # offset + page_size: 8 of 23 never asked for
+
+
+def test_relative_next_links_when_asked():
+    spec = spec_of("next_url")
+    with start(spec, mode="clean", relative_next=True) as api:
+        following = requests.get(api.url + "/users").json()["links"]["next"]
+        assert following.startswith("/v2/users?page_token=")
+        assert len(requests.get(api.origin + following).json()["data"]) == 5
+
+
+@pytest.mark.parametrize(
+    "sent",
+    ["2025-03-01T10:00:00Z", "2025-03-01T10:00:00+00:00", "2025-03-01 10:00:00+00:00", "2025-03-01T10:00:00 00:00"]
+    + ["2025-03-01T10:00:00", "2025-03-01T11:00:00+01:00", "2025-03-01T10:00:00.000001+00:00"],
+)
+def test_the_time_filter_reads_iso_8601_as_sources_send_it(sent):
+    """Aware or naive (bizon 0.5.2's last_run), 'Z' or offset, and the space a hand-built URL makes of '+'."""
+    moment = mock_api._parse_time(sent)
+    assert moment.utcoffset() is not None
+    assert abs(moment.timestamp() - mock_api._parse_time("2025-03-01T10:00:00Z").timestamp()) < 0.01
+
+
+def test_the_module_runs_on_python_3_9():
+    """validate_source may run it in the workspace's interpreter: 3.9 syntax, and a real 3.9 when there is one."""
+    source = Path(mock_api.__file__).read_text()
+    ast.parse(source, feature_version=(3, 9))
+    assert "from __future__ import annotations" in source  # `X | None` in annotations stays a string
+    candidates = [shutil.which("python3.9"), *map(str, Path.home().glob(".pyenv/versions/3.9*/bin/python"))]
+    python = next((c for c in candidates if c and subprocess.run([c, "-V"], capture_output=True).returncode == 0), None)
+    if python is None:
+        pytest.skip("no Python 3.9 here")
+    code = (
+        "import mock_api, json, urllib.request as u; a = mock_api.start({'name': 'x', 'base_url': 'http://h', "
+        "'streams': [{'name': 'x', 'endpoint': '/x'}]}, mode='clean'); "
+        "print(len(json.load(u.urlopen(a.url + '/x'))['data']))"
+    )
+    ran = subprocess.run([python, "-c", code], cwd=Path(mock_api.__file__).parent, capture_output=True, text=True)
+    assert ran.stdout.strip() == str(mock_api.RECORDS_PER_STREAM), ran.stderr

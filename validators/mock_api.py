@@ -22,8 +22,12 @@ Auth (spec.auth), checked on every stream request; anything else gets 401 (count
   bearer   `Authorization: Bearer <token>`;  basic `Authorization: Basic base64(username:password)`.
   oauth    POST `token_url` (form or JSON: grant_type=refresh_token, client_id, client_secret, refresh_token, as
            bizon's Oauth2Authenticator sends) issues an access token living `token_ttl` seconds (`expires_in`);
-           streams take `Authorization: Bearer <access token>` while it lives (plus TOKEN_GRACE_S for the flight).
+           streams take `Authorization: Bearer <access token>` while it lives (plus TOKEN_GRACE_S for the flight;
+           a token sent with a request that got a fault lives on for that request's retries).
   The values are CREDENTIALS (or start()'s credentials=), and report()["credentials"] repeats them.
+
+A stream answers 410 past its request cap (start()'s request_cap; by default REQUEST_CAP_FACTOR x (its pages + 2)
++ 20), so a pagination that never ends stops, counted in the report as "capped".
 
 Faults (mode "unreliable", the default; "clean" has none; a request's `X-Forge-Mock-Mode: clean|unreliable` header
 overrides start()'s mode): per stream, once per run, the second page answers 429 with `Retry-After: 1` and the
@@ -43,11 +47,11 @@ report() (also GET /_report) answers:
   {"mode", "url", "token_url", "credentials", "recorded",
    "unauthorized": n, "early_retries": n, "token_requests": n, "tokens_issued": n,
    "streams": {name: {"path", "pattern", "id_field", "cursor_field", "requests", "pages_served", "records_served",
-                      "early_retries", "unauthorized", "faults": [{"status", "page"}], "ended": bool,
+                      "early_retries", "unauthorized", "faults": [{"status", "page"}], "ended": bool, "capped": n,
                       "params": {"query": [names], "body": [names]},
                       "ids": [...], "records": [full records]}},
    "requests": [{"method", "path", "stream", "query": {name: value}, "body": JSON or null, "auth_header": bool,
-                 "status", "page", "early": bool, "reason" (of a 401)}]}
+                 "status", "page", "early": bool, "at": seconds since start (or reset), "reason" (of a 4xx)}]}
 "ended" says a request got the chain's last page (no cursor, no next URL, or an offset past the records).
 
 Run it by hand: `python mock_api.py SPEC.json [--port N] [--clean] [--recorded DIR]` or `bizon-forge mock-api`.
@@ -72,6 +76,7 @@ from urllib.parse import parse_qs, urlencode, urlparse
 RECORDS_PER_STREAM = 23  # with page_size 5: four full pages, a short one, then the empty one
 RETRY_AFTER_S = 1
 TOKEN_GRACE_S = 0.5  # a token checked live by the client may land just after it expired
+REQUEST_CAP_FACTOR = 4  # requests per stream, per page it has, before the mock answers 410 (never-ending pagination)
 TOKEN_PATH = "/oauth/token"
 MODE_HEADER = "X-Forge-Mock-Mode"
 CREDENTIALS = {
@@ -123,9 +128,10 @@ def _put(body: dict, path: str, value: Any) -> None:
 
 def _parse_time(value: str) -> datetime:
     """ISO 8601 as APIs take it; a '+' a URL turned into a space is put back, a naive time is UTC."""
-    text = value.strip().replace(" ", "+").replace("Z", "+00:00")
-    if "T" not in text and "+" in text[10:]:
-        text = text[:10] + "T" + text[10:]
+    text = value.strip()
+    if len(text) > 10 and text[10] in " +":  # a space between date and time, or the '+' a URL made of it
+        text = text[:10] + "T" + text[11:]
+    text = text.replace(" ", "+").replace("Z", "+00:00")
     parsed = datetime.fromisoformat(text)
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone(timedelta(0)))
 
@@ -146,6 +152,8 @@ def make_records(stream: dict, count: int = RECORDS_PER_STREAM) -> list[dict]:
             "tags": ["alpha", "βeta"][: n % 3],
             "address": {"city": "Besançon" if n % 2 else "Kraków", "geo": {"lat": 47.24 + n / 100, "lon": 6.02}},
             "archived_at": None,
+            "lines": [{"sku": f"SKU-{n}-{k}", "qty": k} for k in range(n % 4)],
+            "note": 'quotes " and \\ backslash,\nnew line, tab\t' if n % 5 == 0 else "",
         }
         _put(record, stream["id_field"], f"{stream['name']}-{n:04d}")
         if stream["cursor_field"]:
@@ -187,6 +195,7 @@ class _Stream:
         self.early_retries = 0
         self.unauthorized = 0
         self.ended = False
+        self.capped = 0  # requests answered 410, past the cap
         self.faults: list[dict] = []
         self.fault_plan: dict[int, list[int]] = {}
         self.not_before = 0.0
@@ -203,6 +212,11 @@ class _Stream:
             return 1
         full = -(-len(self.records) // self.page_size)
         return full + (1 if self.pattern in ("cursor", "next_url", "post_query") else 0)
+
+    def cap(self, request_cap: int | None) -> int | None:
+        if request_cap == 0:
+            return REQUEST_CAP_FACTOR * (self.page_count() + 2) + 20
+        return request_cap
 
     def plan_faults(self) -> None:
         last = max(0, self.page_count() - 1)
@@ -224,6 +238,7 @@ class _Stream:
             "unauthorized": self.unauthorized,
             "faults": list(self.faults),
             "ended": self.ended,
+            "capped": self.capped,
             "params": {where: sorted(names) for where, names in self.params.items()},
             "ids": [_get(r, self.spec["id_field"]) for r in self.records],
             "records": copy.deepcopy(self.records),
@@ -249,6 +264,9 @@ class MockApi:
         records_per_stream: int = RECORDS_PER_STREAM,
         token_ttl: int = 2,
         credentials: dict | None = None,
+        page_size_cap: int | None = None,
+        relative_next: bool = False,
+        request_cap: int | None = 0,
     ):
         if mode not in ("unreliable", "clean"):
             raise ValueError(f"mode is 'unreliable' or 'clean', not {mode!r}")
@@ -261,6 +279,10 @@ class MockApi:
         self.lock = threading.Lock()
         self.streams: dict[str, _Stream] = {}
         self.records_per_stream = records_per_stream
+        self.page_size_cap = page_size_cap
+        self.relative_next = relative_next
+        self.request_cap = request_cap
+        self.started = time.monotonic()
         self.log: list[dict] = []
         self.unauthorized = 0
         self.token_requests = 0
@@ -270,7 +292,7 @@ class MockApi:
         self.server = _Server(("127.0.0.1", port), _handler(self))
         self.server.daemon_threads = True
         self.thread = threading.Thread(
-            target=self.server.serve_forever, args=(0.05,), daemon=True, name="bizon-forge-mock-api"
+            target=self.server.serve_forever, args=(0.01,), daemon=True, name="bizon-forge-mock-api"
         )  # a short poll: close() returns at once
         self.thread.start()
 
@@ -338,11 +360,12 @@ class MockApi:
     def reset(self) -> None:
         """Counters, log and faults as new (for a second run against the same records)."""
         with self.lock:
+            self.started = time.monotonic()
             self.log.clear()
             self.unauthorized = self.token_requests = 0
             for s in self.streams.values():
                 s.requests = s.pages_served = s.records_served = s.early_retries = s.unauthorized = 0
-                s.ended, s.not_before = False, 0.0
+                s.ended, s.not_before, s.capped = False, 0.0, 0
                 s.faults.clear()
                 s.params = {"query": set(), "body": set()}
                 s.plan_faults()
@@ -408,6 +431,14 @@ class MockApi:
         else:
             raise _Refusal(500, f"unknown auth kind {kind!r}")
 
+    def keep_token_for_retry(self, headers: Any, now: float) -> None:
+        """A request refused by a fault was sent with a live token: its retries (after Retry-After or a backoff) may
+        carry the same one, so it lives long enough for them."""
+        if self.spec["auth"] == "oauth":
+            token = (headers.get("Authorization") or "").partition(" ")[2].strip()
+            if token in self.tokens:
+                self.tokens[token] = max(self.tokens[token], now + RETRY_AFTER_S + 3)
+
     def issue_token(self, form: dict) -> dict:
         c = self.credentials
         self.token_requests += 1
@@ -432,7 +463,7 @@ class MockApi:
             size = min(stream.page_size, int(asked)) if asked not in (None, "") else stream.page_size
         except (TypeError, ValueError):
             raise _Refusal(400, f"{p['page_size_param']} must be an integer, not {asked!r}") from None
-        size = max(1, size)
+        size = max(1, min(size, self.page_size_cap or size))
         if stream.pages is not None:
             return self._serve_recorded(stream, source, origin)
         after = None
@@ -488,7 +519,7 @@ class MockApi:
                 }
                 if after is not None and param:
                     params[param] = after
-                next_url = f"{origin}{stream.path}?{urlencode(params)}"
+                next_url = f"{'' if self.relative_next else origin}{stream.path}?{urlencode(params)}"
             _put(answer, p["next_url_path"], next_url)
         elif pattern == "offset" and p["total_path"] and isinstance(answer, dict):
             _put(answer, p["total_path"], len(records))
@@ -654,6 +685,7 @@ def _handler(api: MockApi) -> type[BaseHTTPRequestHandler]:
                 "auth_header": bool(self.headers.get("Authorization"))
                 or (api.spec["auth"] == "api_key" and bool(self.headers.get(api.spec["api_key_header"]))),
                 "early": False,
+                "at": round(time.monotonic() - api.started, 3),
             }
             with api.lock:
                 api.log.append(entry)
@@ -666,6 +698,11 @@ def _handler(api: MockApi) -> type[BaseHTTPRequestHandler]:
                     stream.early_retries += 1
                     entry["early"] = True
                 stream.not_before = 0.0
+                cap = stream.cap(api.request_cap)
+                if cap is not None and stream.requests > cap:
+                    stream.capped += 1
+                    entry.update(status=410, page=None, reason=f"over {cap} requests: the pagination never ends")
+                    return 410, {"error": entry["reason"]}, {}
                 try:
                     api.check_auth(self.headers)
                     answer, index, count, ended = api.serve(stream, query, body, api.origin)
@@ -680,6 +717,7 @@ def _handler(api: MockApi) -> type[BaseHTTPRequestHandler]:
                     status = planned.pop(0)
                     stream.faults.append({"status": status, "page": index})
                     entry.update(status=status, page=index)
+                    api.keep_token_for_retry(self.headers, now)
                     if status == 429:
                         stream.not_before = now + RETRY_AFTER_S - 0.05
                         return 429, {"error": "rate limited"}, {"Retry-After": str(RETRY_AFTER_S)}
@@ -702,8 +740,18 @@ def start(
     records_per_stream: int = RECORDS_PER_STREAM,
     token_ttl: int = 2,
     credentials: dict | None = None,
+    page_size_cap: int | None = None,
+    relative_next: bool = False,
+    request_cap: int | None = 0,
 ) -> MockApi:
-    """Serve `spec` (a SourceSpec as a JSON dict) on 127.0.0.1:`port` (0: a free one) in a thread."""
+    """Serve `spec` (a SourceSpec as a JSON dict) on 127.0.0.1:`port` (0: a free one) in a thread.
+
+    mode: "unreliable" (a 429 and a 503 per stream) or "clean". recorded: a folder of saved pages (module doc).
+    token_ttl: oauth access tokens' life in seconds. page_size_cap: serve at most this many records a page, whatever
+    was asked (an API that clamps: a C source stepping by page_size skips records). relative_next: B's next links
+    relative ("/v2/users?page_token=..."), as some APIs give them. request_cap: requests per stream before every
+    answer is 410 (a pagination that never ends stops here); 0: REQUEST_CAP_FACTOR x (pages + 2) + 20; None: none.
+    """
     return MockApi(
         spec,
         mode=mode,
@@ -712,6 +760,9 @@ def start(
         records_per_stream=records_per_stream,
         token_ttl=token_ttl,
         credentials=credentials,
+        page_size_cap=page_size_cap,
+        relative_next=relative_next,
+        request_cap=request_cap,
     )
 
 
