@@ -45,6 +45,24 @@ def _notes(s: SourceSpec) -> list[Finding]:
                     "If the API filters by date, name its parameter in updated_after_param.",
                 )
             )
+    if s.fields and s.recipe == "rest":
+        found.append(
+            warned(
+                "spec.fields.unread",
+                f"Field(s) {', '.join(f.name for f in s.fields)} go into the config class, but the rest recipe's "
+                "code never reads them.",
+                "Read them in source.py (e.g. a header or a path parameter), or drop them.",
+            )
+        )
+    if s.dependencies:
+        found.append(
+            warned(
+                "spec.dependencies.not_installed",
+                f"The rest recipe needs no library beyond bizon's; {', '.join(s.dependencies)} is not installed "
+                "for a source (install_dependencies serves destinations).",
+                "Install it into the workspace's Python yourself if source.py imports it.",
+            )
+        )
     if 429 not in s.error_handling.transient_statuses:
         found.append(
             warned(

@@ -39,9 +39,7 @@ CHECKS = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempoten
 
 WorkspaceArg = Annotated[str | None, Field(description="default: server's --workspace")]
 # The source spec's shape in one line; its full schema is the resource bizon-forge://source-spec.
-SOURCE_SPEC_HELP = (
-    "{name, base_url, auth, streams: [{name, endpoint, pagination: {pattern}, ...}]}: bizon-forge://source-spec"
-)
+SOURCE_SPEC_HELP = "{name, base_url, auth, streams}; schema: bizon-forge://source-spec"
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +207,7 @@ def build_server(settings: Settings, verifier: Verifier | None = None, anonymous
     async def describe_source(
         spec: Annotated[dict[str, Any], Field(description=SOURCE_SPEC_HELP)], workspace: WorkspaceArg = None
     ) -> Annotated[CallToolResult, SourceDescribeResult]:
-        """Check and store a source's spec (guide Step 1); later tools take its name."""
+        """Check and store a source spec; later tools take its name."""
         from bizon_forge.source_describe import describe_source as run
         from bizon_forge.source_describe import parse_spec
 
@@ -219,7 +217,7 @@ def build_server(settings: Settings, verifier: Verifier | None = None, anonymous
     async def render_source(
         name: str, dry_run: bool = False, overwrite: bool = False, workspace: WorkspaceArg = None
     ) -> Annotated[CallToolResult, RenderResult]:
-        """Write source.py, configs, tests; edited files kept unless overwrite=true."""
+        """Write source.py, configs, tests; edits kept unless overwrite=true."""
         from bizon_forge.source_render import render_source as run
 
         return await on_worker(run, workspace, name, dry_run, overwrite)

@@ -452,6 +452,14 @@ async def test_over_mcp_inspect_lists_sources_and_describe_render_answer(make_tr
         rendered = (await client.call_tool("render_source", {"name": "acme_single"})).structured_content
         assert rendered["ok"] and rendered["next"].startswith("validate_source(")
         seen = (await client.call_tool("inspect_workspace", {})).structured_content
+        schema = (await client.read_resource("bizon-forge://source-spec")).contents[0].text
+        assert "post_query" in schema and "updated_after_param" in schema
+        prompt = await client.get_prompt("new_source", {"api": "Acme's REST API"})
+        assert "Acme's REST API" in prompt.messages[0].content.text
+        guide = (await client.read_resource("bizon-forge://source-guide")).contents[0].text
+        assert "Step 1" in guide and "Where this guide is wrong or silent" in guide
+        dummy = (await client.read_resource("bizon-forge://reference-source/dummy")).contents[0].text
+        assert "AbstractSource" in dummy
     sources = {s["name"]: s for s in seen["sources"]}
     assert sources["acme_single"] == {
         "name": "acme_single",
