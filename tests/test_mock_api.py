@@ -134,9 +134,10 @@ def test_a_correct_client_gets_every_record_once_and_the_chain_ends(pattern, aut
     assert users["ended"] and report["unauthorized"] == 0 and users["faults"] == []
     pages = {"cursor": 6, "next_url": 6, "post_query": 6, "offset": 5, "none": 1}[pattern]  # A/B/E: one empty last
     assert users["pages_served"] == pages == users["requests"]
-    assert all(r["auth_header"] == (auth != "none") for r in report["requests"])
+    served = [r for r in report["requests"] if r["stream"] == "users"]
+    assert all(r["auth_header"] == (auth != "none") for r in served)
     if pattern in ("cursor", "post_query", "next_url"):
-        last = report["requests"][-1]
+        last = served[-1]
         assert last["page"] == 5 and last["status"] == 200
 
 
@@ -273,7 +274,8 @@ def test_oauth_issues_short_lived_tokens_and_a_refused_request_s_token_lives_on_
         assert requests.get(api.url + "/users", headers=retried).status_code == 503  # its retry, token still good
         assert len(Client(api, spec).walk(spec["streams"][0])) == mock_api.RECORDS_PER_STREAM  # a fresh token
         report = api.report()
-    assert report["token_requests"] == 2 + 2 + 1 and report["tokens_issued"] == 3
+    assert report["token_requests"] == 2 + 2 + 1 and report["tokens_issued"] == 3 and report["token_refused"] == 2
+    assert [r["status"] for r in report["requests"] if r["path"] == "/oauth/token"] == [401, 401, 200, 200, 200]
     assert report["unauthorized"] == 1 and report["early_retries"] == 0
 
 
@@ -317,11 +319,20 @@ def test_touch_changes_records_now_for_a_second_incremental_run():
     assert [r["id"] for r in again] == ids and len(ids) == 3
 
 
-def test_wrong_method_unknown_path_and_foreign_cursor_are_refused():
+def test_wrong_method_unknown_path_and_foreign_cursor_are_refused_and_logged():
     with start(spec_of("post_query"), mode="clean") as api:
         assert requests.get(api.url + "/users").status_code == 405
         assert requests.get(api.url + "/nope").status_code == 404
         assert requests.post(api.url + "/users", json={"start_cursor": "garbage"}).status_code == 400
+        assert requests.post(api.url + "/users", json={"limit": "ten"}).status_code == 400
+        report = api.report()
+    assert [(r["path"], r["stream"], r["status"]) for r in report["requests"]] == [
+        ("/v2/users", "users", 405),
+        ("/v2/nope", None, 404),
+        ("/v2/users", "users", 400),
+        ("/v2/users", "users", 400),
+    ]
+    assert "not a cursor" in report["requests"][2]["reason"] and report["streams"]["users"]["pages_served"] == 0
 
 
 def write_pages(folder, pages):

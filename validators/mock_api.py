@@ -45,12 +45,14 @@ parameter. The ground truth is the records of all pages, in order.
 
 report() (also GET /_report) answers:
   {"mode", "url", "token_url", "credentials", "recorded",
-   "unauthorized": n, "early_retries": n, "token_requests": n, "tokens_issued": n,
+   "unauthorized": n (401s of stream requests), "early_retries": n, "token_requests": n, "token_refused": n,
+   "tokens_issued": n,
    "streams": {name: {"path", "pattern", "id_field", "cursor_field", "requests", "pages_served", "records_served",
                       "early_retries", "unauthorized", "faults": [{"status", "page"}], "ended": bool, "capped": n,
                       "params": {"query": [names], "body": [names]},
                       "ids": [...], "records": [full records]}},
-   "requests": [{"method", "path", "stream", "query": {name: value}, "body": JSON or null, "auth_header": bool,
+   "requests": [{"method", "path", "stream" (null: the token endpoint or no stream's path), "query": {name: value},
+                 "body": JSON or null, "auth_header": bool,
                  "status", "page", "early": bool, "at": seconds since start (or reset), "reason" (of a 4xx)}]}
 "ended" says a request got the chain's last page (no cursor, no next URL, or an offset past the records).
 
@@ -285,7 +287,7 @@ class MockApi:
         self.started = time.monotonic()
         self.log: list[dict] = []
         self.unauthorized = 0
-        self.token_requests = 0
+        self.token_requests = self.token_refused = 0
         self.tokens: dict[str, float] = {}  # access token -> when it expires (monotonic)
         for stream_spec in self.spec["streams"]:
             self._add_stream(stream_spec)
@@ -362,7 +364,7 @@ class MockApi:
         with self.lock:
             self.started = time.monotonic()
             self.log.clear()
-            self.unauthorized = self.token_requests = 0
+            self.unauthorized = self.token_requests = self.token_refused = 0
             for s in self.streams.values():
                 s.requests = s.pages_served = s.records_served = s.early_retries = s.unauthorized = 0
                 s.ended, s.not_before, s.capped = False, 0.0, 0
@@ -381,6 +383,7 @@ class MockApi:
                 "unauthorized": self.unauthorized,
                 "early_retries": sum(s.early_retries for s in self.streams.values()),
                 "token_requests": self.token_requests,
+                "token_refused": self.token_refused,
                 "tokens_issued": len(self.tokens),
                 "streams": {name: s.report() for name, s in self.streams.items()},
                 "requests": copy.deepcopy(self.log),
@@ -443,9 +446,11 @@ class MockApi:
         c = self.credentials
         self.token_requests += 1
         if form.get("grant_type") != "refresh_token":
+            self.token_refused += 1
             raise _Refusal(400, "grant_type must be refresh_token")
         for key in ("client_id", "client_secret", "refresh_token"):
             if form.get(key) != c[key]:
+                self.token_refused += 1
                 raise _Refusal(401, f"wrong {key}")
         token = f"forge-access-{len(self.tokens) + 1}-{int(time.time() * 1000) % 100000}"
         self.tokens[token] = time.monotonic() + self.token_ttl
@@ -544,7 +549,10 @@ class MockApi:
             raw = source.get("forge_page")
             index = int(raw) if raw not in (None, "") and str(raw).isdigit() else 0
         elif pattern == "offset":
-            offset = int(source.get(p["offset_param"]) or 0)
+            try:
+                offset = int(source.get(p["offset_param"]) or 0)
+            except (TypeError, ValueError):
+                raise _Refusal(400, f"{p['offset_param']} must be an integer") from None
             starts, at = [], 0
             for page in pages:
                 starts.append(at)
@@ -652,34 +660,12 @@ def _handler(api: MockApi) -> type[BaseHTTPRequestHandler]:
             if url.path == "/_report" and self.command == "GET":
                 self._answer(200, api.report())
                 return
-            if url.path == TOKEN_PATH:
-                form = body if isinstance(body, dict) else {}
-                with api.lock:
-                    try:
-                        answer = api.issue_token({k: str(v) for k, v in form.items()})
-                    except _Refusal as refusal:
-                        self._answer(refusal.status, {"error": str(refusal)})
-                        return
-                self._answer(200, answer)
-                return
-            stream = next((s for s in api.streams.values() if s.path == url.path.rstrip("/")), None)
-            if stream is None:
-                self._answer(404, {"error": f"no stream at {url.path}"})
-                return
-            method = "POST" if stream.pattern == "post_query" else "GET"
-            if self.command != method:
-                self._answer(405, {"error": f"{stream.path} takes {method}"}, {"Allow": method})
-                return
             query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
-            status, answer, headers = self._stream(stream, query, body)
-            self._answer(status, answer, headers)
-
-        def _stream(self, stream: _Stream, query: dict, body: Any) -> tuple[int, Any, dict]:
-            mode = (self.headers.get(MODE_HEADER) or api.mode).strip().lower()
+            stream = next((s for s in api.streams.values() if s.path == url.path.rstrip("/")), None)
             entry: dict[str, Any] = {
                 "method": self.command,
-                "path": stream.path,
-                "stream": stream.name,
+                "path": url.path,
+                "stream": stream.name if stream else None,
                 "query": query,
                 "body": body,
                 "auth_header": bool(self.headers.get("Authorization"))
@@ -689,44 +675,69 @@ def _handler(api: MockApi) -> type[BaseHTTPRequestHandler]:
             }
             with api.lock:
                 api.log.append(entry)
-                stream.requests += 1
-                stream.params["query"].update(query)
-                if isinstance(body, dict):
-                    stream.params["body"].update(body)
-                now = time.monotonic()
-                if now < stream.not_before:
-                    stream.early_retries += 1
-                    entry["early"] = True
-                stream.not_before = 0.0
-                cap = stream.cap(api.request_cap)
-                if cap is not None and stream.requests > cap:
-                    stream.capped += 1
-                    entry.update(status=410, page=None, reason=f"over {cap} requests: the pagination never ends")
-                    return 410, {"error": entry["reason"]}, {}
                 try:
-                    api.check_auth(self.headers)
-                    answer, index, count, ended = api.serve(stream, query, body, api.origin)
+                    status, answer, headers = self._dispatch(url.path, stream, query, body, entry)
                 except _Refusal as refusal:
-                    entry.update(status=refusal.status, page=None, reason=str(refusal))
-                    if refusal.status == 401:
-                        api.unauthorized += 1
-                        stream.unauthorized += 1
-                    return refusal.status, {"error": str(refusal)}, {}
-                planned = stream.fault_plan.get(index) if mode == "unreliable" else None
-                if planned:
-                    status = planned.pop(0)
-                    stream.faults.append({"status": status, "page": index})
-                    entry.update(status=status, page=index)
-                    api.keep_token_for_retry(self.headers, now)
-                    if status == 429:
-                        stream.not_before = now + RETRY_AFTER_S - 0.05
-                        return 429, {"error": "rate limited"}, {"Retry-After": str(RETRY_AFTER_S)}
-                    return status, {"error": "service unavailable"}, {}
-                entry.update(status=200, page=index)
-                stream.pages_served += 1
-                stream.records_served += count
-                stream.ended = stream.ended or ended
-                return 200, answer, {}
+                    status, answer, headers = refusal.status, {"error": str(refusal)}, {}
+                    entry.update(reason=str(refusal))
+                except Exception as error:  # a bug of the mock: said in the report, not a dropped connection
+                    status, answer, headers = 500, {"error": f"mock API error: {error!r}"}, {}
+                    entry.update(reason=answer["error"])
+                entry.setdefault("status", status)
+                entry.setdefault("page", None)
+            self._answer(status, answer, headers)
+
+        def _dispatch(
+            self, path: str, stream: _Stream | None, query: dict, body: Any, entry: dict
+        ) -> tuple[int, Any, dict]:
+            if path == TOKEN_PATH and self.command == "POST":
+                form = body if isinstance(body, dict) else {}
+                return 200, api.issue_token({k: str(v) for k, v in form.items()}), {}
+            if stream is None:
+                raise _Refusal(404, f"no stream at {path}")
+            method = "POST" if stream.pattern == "post_query" else "GET"
+            if self.command != method:
+                return 405, {"error": f"{stream.path} takes {method}"}, {"Allow": method}
+            return self._stream(stream, query, body, entry)
+
+        def _stream(self, stream: _Stream, query: dict, body: Any, entry: dict) -> tuple[int, Any, dict]:
+            mode = (self.headers.get(MODE_HEADER) or api.mode).strip().lower()
+            stream.requests += 1
+            stream.params["query"].update(query)
+            if isinstance(body, dict):
+                stream.params["body"].update(body)
+            now = time.monotonic()
+            if now < stream.not_before:
+                stream.early_retries += 1
+                entry["early"] = True
+            stream.not_before = 0.0
+            cap = stream.cap(api.request_cap)
+            if cap is not None and stream.requests > cap:
+                stream.capped += 1
+                raise _Refusal(410, f"over {cap} requests: the pagination never ends")
+            try:
+                api.check_auth(self.headers)
+                answer, index, count, ended = api.serve(stream, query, body, api.origin)
+            except _Refusal as refusal:
+                if refusal.status == 401:
+                    api.unauthorized += 1
+                    stream.unauthorized += 1
+                raise
+            planned = stream.fault_plan.get(index) if mode == "unreliable" else None
+            if planned:
+                status = planned.pop(0)
+                stream.faults.append({"status": status, "page": index})
+                entry.update(status=status, page=index)
+                api.keep_token_for_retry(self.headers, now)
+                if status == 429:
+                    stream.not_before = now + RETRY_AFTER_S - 0.05
+                    return 429, {"error": "rate limited"}, {"Retry-After": str(RETRY_AFTER_S)}
+                return status, {"error": "service unavailable"}, {}
+            entry.update(status=200, page=index)
+            stream.pages_served += 1
+            stream.records_served += count
+            stream.ended = stream.ended or ended
+            return 200, answer, {}
 
     return Handler
 
