@@ -7,14 +7,16 @@ the stream's cursor_field as ISO timestamps spread over two years) and serves th
 base_url's path, in the stream's pagination pattern:
   A cursor     GET; `cursor_param` (an opaque cursor) and `page_size_param` in the query; the next cursor at
                next_cursor_path (null at the end), has_more at has_more_path when the spec names one.
-  B next_url   GET; the next page's absolute URL at next_url_path (null at the end).
+  B next_url   GET; the next page's absolute URL (its cursor in `page_token`, the page size and the incremental
+               filter kept) at next_url_path, null at the end; relative with start(relative_next=True).
   C offset     GET; `offset_param` and `page_size_param` in the query; the total at total_path when named.
   D none       GET; one response with every record.
   E post_query POST; `cursor_param` and `page_size_param` in the JSON body; answers as A.
-Records sit at records_path ('' = the body is the array: C and D only). A, B and E end with an empty page: the page
+A, B and E end with an empty page: the page
 holding the last records still carries a cursor, the one after it holds none and no cursor. A page holds
-min(the page size asked for, the spec's page_size) records. A cursor (A, E) and a next URL (B) carry the
-incremental filter of the request that began the chain; C filters each request by its own parameters.
+min(the page size asked for, the spec's page_size, start()'s page_size_cap) records. A cursor (A, E) and a next
+URL (B) carry the incremental filter of the request that began the chain; C filters each request by its own
+parameters. Records at records_path ('' only for C without total_path, and D; else start() raises ValueError).
 
 Auth (spec.auth), checked on every stream request; anything else gets 401 (counted, with its reason):
   api_key  exactly `api_key_prefix KEY` (or the bare KEY when the prefix is '') in the spec's api_key_header; the
@@ -53,8 +55,12 @@ report() (also GET /_report) answers:
                       "ids": [...], "records": [full records]}},
    "requests": [{"method", "path", "stream" (null: the token endpoint or no stream's path), "query": {name: value},
                  "body": JSON or null, "auth_header": bool,
-                 "status", "page", "early": bool, "at": seconds since start (or reset), "reason" (of a 4xx)}]}
-"ended" says a request got the chain's last page (no cursor, no next URL, or an offset past the records).
+                 "status", "page", "early": bool, "at": seconds since start (or reset), "reason"}]}
+"ended" says a request got the chain's last page (A, B, E: the one without a cursor or next URL; C: the one reaching
+the last record; D: its one page). "reason" says why a request was refused (4xx, 410, a mock error's 500).
+
+Between runs: reset() makes counters, log and faults new (same records); touch(stream, n) sets n records'
+cursor_field to now and returns their ids: what an incremental run after it must bring, and only these.
 
 Run it by hand: `python mock_api.py SPEC.json [--port N] [--clean] [--recorded DIR]` or `bizon-forge mock-api`.
 Stdlib only and Python 3.9+: validate_source may run it in the workspace's interpreter.
