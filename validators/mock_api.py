@@ -12,11 +12,11 @@ base_url's path, in the stream's pagination pattern:
   C offset     GET; `offset_param` and `page_size_param` in the query; the total at total_path when named.
   D none       GET; one response with every record.
   E post_query POST; `cursor_param` and `page_size_param` in the JSON body; answers as A.
-A, B and E end with an empty page: the page
-holding the last records still carries a cursor, the one after it holds none and no cursor. A page holds
-min(the page size asked for, the spec's page_size, start()'s page_size_cap) records. A cursor (A, E) and a next
-URL (B) carry the incremental filter of the request that began the chain; C filters each request by its own
-parameters. Records at records_path ('' only for C without total_path, and D; else start() raises ValueError).
+Records sit at records_path ('' only for C without total_path, and D; else start() raises ValueError). A, B and E
+end with an empty page: the page holding the last records still carries a cursor, the one after it holds none and
+no cursor. A page holds min(the page size asked for, the spec's page_size, start()'s page_size_cap) records. A
+cursor (A, E) and a next URL (B) carry the incremental filter of the request that began the chain; C filters each
+request by its own parameters.
 
 Auth (spec.auth), checked on every stream request; anything else gets 401 (counted, with its reason):
   api_key  exactly `api_key_prefix KEY` (or the bare KEY when the prefix is '') in the spec's api_key_header; the
