@@ -115,6 +115,7 @@ def test_every_static_check_has_a_case_that_fails_it_alone(trees):
 
 @pytest.mark.parametrize("version", VERSIONS)
 def test_a_good_source_passes_full_and_each_planted_mistake_fails_it_by_name(trees, version):
+    """The plants on 0.6.4; 0.5.2's are planted in a rendered source (test_validate_source_rendered)."""
     assert set(NAMED) == set(BUGS)
     root = trees[version]
     ws = install(root)
@@ -124,7 +125,7 @@ def test_a_good_source_passes_full_and_each_planted_mistake_fails_it_by_name(tre
     assert by_id["run.bizon_run"].status == "pass" and "23 records landed" in by_id["run.bizon_run"].message
     assert by_id["pull.retry_429"].status == by_id["pull.retry_5xx"].status == "pass"
     assert by_id["discovery.stream_list"].status == "pass"
-    for bug, (id, words) in NAMED.items():
+    for bug, (id, words) in NAMED.items() if version == "0.6.4" else ():
         good = plant(root, bug)
         try:
             result = validate_source(ws, NAME, "full")

@@ -559,9 +559,10 @@ def _judge(
         parts = []
         if missing:
             first_page = _page_of(served_ids.index(missing[0]), stream)
+            tail = " (the last ones served: the last page is lost)" if served_ids[-len(missing) :] == missing else ""
             parts.append(
-                f"{len(missing)} of {len(served_ids)} served records never came out (first {missing[0]}, served "
-                f"on page {first_page + 1})"
+                f"{len(missing)} of {len(served_ids)} served records never came out{tail} (first {missing[0]}, "
+                f"served on page {first_page + 1})"
             )
         if twice:
             parts.append(f"{len(twice)} came out more than once ({', '.join(twice[:3])})")
@@ -906,7 +907,13 @@ def validate_source(
     )
     summary = _summary(level, ordered, time.perf_counter() - started, [])
     moot = {c.id for c in catalog.SOURCES.checks if c.skip_is_not_applicable}
-    shown = ordered if verbose else [f for f in ordered if f.status != "pass" and not f.blocked_by and f.id not in moot]
+    shown = (
+        ordered
+        if verbose
+        else [
+            f for f in ordered if f.status != "pass" and not f.blocked_by and not (f.status == "skip" and f.id in moot)
+        ]
+    )
     ok = not any(f.status == "fail" for f in ordered)
     nxt = (
         f"Fix the failures, each has a hint, then call validate_source(name={name!r}) again."

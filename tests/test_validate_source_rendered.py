@@ -1,0 +1,183 @@
+"""validate_source on rendered sources (render_source's rest recipe): one per pagination pattern, each with another
+auth type, passes `full` (the mock API's every record lands in the scratch file destination, counted there); and
+the Step 4 mistakes planted in a rendered source fail `full` with a finding naming each."""
+
+from bizon_forge import workspace
+from bizon_forge.connector import Connector
+from bizon_forge.source_describe import describe_source, parse_spec
+from bizon_forge.source_render import render_source
+from bizon_forge.validators.source_validation import validate_source
+
+BASE = "https://api.example.com/v2"
+# One source per pattern A-E, a different auth type each; the cursor one incremental, filtered server-side.
+SPECS = {
+    "shop_cursor": {
+        "auth": "bearer",
+        "streams": [
+            {
+                "name": "users",
+                "endpoint": "/users",
+                "cursor_field": "updated_at",
+                "updated_after_param": "updated_since",
+                "pagination": {
+                    "pattern": "cursor",
+                    "page_size": 5,
+                    "cursor_param": "after",
+                    "next_cursor_path": "meta.next",
+                },
+            }
+        ],
+    },
+    "shop_links": {
+        "auth": "api_key",
+        "api_key_header": "X-API-Key",
+        "streams": [
+            {
+                "name": "items",
+                "endpoint": "/items",
+                "records_path": "results",
+                "pagination": {"pattern": "next_url", "page_size": 5, "next_url_path": "links.next"},
+            }
+        ],
+    },
+    "shop_offset": {
+        "auth": "basic",
+        "streams": [
+            {
+                "name": "orders",
+                "endpoint": "/orders",
+                "id_field": "order_id",
+                "pagination": {"pattern": "offset", "page_size": 5, "total_path": "total"},
+            }
+        ],
+    },
+    "shop_single": {"streams": [{"name": "things", "endpoint": "/things", "id_field": "key.id"}]},
+    "shop_query": {
+        "auth": "oauth",
+        "streams": [
+            {
+                "name": "pages",
+                "endpoint": "/search",
+                "records_path": "results",
+                "pagination": {
+                    "pattern": "post_query",
+                    "page_size": 5,
+                    "page_size_param": "first",
+                    "cursor_param": "after",
+                    "next_cursor_path": "page_info.end",
+                    "has_more_path": "page_info.has_next",
+                },
+            }
+        ],
+    },
+}
+# bug -> ([(old, new)] in the rendered shop_offset source.py, the failing check, words of its message)
+GUARDS = (
+    "        if next_pagination and next_pagination == pagination:\n",
+    "        if False:\n",
+)
+BUGS = {
+    "pagination_never_ends": (
+        [
+            GUARDS,
+            ("        elif next_pagination and not raw:\n", "        elif False:\n"),
+            ("more = bool(raw) and (total is None or offset < int(total))", "more = True"),
+        ],
+        "pull.pagination_ends",
+        "pagination never ends",
+    ),
+    "last_page_lost": (
+        [
+            (
+                "return SourceIteration(records=records, next_pagination=next_pagination)",
+                "return SourceIteration(records=records if next_pagination else [], next_pagination=next_pagination)",
+            )
+        ],
+        "pull.every_record_once",
+        "the last page is lost",
+    ),
+    # the id read from a field that repeats (a page index would be caught by the source's repeated-page guard)
+    "duplicate_id_across_pages": (
+        [('key = dig(item, stream["id_field"])', 'key = dig(item, "address.city")')],
+        "pull.ids_unique",
+        "duplicate ids",
+    ),
+    "swallowed_http_error": (
+        [
+            ('for scheme in ("http://", "https://"):', 'for scheme in ("https://",):'),
+            (
+                "        document = self._call(stream, url, params, body)\n",
+                "        try:\n"
+                "            document = self._call(stream, url, params, body)\n"
+                "        except Exception:\n"
+                "            return SourceIteration(records=[], next_pagination={})\n",
+            ),
+        ],
+        "pull.http_errors_raise",
+        "swallowed HTTP error",
+    ),
+    "no_retry_on_429": (
+        [('for scheme in ("http://", "https://"):', 'for scheme in ("https://",):')],
+        "pull.retry_429",
+        "no retry on 429",
+    ),
+}
+
+
+def _rendered(root, names) -> workspace.Workspace:
+    ws = workspace.resolve(None, workspace.Settings.from_paths([str(root)]))
+    for name in names:
+        assert describe_source(ws, parse_spec({"name": name, "base_url": BASE, **SPECS[name]})).ok
+        assert render_source(ws, name).ok
+    return ws
+
+
+def _check_full(ws, name) -> None:
+    result = validate_source(ws, name, "full", verbose=True)
+    by_id = {f.id: f for f in result.findings}
+    assert result.ok, (name, result.summary, [f.message for f in result.findings if f.status == "fail"])
+    assert "23 records landed, each once" in by_id["run.bizon_run"].message, by_id["run.bizon_run"].message
+    assert by_id["pull.auth_sent"].status == "pass"
+
+
+def _misplaced_cursor_filter_fails_pull_incremental(ws, path) -> None:
+    good = path.read_text()
+    old = "            params[after] = since.isoformat()\n"
+    assert good.count(old) == 1
+    path.write_text(good.replace(old, "            params['since'] = since.isoformat()\n"))
+    try:
+        result = validate_source(ws, "shop_cursor", "fast")
+    finally:
+        path.write_text(good)
+    failing = {f.id: f.message for f in result.findings if f.status == "fail"}
+    assert "'updated_since' was not sent" in failing.get("pull.incremental", ""), (result.summary, result.findings)
+
+
+def test_each_pattern_and_auth_type_passes_full_on_0_6_4(make_tree):
+    ws = _rendered(make_tree("0.6.4"), SPECS)
+    for name in SPECS:
+        _check_full(ws, name)
+
+
+def test_an_incremental_source_passes_full_on_0_5_2_and_the_planted_mistakes_fail_it_by_name(make_tree):
+    root = make_tree("0.5.2")
+    ws = _rendered(root, ["shop_cursor", "shop_offset"])
+    _check_full(ws, "shop_cursor")
+    incremental = validate_source(ws, "shop_cursor", "fast", verbose=True)
+    assert "exactly the 3 changed records" in {f.id: f for f in incremental.findings}["pull.incremental"].message
+    _misplaced_cursor_filter_fails_pull_incremental(ws, root / Connector("shop_cursor", "source").code_rel)
+    _check_full(ws, "shop_offset")
+    path = root / Connector("shop_offset", "source").code_rel
+    good = path.read_text()
+    for bug, (edits, id, words) in BUGS.items():
+        text = good
+        for old, new in edits:
+            assert text.count(old) == 1, (bug, old)
+            text = text.replace(old, new)
+        path.write_text(text)
+        try:
+            result = validate_source(ws, "shop_offset", "full")
+        finally:
+            path.write_text(good)
+        named = [f for f in result.findings if f.id == id and f.status == "fail"]
+        assert named and words in named[0].message, (bug, result.summary, [f.message for f in result.findings])
