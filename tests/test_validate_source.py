@@ -113,6 +113,7 @@ def test_every_static_check_has_a_case_that_fails_it_alone(trees):
         tests.write_text(kept)
 
 
+@pytest.mark.slow  # real bizon runs: `make test-fast` leaves them out
 @pytest.mark.parametrize("version", VERSIONS)
 def test_a_good_source_passes_full_and_each_planted_mistake_fails_it_by_name(trees, version):
     """The plants on 0.6.4; 0.5.2's are planted in a rendered source (test_validate_source_rendered)."""

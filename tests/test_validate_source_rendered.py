@@ -2,12 +2,15 @@
 auth type, passes `full` (the mock API's every record lands in the scratch file destination, counted there); and
 the Step 4 mistakes planted in a rendered source fail `full` with a finding naming each."""
 
+import pytest
+
 from bizon_forge import workspace
 from bizon_forge.connector import Connector
 from bizon_forge.source_describe import describe_source, parse_spec
 from bizon_forge.source_render import render_source
 from bizon_forge.validators.source_validation import validate_source
 
+pytestmark = pytest.mark.slow  # real bizon runs: `make test-fast` leaves them out
 BASE = "https://api.example.com/v2"
 # One source per pattern A-E, a different auth type each; the cursor one incremental, filtered server-side.
 SPECS = {

@@ -504,6 +504,8 @@ def _judge(
         f["pull.http_errors_raise"] = skipped("pull.http_errors_raise", f"{where}: no HTTP error was served.")
     # pagination
     n = len(pages)
+    if status == 410 and s.get("capped"):  # the mock's request cap: it stopped a loop the probe's bound had not
+        loop = {**loop, "never_ends": True, "repeated": None}
     if loop.get("never_ends"):
         repeated = loop.get("repeated")
         params = s["params"]["body" if stream.pagination.pattern == "post_query" else "query"]
