@@ -50,6 +50,7 @@ STATIC = {
             '        if True:\n            self.session.mount("https://",',
         )
     ],
+    "src.timeout": [(", params=params, timeout=30)", ", params=params)")],
     "src.secrets_not_logged": [
         ("        params = {", '        print(f"auth: {self.config.authentication}")\n        params = {')
     ],
@@ -169,3 +170,24 @@ def test_the_checks_reach_only_this_machine():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30).stdout
     assert out.startswith("refused bizon-forge"), out
     assert socket  # the guard is per process: this one is untouched
+
+
+@pytest.mark.anyio
+async def test_over_mcp_and_the_cli_validate_source_answers_the_same(trees):
+    """The tool over MCP and `bizon-forge validate NAME` (a name only a source has) run the same checks."""
+    from mcp import Client
+
+    from bizon_forge.server.app import build_server
+    from bizon_forge.workspace import Settings
+
+    root = trees["0.6.4"]
+    install(root)
+    async with Client(build_server(Settings.from_paths([str(root)]))) as client:
+        answer = await client.call_tool("validate_source", {"name": NAME})
+    assert answer.structured_content["ok"], answer.structured_content
+    counts = answer.structured_content["summary"].split(" in ")[0]
+    assert counts == "fast: 25 passed, 1 skipped (pull.incremental)"
+    cli = [sys.executable, "-m", "bizon_forge", "validate", NAME, "--workspace", str(root), "--json"]
+    out = subprocess.run(cli, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert json.loads(out.stdout)["summary"].split(" in ")[0] == counts

@@ -400,6 +400,43 @@ def src_retries_http(code: SourceCode) -> CheckFinding:
     return passed("src.retries_http")
 
 
+HTTP_VERBS = ("get", "post", "put", "patch", "delete", "request", "head")
+
+
+@static(
+    Check(
+        "src.timeout",
+        GROUP,
+        "Every request the source makes through a session or requests passes `timeout=`.",
+        "Neither bizon's session (but 0.6.4's opt-in `http:` block) nor requests has a default timeout: an API that "
+        "stops answering hangs the run for ever.",
+        "Pass `timeout=` on every call (the rendered source uses TIMEOUT_SECONDS).",
+        limits="Reads calls of .get/.post/.put/.patch/.delete/.request/.head on a session or requests; a timeout "
+        "set by a session subclass or an adapter is not seen.",
+        origin="facts",
+        kind="source",
+    )
+)
+def src_timeout(code: SourceCode) -> CheckFinding:
+    if skip := _needs_source(code, "src.timeout"):
+        return skip
+    for rel, f in code.files.items():
+        for node in ast.walk(f.tree) if f.tree else []:
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            owner = node.func.value
+            name = owner.attr if isinstance(owner, ast.Attribute) else owner.id if isinstance(owner, ast.Name) else ""
+            if node.func.attr in HTTP_VERBS and name in ("session", "requests", "_session", "http"):
+                if not any(k.arg == "timeout" or k.arg is None for k in node.keywords):
+                    return failed(
+                        "src.timeout",
+                        f"{name}.{node.func.attr}(...) has no timeout: a silent API hangs the run.",
+                        file=rel,
+                        line=node.lineno,
+                    )
+    return passed("src.timeout")
+
+
 def _secretish(node: ast.AST) -> str | None:
     """What in a logged expression can hold a secret: a name that says so, or the whole config."""
     whole = node.value if isinstance(node, ast.FormattedValue) else node
