@@ -490,3 +490,22 @@ def test_the_module_runs_on_python_3_9():
     )
     ran = subprocess.run([python, "-c", code], cwd=Path(mock_api.__file__).parent, capture_output=True, text=True)
     assert ran.stdout.strip() == str(mock_api.RECORDS_PER_STREAM), ran.stderr
+
+
+def test_a_post_query_reads_dotted_keys_as_paths_into_its_json_body():
+    """GraphQL-style APIs nest the cursor and page size (variables.after): the mock reads them where they nest."""
+    paging = Pagination(**{**PAGINATION["post_query"], "cursor_param": "variables.after"})
+    paging.page_size_param = "variables.first"
+    one = StreamSpec(name="users", endpoint="/users", pagination=paging)
+    spec = SourceSpec(name="demo", base_url="https://api.example.com/v2", streams=[one]).model_dump()
+    with start(spec, mode="clean") as api:
+        url, records, cursor = api.url + "/users", [], None
+        for _ in range(20):
+            variables = {"first": 5, **({"after": cursor} if cursor else {})}
+            data = requests.post(url, json={"variables": variables}, timeout=10).json()
+            records += data["data"]
+            cursor = data.get("next_cursor")
+            if not cursor:
+                break
+        users = api.report()["streams"]["users"]
+    assert records == users["records"] and users["ended"] and users["pages_served"] == 6

@@ -127,6 +127,17 @@ def _get(body: Any, path: str) -> Any:
     return body
 
 
+class _Dotted(dict):
+    """A JSON body read by dotted keys: get("variables.after") is body["variables"]["after"]."""
+
+    def get(self, key, default=None):
+        value = _get(dict(self), key)
+        return default if value is None else value
+
+    def __getitem__(self, key):
+        return self.get(key)
+
+
 def _put(body: dict, path: str, value: Any) -> None:
     *parents, last = path.split(".")
     for key in parents:
@@ -469,6 +480,9 @@ class MockApi:
         pattern = stream.pattern
         source = body if pattern == "post_query" else query
         source = source if isinstance(source, dict) else {}
+        # A POST query's keys are dotted paths into its JSON body ("variables.after"); a query string's are flat.
+        if pattern == "post_query":
+            source = _Dotted(source)
         asked = source.get(p["page_size_param"])
         try:
             size = min(stream.page_size, int(asked)) if asked not in (None, "") else stream.page_size
