@@ -267,6 +267,7 @@ def api():
     served.close()
 
 
+@pytest.mark.slow  # a mock API server and a subprocess reading every pattern
 @pytest.mark.parametrize("version", VERSIONS)
 def test_each_pattern_and_auth_reads_every_record_once_and_ends(make_tree, api, version):
     ws = make_ws(make_tree(version))
