@@ -379,11 +379,12 @@ def check_source(s: SourceSpec) -> list[Finding]:
 
 def check_against_workspace(s: SourceSpec, ws: Workspace) -> list[Finding]:
     """A source folder this tool did not describe is bizon's or the user's: not ours to overwrite."""
-    if not spec_path(ws, s.name).exists() and (ws.root / Connector(s.name, "source").dir).exists():
+    folder = Connector(s.name, "source").dir
+    if not spec_path(ws, s.name).exists() and (ws.root / folder).exists():
         return [
             failed(
                 "spec.name.taken",
-                f"bizon already has a source folder {s.name!r} (bizon/connectors/sources/{s.name}).",
+                f"bizon already has a source folder {s.name!r} ({folder}).",
                 "Pick another name: bizon discovers sources by their folder name.",
             )
         ]
