@@ -15,6 +15,9 @@ IMPORT = "import bizon.common.models"
 PROBE_MARKER = "BIZON_FORGE_PROBE "  # validators/contract_probe.py prints its result on this line
 
 FULL_PARTS = ("ruff", "contract", "data", "smoke", "tests", "bizon suite")  # what validate full runs
+# What validate_source full runs; sampled as "source <part>". fast runs the first three.
+SOURCE_FULL_PARTS = ("static", "discovery", "contract", "tests", "bizon run")
+SOURCE_FAST_PARTS = SOURCE_FULL_PARTS[:3]
 
 
 @dataclass
@@ -94,6 +97,48 @@ def validation_parts(ws: Workspace, name: str, scratch: Path) -> dict[str, float
     return parts
 
 
+def source_parts(ws: Workspace, name: str, scratch: Path) -> dict[str, float]:
+    """The parts `validate_source level=full` runs at once, run one after another, each as it runs them: the static
+    checks, discovery (`bizon source list`, `bizon stream list NAME`), per stream the contract probe against the
+    mock API (and its incremental probe), the source's tests, per stream a real `bizon run` from the mock into a
+    scratch file, read back. The parts are the validator's own functions (each starts its own mock and builds the
+    config the subprocesses run with); only the thread pool around them is left out."""
+    import functools
+
+    from bizon_forge import source_spec
+    from bizon_forge.validators import catalog
+    from bizon_forge.validators import source_validation as checks
+    from bizon_forge.validators.source_code import SourceCode
+    from bizon_forge.validators.validation import _log_dir
+
+    spec = source_spec.stored(ws, name)
+    if spec is None:
+        raise RuntimeError(f"floor: no stored source spec for {name}")
+    parts: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(dir=scratch) as folder:
+        base = Path(folder)
+        logs = _log_dir(ws, f"floor-source-{name}")  # the checks name their logs relative to the tree
+
+        def timed(part: str, run) -> None:
+            start = time.perf_counter()
+            found = run()
+            parts[part] = parts.get(part, 0.0) + time.perf_counter() - start
+            bad = [f"{f.id}: {f.message}" for f in found if f.status == "fail"]
+            if bad:
+                raise RuntimeError(f"floor part {part} failed: {'; '.join(bad)}"[:600])
+
+        code = SourceCode.load(ws, name)
+        timed("static", lambda: [check(SourceCode.load(ws, name)) for check in catalog.SOURCES.static])
+        timed("discovery", lambda: checks.discovery(ws, spec, name, checks._sub(base), logs))
+        for stream in spec.streams:
+            timed("contract", functools.partial(checks.contract, ws, spec, stream, checks._sub(base), logs, None))
+        timed("tests", lambda: [checks.source_tests(ws, code, checks._sub(base), logs / "tests.log")])
+        for stream in spec.streams:
+            run = functools.partial(checks.bizon_run, ws, spec, stream, checks._sub(base), logs, None)
+            timed("bizon run", lambda run=run: [run()])
+    return parts
+
+
 def _ruff(ws: Workspace, files: list[str]) -> float:
     from ruff.__main__ import find_ruff_bin
 
@@ -138,3 +183,13 @@ class FloorSampler:
                 self._add(part, took)
         except RuntimeError as error:  # the probes are the validators' code: report it, measure the rest
             self.floors.errors["parts"] = str(error)[:600]
+
+    def source_validation(self, ws: Workspace, name: str) -> None:
+        """The parts of validate_source full, on the tree just validated."""
+        if "source parts" in self.floors.errors:
+            return
+        try:
+            for part, took in source_parts(ws, name, self.scratch).items():
+                self._add(f"source {part}", took)
+        except Exception as error:  # noqa: BLE001 - the checks are the validators' code: report it, measure the rest
+            self.floors.errors["source parts"] = f"{type(error).__name__}: {error}"[:600]

@@ -31,10 +31,14 @@ from report import Row, ratio, seconds, size, table, tokens, verdict, write_read
 
 from bizon_forge import workspace  # noqa: E402
 
-# Budgets of issue 7.
-LIST_TOKENS = 2000
+# Budgets of issue 7, tools/list of issue 13 (destinations and sources together).
+LIST_TOKENS = 2500
 PATH_CALLS = 5
 PATH_TOKENS = 6000
+# A source's path (issue 13: 5 calls). Its tokens: the same budget as a destination's, what one connector may cost
+# an agent's context whatever its kind (bench/notes.md says why).
+SOURCE_PATH_CALLS = 5
+SOURCE_PATH_TOKENS = 6000
 COLD_RATIO = 1.2
 QUICK_TOOL_S = 0.150  # describe, render; and register beyond its import check
 VALIDATE_FAST_S = 1.0
@@ -47,6 +51,11 @@ TOOL_NAMES = {
     "register": "apply_registrations",
     "validate fast": "validate_destination fast",
     "validate full": "validate_destination full",
+    "source inspect": "inspect_workspace",
+    "source describe": "describe_source",
+    "source render": "render_source",
+    "source validate fast": "validate_source fast",
+    "source validate full": "validate_source full",
 }
 
 
@@ -65,8 +74,10 @@ def paired(values: list[float], floors: list[float] | None, op) -> float | None:
     return statistics.median(op(v, f) for v, f in zip(values, floors, strict=True))
 
 
-def _step_row(flow: workflow.Workflow, step: str, floor="", ratio_="", budget="", limit=None, status=None) -> Row:
-    label = f"`{TOOL_NAMES[step]}` warm"
+def _step_row(
+    flow: workflow.Workflow, step: str, floor="", ratio_="", budget="", limit=None, status=None, label=""
+) -> Row:
+    label = label or f"`{TOOL_NAMES[step]}` warm"
     if step in flow.pending:
         why = flow.pending[step]
         return Row(label, "—", floor, "", budget, "pending" if why.startswith("pending") else f"failed: {why}")
@@ -76,6 +87,75 @@ def _step_row(flow: workflow.Workflow, step: str, floor="", ratio_="", budget=""
     if not flow.all_ok(step):
         status += " (answer ok=false)"
     return Row(label, f"{seconds(took)} · {size(answer)}", floor, ratio_, budget, status)
+
+
+def _path_row(flow: workflow.Workflow, label: str, steps: tuple[str, ...], max_calls: int, max_tokens: int) -> Row:
+    measured = [s for s in steps if s in flow.calls]
+    path_bytes = sum(flow.answer_bytes(s) for s in measured)
+    calls = len(steps)
+    status = "met" if calls <= max_calls and tokens(path_bytes) <= max_tokens else "missed"
+    if tokens(path_bytes) > max_tokens:
+        status = f"missed by {_toks(tokens(path_bytes) - max_tokens)}"
+    if len(measured) < calls:
+        status += f" so far ({calls - len(measured)} answer(s) pending)"
+    names = " → ".join(s.removeprefix("source ") for s in steps)
+    return Row(
+        f"{label}: {names}",
+        f"{calls} calls · {size(path_bytes)}",
+        "",
+        "",
+        f"≤ {max_calls} calls, ≤ {max_tokens:,} tok",
+        status,
+    )
+
+
+def _parts_floor(floors, parts: tuple[str, ...], prefix: str = "") -> tuple[list[str], list[float]]:
+    """The parts measured, and per run the sum of their samples: the work run one after another."""
+    names = [p for p in parts if floors.median(prefix + p) is not None]
+    per_run = [sum(run) for run in zip(*(floors.samples[prefix + p] for p in names), strict=False)]
+    return names, per_run
+
+
+def source_rows(flow, floors) -> list[Row]:
+    """A source's happy path (issue 13), its calls and the floors of its validation."""
+    rows = [
+        _step_row(
+            flow,
+            "source inspect",
+            budget="in the source path",
+            label="`inspect_workspace` warm (first call of the source path)",
+        ),
+        _step_row(flow, "source describe", budget="≤ 150 ms", limit=QUICK_TOOL_S),
+        _step_row(flow, "source render", budget="≤ 150 ms", limit=QUICK_TOOL_S),
+    ]
+    for step, parts, budget in (
+        ("source validate fast", floor_runs.SOURCE_FAST_PARTS, ""),
+        ("source validate full", floor_runs.SOURCE_FULL_PARTS, f"≤ {VALIDATE_FULL_RATIO:.2f}× floor"),
+    ):
+        names, per_run = _parts_floor(floors, parts, "source ")
+        got = paired(flow.seconds(step), per_run, operator.truediv)
+        rows.append(
+            _step_row(
+                flow,
+                step,
+                floor=f"its parts one after another ({' + '.join(names)}): "
+                f"{seconds(statistics.median(per_run)) if per_run else '—'}",
+                ratio_=_times(got) if got else "",
+                budget=budget,
+                status=(verdict(got, VALIDATE_FULL_RATIO, _times) if budget else "info") if got else None,
+            )
+        )
+    rows.append(_path_row(flow, "source happy path", workflow.SOURCE_STEPS, SOURCE_PATH_CALLS, SOURCE_PATH_TOKENS))
+    for part in floor_runs.SOURCE_FULL_PARTS:
+        if floors.median(f"source {part}") is not None:
+            rows.append(
+                Row(
+                    f"floor: source {part} (as validate_source full runs it)",
+                    seconds(floors.median(f"source {part}")),
+                    status="floor",
+                )
+            )
+    return rows
 
 
 def build_rows(cold, flow, floors, crowd) -> list[Row]:
@@ -98,7 +178,7 @@ def build_rows(cold, flow, floors, crowd) -> list[Row]:
             "met" if not cold.heavy_at_startup else "missed",
         ),
         Row(
-            f"`tools/list` answer ({cold.tool_count} tools)",
+            f"`tools/list` answer ({cold.tool_count} tools, destinations and sources together)",
             size(cold.list_bytes),
             "",
             "",
@@ -133,8 +213,7 @@ def build_rows(cold, flow, floors, crowd) -> list[Row]:
             limit=VALIDATE_FAST_S,
         )
     )
-    parts = [p for p in floor_runs.FULL_PARTS if floors.median(p) is not None]
-    per_run = [sum(run) for run in zip(*(floors.samples[p] for p in parts), strict=False)]
+    parts, per_run = _parts_floor(floors, floor_runs.FULL_PARTS)
     full_ratio = paired(flow.seconds("validate full"), per_run, operator.truediv)
     rows.append(
         _step_row(
@@ -147,24 +226,7 @@ def build_rows(cold, flow, floors, crowd) -> list[Row]:
             status=verdict(full_ratio, VALIDATE_FULL_RATIO, _times) if full_ratio else None,
         )
     )
-    measured = [s for s in workflow.STEPS if s in flow.calls]
-    path_bytes = sum(flow.answer_bytes(s) for s in measured)
-    calls = len(workflow.STEPS)
-    status = "met" if calls <= PATH_CALLS and tokens(path_bytes) <= PATH_TOKENS else "missed"
-    if tokens(path_bytes) > PATH_TOKENS:
-        status = f"missed by {_toks(tokens(path_bytes) - PATH_TOKENS)}"
-    if len(measured) < calls:
-        status += f" so far ({calls - len(measured)} answer(s) pending)"
-    rows.append(
-        Row(
-            "happy path: " + " → ".join(workflow.STEPS),
-            f"{calls} calls · {size(path_bytes)}",
-            "",
-            "",
-            f"≤ {PATH_CALLS} calls, ≤ {PATH_TOKENS:,} tok",
-            status,
-        )
-    )
+    rows.append(_path_row(flow, "destination happy path", workflow.STEPS, PATH_CALLS, PATH_TOKENS))
     rows += [
         Row(
             "floor: `import bizon.common.models` (warm byte-code)",
@@ -182,6 +244,7 @@ def build_rows(cold, flow, floors, crowd) -> list[Row]:
             rows.append(
                 Row(f"floor: {part} (bare, as validate full runs it)", seconds(floors.median(part)), status="floor")
             )
+    rows += source_rows(flow, floors)
     crowd_steps = ["describe", "render", "register"] + (["validate fast"] if crowd.validated else [])
     alone = sum(flow.median(step) or 0.0 for step in crowd_steps)  # one client's path, from the warm runs
     cores = os.cpu_count() or 1
@@ -221,7 +284,10 @@ async def bench(args, scratch: Path) -> tuple[list[Row], list[str]]:
     say(f"cold start, {args.cold_runs} runs each side")
     pristine = workspace.init(str(scratch / "pristine"))
     cold = await cold_start.measure(pristine, args.cold_runs, scratch / "cold-start.log")
-    say(f"happy path ({args.recipe} recipe) and its floors, 1 warm-up + {args.runs} runs in fresh workspaces")
+    say(
+        f"happy paths (destination: {args.recipe} recipe; source: rest) and their floors, "
+        f"1 warm-up + {args.runs} runs in fresh workspaces"
+    )
     (scratch / "paths").mkdir()
     (scratch / "floors").mkdir()
     sampler = floor_runs.FloorSampler(scratch / "floors")
