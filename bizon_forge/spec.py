@@ -103,7 +103,9 @@ def pascal_case(name: str) -> str:
 
 def check_name(name: str) -> list[Finding]:
     shown = name if len(name) <= 60 else name[:60] + "…"
-    suggestion = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")[:MAX_NAME] or "my_target"
+    # A word boundary of camelCase or PascalCase becomes an underscore: MyTickets -> my_tickets, HTTPStore -> http_store
+    words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name)
+    suggestion = re.sub(r"[^a-z0-9]+", "_", words.lower()).strip("_")[:MAX_NAME] or "my_target"
     if suggestion[:1].isdigit():
         suggestion = "dest_" + suggestion
     hint = f"Use a lowercase snake_case identifier such as {suggestion!r}."

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 import yaml
 
-from bizon_forge import workspace
+from bizon_forge import source_spec, spec, workspace
 from bizon_forge.describe import describe_target
 from bizon_forge.registrations import apply_registrations
 from bizon_forge.render import render_destination
@@ -77,6 +77,18 @@ def test_each_rejection_has_its_finding_and_writes_nothing(shared, case):
     assert not result.ok
     assert finding in [f.id for f in result.findings if f.status == "fail"], result.findings
     assert all(f.message for f in result.findings)
+
+
+@pytest.mark.parametrize(
+    ("name", "suggested"),
+    [("MyTickets", "my_tickets"), ("TicketStore", "ticket_store"), ("HTTPStore", "http_store"), ("acmeDb", "acme_db")],
+)
+def test_a_camel_case_name_is_answered_with_its_snake_case_form(name, suggested):
+    (finding,) = spec.check_name(name)
+    assert finding.id == "spec.name.not_snake_case" and finding.hint and repr(suggested) in finding.hint, finding
+    assert not spec.check_name(suggested)  # the suggestion itself passes
+    (for_a_source,) = source_spec.check_name(name)  # sources share the rule
+    assert repr(suggested) in (for_a_source.hint or "")
 
 
 def test_an_accepted_spec_is_stored_with_its_names_and_may_be_described_again(shared):
