@@ -305,9 +305,11 @@ def apply_registrations(ws: Workspace, name: str, dry_run: bool = False) -> Regi
         found = conflicts(ws, s, reg)
         if any(f.status == "fail" for f in found):
             hit = {key: "conflict" for f in found for key in _CONFLICT_KEYS.get(f.id, ())}
-            return RegistrationResult(
-                ok=False, registrations=hit, findings=found, next="Nothing was written. Fix the conflicts."
-            )
+            if any(f.id == "registration.not_rendered" for f in found):
+                todo = f"Nothing was written. Call render_destination(name={name!r}) first, then apply_registrations."
+            else:
+                todo = "Nothing was written. Fix the failed findings, then call apply_registrations again."
+            return RegistrationResult(ok=False, registrations=hit, findings=found, next=todo)
         try:
             texts, status = plan_add(originals, s.name, s.names, _line_length(ws))
         except codemods.EditPointMissing as error:

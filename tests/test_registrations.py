@@ -140,6 +140,20 @@ def test_a_conflict_writes_nothing_and_explains_itself(make_tree, case):
     assert found.file == rel and found.line and found.hint
     line = (root / rel).read_text().splitlines()[found.line - 1].strip()  # the line points at the culprit
     assert line in new or new in line
+    assert result.next == "Nothing was written. Fix the failed findings, then call apply_registrations again."
+
+
+def test_registering_before_rendering_says_to_render_first_and_writes_nothing(make_tree):
+    root = make_tree("0.6.4")
+    ws = open_ws(root)
+    assert describe_target(ws, DestinationSpec(name="early_bird")).ok
+    before = snapshot(root)
+    result = apply_registrations(ws, "early_bird")
+    assert snapshot(root) == before
+    assert not result.ok and ids(result) == ["registration.not_rendered"]
+    assert result.next == (
+        "Nothing was written. Call render_destination(name='early_bird') first, then apply_registrations."
+    )
 
 
 @pytest.mark.parametrize("fail_after", [1, 2], ids=["after the 1st file", "after the 2nd file"])
