@@ -15,11 +15,11 @@ from pydantic import BaseModel
 from bizon_forge import dependencies, interpreter, recipes, spec
 from bizon_forge.atomic import WriteFailed, workspace_lock, write_all
 from bizon_forge.connector import Connector
-from bizon_forge.findings import Refused, Result, failed, warned
+from bizon_forge.findings import Finding, Refused, Result, failed, warned
 from bizon_forge.spec import Batching, DestinationSpec, FieldSpec
 from bizon_forge.validators import receiver
 from bizon_forge.validators.scratch import RECEIVER_VAR, SCRATCH_VAR
-from bizon_forge.workspace import Workspace, read_regular
+from bizon_forge.workspace import TRACK_CHECK_CONFIGS, Workspace, read_regular, tracking_check_configs
 
 TODO = "FORGE-TODO"  # marks every place the agent must write code; validate_destination reports what is left
 TODO_MARK = re.compile(rf"{TODO}(?:\((\w+)\))?")
@@ -243,6 +243,18 @@ def _guard_paths(ws: Workspace, folder: Path, rels) -> None:
         raise Refused(failed("render.unsafe_path", f"{folder.relative_to(ws.root)} exists and is not a folder."))
 
 
+def _gitignore_tracking_check_configs(ws: Workspace) -> str | None:
+    """The tree's .gitignore letting git track the check configs, or None when it already does (or is not a plain
+    file bizon-forge may edit): trees not made by `workspace init` carry bizon's rule alone."""
+    path = ws.root / ".gitignore"
+    if path.is_symlink() or not path.is_file():
+        return None
+    try:
+        return tracking_check_configs(read_regular(path).decode())
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
 def render_destination(
     ws: Workspace, name: str, dry_run: bool = False, overwrite: bool = False, content: bool = False
 ) -> RenderResult:
@@ -324,6 +336,14 @@ def write_planned(
                 )
             )
             return RenderResult(ok=False, files=files, findings=findings)
+        ignore = _gitignore_tracking_check_configs(ws)
+        if ignore is not None:  # in the answer: the agent sees the one file it did not ask for, and why
+            files.append(RenderedFile(path=".gitignore", action="would_update" if dry_run else "updated"))
+            did = "Would add" if dry_run else "Added"
+            message = f"{did} {TRACK_CHECK_CONFIGS!r} at the end of .gitignore: bizon's rule ignores every config"
+            findings.append(Finding(id="render.gitignore", status="pass", message=message + " but the examples."))
+            if not dry_run:
+                changes[ws.root / ".gitignore"] = ignore
         if not dry_run and changes:
             record.update({rel: _digest(text) for rel, text in planned.items()})
             # The record rides in the same transaction: files without it would look hand-edited next time.

@@ -298,6 +298,25 @@ def sdist(version: str) -> Path:
     return found
 
 
+# bizon's .gitignore ignores every connector config but the examples, so a commit would silently drop the check
+# configs validation runs (config/NAME.check.yml) and validation would fail on the next checkout.
+BIZON_CONFIG_RULE = "bizon/**/config/*.yml"
+TRACK_CHECK_CONFIGS = "!bizon/**/config/*.check.yml"
+
+
+def tracking_check_configs(gitignore: str) -> str | None:
+    """`gitignore` (a tree's .gitignore) with the check configs let back in after bizon's rule, or None when it needs
+    no change: bizon's rule is absent, or already followed by the negation (git's last matching line wins)."""
+    lines = [line.strip() for line in gitignore.splitlines()]
+    if BIZON_CONFIG_RULE not in lines:
+        return None
+    last_rule = len(lines) - 1 - lines[::-1].index(BIZON_CONFIG_RULE)
+    if TRACK_CHECK_CONFIGS in lines[last_rule:]:
+        return None
+    block = f"# bizon-forge: the check configs validation runs belong to their connector\n{TRACK_CHECK_CONFIGS}\n"
+    return gitignore + ("" if not gitignore or gitignore.endswith("\n") else "\n") + block
+
+
 def init(directory: str, version: str = "0.6.4") -> Path:
     """Unpack bizon's sdist into `directory` (which must be absent or empty) and commit it to a new git repo."""
     dest = Path(directory).expanduser().resolve()
@@ -317,6 +336,7 @@ def init(directory: str, version: str = "0.6.4") -> Path:
     # rendered example syncs write offline (a SQLite file, JSON Lines) under output/. bizon ignores .env itself.
     ignore = dest / ".gitignore"
     text = ignore.read_text() if ignore.is_file() else ""
+    text = tracking_check_configs(text) or text
     ignore.write_text(text + ("" if not text or text.endswith("\n") else "\n") + f"{STATE_DIR}/\noutput/\n")
     git = ["git", "-c", "user.name=bizon-forge", "-c", "user.email=forge@localhost", "-c", "init.defaultBranch=main"]
     subprocess.run([*git, "init", "-q", str(dest)], check=True, capture_output=True)

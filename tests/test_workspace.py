@@ -1,6 +1,7 @@
 """Workspaces: confinement to the roots, the Python that runs them, and inspect_workspace on both layouts."""
 
 import os
+import subprocess
 import sys
 
 import pytest
@@ -10,6 +11,8 @@ from bizon_forge.describe import describe_target
 from bizon_forge.findings import Refused
 from bizon_forge.inspection import inspect_workspace
 from bizon_forge.render import render_destination
+from bizon_forge.source_describe import describe_source, parse_spec
+from bizon_forge.source_render import render_source
 from bizon_forge.spec import DestinationSpec
 from bizon_forge.workspace import ENUM_FILE, Settings
 
@@ -122,3 +125,63 @@ def test_inspect_reports_an_unparsable_registration_file(make_tree):
     assert os.fspath(ENUM_FILE) in result.findings[0].message
     logger = next(d for d in result.destinations if d.name == "logger")
     assert logger.registered == ["union", "factory"] and logger.missing == []  # the enum is unknown, not missing
+
+
+# -- the check configs and git ---------------------------------------------------------------------------------
+
+SOURCE = {"name": "tickets", "base_url": "http://127.0.0.1:9/v1", "streams": [{"name": "items", "endpoint": "/items"}]}
+
+
+def git_ignores(root, rel: str) -> bool:
+    """git's own verdict: `check-ignore` exits 0 when ignored, 1 when not (with -v it exits 0 on a negation too)."""
+    done = subprocess.run(["git", "-C", str(root), "check-ignore", "-q", "--no-index", rel], capture_output=True)
+    assert done.returncode in (0, 1), done.stderr
+    return done.returncode == 0
+
+
+def render_both(ws) -> tuple:
+    assert describe_target(ws, DestinationSpec(name="store", recipe="file")).ok
+    assert describe_source(ws, parse_spec(SOURCE)).ok
+    return render_destination(ws, "store"), render_source(ws, "tickets")
+
+
+def test_a_tree_from_init_tracks_both_kinds_of_check_config_and_still_ignores_other_configs(make_tree):
+    root = make_tree("0.6.4")
+    ws = workspace.resolve(None, Settings.from_paths([str(root)]))
+    destination, source = render_both(ws)
+    assert ".gitignore" not in [f.path for f in destination.files + source.files]  # init already let them in
+    for kind, name in (("destinations", "store"), ("sources", "tickets")):
+        config = f"bizon/connectors/{kind}/{name}/config"
+        assert not git_ignores(root, f"{config}/{name}.check.yml"), kind
+        assert not git_ignores(root, f"{config}/{name}.example.yml"), kind
+        assert git_ignores(root, f"{config}/{name}.yml"), kind  # a user's own config, with its secrets, stays out
+    status = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "-uall"], capture_output=True, text=True)
+    assert "bizon/connectors/sources/tickets/config/tickets.check.yml" in status.stdout
+
+
+def test_render_lets_the_check_configs_in_to_a_tree_not_made_by_init_and_says_so(make_tree):
+    root = make_tree("0.6.4")
+    ignore = root / ".gitignore"
+    ignore.write_text(ignore.read_text().replace(workspace.TRACK_CHECK_CONFIGS + "\n", ""))  # bizon's own rules
+    ws = workspace.resolve(None, Settings.from_paths([str(root)]))
+    check = "bizon/connectors/destinations/store/config/store.check.yml"
+    assert git_ignores(root, check)  # the trial's finding: a commit drops it
+
+    assert describe_target(ws, DestinationSpec(name="store", recipe="file")).ok
+    before = ignore.read_bytes()
+    planned = render_destination(ws, "store", dry_run=True)
+    assert ignore.read_bytes() == before
+    assert {"path": ".gitignore", "action": "would_update"} in [f.model_dump(exclude_none=True) for f in planned.files]
+
+    rendered = render_destination(ws, "store")
+    assert [f.action for f in rendered.files if f.path == ".gitignore"] == ["updated"]
+    (said,) = [f for f in rendered.findings if f.id == "render.gitignore"]
+    assert workspace.TRACK_CHECK_CONFIGS in said.message and ".gitignore" in said.message
+    assert ignore.read_text().startswith(before.decode()) and not git_ignores(root, check)
+
+    assert describe_source(ws, parse_spec(SOURCE)).ok
+    again = render_source(ws, "tickets")  # once is enough, for either kind
+    assert ".gitignore" not in [f.path for f in again.files] and "render.gitignore" not in [
+        f.id for f in again.findings
+    ]
+    assert not git_ignores(root, "bizon/connectors/sources/tickets/config/tickets.check.yml")
