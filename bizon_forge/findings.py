@@ -40,8 +40,9 @@ class Result(BaseModel):
 class Refused(Exception):
     """Input a tool will not act on. Raised before anything is written; the tool answers the findings."""
 
-    def __init__(self, *findings: Finding):
+    def __init__(self, *findings: Finding, next: str | None = None):
         self.findings = list(findings)
+        self.next = next  # what to do instead, when the findings' hints alone do not say it
         super().__init__("; ".join(f"{f.id}: {f.message}" for f in findings))
 
 

@@ -124,7 +124,7 @@ def generate_source(ws: Workspace, args: dict, level: str = "fast") -> GenerateR
         try:
             result = run()
         except Refused as refused:
-            result = Result(ok=False, findings=refused.findings)
+            result = Result(ok=False, findings=refused.findings, next=refused.next)
         steps.append(Step(step=step, ok=result.ok))
         findings += [
             CheckFinding.model_validate(f, from_attributes=True) for f in result.findings if f.status != "pass"

@@ -87,7 +87,7 @@ def refusals(model: type[Result], hints: ToolAnnotations):
             except Refused as refused:
                 if who is not None and any(f.id.startswith("auth.") for f in refused.findings):
                     log.warning("refused %s to %r: %s", fn.__name__, who.who, refused)
-                return answer(with_findings(model, refused.findings, ok=False))
+                return answer(with_findings(model, refused.findings, ok=False, next=refused.next))
 
         return call
 

@@ -486,3 +486,38 @@ def test_cli_generate_takes_a_source_spec(make_tree, tmp_path):
     )
     assert done.returncode == 1 and "spec.base_url.invalid" in done.stdout, done.stdout + done.stderr
     assert "steps: describe FAILED" in done.stdout
+
+
+TICKETS = {
+    "name": "tickets",
+    "base_url": "https://api.test/v1",
+    "auth": "bearer",
+    "streams": [
+        {
+            "name": "tickets",
+            "endpoint": "/tickets",
+            "cursor_field": "updated_at",
+            "pagination": {"pattern": "cursor", "page_size": 10, "next_cursor_path": "paging.next"},
+        }
+    ],
+}
+
+
+@pytest.mark.slow  # validate_source full: the source's tests and a real bizon run
+def test_after_full_validation_next_names_the_example_s_variables_and_its_command_runs_once_they_are_set(make_tree):
+    """`next` once printed only the command, which stopped with "environment variable 'TICKETS_TOKEN' is not set"."""
+    from bizon_forge.validators import mock_api
+    from bizon_forge.validators.source_validation import validate_source
+
+    ws = make_ws(make_tree("0.6.4"))
+    with mock_api.start(parse_spec(TICKETS).model_dump(mode="json"), mode="clean") as api:
+        assert describe_source(ws, parse_spec({**TICKETS, "base_url": api.url})).ok
+        assert render_source(ws, "tickets").ok
+        result = validate_source(ws, "tickets", "full")
+        assert result.ok, result.findings
+        assert result.next is not None
+        assert f"It reads TICKETS_TOKEN: set it in the environment or in {ws.root / '.env'}" in result.next
+        command = result.next.split("run it with: ", 1)[1]
+        (ws.root / ".env").write_text(f"TICKETS_TOKEN={MOCK_CREDENTIALS['token']}\n")
+        done = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]

@@ -191,3 +191,27 @@ async def test_over_mcp_and_the_cli_validate_source_answers_the_same(trees):
     out = subprocess.run(cli, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     assert json.loads(out.stdout)["summary"].split(" in ")[0] == counts
+
+
+@pytest.mark.anyio
+async def test_a_refused_validate_source_names_the_source_tools_and_claims_no_level(trees):
+    """An unknown name asked at level=full once answered `"level": "fast"`; a described, unrendered one now says to
+    render it, with a `next`."""
+    from mcp import Client
+
+    from bizon_forge.server.app import build_server
+    from bizon_forge.source_describe import describe_source, parse_spec
+    from bizon_forge.workspace import Settings, resolve
+
+    root = trees["0.6.4"]
+    ws = resolve(None, Settings.from_paths([str(root)]))
+    spec = {"name": "early_src", "base_url": "https://api.test", "streams": [{"name": "t", "endpoint": "/t"}]}
+    assert describe_source(ws, parse_spec(spec)).ok
+    async with Client(build_server(Settings.from_paths([str(root)]))) as client:
+        unknown = (await client.call_tool("validate_source", {"name": "nope_src", "level": "full"})).structured_content
+        early = (await client.call_tool("validate_source", {"name": "early_src"})).structured_content
+    assert not unknown["ok"] and "level" not in unknown
+    assert unknown["findings"][0]["id"] == "validate.not_found"
+    assert "describe_source" in unknown["findings"][0]["hint"] and unknown["next"].startswith("describe_source(")
+    assert not early["ok"] and early["next"] == "render_source(name='early_src')"
+    assert "render_source" in early["findings"][0]["hint"] and "destination" not in json.dumps(early)

@@ -33,7 +33,7 @@ class SourceValidationResult(Result):
     """validate_source's answer: a source writes nowhere but its scratch run, and has nothing to fix for it."""
 
     findings: list[CheckFinding] = []  # type: ignore[assignment]
-    level: str = "fast"
+    level: str | None = None  # the level that ran; absent when the call was refused before any check
     summary: str = ""
     log_dir: str | None = None
 

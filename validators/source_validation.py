@@ -10,6 +10,7 @@ read back. Every subprocess can reach 127.0.0.1 only (loopback_only.py): nothing
 
 import json
 import math
+import re
 import shutil
 import tempfile
 import time
@@ -31,9 +32,10 @@ from bizon_forge.validators import catalog, mock_api
 from bizon_forge.validators.catalog import Check, answers
 from bizon_forge.validators.report import CheckFinding, SourceValidationResult, failed, passed, skipped
 from bizon_forge.validators.runtime import PYTEST_ARGS, SMOKE_RUNNER, Run, run_logged
+from bizon_forge.validators.scratch import references
 from bizon_forge.validators.source_code import SourceCode
-from bizon_forge.validators.validation import _log_dir, _summary
-from bizon_forge.workspace import Workspace
+from bizon_forge.validators.validation import _log_dir, _summary, run_example
+from bizon_forge.workspace import Workspace, read_regular
 
 HERE = Path(__file__).parent
 
@@ -59,6 +61,7 @@ CONTRACT_IDS = (
     "pull.incremental",
 )
 BUILD = ("pull.build",)
+PLACEHOLDER = re.compile(r"<[A-Z][A-Z_]*>")  # what the example config leaves to the user, e.g. <TOKEN_REFRESH_ENDPOINT>
 LOOP = (*BUILD, "pull.auth_sent", "pull.retry_429", "pull.retry_5xx", "pull.http_errors_raise")
 
 
@@ -808,15 +811,20 @@ def _refuse(ws: Workspace, name: str, level: str) -> SourceSpec | None:
     if level not in ("fast", "full"):
         raise Refused(failed("validate.bad_level", f"Unknown level {level!r}.", "Use 'fast' or 'full'."))
     rel = Connector(name, "source").dir
+    spec = source_spec.stored(ws, name)
     if not (ws.root / rel).is_dir():
+        todo = f"render_source(name={name!r})" if spec else "describe_source(spec=...)"
         raise Refused(
             failed(
                 "validate.not_found",
-                f"{rel}/ does not exist in this workspace.",
-                f"Call describe_source and render_source(name={name!r}) first.",
-            )
+                f"{rel}/ does not exist in this workspace"
+                + (" (its spec is stored: it was described, not rendered)." if spec else "."),
+                f"Call render_source(name={name!r}) first."
+                if spec
+                else f"Call describe_source with a spec named {name!r}, then render_source(name={name!r}).",
+            ),
+            next=todo,
         )
-    spec = source_spec.stored(ws, name)
     state = interpreter.require(ws, spec.dependencies if spec else [])
     if state.missing:
         raise Refused(
@@ -922,11 +930,21 @@ def validate_source(
         if not ok
         else f"validate_source(name={name!r}, level='full')"
         if level == "fast"
-        else f"Done. Run it for real with: {ws.bizon_command('run', Connector(name, 'source').example_rel)}"
+        else _run_for_real(ws, name)
     )
     return SourceValidationResult(
         ok=ok, findings=shown, level=level, summary=summary, log_dir=str(logs.relative_to(ws.root)), next=nxt
     )
+
+
+def _run_for_real(ws: Workspace, name: str) -> str:
+    """The last `next`: the example config's placeholders and env:// variables to fill first, then its command."""
+    rel = Connector(name, "source").example_rel
+    example = ws.root / rel
+    text = read_regular(example).decode(errors="replace") if example.is_file() else ""
+    placeholders = sorted(set(PLACEHOLDER.findall(text)))
+    edit = f"Replace {', '.join(placeholders)} in {rel}. " if placeholders else ""
+    return f"Done. The example sync reads the real API. {edit}{run_example(ws, rel, references(text))}"
 
 
 def _stream(

@@ -242,12 +242,16 @@ def _next(
         return f"Fix the failures, each has a hint{tip}, then call validate_destination again."
     if level == "fast":
         return f"validate_destination(name={name!r}, level='full')"
-    if reads:
-        where = f"in the environment or in {ws.root / '.env'} (bizon run reads that file)"
-        needs = f". It reads {', '.join(reads)}: set {'them' if len(reads) > 1 else 'it'} {where}, then"
-    else:
-        needs = ";"
-    return f"Done. The example sync writes to its real target{needs} run it with: {ws.bizon_command('run', example)}"
+    return f"Done. The example sync writes to its real target{'. ' if reads else '; '}{run_example(ws, example, reads)}"
+
+
+def run_example(ws: Workspace, example: str, reads: list[str]) -> str:
+    """How to run a connector's example config for real: the env:// variables it reads first, then the command."""
+    command = ws.bizon_command("run", example)
+    if not reads:
+        return f"run it with: {command}"
+    where = f"in the environment or in {ws.root / '.env'} (bizon run reads that file)"
+    return f"It reads {', '.join(reads)}: set {'them' if len(reads) > 1 else 'it'} {where}, then run it with: {command}"
 
 
 def validate_destination(
