@@ -87,10 +87,11 @@ def describe_source(ws: Workspace, s: SourceSpec) -> SourceDescribeResult:
         return SourceDescribeResult(ok=False, findings=findings, next="Pick another name.")
     findings += _notes(s)
     with workspace_lock(ws.state_dir):
+        existing = SourceExisting(spec=source_spec.spec_path(ws, s.name).is_file(), files=source_files(ws, s.name))
         source_spec.save(ws, s)
     return SourceDescribeResult(
         findings=findings,
-        existing=SourceExisting(spec=True, files=source_files(ws, s.name)),
+        existing=existing,
         spec_file=str(source_spec.spec_path(ws, s.name).relative_to(ws.root)),
         next=f"render_source(name={s.name!r})",
     )
@@ -106,31 +107,33 @@ def parse_spec(args: object) -> SourceSpec:
                 'Send {"name": ..., "base_url": ..., "streams": [...]}.',
             )
         )
-    unknown = list(_unknown_keys(args, SourceSpec, ""))
-    if unknown:
-        raise Refused(
-            *(
-                failed(
-                    "spec.unknown_key",
-                    f"{where}: no such key (misspelt, or of another level).",
-                    f"The keys here are: {', '.join(known)} (bizon-forge://source-spec).",
-                )
-                for where, known in unknown[:8]
-            )
+    # Misspelt keys and wrong values are independent: both are reported in one answer.
+    findings = [
+        failed(
+            "spec.unknown_key",
+            f"{where}: no such key (misspelt, or of another level).",
+            f"The keys here are: {', '.join(known)} (bizon-forge://source-spec).",
         )
+        for where, known in list(_unknown_keys(args, SourceSpec, ""))[:8]
+    ]
     try:
-        return SourceSpec.model_validate(args)
+        parsed = SourceSpec.model_validate(args)
     except ValidationError as error:
-        findings = []
         for e in error.errors()[:8]:
             where = ".".join(map(str, e["loc"])) or "spec"
-            hint = None
-            if e["type"] == "extra_forbidden":
-                hint = "Drop it; the keys are those of bizon-forge://source-spec."
-            elif e["type"] == "missing":
-                hint = "Add it (see bizon-forge://source-spec)."
-            findings.append(failed("spec.invalid", f"{where}: {e['msg']}.", hint))
-        raise Refused(*findings) from None
+            findings.append(failed("spec.invalid", f"{where}: {e['msg']}.", _INVALID_HINTS.get(e["type"], _HINT)))
+    if findings:
+        raise Refused(*findings, next="Fix the failed findings and call describe_source again.")
+    return parsed
+
+
+_HINT = "Give it the type and form bizon-forge://source-spec describes for it."
+_INVALID_HINTS = {
+    "extra_forbidden": "Drop it; the keys are those of bizon-forge://source-spec.",
+    "missing": "Add it (see bizon-forge://source-spec).",
+    "literal_error": "Use one of the values the message lists (bizon-forge://source-spec says what each means).",
+    "enum": "Use one of the values the message lists (bizon-forge://source-spec says what each means).",
+}
 
 
 def _unknown_keys(value: object, model: type[BaseModel], where: str):

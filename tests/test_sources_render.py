@@ -521,3 +521,30 @@ def test_after_full_validation_next_names_the_example_s_variables_and_its_comman
         (ws.root / ".env").write_text(f"TICKETS_TOKEN={MOCK_CREDENTIALS['token']}\n")
         done = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+
+
+def test_every_wrong_key_and_value_of_a_spec_is_reported_at_once_with_a_hint_and_a_next():
+    spec = {
+        "name": "tickets",
+        "base_url": "https://api.test",
+        "auth_type": "bearer",
+        "streams": [{"name": "t", "endpoint": "/t", "pagination": {"pattern": "token", "next_cursor_pth": "x"}}],
+    }
+    with pytest.raises(Refused) as refused:
+        parse_spec(spec)
+    found = {(f.id, f.message.split(":")[0]) for f in refused.value.findings}
+    assert found == {
+        ("spec.unknown_key", "auth_type"),
+        ("spec.unknown_key", "streams.0.pagination.next_cursor_pth"),
+        ("spec.invalid", "streams.0.pagination.pattern"),
+    }
+    assert all(f.hint for f in refused.value.findings)
+    assert refused.value.next == "Fix the failed findings and call describe_source again."
+
+
+def test_describe_source_reports_what_existed_before_it_saved(make_tree):
+    ws = make_ws(make_tree("0.6.4"))
+    spec = parse_spec({"name": "acme", "base_url": "https://api.test", "streams": [{"name": "u", "endpoint": "/u"}]})
+    first, again = describe_source(ws, spec), describe_source(ws, spec)
+    assert first.existing is not None and not first.existing.spec
+    assert again.existing is not None and again.existing.spec
