@@ -35,58 +35,75 @@ class Pagination(BaseModel):
     """How one stream pages. Paths are dotted keys into the JSON body (`meta.next_cursor`); only the pattern's own
     parameters matter."""
 
-    pattern: PatternName = "none"
-    page_size: int = 100
+    pattern: PatternName = Field(
+        "none", description="A cursor, B next_url, C offset, D none (one page), E post_query (POST body, cursor)"
+    )
+    page_size: int = Field(100, description="records asked per page, sent as page_size_param")
     page_size_param: str = Field("limit", description="request parameter (or POST body key) of the page size")
     # A and E: the cursor goes back as cursor_param; the next one is at next_cursor_path; the end is a missing or
     # null cursor, or has_more_path false when the API has such a flag.
-    cursor_param: str = "cursor"
-    next_cursor_path: str = "next_cursor"
-    has_more_path: str | None = None
+    cursor_param: str = Field("cursor", description="cursor, post_query: parameter (or body key) the cursor goes in")
+    next_cursor_path: str = Field(
+        "next_cursor", description="cursor, post_query: dotted path of the next cursor; missing or null ends"
+    )
+    has_more_path: str | None = Field(
+        None, description="cursor, post_query: dotted path of a 'more pages' flag; false ends (null: no such flag)"
+    )
     # B: the next page's full URL is at next_url_path; null or missing ends.
-    next_url_path: str = "next"
+    next_url_path: str = Field("next", description="next_url: dotted path of the next page's URL; null or missing ends")
     # C: offset_param counts records; the end is a short or empty page, or offset >= total when total_path is set.
-    offset_param: str = "offset"
-    total_path: str | None = None
+    offset_param: str = Field("offset", description="offset: parameter of the records skipped so far")
+    total_path: str | None = Field(
+        None, description="offset: dotted path of the total record count (null: a short or empty page ends)"
+    )
 
 
 class StreamSpec(BaseModel):
-    name: str
+    name: str = Field(description="the stream's name, snake_case (bizon's `stream:` in a config)")
     endpoint: str = Field(description="path under base_url, e.g. /users")
     records_path: str = Field("data", description="dotted key of the records array; '' when the body is the array")
-    id_field: str = "id"
-    pagination: Pagination = Pagination()
+    id_field: str = Field("id", description="dotted key of each record's unique id (SourceRecord.id)")
+    pagination: Pagination = Field(Pagination(), description="how the endpoint pages (pattern and its parameters)")
     # Incremental (get_records_after): the record field that says when it changed, and the request parameter that
     # filters on it server-side (None: the source filters client-side).
-    cursor_field: str | None = None
-    updated_after_param: str | None = None
+    cursor_field: str | None = Field(
+        None, description="incremental: record field of its last change (ISO 8601 or epoch); also its timestamp"
+    )
+    updated_after_param: str | None = Field(
+        None, description="incremental: request parameter that filters on cursor_field (null: filtered client-side)"
+    )
     # E: the JSON body of every request (e.g. {"query": "..."} for GraphQL); page_size_param and cursor_param are
     # set in it, dotted keys nested ("variables.after").
-    body: dict[str, Any] = {}
+    body: dict[str, Any] = Field({}, description='post_query: the JSON body of every request, e.g. {"query": ...}')
 
 
 class SourceErrorHandling(BaseModel):
     """Retries of the rendered session: these statuses (and connection errors) are retried, honouring Retry-After."""
 
-    transient_statuses: list[int] = [429, 500, 502, 503, 504]
-    max_retries: int = 5
-    backoff_seconds: float = 1.0
-    timeout_seconds: float = 30.0
+    transient_statuses: list[int] = Field(
+        [429, 500, 502, 503, 504],
+        description="HTTP statuses retried, e.g. 429 and 5xx (never one that says the request is wrong: 401, 404...)",
+    )
+    max_retries: int = Field(5, description="retries of one request before the error ends the run")
+    backoff_seconds: float = Field(1.0, description="exponential backoff factor between retries, in seconds")
+    timeout_seconds: float = Field(30.0, description="timeout of one request, in seconds")
 
 
 class SourceSpec(BaseModel):
-    name: str
-    base_url: str
-    auth: AuthKind = "none"
+    name: str = Field(description="the source's name, snake_case: its folder and bizon's `source.name`")
+    base_url: str = Field(description="http(s) URL every endpoint is under, e.g. https://api.example.com/v1")
+    auth: AuthKind = Field("none", description="how requests authenticate; the example config reads it via env://")
     # api_key: the header the key goes in and its prefix ("" sends the bare key; bizon 0.5.x always sends a prefix)
-    api_key_header: str = "Authorization"
-    api_key_prefix: str = ""  # "Token" sends `Token KEY`; the rendered source sends it itself, on both versions
-    streams: list[StreamSpec]
-    recipe: SourceRecipeName = "rest"
-    fields: list[FieldSpec] = []  # extra source config fields (e.g. workspace_id), as for destinations
-    error_handling: SourceErrorHandling = SourceErrorHandling()
-    description: str = ""
-    dependencies: list[str] = []
+    api_key_header: str = Field("Authorization", description="api_key: the header the key is sent in")
+    api_key_prefix: str = Field("", description='api_key: text before the key, e.g. "Token" (""; the bare key)')
+    streams: list[StreamSpec] = Field(description="one per list endpoint to read")
+    recipe: SourceRecipeName = Field("rest", description="rest: complete code; custom: a skeleton with TODOs")
+    fields: list[FieldSpec] = Field(
+        [], description="extra source config fields (e.g. workspace_id), as for destinations"
+    )
+    error_handling: SourceErrorHandling = Field(SourceErrorHandling(), description="the session's retries")
+    description: str = Field("", description="one line on the API, for source.py's docstring")
+    dependencies: list[str] = Field([], description="extra libraries source.py imports (the rest recipe needs none)")
 
     @property
     def names(self) -> Names:
@@ -118,6 +135,25 @@ PERMANENT_STATUSES = frozenset({400, 401, 403, 404, 405, 410, 422})
 HEADER_RE = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")  # an HTTP header name (RFC 9110 token)
 KEY_RE = re.compile(r"[A-Za-z_$@][\w$@-]*")  # one segment of a dotted JSON path or a request parameter
 STREAM_RE = re.compile(r"[a-z][a-z0-9_]*")
+
+
+# FieldSpec is the destinations' too (describe_target's schema): its descriptions for the source-spec resource only.
+FIELD_DESCRIPTIONS = {
+    "name": "the config key, snake_case",
+    "type": "str|int|float|bool|list[str]|dict",
+    "required": "the config must set it",
+    "default": "its value when not set (a value of its type)",
+    "description": "one line, into the config class",
+    "secret": "a credential: the example config reads it from env://<NAME>_<FIELD>",
+}
+
+
+def schema() -> dict:
+    """The JSON schema of a source spec (the resource bizon-forge://source-spec), every field described."""
+    out = SourceSpec.model_json_schema()
+    for key, prop in out["$defs"]["FieldSpec"]["properties"].items():
+        prop.setdefault("description", FIELD_DESCRIPTIONS[key])
+    return out
 
 
 def check_name(name: str) -> list[Finding]:

@@ -29,9 +29,9 @@ def register(mcp: MCPServer, settings: Settings) -> None:
         """The JSON schema of describe_source's spec: streams, pagination patterns A-E, auth, retries."""
         import json
 
-        from bizon_forge.source_spec import SourceSpec
+        from bizon_forge.source_spec import schema
 
-        return json.dumps(SourceSpec.model_json_schema(), indent=1)
+        return json.dumps(schema(), indent=1)
 
     @mcp.resource("bizon-forge://source-guide", mime_type="text/markdown")
     def source_guide() -> str:

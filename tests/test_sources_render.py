@@ -548,3 +548,12 @@ def test_describe_source_reports_what_existed_before_it_saved(make_tree):
     first, again = describe_source(ws, spec), describe_source(ws, spec)
     assert first.existing is not None and not first.existing.spec
     assert again.existing is not None and again.existing.spec
+
+
+def test_every_field_of_the_source_spec_schema_is_described():
+    schema = source_spec.schema()
+    models = {"SourceSpec": schema, **schema["$defs"]}
+    bare = [
+        f"{m}.{k}" for m, s in models.items() for k, v in s.get("properties", {}).items() if not v.get("description")
+    ]
+    assert bare == []
