@@ -5,11 +5,14 @@ secrets as env:// references), config/NAME.check.yml (the local mock API of the 
 under tests/connectors/sources/NAME/. A source needs no registration: bizon discovers its folder.
 """
 
+import shlex
 from typing import Any
+from urllib.parse import urlparse
 
 from bizon_forge import source_spec
 from bizon_forge.connector import Connector
 from bizon_forge.findings import warned
+from bizon_forge.interpreter import forge_command
 from bizon_forge.render import (
     TODO,
     RenderResult,
@@ -22,11 +25,14 @@ from bizon_forge.render import (
     write_planned,
 )
 from bizon_forge.source_spec import SourceSpec
-from bizon_forge.workspace import Workspace
+from bizon_forge.validators.mock_api import TOKEN_PATH
+from bizon_forge.workspace import STATE_DIR, Workspace
 
 # The check config's base URL (and OAuth token endpoint): validate_source serves the mock API and sets these.
 MOCK_URL_VAR = "BIZON_FORGE_MOCK_API_URL"
 MOCK_TOKEN_URL_VAR = "BIZON_FORGE_MOCK_API_TOKEN_URL"
+# The port the check config's printed recipe serves the mock on, so that its two commands run as printed.
+MOCK_RUN_PORT = 8798
 # The mock API's credentials (validators/mock_api.py CREDENTIALS): made-up values it accepts, no secret.
 MOCK_CREDENTIALS = {
     "api_key": "forge-mock-key-7f3a",
@@ -129,9 +135,26 @@ def context(ws: Workspace, s: SourceSpec) -> dict:
         "mock_url_var": MOCK_URL_VAR,
         "first": s.streams[0],
         "run_example": ws.bizon_command("run", c.example_rel),
-        "run_check": ws.bizon_command("run", c.check_rel, env=f"{MOCK_URL_VAR}=http://127.0.0.1:PORT"),
+        "serve_mock": forge_command("mock-api", str(source_spec.spec_path(ws, s.name)), "--port", str(MOCK_RUN_PORT)),
+        "run_check": ws.bizon_command("run", c.check_rel, env=_mock_env(s)),
+        "check_output": check_output(s.name),
         "module": c.code_module,
     }
+
+
+def _mock_env(s: SourceSpec) -> str:
+    """The shell assignments that point the check config at the mock `bizon-forge mock-api --port` serves."""
+    origin = f"http://127.0.0.1:{MOCK_RUN_PORT}"
+    env = {MOCK_URL_VAR: origin + urlparse(s.base_url).path.rstrip("/")}
+    if s.auth == "oauth":
+        env[MOCK_TOKEN_URL_VAR] = origin + TOKEN_PATH
+    return " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+
+
+def check_output(name: str) -> str:
+    """The check config's file destination_id, relative to the tree's root where bizon runs: in our state folder,
+    which the workspace's .gitignore ignores, not at the tree's root."""
+    return f"{STATE_DIR}/forge_check_{name}"
 
 
 def planned_files(ws: Workspace, s: SourceSpec) -> dict[str, str]:
