@@ -90,7 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _print(result, as_json: bool) -> None:
+def _print(result, as_json: bool, show_next: bool = False) -> None:
     data = result.model_dump(mode="json", exclude_none=True)
     if as_json:
         print(json.dumps(data, indent=2))
@@ -110,6 +110,8 @@ def _print(result, as_json: bool) -> None:
         print(data["summary"])
     if data.get("log_dir"):
         print(f"logs: {data['log_dir']}")
+    if data.get("next") and show_next:
+        print(f"next: {data['next']}")
 
 
 def _only_a_source(ws, name: str) -> bool:
@@ -161,10 +163,12 @@ def _run(args) -> int:
             result: Result = validate_source(
                 ws, args.name, level=args.level, verbose=args.verbose, recorded=args.recorded
             )
-        else:
-            result = validate_destination(
-                ws, args.name, level=args.level, fix=args.fix, verbose=args.verbose, use_cache=not args.no_cache
-            )
+            result.next = _source_next(ws, args, args.name, result)
+            _print(result, args.json, show_next=True)
+            return 0 if result.ok else 1
+        result = validate_destination(
+            ws, args.name, level=args.level, fix=args.fix, verbose=args.verbose, use_cache=not args.no_cache
+        )
         _print(result, args.json)
         return 0 if result.ok else 1
     if args.command == "install":
@@ -176,10 +180,26 @@ def _run(args) -> int:
     from bizon_forge.pipeline import generate, generate_source, is_source_spec
 
     loaded = _load_spec(Path(args.spec))
-    make = generate_source if is_source_spec(loaded) else generate
-    result = make(ws, loaded, level=args.level)
+    if is_source_spec(loaded):
+        result = generate_source(ws, loaded, level=args.level)
+        result.next = _source_next(ws, args, loaded["name"], result)
+        _print(result, args.json, show_next=True)
+        return 0 if result.ok else 1
+    result = generate(ws, loaded, level=args.level)
     _print(result, args.json)
     return 0 if result.ok else 1
+
+
+def _source_next(ws, args, name: str, result) -> str | None:
+    """A source's next step as a command: after fast, its full validation; after full, validate_source's own `next`
+    (the env:// variables to set, then the run of its example config)."""
+    from bizon_forge.interpreter import forge_command
+
+    if not result.ok or args.level == "full":
+        return result.next
+    python = ["--python", args.python] if args.python else []
+    full = forge_command("validate", name, "--source", "--workspace", str(ws.root), "--level", "full", *python)
+    return f"validate it fully (its tests and a real bizon run against the mock API): {full}"
 
 
 def _serve(args) -> int:

@@ -592,3 +592,22 @@ def test_the_check_config_s_two_commands_run_as_printed_and_write_only_ignored_f
     for row in rows:
         updated = json.loads(row["source_data"])["updated_at"]
         assert datetime.fromisoformat(row["source_timestamp"]) == datetime.fromisoformat(updated.replace("Z", "+00:00"))
+
+
+@pytest.mark.slow  # two validations, the second full
+def test_cli_generate_of_a_source_prints_its_next_command_and_that_prints_the_run(make_tree, tmp_path):
+    """generate printed no next step: after fast, the full validation as a command; after full, the example's
+    variables and its run, as validate_source answers."""
+    root = make_tree("0.6.4")
+    spec = tmp_path / "tickets.json"
+    spec.write_text(json.dumps(TICKETS))
+    forge = [sys.executable, "-m", "bizon_forge"]
+    fast = subprocess.run(
+        [*forge, "generate", str(spec), "--workspace", str(root)], capture_output=True, text=True, timeout=180
+    )
+    assert fast.returncode == 0, fast.stdout + fast.stderr
+    command = fast.stdout.split("next: ", 1)[1].split(": ", 1)[1].strip()
+    assert command.endswith(f"validate tickets --source --workspace {root} --level full")
+    full = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=300)
+    assert full.returncode == 0, full.stdout + full.stderr
+    assert "next: Done. The example sync reads the real API. It reads TICKETS_TOKEN" in full.stdout
