@@ -83,7 +83,7 @@ BUGS = {
     "pagination_never_ends": (
         [
             GUARDS,
-            ("        elif next_pagination and not raw:\n", "        elif False:\n"),
+            ("        if next_pagination and not raw:\n", "        if False:\n"),
             ("more = bool(raw) and (total is None or offset < int(total))", "more = True"),
         ],
         "pull.pagination_ends",
