@@ -1,20 +1,28 @@
-"""The main job, end to end: an agent's session with bizon-forge that ends with rows in a SQLite file.
+"""The main job, end to end: an agent's session with bizon-forge that ends with rows in a SQLite file, then a
+source that ends with an API's records in a file.
 
 Makes a bizon workspace from PyPI, drives the server over stdio with the official MCP client as an agent
 would, shows each step's feedback (a progress bar on the long steps), runs the command the last answer
 prints, exactly as printed (a real `bizon run` of the example sync), and prints the rows that landed.
+Then a source for an HTTP API (one stream, cursor pagination, bearer auth): described, rendered, validated
+fast and full; the local mock API served from its spec, the check config's printed `bizon run` against it,
+and the records that landed, read and counted against what the mock served.
 """
 
 import json
 import os
+import shlex
 import shutil
 import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import anyio
+import yaml
 from mcp import Client, StdioServerParameters
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -25,6 +33,30 @@ from bizon_forge import interpreter, workspace
 HERE = Path(__file__).resolve().parent.parent
 DEMO = HERE / ".demo"
 NAME = "warehouse"
+SOURCE = "crm"
+# One stream of an HTTP API: cursor pagination (pattern A), bearer auth, incremental on updated_at.
+SOURCE_SPEC = {
+    "name": SOURCE,
+    "base_url": "https://api.crm.example/v1",
+    "auth": "bearer",
+    "description": "Contacts of a CRM's REST API.",
+    "streams": [
+        {
+            "name": "contacts",
+            "endpoint": "/contacts",
+            "records_path": "data",
+            "id_field": "id",
+            "pagination": {
+                "pattern": "cursor",
+                "cursor_param": "after",
+                "next_cursor_path": "meta.next",
+                "page_size": 10,
+            },
+            "cursor_field": "updated_at",
+            "updated_after_param": "updated_since",
+        }
+    ],
+}
 console = Console(highlight=False, width=110)
 
 
@@ -66,43 +98,69 @@ async def call_with_progress(client: Client, step: str, tool: str, args: dict):
         return await client.call_tool(tool, args, progress_callback=progress)
 
 
-async def agent(root: Path) -> str:
+async def agent(client: Client) -> str:
+    tools = await client.list_tools()
+    console.print(f"server up: {len(tools.tools)} tools: {', '.join(t.name for t in tools.tools)}\n")
+    data = show("inspect_workspace", await client.call_tool("inspect_workspace", {}))
+    console.print(f"  bizon {data['bizon_version']}: {', '.join(d['name'] for d in data['destinations'])}")
+    runner = data["interpreter"]
+    console.print(f"  runs bizon with {runner['python']} ({runner['chosen_by']}); a sync: {data['run']}\n")
+    spec = {
+        "name": NAME,
+        "recipe": "sql",
+        "write_method": "batch_insert",
+        "description": "A SQL warehouse reached through SQLAlchemy (SQLite for the demo).",
+        "error_handling": {"transient": ["OperationalError"], "max_retries": 3, "backoff_seconds": 0.5},
+        "batching": {"buffer_size_mb": 10},
+    }
+    show("describe_target", await client.call_tool("describe_target", spec))
+    show("render_destination", await client.call_tool("render_destination", {"name": NAME}))
+    data = show("apply_registrations", await client.call_tool("apply_registrations", {"name": NAME}))
+    console.print("  " + ", ".join(f"{k}: {v}" for k, v in data.get("registrations", {}).items()))
+    for edit in data.get("edits", []):
+        added = [ln[1:].strip() for ln in edit["diff"].splitlines() if ln.startswith("+") and ln[1:2] != "+"]
+        console.print(f"  {edit['path']}: +{len(added)} lines, first: [cyan]{added[0]}[/]")
+    show(
+        "validate_destination (fast)",
+        await call_with_progress(client, "fast", "validate_destination", {"name": NAME}),
+    )
+    data = show(
+        "validate_destination (full)",
+        await call_with_progress(client, "full", "validate_destination", {"name": NAME, "level": "full"}),
+    )
+    return data["next"]
+
+
+async def source_agent(client: Client) -> str:
+    """The source's four calls after inspect_workspace; answers the stored spec's path."""
+    stream = SOURCE_SPEC["streams"][0]
+    console.print(
+        f"\n[bold]A source[/bold]: {SOURCE_SPEC['base_url']}{stream['endpoint']}, {stream['pagination']['pattern']} "
+        f"pagination, {SOURCE_SPEC['auth']} auth, incremental on {stream['cursor_field']}\n"
+    )
+    data = show("describe_source", await client.call_tool("describe_source", {"spec": SOURCE_SPEC}))
+    spec_file = data["spec_file"]
+    data = show("render_source", await client.call_tool("render_source", {"name": SOURCE}))
+    for f in data.get("files", []):
+        console.print(f"  {f['action']:8} {f['path']}")
+    show("validate_source (fast)", await call_with_progress(client, "fast", "validate_source", {"name": SOURCE}))
+    show(
+        "validate_source (full)",
+        await call_with_progress(client, "full", "validate_source", {"name": SOURCE, "level": "full"}),
+    )
+    return spec_file
+
+
+async def session(root: Path) -> None:
     params = StdioServerParameters(
         command=sys.executable,
         args=["-m", "bizon_forge", "serve", "--workspace", str(root)],
         env=dict(os.environ),
     )
     async with Client(params) as client:
-        tools = await client.list_tools()
-        console.print(f"server up: {len(tools.tools)} tools: {', '.join(t.name for t in tools.tools)}\n")
-        data = show("inspect_workspace", await client.call_tool("inspect_workspace", {}))
-        console.print(f"  bizon {data['bizon_version']}: {', '.join(d['name'] for d in data['destinations'])}")
-        runner = data["interpreter"]
-        console.print(f"  runs bizon with {runner['python']} ({runner['chosen_by']}); a sync: {data['run']}\n")
-        spec = {
-            "name": NAME,
-            "recipe": "sql",
-            "write_method": "batch_insert",
-            "description": "A SQL warehouse reached through SQLAlchemy (SQLite for the demo).",
-            "error_handling": {"transient": ["OperationalError"], "max_retries": 3, "backoff_seconds": 0.5},
-            "batching": {"buffer_size_mb": 10},
-        }
-        show("describe_target", await client.call_tool("describe_target", spec))
-        show("render_destination", await client.call_tool("render_destination", {"name": NAME}))
-        data = show("apply_registrations", await client.call_tool("apply_registrations", {"name": NAME}))
-        console.print("  " + ", ".join(f"{k}: {v}" for k, v in data.get("registrations", {}).items()))
-        for edit in data.get("edits", []):
-            added = [ln[1:].strip() for ln in edit["diff"].splitlines() if ln.startswith("+") and ln[1:2] != "+"]
-            console.print(f"  {edit['path']}: +{len(added)} lines, first: [cyan]{added[0]}[/]")
-        show(
-            "validate_destination (fast)",
-            await call_with_progress(client, "fast", "validate_destination", {"name": NAME}),
-        )
-        data = show(
-            "validate_destination (full)",
-            await call_with_progress(client, "full", "validate_destination", {"name": NAME, "level": "full"}),
-        )
-    return data["next"]
+        print_rows(run_as_printed(root, await agent(client)))
+        spec_file = await source_agent(client)
+    land_from_mock(root, spec_file)
 
 
 def run_as_printed(root: Path, answer: str) -> Path:
@@ -143,7 +201,69 @@ def print_rows(scratch: Path) -> None:
             console.print(table)
 
 
+def land_from_mock(root: Path, spec_file: str) -> None:
+    """Serve the mock API of the stored spec and run the check config against it, with the commands its header
+    prints, as printed; count what landed in its file destination against what the mock served."""
+    check = root / f"bizon/connectors/sources/{SOURCE}/config/{SOURCE}.check.yml"
+    text = check.read_text()
+    printed = [ln[1:].strip() for ln in text.splitlines() if ln.startswith("#   ")]
+    landed_id = yaml.safe_load(text)["destination"]["config"]["destination_id"]
+    if len(printed) >= 2 and "mock-api" in printed[0]:
+        serve, command = printed[0], printed[1]
+    else:  # a header that prints the run only, the mock's port left as PORT
+        serve, command = f"{Path(sys.executable).with_name('bizon-forge')} mock-api {spec_file}", printed[-1]
+    console.print(f"\n[bold]$[/bold] {serve.replace(str(HERE), '~/bizon-forge')} &")
+    mock = subprocess.Popen(shlex.split(serve), cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = (mock.stdout.readline() if mock.stdout else "").strip()
+        if not url:
+            raise SystemExit(f"the mock API did not start: {mock.stderr.read()[-2000:] if mock.stderr else ''}")
+        console.print(f"  {url}  (it answers a 429 with Retry-After and a 503 on the way, as validate_source's)")
+        console.print(f"[bold]$[/bold] {command.replace(str(HERE), '~/bizon-forge')}")
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+        started = time.perf_counter()
+        done = subprocess.run(
+            ["bash", "-c", command.replace("http://127.0.0.1:PORT", url)],
+            cwd=DEMO / "elsewhere",
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        tail = (done.stdout + done.stderr).strip().splitlines()[-1:]
+        console.print(f"  exit {done.returncode} in {time.perf_counter() - started:.1f} s: {' '.join(tail)}")
+        if done.returncode != 0:
+            console.print(done.stderr[-3000:])
+            raise SystemExit("bizon run of the source failed")
+        origin = "{0.scheme}://{0.netloc}".format(urlsplit(url))
+        with urllib.request.urlopen(f"{origin}/_report", timeout=10) as answer:
+            served = json.load(answer)["streams"][SOURCE_SPEC["streams"][0]["name"]]
+    finally:
+        mock.terminate()
+        mock.wait(timeout=10)
+    landed = root / f"{landed_id}.json"
+    rows = [json.loads(ln) for ln in landed.read_text().splitlines() if ln.strip()]
+    ids = [r["source_record_id"] for r in rows]
+    table = Table(title=f"{landed.relative_to(DEMO)}: {len(rows)} records, {len(set(ids))} distinct ids (first 5)")
+    for c in ("source_record_id", "name", "updated_at", "bizon_loaded_at"):
+        table.add_column(c)
+    for row in rows[:5]:
+        data = json.loads(row["source_data"])
+        table.add_row(
+            row["source_record_id"], str(data.get("name")), str(data.get("updated_at")), row["bizon_loaded_at"]
+        )
+    console.print(table)
+    faults = " and a ".join(str(f["status"]) for f in served["faults"])
+    same = sorted(ids) == sorted(str(i) for i in served["ids"])
+    console.print(
+        f"  the mock holds {len(served['ids'])} records; it answered {served['requests']} requests, a {faults} "
+        "among them: " + ("[green]every record landed, once[/]" if same else "[red]what landed differs[/]")
+    )
+    if not same:
+        raise SystemExit("the records that landed are not the ones the mock served")
+
+
 def main() -> None:
+    started = time.perf_counter()
     shutil.rmtree(DEMO, ignore_errors=True)
     DEMO.mkdir()
     # What `bizon-forge workspace init` does: the tree from PyPI, and its own interpreter in DIR/.venv.
@@ -151,7 +271,8 @@ def main() -> None:
         root = workspace.init(str(DEMO / "workspace"), "0.6.4")
         interpreter.make_venv(root)
     console.print(f"workspace: {root}\n")
-    print_rows(run_as_printed(root, anyio.run(agent, root)))
+    anyio.run(session, root)
+    console.print(f"\ndemo took {time.perf_counter() - started:.0f} s")
 
 
 if __name__ == "__main__":
