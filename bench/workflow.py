@@ -176,6 +176,6 @@ async def measure(root: Path, runs: int, recipe: str, floors: FloorSampler) -> W
                 if i and _last_ok(flow, "register"):
                     floors.validation(workspace.resolve(str(ws_root), settings), NAME)
                 await _path(client, flow, SOURCE_STEPS, src_root, bool(i))
-                if i and _last_ok(flow, "source render"):
+                if i and "source validate full" not in flow.pending:
                     floors.source_validation(workspace.resolve(str(src_root), settings), SOURCE)
     return flow
