@@ -8,12 +8,12 @@ import json
 import logging
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import Field
+from pydantic import Field, WithJsonSchema
 
 from bizon_forge import atomic, audit, credentials, workspace
 from bizon_forge.credentials import Credential, Verifier
@@ -37,7 +37,11 @@ INSTALLS = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempot
 # Its live checks write to whatever target the check config names, which may be a server elsewhere.
 CHECKS = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
 
-WorkspaceArg = Annotated[str | None, Field(description="default: server's --workspace")]
+# Undescribed to save ~50 B a tool in tools/list; the instructions say what it is, once.
+WorkspaceArg = str | None
+# Published as an enum, taken as any string: the SDK would answer "quick" with raw pydantic text and is_error;
+# the validators answer it as a finding (validate.bad_level) naming the allowed values.
+Level = Annotated[str, WithJsonSchema({"enum": ["fast", "full"], "type": "string"})]
 # The source spec's shape in one line; its full schema is the resource bizon-forge://source-spec.
 SOURCE_SPEC_HELP = "{name, base_url, auth, streams}; schema: bizon-forge://source-spec"
 
@@ -115,7 +119,8 @@ def build_server(settings: Settings, verifier: Verifier | None = None, anonymous
             "Adds a destination to a bizon tree in 5 calls: describe_target, render_destination, "
             "apply_registrations, validate_destination (fast, then full); install_dependencies when it names client "
             "libraries. A source (an HTTP API to read): describe_source, render_source, validate_source. "
-            "Each answer's `next` says what to call. "
+            "Each answer's `next` says what to call. Every tool takes `workspace`, a bizon tree's path (default: the "
+            "server's). "
             "inspect_workspace gives an overview; prompts new_destination and new_source teach the traps."
         ),
     )
@@ -148,7 +153,7 @@ def build_server(settings: Settings, verifier: Verifier | None = None, anonymous
 
     @tool(READ_ONLY, InspectResult)
     async def inspect_workspace(workspace: WorkspaceArg = None) -> Annotated[CallToolResult, InspectResult]:
-        """bizon version, every destination and which of its 3 registrations exist, stored specs."""
+        """bizon version, destinations with their 3 registrations, sources, stored specs."""
         from bizon_forge.inspection import inspect_workspace as run
 
         return await on_worker(run, workspace)
@@ -165,7 +170,7 @@ def build_server(settings: Settings, verifier: Verifier | None = None, anonymous
         description: str = "",
         dependencies: Annotated[
             list[str] | None,
-            Field(description="client libraries, e.g. ['redis>=5']; sql: a URL scheme, e.g. ['mysql+pymysql://']"),
+            Field(description="client libraries, e.g. ['redis>=5']; sql: URL scheme, e.g. ['mysql+pymysql://']"),
         ] = None,
         full_refresh: Annotated[
             FullRefresh | None,
@@ -173,7 +178,7 @@ def build_server(settings: Settings, verifier: Verifier | None = None, anonymous
         ] = None,
         workspace: WorkspaceArg = None,
     ) -> Annotated[CallToolResult, DescribeResult]:
-        """Check and store the target's spec (Step 1). Later tools need only the name."""
+        """Check and store a destination spec; later tools take its name."""
         from bizon_forge.describe import describe_target as run
 
         spec = DestinationSpec(
@@ -198,7 +203,7 @@ def build_server(settings: Settings, verifier: Verifier | None = None, anonymous
         content: Annotated[bool, Field(description="dry_run: return whole files, not diffs")] = False,
         workspace: WorkspaceArg = None,
     ) -> Annotated[CallToolResult, RenderResult]:
-        """Write the src/ files and example YAML from the spec; edited files are kept unless overwrite=true."""
+        """Write src/, tests and configs from the spec; edits kept unless overwrite=true."""
         from bizon_forge.render import render_destination as run
 
         return await on_worker(run, workspace, name, dry_run, overwrite, content)
@@ -226,7 +231,7 @@ def build_server(settings: Settings, verifier: Verifier | None = None, anonymous
     async def apply_registrations(
         name: str, dry_run: bool = False, workspace: WorkspaceArg = None
     ) -> Annotated[CallToolResult, RegistrationResult]:
-        """Add the enum member, models import + Union member and factory branch; atomic, idempotent, with diffs."""
+        """Add the enum member, models import + Union member and factory branch; atomic, with diffs."""
         from bizon_forge.registrations import apply_registrations as run
 
         return await on_worker(run, workspace, name, dry_run)
@@ -235,7 +240,7 @@ def build_server(settings: Settings, verifier: Verifier | None = None, anonymous
     async def install_dependencies(
         name: str, ctx: Context, workspace: WorkspaceArg = None
     ) -> Annotated[CallToolResult, InstallResult]:
-        """pip-install the destination's client libraries into the workspace's Python (the one bizon runs with)."""
+        """pip-install the destination's client libraries into the Python bizon runs with."""
         from bizon_forge.dependencies import install_dependencies as run
 
         lines = iter(range(1, 1 << 30))  # progress must grow with each notification; an install has no total
@@ -249,13 +254,13 @@ def build_server(settings: Settings, verifier: Verifier | None = None, anonymous
     async def validate_destination(
         name: str,
         ctx: Context,
-        level: Literal["fast", "full"] = "fast",
-        fix: Annotated[bool, Field(description="apply ruff fixes/format to the touched files")] = False,
+        level: Level = "fast",
+        fix: Annotated[bool, Field(description="ruff fix + format the touched files")] = False,
         verbose: Annotated[bool, Field(description="list passing checks too")] = False,
         workspace: WorkspaceArg = None,
     ) -> Annotated[CallToolResult, ValidationResult]:
-        """Run the checklist (fast: static, format, import, contract; full: + tests, data read back, bizon runs).
-        Writes only to the scratch target of config/NAME.check.yml."""
+        """Run the checklist. fast: static, format, import, contract; full: + tests, bizon runs, data read back
+        (writes only to the scratch target of config/NAME.check.yml)."""
         from bizon_forge.validators import validate_destination as run
 
         def progress(done: int, total: int, message: str) -> None:
@@ -268,13 +273,13 @@ def build_server(settings: Settings, verifier: Verifier | None = None, anonymous
     async def validate_source(
         name: str,
         ctx: Context,
-        level: Literal["fast", "full"] = "fast",
+        level: Level = "fast",
         recorded: Annotated[str | None, Field(description="folder of saved pages to serve")] = None,
         verbose: bool = False,
         workspace: WorkspaceArg = None,
     ) -> Annotated[CallToolResult, SourceValidationResult]:
-        """Check a source: static, discovery, get() against a local mock API of its spec; full: + its tests and a
-        bizon run, read back."""
+        """Check a source. fast: static, discovery, get() against a local mock of its API; full: + its tests, a
+        bizon run read back."""
         from bizon_forge.validators.source_validation import validate_source as run
 
         def progress(done: float, total: float, message: str) -> None:
@@ -287,7 +292,7 @@ def build_server(settings: Settings, verifier: Verifier | None = None, anonymous
     async def remove_destination(
         name: str, delete_files: bool = False, workspace: WorkspaceArg = None
     ) -> Annotated[CallToolResult, RemovalResult]:
-        """Undo the 3 registrations byte-exactly; delete_files also removes the folder, tests and spec."""
+        """Undo the 3 registrations exactly; delete_files: also its folder, tests, spec."""
         from bizon_forge.registrations import remove_destination as run
 
         return await on_worker(run, workspace, name, delete_files)

@@ -318,7 +318,12 @@ def _workspace_cases() -> list[Case]:
     return cases
 
 
-REJECTIONS = _name_cases() + _field_cases() + _workspace_cases()
+# A level the schema does not list is taken as a string and answered as a finding naming the allowed ones.
+LEVEL_CASES = [
+    Case(f"level_unknown-{tool}", tool, {"name": "acme", "level": "paranoid"}, "validate.bad_level")
+    for tool in ("validate_destination", "validate_source")
+]
+REJECTIONS = _name_cases() + _field_cases() + _workspace_cases() + LEVEL_CASES
 
 
 def _default_workspace(case: Case) -> dict:
@@ -354,7 +359,6 @@ MALFORMED = {
     "batching_not_numbers": ("describe_target", {"name": "acme", "batching": {"buffer_size_mb": "lots"}}),
     "workspace_not_a_string": ("inspect_workspace", {"workspace": ["/etc"]}),
     "dry_run_not_bool": ("render_destination", {"name": "acme", "dry_run": "maybe"}),
-    "level_unknown": ("validate_destination", {"name": "acme", "level": "paranoid"}),
 }
 
 

@@ -43,6 +43,19 @@ async def test_the_wire_tool_list_matches_the_snapshot_and_every_tool_is_annotat
     assert text == SNAPSHOT.read_text(), "the wire tool list changed; refresh the snapshot if that was meant"
 
 
+async def test_an_unknown_level_is_a_finding_naming_the_allowed_ones_not_the_sdks_error(make_tree):
+    root = make_tree("0.6.4")
+    async with stdio_client(root) as client:
+        listed = {t.name: t.input_schema["properties"].get("level") for t in (await client.list_tools()).tools}
+        for tool in ("validate_destination", "validate_source"):
+            assert listed[tool]["enum"] == ["fast", "full"]  # still published as the two values
+            result = await client.call_tool(tool, {"name": "acme", "level": "quick"})
+            assert not result.is_error, result.content
+            answer = result.structured_content
+            assert answer["ok"] is False and [f["id"] for f in answer["findings"]] == ["validate.bad_level"], answer
+            assert "'fast'" in answer["findings"][0]["hint"] and "'full'" in answer["findings"][0]["hint"]
+
+
 def test_start_up_imports_none_of_the_heavy_libraries():
     code = (
         "import sys\nfrom bizon_forge.server.app import build_server\n"
