@@ -1,9 +1,11 @@
 """The audit trail: one JSON line in the workspace's .bizon-forge/audit.jsonl for each call that wrote or ran code.
 
-A line says when, who (a token id or JWT subject, never a secret; "stdio" for the local host), which tool and
-destination, the files written, the checks run, the installer run, and the outcome. Calls that only read, dry
-runs and refusals (nothing written by contract) leave no line. Each line is also logged by the server, outside
-the tree: code that validate_destination runs could edit the file, not the server's log.
+Which calls those are follows from the tools' annotations, not from a list here: every call of a tool not
+annotated read-only has a line (the CLI's validate, install and generate too), but a dry run, a refusal and a
+failed answer that wrote and ran nothing (nothing changed, by contract). A line says when, who (a token id or JWT
+subject, never a secret; "stdio" for the local host, "cli" for the command line), which tool and connector, the
+files written, the checks run, the installer run, and the outcome. Each line is also logged by the server, outside
+the tree: code that a validate tool runs could edit the file, not the server's log.
 """
 
 import errno
@@ -17,9 +19,11 @@ from pathlib import Path
 from bizon_forge.dependencies import InstallResult
 from bizon_forge.describe import DescribeResult
 from bizon_forge.findings import Finding, Result, warned
+from bizon_forge.pipeline import GenerateResult
 from bizon_forge.registrations import RegistrationResult, RemovalResult
 from bizon_forge.render import RenderResult
-from bizon_forge.validators.report import ValidationResult
+from bizon_forge.source_describe import SourceDescribeResult
+from bizon_forge.validators.report import SourceValidationResult, ValidationResult
 from bizon_forge.workspace import Workspace
 
 AUDIT_FILE = "audit.jsonl"
@@ -32,15 +36,18 @@ def audit_path(ws: Workspace) -> Path:
 
 
 def entry(who: str, tool: str, name: str | None, result: Result, dry_run: bool = False) -> dict | None:
-    """The line for a call that answered `result`, or None when it wrote nothing and ran nothing."""
+    """The line for a call of a tool that is not read-only and answered `result`; None for a dry run or a failed
+    answer that wrote nothing and ran nothing. A result type unknown here still gets its line when ok."""
+    if dry_run:
+        return None
     written: list[str] = []
     checks = target = ran = None
     match result:
-        case DescribeResult(spec_file=str(spec_file)):
+        case DescribeResult(spec_file=str(spec_file)) | SourceDescribeResult(spec_file=str(spec_file)):
             written = [spec_file]
         case RenderResult():
             written = [f.path for f in result.files if f.action in ("created", "updated")]
-        case RegistrationResult() if not dry_run:
+        case RegistrationResult():
             written = [e.path for e in result.edits]  # on a failed import check: written, then restored
         case RemovalResult():
             written = [e.path for e in result.edits] + result.deleted
@@ -50,7 +57,9 @@ def entry(who: str, tool: str, name: str | None, result: Result, dry_run: bool =
         case ValidationResult():
             written = [f.path for f in result.fixed or []]
             checks, target = result.summary, result.wrote_to
-    if not (written or checks or ran):
+        case SourceValidationResult() | GenerateResult():
+            checks = result.summary or None
+    if not (result.ok or written or checks or ran):
         return None
     line = {
         "time": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -164,17 +164,20 @@ def _run(args) -> int:
                 ws, args.name, level=args.level, verbose=args.verbose, recorded=args.recorded
             )
             result.next = _source_next(ws, args, args.name, result)
+            _audit(ws, args.name, result)
             _print(result, args.json, show_next=True)
             return 0 if result.ok else 1
         result = validate_destination(
             ws, args.name, level=args.level, fix=args.fix, verbose=args.verbose, use_cache=not args.no_cache
         )
+        _audit(ws, args.name, result)
         _print(result, args.json)
         return 0 if result.ok else 1
     if args.command == "install":
         from bizon_forge.dependencies import install_dependencies
 
         result = install_dependencies(ws, args.name, progress=_progress)
+        _audit(ws, args.name, result)
         _print(result, args.json)
         return 0 if result.ok else 1
     from bizon_forge.pipeline import generate, generate_source, is_source_spec
@@ -183,9 +186,11 @@ def _run(args) -> int:
     if is_source_spec(loaded):
         result = generate_source(ws, loaded, level=args.level)
         result.next = _source_next(ws, args, loaded["name"], result)
+        _audit(ws, loaded["name"], result)
         _print(result, args.json, show_next=True)
         return 0 if result.ok else 1
     result = generate(ws, loaded, level=args.level)
+    _audit(ws, loaded.get("name") if isinstance(loaded, dict) else None, result)
     _print(result, args.json)
     return 0 if result.ok else 1
 
@@ -233,6 +238,26 @@ def _serve(args) -> int:
     settings = workspace.Settings.from_paths(args.workspace, python=args.python)
     serve(settings, http=args.http, host=args.host, port=args.port, stateless=args.stateless, verifier=verifier)
     return 0
+
+
+def _audit(ws, name: str | None, result) -> None:
+    """The command's line in the workspace's audit trail, as the server's tools leave theirs (who: "cli"): validate,
+    install and generate write or run the tree's code."""
+    from bizon_forge import audit
+    from bizon_forge.dependencies import InstallResult
+    from bizon_forge.pipeline import GenerateResult
+    from bizon_forge.validators.report import SourceValidationResult, ValidationResult
+
+    tools: dict[type, str] = {
+        ValidationResult: "validate_destination",
+        SourceValidationResult: "validate_source",
+        InstallResult: "install_dependencies",
+        GenerateResult: "generate",
+    }
+    line = audit.entry("cli", tools[type(result)], name if isinstance(name, str) else None, result)
+    problem = audit.append(ws, line, echo=False) if line else None
+    if problem:
+        print(f"WARN {problem.id}: {problem.message}", file=sys.stderr)
 
 
 def _token(args) -> int:

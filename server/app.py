@@ -55,7 +55,7 @@ class Call:
     tool: str
     writes: bool  # not annotated read-only: it writes to the workspace, installs, or runs the tree's code
     who: Credential | None  # None: stdio, or HTTP started with --no-auth
-    name: str | None  # the destination, as every tool but inspect_workspace names it
+    name: str | None  # the connector: the `name` argument, or describe_source's spec's
     dry_run: bool
 
 
@@ -86,7 +86,11 @@ def refusals(model: type[Result], hints: ToolAnnotations):
             try:
                 if writes:
                     credentials.require_write(who, fn.__name__)
-                _call.set(Call(fn.__name__, writes, who, kwargs.get("name"), bool(kwargs.get("dry_run"))))
+                spec = kwargs.get("spec")
+                name = kwargs.get("name") or (spec.get("name") if isinstance(spec, dict) else None)
+                _call.set(
+                    Call(fn.__name__, writes, who, name if isinstance(name, str) else None, bool(kwargs.get("dry_run")))
+                )
                 return answer(await fn(*args, **kwargs))
             except Refused as refused:
                 if who is not None and any(f.id.startswith("auth.") for f in refused.findings):

@@ -39,6 +39,9 @@ WRITING_TOOLS = {
     "install_dependencies",
     "validate_destination",
     "remove_destination",
+    "describe_source",
+    "render_source",
+    "validate_source",
 }
 
 
@@ -211,7 +214,8 @@ async def test_a_read_only_token_is_refused_by_every_tool_that_writes(served):
             writing = {t.name for t in tools if not t.annotations.read_only_hint}
             assert writing == WRITING_TOOLS  # what the annotations say is what this test refuses
             for tool in sorted(writing):
-                answer = await client.call(tool, {"name": "logger", **where})
+                args = {"spec": {"name": "logger"}} if tool == "describe_source" else {"name": "logger"}
+                answer = await client.call(tool, {**args, **where})
                 assert answer["ok"] is False and [f["id"] for f in answer["findings"]] == ["auth.read_only"], answer
             assert (await client.call("inspect_workspace", where))["ok"]  # reading is what it is for
     assert snapshot(served.trees["a"]) == before
