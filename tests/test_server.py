@@ -54,6 +54,7 @@ async def test_an_unknown_level_is_a_finding_naming_the_allowed_ones_not_the_sdk
             answer = result.structured_content
             assert answer["ok"] is False and [f["id"] for f in answer["findings"]] == ["validate.bad_level"], answer
             assert "'fast'" in answer["findings"][0]["hint"] and "'full'" in answer["findings"][0]["hint"]
+            assert answer.get("level") is None, answer  # refused before any check: no level ran
 
 
 def test_start_up_imports_none_of_the_heavy_libraries():

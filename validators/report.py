@@ -22,7 +22,7 @@ class FixedFile(BaseModel):
 class ValidationResult(Result):
     # a pydantic subclass narrows the field; mypy flags it because list is invariant (nothing appends a Finding)
     findings: list[CheckFinding] = []  # type: ignore[assignment]
-    level: str = "fast"
+    level: str | None = None  # the level that ran; absent when the call was refused before any check
     summary: str = ""
     log_dir: str | None = None  # full output of every subprocess, for when an excerpt is not enough
     fixed: list[FixedFile] | None = None  # what fix=true changed (absent without fix)
