@@ -12,6 +12,11 @@ from typing import Literal
 
 Kind = Literal["destination", "source"]
 
+# The line of bizon's own .gitignore that hides every connector config (the examples are let back in), and the
+# glob of the check configs bizon-forge adds beside them, which must be tracked with their connector.
+BIZON_CONFIG_IGNORE = "bizon/**/config/*.yml"
+CHECK_CONFIGS = "bizon/**/config/*.check.yml"
+
 
 def package(kind: Kind = "destination") -> str:
     """The dotted package of every connector of a kind: `bizon.connectors.destinations`."""

@@ -300,8 +300,8 @@ def sdist(version: str) -> Path:
 
 # bizon's .gitignore ignores every connector config but the examples, so a commit would silently drop the check
 # configs validation runs (config/NAME.check.yml) and validation would fail on the next checkout.
-BIZON_CONFIG_RULE = "bizon/**/config/*.yml"
-TRACK_CHECK_CONFIGS = "!bizon/**/config/*.check.yml"
+BIZON_CONFIG_RULE = connector.BIZON_CONFIG_IGNORE
+TRACK_CHECK_CONFIGS = f"!{connector.CHECK_CONFIGS}"
 
 
 def tracking_check_configs(gitignore: str) -> str | None:
