@@ -162,6 +162,15 @@ def test_each_pattern_and_auth_type_passes_full_on_0_6_4(make_tree):
         _check_full(ws, name)
 
 
+def test_the_other_patterns_and_auth_types_pass_full_on_0_5_2(make_tree):
+    """The cursor and offset sources run on 0.5.2 in the test below; here the next URL, single response and POST
+    query ones, each with its own auth type, so every pattern is proven on both versions."""
+    others = ["shop_links", "shop_single", "shop_query"]
+    ws = _rendered(make_tree("0.5.2"), others)
+    for name in others:
+        _check_full(ws, name)
+
+
 def test_an_incremental_source_passes_full_on_0_5_2_and_the_planted_mistakes_fail_it_by_name(make_tree):
     root = make_tree("0.5.2")
     ws = _rendered(root, ["shop_cursor", "shop_offset"])
