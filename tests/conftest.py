@@ -29,6 +29,7 @@ SLOW_MODULES = {
     "test_safety_corpus",
     "test_safety_faults",
     "test_safety_untrusted",
+    "test_audit",
     "test_smoke_stdio",
 }
 SERVER_FIXTURES = {"postgres_url", "mariadb_url", "served", "http_server"}

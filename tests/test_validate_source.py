@@ -173,6 +173,7 @@ def test_the_checks_reach_only_this_machine():
 
 
 @pytest.mark.anyio
+@pytest.mark.slow  # a stdio server and a CLI subprocess, each validating
 async def test_over_mcp_and_the_cli_validate_source_answers_the_same(trees):
     """The tool over MCP and `bizon-forge validate NAME` (a name only a source has) run the same checks."""
     from mcp import Client
