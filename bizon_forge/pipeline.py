@@ -1,12 +1,12 @@
 """generate: describe -> render -> register -> install -> validate from one spec, for pipelines without MCP."""
 
-from typing import cast
+from collections.abc import Callable
 
 from pydantic import BaseModel, ValidationError
 
 from bizon_forge.findings import Refused, Result, failed
 from bizon_forge.spec import DestinationSpec
-from bizon_forge.validators.report import CheckFinding, ValidationResult
+from bizon_forge.validators.report import CheckFinding
 from bizon_forge.workspace import Workspace
 
 # Exactly describe_target's arguments; the workspace comes from the command line, not the spec.
@@ -61,37 +61,47 @@ def generate(ws: Workspace, args: dict, level: str = "fast") -> GenerateResult:
     from bizon_forge.validators import validate_destination
 
     spec = parse_spec(args)
-    steps: list[Step] = []
+    return run_steps(
+        [
+            ("describe", lambda: describe_target(ws, spec)),
+            ("render", lambda: render_destination(ws, spec.name)),
+            ("register", lambda: apply_registrations(ws, spec.name)),
+            ("install", lambda: install_dependencies(ws, spec.name)),
+            ("validate", lambda: validate_destination(ws, spec.name, level=level)),
+        ]
+    )
+
+
+def run_steps(steps: list[tuple[str, Callable[[], Result]]]) -> GenerateResult:
+    """Each step in turn until one fails: every step's findings but passes, and the last step's summary and next."""
+    done: list[Step] = []
     findings: list[CheckFinding] = []
-    result: Result
-    for step, run in (
-        ("describe", lambda: describe_target(ws, spec)),
-        ("render", lambda: render_destination(ws, spec.name)),
-        ("register", lambda: apply_registrations(ws, spec.name)),
-        ("install", lambda: install_dependencies(ws, spec.name)),
-        ("validate", lambda: validate_destination(ws, spec.name, level=level)),
-    ):
+    result = Result()
+    for step, run in steps:
         try:
             result = run()
         except Refused as refused:
-            result = Result(ok=False, findings=refused.findings)
-        steps.append(Step(step=step, ok=result.ok))
+            result = Result(ok=False, findings=refused.findings, next=refused.next)
+        done.append(Step(step=step, ok=result.ok))
         findings += [
             CheckFinding.model_validate(f, from_attributes=True) for f in result.findings if f.status != "pass"
         ]
         if not result.ok:
-            stopped = "" if step == "validate" else f" Stopped at {step}; later steps did not run."
+            stopped = "" if step == steps[-1][0] else f" Stopped at {step}; later steps did not run."
             return GenerateResult(
                 ok=False,
-                steps=steps,
+                steps=done,
                 findings=findings,
                 summary=getattr(result, "summary", "") or f"{step} failed.{stopped}",
                 log_dir=getattr(result, "log_dir", None),
                 next=result.next,
             )
-    validated = cast(ValidationResult, result)  # the last step, validate, passed
     return GenerateResult(
-        steps=steps, findings=findings, summary=validated.summary, log_dir=validated.log_dir, next=validated.next
+        steps=done,
+        findings=findings,
+        summary=getattr(result, "summary", ""),
+        log_dir=getattr(result, "log_dir", None),
+        next=result.next,
     )
 
 
@@ -107,42 +117,16 @@ def generate_source(ws: Workspace, args: dict, level: str = "fast") -> GenerateR
     from bizon_forge.source_render import render_source
 
     spec = parse_spec(args)
-    steps: list[Step] = []
-    findings: list[CheckFinding] = []
-    result: Result = Result()
 
     def validate() -> Result:
         from bizon_forge.validators.source_validation import validate_source
 
         return validate_source(ws, spec.name, level=level)
 
-    for step, run in (
-        ("describe", lambda: describe_source(ws, spec)),
-        ("render", lambda: render_source(ws, spec.name)),
-        ("validate", validate),
-    ):
-        try:
-            result = run()
-        except Refused as refused:
-            result = Result(ok=False, findings=refused.findings, next=refused.next)
-        steps.append(Step(step=step, ok=result.ok))
-        findings += [
-            CheckFinding.model_validate(f, from_attributes=True) for f in result.findings if f.status != "pass"
+    return run_steps(
+        [
+            ("describe", lambda: describe_source(ws, spec)),
+            ("render", lambda: render_source(ws, spec.name)),
+            ("validate", validate),
         ]
-        if not result.ok:
-            stopped = "" if step == "validate" else f" Stopped at {step}; later steps did not run."
-            return GenerateResult(
-                ok=False,
-                steps=steps,
-                findings=findings,
-                summary=getattr(result, "summary", "") or f"{step} failed.{stopped}",
-                log_dir=getattr(result, "log_dir", None),
-                next=result.next,
-            )
-    return GenerateResult(
-        steps=steps,
-        findings=findings,
-        summary=getattr(result, "summary", ""),
-        log_dir=getattr(result, "log_dir", None),
-        next=result.next,
     )

@@ -18,7 +18,7 @@ from bizon_forge import spec
 from bizon_forge.atomic import write_text
 from bizon_forge.connector import Connector
 from bizon_forge.findings import Finding, Refused, failed
-from bizon_forge.spec import FieldSpec, Names, pascal_case
+from bizon_forge.spec import FieldSpec, Names, load_stored, pascal_case
 from bizon_forge.workspace import Workspace
 
 # bizon's AuthType values (bizon.source.auth.config), plus "none": a public API (get_authenticator returns None).
@@ -439,34 +439,9 @@ def save(ws: Workspace, s: SourceSpec) -> None:
 
 
 def load(ws: Workspace, name: str) -> SourceSpec:
-    bad = check_name(name)
-    if bad:
-        raise Refused(*bad)
-    path = spec_path(ws, name)
-    if not path.exists():
-        raise Refused(
-            failed("spec.not_found", f"No source spec stored for {name!r} in this workspace.", "Call describe_source.")
-        )
-    why: str | None
-    try:
-        if not path.is_file():
-            raise OSError(f"{path.name} is not a regular file")
-        loaded = SourceSpec.model_validate_json(path.read_text())
-    except (OSError, ValueError) as error:
-        why = f"{type(error).__name__}: {str(error)[:200]}"
-    else:
-        why = None if loaded.name == name else f"it names {loaded.name[:60]!r}"
-        why = why or "; ".join(f.message for f in check_source(loaded) if f.status == "fail") or None
-    if why:
-        raise Refused(
-            failed(
-                "spec.unreadable",
-                f"The stored source spec for {name!r} is not a valid spec of that name ({why}).",
-                "Call describe_source again to store it afresh.",
-                file=str(path.relative_to(ws.root)),
-            )
-        )
-    return loaded
+    return load_stored(
+        ws, spec_path(ws, name), name, SourceSpec, check_source, "source spec", "describe_source", check_name
+    )
 
 
 def stored(ws: Workspace, name: str) -> SourceSpec | None:

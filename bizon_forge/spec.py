@@ -5,7 +5,9 @@ import json
 import keyword
 import math
 import re
-from typing import Any, Literal, get_args
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args
 
 from pydantic import BaseModel, Field
 
@@ -41,6 +43,7 @@ BASE_FIELDS = frozenset(
         "destination_id",
     }
 )
+S = TypeVar("S", bound=BaseModel)  # a stored spec: DestinationSpec here, SourceSpec in source_spec
 PYDANTIC_RESERVED = frozenset(n for n in dir(BaseModel) if not n.startswith("__")) | {"model_config"}
 
 
@@ -326,35 +329,46 @@ def save(ws: Workspace, spec: DestinationSpec) -> None:
 
 
 def load(ws: Workspace, name: str) -> DestinationSpec:
-    bad = check_name(name)
+    return load_stored(ws, spec_path(ws, name), name, DestinationSpec, check_spec, "spec", "describe_target")
+
+
+def load_stored(
+    ws: Workspace,
+    path: Path,
+    name: str,
+    model: type[S],
+    check: Callable[[S], list[Finding]],
+    kind: str,
+    tool: str,
+    name_check: Callable[[str], list[Finding]] = check_name,
+) -> S:
+    """The spec stored at `path` for `name` (a destination's or a source's, by `model`), or a Refused saying why not:
+    nothing stored, an unreadable file, or one whose content the describe tool would refuse."""
+    bad = name_check(name)
     if bad:
         raise Refused(*bad)
-    path = spec_path(ws, name)
     if not path.exists():
         raise Refused(
-            failed(
-                "spec.not_found",
-                f"No spec stored for {name!r} in this workspace.",
-                "Call describe_target first.",
-            )
+            failed("spec.not_found", f"No {kind} stored for {name!r} in this workspace.", f"Call {tool} first.")
         )
     why: str | None
     try:
         if not path.is_file():  # a folder, or a FIFO whose read would never return
             raise OSError(f"{path.name} is not a regular file")
-        stored = DestinationSpec.model_validate_json(path.read_text())
+        stored = model.model_validate_json(path.read_text())
     except (OSError, ValueError) as error:  # pydantic's ValidationError and UnicodeDecodeError are ValueErrors
         why = f"{type(error).__name__}: {str(error)[:200]}"  # and raise below, before stored is read
     else:
-        # A store edited by hand must not smuggle in a name (say '../../x') that describe_target would refuse.
-        why = None if stored.name == name else f"it names {stored.name[:60]!r}"
-        why = why or "; ".join(f.message for f in check_spec(stored) if f.status == "fail") or None
+        # A store edited by hand must not smuggle in a name (say '../../x') that the describe tool would refuse.
+        stored_name = getattr(stored, "name", "")
+        why = None if stored_name == name else f"it names {stored_name[:60]!r}"
+        why = why or "; ".join(f.message for f in check(stored) if f.status == "fail") or None
     if why:
         raise Refused(
             failed(
                 "spec.unreadable",
-                f"The stored spec for {name!r} is not a valid spec of that name ({why}).",
-                "Call describe_target again to store it afresh.",
+                f"The stored {kind} for {name!r} is not a valid spec of that name ({why}).",
+                f"Call {tool} again to store it afresh.",
                 file=str(path.relative_to(ws.root)),
             )
         )
