@@ -25,6 +25,9 @@ from bizon_forge.render import (
     write_planned,
 )
 from bizon_forge.source_spec import SourceSpec
+
+# The mock API's made-up credentials, which it accepts: the check config carries them (no secret).
+from bizon_forge.validators.mock_api import CREDENTIALS as MOCK_CREDENTIALS
 from bizon_forge.validators.mock_api import TOKEN_PATH
 from bizon_forge.workspace import STATE_DIR, Workspace
 
@@ -33,16 +36,6 @@ MOCK_URL_VAR = "BIZON_FORGE_MOCK_API_URL"
 MOCK_TOKEN_URL_VAR = "BIZON_FORGE_MOCK_API_TOKEN_URL"
 # The port the check config's printed recipe serves the mock on, so that its two commands run as printed.
 MOCK_RUN_PORT = 8798
-# The mock API's credentials (validators/mock_api.py CREDENTIALS): made-up values it accepts, no secret.
-MOCK_CREDENTIALS = {
-    "api_key": "forge-mock-key-7f3a",
-    "token": "forge-mock-token-91c2",
-    "username": "forge-mock-user",
-    "password": "forge-mock-password",
-    "client_id": "forge-mock-client",
-    "client_secret": "forge-mock-client-secret",
-    "refresh_token": "forge-mock-refresh-token",
-}
 # bizon's authentication.type of each auth kind (the rest recipe's api_key sends its own header: see source.py.j2).
 BIZON_AUTH = {"api_key": "api_key", "bearer": "bearer", "basic": "basic", "oauth": "oauth"}
 

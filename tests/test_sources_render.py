@@ -443,8 +443,7 @@ def test_configs_hold_env_references_and_the_mock_api_credentials(make_tree):
     assert "env://ACME_QUERY_CLIENT_SECRET" in example and "forge-mock" not in example
     assert "base_url: env://BIZON_FORGE_MOCK_API_URL" in check
     assert 'token_refresh_endpoint: "env://BIZON_FORGE_MOCK_API_TOKEN_URL"' in check
-    mock_api = pytest.importorskip("bizon_forge.validators.mock_api")
-    assert mock_api.CREDENTIALS == MOCK_CREDENTIALS  # the check config's credentials are the ones it accepts
+    assert f'client_secret: "{MOCK_CREDENTIALS["client_secret"]}"' in check  # the mock's own, which it accepts
 
 
 @pytest.mark.anyio

@@ -77,3 +77,13 @@ def warned(id: str, message: str, hint=None, file=None, line=None) -> CheckFindi
 
 def skipped(id: str, message: str, blocked_by: str | None = None) -> CheckFinding:
     return CheckFinding(id=id, status="skip", message=message, blocked_by=blocked_by)
+
+
+def explained(f: CheckFinding, explained_by: tuple[str, ...], findings: dict[str, CheckFinding]) -> CheckFinding:
+    """`f`, or a skip naming the earlier failure that explains it: such a failure proves nothing on its own."""
+    causes = [c for c in explained_by if c in findings and findings[c].status == "fail"] if f.status == "fail" else []
+    if not causes:
+        return f
+    return skipped(
+        f.id, f"Not conclusive: {', '.join(causes)} failed first and explains this; fix that first.", causes[0]
+    ).model_copy(update={"log": f.log, "excerpt": f.excerpt})

@@ -30,7 +30,7 @@ from bizon_forge.findings import Refused
 from bizon_forge.source_spec import SourceSpec, StreamSpec
 from bizon_forge.validators import catalog, mock_api
 from bizon_forge.validators.catalog import Check, answers
-from bizon_forge.validators.report import CheckFinding, SourceValidationResult, failed, passed, skipped
+from bizon_forge.validators.report import CheckFinding, SourceValidationResult, explained, failed, passed, skipped
 from bizon_forge.validators.runtime import PYTEST_ARGS, SMOKE_RUNNER, Run, run_logged
 from bizon_forge.validators.scratch import references
 from bizon_forge.validators.source_code import SourceCode
@@ -840,15 +840,8 @@ def _refuse(ws: Workspace, name: str, level: str) -> SourceSpec | None:
 def _settle(findings: dict[str, CheckFinding]) -> None:
     for check in catalog.SOURCES.checks:
         f = findings.get(check.id)
-        if f is None or f.status != "fail":
-            continue
-        causes = [c for c in check.explained_by if c in findings and findings[c].status == "fail"]
-        if causes:
-            findings[check.id] = skipped(
-                check.id,
-                f"Not conclusive: {', '.join(causes)} failed first and explains this; fix that first.",
-                causes[0],
-            ).model_copy(update={"log": f.log, "excerpt": f.excerpt})
+        if f is not None:
+            findings[check.id] = explained(f, check.explained_by, findings)
 
 
 def _merge(found: dict[str, CheckFinding], new: list[CheckFinding]) -> None:

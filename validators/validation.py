@@ -26,7 +26,7 @@ from bizon_forge.validators import (
     runtime,
 )
 from bizon_forge.validators.code import DestinationCode
-from bizon_forge.validators.report import CheckFinding, FixedFile, ValidationResult, failed, skipped
+from bizon_forge.validators.report import CheckFinding, FixedFile, ValidationResult, explained, failed, skipped
 from bizon_forge.validators.scratch import REFERENCE, Scratch
 from bizon_forge.workspace import Workspace, read_regular
 
@@ -204,14 +204,7 @@ def _settle(findings: dict[str, CheckFinding], unfinished: list[str]) -> None:
         if check.needs_finished_code and unfinished and f.status != "skip":
             findings[check.id] = _not_finished(check.id, unfinished)
             continue
-        if f.status == "fail":
-            causes = [c for c in check.explained_by if c in findings and findings[c].status == "fail"]
-            if causes:
-                findings[check.id] = skipped(
-                    check.id,
-                    f"Not conclusive: {', '.join(causes)} failed first and explains this; fix that first.",
-                    causes[0],
-                ).model_copy(update={"log": f.log, "excerpt": f.excerpt})
+        findings[check.id] = explained(f, check.explained_by, findings)
 
 
 def _moot(f: CheckFinding) -> bool:
