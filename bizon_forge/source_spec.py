@@ -330,15 +330,8 @@ def _check_stream(i: int, s: StreamSpec) -> list[Finding]:
 
 def check_source(s: SourceSpec) -> list[Finding]:
     """Every finding on a source spec before anything is written; each names the field and the fix."""
-    bad = next((t for t in spec._texts(s) if not t.isascii() and not spec._encodes(t)), None)
-    if bad is not None:
-        return [
-            failed(
-                "spec.text.not_unicode",
-                f"A string in the spec holds a lone surrogate: {bad[:60]!r}.",
-                "Send well-formed Unicode (pair surrogates, or drop the character).",
-            )
-        ]
+    if bad := spec.check_unicode(s):
+        return bad
     found = check_name(s.name) + _check_base_url(s.base_url)
     if not s.streams:
         found.append(failed("spec.streams.empty", "The source lists no streams.", "Describe at least one endpoint."))

@@ -249,16 +249,24 @@ def _texts(value):
             yield from _texts(item)
 
 
-def check_spec(spec: DestinationSpec) -> list[Finding]:
+def check_unicode(spec: BaseModel) -> list[Finding]:
+    """A lone surrogate from JSON's \\ud800 anywhere in a spec (of either kind): it cannot be stored, rendered or read
+    back, so no other check is worth running."""
     bad = next((t for t in _texts(spec) if not t.isascii() and not _encodes(t)), None)
-    if bad is not None:  # a lone surrogate from JSON's \ud800 cannot be stored, rendered or read back
-        return [
-            failed(
-                "spec.text.not_unicode",
-                f"A string in the spec holds a lone surrogate: {bad[:60]!r}.",
-                "Send well-formed Unicode (pair surrogates, or drop the character).",
-            )
-        ]
+    if bad is None:
+        return []
+    return [
+        failed(
+            "spec.text.not_unicode",
+            f"A string in the spec holds a lone surrogate: {bad[:60]!r}.",
+            "Send well-formed Unicode (pair surrogates, or drop the character).",
+        )
+    ]
+
+
+def check_spec(spec: DestinationSpec) -> list[Finding]:
+    if bad := check_unicode(spec):
+        return bad
     found = check_name(spec.name) + check_fields(spec.fields)
     if spec.alias is not None and (not spec.alias.strip() or len(spec.alias) > 100):
         found.append(failed("spec.alias.invalid", "The alias must be 1-100 characters.", "Omit it to use the name."))
