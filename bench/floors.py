@@ -65,7 +65,7 @@ def validation_parts(ws: Workspace, name: str, scratch: Path) -> dict[str, float
 
     from bizon_forge.validators import runtime
 
-    scripts = resources.files("bizon_forge.validators")
+    scripts = resources.files("bizon_forge.validators.probes")
     base = ws.destination_dir(name)
     example, check = base / "config" / f"{name}.example.yml", base / "config" / f"{name}.check.yml"
     version = ws.bizon_version or "unknown"

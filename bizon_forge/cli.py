@@ -142,11 +142,11 @@ def _run(args) -> int:
     if args.command == "token":
         return _token(args)
     if args.command == "receiver":
-        from bizon_forge.validators.receiver import RUN_PORT, serve_forever
+        from bizon_forge.validators.fakes.receiver import RUN_PORT, serve_forever
 
         return serve_forever(args.port or RUN_PORT, honours_replace=not args.ignore_replace)
     if args.command == "mock-api":
-        from bizon_forge.validators.mock_api import serve_forever as serve_mock
+        from bizon_forge.validators.fakes.mock_api import serve_forever as serve_mock
 
         return serve_mock(args.spec, args.port, "clean" if args.clean else "unreliable", args.recorded)
     if args.command == "workspace":

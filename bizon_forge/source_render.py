@@ -27,8 +27,8 @@ from bizon_forge.render import (
 from bizon_forge.source_spec import SourceSpec
 
 # The mock API's made-up credentials, which it accepts: the check config carries them (no secret).
-from bizon_forge.validators.mock_api import CREDENTIALS as MOCK_CREDENTIALS
-from bizon_forge.validators.mock_api import TOKEN_PATH
+from bizon_forge.validators.fakes.mock_api import CREDENTIALS as MOCK_CREDENTIALS
+from bizon_forge.validators.fakes.mock_api import TOKEN_PATH
 from bizon_forge.workspace import STATE_DIR, Workspace
 
 # The check config's base URL (and OAuth token endpoint): validate_source serves the mock API and sets these.

@@ -88,7 +88,7 @@ def test_a_check_declared_twice_is_refused(tmp_path, monkeypatch):
 
 
 def _probe_source(name: str) -> ast.Module:
-    return ast.parse((REPO / "validators" / name).read_text())
+    return ast.parse((REPO / "validators" / "probes" / name).read_text())
 
 
 def _ids(fn) -> list[str]:

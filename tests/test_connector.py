@@ -4,14 +4,14 @@ import ast
 import re
 
 from bizon_forge.connector import Connector, is_connector_module
-from bizon_forge.validators import contract_probe
+from bizon_forge.validators.probes import contract_probe
 from tests.conftest import REPO
 
 # The layout, as code would spell it: a folder or package of connectors, or a config file bizon-forge names.
 LAYOUT = re.compile(r"connectors[/.](destinations|sources)\b|\.(example|check)\.yml\b")
 OWNER = {"bizon_forge/connector.py"}
 # Runs in the workspace's interpreter, without bizon-forge: its one copy is held equal below.
-COPIES = {"validators/contract_probe.py"}
+COPIES = {"validators/probes/contract_probe.py"}
 
 
 def _layout_strings(path):

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from bizon_forge.validators.fault_proxy import FaultProxy, first_word
+from bizon_forge.validators.fakes.fault_proxy import FaultProxy, first_word
 
 
 def packet(sql: str) -> bytes:

@@ -112,7 +112,7 @@ def test_each_recipe_passes_full_and_the_printed_sync_runs_as_printed(installed,
     spec = {"name": f"e2e_{recipe}", "recipe": recipe}
     receiver = None
     if recipe == "http":  # the user's endpoint (here a local receiver that honours "replace": true), in the spec
-        from bizon_forge.validators.receiver import Receiver
+        from bizon_forge.validators.fakes.receiver import Receiver
 
         receiver = Receiver()
         spec["full_refresh"] = "replace_flag"

@@ -17,8 +17,8 @@ import pytest
 import requests
 
 from bizon_forge.source_spec import Pagination, SourceSpec, StreamSpec
-from bizon_forge.validators import mock_api
-from bizon_forge.validators.mock_api import CREDENTIALS, start
+from bizon_forge.validators.fakes import mock_api
+from bizon_forge.validators.fakes.mock_api import CREDENTIALS, start
 
 PATTERNS = ("cursor", "next_url", "offset", "none", "post_query")
 AUTHS = ("none", "api_key", "bearer", "basic", "oauth")

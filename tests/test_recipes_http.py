@@ -20,7 +20,7 @@ import orjson
 import pytest
 
 from bizon_forge import workspace
-from bizon_forge.validators.receiver import RUN_PORT
+from bizon_forge.validators.fakes.receiver import RUN_PORT
 from tests.http_server import free_port
 from tests.recipe_runs import CONTRACT_COLUMNS, CREATURE_IDS, bizon_run, forged_tree, run_ok, write_run_config
 

@@ -507,7 +507,7 @@ TICKETS = {
 @pytest.mark.slow  # validate_source full: the source's tests and a real bizon run
 def test_after_full_validation_next_names_the_example_s_variables_and_its_command_runs_once_they_are_set(make_tree):
     """`next` once printed only the command, which stopped with "environment variable 'TICKETS_TOKEN' is not set"."""
-    from bizon_forge.validators import mock_api
+    from bizon_forge.validators.fakes import mock_api
     from bizon_forge.validators.source_validation import validate_source
 
     ws = make_ws(make_tree("0.6.4"))

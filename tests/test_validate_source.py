@@ -163,7 +163,7 @@ def test_a_source_refused_when_missing(trees):
 def test_the_checks_reach_only_this_machine():
     """loopback_only: what the probe and the real run load first refuses any address but 127.0.0.1/::1."""
     code = (
-        f"import sys; sys.path.insert(0, {str(REPO / 'validators')!r}); import loopback_only, socket\n"
+        f"import sys; sys.path.insert(0, {str(REPO / 'validators' / 'probes')!r}); import loopback_only, socket\n"
         "s = socket.socket()\n"
         "try:\n    s.connect(('192.0.2.1', 443))\nexcept ConnectionRefusedError as e:\n    print('refused', e)\n"
     )

@@ -8,8 +8,8 @@ import tokenize
 from bizon_forge.render import TODO, todo_tasks
 from bizon_forge.validators.catalog import Check, static
 from bizon_forge.validators.code import DestinationCode, is_stub
+from bizon_forge.validators.destination_syntax import short
 from bizon_forge.validators.report import CheckFinding, failed, passed
-from bizon_forge.validators.source import short
 
 PLACEHOLDER = re.compile(r"\{\{.{0,80}?\}\}|\{%.{0,80}?%\}")
 

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 # The modules that declare checks, in the checklist's order.
 MODULES = tuple(
     f"bizon_forge.validators.{m}"
-    for m in ("source", "checklist", "registered", "traps", "agent_todo", "formatting", "live", "runtime")
+    for m in ("destination_syntax", "checklist", "registered", "traps", "agent_todo", "formatting", "live", "runtime")
 )
 # The modules that declare the checks of a source (validate_source), in its checklist's order.
 SOURCE_MODULES = tuple(f"bizon_forge.validators.{m}" for m in ("source_code", "source_validation"))

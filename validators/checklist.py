@@ -16,8 +16,8 @@ from bizon_forge.validators.code import (
     is_stub,
     literal_member,
 )
+from bizon_forge.validators.destination_syntax import needs, needs_destination, needs_write_records, short
 from bizon_forge.validators.report import CheckFinding, failed, passed, skipped, warned
-from bizon_forge.validators.source import needs, needs_destination, needs_write_records, short
 
 # -- the guide's checklist: config ----------------------------------------------------------------
 

@@ -28,6 +28,8 @@ from bizon_forge.validators.catalog import (
 from bizon_forge.validators.report import CheckFinding, failed, passed, skipped
 from bizon_forge.workspace import Workspace, tied_to_server
 
+PROBES = Path(__file__).parent / "probes"  # scripts run in the workspace's interpreter
+
 PROBE_TIMEOUT_S = 90
 TESTS_TIMEOUT_S = 300
 SMOKE_TIMEOUT_S = 180
@@ -234,7 +236,7 @@ def probe(
     env: dict[str, str],
 ) -> list[CheckFinding]:
     """import.models, import.config_validate and, given a check config, contract.* against its target."""
-    script = Path(__file__).with_name("contract_probe.py")
+    script = PROBES / "contract_probe.py"
     contract = check is not None
     cmd = [ws.python(), str(script), str(ws.root), name, str(ws.root / example)]
     cmd += ["contract", str(ws.root / check), f"forge_{run_id}_contract"] if check is not None else ["import"]
@@ -446,7 +448,7 @@ def _pytest_finding(id: str, run: Run, what: str) -> CheckFinding:
 
 SUITE_MARKER = "BIZON_FORGE_SUITE "
 SUITE_TIMEOUT_S = 240
-SUITE_SCRIPT = Path(__file__).with_name("suite_probe.py")
+SUITE_SCRIPT = PROBES / "suite_probe.py"
 # The dummy source's creatures: what a `bizon run` of it must leave in the target.
 DUMMY_IDS = sorted(["9898", "88787", "98", "3333", "56565"])
 

@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from bizon_forge.validators.receiver import Receiver
+from bizon_forge.validators.fakes.receiver import Receiver
 from bizon_forge.workspace import read_regular
 
 SCRATCH_VAR = "BIZON_FORGE_SCRATCH"

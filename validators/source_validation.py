@@ -28,8 +28,9 @@ from bizon_forge.atomic import workspace_lock
 from bizon_forge.connector import Connector
 from bizon_forge.findings import Refused
 from bizon_forge.source_spec import SourceSpec, StreamSpec
-from bizon_forge.validators import catalog, mock_api
+from bizon_forge.validators import catalog
 from bizon_forge.validators.catalog import Check, answers
+from bizon_forge.validators.fakes import mock_api
 from bizon_forge.validators.report import CheckFinding, SourceValidationResult, explained, failed, passed, skipped
 from bizon_forge.validators.runtime import PYTEST_ARGS, SMOKE_RUNNER, Run, run_logged
 from bizon_forge.validators.scratch import references
@@ -37,7 +38,7 @@ from bizon_forge.validators.source_code import SourceCode
 from bizon_forge.validators.validation import _log_dir, _summary, run_example
 from bizon_forge.workspace import Workspace, read_regular
 
-HERE = Path(__file__).parent
+PROBES = Path(__file__).parent / "probes"  # run in the workspace's interpreter
 
 Progress = Callable[[float, float, str], None]
 PROBE_TIMEOUT_S = 90
@@ -375,7 +376,7 @@ def _probe(
     config_path = scratch / f"source-{stream.name}-{tag}.json"
     config_path.write_text(json.dumps(config))
     out = scratch / f"pages-{stream.name}-{tag}.jsonl"
-    cmd = [ws.python(), str(HERE / "source_probe.py"), str(ws.root), spec.name, stream.name, str(config_path)]
+    cmd = [ws.python(), str(PROBES / "source_probe.py"), str(ws.root), spec.name, stream.name, str(config_path)]
     cmd += [str(out), str(max_pages), *(incremental or ())]
     run = run_logged(ws, cmd, scratch, log, PROBE_TIMEOUT_S, marker=MARKER.encode(), env=_env(scratch))
     steps: dict[str, dict] = {}
@@ -747,7 +748,7 @@ def bizon_run(
 ) -> CheckFinding:
     id = "run.bizon_run"
     folder = Path(tempfile.mkdtemp(prefix="run-", dir=scratch))
-    shutil.copy(HERE / "loopback_only.py", folder / "sitecustomize.py")
+    shutil.copy(PROBES / "loopback_only.py", folder / "sitecustomize.py")
     with mock_api.start(spec.model_dump(mode="json"), recorded=recorded) as api:
         config = {
             "name": f"forge_check_{spec.name}_{stream.name}",

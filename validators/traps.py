@@ -16,8 +16,14 @@ from bizon_forge.validators.code import (
     is_log_call,
     literal_member,
 )
+from bizon_forge.validators.destination_syntax import (
+    config_unreadable,
+    needs,
+    needs_destination,
+    needs_write_records,
+    short,
+)
 from bizon_forge.validators.report import CheckFinding, failed, passed, skipped
-from bizon_forge.validators.source import config_unreadable, needs, needs_destination, needs_write_records, short
 from bizon_forge.workspace import FACTORY_FILE, read_regular
 
 # Packages config.py may import whatever the install: bizon itself, its pydantic, and the standard library.

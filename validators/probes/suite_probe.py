@@ -25,7 +25,10 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 import contract_probe as probe
-import fault_proxy
+
+# The fault proxy is a fake (validators/fakes/) that runs inside this probe, in the workspace's interpreter.
+sys.path.insert(1, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "fakes"))
+import fault_proxy  # noqa: E402
 
 MARKER = "BIZON_FORGE_SUITE "
 REQUIRED = ("source_record_id", "source_data", "source_timestamp")
