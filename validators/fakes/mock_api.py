@@ -69,24 +69,36 @@ Stdlib only and Python 3.9+: validate_source may run it in the workspace's inter
 from __future__ import annotations
 
 import argparse
-import base64
 import copy
 import json
+import socket
 import sys
 import threading
 import time
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, cast
-from urllib.parse import parse_qs, urlencode, urlparse
+from typing import Any, NamedTuple, cast
+from urllib.parse import parse_qs, urlparse
+
+try:
+    from . import api_auth, api_cases, api_pages
+    from .api_pages import Dotted, Refusal, get, iso, leaves, parse_time, put
+except ImportError:  # run as a script (`python mock_api.py SPEC.json`), or imported from this folder
+    import api_auth  # type: ignore[no-redef]
+    import api_cases  # type: ignore[no-redef]
+    import api_pages  # type: ignore[no-redef]
+    from api_pages import Dotted, Refusal, get, iso, leaves, parse_time, put  # type: ignore[no-redef]
 
 RECORDS_PER_STREAM = 23  # with page_size 5: four full pages, a short one, then the empty one
 RETRY_AFTER_S = 1
-TOKEN_GRACE_S = 0.5  # a token checked live by the client may land just after it expired
+TOKEN_GRACE_S = api_auth.TOKEN_GRACE_S
 REQUEST_CAP_FACTOR = 4  # requests per stream, per page it has, before the mock answers 410 (never-ending pagination)
 TOKEN_PATH = "/oauth/token"
+CASE_PREFIX = "/_case/"
 MODE_HEADER = "X-Forge-Mock-Mode"
+PATTERNS = ("cursor", "next_url", "offset", "none", "post_query", "graphql")
+CASES = api_cases.CASES
 CREDENTIALS = {
     "api_key": "forge-mock-key-7f3a",
     "token": "forge-mock-token-91c2",
@@ -108,55 +120,31 @@ PAGINATION_DEFAULTS: dict[str, Any] = {
     "offset_param": "offset",
     "total_path": None,
 }
+GRAPHQL_DEFAULTS = {"page_size_param": "variables.first", "cursor_param": "variables.after"}
 STREAM_DEFAULTS: dict[str, Any] = {
     "records_path": "data",
     "id_field": "id",
     "cursor_field": None,
     "updated_after_param": None,
+    "body": {},
+    "connection_path": None,
+    "land": "node",
 }
+SPEC_DEFAULTS: dict[str, Any] = {
+    "auth": "none",
+    "api_key_header": "Authorization",
+    "api_key_prefix": "",
+    "token_url": None,
+    "scopes": [],
+    "body_errors": None,
+}
+BODY_ERRORS_DEFAULTS = api_cases.BODY_ERRORS_DEFAULTS
 EPOCH = datetime(2024, 1, 3, 8, 0, tzinfo=timezone(timedelta(0)))
 NAMES = ["Zoë Ångström", "Łukasz Żółć", "東京 タワー", "José Núñez", "Ольга", "Ærøskøbing 🚲"]
-END = "forge-end"  # the cursor a recorded chain's last page leads to
-
-
-def _get(body: Any, path: str) -> Any:
-    for key in path.split(".") if path else []:
-        if not isinstance(body, dict):
-            return None
-        body = body.get(key)
-    return body
-
-
-class _Dotted(dict):
-    """A JSON body read by dotted keys: get("variables.after") is body["variables"]["after"]."""
-
-    def get(self, key, default=None):
-        value = _get(dict(self), key)
-        return default if value is None else value
-
-    def __getitem__(self, key):
-        return self.get(key)
-
-
-def _put(body: dict, path: str, value: Any) -> None:
-    *parents, last = path.split(".")
-    for key in parents:
-        body = body.setdefault(key, {})
-    body[last] = value
-
-
-def _parse_time(value: str) -> datetime:
-    """ISO 8601 as APIs take it; a '+' a URL turned into a space is put back, a naive time is UTC."""
-    text = value.strip()
-    if len(text) > 10 and text[10] in " +":  # a space between date and time, or the '+' a URL made of it
-        text = text[:10] + "T" + text[11:]
-    text = text.replace(" ", "+").replace("Z", "+00:00")
-    parsed = datetime.fromisoformat(text)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone(timedelta(0)))
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
+END = api_pages.END
+# the names the tests and older callers know
+_get, _put, _parse_time, _iso, _Refusal = get, put, parse_time, iso, Refusal
+cases_for = api_cases.cases_for
 
 
 def make_records(stream: dict, count: int = RECORDS_PER_STREAM) -> list[dict]:
@@ -174,78 +162,106 @@ def make_records(stream: dict, count: int = RECORDS_PER_STREAM) -> list[dict]:
             "lines": [{"sku": f"SKU-{n}-{k}", "qty": k} for k in range(n % 4)],
             "note": 'quotes " and \\ backslash,\nnew line, tab\t' if n % 5 == 0 else "",
         }
-        _put(record, stream["id_field"], f"{stream['name']}-{n:04d}")
+        put(record, stream["id_field"], f"{stream['name']}-{n:04d}")
         if stream["cursor_field"]:
             # spread over two years, out of id order (APIs list by id, not by update time)
-            _put(record, stream["cursor_field"], _iso(EPOCH + timedelta(hours=(n * 7919) % (count * 761))))
+            put(record, stream["cursor_field"], iso(EPOCH + timedelta(hours=(n * 7919) % (count * 761))))
         records.append(record)
     return records
 
 
 def normalized(spec: dict) -> dict:
     """The spec dict with SourceSpec's defaults filled in (a dumped SourceSpec is left as it is)."""
-    spec = copy.deepcopy(spec)
-    spec.setdefault("auth", "none")
-    spec.setdefault("api_key_header", "Authorization")
-    spec.setdefault("api_key_prefix", "")
+    spec = {**SPEC_DEFAULTS, **copy.deepcopy(spec)}
     streams = []
     for raw in spec.get("streams") or []:
         stream = {**STREAM_DEFAULTS, **raw}
-        stream["pagination"] = {**PAGINATION_DEFAULTS, **(raw.get("pagination") or {})}
+        given = raw.get("pagination") or {}
+        graphql = GRAPHQL_DEFAULTS if given.get("pattern") == "graphql" else {}
+        stream["pagination"] = {**PAGINATION_DEFAULTS, **graphql, **given}
         streams.append(stream)
     spec["streams"] = streams
     return spec
 
 
-class _Stream:
-    """One stream's state: its records (or recorded pages), counters and faults."""
+def _inside_node(path: str | None, spec: dict) -> str | None:
+    """graphql landing edges: id_field and cursor_field are paths in the edge ("node.id"); the node holds "id"."""
+    if path and spec["pagination"]["pattern"] == "graphql" and spec["land"] == "edge" and path.startswith("node."):
+        return path[len("node.") :]
+    return path
 
-    def __init__(self, spec: dict, path: str, records: list[dict], pages: list[Any] | None):
+
+class _Stream:
+    """One stream's state in one case: its records (or recorded pages, both shared by the cases), counters and
+    faults."""
+
+    def __init__(self, spec: dict, base_path: str, records: list[dict], pages: list[Any] | None):
         self.spec = spec
         self.name: str = spec["name"]
-        self.pagination: dict = spec["pagination"]
-        self.pattern: str = self.pagination["pattern"]
-        self.path = path
+        self.pattern: str = spec["pagination"]["pattern"]
+        self.pagination: dict = dict(spec["pagination"])
+        path, _, fixed = spec["endpoint"].partition("?")
+        self.path = base_path + "/" + path.strip("/")
+        self.fixed_query = {k: v[-1] for k, v in parse_qs(fixed, keep_blank_values=True).items()}
+        self.method = "POST" if self.pattern in api_pages.BODY_PATTERNS else "GET"
+        self.records_path: str = spec["records_path"]
+        self.connection_path: str = spec["connection_path"] or ""
+        if self.pattern == "graphql":  # derived from the connection (the spec's records_path does not apply)
+            self.records_path = f"{self.connection_path}.edges"
+            self.pagination["next_cursor_path"] = f"{self.connection_path}.pageInfo.endCursor"
+            self.pagination["has_more_path"] = f"{self.connection_path}.pageInfo.hasNextPage"
+        self.id_path = cast(str, _inside_node(spec["id_field"], spec))
+        self.cursor_path = _inside_node(spec["cursor_field"], spec)
+        dynamic = {self.pagination["page_size_param"], self.pagination["cursor_param"], spec["updated_after_param"]}
+        self.constant = {k: v for k, v in leaves(spec["body"] or {}).items() if k not in dynamic}
+        self.dynamic = dynamic
         self.records = records
         self.pages = pages  # recorded mode: the saved bodies, in order
-        self.requests = 0
-        self.pages_served = 0
-        self.records_served = 0
-        self.early_retries = 0
-        self.unauthorized = 0
-        self.ended = False
-        self.capped = 0  # requests answered 410, past the cap
+        self.relative_next = False
+        self.fault_plan: dict[int, list[str]] = {}
+        self.clear()
+
+    def clear(self) -> None:
+        self.requests = self.pages_served = self.records_served = self.early_retries = self.unauthorized = 0
+        self.ended, self.not_before, self.capped = False, 0.0, 0  # capped: requests answered 410, past the cap
         self.faults: list[dict] = []
-        self.fault_plan: dict[int, list[int]] = {}
-        self.not_before = 0.0
         self.params: dict[str, set[str]] = {"query": set(), "body": set()}
+        self.served_ids: list[Any] = []
+        self.page_counts: dict[Any, list[int]] = {}  # page key -> [index, times served]
+        self.token_killed = False
 
     @property
     def page_size(self) -> int:
         return max(1, int(self.pagination["page_size"]))
 
-    def page_count(self) -> int:
+    def record_pages(self) -> int:
         if self.pages is not None:
             return len(self.pages)
-        if self.pattern == "none":
-            return 1
-        full = -(-len(self.records) // self.page_size)
-        return full + (1 if self.pattern in ("cursor", "next_url", "post_query") else 0)
+        return 1 if self.pattern == "none" else max(1, -(-len(self.records) // self.page_size))
+
+    def page_count(self) -> int:
+        if self.pages is not None or self.pattern == "none":
+            return self.record_pages()
+        return self.record_pages() + (1 if self.pattern in api_pages.EMPTY_LAST else 0)
 
     def cap(self, request_cap: int | None) -> int | None:
         if request_cap == 0:
             return REQUEST_CAP_FACTOR * (self.page_count() + 2) + 20
         return request_cap
 
-    def plan_faults(self) -> None:
-        last = max(0, self.page_count() - 1)
-        plan: dict[int, list[int]] = {}
-        for status, page in ((429, 1), (503, 2)):
-            plan.setdefault(min(page, last), []).append(status)
-        self.fault_plan = plan
+    def matches(self, query: dict, body: Any) -> bool:
+        """Whether a request on this stream's endpoint is this stream's (several streams may share one)."""
+        if self.method == "GET":
+            return all(query.get(k) == v for k, v in self.fixed_query.items())
+        sent = {k: v for k, v in leaves(body if isinstance(body, dict) else {}).items() if k not in self.dynamic}
+        return sent == self.constant
 
-    def report(self) -> dict:
-        return {
+    def landed(self) -> list:
+        return api_pages.landed(self, self.records)
+
+    def report(self, case: str | None) -> dict:
+        records = self.landed()
+        report = {
             "path": self.path,
             "pattern": self.pattern,
             "id_field": self.spec["id_field"],
@@ -259,19 +275,224 @@ class _Stream:
             "ended": self.ended,
             "capped": self.capped,
             "params": {where: sorted(names) for where, names in self.params.items()},
-            "ids": [_get(r, self.spec["id_field"]) for r in self.records],
-            "records": copy.deepcopy(self.records),
+            "ids": [get(r, self.spec["id_field"]) for r in records],
+            "records": copy.deepcopy(records),
+            "served_ids": list(self.served_ids),
+            "pages_repeated": sorted(index for index, times in self.page_counts.values() if times > 1),
         }
+        if case in api_cases.MUST_FAIL:
+            fault_pages = set(self.fault_plan)
+            report["fault_lifted"] = any(i in fault_pages for i, _ in self.page_counts.values())
+        return report
 
 
-class _Refusal(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
+class _Reply(NamedTuple):
+    status: int
+    body: Any
+    headers: dict = {}
+    kind: str = "json"  # "html": body is the text; "cut": the JSON body is cut halfway, the connection closed
+
+
+class _Case:
+    """The API as one case serves it (case None: the default, unprefixed), with its own streams' counters, tokens
+    and log; the records are shared by every case."""
+
+    def __init__(self, api: MockApi, case: str | None, records: dict[str, list], pages: dict[str, Any]):
+        self.api, self.case = api, case
+        self.prefix = f"{CASE_PREFIX}{case}" if case else ""
+        self.errors = api_cases.body_errors(api.spec)
+        self.streams: dict[str, _Stream] = {}
+        for spec in api.spec["streams"]:
+            stream = _Stream(spec, api.base_path, records[spec["name"]], pages.get(spec["name"]))
+            stream.relative_next = api.relative_next
+            self.streams[stream.name] = stream
+        self.clear()
+
+    def clear(self) -> None:
+        self.started = time.monotonic()
+        self.log: list[dict] = []
+        self.unauthorized = self.token_requests = self.token_refused = 0
+        self.tokens: dict[str, float] = {}  # access token -> when it expires (monotonic)
+        for s in self.streams.values():
+            s.clear()
+            s.fault_plan = api_cases.fault_plan(self.case, s.page_count(), s.record_pages())
+
+    @property
+    def url(self) -> str:
+        return self.api.origin + self.prefix + self.api.base_path
+
+    @property
+    def token_url(self) -> str:
+        return self.api.origin + self.prefix + TOKEN_PATH
+
+    def report(self) -> dict:
+        report: dict[str, Any] = {"case": self.case} if self.case else {}
+        report.update(
+            {
+                "mode": self.api.mode if self.case is None else "case",
+                "url": self.url,
+                "token_url": self.token_url,
+                "credentials": dict(self.api.credentials),
+                "recorded": self.api.recorded,
+                "unauthorized": self.unauthorized,
+                "early_retries": sum(s.early_retries for s in self.streams.values()),
+                "token_requests": self.token_requests,
+                "token_refused": self.token_refused,
+                "tokens_issued": len(self.tokens),
+                "streams": {name: s.report(self.case) for name, s in self.streams.items()},
+                "requests": copy.deepcopy(self.log),
+            }
+        )
+        return report
+
+    # serving
+
+    def route(self, path: str, query: dict, body: Any) -> _Stream | None:
+        """The stream a request is for: the one at its path, or of several there the one the request matches."""
+        here = [s for s in self.streams.values() if s.path == path.rstrip("/")]
+        if len(here) <= 1:
+            return here[0] if here else None
+        here.sort(key=lambda s: -len(s.fixed_query))  # the most specific query first
+        found = next((s for s in here if s.matches(query, body)), None)
+        if found is None:
+            names = ", ".join(s.name for s in here)
+            raise Refusal(400, f"{len(here)} streams share {path} ({names}): this request matches none of them")
+        return found
+
+    def dispatch(self, command: str, path: str, headers: Any, query: dict, body: Any, entry: dict) -> _Reply:
+        if path == TOKEN_PATH and command == "POST":
+            return _Reply(200, self.issue_token(body if isinstance(body, dict) else {}, headers))
+        stream = self.route(path, query, body)
+        if stream is None:
+            raise Refusal(404, f"no stream at {path}")
+        entry["stream"] = stream.name
+        if command != stream.method:
+            return _Reply(405, {"error": f"{stream.path} takes {stream.method}"}, {"Allow": stream.method})
+        return self.stream_request(stream, headers, query, body, entry)
+
+    def issue_token(self, form: dict, headers: Any) -> dict:
+        self.token_requests += 1
+        try:
+            scope = api_auth.grant(self.api.spec, self.api.credentials, {k: str(v) for k, v in form.items()}, headers)
+        except Refusal:
+            self.token_refused += 1
+            raise
+        token = f"forge-access-{len(self.tokens) + 1}-{int(time.time() * 1000) % 100000}"
+        self.tokens[token] = time.monotonic() + self.api.token_ttl
+        answer = {"access_token": token, "expires_in": self.api.token_ttl, "token_type": "Bearer"}
+        return {**answer, "scope": scope} if scope else answer
+
+    def stream_request(self, stream: _Stream, headers: Any, query: dict, body: Any, entry: dict) -> _Reply:
+        now = self._count(stream, query, body, entry)
+        refused = self._authorize(stream, headers)
+        if refused is not None:
+            return refused
+        source = Dotted(body if isinstance(body, dict) else {}) if stream.method == "POST" else query
+        if stream.pages is not None:
+            api_pages.page_size_asked(stream, source, None)  # a bad page size is refused, recorded or not
+            page = api_pages.serve_recorded(stream, source, self.api.origin)
+        else:
+            shape = api_cases.shape(self.case, stream.page_size)
+            cap = min(c for c in (shape.size_cap, self.api.page_size_cap, stream.page_size) if c)
+            page = api_pages.serve_records(stream, source, self.api.origin, shape._replace(size_cap=cap))
+        fault = self._fault(stream, page.index, headers)
+        if fault:
+            return self._fault_reply(fault, stream, page, headers, entry, now)
+        entry.update(status=200, page=page.index)
+        self._served(stream, page, headers)
+        return _Reply(200, page.answer)
+
+    def _count(self, stream: _Stream, query: dict, body: Any, entry: dict) -> float:
+        stream.requests += 1
+        stream.params["query"].update(query)
+        if isinstance(body, dict):
+            stream.params["body"].update(body)
+        now = time.monotonic()
+        if now < stream.not_before:
+            stream.early_retries += 1
+            entry["early"] = True
+        stream.not_before = 0.0
+        cap = stream.cap(self.api.request_cap)
+        if cap is not None and stream.requests > cap:
+            stream.capped += 1
+            raise Refusal(410, f"over {cap} requests: the pagination never ends")
+        return now
+
+    def _authorize(self, stream: _Stream, headers: Any) -> _Reply | None:
+        """None when the credentials are good; token_expiry with reauth codes answers an expired token in the body."""
+        try:
+            api_auth.check(self.api.spec, self.api.credentials, self.tokens, headers)
+            return None
+        except Refusal as refusal:
+            if refusal.status != 401:
+                raise
+            self.unauthorized += 1
+            stream.unauthorized += 1
+            errors = self.errors
+            if self.case == "token_expiry" and errors and errors["reauth_codes"] and "expired" in str(refusal):
+                return _Reply(200, api_cases.error_body(errors, errors["reauth_codes"][0], str(refusal)))
+            raise
+
+    def _fault(self, stream: _Stream, index: int, headers: Any) -> str | None:
+        mode = (headers.get(MODE_HEADER) or self.api.mode).strip().lower() if self.case is None else "case"
+        planned = stream.fault_plan.get(index) if mode != "clean" else None
+        if not planned:
+            return None
+        return planned[0] if planned[0] in api_cases.PERSISTENT else planned.pop(0)
+
+    def _fault_reply(self, fault: str, stream: _Stream, page: Any, headers: Any, entry: dict, now: float) -> _Reply:
+        reply = self._faulty(fault, page)
+        stream.faults.append({"status": reply.status, "page": page.index, **({"fault": fault} if self.case else {})})
+        entry.update(status=reply.status, page=page.index, **({"fault": fault} if self.case else {}))
+        self._keep_token_for_retry(headers, now)
+        if fault in ("429", "throttled_200"):
+            stream.not_before = now + RETRY_AFTER_S - 0.05
+        return reply
+
+    def _faulty(self, fault: str, page: Any) -> _Reply:
+        errors = self.errors or BODY_ERRORS_DEFAULTS
+        if fault == "429":
+            return _Reply(429, {"error": "rate limited"}, {"Retry-After": str(RETRY_AFTER_S)})
+        if fault in ("502_html", "504_html"):
+            status = int(fault[:3])
+            return _Reply(status, api_cases.html(status), kind="html")
+        if fault == "dropped":
+            return _Reply(200, page.answer, kind="cut")
+        if fault == "outage_503":
+            return _Reply(503, {"error": "service unavailable"}, {"Retry-After": "0"})
+        if fault == "error_200":
+            return _Reply(200, api_cases.error_body(errors, api_cases.failed_code(errors), "the query failed"))
+        if fault == "throttled_200":
+            code = errors["retryable_codes"][0]
+            body = api_cases.error_body(errors, code, "throttled: retry later", retry_after=RETRY_AFTER_S)
+            return _Reply(200, body, {"Retry-After": str(RETRY_AFTER_S)} if not errors["code_path"] else {})
+        return _Reply(503, {"error": "service unavailable"})
+
+    def _served(self, stream: _Stream, page: Any, headers: Any) -> None:
+        stream.pages_served += 1
+        stream.records_served += len(page.records)
+        stream.ended = stream.ended or page.ended
+        stream.served_ids.extend(get(r, stream.id_path) for r in api_pages.landed(stream, page.records))
+        counted = stream.page_counts.setdefault(page.key, [page.index, 0])
+        counted[1] += 1
+        if self.case == "token_expiry" and page.index >= 1 and not stream.token_killed:
+            stream.token_killed = True  # the token that read page 2 dies now: the next request gets 401
+            token = (headers.get("Authorization") or "").partition(" ")[2].strip()
+            if token in self.tokens:
+                self.tokens[token] = -1e9
+
+    def _keep_token_for_retry(self, headers: Any, now: float) -> None:
+        """A request refused by a fault was sent with a live token: its retries (after Retry-After or a backoff) may
+        carry the same one, so it lives long enough for them."""
+        if self.api.spec["auth"] in api_auth.TOKEN_AUTHS:
+            token = (headers.get("Authorization") or "").partition(" ")[2].strip()
+            if token in self.tokens and self.tokens[token] > 0:
+                self.tokens[token] = max(self.tokens[token], now + RETRY_AFTER_S + 3)
 
 
 class MockApi:
-    """A SourceSpec served on 127.0.0.1 in a thread. `url` replaces the spec's base_url."""
+    """A SourceSpec served on 127.0.0.1 in a thread. `url` replaces the spec's base_url; each case of `cases` is
+    served beside it at `case_url(case)`."""
 
     def __init__(
         self,
@@ -296,18 +517,13 @@ class MockApi:
         self.credentials = {**CREDENTIALS, **(credentials or {})}
         self.base_path = urlparse(self.spec.get("base_url") or "").path.rstrip("/")
         self.lock = threading.Lock()
-        self.streams: dict[str, _Stream] = {}
-        self.records_per_stream = records_per_stream
         self.page_size_cap = page_size_cap
         self.relative_next = relative_next
         self.request_cap = request_cap
-        self.started = time.monotonic()
-        self.log: list[dict] = []
-        self.unauthorized = 0
-        self.token_requests = self.token_refused = 0
-        self.tokens: dict[str, float] = {}  # access token -> when it expires (monotonic)
-        for stream_spec in self.spec["streams"]:
-            self._add_stream(stream_spec)
+        records, pages = self._records(records_per_stream)
+        self.cases: dict[str, _Case] = {"": _Case(self, None, records, pages)}
+        for case in api_cases.cases_for(self.spec, recorded=self.recorded is not None):
+            self.cases[case] = _Case(self, case, records, pages)
         self.server = _Server(("127.0.0.1", port), _handler(self))
         self.server.daemon_threads = True
         self.thread = threading.Thread(
@@ -315,27 +531,28 @@ class MockApi:
         )  # a short poll: close() returns at once
         self.thread.start()
 
-    def _add_stream(self, stream_spec: dict) -> None:
-        pattern = stream_spec["pagination"]["pattern"]
-        if pattern not in ("cursor", "next_url", "offset", "none", "post_query"):
-            raise ValueError(f"stream {stream_spec['name']}: unknown pagination pattern {pattern!r}")
-        if not stream_spec["records_path"] and (
-            pattern in ("cursor", "next_url", "post_query")
-            or (pattern == "offset" and stream_spec["pagination"]["total_path"])
-        ):
-            raise ValueError(
-                f"stream {stream_spec['name']}: the body is the array (records_path '') and pattern {pattern} "
-                "needs a cursor, next URL or total in the body"
-            )
-        path = self.base_path + "/" + stream_spec["endpoint"].strip("/")
-        pages = self._recorded_pages(stream_spec["name"]) if self.recorded is not None else None
-        if pages is not None:
-            records = [r for page in pages for r in (_records_of(page, stream_spec["records_path"]) or [])]
-        else:
-            records = make_records(stream_spec, self.records_per_stream)
-        stream = _Stream(stream_spec, path, records, pages)
-        stream.plan_faults()
-        self.streams[stream.name] = stream
+    def _records(self, count: int) -> tuple[dict[str, list], dict[str, Any]]:
+        records: dict[str, list] = {}
+        pages: dict[str, Any] = {}
+        for stream in self.spec["streams"]:
+            _check_stream(stream)
+            name = stream["name"]
+            if self.recorded is None:
+                records[name] = make_records(
+                    {
+                        **stream,
+                        "id_field": _inside_node(stream["id_field"], stream),
+                        "cursor_field": _inside_node(stream["cursor_field"], stream),
+                    },
+                    count,
+                )
+                continue
+            pages[name] = self._recorded_pages(name)
+            shape = _Stream(stream, self.base_path, [], pages[name])
+            found = [r for page in pages[name] for r in (api_pages.records_of(page, shape.records_path) or [])]
+            node = stream["pagination"]["pattern"] == "graphql" and stream["land"] != "edge"
+            records[name] = [e.get("node") for e in found if isinstance(e, dict)] if node else found
+        return records, pages
 
     def _recorded_pages(self, name: str) -> list[Any]:
         folder = Path(cast(str, self.recorded))
@@ -356,55 +573,59 @@ class MockApi:
     @property
     def url(self) -> str:
         """The base_url to configure the source with."""
-        return self.origin + self.base_path
+        return self.cases[""].url
 
     @property
     def token_url(self) -> str:
-        """oauth: the token_refresh_endpoint."""
-        return self.origin + TOKEN_PATH
+        """oauth, client_credentials: the token endpoint."""
+        return self.cases[""].token_url
+
+    @property
+    def streams(self) -> dict[str, _Stream]:
+        """The default's streams."""
+        return self.cases[""].streams
+
+    def case_url(self, case: str) -> str:
+        """The base_url that serves `case` (one of cases_for())."""
+        return self._case(case).url
+
+    def case_token_url(self, case: str) -> str:
+        return self._case(case).token_url
+
+    def cases_for(self, spec: dict | None = None) -> list[str]:
+        """The cases served (that apply to this mock's spec), or that would apply to another spec."""
+        if spec is None:
+            return [c for c in self.cases if c]
+        return api_cases.cases_for(normalized(spec), recorded=self.recorded is not None)
+
+    def _case(self, case: str | None) -> _Case:
+        if case not in self.cases:
+            raise KeyError(f"case {case!r} is not served here; these are: {', '.join(c for c in self.cases if c)}")
+        return self.cases[case or ""]
 
     def touch(self, stream: str, count: int = 3) -> list[Any]:
-        """Change `count` records of a stream now (their cursor_field set to now): what an incremental run after
-        this must bring, and only these. Returns their ids."""
+        """Change `count` records of a stream now (their cursor_field set to now), in every case: what an
+        incremental run after this must bring, and only these. Returns their ids."""
         with self.lock:
             s = self.streams[stream]
-            if not s.spec["cursor_field"]:
+            if not s.cursor_path:
                 raise ValueError(f"stream {stream} has no cursor_field")
             now = datetime.now(timezone(timedelta(0)))
             touched = s.records[1 : 1 + 2 * count : 2]
             for record in touched:
-                _put(record, s.spec["cursor_field"], _iso(now))
-            return [_get(r, s.spec["id_field"]) for r in touched]
+                put(record, s.cursor_path, iso(now))
+            return [get(r, s.id_path) for r in touched]
 
     def reset(self) -> None:
-        """Counters, log and faults as new (for a second run against the same records)."""
+        """Counters, log and faults of every case as new (for a second run against the same records)."""
         with self.lock:
-            self.started = time.monotonic()
-            self.log.clear()
-            self.unauthorized = self.token_requests = self.token_refused = 0
-            for s in self.streams.values():
-                s.requests = s.pages_served = s.records_served = s.early_retries = s.unauthorized = 0
-                s.ended, s.not_before, s.capped = False, 0.0, 0
-                s.faults.clear()
-                s.params = {"query": set(), "body": set()}
-                s.plan_faults()
+            for served in self.cases.values():
+                served.clear()
 
-    def report(self) -> dict:
+    def report(self, case: str | None = None) -> dict:
+        """The ground truth and what happened: of the default (unprefixed) API, or of a case."""
         with self.lock:
-            return {
-                "mode": self.mode,
-                "url": self.url,
-                "token_url": self.token_url,
-                "credentials": dict(self.credentials),
-                "recorded": self.recorded,
-                "unauthorized": self.unauthorized,
-                "early_retries": sum(s.early_retries for s in self.streams.values()),
-                "token_requests": self.token_requests,
-                "token_refused": self.token_refused,
-                "tokens_issued": len(self.tokens),
-                "streams": {name: s.report() for name, s in self.streams.items()},
-                "requests": copy.deepcopy(self.log),
-            }
+            return self._case(case or "").report()
 
     def close(self) -> None:
         self.server.shutdown()
@@ -416,223 +637,27 @@ class MockApi:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # serving
-
-    def check_auth(self, headers: Any) -> None:
-        kind, c = self.spec["auth"], self.credentials
-        if kind == "none":
-            return
-        if kind == "api_key":
-            value = (headers.get(self.spec["api_key_header"]) or "").strip()
-            prefix = self.spec["api_key_prefix"]
-            ok = value == (f"{prefix} {c['api_key']}" if prefix else c["api_key"])
-            if not value:
-                raise _Refusal(401, f"no API key in the {self.spec['api_key_header']} header")
-            if not ok:
-                raise _Refusal(401, "wrong API key")
-            return
-        value = (headers.get("Authorization") or "").strip()
-        if not value:
-            raise _Refusal(401, "no Authorization header")
-        scheme, _, given = value.partition(" ")
-        if kind == "bearer":
-            if scheme.lower() != "bearer" or given != c["token"]:
-                raise _Refusal(401, "wrong bearer token")
-        elif kind == "basic":
-            expected = base64.b64encode(f"{c['username']}:{c['password']}".encode()).decode()
-            if scheme.lower() != "basic" or given != expected:
-                raise _Refusal(401, "wrong basic credentials")
-        elif kind == "oauth":
-            expires = self.tokens.get(given) if scheme.lower() == "bearer" else None
-            if expires is None:
-                raise _Refusal(401, "not an access token this API issued")
-            if time.monotonic() > expires + TOKEN_GRACE_S:
-                raise _Refusal(401, "access token expired")
-        else:
-            raise _Refusal(500, f"unknown auth kind {kind!r}")
-
-    def keep_token_for_retry(self, headers: Any, now: float) -> None:
-        """A request refused by a fault was sent with a live token: its retries (after Retry-After or a backoff) may
-        carry the same one, so it lives long enough for them."""
-        if self.spec["auth"] == "oauth":
-            token = (headers.get("Authorization") or "").partition(" ")[2].strip()
-            if token in self.tokens:
-                self.tokens[token] = max(self.tokens[token], now + RETRY_AFTER_S + 3)
-
-    def issue_token(self, form: dict) -> dict:
-        c = self.credentials
-        self.token_requests += 1
-        if form.get("grant_type") != "refresh_token":
-            self.token_refused += 1
-            raise _Refusal(400, "grant_type must be refresh_token")
-        for key in ("client_id", "client_secret", "refresh_token"):
-            if form.get(key) != c[key]:
-                self.token_refused += 1
-                raise _Refusal(401, f"wrong {key}")
-        token = f"forge-access-{len(self.tokens) + 1}-{int(time.time() * 1000) % 100000}"
-        self.tokens[token] = time.monotonic() + self.token_ttl
-        return {"access_token": token, "expires_in": self.token_ttl, "token_type": "Bearer"}
-
-    def serve(self, stream: _Stream, query: dict, body: Any, origin: str) -> tuple[Any, int, int, bool]:
-        """The page this request asks for, its index (for faults), its record count and whether it ends the chain;
-        or a _Refusal."""
-        p = stream.pagination
-        pattern = stream.pattern
-        source = body if pattern == "post_query" else query
-        source = source if isinstance(source, dict) else {}
-        # A POST query's keys are dotted paths into its JSON body ("variables.after"); a query string's are flat.
-        if pattern == "post_query":
-            source = _Dotted(source)
-        asked = source.get(p["page_size_param"])
-        try:
-            size = min(stream.page_size, int(asked)) if asked not in (None, "") else stream.page_size
-        except (TypeError, ValueError):
-            raise _Refusal(400, f"{p['page_size_param']} must be an integer, not {asked!r}") from None
-        size = max(1, min(size, self.page_size_cap or size))
-        if stream.pages is not None:
-            return self._serve_recorded(stream, source, origin)
-        after = None
-        param = stream.spec["updated_after_param"]
-        if param and source.get(param) not in (None, ""):
-            after = str(source[param])
-        offset = 0
-        if pattern in ("cursor", "post_query", "next_url"):
-            token = source.get(p["cursor_param"] if pattern != "next_url" else "page_token")
-            if token not in (None, ""):
-                offset, carried = _decode_cursor(str(token), stream.name)
-                after = after or carried
-        elif pattern == "offset":
-            raw = source.get(p["offset_param"], 0)
-            try:
-                offset = int(raw or 0)
-            except (TypeError, ValueError):
-                raise _Refusal(400, f"{p['offset_param']} must be an integer, not {raw!r}") from None
-            if offset < 0:
-                raise _Refusal(400, f"{p['offset_param']} must be >= 0")
-        records = stream.records
-        if after is not None and stream.spec["cursor_field"]:
-            try:
-                since = _parse_time(after)
-            except ValueError:
-                raise _Refusal(400, f"{param} is not an ISO 8601 time: {after!r}") from None
-            records = [r for r in records if _parse_time(_get(r, stream.spec["cursor_field"])) > since]
-        if pattern == "none":
-            page = list(records)
-            index = 0
-        else:
-            page = records[offset : offset + size]
-            index = -(-offset // size)  # the empty page after a short one is a page of its own
-        answer: Any
-        if not stream.spec["records_path"]:
-            answer = page
-        else:
-            answer = {}
-            _put(answer, stream.spec["records_path"], page)
-        more = bool(page) and pattern != "none"
-        if pattern in ("cursor", "post_query"):
-            _put(
-                answer, p["next_cursor_path"], _encode_cursor(stream.name, offset + len(page), after) if more else None
-            )
-            if p["has_more_path"]:
-                _put(answer, p["has_more_path"], more)
-        elif pattern == "next_url":
-            next_url = None
-            if more:
-                params = {
-                    "page_token": _encode_cursor(stream.name, offset + len(page), after),
-                    p["page_size_param"]: size,
-                }
-                if after is not None and param:
-                    params[param] = after
-                next_url = f"{'' if self.relative_next else origin}{stream.path}?{urlencode(params)}"
-            _put(answer, p["next_url_path"], next_url)
-        elif pattern == "offset" and p["total_path"] and isinstance(answer, dict):
-            _put(answer, p["total_path"], len(records))
-        ended = pattern == "none" or not more or (pattern == "offset" and offset + len(page) >= len(records))
-        return answer, index, len(page), ended
-
-    def _serve_recorded(self, stream: _Stream, source: dict, origin: str) -> tuple[Any, int, int, bool]:
-        p, pages = stream.pagination, cast(list, stream.pages)
-        pattern, records_path = stream.pattern, stream.spec["records_path"]
-        index = 0
-        if pattern in ("cursor", "post_query"):
-            token = source.get(p["cursor_param"])
-            if token not in (None, ""):
-                cursors = [str(_get(page, p["next_cursor_path"])) for page in pages]
-                if str(token) == END:
-                    index = len(pages)
-                elif str(token) in cursors:
-                    index = cursors.index(str(token)) + 1
-                else:
-                    raise _Refusal(400, f"unknown cursor {token!r}")
-        elif pattern == "next_url":
-            raw = source.get("forge_page")
-            index = int(raw) if raw not in (None, "") and str(raw).isdigit() else 0
-        elif pattern == "offset":
-            try:
-                offset = int(source.get(p["offset_param"]) or 0)
-            except (TypeError, ValueError):
-                raise _Refusal(400, f"{p['offset_param']} must be an integer") from None
-            starts, at = [], 0
-            for page in pages:
-                starts.append(at)
-                at += len(_records_of(page, records_path) or [])
-            index = starts.index(offset) if offset in starts else len(pages)
-            if offset not in starts and offset < at:
-                raise _Refusal(400, f"offset {offset} is not where a recorded page starts ({starts})")
-        if index >= len(pages):  # past the recorded chain: an empty page that ends it
-            answer: Any = copy.deepcopy(pages[-1]) if records_path else []
-            if records_path:
-                _put(answer, records_path, [])
-                _end_page(answer, stream)
-            return answer, index, 0, True
-        answer = copy.deepcopy(pages[index])
-        last, ended = index == len(pages) - 1, pattern == "none"
-        if pattern in ("cursor", "post_query"):
-            cursor = _get(answer, p["next_cursor_path"])
-            if last and cursor not in (None, ""):
-                _put(answer, p["next_cursor_path"], END)
-            ended = cursor in (None, "")
-        elif pattern == "next_url":
-            following = _get(answer, p["next_url_path"])
-            if following:
-                query = parse_qs(urlparse(str(following)).query)
-                query["forge_page"] = [str(index + 1)]
-                _put(answer, p["next_url_path"], f"{origin}{stream.path}?{urlencode(query, doseq=True)}")
-            ended = not following
-        elif pattern == "offset":
-            ended = last
-        return answer, index, len(_records_of(answer, records_path) or []), ended
+    def served(self, path: str) -> tuple[_Case | None, str]:
+        """The case a request path is for, and the path under it (None: an unknown case)."""
+        if not path.startswith(CASE_PREFIX):
+            return self.cases[""], path
+        name, _, rest = path[len(CASE_PREFIX) :].partition("/")
+        return self.cases.get(name) if name else None, "/" + rest
 
 
-def _records_of(page: Any, records_path: str) -> list | None:
-    found = _get(page, records_path) if records_path else page
-    return found if isinstance(found, list) else None
-
-
-def _end_page(answer: dict, stream: _Stream) -> None:
-    p = stream.pagination
-    if stream.pattern in ("cursor", "post_query"):
-        _put(answer, p["next_cursor_path"], None)
-        if p["has_more_path"]:
-            _put(answer, p["has_more_path"], False)
-    elif stream.pattern == "next_url":
-        _put(answer, p["next_url_path"], None)
-
-
-def _encode_cursor(stream: str, offset: int, after: str | None) -> str:
-    raw = json.dumps({"s": stream, "o": offset, "a": after}, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(token: str, stream: str) -> tuple[int, str | None]:
-    try:
-        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        if data["s"] != stream:
-            raise ValueError("another stream's cursor")
-        return int(data["o"]), data["a"]
-    except (ValueError, KeyError, TypeError):
-        raise _Refusal(400, f"not a cursor this API gave: {token!r}") from None
+def _check_stream(stream: dict) -> None:
+    pattern = stream["pagination"]["pattern"]
+    if pattern not in PATTERNS:
+        raise ValueError(f"stream {stream['name']}: unknown pagination pattern {pattern!r}")
+    if pattern == "graphql" and not stream["connection_path"]:
+        raise ValueError(f"stream {stream['name']}: graphql needs connection_path (e.g. data.contacts)")
+    if not stream["records_path"] and (
+        pattern in ("cursor", "next_url", "post_query") or (pattern == "offset" and stream["pagination"]["total_path"])
+    ):
+        raise ValueError(
+            f"stream {stream['name']}: the body is the array (records_path '') and pattern {pattern} "
+            "needs a cursor, next URL or total in the body"
+        )
 
 
 class _Server(ThreadingHTTPServer):
@@ -640,126 +665,93 @@ class _Server(ThreadingHTTPServer):
         pass  # a client that hangs up mid-answer is its business
 
 
-def _handler(api: MockApi) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        disable_nagle_algorithm = True  # headers and body leave together, not 40 ms apart (delayed ACK)
-        wbufsize = 1 << 16
+class _Handler(BaseHTTPRequestHandler):
+    api: MockApi  # set by _handler()
 
-        def log_message(self, *args: Any) -> None:  # the source's logs are what matters, not ours
-            pass
+    disable_nagle_algorithm = True  # headers and body leave together, not 40 ms apart (delayed ACK)
+    wbufsize = 1 << 16
 
-        def _answer(self, status: int, body: Any, headers: dict | None = None) -> None:
-            data = json.dumps(body, ensure_ascii=False).encode("utf-8")
-            self.send_response(status)
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
+    def log_message(self, *args: Any) -> None:  # the source's logs are what matters, not ours
+        pass
+
+    def _answer(self, reply: _Reply) -> None:
+        if reply.kind == "html":
+            data, kind = str(reply.body).encode("utf-8"), "text/html"
+        else:
+            data, kind = json.dumps(reply.body, ensure_ascii=False).encode("utf-8"), "application/json"
+        self.send_response(reply.status)
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Type", f"{kind}; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if reply.kind != "cut":
             self.wfile.write(data)
+            return
+        self.wfile.write(data[: len(data) // 2])  # the promised length never comes: the connection drops
+        self.wfile.flush()
+        self.close_connection = True
+        self.connection.shutdown(socket.SHUT_WR)
 
-        def _body(self) -> tuple[bytes, Any]:
-            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            if not raw:
-                return raw, None
-            if "form-urlencoded" in (self.headers.get("Content-Type") or ""):
-                return raw, {k: v[-1] for k, v in parse_qs(raw.decode("utf-8", "replace")).items()}
-            try:
-                return raw, json.loads(raw)
-            except ValueError:
-                return raw, raw.decode("utf-8", "replace")
+    def _body(self) -> Any:
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if not raw:
+            return None
+        if "form-urlencoded" in (self.headers.get("Content-Type") or ""):
+            return {k: v[-1] for k, v in parse_qs(raw.decode("utf-8", "replace")).items()}
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return raw.decode("utf-8", "replace")
 
-        def do_GET(self) -> None:
-            self._route(None)
+    def do_GET(self) -> None:
+        self._route(None)
 
-        def do_POST(self) -> None:
-            self._route(self._body()[1])
+    def do_POST(self) -> None:
+        self._route(self._body())
 
-        def _route(self, body: Any) -> None:
-            url = urlparse(self.path)
-            if url.path == "/_report" and self.command == "GET":
-                self._answer(200, api.report())
-                return
-            query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
-            stream = next((s for s in api.streams.values() if s.path == url.path.rstrip("/")), None)
-            entry: dict[str, Any] = {
-                "method": self.command,
-                "path": url.path,
-                "stream": stream.name if stream else None,
-                "query": query,
-                "body": body,
-                "auth_header": bool(self.headers.get("Authorization"))
-                or (api.spec["auth"] == "api_key" and bool(self.headers.get(api.spec["api_key_header"]))),
-                "early": False,
-                "at": round(time.monotonic() - api.started, 3),
-            }
-            with api.lock:
-                api.log.append(entry)
-                try:
-                    status, answer, headers = self._dispatch(url.path, stream, query, body, entry)
-                except _Refusal as refusal:
-                    status, answer, headers = refusal.status, {"error": str(refusal)}, {}
-                    entry.update(reason=str(refusal))
-                except Exception as error:  # a bug of the mock: said in the report, not a dropped connection
-                    status, answer, headers = 500, {"error": f"mock API error: {error!r}"}, {}
-                    entry.update(reason=answer["error"])
-                entry.setdefault("status", status)
-                entry.setdefault("page", None)
-            self._answer(status, answer, headers)
+    def _route(self, body: Any) -> None:
+        url = urlparse(self.path)
+        served, path = self.api.served(url.path)
+        if path == "/_report" and self.command == "GET" and served is not None:
+            self._answer(_Reply(200, self.api.report(served.case)))
+            return
+        query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+        entry: dict[str, Any] = {
+            "method": self.command,
+            "path": url.path,
+            "stream": None,
+            "query": query,
+            "body": body,
+            "auth_header": bool(self.headers.get("Authorization"))
+            or (self.api.spec["auth"] == "api_key" and bool(self.headers.get(self.api.spec["api_key_header"]))),
+            "early": False,
+        }
+        with self.api.lock:
+            reply = self._dispatch(served, path, query, body, entry)
+        self._answer(reply)
 
-        def _dispatch(
-            self, path: str, stream: _Stream | None, query: dict, body: Any, entry: dict
-        ) -> tuple[int, Any, dict]:
-            if path == TOKEN_PATH and self.command == "POST":
-                form = body if isinstance(body, dict) else {}
-                return 200, api.issue_token({k: str(v) for k, v in form.items()}), {}
-            if stream is None:
-                raise _Refusal(404, f"no stream at {path}")
-            method = "POST" if stream.pattern == "post_query" else "GET"
-            if self.command != method:
-                return 405, {"error": f"{stream.path} takes {method}"}, {"Allow": method}
-            return self._stream(stream, query, body, entry)
+    def _dispatch(self, served: _Case | None, path: str, query: dict, body: Any, entry: dict) -> _Reply:
+        if served is None:
+            entry.update(status=404, page=None, reason=f"no case at {entry['path']}")
+            return _Reply(404, {"error": entry["reason"]})
+        entry["at"] = round(time.monotonic() - served.started, 3)
+        served.log.append(entry)
+        try:
+            reply = served.dispatch(self.command, path, self.headers, query, body, entry)
+        except Refusal as refusal:
+            reply = _Reply(refusal.status, {"error": str(refusal)})
+            entry.update(reason=str(refusal))
+        except Exception as error:  # a bug of the mock: said in the report, not a dropped connection
+            reply = _Reply(500, {"error": f"mock API error: {error!r}"})
+            entry.update(reason=reply.body["error"])
+        entry.setdefault("status", reply.status)
+        entry.setdefault("page", None)
+        return reply
 
-        def _stream(self, stream: _Stream, query: dict, body: Any, entry: dict) -> tuple[int, Any, dict]:
-            mode = (self.headers.get(MODE_HEADER) or api.mode).strip().lower()
-            stream.requests += 1
-            stream.params["query"].update(query)
-            if isinstance(body, dict):
-                stream.params["body"].update(body)
-            now = time.monotonic()
-            if now < stream.not_before:
-                stream.early_retries += 1
-                entry["early"] = True
-            stream.not_before = 0.0
-            cap = stream.cap(api.request_cap)
-            if cap is not None and stream.requests > cap:
-                stream.capped += 1
-                raise _Refusal(410, f"over {cap} requests: the pagination never ends")
-            try:
-                api.check_auth(self.headers)
-                answer, index, count, ended = api.serve(stream, query, body, api.origin)
-            except _Refusal as refusal:
-                if refusal.status == 401:
-                    api.unauthorized += 1
-                    stream.unauthorized += 1
-                raise
-            planned = stream.fault_plan.get(index) if mode == "unreliable" else None
-            if planned:
-                status = planned.pop(0)
-                stream.faults.append({"status": status, "page": index})
-                entry.update(status=status, page=index)
-                api.keep_token_for_retry(self.headers, now)
-                if status == 429:
-                    stream.not_before = now + RETRY_AFTER_S - 0.05
-                    return 429, {"error": "rate limited"}, {"Retry-After": str(RETRY_AFTER_S)}
-                return status, {"error": "service unavailable"}, {}
-            entry.update(status=200, page=index)
-            stream.pages_served += 1
-            stream.records_served += count
-            stream.ended = stream.ended or ended
-            return 200, answer, {}
 
-    return Handler
+def _handler(api: MockApi) -> type[BaseHTTPRequestHandler]:
+    return type("Handler", (_Handler,), {"api": api})
 
 
 def start(
@@ -775,12 +767,13 @@ def start(
     relative_next: bool = False,
     request_cap: int | None = 0,
 ) -> MockApi:
-    """Serve `spec` (a SourceSpec as a JSON dict) on 127.0.0.1:`port` (0: a free one) in a thread.
+    """Serve `spec` (a SourceSpec as a JSON dict) on 127.0.0.1:`port` (0: a free one) in a thread, with every case
+    that applies to it beside the default.
 
-    mode: "unreliable" (a 429 and a 503 per stream) or "clean". recorded: a folder of saved pages (module doc).
-    token_ttl: oauth access tokens' life in seconds. page_size_cap: serve at most this many records a page, whatever
-    was asked (an API that clamps: a C source stepping by page_size skips records). relative_next: B's next links
-    relative ("/v2/users?page_token=..."), as some APIs give them. request_cap: requests per stream before every
+    mode: "unreliable" (a 429 and a 503 per stream) or "clean", of the default only. recorded: a folder of saved pages
+    (module doc). token_ttl: access tokens' life in seconds. page_size_cap: serve at most this many records a page,
+    whatever was asked (an API that clamps: a C source stepping by page_size skips records). relative_next: B's next
+    links relative ("/v2/users?page_token=..."), as some APIs give them. request_cap: requests per stream before every
     answer is 410 (a pagination that never ends stops here); 0: REQUEST_CAP_FACTOR x (pages + 2) + 20; None: none.
     """
     return MockApi(
@@ -797,14 +790,24 @@ def start(
     )
 
 
-def serve_forever(spec_file: str, port: int = 0, mode: str = "unreliable", recorded: str | None = None) -> int:
-    """Serve a spec file's mock in the foreground, for running a source's check config by hand."""
+def serve_forever(
+    spec_file: str, port: int = 0, mode: str = "unreliable", recorded: str | None = None, case: str | None = None
+) -> int:
+    """Serve a spec file's mock in the foreground, for running a source's check config by hand; prints the base_url
+    (of `case` when given)."""
     spec = json.loads(Path(spec_file).read_text(encoding="utf-8"))
     api = start(spec, mode=mode, recorded=recorded, port=port)
-    print(api.url, flush=True)
+    try:
+        url, token_url = api.case_url(case) if case else api.url, api.case_token_url(case) if case else api.token_url
+    except KeyError as error:
+        api.close()
+        print(error.args[0], file=sys.stderr)
+        return 2
+    print(url, flush=True)
     print(
-        f"mock API of {spec.get('name', '?')} ({api.spec['auth']} auth, {mode}); report at {api.origin}/_report; "
-        f"credentials {json.dumps(api.credentials)}; oauth token_refresh_endpoint {api.token_url}; Ctrl-C stops",
+        f"mock API of {spec.get('name', '?')} ({api.spec['auth']} auth, {case or mode}); report at "
+        f"{url.rsplit(api.base_path, 1)[0] if api.base_path else url}/_report; cases {', '.join(api.cases_for())}; "
+        f"credentials {json.dumps(api.credentials)}; token endpoint {token_url}; Ctrl-C stops",
         file=sys.stderr,
         flush=True,
     )
@@ -821,8 +824,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0, help="0 (default): a free port")
     parser.add_argument("--clean", action="store_true", help="no 429/503 on the way")
     parser.add_argument("--recorded", help="serve the JSON pages saved in this folder")
+    parser.add_argument("--case", help=f"print the base_url of this misbehaviour case ({', '.join(CASES)})")
     args = parser.parse_args(argv)
-    return serve_forever(args.spec, args.port, "clean" if args.clean else "unreliable", args.recorded)
+    return serve_forever(args.spec, args.port, "clean" if args.clean else "unreliable", args.recorded, args.case)
 
 
 if __name__ == "__main__":
