@@ -4,6 +4,7 @@ refusals, the oauth refresh, the incremental filter, recorded pages and the repo
 
 import ast
 import base64
+import copy
 import json
 import shutil
 import subprocess
@@ -11,13 +12,14 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 
 import pytest
 import requests
 
 from bizon_forge.source_spec import Pagination, SourceSpec, StreamSpec
-from bizon_forge.validators.fakes import mock_api
+from bizon_forge.validators.fakes import api_cases, mock_api
 from bizon_forge.validators.fakes.mock_api import CREDENTIALS, start
 
 PATTERNS = ("cursor", "next_url", "offset", "none", "post_query")
@@ -49,59 +51,111 @@ def spec_of(pattern: str, auth: str = "none", **stream: object) -> dict:
     return SourceSpec(name="demo", base_url="https://api.example.com/v2", auth=auth, streams=[one]).model_dump()
 
 
-class Client:
-    """What a correct source does: its auth, the spec's pattern, retries on 429 (after Retry-After) and 5xx."""
+class BodyError(Exception):
+    """An error inside a 200 the client does not retry."""
 
-    def __init__(self, api: mock_api.MockApi, spec: dict, credentials: dict = CREDENTIALS):
-        self.api, self.spec, self.c = api, spec, credentials
+
+class Client:
+    """What a correct source does: its auth (a new token when told the one it has died), the spec's pattern, retries
+    on 429 (after Retry-After), 5xx, a dropped connection and a retryable code inside a 200; any other error inside a
+    200 fails."""
+
+    def __init__(self, api: mock_api.MockApi, spec: dict, credentials: dict = CREDENTIALS, case: str | None = None):
+        self.api, self.spec, self.c = api, mock_api.normalized(spec), credentials
+        self.url = api.case_url(case) if case else api.url
+        self.token_url = api.case_token_url(case) if case else api.token_url
+        self.errors = api_cases.body_errors(self.spec)
         self.session = requests.Session()
         self.token_expires = 0.0
-        auth = spec["auth"]
+        self.pages: list[dict] = []  # every 200 body, as it came
+        auth = self.spec["auth"]
         if auth == "api_key":
-            prefix = spec["api_key_prefix"]
-            self.session.headers[spec["api_key_header"]] = f"{prefix} {credentials['api_key']}".strip()
+            prefix = self.spec["api_key_prefix"]
+            self.session.headers[self.spec["api_key_header"]] = f"{prefix} {credentials['api_key']}".strip()
         elif auth == "bearer":
             self.session.headers["Authorization"] = f"Bearer {credentials['token']}"
         elif auth == "basic":
             self.session.auth = (credentials["username"], credentials["password"])
 
+    def token(self) -> None:
+        form = {k: self.c[k] for k in ("client_id", "client_secret")}
+        if self.spec["auth"] == "oauth":
+            form.update(grant_type="refresh_token", refresh_token=self.c["refresh_token"])
+        else:
+            form.update(grant_type="client_credentials", scope=" ".join(self.spec["scopes"]))
+        answer = requests.post(self.token_url, data=form)
+        answer.raise_for_status()
+        self.session.headers["Authorization"] = f"Bearer {answer.json()['access_token']}"
+        self.token_expires = time.monotonic() + answer.json()["expires_in"] * 0.9
+
     def request(self, method: str, url: str, **kwargs) -> requests.Response:
-        for _ in range(5):
-            if self.spec["auth"] == "oauth" and time.monotonic() >= self.token_expires:
-                form = {"grant_type": "refresh_token", **{k: self.c[k] for k in ("client_id", "client_secret")}}
-                answer = requests.post(self.api.token_url, data={**form, "refresh_token": self.c["refresh_token"]})
-                answer.raise_for_status()
-                self.session.headers["Authorization"] = f"Bearer {answer.json()['access_token']}"
-                self.token_expires = time.monotonic() + answer.json()["expires_in"] * 0.9
-            response = self.session.request(method, url, **kwargs)
+        for _ in range(6):
+            if self.spec["auth"] in ("oauth", "client_credentials") and time.monotonic() >= self.token_expires:
+                self.token()
+            try:
+                response = self.session.request(method, url, **kwargs)
+                data = response.json() if response.status_code == 200 else None
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError, ValueError):
+                continue  # dropped mid-answer: read again
             if response.status_code == 429:
                 time.sleep(float(response.headers["Retry-After"]))
-            elif response.status_code < 500:
+            elif response.status_code == 401 and self.spec["auth"] in ("oauth", "client_credentials"):
+                self.token_expires = 0.0
+            elif response.status_code < 500 and not self.failed_in_body(data):
                 response.raise_for_status()
+                self.pages.append(data)
                 return response
-        raise AssertionError(f"{url}: still failing after 5 tries")
+        raise AssertionError(f"{url}: still failing after 6 tries")
+
+    def failed_in_body(self, data) -> bool:
+        """False for a page; True (after waiting or dropping the token) for a retryable error inside a 200."""
+        e = self.errors
+        if e is None or not isinstance(data, dict):
+            return False
+        error = mock_api._get(data, e["errors_path"])
+        if not error and not (e["ok_path"] and mock_api._get(data, e["ok_path"]) is False):
+            return False
+        first = error[0] if isinstance(error, list) else error
+        code = mock_api._get(first, e["code_path"]) if e["code_path"] else first
+        if code in e["reauth_codes"]:
+            self.token_expires = 0.0
+            return True
+        if code in e["retryable_codes"]:
+            time.sleep(float(mock_api._get(first, e["retry_after_path"]) or 1))
+            return True
+        raise BodyError(f"{code}: {data}")
 
     def walk(self, stream: dict, **extra: str) -> list[dict]:
         """Every page of a stream, in its pattern, until the chain ends; extra: the incremental parameter."""
+        stream = mock_api.normalized({"streams": [stream]})["streams"][0]
         p, path = stream["pagination"], stream["records_path"]
-        url = self.api.url + "/" + stream["endpoint"].strip("/")
+        endpoint, _, fixed = stream["endpoint"].partition("?")
+        url = self.url + "/" + endpoint.strip("/")
+        fixed_query = dict(urllib.parse.parse_qsl(fixed))
         records: list[dict] = []
         cursor, offset, next_url = None, 0, None
         for _ in range(50):
-            if p["pattern"] == "post_query":
-                body = {
-                    p["page_size_param"]: p["page_size"],
-                    **extra,
-                    **({p["cursor_param"]: cursor} if cursor else {}),
-                }
+            if p["pattern"] in ("post_query", "graphql"):
+                body = copy.deepcopy(stream["body"])
+                mock_api._put(body, p["page_size_param"], p["page_size"])
+                for key, value in {**extra, **({p["cursor_param"]: cursor} if cursor else {})}.items():
+                    mock_api._put(body, key, value)
                 data = self.request("POST", url, json=body).json()
             elif p["pattern"] == "next_url" and next_url:
                 data = self.request("GET", next_url).json()
             else:
-                params = {p["page_size_param"]: p["page_size"], **extra}
+                params = {**fixed_query, p["page_size_param"]: p["page_size"], **extra}
                 params.update({p["cursor_param"]: cursor} if cursor else {})
                 params.update({p["offset_param"]: offset} if p["pattern"] == "offset" else {})
                 data = self.request("GET", url, params=params if p["pattern"] != "none" else extra).json()
+            if p["pattern"] == "graphql":
+                connection = mock_api._get(data, stream["connection_path"])
+                edges = connection["edges"]
+                records += edges if stream["land"] == "edge" else [e["node"] for e in edges]
+                cursor = connection["pageInfo"]["endCursor"]
+                if not connection["pageInfo"]["hasNextPage"]:
+                    return records
+                continue
             page = mock_api._get(data, path) if path else data
             records += page
             if p["pattern"] == "none":
@@ -530,3 +584,379 @@ def test_a_post_query_reads_dotted_keys_as_paths_into_its_json_body():
                 break
         users = api.report()["streams"]["users"]
     assert records == users["records"] and users["ended"] and users["pages_served"] == 6
+
+
+# Issue 22: the cases (a mock that misbehaves like real APIs), GraphQL, client credentials, shared endpoints.
+
+GRAPHQL_QUERY = "query($first: Int!, $after: String, $since: DateTime) { %s(first: $first, after: $after) { ... } }"
+
+
+def graphql_spec(auth: str = "client_credentials", **extra: object) -> dict:
+    """A CRM's GraphQL API: two Relay connections on one POST endpoint, the second landing whole edges."""
+
+    def connection(name: str, **more: object) -> dict:
+        return {
+            "name": name,
+            "endpoint": "/graphql",
+            "connection_path": f"data.{name}",
+            "cursor_field": "updatedAt",
+            "updated_after_param": "variables.since",
+            "pagination": {"pattern": "graphql", "page_size": 5},
+            "body": {"query": GRAPHQL_QUERY % name, "variables": {}},
+            **more,
+        }
+
+    streams = [connection("contacts"), connection("deals", land="edge", id_field="node.id")]
+    spec = {"name": "crm", "base_url": "https://crm.example.com/api", "auth": auth, "streams": streams}
+    return {**spec, "scopes": ["crm.read"] if auth == "client_credentials" else [], **extra}
+
+
+SLACK_ERRORS = {"ok_path": "ok", "errors_path": "error", "code_path": "", "retryable_codes": ["ratelimited"]}
+OBJECT_ERRORS = {"errors_path": "error", "code_path": "code", "retry_after_path": "retry_after"}
+
+
+def case_spec(pattern: str) -> dict:
+    if pattern == "graphql":
+        return graphql_spec()
+    spec = spec_of(pattern, "oauth" if pattern == "cursor" else "none")
+    spec["body_errors"] = {"post_query": OBJECT_ERRORS, "cursor": SLACK_ERRORS}.get(pattern)
+    return spec
+
+
+SURVIVABLE = [c for c in mock_api.CASES if c not in api_cases.MUST_FAIL]
+
+
+@pytest.mark.parametrize("pattern", [*PATTERNS, "graphql"])
+def test_a_correct_client_survives_every_case_that_applies_with_every_record_once(pattern):
+    spec = case_spec(pattern)
+    with start(spec, token_ttl=30) as api:
+        cases = api.cases_for()
+        for case in [c for c in cases if c in SURVIVABLE]:
+            for n, stream in enumerate(spec["streams"]):
+                records = Client(api, spec, case=case).walk(stream)
+                truth = api.report(case)["streams"][stream["name"]]
+                assert records == truth["records"], (case, n)
+                assert truth["served_ids"] == truth["ids"] and truth["ended"], case
+                assert truth["pages_repeated"] == [] and truth["early_retries"] == 0, case
+        reports = {case: api.report(case) for case in cases}
+    expected = {"html_5xx", "dropped_connection", "outage", "last_page_with_records", "short_pages", "page_size_cap"}
+    expected -= {"last_page_with_records", "short_pages", "page_size_cap"} if pattern == "none" else set()
+    expected |= {"total_changes"} if pattern == "offset" else set()
+    expected |= {"error_in_200", "throttled_in_200"} if pattern in ("cursor", "post_query", "graphql") else set()
+    expected |= {"token_expiry"} if pattern in ("cursor", "graphql") else set()
+    expected |= {"shared_endpoint"} if pattern == "graphql" else set()
+    assert set(cases) == expected
+    assert all(
+        r["case"] == c and r["url"] == f"{api.origin}/_case/{c}/v2" or pattern == "graphql" for c, r in reports.items()
+    )
+    faults = {c: [f["fault"] for f in r["streams"][spec["streams"][0]["name"]]["faults"]] for c, r in reports.items()}
+    assert faults["html_5xx"] == ["502_html", "504_html"] and faults["dropped_connection"] == ["dropped"]
+    if "throttled_in_200" in faults:
+        assert faults["throttled_in_200"] == ["throttled_200"]
+
+
+def test_the_default_report_and_url_are_unchanged_beside_the_cases():
+    spec = spec_of("cursor")
+    with start(spec, mode="clean") as api:
+        Client(api, spec, case="short_pages").walk(spec["streams"][0])
+        report = api.report()
+        assert api.url == api.origin + "/v2" and api.case_url("outage") == api.origin + "/_case/outage/v2"
+        assert api.case_token_url("outage") == api.origin + "/_case/outage/oauth/token"
+        assert requests.get(api.origin + "/_case/short_pages/_report").json()["case"] == "short_pages"
+        assert requests.get(api.origin + "/_case/nope/v2/users").status_code == 404
+        with pytest.raises(KeyError, match="token_expiry"):
+            api.report("token_expiry")  # api_key-less cursor spec: no token to expire
+    assert "case" not in report and report["requests"] == [] and report["mode"] == "clean"
+
+
+def pages_of(api, spec, case, **kwargs) -> list[dict]:
+    client = Client(api, spec, case=case, **kwargs)
+    client.walk(spec["streams"][0])
+    return client.pages
+
+
+def test_last_page_with_records_ends_the_chain_on_the_page_holding_the_last_records():
+    for pattern in ("cursor", "next_url", "post_query", "offset"):
+        spec = spec_of(pattern)
+        with start(spec) as api:
+            pages = pages_of(api, spec, "last_page_with_records")
+            users = api.report("last_page_with_records")["streams"]["users"]
+        assert [len(p["data"]) for p in pages] == [5, 5, 5, 5, 3], pattern
+        assert users["requests"] == 5 and users["ended"]
+        last = pages[-1]
+        assert pattern != "cursor" or last["meta"]["next_cursor"] is None
+        assert pattern != "next_url" or last["links"]["next"] is None
+        assert pattern != "cursor" or last["has_more"] is False
+        assert pattern != "offset" or last["total"] == 23
+    spec = graphql_spec("none")
+    with start(spec) as api:
+        pages = pages_of(api, spec, "last_page_with_records")
+    assert pages[-1]["data"]["contacts"]["pageInfo"] == {
+        "hasNextPage": False,
+        "endCursor": mock_api.api_pages.edge_cursor("contacts", "contacts-0023"),
+    }
+    assert len(pages[-1]["data"]["contacts"]["edges"]) == 3
+
+
+def test_short_pages_come_in_the_middle_and_more_pages_follow():
+    spec = spec_of("cursor")
+    with start(spec) as api:
+        sizes = [len(p["data"]) for p in pages_of(api, spec, "short_pages")]
+        # an offset source stepping by the page size, or ending on a short page, loses records
+        stepping = [
+            requests.get(api.case_url("short_pages") + "/users", params={"offset": o, "limit": 5}) for o in (0, 5, 10)
+        ]
+    assert sizes == [5, 2, 2, 2, 5, 2, 5, 0] and sum(sizes) == 23
+    spec = spec_of("offset", total_path=None)
+    spec["streams"][0]["pagination"]["total_path"] = None
+    with start(spec) as api:
+        first_two = [
+            requests.get(api.case_url("short_pages") + "/users", params={"offset": o, "limit": 5}).json()
+            for o in (0, 5)
+        ]
+    assert [len(p["data"]) for p in first_two] == [5, 2]
+    assert stepping[0].status_code == 200
+
+
+def test_page_size_cap_serves_fewer_than_asked_silently():
+    spec = spec_of("offset")
+    spec["streams"][0]["pagination"]["page_size"] = 100
+    with start(spec) as api:
+        sizes = [len(p["data"]) for p in pages_of(api, spec, "page_size_cap")]
+        asked = requests.get(api.case_url("page_size_cap") + "/users", params={"limit": 100}).json()
+    assert sizes == [7, 7, 7, 2] and len(asked["data"]) == 7 and asked["total"] == 23
+
+
+def test_total_changes_is_low_on_the_first_page_and_exact_after():
+    spec = spec_of("offset")
+    with start(spec) as api:
+        pages = pages_of(api, spec, "total_changes")
+        truth = api.report("total_changes")["streams"]["users"]
+    assert [p["total"] for p in pages] == [15, 23, 23, 23, 23] and truth["served_ids"] == truth["ids"]
+
+
+@pytest.mark.parametrize(
+    ("errors", "shape"),
+    [
+        (
+            None,
+            {
+                "errors": [{"message": "the query failed", "extensions": {"code": "INTERNAL_SERVER_ERROR"}}],
+                "data": None,
+            },
+        ),
+        (OBJECT_ERRORS, {"error": {"message": "the query failed", "code": "INTERNAL_SERVER_ERROR"}}),
+        (SLACK_ERRORS, {"ok": False, "error": "INTERNAL_SERVER_ERROR"}),
+    ],
+)
+def test_error_in_200_answers_the_spec_s_shape_on_every_try_and_never_lifts(errors, shape):
+    spec = case_spec("post_query")
+    spec["body_errors"] = errors or {}
+    with start(spec) as api:
+        with pytest.raises(BodyError):
+            Client(api, spec, case="error_in_200").walk(spec["streams"][0])
+        url = api.case_url("error_in_200") + "/users"
+        following = requests.post(url, json={"limit": 5}).json()["next_cursor"]
+        again = [requests.post(url, json={"limit": 5, "start_cursor": following}) for _ in range(3)]
+        users = api.report("error_in_200")["streams"]["users"]
+    assert all(a.status_code == 200 and a.json() == shape for a in again)
+    assert users["fault_lifted"] is False and not users["ended"] and users["served_ids"] == users["ids"][:5] * 2
+    assert users["pages_repeated"] == [0]  # the client's page 1, then this test's
+    assert [f["page"] for f in users["faults"]] == [1] * 4
+
+
+def test_outage_answers_503_with_retry_after_0_forever_and_the_source_must_fail():
+    spec = spec_of("next_url")
+    with start(spec) as api:
+        with pytest.raises(AssertionError, match="still failing"):
+            Client(api, spec, case="outage").walk(spec["streams"][0])
+        users = api.report("outage")["streams"]["users"]
+        failed = [r for r in api.report("outage")["requests"] if r["status"] == 503]
+    assert len(failed) == 6 and all(r["fault"] == "outage_503" and r["page"] == 1 for r in failed)
+    assert users["fault_lifted"] is False and not users["ended"] and users["early_retries"] == 0
+
+
+def test_throttled_in_200_once_with_retry_after_in_the_body_and_a_hasty_retry_counted_early():
+    spec = graphql_spec("none")
+    with start(spec) as api:
+        url = api.case_url("throttled_in_200") + "/graphql"
+        body = {"query": GRAPHQL_QUERY % "contacts", "variables": {"first": 5}}
+        after = requests.post(url, json=body).json()["data"]["contacts"]["pageInfo"]["endCursor"]
+        body["variables"]["after"] = after
+        throttled = requests.post(url, json=body).json()
+        retried = requests.post(url, json=body).json()  # straight back, not a second later
+        report = api.report("throttled_in_200")
+    assert throttled == {
+        "errors": [{"message": "throttled: retry later", "extensions": {"code": "THROTTLED", "retryAfter": 1}}],
+        "data": None,
+    }
+    assert len(retried["data"]["contacts"]["edges"]) == 5
+    assert report["early_retries"] == 1 and report["requests"][2]["early"]
+
+
+def test_html_5xx_and_a_dropped_connection_as_a_plain_client_sees_them():
+    spec = spec_of("post_query")
+    with start(spec) as api:
+        url = api.case_url("html_5xx") + "/users"
+        following = requests.post(url, json={"limit": 5}).json()["next_cursor"]
+        gateway = [requests.post(url, json={"limit": 5, "start_cursor": following}) for _ in range(3)]
+        url = api.case_url("dropped_connection") + "/users"
+        following = requests.post(url, json={"limit": 5}).json()["next_cursor"]
+        with pytest.raises(requests.exceptions.RequestException):
+            requests.post(url, json={"limit": 5, "start_cursor": following})
+        whole = requests.post(url, json={"limit": 5, "start_cursor": following})
+        dropped = api.report("dropped_connection")["streams"]["users"]
+    assert [g.status_code for g in gateway] == [502, 504, 200]
+    assert gateway[0].headers["Content-Type"].startswith("text/html") and "502 Bad Gateway" in gateway[0].text
+    assert len(whole.json()["data"]) == 5
+    assert dropped["faults"] == [{"status": 200, "page": 1, "fault": "dropped"}] and dropped["pages_served"] == 2
+
+
+@pytest.mark.parametrize("pattern", ["cursor", "graphql"])
+def test_token_expiry_kills_the_token_after_page_2_and_a_new_token_continues(pattern):
+    # cursor: oauth (refresh grant), no body errors: 401; graphql: client credentials, in-body UNAUTHENTICATED
+    spec = spec_of("cursor", "oauth") if pattern == "cursor" else case_spec(pattern)
+    with start(spec, token_ttl=30) as api:
+        client = Client(api, spec, case="token_expiry")
+        records = client.walk(spec["streams"][0])
+        report = api.report("token_expiry")
+    name = spec["streams"][0]["name"]
+    truth = report["streams"][name]
+    assert records == truth["records"] and truth["served_ids"] == truth["ids"] and truth["pages_repeated"] == []
+    assert report["token_requests"] == 2 and truth["unauthorized"] == 1
+    served = [r for r in report["requests"] if r["stream"] == name]
+    at = next(n for n, r in enumerate(served) if r.get("reason"))
+    refused, retried = served[at], served[at + 1]
+    assert [r["page"] for r in served[:at]] == [0, 1] and "access token expired" in refused["reason"]
+    assert refused["status"] == (401 if pattern == "cursor" else 200)  # graphql: UNAUTHENTICATED in a 200
+    assert (retried["page"], retried["status"]) == (2, 200) and retried["body"] == refused["body"]
+    assert retried["query"] == refused["query"]
+
+
+def test_token_expiry_restarting_the_stream_shows_as_pages_served_twice():
+    spec = spec_of("cursor", "oauth")
+    with start(spec, token_ttl=30) as api:
+        url, client = api.case_url("token_expiry") + "/users", Client(api, spec, case="token_expiry")
+        client.token()
+        first = client.session.get(url, params={"limit": 5}).json()
+        client.session.get(url, params={"limit": 5, "cursor": first["meta"]["next_cursor"]})
+        assert client.session.get(url, params={"limit": 5}).status_code == 401
+        client.token()
+        assert client.session.get(url, params={"limit": 5}).status_code == 200  # from the start again
+        users = api.report("token_expiry")["streams"]["users"]
+    assert users["pages_repeated"] == [0] and users["unauthorized"] == 1
+
+
+def test_client_credentials_token_endpoint_takes_form_json_or_basic_and_the_spec_s_scopes():
+    spec = graphql_spec()
+    c = CREDENTIALS
+    client = {"client_id": c["client_id"], "client_secret": c["client_secret"]}
+    grant = {"grant_type": "client_credentials", "scope": "crm.read other"}
+    with start(spec, token_ttl=1) as api:
+        form = requests.post(api.token_url, data={**grant, **client})
+        as_json = requests.post(api.token_url, json={**grant, **client})
+        basic_auth = requests.post(api.token_url, data=grant, auth=(c["client_id"], c["client_secret"]))
+        wrong = requests.post(api.token_url, data={**grant, **client, "client_secret": "nope"})
+        no_scope = requests.post(api.token_url, data={"grant_type": "client_credentials", **client})
+        refresh = requests.post(
+            api.token_url, data={"grant_type": "refresh_token", **client, "refresh_token": c["refresh_token"]}
+        )
+        token = form.json()["access_token"]
+        body = {"query": GRAPHQL_QUERY % "contacts", "variables": {"first": 5}}
+        live = requests.post(api.url + "/graphql", json=body, headers={"Authorization": f"Bearer {token}"})
+        time.sleep(1 + mock_api.TOKEN_GRACE_S + 0.1)
+        dead = requests.post(api.url + "/graphql", json=body, headers={"Authorization": f"Bearer {token}"})
+        report = api.report()
+    assert [r.status_code for r in (form, as_json, basic_auth)] == [200, 200, 200]
+    assert form.json()["expires_in"] == 1 and form.json()["token_type"] == "Bearer"
+    assert form.json()["scope"] == "crm.read other"
+    assert (wrong.status_code, no_scope.status_code, refresh.status_code) == (401, 400, 400)
+    assert "invalid_scope" in no_scope.json()["error"]
+    assert live.status_code in (200, 429) and dead.status_code == 401  # default mode: page 1 answers 429 first
+    assert report["token_requests"] == 6 and report["tokens_issued"] == 3 and report["token_refused"] == 3
+
+
+def test_graphql_two_connections_on_one_endpoint_page_each_its_own_and_filter_by_variables():
+    spec = graphql_spec()
+    with start(spec, mode="clean") as api:
+        client = Client(api, spec)
+        contacts, deals = (client.walk(s) for s in spec["streams"])
+        report = api.report()
+        since = sorted(r["updatedAt"] for r in contacts)[17]
+        newer = Client(api, spec).walk(spec["streams"][0], **{"variables.since": since})
+    truth = report["streams"]
+    assert contacts == truth["contacts"]["records"] and deals == truth["deals"]["records"]
+    assert {r["id"][:8] for r in contacts} == {"contacts"} and all(set(d) == {"cursor", "node"} for d in deals)
+    assert truth["deals"]["ids"][0] == "deals-0001" and truth["deals"]["id_field"] == "node.id"
+    assert truth["contacts"]["requests"] == truth["deals"]["requests"] == 6 and truth["deals"]["ended"]
+    assert sorted(r["updatedAt"] for r in newer) == sorted(r["updatedAt"] for r in contacts)[18:]
+    assert report["streams"]["contacts"]["params"]["body"] == ["query", "variables"]
+
+
+def test_streams_sharing_a_get_endpoint_are_told_apart_by_its_query_parameter():
+    spec = spec_of("next_url")
+    one = spec["streams"][0]
+    spec["streams"] = [{**one, "name": n, "endpoint": f"/records?type={n}"} for n in ("contacts", "companies")]
+    with start(spec) as api:
+        assert api.cases_for() == [
+            "last_page_with_records",
+            "short_pages",
+            "page_size_cap",
+            "html_5xx",
+            "dropped_connection",
+            "outage",
+            "shared_endpoint",
+        ]
+        for case in (None, "shared_endpoint"):
+            for stream in spec["streams"]:
+                records = Client(api, spec, case=case).walk(stream)
+                assert {r["id"].split("-")[0] for r in records} == {stream["name"]}
+                assert records == api.report(case)["streams"][stream["name"]]["records"]
+        unmatched = requests.get(api.url + "/records", params={"type": "deals"})
+        report = api.report()
+    assert unmatched.status_code == 400 and "matches none" in unmatched.json()["error"]
+    assert report["streams"]["contacts"]["path"] == "/v2/records"
+    next_urls = [r["query"] for r in report["requests"] if "page_token" in r["query"]]
+    assert next_urls and all(q["type"] in ("contacts", "companies") for q in next_urls)  # next URLs keep it
+
+
+def test_streams_sharing_a_post_endpoint_are_told_apart_by_a_constant_body_key():
+    spec = spec_of("post_query")
+    one = spec["streams"][0]
+    spec["streams"] = [{**one, "name": n, "endpoint": "/search", "body": {"object": n}} for n in ("users", "teams")]
+    with start(spec, mode="clean") as api:
+        users, teams = (Client(api, spec).walk(s) for s in spec["streams"])
+        nobody = requests.post(api.url + "/search", json={"limit": 5})
+        report = api.report()
+    assert users == report["streams"]["users"]["records"] and teams == report["streams"]["teams"]["records"]
+    assert nobody.status_code == 400 and report["requests"][-1]["stream"] is None
+
+
+def test_cases_for_names_only_the_cases_that_can_show_something():
+    rest = spec_of("cursor", "api_key")
+    assert mock_api.cases_for(mock_api.normalized(rest)) == [
+        "last_page_with_records",
+        "short_pages",
+        "page_size_cap",
+        "html_5xx",
+        "dropped_connection",
+        "outage",
+    ]
+    assert mock_api.cases_for(mock_api.normalized(spec_of("none"))) == ["html_5xx", "dropped_connection", "outage"]
+    declared = mock_api.normalized({**spec_of("offset", "bearer"), "body_errors": {"retryable_codes": []}})
+    assert "error_in_200" in mock_api.cases_for(declared) and "throttled_in_200" not in mock_api.cases_for(declared)
+    assert "total_changes" in mock_api.cases_for(declared)
+    recorded = mock_api.cases_for(mock_api.normalized(graphql_spec()), recorded=True)
+    assert "short_pages" not in recorded and "token_expiry" in recorded
+
+
+def test_the_command_serves_a_case_when_asked(folder):
+    (folder / "spec.json").write_text(json.dumps(spec_of("none")))
+    argv = [sys.executable, mock_api.__file__, str(folder / "spec.json"), "--case", "outage"]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
+        try:
+            url = process.stdout.readline().strip()
+            assert url.endswith("/_case/outage/v2")
+            assert requests.get(url + "/users").status_code == 503
+        finally:
+            process.terminate()

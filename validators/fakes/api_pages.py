@@ -240,7 +240,7 @@ def _next_url(stream: Any, token: str | None, following: Ask, origin: str) -> st
     param = stream.spec["updated_after_param"]
     if following.after is not None and param:
         params[param] = following.after
-    return f"{'' if stream.relative_next else origin}{stream.path}?{urlencode(params)}"
+    return f"{'' if stream.relative_next else origin}{stream.link_path}?{urlencode(params)}"
 
 
 def graphql_answer(stream: Any, nodes: list, more: bool) -> dict:
@@ -323,7 +323,7 @@ def _relink(stream: Any, answer: Any, index: int, origin: str) -> bool:
         if following:
             query = parse_qs(urlparse(str(following)).query)
             query["forge_page"] = [str(index + 1)]
-            put(answer, p["next_url_path"], f"{origin}{stream.path}?{urlencode(query, doseq=True)}")
+            put(answer, p["next_url_path"], f"{origin}{stream.link_path}?{urlencode(query, doseq=True)}")
         return not following
     return last or pattern == "none"
 

@@ -218,6 +218,7 @@ class _Stream:
         self.records = records
         self.pages = pages  # recorded mode: the saved bodies, in order
         self.relative_next = False
+        self.link_path = self.path  # where links to its pages point (under a case's prefix)
         self.fault_plan: dict[int, list[str]] = {}
         self.clear()
 
@@ -305,6 +306,7 @@ class _Case:
         for spec in api.spec["streams"]:
             stream = _Stream(spec, api.base_path, records[spec["name"]], pages.get(spec["name"]))
             stream.relative_next = api.relative_next
+            stream.link_path = self.prefix + stream.path
             self.streams[stream.name] = stream
         self.clear()
 
@@ -384,7 +386,7 @@ class _Case:
 
     def stream_request(self, stream: _Stream, headers: Any, query: dict, body: Any, entry: dict) -> _Reply:
         now = self._count(stream, query, body, entry)
-        refused = self._authorize(stream, headers)
+        refused = self._authorize(stream, headers, entry)
         if refused is not None:
             return refused
         source = Dotted(body if isinstance(body, dict) else {}) if stream.method == "POST" else query
@@ -418,7 +420,7 @@ class _Case:
             raise Refusal(410, f"over {cap} requests: the pagination never ends")
         return now
 
-    def _authorize(self, stream: _Stream, headers: Any) -> _Reply | None:
+    def _authorize(self, stream: _Stream, headers: Any, entry: dict) -> _Reply | None:
         """None when the credentials are good; token_expiry with reauth codes answers an expired token in the body."""
         try:
             api_auth.check(self.api.spec, self.api.credentials, self.tokens, headers)
@@ -430,6 +432,7 @@ class _Case:
             stream.unauthorized += 1
             errors = self.errors
             if self.case == "token_expiry" and errors and errors["reauth_codes"] and "expired" in str(refusal):
+                entry.update(reason=f"{refusal} (answered in the body)")
                 return _Reply(200, api_cases.error_body(errors, errors["reauth_codes"][0], str(refusal)))
             raise
 
@@ -472,7 +475,7 @@ class _Case:
         stream.pages_served += 1
         stream.records_served += len(page.records)
         stream.ended = stream.ended or page.ended
-        stream.served_ids.extend(get(r, stream.id_path) for r in api_pages.landed(stream, page.records))
+        stream.served_ids.extend(get(r, stream.spec["id_field"]) for r in api_pages.landed(stream, page.records))
         counted = stream.page_counts.setdefault(page.key, [page.index, 0])
         counted[1] += 1
         if self.case == "token_expiry" and page.index >= 1 and not stream.token_killed:
