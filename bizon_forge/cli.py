@@ -38,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     mock.add_argument("--port", type=int, default=0, help="0 (default): a free port")
     mock.add_argument("--clean", action="store_true", help="no 429/503 on the way")
     mock.add_argument("--recorded", metavar="DIR", help="serve the JSON pages saved from the real API in DIR")
+    mock.add_argument("--case", help="print the base_url of this misbehaviour case (the mock's module doc)")
 
     token = sub.add_parser("token", help="mint or revoke a static bearer token for `serve --http --tokens FILE`")
     token_sub = token.add_subparsers(dest="token_command", required=True)
@@ -148,7 +149,7 @@ def _run(args) -> int:
     if args.command == "mock-api":
         from bizon_forge.validators.fakes.mock_api import serve_forever as serve_mock
 
-        return serve_mock(args.spec, args.port, "clean" if args.clean else "unreliable", args.recorded)
+        return serve_mock(args.spec, args.port, "clean" if args.clean else "unreliable", args.recorded, args.case)
     if args.command == "workspace":
         return _workspace(args)
     settings = workspace.Settings.from_paths([args.workspace], python=args.python)

@@ -427,6 +427,29 @@ def test_recorded_pages_are_served_in_the_pattern_and_end_the_chain(folder, patt
     assert [f["status"] for f in users["faults"]] == ([429, 503] if mode == "unreliable" else [])
     if pattern == "next_url":  # the real next URL's query, pointed at the mock
         assert report["requests"][-1]["query"] == {"page": "3", "forge_page": "2"}
+    with start(spec, recorded=folder, mode="clean") as api:  # the fault cases replay on recorded pages too
+        assert "short_pages" not in api.cases_for() and "html_5xx" in api.cases_for()
+        assert Client(api, spec, case="html_5xx").walk(spec["streams"][0]) == REAL
+        faults = api.report("html_5xx")["streams"]["users"]["faults"]
+    assert [(f["status"], f["page"]) for f in faults] == [(502, 1), (504, 1)] or pattern == "none"
+
+
+def test_recorded_graphql_pages_replay_the_connection_and_land_nodes_or_edges(folder):
+    spec = graphql_spec("none")
+    for name in ("contacts", "deals"):
+        chunks = [REAL[:4], REAL[4:]]
+        pages = []
+        for n, chunk in enumerate(chunks):
+            edges = [{"cursor": f"real-{r['id']}", "node": r} for r in chunk]
+            info = {"hasNextPage": n == 0, "endCursor": edges[-1]["cursor"]}
+            pages.append({"data": {name: {"edges": edges, "pageInfo": info}}})
+        write_pages(folder / name, pages)
+    with start(spec, recorded=folder, mode="clean") as api:
+        contacts, deals = (Client(api, spec).walk(s) for s in spec["streams"])
+        report = api.report()
+    assert contacts == REAL == report["streams"]["contacts"]["records"]
+    assert [d["node"] for d in deals] == REAL and deals == report["streams"]["deals"]["records"]
+    assert report["streams"]["deals"]["ids"] == [r["id"] for r in REAL] and report["streams"]["deals"]["ended"]
 
 
 def test_recorded_pages_in_the_folder_itself_for_one_stream_and_a_clear_error_when_missing(folder):
@@ -551,20 +574,22 @@ def test_the_time_filter_reads_iso_8601_as_sources_send_it(sent):
 
 def test_the_module_runs_on_python_3_9():
     """validate_source may run it in the workspace's interpreter: 3.9 syntax, and a real 3.9 when there is one."""
-    source = Path(mock_api.__file__).read_text()
-    ast.parse(source, feature_version=(3, 9))
-    assert "from __future__ import annotations" in source  # `X | None` in annotations stays a string
+    for module in ("mock_api", "api_pages", "api_cases", "api_auth"):
+        source = (Path(mock_api.__file__).parent / f"{module}.py").read_text()
+        ast.parse(source, feature_version=(3, 9))
+        assert "from __future__ import annotations" in source, module  # `X | None` in annotations stays a string
     candidates = [shutil.which("python3.9"), *map(str, Path.home().glob(".pyenv/versions/3.9*/bin/python"))]
     python = next((c for c in candidates if c and subprocess.run([c, "-V"], capture_output=True).returncode == 0), None)
     if python is None:
         pytest.skip("no Python 3.9 here")
     code = (
         "import mock_api, json, urllib.request as u; a = mock_api.start({'name': 'x', 'base_url': 'http://h', "
-        "'streams': [{'name': 'x', 'endpoint': '/x'}]}, mode='clean'); "
-        "print(len(json.load(u.urlopen(a.url + '/x'))['data']))"
+        "'streams': [{'name': 'x', 'endpoint': '/x', 'pagination': {'pattern': 'offset'}}]}, mode='clean'); "
+        "print(len(json.load(u.urlopen(a.url + '/x'))['data'])); "
+        "print(len(json.load(u.urlopen(a.case_url('page_size_cap') + '/x?limit=50'))['data']))"
     )
     ran = subprocess.run([python, "-c", code], cwd=Path(mock_api.__file__).parent, capture_output=True, text=True)
-    assert ran.stdout.strip() == str(mock_api.RECORDS_PER_STREAM), ran.stderr
+    assert ran.stdout.split() == [str(mock_api.RECORDS_PER_STREAM), "7"], ran.stderr
 
 
 def test_a_post_query_reads_dotted_keys_as_paths_into_its_json_body():
@@ -950,9 +975,13 @@ def test_cases_for_names_only_the_cases_that_can_show_something():
     assert "short_pages" not in recorded and "token_expiry" in recorded
 
 
-def test_the_command_serves_a_case_when_asked(folder):
+@pytest.mark.parametrize("command", ["script", "cli"])
+def test_the_command_serves_a_case_when_asked(folder, command):
     (folder / "spec.json").write_text(json.dumps(spec_of("none")))
-    argv = [sys.executable, mock_api.__file__, str(folder / "spec.json"), "--case", "outage"]
+    if command == "script":
+        argv = [sys.executable, mock_api.__file__, str(folder / "spec.json"), "--case", "outage"]
+    else:
+        argv = [sys.executable, "-m", "bizon_forge", "mock-api", str(folder / "spec.json"), "--case", "outage"]
     with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
         try:
             url = process.stdout.readline().strip()

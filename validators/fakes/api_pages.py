@@ -315,9 +315,10 @@ def _relink(stream: Any, answer: Any, index: int, origin: str) -> bool:
     p, pattern, last = stream.pagination, stream.pattern, index == len(stream.pages) - 1
     if pattern in CURSOR_PATTERNS:
         cursor = get(answer, p["next_cursor_path"])
-        if last and cursor not in (None, ""):
+        no_more = bool(p["has_more_path"]) and get(answer, p["has_more_path"]) is False
+        if last and cursor not in (None, "") and not no_more:
             put(answer, p["next_cursor_path"], END)
-        return cursor in (None, "")
+        return cursor in (None, "") or no_more
     if pattern == "next_url":
         following = get(answer, p["next_url_path"])
         if following:

@@ -1,69 +1,124 @@
 """A local mock of the HTTP API a source extracts from, served from the source's spec (SourceSpec as a JSON dict), so
-a generated source is proven without the real API: validate_source points the source's check config at `.url`,
-runs it, and compares what came out with `report()`, the ground truth.
+a generated source is proven without the real API: validate_source points the source's check config at `.url` (and
+at `.case_url(case)` for each misbehaviour case), runs it, and compares what came out with `report()` (and
+`report(case)`), the ground truth.
 
 Per stream it holds RECORDS_PER_STREAM deterministic records (unique ids, non-ASCII text, nested objects, a null,
-the stream's cursor_field as ISO timestamps spread over two years) and serves them at the stream's endpoint under
-base_url's path, in the stream's pagination pattern:
+the stream's cursor_field as ISO timestamps spread over two years), the same in every case, and serves them at the
+stream's endpoint under base_url's path, in the stream's pagination pattern:
   A cursor     GET; `cursor_param` (an opaque cursor) and `page_size_param` in the query; the next cursor at
                next_cursor_path (null at the end), has_more at has_more_path when the spec names one.
-  B next_url   GET; the next page's absolute URL (its cursor in `page_token`, the page size and the incremental
-               filter kept) at next_url_path, null at the end; relative with start(relative_next=True).
+  B next_url   GET; the next page's absolute URL (its cursor in `page_token`, the page size, the incremental filter
+               and the endpoint's own query kept) at next_url_path, null at the end; relative with
+               start(relative_next=True).
   C offset     GET; `offset_param` and `page_size_param` in the query; the total at total_path when named.
   D none       GET; one response with every record.
-  E post_query POST; `cursor_param` and `page_size_param` in the JSON body; answers as A.
-Records sit at records_path ('' only for C without total_path, and D; else start() raises ValueError). A, B and E
-end with an empty page: the page holding the last records still carries a cursor, the one after it holds none and
-no cursor. A page holds min(the page size asked for, the spec's page_size, start()'s page_size_cap) records. A
-cursor (A, E) and a next URL (B) carry the incremental filter of the request that began the chain; C filters each
-request by its own parameters.
+  E post_query POST; `cursor_param` and `page_size_param` in the JSON body (dotted names are paths into it:
+               "variables.after"); answers as A.
+  F graphql    POST; a Relay connection: `page_size_param` and `cursor_param` are paths into the JSON body (by default
+               variables.first and variables.after), the answer {"data": {...}} holds at connection_path (e.g.
+               data.contacts) {"edges": [{"cursor", "node": record}], "pageInfo": {"hasNextPage", "endCursor"}};
+               an edge's cursor is its record's own (the same in every request and filter); the spec's records_path
+               does not apply. The records a source lands are the nodes, or the whole edges with land "edge"
+               (id_field and cursor_field are then paths in the edge, "node.id").
+Records sit at records_path ('' only for C without total_path, and D; else start() raises ValueError). A, B, E and F
+end with an empty page: the page holding the last records still says there is more, the one after it holds none and
+says there is no more. A page holds min(the page size asked for, the spec's page_size, start()'s page_size_cap)
+records. The incremental filter is `updated_after_param`: a query parameter for GET patterns, a path into the body for
+E and F ("variables.since"); it keeps the records whose cursor_field is later. A cursor (A, E) and a next URL (B)
+carry the filter of the request that began the chain; C and F filter each request by what it sends.
+
+Several streams may share one endpoint: a request goes to the one at its path, or, of several there, for GET to the
+one whose endpoint query parameters (`/records?type=contacts`) are all in the request, for POST to the one whose
+constant body keys (its body's leaves, minus the page size, cursor and filter paths) equal the request's; a request
+matching none is refused 400. Each stream is served its own records, in every case.
 
 Auth (spec.auth), checked on every stream request; anything else gets 401 (counted, with its reason):
   api_key  exactly `api_key_prefix KEY` (or the bare KEY when the prefix is '') in the spec's api_key_header; the
            key elsewhere (another header, the query) is no key, another prefix a wrong one.
   bearer   `Authorization: Bearer <token>`;  basic `Authorization: Basic base64(username:password)`.
-  oauth    POST `token_url` (form or JSON: grant_type=refresh_token, client_id, client_secret, refresh_token, as
-           bizon's Oauth2Authenticator sends) issues an access token living `token_ttl` seconds (`expires_in`);
-           streams take `Authorization: Bearer <access token>` while it lives (plus TOKEN_GRACE_S for the flight;
-           a token sent with a request that got a fault lives on for that request's retries).
+  oauth    POST the token endpoint (form or JSON: grant_type=refresh_token, client_id, client_secret, refresh_token,
+           as bizon's Oauth2Authenticator sends) for an access token.
+  client_credentials  POST the token endpoint: grant_type=client_credentials, client_id and client_secret (form,
+           JSON, or HTTP Basic), and `scope` (space-separated) holding every one of the spec's scopes (else 400
+           invalid_scope), for an access token.
+  Both token grants answer {"access_token", "token_type": "Bearer", "expires_in": token_ttl} (plus "scope" when
+  asked); streams take `Authorization: Bearer <access token>` while it lives (plus TOKEN_GRACE_S for the flight; a
+  token sent with a request that got a fault lives on for that request's retries). The token endpoint is TOKEN_PATH
+  at the origin (`.token_url`; `.case_token_url(case)` under a case's prefix).
   The values are CREDENTIALS (or start()'s credentials=), and report()["credentials"] repeats them.
 
 A stream answers 410 past its request cap (start()'s request_cap; by default REQUEST_CAP_FACTOR x (its pages + 2)
-+ 20), so a pagination that never ends stops, counted in the report as "capped".
++ 20), so a pagination that never ends (or a source retrying a failure forever) stops, counted as "capped".
 
-Faults (mode "unreliable", the default; "clean" has none; a request's `X-Forge-Mock-Mode: clean|unreliable` header
-overrides start()'s mode): per stream, once per run, the second page answers 429 with `Retry-After: 1` and the
-third 503 (a stream with fewer pages gets them on its last page, one after the other). A request to a stream sooner
-than the Retry-After it was given counts as an early retry.
+Faults of the default (mode "unreliable", the default; "clean" has none; a request's `X-Forge-Mock-Mode:
+clean|unreliable` header overrides start()'s mode): per stream, once per run, the second page answers 429 with
+`Retry-After: 1` and the third 503 (a stream with fewer pages gets them on its last page, one after the other). A
+request to a stream sooner than the Retry-After it was given counts as an early retry.
+
+Cases: each served beside the default under its prefix, `{origin}/_case/{case}{base path}` (`.case_url(case)`), with
+its own counters, log, tokens and report, and none of the default's faults. `cases_for(spec)` (and `.cases_for()`)
+names those that apply to the spec; another is not served (404). "Page p" counts from 1; a case's fault falls on page
+2, or page 1 when the stream's records fit in one page.
+  last_page_with_records  the page holding the last records says there is no more (null cursor, has_more false,
+                       null next URL, hasNextPage false; C: its total reached); no empty page follows.
+  short_pages          a page starting in an odd stretch of page sizes (offset // size odd), neither the first nor
+                       one reaching the last records, holds half the page size: 5, 2, 2, 2, 5, 2, 5 of 23 by 5.
+  page_size_cap        at most min(7, the spec's page_size - 1) records a page, whatever was asked, silently.
+  total_changes        C with total_path: the first page's total is two thirds of the real count, later pages' exact.
+  error_in_200         (body_errors declared, or a graphql stream) a page answers a non-retryable error inside a 200
+                       (INTERNAL_SERVER_ERROR) on every try: the source must fail.
+  throttled_in_200     (body_errors with retryable_codes) page 2 answers the first retryable code inside a 200
+                       once, with retry_after 1 at retry_after_path (a Retry-After header when the error is a bare
+                       code); a request sooner counts as an early retry.
+  html_5xx             a page answers 502, then 504, with an nginx-style HTML body, then itself.
+  dropped_connection   a page's answer is cut halfway once: its headers promise the whole body, the connection
+                       closes (POST too).
+  outage               a page answers 503 with `Retry-After: 0` on every try: the source must fail.
+  token_expiry         (oauth, client_credentials) the access token that read page 2 dies: the next request with it
+                       gets 401, or, when the spec's body errors have reauth_codes (graphql by default), a 200 with the
+                       first reauth code in the body; a new token reads on.
+  shared_endpoint      (two or more streams on one endpoint) served as the default, judged per stream.
+Errors inside a 200 take the spec's body_errors (SourceSpec.body_errors; BODY_ERRORS_DEFAULTS for graphql without
+one): the error object is {"message"} with the code at code_path (and the retry_after at retry_after_path), or the
+bare code when code_path is ''; at errors_path a list of it when that path ends in "errors" (with "data": null:
+{"errors": [{"message", "extensions": {"code"}}], "data": null}), else the object itself ({"error": {"code",
+"message"}}); with ok_path the flag false beside it ({"ok": false, "error": "..."}).
 
 Recorded responses (start(spec, recorded=FOLDER)): pages the agent saved from the real API, served instead of the
-generated records, in the same pattern and with the same auth and faults. FOLDER/<stream name>/page-001.json,
-page-002.json, ... (or the page files directly in FOLDER when the spec has one stream), each the whole JSON body
-of one response, in the order the API gave them. The n-th page answers the n-th request of the chain: A and E map
-each page's next cursor to the page after it; B rewrites each next URL to the mock (its query kept, plus
-`forge_page`); C maps each offset to the page starting there; D serves page-001. The last page's cursor or next URL,
-when it has one, leads to an empty page ending the chain. Recorded pages are not filtered by the incremental
-parameter. The ground truth is the records of all pages, in order.
+generated records, in the same pattern and with the same auth and faults (the cases that are faults, not the ones
+that shape pages). FOLDER/<stream name>/page-001.json, page-002.json, ... (or the page files directly in FOLDER when
+the spec has one stream), each the whole JSON body of one response, in the order the API gave them. The n-th page
+answers the n-th request of the chain: A, E and F map each page's next cursor (F: the connection's
+pageInfo.endCursor) to the page after it; B rewrites each next URL to the mock (its query kept, plus `forge_page`); C
+maps each offset to the page starting there; D serves page-001. The last page's cursor or next URL, when it has one,
+leads to an empty page ending the chain. Recorded pages are not filtered by the incremental parameter. The ground
+truth is the records of all pages, in order (F: the edges' nodes, or the edges with land "edge").
 
-report() (also GET /_report) answers:
-  {"mode", "url", "token_url", "credentials", "recorded",
-   "unauthorized": n (401s of stream requests), "early_retries": n, "token_requests": n, "token_refused": n,
-   "tokens_issued": n,
+report() (also GET /_report), report(case) (also GET /_case/{case}/_report) answer:
+  {"case" (a case's report only), "mode" ("case" for a case), "url", "token_url", "credentials", "recorded",
+   "unauthorized": n (401s of stream requests, and in-body reauth answers), "early_retries": n, "token_requests": n,
+   "token_refused": n, "tokens_issued": n,
    "streams": {name: {"path", "pattern", "id_field", "cursor_field", "requests", "pages_served", "records_served",
-                      "early_retries", "unauthorized", "faults": [{"status", "page"}], "ended": bool, "capped": n,
-                      "params": {"query": [names], "body": [names]},
-                      "ids": [...], "records": [full records]}},
+                      "early_retries", "unauthorized", "faults": [{"status", "page", "fault" (cases)}], "ended": bool,
+                      "capped": n, "params": {"query": [names], "body": [names]},
+                      "ids": [...], "records": [full records, as the source lands them],
+                      "served_ids": [ids of every record answered in a 200 page, in order, repeats kept],
+                      "pages_repeated": [page indexes answered 200 more than once],
+                      "fault_lifted": bool (error_in_200, outage: whether the faulty page was ever served)}},
    "requests": [{"method", "path", "stream" (null: the token endpoint or no stream's path), "query": {name: value},
                  "body": JSON or null, "auth_header": bool,
-                 "status", "page", "early": bool, "at": seconds since start (or reset), "reason"}]}
-"ended" says a request got the chain's last page (A, B, E: the one without a cursor or next URL; C: the one reaching
-the last record; D: its one page). "reason" says why a request was refused (4xx, 410, a mock error's 500).
+                 "status", "page", "early": bool, "at": seconds since start (or reset), "reason", "fault" (cases)}]}
+"ended" says a request got the chain's last page (A, B, E, F: the one saying there is no more; C: the one reaching
+the last record; D: its one page). "reason" says why a request was refused (4xx, 410, a mock error's 500, an
+in-body reauth). "page" is the page's index from 0.
 
-Between runs: reset() makes counters, log and faults new (same records); touch(stream, n) sets n records'
-cursor_field to now and returns their ids: what an incremental run after it must bring, and only these.
+Between runs: reset() makes counters, logs, tokens and faults of every case new (same records); touch(stream, n) sets
+n records' cursor_field to now and returns their ids: what an incremental run after it must bring, and only these.
 
-Run it by hand: `python mock_api.py SPEC.json [--port N] [--clean] [--recorded DIR]` or `bizon-forge mock-api`.
-Stdlib only and Python 3.9+: validate_source may run it in the workspace's interpreter.
+Run it by hand: `python mock_api.py SPEC.json [--port N] [--clean] [--recorded DIR] [--case NAME]` (prints the
+base_url, of the case when named) or `bizon-forge mock-api`. Stdlib only and Python 3.9+ (with its sibling modules
+api_pages, api_cases and api_auth): validate_source may run it in the workspace's interpreter.
 """
 
 from __future__ import annotations
