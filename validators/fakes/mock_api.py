@@ -199,7 +199,6 @@ NAMES = ["Zoë Ångström", "Łukasz Żółć", "東京 タワー", "José Núñ
 END = api_pages.END
 # the names the tests and older callers know
 _get, _put, _parse_time, _iso, _Refusal = get, put, parse_time, iso, Refusal
-cases_for = api_cases.cases_for
 
 
 def make_records(stream: dict, count: int = RECORDS_PER_STREAM) -> list[dict]:
@@ -237,6 +236,12 @@ def normalized(spec: dict) -> dict:
         streams.append(stream)
     spec["streams"] = streams
     return spec
+
+
+def cases_for(spec: dict, recorded: bool = False) -> list[str]:
+    """The names of the cases that apply to a spec (a SourceSpec as a JSON dict), in CASES' order; recorded: served
+    over recorded pages (the faults only)."""
+    return api_cases.cases_for(normalized(spec), recorded)
 
 
 def _inside_node(path: str | None, spec: dict) -> str | None:
@@ -654,7 +659,7 @@ class MockApi:
         """The cases served (that apply to this mock's spec), or that would apply to another spec."""
         if spec is None:
             return [c for c in self.cases if c]
-        return api_cases.cases_for(normalized(spec), recorded=self.recorded is not None)
+        return cases_for(spec, recorded=self.recorded is not None)
 
     def _case(self, case: str | None) -> _Case:
         if case not in self.cases:
