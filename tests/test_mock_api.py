@@ -992,3 +992,14 @@ def test_the_command_serves_a_case_when_asked(folder, command):
             assert requests.get(url + "/users").status_code == 503
         finally:
             process.terminate()
+
+
+def test_throttled_in_200_with_a_bare_code_says_the_wait_in_the_header():
+    spec = case_spec("cursor")  # Slack's shape: {"ok": false, "error": "ratelimited"}
+    spec["auth"] = "none"
+    with start(spec) as api:
+        url = api.case_url("throttled_in_200") + "/users"
+        following = requests.get(url, params={"limit": 5}).json()["meta"]["next_cursor"]
+        throttled = requests.get(url, params={"limit": 5, "cursor": following})
+    assert throttled.status_code == 200 and throttled.json() == {"ok": False, "error": "ratelimited"}
+    assert throttled.headers["Retry-After"] == "1"

@@ -70,7 +70,7 @@ names those that apply to the spec; another is not served (404). "Page p" counts
                        (INTERNAL_SERVER_ERROR) on every try: the source must fail.
   throttled_in_200     (body_errors with retryable_codes) page 2 answers the first retryable code inside a 200
                        once, with retry_after 1 at retry_after_path (a Retry-After header when the error is a bare
-                       code); a request sooner counts as an early retry.
+                       code, or no retry_after_path); a request sooner counts as an early retry.
   html_5xx             a page answers 502, then 504, with an nginx-style HTML body, then itself.
   dropped_connection   a page's answer is cut halfway once: its headers promise the whole body, the connection
                        closes (POST too).
@@ -528,7 +528,8 @@ class _Case:
         if fault == "throttled_200":
             code = errors["retryable_codes"][0]
             body = api_cases.error_body(errors, code, "throttled: retry later", retry_after=RETRY_AFTER_S)
-            return _Reply(200, body, {"Retry-After": str(RETRY_AFTER_S)} if not errors["code_path"] else {})
+            in_body = errors["code_path"] and errors["retry_after_path"]  # else the wait goes in the header
+            return _Reply(200, body, {} if in_body else {"Retry-After": str(RETRY_AFTER_S)})
         return _Reply(503, {"error": "service unavailable"})
 
     def _served(self, stream: _Stream, page: Any, headers: Any) -> None:
