@@ -1,0 +1,230 @@
+"""The bounded live read (validators/source_live.py): a source rendered with the rest recipe reads a local HTTP API
+standing in for the user's real one (an API key required, its value only in the workspace's .env), at most
+max_pages pages per stream; the answer says per stream how the read went, no secret reaches the answer, the kept
+log or the saved pages, and the saved pages replay in the mock API."""
+
+import json
+import threading
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+from bizon_forge import workspace
+from bizon_forge.connector import Connector
+from bizon_forge.source_describe import describe_source, parse_spec
+from bizon_forge.source_render import render_source
+from bizon_forge.validators.scratch import references
+from bizon_forge.validators.source_live import live_read
+from bizon_forge.validators.source_validation import validate_source
+from tests.conftest import VERSIONS
+
+pytestmark = pytest.mark.slow  # real bizon reads: `make test-fast` leaves them out
+NAME = "shop_live"
+KEY = "live-key-5e1b9c77d0"
+WRONG = "wrong-key-0a7f31c2e4"
+PAGE = 5
+EPOCH = datetime(2025, 3, 1, tzinfo=timezone.utc)
+
+
+def _rows(prefix: str, count: int) -> list[dict]:
+    rows = [
+        {
+            "id": f"{prefix}{i}",
+            "name": f"Zoë {i}",
+            "updated_at": (EPOCH + timedelta(hours=i)).isoformat(),
+            "amount": None if i % 4 == 0 else i * 1.5,
+            "address": {"city": "Łódź"},
+        }
+        for i in range(count)
+    ]
+    if prefix == "o":
+        del rows[7]["updated_at"]  # one record the cursor field misses
+        rows[2]["note"] = "only here"
+    return rows
+
+
+# users: 12 records, the page holding the last ones says no more; orders: 30, more than 3 pages of 5
+DATA = {"users": _rows("u", 12), "orders": _rows("o", 30)}
+
+
+class Api(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.hits: dict[str, int] = {"users": 0, "orders": 0, "refused": 0}
+        self.echo = False  # an API that repeats the key it got in its answers
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: Api
+
+    def log_message(self, *args):
+        pass
+
+    def _answer(self, status: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        url = urlparse(self.path)
+        stream = url.path.rsplit("/", 1)[-1]
+        if self.headers.get("X-API-Key") != KEY:
+            self.server.hits["refused"] += 1
+            return self._answer(401, {"error": {"message": "invalid API key", "code": "unauthorized"}})
+        if stream not in DATA:
+            return self._answer(404, {"error": {"message": f"no {url.path}"}})
+        self.server.hits[stream] += 1
+        query = parse_qs(url.query)
+        start = int(query.get("after", ["0"])[0])
+        size = int(query.get("limit", [str(PAGE)])[0])
+        rows = DATA[stream][start : start + size]
+        more = start + size < len(DATA[stream])
+        meta = {"next": str(start + size) if more else None, **({"key": KEY} if self.server.echo else {})}
+        self._answer(200, {"data": rows, "meta": meta})
+
+
+@pytest.fixture
+def api():
+    server = Api()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def _rendered(root, base_url: str) -> workspace.Workspace:
+    ws = workspace.resolve(None, workspace.Settings.from_paths([str(root)]))
+    pagination = {"pattern": "cursor", "page_size": PAGE, "cursor_param": "after", "next_cursor_path": "meta.next"}
+    spec = {
+        "name": NAME,
+        "base_url": base_url,
+        "auth": "api_key",
+        "api_key_header": "X-API-Key",
+        "api_key_prefix": "",
+        "streams": [
+            {"name": "users", "endpoint": "/users", "cursor_field": "updated_at", "pagination": pagination},
+            {"name": "orders", "endpoint": "/orders", "cursor_field": "updated_at", "pagination": pagination},
+        ],
+    }
+    described = describe_source(ws, parse_spec(spec))
+    assert described.ok, described.findings
+    assert render_source(ws, NAME).ok
+    return ws
+
+
+def _key_variable(ws) -> str:
+    (name,) = references((ws.root / Connector(NAME, "source").example_rel).read_text())
+    return name
+
+
+def _everything_kept(ws) -> str:
+    """The text of every file the read left in the workspace's state folder and the saved pages."""
+    files = [*ws.state_dir.rglob("*"), *(ws.root / "recorded").rglob("*")]
+    return "\n".join(p.read_text(errors="replace") for p in files if p.is_file())
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_a_live_read_reports_each_stream_hides_the_key_and_its_saved_pages_replay(make_tree, api, version, monkeypatch):
+    ws = _rendered(make_tree(version), api.url)
+    variable = _key_variable(ws)
+    monkeypatch.delenv(variable, raising=False)
+    (ws.root / ".env").write_text(f"{variable}={KEY}\n")
+
+    report = live_read(ws, NAME, max_pages=3, save="recorded")
+
+    assert report.ok, report.findings
+    assert report.variables == {variable: ".env"}
+    users, orders = report.streams
+    assert (users.name, users.pages, users.records, users.ended) == ("users", 3, 12, "end")
+    assert "the API said no more" in users.why
+    assert (orders.pages, orders.records, orders.ended) == (3, 15, "page_limit")
+    assert "more pages exist" in orders.why
+    assert api.hits == {"users": 3, "orders": 3, "refused": 0}  # bounded: no page past the third was asked for
+    assert users.duplicates == users.id_missing == users.cursor_missing == 0
+    assert orders.cursor_missing == 1
+    assert users.schema_sketch == {
+        "id": "string",
+        "name": "string",
+        "updated_at": "string",
+        "amount": "number|null",
+        "address": "object",
+    }
+    assert orders.schema_sketch["note"] == "string (1/15)" and orders.schema_sketch["updated_at"] == "string (14/15)"
+    assert len(users.page_seconds) == 3 and users.request_count == 3 and users.statuses == {"200": 3}
+    first = users.requests[0]
+    assert (first.method, first.status, first.page) == ("GET", 200, 1) and first.bytes > 0
+    assert first.url == f"{api.url}/users?limit={PAGE}" and first.auth == ["X-API-Key: ***"]
+    assert users.requests[1].url.endswith("after=5") and users.requests[1].page == 2
+    by_id = {f.id: f for f in report.findings}
+    assert by_id["live.cursor_field"].status == "warn" and "orders" in by_id["live.cursor_field"].message
+    assert [f.message.split(":")[0] for f in report.findings if f.id == "live.read"] == ["users", "orders"]
+
+    saved = ws.root / "recorded"
+    assert sorted(p.name for p in (saved / "users").iterdir()) == ["page-001.json", "page-002.json", "page-003.json"]
+    assert json.loads((saved / "orders" / "page-002.json").read_text())["data"] == DATA["orders"][5:10]
+    assert users.saved_pages == orders.saved_pages == 3 and report.saved == "recorded"
+    assert KEY not in report.model_dump_json() and KEY not in _everything_kept(ws)
+
+    replayed = validate_source(ws, NAME, "fast", recorded="recorded", verbose=True)
+    assert replayed.ok, (replayed.summary, [f.message for f in replayed.findings if f.status == "fail"])
+    every = {f.id: f for f in replayed.findings}["pull.every_record_once"]
+    assert every.status == "pass", every.message
+
+
+LEAK = (
+    "    def _send(self, stream: Dict[str, Any], url: str, params: Dict[str, Any], body: Optional[dict]) -> Response:\n",
+    "    def _send(self, stream: Dict[str, Any], url: str, params: Dict[str, Any], body: Optional[dict]) -> Response:\n"
+    "        key = self.config.authentication.params.token\n"
+    '        print(f"printed key={key}")\n'
+    '        logger.info(f"logged key={key}")\n',
+)
+
+
+def test_a_source_that_leaks_the_key_leaks_it_nowhere_and_a_shorter_read_removes_stale_pages(make_tree, api, monkeypatch):
+    ws = _rendered(make_tree("0.6.4"), api.url)
+    variable = _key_variable(ws)
+    monkeypatch.delenv(variable, raising=False)
+    (ws.root / ".env").write_text(f"{variable}={KEY}\n")
+    path = ws.root / Connector(NAME, "source").code_rel
+    path.write_text(path.read_text().replace(*LEAK))  # the source prints and logs the key, the API echoes it
+    api.echo = True
+    report = live_read(ws, NAME, max_pages=3, save="recorded")
+    assert report.ok, report.findings
+    log = (ws.root / report.log).read_text()
+    assert "printed key=***" in log and "logged key=***" in log
+    assert json.loads((ws.root / "recorded" / "users" / "page-001.json").read_text())["meta"]["key"] == "***"
+    assert KEY not in report.model_dump_json() and KEY not in _everything_kept(ws)
+
+    short = live_read(ws, NAME, max_pages=1, save="recorded")
+    assert short.ok and [s.ended for s in short.streams] == ["page_limit", "page_limit"]
+    assert sorted(p.name for p in (ws.root / "recorded" / "users").iterdir()) == ["page-001.json"]
+
+
+def test_a_refused_key_fails_with_the_apis_message(make_tree, api, monkeypatch):
+    ws = _rendered(make_tree("0.6.4"), api.url)
+    variable = _key_variable(ws)
+    (ws.root / ".env").write_text(f"{variable}={KEY}\n")
+
+    monkeypatch.setenv(variable, WRONG)  # the environment wins over .env, as in `bizon run`
+    report = live_read(ws, NAME, max_pages=2)
+    assert not report.ok and report.variables == {variable: "environment"}
+    for stream in report.streams:
+        assert (stream.ended, stream.status, stream.pages) == ("error", 401, 0)
+        assert "invalid API key" in stream.api_message and "HTTP 401" in stream.why
+        assert stream.requests[0].status == 401
+    failures = [f for f in report.findings if f.status == "fail"]
+    assert [f.id for f in failures] == ["live.http_error", "live.http_error"]
+    assert "credentials" in failures[0].hint
+    dumped = report.model_dump_json()
+    assert WRONG not in dumped and KEY not in dumped and WRONG not in _everything_kept(ws)
