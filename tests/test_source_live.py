@@ -5,7 +5,7 @@ log or the saved pages, and the saved pages replay in the mock API."""
 
 import json
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
@@ -25,7 +25,7 @@ NAME = "shop_live"
 KEY = "live-key-5e1b9c77d0"
 WRONG = "wrong-key-0a7f31c2e4"
 PAGE = 5
-EPOCH = datetime(2025, 3, 1, tzinfo=timezone.utc)
+EPOCH = datetime(2025, 3, 1, tzinfo=UTC)
 
 
 def _rows(prefix: str, count: int) -> list[dict]:
@@ -182,16 +182,18 @@ def test_a_live_read_reports_each_stream_hides_the_key_and_its_saved_pages_repla
     assert every.status == "pass", every.message
 
 
-LEAK = (
-    "    def _send(self, stream: Dict[str, Any], url: str, params: Dict[str, Any], body: Optional[dict]) -> Response:\n",
+SEND = (
     "    def _send(self, stream: Dict[str, Any], url: str, params: Dict[str, Any], body: Optional[dict]) -> Response:\n"
-    "        key = self.config.authentication.params.token\n"
+)
+LEAK = (
+    SEND,
+    SEND + "        key = self.config.authentication.params.token\n"
     '        print(f"printed key={key}")\n'
     '        logger.info(f"logged key={key}")\n',
 )
 
 
-def test_a_source_that_leaks_the_key_leaks_it_nowhere_and_a_shorter_read_removes_stale_pages(make_tree, api, monkeypatch):
+def test_a_key_the_source_leaks_is_masked_and_a_shorter_read_removes_stale_pages(make_tree, api, monkeypatch):
     ws = _rendered(make_tree("0.6.4"), api.url)
     variable = _key_variable(ws)
     monkeypatch.delenv(variable, raising=False)

@@ -68,7 +68,7 @@ class StreamReport(BaseModel):
     name: str
     pages: int = 0
     records: int = 0
-    ended: str  # end | page_limit | error | repeated | time_limit | not_built | timeout
+    ended: str  # end | page_limit | error | repeated | time_limit | not_built | timeout | probe_died
     why: str
     status: int | None = None  # an HTTP error's status
     error: str | None = None
@@ -137,9 +137,7 @@ def _folder(ws: Workspace, save: str | None) -> Path | None:
         return None
     folder = (ws.root / save).resolve()
     if ws.root.resolve() not in folder.parents:
-        raise Refused(
-            failed("live.save", f"{save} is not a folder under the workspace.", "Give e.g. save='recorded'.")
-        )
+        raise Refused(failed("live.save", f"{save} is not a folder under the workspace.", "Give e.g. save='recorded'."))
     return folder
 
 
@@ -214,7 +212,9 @@ def _env(config: _Config) -> dict[str, str]:
     import os
 
     env = {k: os.environ[k] for k in NETWORK_ENV if k in os.environ}
-    no_proxy = ",".join(p for p in (os.environ.get("NO_PROXY") or os.environ.get("no_proxy"), "127.0.0.1,localhost") if p)
+    no_proxy = ",".join(
+        p for p in (os.environ.get("NO_PROXY") or os.environ.get("no_proxy"), "127.0.0.1,localhost") if p
+    )
     return {**env, "NO_PROXY": no_proxy, "no_proxy": no_proxy, **config.env}
 
 
@@ -266,7 +266,9 @@ def _kind(value: Any) -> str:
         return "boolean"
     if isinstance(value, int | float):
         return "number"
-    return {str: "string", dict: "object", list: "array"}.get(type(value), type(value).__name__)
+    if isinstance(value, str):
+        return "string"
+    return "object" if isinstance(value, dict) else "array" if isinstance(value, list) else type(value).__name__
 
 
 def schema_sketch(rows: list[Any]) -> dict[str, str]:
@@ -285,7 +287,7 @@ def schema_sketch(rows: list[Any]) -> dict[str, str]:
     return sketch
 
 
-def _why(ended: dict, pages: int, max_pages: int, timeout: str) -> str:
+def _why(ended: dict, pages: int, max_pages: int, run: Run) -> str:
     status = f"HTTP {ended['status']}: " if ended.get("status") else ""
     detail = ended.get("message") or ended.get("error") or ""
     return {
@@ -295,7 +297,8 @@ def _why(ended: dict, pages: int, max_pages: int, timeout: str) -> str:
         "repeated": f"the source asked for the same next page twice after page {pages}: it would never end",
         "time_limit": f"the read's time ran out after page {pages}: more pages may exist",
         "not_built": f"the source was not built: {ended.get('error')}"[:400],
-        "timeout": f"the probe {timeout} before this stream ended (after page {pages})",
+        "timeout": f"the read ran out of time after page {pages} (the whole read is bounded)",
+        "probe_died": f"the read ended (exit {run.returncode}) after page {pages}, before this stream ended",
     }[ended["end"]]
 
 
@@ -303,9 +306,10 @@ def _requests(lines: list[dict]) -> list[RequestLine]:
     return [RequestLine(page=line["page"] + 1, **r) for line in lines if "page" in line for r in line["requests"]]
 
 
-def stream_report(stream: StreamSpec, lines: list[dict], max_pages: int, timeout: str) -> StreamReport:
+def stream_report(stream: StreamSpec, lines: list[dict], max_pages: int, run: Run) -> StreamReport:
+    fallback = "timeout" if run.timed_out else "probe_died"  # no line says how the stream ended
     pages = [line for line in lines if "records" in line]
-    ended = next((line for line in lines if "end" in line), {"end": "timeout"})
+    ended = next((line for line in lines if "end" in line), {"end": fallback})
     records = [r for page in pages for r in page["records"]]
     ids = Counter(str(r["id"]) for r in records)
     requests = _requests(lines)
@@ -314,7 +318,7 @@ def stream_report(stream: StreamSpec, lines: list[dict], max_pages: int, timeout
         pages=len(pages),
         records=len(records),
         ended=ended["end"],
-        why=_why(ended, len(pages), max_pages, timeout),
+        why=_why(ended, len(pages), max_pages, run),
         status=ended.get("status"),
         error=ended.get("error"),
         api_message=ended.get("message"),
@@ -337,7 +341,7 @@ def stream_report(stream: StreamSpec, lines: list[dict], max_pages: int, timeout
 def findings(s: StreamReport) -> list[Finding]:
     """What is wrong with one stream's read; a read that only stopped at the page limit is no failure."""
     found = []
-    if s.ended in ("error", "not_built", "repeated", "timeout"):
+    if s.ended in ("error", "not_built", "repeated", "timeout", "probe_died"):
         id = {"error": "live.http_error" if s.status else "live.read_error"}.get(s.ended, f"live.{s.ended}")
         found.append(failed(id, f"{s.name}: {s.why}", _hint(s)))
     if s.duplicates:
@@ -394,7 +398,10 @@ def _save(ws: Workspace, folder: Path, lines: list[dict], reports: list[StreamRe
             found.append(warned("live.save", f"{report.name}: pages not saved: page {missing['page'] + 1}: {note}."))
             continue
         where = folder / report.name
-        new = {where / f"page-{i:03d}.json": json.dumps(p["body"], indent=1, ensure_ascii=False) for i, p in enumerate(pages, 1)}
+        new = {
+            where / f"page-{i:03d}.json": json.dumps(p["body"], indent=1, ensure_ascii=False)
+            for i, p in enumerate(pages, 1)
+        }
         stale = {p: None for p in where.glob("page-*.json") if p not in new} if where.is_dir() else {}
         changes.update({**stale, **new})
         report.saved_pages = len(new)
@@ -415,10 +422,8 @@ def live_read(ws: Workspace, name: str, max_pages: int = 3, save: str | None = N
     logs = _log_dir(ws, f"live-{name}")
     run, lines = _probe(ws, spec, config, max_pages, logs)
     _scrub(ws.root / run.log, config.secrets)
-    timeout = "ran out of time" if run.timed_out else f"ended (exit {run.returncode})"
     streams = [
-        stream_report(s, [line for line in lines if line.get("stream") == s.name], max_pages, timeout)
-        for s in spec.streams
+        stream_report(s, [line for line in lines if line.get("stream") == s.name], max_pages, run) for s in spec.streams
     ]
     found = [f for s in streams for f in findings(s)]
     if folder is not None:

@@ -19,6 +19,7 @@ config's literal credentials replaced by `***`; credential headers and query par
 token, secret or password are logged as `***`.
 """
 
+import copy
 import json
 import os
 import re
@@ -36,6 +37,7 @@ MASK = "***"
 MIN_SECRET = 4  # shorter values are no secret worth the name, and masking them would garble every text
 SECRET_NAME = re.compile(r"key|token|secret|passw|signature|sig$|auth|session|cookie|credential", re.I)
 BODY_CHARS = 300
+REQUEST_TIMEOUT_S = 60  # for a request the source sends without a timeout of its own
 SECRETS: list = []  # filled once the config is read; the wrapped streams read it on every write
 
 
@@ -96,7 +98,9 @@ def credential_headers(headers) -> list:
     for name, value in headers.items():
         if SECRET_NAME.search(name) or name.lower() in ("authorization", "proxy-authorization", "cookie"):
             scheme = str(value).split(" ", 1)
-            shown.append(f"{name}: {scheme[0]} {MASK}" if len(scheme) == 2 and scheme[0].isalpha() else f"{name}: {MASK}")
+            shown.append(
+                f"{name}: {scheme[0]} {MASK}" if len(scheme) == 2 and scheme[0].isalpha() else f"{name}: {MASK}"
+            )
     return shown
 
 
@@ -184,7 +188,33 @@ def secrets_of(section: dict, names: list) -> list:
     params = ((section.get("authentication") or {}).get("params") or {}) if isinstance(section, dict) else {}
     if isinstance(params, dict):
         found += [v for k, v in params.items() if isinstance(v, str) and SECRET_NAME.search(k) and "://" not in v]
-    return sorted({s for s in found if len(s) >= MIN_SECRET}, key=len, reverse=True)
+    return found
+
+
+def resolved_values(before, after) -> list:
+    """Every string a reference became (env://, gsm://, inline ${...}): the resolver's output is a secret."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        return [v for k in before if k in after for v in resolved_values(before[k], after[k])]
+    if isinstance(before, list) and isinstance(after, list):
+        pairs = range(min(len(before), len(after)))  # no zip(strict=): this may run on Python 3.9
+        return [v for i in pairs for v in resolved_values(before[i], after[i])]
+    return [after] if isinstance(after, str) and after != before else []
+
+
+def hide(values: list) -> None:
+    SECRETS[:] = sorted({s for s in [*SECRETS, *values] if isinstance(s, str) and len(s) >= MIN_SECRET}, key=len)[::-1]
+
+
+def bounded(session) -> None:
+    """Every request of the session gets a timeout: the source's own, else REQUEST_TIMEOUT_S."""
+    request = session.request
+
+    def with_timeout(method, url, *args, **kwargs):
+        if kwargs.get("timeout") is None and len(args) < 10:  # timeout is request()'s 11th parameter
+            kwargs["timeout"] = REQUEST_TIMEOUT_S
+        return request(method, url, *args, **kwargs)
+
+    session.request = with_timeout
 
 
 def resolve(section: dict, settings) -> dict:
@@ -214,6 +244,7 @@ def read_stream(name: str, stream: str, section: dict, out, max_pages: int, dead
     session = getattr(source, "session", None)
     if session is not None:
         session.hooks.setdefault("response", []).insert(0, recorder)  # before raise_for_status: errors logged too
+        bounded(session)
     say("build", stream=stream, ok=True, seconds=round(time.perf_counter() - started, 2))
     read_pages(source, stream, recorder, out, max_pages, deadline)
 
@@ -274,9 +305,9 @@ def main(argv: list) -> int:
             with open(request["config"]) as f:
                 config = yaml.safe_load(f) or {}
             section = config.get("source") or {}
-            SECRETS[:] = secrets_of(section, request["secret_vars"])
-            resolved = resolve(section, config.get("secrets"))
-            SECRETS[:] = sorted(set(SECRETS) | set(secrets_of(resolved, [])), key=len, reverse=True)
+            hide(secrets_of(section, request["secret_vars"]))
+            resolved = resolve(copy.deepcopy(section), config.get("secrets"))
+            hide(resolved_values(section, resolved) + secrets_of(resolved, []))
         except BaseException as error:
             for stream in request["streams"]:
                 end(out, stream, "not_built", **error_fields(error))
