@@ -56,6 +56,7 @@ class Api(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.hits: dict[str, int] = {"users": 0, "orders": 0, "refused": 0}
         self.echo = False  # an API that repeats the key it got in its answers
+        self.repeat = False  # an API whose second page of users repeats a record of the first
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
     @property
@@ -90,6 +91,8 @@ class _Handler(BaseHTTPRequestHandler):
         start = int(query.get("after", ["0"])[0])
         size = int(query.get("limit", [str(PAGE)])[0])
         rows = DATA[stream][start : start + size]
+        if self.server.repeat and stream == "users" and start == size:
+            rows = [rows[0], DATA[stream][1], *rows[2:]]  # page 2 repeats the 2nd record of page 1
         more = start + size < len(DATA[stream])
         meta = {"next": str(start + size) if more else None, **({"key": KEY} if self.server.echo else {})}
         self._answer(200, {"data": rows, "meta": meta})
@@ -103,7 +106,7 @@ def api():
     server.server_close()
 
 
-def _rendered(root, base_url: str) -> workspace.Workspace:
+def _rendered(root, base_url: str, **orders) -> workspace.Workspace:
     ws = workspace.resolve(None, workspace.Settings.from_paths([str(root)]))
     pagination = {"pattern": "cursor", "page_size": PAGE, "cursor_param": "after", "next_cursor_path": "meta.next"}
     spec = {
@@ -114,7 +117,7 @@ def _rendered(root, base_url: str) -> workspace.Workspace:
         "api_key_prefix": "",
         "streams": [
             {"name": "users", "endpoint": "/users", "cursor_field": "updated_at", "pagination": pagination},
-            {"name": "orders", "endpoint": "/orders", "cursor_field": "updated_at", "pagination": pagination},
+            {"name": "orders", "endpoint": "/orders", "cursor_field": "updated_at", "pagination": pagination, **orders},
         ],
     }
     described = describe_source(ws, parse_spec(spec))
@@ -230,3 +233,19 @@ def test_a_refused_key_fails_with_the_apis_message(make_tree, api, monkeypatch):
     assert "credentials" in failures[0].hint
     dumped = report.model_dump_json()
     assert WRONG not in dumped and KEY not in dumped and WRONG not in _everything_kept(ws)
+
+
+def test_a_repeated_id_and_a_wrong_records_path_fail_by_name(make_tree, api, monkeypatch):
+    ws = _rendered(make_tree("0.6.4"), api.url, records_path="items")  # orders' records are at `data`
+    variable = _key_variable(ws)
+    monkeypatch.setenv(variable, KEY)
+    api.repeat = True
+    report = live_read(ws, NAME, max_pages=2, save="recorded")
+    users, orders = report.streams
+    assert (users.pages, users.records, users.duplicates, users.duplicate_ids) == (2, 10, 1, ["u1"])
+    assert (orders.ended, orders.pages, orders.status) == ("error", 0, None) and "items" in orders.why
+    failures = {f.id: f.message for f in report.findings if f.status == "fail"}
+    assert failures.keys() == {"live.ids_unique", "live.read_error"}, failures
+    assert "users: 1 duplicate ids in 2 pages (u1)" in failures["live.ids_unique"]
+    assert not report.ok and report.variables == {variable: "environment"}
+    assert (users.saved_pages, orders.saved_pages) == (2, 0) and not (ws.root / "recorded" / "orders").exists()
