@@ -5,16 +5,19 @@ log or the saved pages, and the saved pages replay in the mock API."""
 
 import json
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from bizon_forge import workspace
+from bizon_forge import source_spec, workspace
 from bizon_forge.connector import Connector
 from bizon_forge.source_describe import describe_source, parse_spec
 from bizon_forge.source_render import render_source
+from bizon_forge.validators import source_live
+from bizon_forge.validators.fakes import mock_api
 from bizon_forge.validators.scratch import references
 from bizon_forge.validators.source_live import live_read
 from bizon_forge.validators.source_validation import validate_source
@@ -57,6 +60,7 @@ class Api(ThreadingHTTPServer):
         self.hits: dict[str, int] = {"users": 0, "orders": 0, "refused": 0}
         self.echo = False  # an API that repeats the key it got in its answers
         self.repeat = False  # an API whose second page of users repeats a record of the first
+        self.slow_orders = 0.0  # seconds each orders page takes
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
     @property
@@ -87,6 +91,8 @@ class _Handler(BaseHTTPRequestHandler):
         if stream not in DATA:
             return self._answer(404, {"error": {"message": f"no {url.path}"}})
         self.server.hits[stream] += 1
+        if stream == "orders":
+            time.sleep(self.server.slow_orders)
         query = parse_qs(url.query)
         start = int(query.get("after", ["0"])[0])
         size = int(query.get("limit", [str(PAGE)])[0])
@@ -179,6 +185,9 @@ def test_a_live_read_reports_each_stream_hides_the_key_and_its_saved_pages_repla
     assert users.saved_pages == orders.saved_pages == 3 and report.saved == "recorded"
     assert KEY not in report.model_dump_json() and KEY not in _everything_kept(ws)
 
+    with mock_api.start(source_spec.load(ws, NAME).model_dump(mode="json"), recorded=str(saved)) as mock:
+        served = {name: s["ids"] for name, s in mock.report()["streams"].items()}
+    assert served == {"users": [r["id"] for r in DATA["users"]], "orders": [r["id"] for r in DATA["orders"][:15]]}
     replayed = validate_source(ws, NAME, "fast", recorded="recorded", verbose=True)
     assert replayed.ok, (replayed.summary, [f.message for f in replayed.findings if f.status == "fail"])
     every = {f.id: f for f in replayed.findings}["pull.every_record_once"]
@@ -249,3 +258,14 @@ def test_a_repeated_id_and_a_wrong_records_path_fail_by_name(make_tree, api, mon
     assert "users: 1 duplicate ids in 2 pages (u1)" in failures["live.ids_unique"]
     assert not report.ok and report.variables == {variable: "environment"}
     assert (users.saved_pages, orders.saved_pages) == (2, 0) and not (ws.root / "recorded" / "orders").exists()
+
+
+def test_a_slow_api_ends_the_read_at_its_time_budget(make_tree, api, monkeypatch):
+    ws = _rendered(make_tree("0.6.4"), api.url)
+    monkeypatch.setenv(_key_variable(ws), KEY)
+    monkeypatch.setattr(source_live, "TIMEOUT_CAP_S", 22.0)  # the probe starts no page after 2 s
+    api.slow_orders = 4.0
+    report = live_read(ws, NAME, max_pages=3)
+    orders = report.streams[1]
+    assert orders.ended == "time_limit" and orders.pages <= 1 and api.hits["orders"] <= 1, orders
+    assert report.ok and "live.time_limit" in {f.id for f in report.findings}
