@@ -4,16 +4,19 @@ max_pages pages per stream; the answer says per stream how the read went, no sec
 log or the saved pages, and the saved pages replay in the mock API."""
 
 import json
+import secrets
 import threading
 import time
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import cast
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 
 from bizon_forge import source_spec, workspace
 from bizon_forge.connector import Connector
+from bizon_forge.findings import Refused
 from bizon_forge.source_describe import describe_source, parse_spec
 from bizon_forge.source_render import render_source
 from bizon_forge.validators import source_live
@@ -61,6 +64,7 @@ class Api(ThreadingHTTPServer):
         self.echo = False  # an API that repeats the key it got in its answers
         self.repeat = False  # an API whose second page of users repeats a record of the first
         self.slow_orders = 0.0  # seconds each orders page takes
+        self.tokens: list[str] = []  # OAuth access tokens issued (refresh grant); then they, not KEY, open the API
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
     @property
@@ -82,10 +86,22 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def do_POST(self):
+        form = parse_qs(self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode())
+        if urlparse(self.path).path != "/oauth/token" or form.get("refresh_token") != [KEY]:
+            return self._answer(400, {"error": "invalid_grant"})
+        self.server.tokens.append(f"access-{secrets.token_hex(8)}")
+        self._answer(200, {"access_token": self.server.tokens[-1], "token_type": "Bearer", "expires_in": 3600})
+
+    def _allowed(self) -> bool:
+        if self.server.tokens:
+            return self.headers.get("Authorization") in [f"Bearer {t}" for t in self.server.tokens]
+        return self.headers.get("X-API-Key") == KEY
+
     def do_GET(self):
         url = urlparse(self.path)
         stream = url.path.rsplit("/", 1)[-1]
-        if self.headers.get("X-API-Key") != KEY:
+        if not self._allowed():
             self.server.hits["refused"] += 1
             return self._answer(401, {"error": {"message": "invalid API key", "code": "unauthorized"}})
         if stream not in DATA:
@@ -112,15 +128,13 @@ def api():
     server.server_close()
 
 
-def _rendered(root, base_url: str, **orders) -> workspace.Workspace:
+def _rendered(root, base_url: str, auth: dict | None = None, **orders) -> workspace.Workspace:
     ws = workspace.resolve(None, workspace.Settings.from_paths([str(root)]))
     pagination = {"pattern": "cursor", "page_size": PAGE, "cursor_param": "after", "next_cursor_path": "meta.next"}
     spec = {
         "name": NAME,
         "base_url": base_url,
-        "auth": "api_key",
-        "api_key_header": "X-API-Key",
-        "api_key_prefix": "",
+        **(auth or {"auth": "api_key", "api_key_header": "X-API-Key", "api_key_prefix": ""}),
         "streams": [
             {"name": "users", "endpoint": "/users", "cursor_field": "updated_at", "pagination": pagination},
             {"name": "orders", "endpoint": "/orders", "cursor_field": "updated_at", "pagination": pagination, **orders},
@@ -269,3 +283,36 @@ def test_a_slow_api_ends_the_read_at_its_time_budget(make_tree, api, monkeypatch
     orders = report.streams[1]
     assert orders.ended == "time_limit" and orders.pages <= 1 and api.hits["orders"] <= 1, orders
     assert report.ok and "live.time_limit" in {f.id for f in report.findings}
+
+
+GET = "        return self.session.get(url, params=params or None, timeout=TIMEOUT_SECONDS)\n"
+TOKEN_LEAK = (
+    GET,
+    "        sent = self.session.get(url, params=params or None, timeout=TIMEOUT_SECONDS)\n"
+    "        logger.info(f\"sent {sent.request.headers['Authorization']}\")\n"
+    "        return sent\n",
+)
+
+
+def test_an_oauth_source_reads_live_and_the_access_token_it_logs_is_masked(make_tree, api, monkeypatch):
+    """On 0.5.2: the refresh grant against the API's own token endpoint; the source logs the access token it got."""
+    ws = _rendered(make_tree("0.5.2"), api.url, auth={"auth": "oauth"})
+    example = ws.root / Connector(NAME, "source").example_rel
+    with pytest.raises(Refused) as refused:
+        live_read(ws, NAME)
+    assert refused.value.findings[0].id == "live.config" and "<TOKEN_REFRESH_ENDPOINT>" in str(refused.value)
+    example.write_text(example.read_text().replace("<TOKEN_REFRESH_ENDPOINT>", api.url.replace("/v1", "/oauth/token")))
+    with pytest.raises(Refused) as refused:
+        live_read(ws, NAME)
+    assert refused.value.findings[0].id == "live.unset"
+    for name in references(example.read_text()):
+        monkeypatch.setenv(name, KEY if name.endswith("REFRESH_TOKEN") else f"{name.lower()}-value")
+    path = ws.root / Connector(NAME, "source").code_rel
+    path.write_text(path.read_text().replace(*TOKEN_LEAK))
+    report = live_read(ws, NAME, max_pages=2)
+    assert report.ok, report.findings
+    assert [(s.pages, s.records) for s in report.streams] == [(2, 10), (2, 10)] and api.hits["refused"] == 0
+    assert report.streams[0].requests[0].auth == ["Authorization: Bearer ***"]
+    assert "sent Bearer ***" in (ws.root / cast(str, report.log)).read_text()
+    kept = report.model_dump_json() + _everything_kept(ws)
+    assert api.tokens and not [t for t in [*api.tokens, KEY] if t in kept]

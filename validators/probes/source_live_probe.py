@@ -92,16 +92,20 @@ def masked_url(url: str) -> str:
     return mask_text(urlunsplit(parts._replace(query=urlencode(query, safe="*"))))
 
 
-def credential_headers(headers) -> list:
-    """The credential headers a request sent, their values masked (an Authorization's scheme kept)."""
-    shown = []
+def _credentials(headers) -> list:
+    """(name, scheme or None, value) of each credential header a request sent."""
+    found = []
     for name, value in headers.items():
         if SECRET_NAME.search(name) or name.lower() in ("authorization", "proxy-authorization", "cookie"):
-            scheme = str(value).split(" ", 1)
-            shown.append(
-                f"{name}: {scheme[0]} {MASK}" if len(scheme) == 2 and scheme[0].isalpha() else f"{name}: {MASK}"
-            )
-    return shown
+            parts = str(value).split(" ", 1)
+            scheme = parts[0] if len(parts) == 2 and parts[0].isalpha() else None
+            found.append((name, scheme, parts[1] if scheme else str(value)))
+    return found
+
+
+def credential_headers(headers) -> list:
+    """The credential headers a request sent, their values masked (an Authorization's scheme kept)."""
+    return [f"{name}: {scheme} {MASK}" if scheme else f"{name}: {MASK}" for name, scheme, _ in _credentials(headers)]
 
 
 def request_body(request) -> object:
@@ -126,12 +130,14 @@ class Recorder:
         self.responses = []
 
     def __call__(self, response, *args, **kwargs):
-        self.responses.append((response, time.perf_counter()))
+        # A credential the source got at run time (an OAuth access token) is hidden from here on, like the config's.
+        hide([value for _, _, value in _credentials(response.request.headers)])
+        self.responses.append(response)
         return response
 
     def take(self) -> list:
         taken, self.responses = self.responses, []
-        return [r for r, _ in taken]
+        return taken
 
 
 def request_line(response) -> dict:
