@@ -8,12 +8,22 @@ were read. The answer says per stream: pages, records, why pagination ended, dup
 cursor_field are in every record, a sketch of the record schema, per-page timings and the first requests (secrets
 masked). With `save=FOLDER` the bodies of the pages read are saved as FOLDER/<stream>/page-001.json, ...: the
 recorded pages the mock API replays (fakes/mock_api.py, "Recorded responses"; validate_source(recorded=FOLDER)).
+A stream's earlier pages there are replaced (a shorter read leaves no stale page-004.json); a stream that read no
+page keeps them.
+
+Findings (ids of their own, not the catalog's): live.read passes per stream that read without failure (reaching
+the page cap is no failure: "more pages exist"); live.http_error (with the API's status and message),
+live.read_error, live.not_built, live.repeated (the next pagination came back: the run would never end),
+live.timeout and live.probe_died fail; live.ids_unique and live.id_field fail; live.cursor_field, live.empty,
+live.time_limit and live.save warn. Refused before anything runs: placeholders left in the example (live.config),
+a referenced variable set nowhere (live.unset), max_pages out of 1..MAX_PAGES, a save folder outside the tree.
 
 No secret reaches the answer, the kept log or the saved pages: the probe masks what it writes and prints, and
 everything is masked again here with the values this side looked up.
 """
 
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -23,6 +33,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import yaml
 from pydantic import BaseModel
@@ -144,8 +155,10 @@ def _folder(ws: Workspace, save: str | None) -> Path | None:
 def _config(ws: Workspace, name: str) -> _Config:
     rel = Connector(name, "source").example_rel
     path = ws.root / rel
+    if not path.is_file():
+        raise Refused(failed("live.config", f"{rel} does not exist.", f"render_source(name={name!r}) writes it."))
     try:
-        loaded = yaml.safe_load(read_regular(path).decode(errors="replace")) if path.is_file() else None
+        loaded = yaml.safe_load(read_regular(path).decode(errors="replace"))
     except yaml.YAMLError as error:
         raise Refused(failed("live.config", f"{rel} is no valid YAML: {error}"[:400], file=rel)) from None
     section = loaded.get("source") if isinstance(loaded, dict) else None
@@ -173,7 +186,10 @@ def _config(ws: Workspace, name: str) -> _Config:
 
 
 def _secrets(section: dict, values: Iterable[str]) -> list[str]:
-    params = (section.get("authentication") or {}).get("params") or {}
+    """The values to hide: the referenced variables' and the literal credentials the config's auth carries."""
+    auth = section.get("authentication")
+    params = auth.get("params") if isinstance(auth, dict) else None
+    params = params if isinstance(params, dict) else {}
     literal = [v for k, v in params.items() if isinstance(v, str) and SECRET_KEY.search(str(k)) and "://" not in v]
     return sorted({s for s in [*values, *literal] if len(s) >= MIN_SECRET}, key=len, reverse=True)
 
@@ -182,8 +198,6 @@ def _secrets(section: dict, values: Iterable[str]) -> list[str]:
 
 
 def _forms(secret: str) -> list[str]:
-    from urllib.parse import quote
-
     return [secret, json.dumps(secret)[1:-1], quote(secret, safe="")]
 
 
@@ -209,8 +223,6 @@ def masked(value: Any, secrets: list[str]) -> Any:
 
 
 def _env(config: _Config) -> dict[str, str]:
-    import os
-
     env = {k: os.environ[k] for k in NETWORK_ENV if k in os.environ}
     no_proxy = ",".join(
         p for p in (os.environ.get("NO_PROXY") or os.environ.get("no_proxy"), "127.0.0.1,localhost") if p
