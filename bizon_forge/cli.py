@@ -142,9 +142,9 @@ def _run(args) -> int:
     if args.command == "token":
         return _token(args)
     if args.command == "receiver":
-        from bizon_forge.validators.fakes.receiver import RUN_PORT, serve_forever
+        from bizon_forge.validators.fakes.receiver import serve_forever
 
-        return serve_forever(args.port or RUN_PORT, honours_replace=not args.ignore_replace)
+        return serve_forever(args.port or RECEIVER_PORT, honours_replace=not args.ignore_replace)
     if args.command == "mock-api":
         from bizon_forge.validators.fakes.mock_api import serve_forever as serve_mock
 

@@ -14,11 +14,9 @@ from pydantic import BaseModel
 
 from bizon_forge import dependencies, interpreter, recipes, spec
 from bizon_forge.atomic import WriteFailed, workspace_lock, write_all
-from bizon_forge.connector import Connector
+from bizon_forge.connector import RECEIVER_PORT, RECEIVER_VAR, SCRATCH_VAR, Connector
 from bizon_forge.findings import Finding, Refused, Result, failed, warned
 from bizon_forge.spec import Batching, DestinationSpec, FieldSpec
-from bizon_forge.validators.fakes import receiver
-from bizon_forge.validators.scratch import RECEIVER_VAR, SCRATCH_VAR
 from bizon_forge.workspace import TRACK_CHECK_CONFIGS, Workspace, read_regular, tracking_check_configs
 
 TODO = "FORGE-TODO"  # marks every place the agent must write code; validate_destination reports what is left
@@ -185,7 +183,7 @@ def planned_files(ws: Workspace, s: DestinationSpec) -> dict[str, str]:
     scratch, ctx["run_receiver"] = f"{SCRATCH_VAR}=$(mktemp -d)", None
     if RECEIVER_VAR in str(recipes.get(s.recipe).check):
         # It posts to the local receiver: the command that serves one comes first (bizon-forge's own Python).
-        port = receiver.RUN_PORT
+        port = RECEIVER_PORT
         ignores = ["--ignore-replace"] if s.full_refresh == "delete_first" else []  # as the checks' receiver does
         ctx["run_receiver"] = interpreter.forge_command("receiver", "--port", str(port), *ignores)
         scratch += f" {RECEIVER_VAR}=http://127.0.0.1:{port}/records"

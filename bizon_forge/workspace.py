@@ -57,6 +57,11 @@ class Workspace:
         return self.root / STATE_DIR
 
     @property
+    def audit_file(self) -> Path:
+        """The audit trail: a line per call that wrote or ran code (bizon_forge/audit.py writes it)."""
+        return self.state_dir / "audit.jsonl"
+
+    @property
     def bizon_version(self) -> str | None:
         for meta in ("PKG-INFO", "pyproject.toml"):
             p = self.root / meta

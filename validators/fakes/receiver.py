@@ -143,10 +143,7 @@ class Receiver:
         self.server.server_close()
 
 
-RUN_PORT = 8799  # where `bizon-forge receiver` listens, as the check configs' comments print
-
-
-def serve_forever(port: int = RUN_PORT, honours_replace: bool = True) -> int:
+def serve_forever(port: int, honours_replace: bool = True) -> int:
     """Serve a receiver in the foreground, for running an http destination's check config by hand."""
     receiver = Receiver(honours_replace=honours_replace, port=port)
     print(f"receiving at {receiver.url} (GET ?destination_id= shows what landed); Ctrl-C stops", flush=True)
