@@ -1,4 +1,4 @@
-"""lint-imports (import-linter) over bizon_forge as it ships: server/ and validators/ as bizon_forge.server and .validators.
+"""lint-imports (import-linter) over bizon_forge as it ships: server/ and validators/ as its sub-packages.
 
 pyproject's [tool.setuptools.package-dir] maps top-level folders into the package, and the editable install serves
 them through an import hook; grimp, which builds import-linter's graph, walks the folder of `bizon_forge` alone and

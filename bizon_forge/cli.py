@@ -5,6 +5,15 @@ import json
 import sys
 from pathlib import Path
 
+from bizon_forge import atomic, audit, interpreter, validators, workspace
+from bizon_forge.connector import RECEIVER_PORT, Connector
+from bizon_forge.dependencies import InstallResult, install_dependencies
+from bizon_forge.findings import Refused, Result, failed
+from bizon_forge.interpreter import forge_command
+from bizon_forge.pipeline import GenerateResult, generate, generate_source, is_source_spec
+from bizon_forge.validators.fakes import mock_api, receiver
+from bizon_forge.validators.report import SourceValidationResult, ValidationResult
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bizon-forge", description=__doc__)
@@ -116,15 +125,11 @@ def _print(result, as_json: bool, show_next: bool = False) -> None:
 
 def _only_a_source(ws, name: str) -> bool:
     """`validate NAME` of a source needs no --source when no destination has that name."""
-    from bizon_forge.connector import Connector
-
     return (ws.root / Connector(name, "source").dir).is_dir() and not (ws.root / Connector(name).dir).is_dir()
 
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
-    from bizon_forge.findings import Refused
-
     try:
         sys.exit(_run(args))
     except Refused as refused:
@@ -134,54 +139,39 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _run(args) -> int:
-    from bizon_forge import atomic, workspace
-    from bizon_forge.findings import Result
-
     if args.command == "serve":
         return _serve(args)
     if args.command == "token":
         return _token(args)
     if args.command == "receiver":
-        from bizon_forge.validators.fakes.receiver import serve_forever
-
-        return serve_forever(args.port or RECEIVER_PORT, honours_replace=not args.ignore_replace)
+        return receiver.serve_forever(args.port or RECEIVER_PORT, honours_replace=not args.ignore_replace)
     if args.command == "mock-api":
-        from bizon_forge.validators.fakes.mock_api import serve_forever as serve_mock
-
-        return serve_mock(args.spec, args.port, "clean" if args.clean else "unreliable", args.recorded)
+        return mock_api.serve_forever(args.spec, args.port, "clean" if args.clean else "unreliable", args.recorded)
     if args.command == "workspace":
         return _workspace(args)
     settings = workspace.Settings.from_paths([args.workspace], python=args.python)
     ws = workspace.resolve(None, settings)
     atomic.roll_back_interrupted(ws.state_dir)  # as every tool does: a write a dead process left half done
     if args.command == "validate":
-        from bizon_forge.validators import validate_destination
-
         if args.source or args.recorded or _only_a_source(ws, args.name):
-            from bizon_forge.validators.source_validation import validate_source
-
-            result: Result = validate_source(
+            result: Result = validators.validate_source(
                 ws, args.name, level=args.level, verbose=args.verbose, recorded=args.recorded
             )
             result.next = _source_next(ws, args, args.name, result)
             _audit(ws, args.name, result)
             _print(result, args.json, show_next=True)
             return 0 if result.ok else 1
-        result = validate_destination(
+        result = validators.validate_destination(
             ws, args.name, level=args.level, fix=args.fix, verbose=args.verbose, use_cache=not args.no_cache
         )
         _audit(ws, args.name, result)
         _print(result, args.json)
         return 0 if result.ok else 1
     if args.command == "install":
-        from bizon_forge.dependencies import install_dependencies
-
         result = install_dependencies(ws, args.name, progress=_progress)
         _audit(ws, args.name, result)
         _print(result, args.json)
         return 0 if result.ok else 1
-    from bizon_forge.pipeline import generate, generate_source, is_source_spec
-
     loaded = _load_spec(Path(args.spec))
     if is_source_spec(loaded):
         result = generate_source(ws, loaded, level=args.level)
@@ -198,8 +188,6 @@ def _run(args) -> int:
 def _source_next(ws, args, name: str, result) -> str | None:
     """A source's next step as a command: after fast, its full validation; after full, validate_source's own `next`
     (the env:// variables to set, then the run of its example config)."""
-    from bizon_forge.interpreter import forge_command
-
     if not result.ok or args.level == "full":
         return result.next
     python = ["--python", args.python] if args.python else []
@@ -208,7 +196,7 @@ def _source_next(ws, args, name: str, result) -> str | None:
 
 
 def _serve(args) -> int:
-    from bizon_forge import credentials, workspace
+    from bizon_forge import credentials  # mcp's auth (0.6 s): only serve and token need it
 
     jwt_options = (args.jwt_issuer, args.jwt_audience, args.jwt_jwks_url)
     try:
@@ -233,7 +221,7 @@ def _serve(args) -> int:
             f"serving {args.host}:{args.port} WITHOUT authentication (--no-auth): every local user is in",
             file=sys.stderr,
         )
-    from bizon_forge.server.app import serve
+    from bizon_forge.server.app import serve  # the MCP server (1.2 s of imports): the other commands need none of it
 
     settings = workspace.Settings.from_paths(args.workspace, python=args.python)
     serve(settings, http=args.http, host=args.host, port=args.port, stateless=args.stateless, verifier=verifier)
@@ -243,11 +231,6 @@ def _serve(args) -> int:
 def _audit(ws, name: str | None, result) -> None:
     """The command's line in the workspace's audit trail, as the server's tools leave theirs (who: "cli"): validate,
     install and generate write or run the tree's code."""
-    from bizon_forge import audit
-    from bizon_forge.dependencies import InstallResult
-    from bizon_forge.pipeline import GenerateResult
-    from bizon_forge.validators.report import SourceValidationResult, ValidationResult
-
     tools: dict[type, str] = {
         ValidationResult: "validate_destination",
         SourceValidationResult: "validate_source",
@@ -261,7 +244,7 @@ def _audit(ws, name: str | None, result) -> None:
 
 
 def _token(args) -> int:
-    from bizon_forge import credentials
+    from bizon_forge import credentials  # mcp's auth (0.6 s): only serve and token need it
 
     path = Path(args.file)
     try:
@@ -285,8 +268,6 @@ def _progress(message: str) -> None:
 
 
 def _workspace(args) -> int:
-    from bizon_forge import atomic, interpreter, workspace
-
     if args.ws_command == "init":
         path = workspace.init(args.dir, args.bizon_version)
         print(f"bizon {args.bizon_version} workspace ready at {path}")
@@ -310,18 +291,13 @@ def _workspace(args) -> int:
 
 def _print_serve(root: Path) -> None:
     """How an agent reaches it: the server over stdio, from this installation."""
-
-    from bizon_forge.interpreter import forge_command
-
     serve = forge_command("serve", "--workspace", str(root))
     print(f"serve it to an agent over stdio: {serve}")
     print(f"  e.g. Claude Code: claude mcp add bizon-forge -- {serve}")
 
 
 def _load_spec(path: Path) -> dict:
-    import yaml
-
-    from bizon_forge.findings import Refused, failed
+    import yaml  # kept off the server's start-up path (this module starts it)
 
     try:
         text = path.read_text()

@@ -206,7 +206,10 @@ def test_the_check_configs_printed_commands_run_as_printed(hook):
     printed = f"127.0.0.1:{RECEIVER_PORT}/"
     assert f" --port {RECEIVER_PORT}" in serve and printed in sync, (serve, sync)
     port = free_port()
-    serve, sync = serve.replace(f" --port {RECEIVER_PORT}", f" --port {port}"), sync.replace(printed, f"127.0.0.1:{port}/")
+    serve, sync = (
+        serve.replace(f" --port {RECEIVER_PORT}", f" --port {port}"),
+        sync.replace(printed, f"127.0.0.1:{port}/"),
+    )
     receiver = subprocess.Popen(serve, shell=True, stdout=subprocess.PIPE, text=True, start_new_session=True)
     try:
         url = re.search(r"receiving at (\S+)", receiver.stdout.readline()).group(1)

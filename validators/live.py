@@ -3,11 +3,11 @@ example's real one, whose every reference resolves (for bizon-forge, then for bi
 
 from pathlib import Path
 
+from bizon_forge.connector import RECEIVER_VAR, SCRATCH_VAR
 from bizon_forge.validators.catalog import Check, answers, static
 from bizon_forge.validators.code import DestinationCode
 from bizon_forge.validators.report import CheckFinding, failed, passed, skipped, warned
 from bizon_forge.validators.runtime import PROBE_TIMEOUT_S, _one_line, run_logged
-from bizon_forge.connector import RECEIVER_VAR, SCRATCH_VAR
 from bizon_forge.validators.scratch import lookup, references
 from bizon_forge.workspace import Workspace, read_regular
 
