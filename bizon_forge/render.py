@@ -45,7 +45,7 @@ class RenderResult(Result):
 
 
 @cache
-def _environment():
+def jinja_environment():
     import jinja2  # kept off the server's start-up path
 
     env = jinja2.Environment(
@@ -95,20 +95,24 @@ def yaml_value(v) -> str:
     return '"' + "".join(out) + '"'
 
 
-def _annotation(f: FieldSpec) -> str:
+def field_annotation(f: FieldSpec) -> str:
     base = "SecretStr" if f.secret else f.type
     return base if f.required or f.default is not None else f"Optional[{base}]"
 
 
-def _default(f: FieldSpec) -> str:
+def field_default(f: FieldSpec) -> str:
     return "..." if f.required else repr(f.default)
 
 
-def _sample(f: FieldSpec):
+def field_sample(f: FieldSpec):
     """A value of the right type for the example YAML."""
     if f.default is not None:
         return f.default
     return {"str": f"{f.name}-value", "int": 1, "float": 1.0, "bool": False, "list[str]": [], "dict": {}}[f.type]
+
+
+# issue 21: the private names source_render imports; to remove when recipe lands (it imports the public ones then)
+_annotation, _default, _sample = field_annotation, field_default, field_sample
 
 
 def context(s: DestinationSpec) -> dict:
@@ -118,7 +122,13 @@ def context(s: DestinationSpec) -> dict:
     # the sql recipe's offline SQLite file, unless a server's driver is declared.
     scheme = dependencies.sql_scheme(s.dependencies) if s.recipe == "sql" else None
     fields = [
-        {"name": f.name, "annotation": _annotation(f), "default": _default(f), "f": f, "sample": _sample(f)}
+        {
+            "name": f.name,
+            "annotation": field_annotation(f),
+            "default": field_default(f),
+            "f": f,
+            "sample": field_sample(f),
+        }
         for f in s.fields
     ]
     secret_env = {}
@@ -156,7 +166,7 @@ def context(s: DestinationSpec) -> dict:
     }
 
 
-def _ruff_format(ws: Workspace, rel: str, text: str) -> str:
+def ruff_format(ws: Workspace, rel: str, text: str) -> str:
     from ruff.__main__ import find_ruff_bin
 
     done = subprocess.run(
@@ -172,9 +182,12 @@ def _ruff_format(ws: Workspace, rel: str, text: str) -> str:
     return done.stdout
 
 
+_environment, _ruff_format = jinja_environment, ruff_format  # issue 21: as above, until recipe lands
+
+
 def planned_files(ws: Workspace, s: DestinationSpec) -> dict[str, str]:
     """Workspace-relative path -> rendered text, formatted."""
-    env = _environment()
+    env = jinja_environment()
     ctx = context(s)
     c = Connector(s.name)
     example, check = c.example_rel, c.check_rel
@@ -191,7 +204,7 @@ def planned_files(ws: Workspace, s: DestinationSpec) -> dict[str, str]:
     out = {c.init_rel: ""}
     for rel, template in recipes.get(s.recipe).templates(s.name):
         text = env.get_template(template).render(**ctx)
-        out[rel] = _ruff_format(ws, rel, text) if rel.endswith(".py") else text
+        out[rel] = ruff_format(ws, rel, text) if rel.endswith(".py") else text
     out[example] = env.get_template("example.yml.j2").render(**ctx)
     out[check] = env.get_template("check.yml.j2").render(**ctx)
     return out

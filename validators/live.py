@@ -7,7 +7,7 @@ from bizon_forge.connector import RECEIVER_VAR, SCRATCH_VAR
 from bizon_forge.validators.catalog import Check, answers, static
 from bizon_forge.validators.code import DestinationCode
 from bizon_forge.validators.report import CheckFinding, failed, passed, skipped, warned
-from bizon_forge.validators.runtime import PROBE_TIMEOUT_S, _one_line, run_logged
+from bizon_forge.validators.runtime import PROBE_TIMEOUT_S, one_line, run_logged
 from bizon_forge.validators.scratch import lookup, references
 from bizon_forge.workspace import Workspace, read_regular
 
@@ -180,7 +180,7 @@ def secrets_check(ws: Workspace, check: str, cwd: Path, log: Path, env: dict[str
     return failed(
         id,
         f"bizon secrets check {check} failed: {len(unresolved) or 'some'} reference(s) did not resolve"
-        + (f" ({_one_line(unresolved[0])})" if unresolved else "")
+        + (f" ({one_line(unresolved[0])})" if unresolved else "")
         + ".",
         file=check,
         output="\n".join(unresolved) or run.tail,
