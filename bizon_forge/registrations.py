@@ -17,6 +17,7 @@ from bizon_forge import dependencies, interpreter, pyast, registry, spec
 from bizon_forge.atomic import WriteFailed, workspace_lock, write_all
 from bizon_forge.connector import Connector
 from bizon_forge.findings import Finding, Refused, Result, failed, warned
+from bizon_forge.render import record_path
 from bizon_forge.spec import DestinationSpec, Names
 from bizon_forge.workspace import ENUM_FILE, FACTORY_FILE, MODELS_FILE, Workspace, read_regular, tied_to_server
 
@@ -68,7 +69,7 @@ def plan_add(texts: dict[str, str], name: str, n: Names, line_length: int = 88):
     Adds only what is missing, so a half-done manual registration is completed and a second call
     changes nothing. Raises codemods.EditPointMissing for a file whose structure it does not know.
     """
-    from bizon_forge import codemods
+    from bizon_forge import codemods  # libcst: kept off the server's start-up path
 
     reg = registry.from_texts(texts)
     config_module, destination_module = _modules(name)
@@ -101,7 +102,7 @@ def plan_add(texts: dict[str, str], name: str, n: Names, line_length: int = 88):
 
 def plan_remove(texts: dict[str, str], name: str, n: Names):
     """(new texts, registrations removed): takes away only what points at this destination's modules."""
-    from bizon_forge import codemods
+    from bizon_forge import codemods  # libcst: kept off the server's start-up path
 
     reg = registry.from_texts(texts)
     config_module, destination_module = _modules(name)
@@ -290,7 +291,7 @@ _CONFLICT_KEYS = {
 
 
 def apply_registrations(ws: Workspace, name: str, dry_run: bool = False) -> RegistrationResult:
-    from bizon_forge import codemods
+    from bizon_forge import codemods  # libcst: kept off the server's start-up path
 
     s = spec.load(ws, name)
     # The import check after the write runs bizon: a tree with no interpreter that can is told so first.
@@ -376,7 +377,7 @@ def _connector_files(ws: Workspace, name: str) -> list[str]:
 
 
 def remove_destination(ws: Workspace, name: str, delete_files: bool = False) -> RemovalResult:
-    from bizon_forge import codemods
+    from bizon_forge import codemods  # libcst: kept off the server's start-up path
 
     bad = spec.check_name(name)
     if bad:
@@ -414,8 +415,6 @@ def remove_destination(ws: Workspace, name: str, delete_files: bool = False) -> 
             return RemovalResult(ok=False, findings=_write_failed(ws, "remove.write_failed", error))
         deleted = []
         if delete_files:
-            from bizon_forge.render import record_path
-
             for path in (
                 ws.destination_dir(name),
                 ws.root / "tests" / "connectors" / "destinations" / name,

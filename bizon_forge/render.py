@@ -167,7 +167,7 @@ def context(s: DestinationSpec) -> dict:
 
 
 def ruff_format(ws: Workspace, rel: str, text: str) -> str:
-    from ruff.__main__ import find_ruff_bin
+    from ruff.__main__ import find_ruff_bin  # kept off the server's start-up path
 
     done = subprocess.run(
         [find_ruff_bin(), "format", "--stdin-filename", rel, "-"],

@@ -3,6 +3,7 @@
 import errno
 import os
 import re
+import shlex
 import shutil
 import stat
 import subprocess
@@ -86,8 +87,6 @@ class Workspace:
     def bizon_command(self, *args: str, env: str = "") -> str:
         """A shell command that runs `bizon ARGS` with this workspace's bizon, as printed, from any folder.
         `env`: shell assignments put before the command (written as given, e.g. `X=$(mktemp -d)`)."""
-        import shlex
-
         root = shlex.quote(str(self.root))
         tail = " ".join(shlex.quote(a) for a in args)
         before = f"{env} " if env else ""

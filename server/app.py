@@ -8,6 +8,7 @@ import json
 import logging
 from contextvars import ContextVar
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated, Any
 
 import anyio
@@ -116,8 +117,6 @@ def refusals(model: type[Result], hints: ToolAnnotations):
 
 
 def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version("bizon-forge")
     except PackageNotFoundError:  # run from a checkout that was never installed

@@ -3,6 +3,7 @@ example's real one, whose every reference resolves (for bizon-forge, then for bi
 
 from pathlib import Path
 
+from bizon_forge import dependencies, spec
 from bizon_forge.connector import RECEIVER_VAR, SCRATCH_VAR
 from bizon_forge.validators.catalog import Check, answers, static
 from bizon_forge.validators.code import DestinationCode
@@ -219,8 +220,6 @@ def example_values(code: DestinationCode) -> CheckFinding:
 
 def _checks_on_sqlite_for_a_server(code: DestinationCode, details: dict) -> str | None:
     """The server's SQLAlchemy scheme when a sql-recipe destination declares its driver but checks on SQLite."""
-    from bizon_forge import dependencies, spec
-
     declared = spec.stored(code.ws, code.name)
     if declared is None or declared.recipe != "sql" or not str(details.get("url", "")).startswith("sqlite"):
         return None

@@ -5,6 +5,7 @@ from typing import cast
 
 import yaml
 
+from bizon_forge.registry import union_node
 from bizon_forge.validators.catalog import Check, static
 from bizon_forge.validators.code import DestinationCode
 from bizon_forge.validators.report import CheckFinding, failed, passed, skipped
@@ -185,8 +186,6 @@ def our_lines(code: DestinationCode) -> dict[str, set[int]]:
             if isinstance(stmt, ast.ImportFrom) and stmt.module == code.config_module:
                 out[MODELS_FILE].update(range(stmt.lineno, _end(stmt) + 1))
                 ours.update(a.asname or a.name for a in stmt.names)
-        from bizon_forge.registry import union_node
-
         slice_ = union_node(models)
         for elt in (slice_.elts if isinstance(slice_, ast.Tuple) else [slice_]) if slice_ is not None else []:
             if isinstance(elt, ast.Name) and elt.id in ours:

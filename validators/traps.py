@@ -1,11 +1,13 @@
 """The traps the guide misses (catalog origin "facts"): code that passes its checklist and still breaks bizon."""
 
 import ast
+import json
 import re
 import sys
 import tomllib
 from collections.abc import Set
 from typing import cast
+from urllib.parse import urlsplit
 
 from bizon_forge.findings import Refused
 from bizon_forge.validators.catalog import Check, static
@@ -23,6 +25,7 @@ from bizon_forge.validators.destination_syntax import (
     needs_write_records,
     short,
 )
+from bizon_forge.validators.live import destination_config
 from bizon_forge.validators.report import CheckFinding, failed, passed, skipped
 from bizon_forge.workspace import FACTORY_FILE, read_regular
 
@@ -523,8 +526,6 @@ def _secret_fields(code: DestinationCode) -> dict[str, tuple[str, int]]:
 
 def _spec_secrets(code: DestinationCode) -> set[str]:
     """The fields the stored spec (describe_target's) marks secret; none when there is no readable spec."""
-    import json
-
     path = code.ws.state_dir / "specs" / f"{code.name}.json"
     try:
         fields = json.loads(read_regular(path)).get("fields") or []
@@ -673,8 +674,6 @@ SECRET_REFERENCE = re.compile(r"(^|\$\{)(env|gsm)://")
 def _plaintext(value) -> str | None:
     """What of a secret field's value is written in the clear, or None: a reference, null or empty holds none,
     and a URL only when it carries a password (a SQLite path or a password-less URL is no secret)."""
-    from urllib.parse import urlsplit
-
     if not isinstance(value, (str, int, float)) or value == "" or isinstance(value, bool):
         return None
     text = str(value)
@@ -705,8 +704,6 @@ def _plaintext(value) -> str | None:
 )
 def plaintext_secret(code: DestinationCode) -> CheckFinding:
     """trap.plaintext_secret: the committed configs reference their secrets instead of holding them."""
-    from bizon_forge.validators.live import destination_config
-
     id = "trap.plaintext_secret"
     if code.tree(code.config_rel) is None:
         return config_unreadable(code, id)
