@@ -80,19 +80,20 @@ def yaml_value(v) -> str:
         return "[" + ", ".join(yaml_value(x) for x in v) + "]"
     if isinstance(v, dict):
         return "{" + ", ".join(f"{yaml_value(str(k))}: {yaml_value(x)}" for k, x in v.items()) + "}"
-    out = []
-    for ch in str(v):
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif _YAML_PLAIN.fullmatch(ch):
-            out.append(ch)
-        elif ord(ch) <= 0xFF:
-            out.append(f"\\x{ord(ch):02x}")
-        elif ord(ch) <= 0xFFFF:
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(f"\\U{ord(ch):08x}")
-    return '"' + "".join(out) + '"'
+    return '"' + "".join(_yaml_char(ch) for ch in str(v)) + '"'
+
+
+def _yaml_char(ch: str) -> str:
+    """One character of a double-quoted YAML scalar: itself, or its escape."""
+    if ch in '"\\':
+        return "\\" + ch
+    if _YAML_PLAIN.fullmatch(ch):
+        return ch
+    if ord(ch) <= 0xFF:
+        return f"\\x{ord(ch):02x}"
+    if ord(ch) <= 0xFFFF:
+        return f"\\u{ord(ch):04x}"
+    return f"\\U{ord(ch):08x}"
 
 
 def field_annotation(f: FieldSpec) -> str:
@@ -309,35 +310,12 @@ def write_planned(
         record = _record_at(record_file)
         files, changes, findings, refused = [], {}, [], []
         for rel, text in planned.items():
-            path = ws.root / rel
-            current = read_regular(path) if path.exists() else None
-            lines = len(text.splitlines()) if dry_run else None
-            if current is not None and current == text.encode():
-                files.append(RenderedFile(path=rel, action="unchanged", lines=lines))
-                continue
-            edited = current is not None and record.get(rel) != _digest(current)
-            entry = RenderedFile(path=rel, action="created" if current is None else "updated", lines=lines)
-            diff = None
-            if current is not None and (edited or dry_run):
-                old = current.decode(errors="replace").splitlines(keepends=True)
-                diff = "".join(difflib.unified_diff(old, text.splitlines(keepends=True), f"a/{rel}", f"b/{rel}"))
-            if edited:
-                if not overwrite:
-                    refused.append(rel)
-                    entry.action = "refused"
-                else:
-                    entry.diff = diff
-            if dry_run:
-                entry.action = (
-                    "would_create" if current is None else ("refused" if edited and not overwrite else "would_update")
-                )
-                if content:
-                    entry.content = text
-                else:
-                    entry.diff = diff
+            entry = _planned_file(ws, rel, text, record, dry_run, overwrite, content)
             files.append(entry)
-            if entry.action in ("created", "updated"):
-                changes[path] = text
+            if entry.action == "refused":
+                refused.append(rel)
+            elif entry.action in ("created", "updated"):
+                changes[ws.root / rel] = text
         if refused:
             findings.append(
                 failed(
@@ -366,3 +344,27 @@ def write_planned(
                     failed("render.write_failed", f"Writing failed ({error.cause}); nothing was changed.")
                 ) from None
     return RenderResult(files=files, findings=findings)
+
+
+def _planned_file(
+    ws: Workspace, rel: str, text: str, record: dict[str, str], dry_run: bool, overwrite: bool, content: bool
+) -> RenderedFile:
+    """What rendering does to one file: unchanged, created, updated, refused (edited since bizon-forge wrote it, and
+    no overwrite), or with dry_run what it would do; a diff where the answer shows one."""
+    path = ws.root / rel
+    current = read_regular(path) if path.exists() else None
+    lines = len(text.splitlines()) if dry_run else None
+    if current is not None and current == text.encode():
+        return RenderedFile(path=rel, action="unchanged", lines=lines)
+    edited = current is not None and record.get(rel) != _digest(current)
+    diff = None
+    if current is not None and (edited or dry_run):
+        old = current.decode(errors="replace").splitlines(keepends=True)
+        diff = "".join(difflib.unified_diff(old, text.splitlines(keepends=True), f"a/{rel}", f"b/{rel}"))
+    if dry_run:
+        action = "would_create" if current is None else ("refused" if edited and not overwrite else "would_update")
+        shown = diff if not content or (edited and overwrite) else None  # overwriting an edit always shows it
+        return RenderedFile(path=rel, action=action, lines=lines, content=text if content else None, diff=shown)
+    if edited and not overwrite:
+        return RenderedFile(path=rel, action="refused")
+    return RenderedFile(path=rel, action="created" if current is None else "updated", diff=diff if edited else None)
