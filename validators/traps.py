@@ -645,26 +645,33 @@ def secret_logged(code: DestinationCode) -> CheckFinding:
                 hint=f"Declare `{field}: SecretStr` (pydantic) and read it with `.get_secret_value()` where needed.",
             )
     for f in code.src_files():
-        if f.tree is None:
-            continue
-        attrs = _secret_attributes(f.tree, set(secrets))
-        functions = [n for n in ast.walk(f.tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
-        for scope in [f.tree, *functions]:
-            tainted = _tainted_locals(scope, set(secrets), attrs) if scope is not f.tree else set()
-            for node in ast.walk(scope):
-                if not is_log_call(node):
-                    continue
-                for arg in [*node.args, *(k.value for k in node.keywords)]:
-                    what = _leaks(arg, set(secrets), tainted, attrs)
-                    if what:
-                        return failed(
-                            id,
-                            f"A log line prints {what}.",
-                            file=f.rel,
-                            line=node.lineno,
-                            hint="Log only non-secret fields (host, table, counts), never the config object.",
-                        )
+        leak = _logged_secret(f.tree, set(secrets)) if f.tree is not None else None
+        if leak:
+            what, line = leak
+            return failed(
+                id,
+                f"A log line prints {what}.",
+                file=f.rel,
+                line=line,
+                hint="Log only non-secret fields (host, table, counts), never the config object.",
+            )
     return passed(id)
+
+
+def _logged_secret(tree: ast.Module, secrets: set[str]) -> tuple[str, int] | None:
+    """(what is printed, line) of the first log call in a module that prints a secret, or None."""
+    attrs = _secret_attributes(tree, secrets)
+    functions = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    for scope in [tree, *functions]:
+        tainted = _tainted_locals(scope, secrets, attrs) if scope is not tree else set()
+        for node in ast.walk(scope):
+            if not is_log_call(node):
+                continue
+            for arg in [*node.args, *(k.value for k in node.keywords)]:
+                what = _leaks(arg, secrets, tainted, attrs)
+                if what:
+                    return what, node.lineno
+    return None
 
 
 # What bizon resolves in a config value (whole value or inline ${...}): such a value references a secret.
