@@ -18,7 +18,15 @@ from bizon_forge.validators.report import SourceValidationResult, ValidationResu
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bizon-forge", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
+    _serve_parser(sub)
+    _fakes_parsers(sub)
+    _token_parser(sub)
+    _workspace_parser(sub)
+    _tree_parsers(sub)
+    return p
 
+
+def _serve_parser(sub) -> None:
     serve = sub.add_parser("serve", help="run the MCP server (stdio unless --http)")
     serve.add_argument("--workspace", action="append", default=[], help="allowed root; the first is the default")
     serve.add_argument("--python", help="interpreter that runs the workspace's bizon (default: its .venv, else ours)")
@@ -38,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     auth.add_argument("--jwt-roots-claim", default="bizon_forge_roots", help="claim listing a JWT's roots")
     auth.add_argument("--no-auth", action="store_true", help="serve HTTP without credentials (loopback only)")
 
+
+def _fakes_parsers(sub) -> None:
+    """The local stand-ins the rendered configs print: the receiver and a source's mock API."""
     receiver = sub.add_parser("receiver", help="serve the local HTTP receiver the http check configs post to")
     receiver.add_argument("--port", type=int, help="default 8799, as the check configs print")
     receiver.add_argument("--ignore-replace", action="store_true", help='ignore "replace": true, as delete_first says')
@@ -48,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     mock.add_argument("--clean", action="store_true", help="no 429/503 on the way")
     mock.add_argument("--recorded", metavar="DIR", help="serve the JSON pages saved from the real API in DIR")
 
+
+def _token_parser(sub) -> None:
     token = sub.add_parser("token", help="mint or revoke a static bearer token for `serve --http --tokens FILE`")
     token_sub = token.add_subparsers(dest="token_command", required=True)
     add = token_sub.add_parser("add", help="add a token to FILE and print its secret (shown once, stored hashed)")
@@ -59,6 +72,8 @@ def _parser() -> argparse.ArgumentParser:
     rm.add_argument("--file", required=True)
     rm.add_argument("--id", required=True)
 
+
+def _workspace_parser(sub) -> None:
     ws = sub.add_parser("workspace", help="workspace commands")
     ws_sub = ws.add_subparsers(dest="ws_command", required=True)
     init = ws_sub.add_parser("init", help="make a workspace from bizon's sdist on PyPI")
@@ -68,6 +83,9 @@ def _parser() -> argparse.ArgumentParser:
     venv = ws_sub.add_parser("venv", help="make DIR/.venv: the tree in editable mode plus its test group")
     venv.add_argument("dir")
 
+
+def _tree_parsers(sub) -> None:
+    """install, validate and generate: what runs on a workspace's connector without MCP."""
     inst = sub.add_parser("install", help="install a destination's client libraries into the workspace's Python")
     inst.add_argument("name")
     inst.add_argument("--workspace", default=".")
@@ -96,7 +114,6 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--level", choices=["fast", "full"], default="fast")
     gen.add_argument("--json", action="store_true")
     gen.add_argument("--python")
-    return p
 
 
 def _print(result, as_json: bool, show_next: bool = False) -> None:
