@@ -45,9 +45,10 @@ demo: setup
 bench: setup
 	$(BIN)/python bench/run.py
 
-# mypy through .ci/typecheck.py: it checks server/ and validators/ as the bizon_forge.* modules they ship as.
+# mypy through .ci/typecheck.py, and the layers ([tool.importlinter]) through .ci/layers.py: both read server/ and
+# validators/ as the bizon_forge.* modules they ship as.
 lint: setup
-	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/python .ci/typecheck.py
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/python .ci/typecheck.py && $(BIN)/python .ci/layers.py
 
 clean:
 	rm -rf $(VENV) .cache .demo .bench

@@ -33,7 +33,7 @@ class Floors:
 
 def _env(ws: Workspace, scratch: Path) -> dict[str, str]:
     """What validation adds to the workspace's environment: the check config's scratch folder."""
-    from bizon_forge.validators.scratch import SCRATCH_VAR
+    from bizon_forge.connector import SCRATCH_VAR
 
     return {**ws.env(), SCRATCH_VAR: str(scratch)}
 

@@ -14,7 +14,6 @@ import logging
 import os
 import stat
 from datetime import UTC, datetime
-from pathlib import Path
 
 from bizon_forge.dependencies import InstallResult
 from bizon_forge.describe import DescribeResult
@@ -26,13 +25,7 @@ from bizon_forge.source_describe import SourceDescribeResult
 from bizon_forge.validators.report import SourceValidationResult, ValidationResult
 from bizon_forge.workspace import Workspace
 
-AUDIT_FILE = "audit.jsonl"
-
 log = logging.getLogger(__name__)
-
-
-def audit_path(ws: Workspace) -> Path:
-    return ws.state_dir / AUDIT_FILE
 
 
 def entry(who: str, tool: str, name: str | None, result: Result, dry_run: bool = False) -> dict | None:
@@ -81,7 +74,7 @@ def append(ws: Workspace, line: dict, echo: bool = True) -> Finding | None:
     # The copy out of reach of the code validate_destination runs matters over HTTP; over stdio the host's user
     # is the caller, and the line would only crowd the host's console: it is logged at debug there.
     log.log(logging.INFO if echo else logging.DEBUG, "audit %s %s", ws.root, text.strip())
-    path = audit_path(ws)
+    path = ws.audit_file
     try:
         if ws.state_dir.is_symlink():  # the trail stays in the tree it describes
             raise OSError(errno.ELOOP, "the state folder is a symlink")

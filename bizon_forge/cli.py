@@ -5,11 +5,28 @@ import json
 import sys
 from pathlib import Path
 
+from bizon_forge import atomic, audit, interpreter, validators, workspace
+from bizon_forge.connector import RECEIVER_PORT, Connector
+from bizon_forge.dependencies import InstallResult, install_dependencies
+from bizon_forge.findings import Refused, Result, failed
+from bizon_forge.interpreter import forge_command
+from bizon_forge.pipeline import GenerateResult, generate, generate_source, is_source_spec
+from bizon_forge.validators.fakes import mock_api, receiver
+from bizon_forge.validators.report import SourceValidationResult, ValidationResult
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bizon-forge", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
+    _serve_parser(sub)
+    _fakes_parsers(sub)
+    _token_parser(sub)
+    _workspace_parser(sub)
+    _tree_parsers(sub)
+    return p
 
+
+def _serve_parser(sub) -> None:
     serve = sub.add_parser("serve", help="run the MCP server (stdio unless --http)")
     serve.add_argument("--workspace", action="append", default=[], help="allowed root; the first is the default")
     serve.add_argument("--python", help="interpreter that runs the workspace's bizon (default: its .venv, else ours)")
@@ -29,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     auth.add_argument("--jwt-roots-claim", default="bizon_forge_roots", help="claim listing a JWT's roots")
     auth.add_argument("--no-auth", action="store_true", help="serve HTTP without credentials (loopback only)")
 
+
+def _fakes_parsers(sub) -> None:
+    """The local stand-ins the rendered configs print: the receiver and a source's mock API."""
     receiver = sub.add_parser("receiver", help="serve the local HTTP receiver the http check configs post to")
     receiver.add_argument("--port", type=int, help="default 8799, as the check configs print")
     receiver.add_argument("--ignore-replace", action="store_true", help='ignore "replace": true, as delete_first says')
@@ -40,6 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     mock.add_argument("--recorded", metavar="DIR", help="serve the JSON pages saved from the real API in DIR")
     mock.add_argument("--case", help="print the base_url of this misbehaviour case (the mock's module doc)")
 
+
+def _token_parser(sub) -> None:
     token = sub.add_parser("token", help="mint or revoke a static bearer token for `serve --http --tokens FILE`")
     token_sub = token.add_subparsers(dest="token_command", required=True)
     add = token_sub.add_parser("add", help="add a token to FILE and print its secret (shown once, stored hashed)")
@@ -51,6 +73,8 @@ def _parser() -> argparse.ArgumentParser:
     rm.add_argument("--file", required=True)
     rm.add_argument("--id", required=True)
 
+
+def _workspace_parser(sub) -> None:
     ws = sub.add_parser("workspace", help="workspace commands")
     ws_sub = ws.add_subparsers(dest="ws_command", required=True)
     init = ws_sub.add_parser("init", help="make a workspace from bizon's sdist on PyPI")
@@ -60,6 +84,9 @@ def _parser() -> argparse.ArgumentParser:
     venv = ws_sub.add_parser("venv", help="make DIR/.venv: the tree in editable mode plus its test group")
     venv.add_argument("dir")
 
+
+def _tree_parsers(sub) -> None:
+    """install, validate and generate: what runs on a workspace's connector without MCP."""
     inst = sub.add_parser("install", help="install a destination's client libraries into the workspace's Python")
     inst.add_argument("name")
     inst.add_argument("--workspace", default=".")
@@ -88,7 +115,6 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--level", choices=["fast", "full"], default="fast")
     gen.add_argument("--json", action="store_true")
     gen.add_argument("--python")
-    return p
 
 
 def _print(result, as_json: bool, show_next: bool = False) -> None:
@@ -117,15 +143,11 @@ def _print(result, as_json: bool, show_next: bool = False) -> None:
 
 def _only_a_source(ws, name: str) -> bool:
     """`validate NAME` of a source needs no --source when no destination has that name."""
-    from bizon_forge.connector import Connector
-
     return (ws.root / Connector(name, "source").dir).is_dir() and not (ws.root / Connector(name).dir).is_dir()
 
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
-    from bizon_forge.findings import Refused
-
     try:
         sys.exit(_run(args))
     except Refused as refused:
@@ -135,54 +157,39 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _run(args) -> int:
-    from bizon_forge import atomic, workspace
-    from bizon_forge.findings import Result
-
     if args.command == "serve":
         return _serve(args)
     if args.command == "token":
         return _token(args)
     if args.command == "receiver":
-        from bizon_forge.validators.fakes.receiver import RUN_PORT, serve_forever
-
-        return serve_forever(args.port or RUN_PORT, honours_replace=not args.ignore_replace)
+        return receiver.serve_forever(args.port or RECEIVER_PORT, honours_replace=not args.ignore_replace)
     if args.command == "mock-api":
-        from bizon_forge.validators.fakes.mock_api import serve_forever as serve_mock
-
-        return serve_mock(args.spec, args.port, "clean" if args.clean else "unreliable", args.recorded, args.case)
+        return mock_api.serve_forever(args.spec, args.port, "clean" if args.clean else "unreliable", args.recorded, args.case)
     if args.command == "workspace":
         return _workspace(args)
     settings = workspace.Settings.from_paths([args.workspace], python=args.python)
     ws = workspace.resolve(None, settings)
     atomic.roll_back_interrupted(ws.state_dir)  # as every tool does: a write a dead process left half done
     if args.command == "validate":
-        from bizon_forge.validators import validate_destination
-
         if args.source or args.recorded or _only_a_source(ws, args.name):
-            from bizon_forge.validators.source_validation import validate_source
-
-            result: Result = validate_source(
+            result: Result = validators.validate_source(
                 ws, args.name, level=args.level, verbose=args.verbose, recorded=args.recorded
             )
             result.next = _source_next(ws, args, args.name, result)
             _audit(ws, args.name, result)
             _print(result, args.json, show_next=True)
             return 0 if result.ok else 1
-        result = validate_destination(
+        result = validators.validate_destination(
             ws, args.name, level=args.level, fix=args.fix, verbose=args.verbose, use_cache=not args.no_cache
         )
         _audit(ws, args.name, result)
         _print(result, args.json)
         return 0 if result.ok else 1
     if args.command == "install":
-        from bizon_forge.dependencies import install_dependencies
-
         result = install_dependencies(ws, args.name, progress=_progress)
         _audit(ws, args.name, result)
         _print(result, args.json)
         return 0 if result.ok else 1
-    from bizon_forge.pipeline import generate, generate_source, is_source_spec
-
     loaded = _load_spec(Path(args.spec))
     if is_source_spec(loaded):
         result = generate_source(ws, loaded, level=args.level)
@@ -199,8 +206,6 @@ def _run(args) -> int:
 def _source_next(ws, args, name: str, result) -> str | None:
     """A source's next step as a command: after fast, its full validation; after full, validate_source's own `next`
     (the env:// variables to set, then the run of its example config)."""
-    from bizon_forge.interpreter import forge_command
-
     if not result.ok or args.level == "full":
         return result.next
     python = ["--python", args.python] if args.python else []
@@ -209,7 +214,7 @@ def _source_next(ws, args, name: str, result) -> str | None:
 
 
 def _serve(args) -> int:
-    from bizon_forge import credentials, workspace
+    from bizon_forge import credentials  # mcp's auth (0.6 s): only serve and token need it
 
     jwt_options = (args.jwt_issuer, args.jwt_audience, args.jwt_jwks_url)
     try:
@@ -234,7 +239,7 @@ def _serve(args) -> int:
             f"serving {args.host}:{args.port} WITHOUT authentication (--no-auth): every local user is in",
             file=sys.stderr,
         )
-    from bizon_forge.server.app import serve
+    from bizon_forge.server.app import serve  # the MCP server (1.2 s of imports): the other commands need none of it
 
     settings = workspace.Settings.from_paths(args.workspace, python=args.python)
     serve(settings, http=args.http, host=args.host, port=args.port, stateless=args.stateless, verifier=verifier)
@@ -244,11 +249,6 @@ def _serve(args) -> int:
 def _audit(ws, name: str | None, result) -> None:
     """The command's line in the workspace's audit trail, as the server's tools leave theirs (who: "cli"): validate,
     install and generate write or run the tree's code."""
-    from bizon_forge import audit
-    from bizon_forge.dependencies import InstallResult
-    from bizon_forge.pipeline import GenerateResult
-    from bizon_forge.validators.report import SourceValidationResult, ValidationResult
-
     tools: dict[type, str] = {
         ValidationResult: "validate_destination",
         SourceValidationResult: "validate_source",
@@ -262,7 +262,7 @@ def _audit(ws, name: str | None, result) -> None:
 
 
 def _token(args) -> int:
-    from bizon_forge import credentials
+    from bizon_forge import credentials  # mcp's auth (0.6 s): only serve and token need it
 
     path = Path(args.file)
     try:
@@ -286,8 +286,6 @@ def _progress(message: str) -> None:
 
 
 def _workspace(args) -> int:
-    from bizon_forge import atomic, interpreter, workspace
-
     if args.ws_command == "init":
         path = workspace.init(args.dir, args.bizon_version)
         print(f"bizon {args.bizon_version} workspace ready at {path}")
@@ -311,18 +309,13 @@ def _workspace(args) -> int:
 
 def _print_serve(root: Path) -> None:
     """How an agent reaches it: the server over stdio, from this installation."""
-
-    from bizon_forge.interpreter import forge_command
-
     serve = forge_command("serve", "--workspace", str(root))
     print(f"serve it to an agent over stdio: {serve}")
     print(f"  e.g. Claude Code: claude mcp add bizon-forge -- {serve}")
 
 
 def _load_spec(path: Path) -> dict:
-    import yaml
-
-    from bizon_forge.findings import Refused, failed
+    import yaml  # kept off the server's start-up path (this module starts it)
 
     try:
         text = path.read_text()

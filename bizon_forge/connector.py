@@ -17,6 +17,13 @@ Kind = Literal["destination", "source"]
 BIZON_CONFIG_IGNORE = "bizon/**/config/*.yml"
 CHECK_CONFIGS = "bizon/**/config/*.check.yml"
 
+# What a check config may reference: the scratch folder and the local receiver's URL that each validation makes
+# and removes (validators/scratch.py), and the port `bizon-forge receiver` serves on when someone runs the config by
+# hand (its comments print that command).
+SCRATCH_VAR = "BIZON_FORGE_SCRATCH"
+RECEIVER_VAR = "BIZON_FORGE_RECEIVER_URL"
+RECEIVER_PORT = 8799
+
 
 def package(kind: Kind = "destination") -> str:
     """The dotted package of every connector of a kind: `bizon.connectors.destinations`."""

@@ -3,7 +3,6 @@
 from pydantic import BaseModel
 
 from bizon_forge import connector, interpreter, registry, source_spec, spec
-from bizon_forge.audit import audit_path
 from bizon_forge.findings import Refused, Result, failed, warned
 from bizon_forge.interpreter import Interpreter
 from bizon_forge.workspace import ENUM_FILE, FACTORY_FILE, MODELS_FILE, Workspace
@@ -95,7 +94,7 @@ def inspect_workspace(ws: Workspace) -> InspectResult:
         run=ws.bizon_command("run", "FILE") if runner.usable else None,  # it would not run: the finding says why
         layout={key: f"{FILES[key]}:{line}" for key, line in reg.edit_points.items()},
         destinations=states,
-        audit=str(audit_path(ws).relative_to(ws.root)),
+        audit=str(ws.audit_file.relative_to(ws.root)),
         findings=findings,
         next=None
         if not runner.usable

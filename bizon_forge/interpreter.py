@@ -18,7 +18,6 @@ from typing import IO, cast
 
 from pydantic import BaseModel
 
-from bizon_forge.dependencies import distribution
 from bizon_forge.findings import Finding, Refused, failed
 from bizon_forge.workspace import Workspace, read_regular
 
@@ -57,6 +56,13 @@ class Interpreter(BaseModel):
     version: str | None = None  # of Python
     libraries: dict[str, str] = {}  # client library asked about -> its installed version
     missing: list[str] = []  # client libraries asked about and not installed
+
+
+def distribution(requirement: str) -> str:
+    """The distribution a PEP 508 requirement names, normalised (PEP 503): 'PyMySQL>=1.1' -> 'pymysql'."""
+    # issue 21: dependencies.py still has its own copy until branch spec lands (it imports this one then)
+    name = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement)
+    return re.sub(r"[-_.]+", "-", name.group(1)).lower() if name else requirement
 
 
 def _requirements(root: Path, *keys: str) -> list[str]:

@@ -240,16 +240,40 @@ def apply(s: DestinationSpec) -> tuple[DestinationSpec, list[Finding]]:
     if recipe.name == "custom":
         updates.setdefault("write_method", s.write_method or recipe.write_method)
         return s.model_copy(update=updates), findings
-    declared = {f.name: f for f in s.fields}
-    fields = list(s.fields)
-    added = []
+    updates["fields"], added = _merged_fields(recipe, s.fields, findings)
+    if s.write_method != recipe.write_method:
+        updates["write_method"] = recipe.write_method  # the rendered code writes this way, whatever was asked
+    if s.write_method not in (None, recipe.write_method):
+        findings.append(
+            warned(
+                "recipe.write_method_changed",
+                f"The {recipe.name} recipe writes by {recipe.write_method}, not {s.write_method}: the spec says "
+                f"{recipe.write_method}.",
+                f"To write by {s.write_method}, use recipe='custom' and write it yourself.",
+            )
+        )
+    transient = s.error_handling.transient or list(recipe.transient)
+    if transient != s.error_handling.transient:
+        updates["error_handling"] = ErrorHandling(**{**s.error_handling.model_dump(), "transient": transient})
+    findings += _retry_findings(recipe, transient)
+    findings += _fields_findings(recipe, [f.name for f in s.fields], added)
+    findings.append(
+        Finding(id="recipe.writes_to", status="pass", message=f"The {recipe.name} recipe writes to {recipe.writes_to}.")
+    )
+    return s.model_copy(update=updates), findings
+
+
+def _merged_fields(recipe: Recipe, fields: list[FieldSpec], findings: list[Finding]) -> tuple[list, list[str]]:
+    """The spec's fields plus the recipe's it lacks, and the names added; a declared recipe field of another type
+    (or not secret where the recipe's is) is a finding appended to `findings`."""
+    declared = {f.name: f for f in fields}
+    merged, added = list(fields), []
     for need in recipe.fields:
         have = declared.get(need.name)
         if have is None:
-            fields.append(need)
+            merged.append(need)
             added.append(need.name)
-            continue
-        if have.type != need.type:
+        elif have.type != need.type:
             findings.append(
                 failed(
                     "recipe.field_conflict",
@@ -265,21 +289,12 @@ def apply(s: DestinationSpec) -> tuple[DestinationSpec, list[Finding]]:
                     f"Set secret=true on {need.name!r}, or leave it out and the recipe adds it.",
                 )
             )
-    updates["fields"] = fields
-    if s.write_method != recipe.write_method:
-        updates["write_method"] = recipe.write_method  # the rendered code writes this way, whatever was asked
-    if s.write_method not in (None, recipe.write_method):
-        findings.append(
-            warned(
-                "recipe.write_method_changed",
-                f"The {recipe.name} recipe writes by {recipe.write_method}, not {s.write_method}: the spec says "
-                f"{recipe.write_method}.",
-                f"To write by {s.write_method}, use recipe='custom' and write it yourself.",
-            )
-        )
-    transient = s.error_handling.transient or list(recipe.transient)
-    if transient != s.error_handling.transient:
-        updates["error_handling"] = ErrorHandling(**{**s.error_handling.model_dump(), "transient": transient})
+    return merged, added
+
+
+def _retry_findings(recipe: Recipe, transient: list[str]) -> list[Finding]:
+    """What the recipe cannot retry on, and what it would retry on that never passes."""
+    findings = []
     plan = recipe.retry_plan(transient)
     if plan["ignored"]:
         known = sorted(recipe.exceptions) + (["'429'", "'5xx'"] if recipe.statuses else [])
@@ -301,8 +316,14 @@ def apply(s: DestinationSpec) -> tuple[DestinationSpec, list[Finding]]:
                 "condition (then say so in the description).",
             )
         )
+    return findings
+
+
+def _fields_findings(recipe: Recipe, declared: list[str], added: list[str]) -> list[Finding]:
+    """The declared fields the recipe's code never reads, and the recipe's fields it added."""
+    findings = []
     reads = [f.name for f in recipe.fields]
-    ignored = [name for name in declared if name not in reads]
+    ignored = [name for name in dict.fromkeys(declared) if name not in reads]
     if ignored:
         findings.append(
             warned(
@@ -321,7 +342,4 @@ def apply(s: DestinationSpec) -> tuple[DestinationSpec, list[Finding]]:
                 message=f"The {recipe.name} recipe reads {', '.join(reads)}; it added: {', '.join(added)}.",
             )
         )
-    findings.append(
-        Finding(id="recipe.writes_to", status="pass", message=f"The {recipe.name} recipe writes to {recipe.writes_to}.")
-    )
-    return s.model_copy(update=updates), findings
+    return findings

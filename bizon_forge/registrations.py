@@ -17,6 +17,7 @@ from bizon_forge import dependencies, interpreter, pyast, registry, spec
 from bizon_forge.atomic import WriteFailed, workspace_lock, write_all
 from bizon_forge.connector import Connector
 from bizon_forge.findings import Finding, Refused, Result, failed, warned
+from bizon_forge.render import record_path
 from bizon_forge.spec import DestinationSpec, Names
 from bizon_forge.workspace import ENUM_FILE, FACTORY_FILE, MODELS_FILE, Workspace, read_regular, tied_to_server
 
@@ -68,7 +69,7 @@ def plan_add(texts: dict[str, str], name: str, n: Names, line_length: int = 88):
     Adds only what is missing, so a half-done manual registration is completed and a second call
     changes nothing. Raises codemods.EditPointMissing for a file whose structure it does not know.
     """
-    from bizon_forge import codemods
+    from bizon_forge import codemods  # libcst: kept off the server's start-up path
 
     reg = registry.from_texts(texts)
     config_module, destination_module = _modules(name)
@@ -101,7 +102,7 @@ def plan_add(texts: dict[str, str], name: str, n: Names, line_length: int = 88):
 
 def plan_remove(texts: dict[str, str], name: str, n: Names):
     """(new texts, registrations removed): takes away only what points at this destination's modules."""
-    from bizon_forge import codemods
+    from bizon_forge import codemods  # libcst: kept off the server's start-up path
 
     reg = registry.from_texts(texts)
     config_module, destination_module = _modules(name)
@@ -290,7 +291,7 @@ _CONFLICT_KEYS = {
 
 
 def apply_registrations(ws: Workspace, name: str, dry_run: bool = False) -> RegistrationResult:
-    from bizon_forge import codemods
+    from bizon_forge import codemods  # libcst: kept off the server's start-up path
 
     s = spec.load(ws, name)
     # The import check after the write runs bizon: a tree with no interpreter that can is told so first.
@@ -298,30 +299,17 @@ def apply_registrations(ws: Workspace, name: str, dry_run: bool = False) -> Regi
     missing = state.missing if state else []
     validate_next = f"install_dependencies(name={name!r})" if missing else f"validate_destination(name={name!r})"
     with workspace_lock(ws.state_dir):
-        originals = registry.read_texts(ws)
-        reg = registry.from_texts(originals)
-        if reg.errors:
-            raise Refused(*(failed("registry.unparsable", e, "Fix the syntax error first.") for e in reg.errors))
-        found = conflicts(ws, s, reg)
+        originals = _registration_texts(ws)
+        found = conflicts(ws, s, registry.from_texts(originals))
         if any(f.status == "fail" for f in found):
-            hit = {key: "conflict" for f in found for key in _CONFLICT_KEYS.get(f.id, ())}
-            if any(f.id == "registration.not_rendered" for f in found):
-                todo = f"Nothing was written. Call render_destination(name={name!r}) first, then apply_registrations."
-            else:
-                todo = "Nothing was written. Fix the failed findings, then call apply_registrations again."
-            return RegistrationResult(ok=False, registrations=hit, findings=found, next=todo)
+            return _conflicting(name, found)
         try:
             texts, status = plan_add(originals, s.name, s.names, _line_length(ws))
         except codemods.EditPointMissing as error:
             raise Refused(
                 failed("registration.edit_point_missing", str(error), "Is this a bizon tree of 0.5+?")
             ) from None
-        records = dependencies.read_records(ws)
-        try:
-            new_records, record_status = dependencies.plan_records(records, s.name, s.dependencies)
-        except dependencies.RecordUnknown as error:
-            raise Refused(_record_unknown(error)) from None
-        originals, texts = {**originals, **records}, {**texts, **new_records}
+        originals, texts, record_status = _with_records(ws, originals, texts, s.name, s.dependencies)
         status.update(record_status)
         changed = {rel: t for rel, t in texts.items() if t != originals[rel]}
         edits = [FileEdit(path=rel, diff=_diff(rel, originals[rel], t)) for rel, t in changed.items()]
@@ -344,22 +332,82 @@ def apply_registrations(ws: Workspace, name: str, dry_run: bool = False) -> Regi
             write_all({ws.path(rel): t for rel, t in changed.items()})
         except WriteFailed as error:
             return RegistrationResult(ok=False, findings=_write_failed(ws, "registration.write_failed", error))
-        problem = import_check(ws, [*(rel for rel in changed if rel.endswith(".py")), *_connector_files(ws, name)])
-        if problem:
-            restored = [
-                failed(
-                    "registration.import_failed",
-                    f"After registering, `import bizon.common.models` failed; the {len(changed)} edited files were "
-                    "restored. " + problem,
-                    "Fix the destination's config.py (no optional imports, no bizon.common.models); retry.",
-                )
-            ]
-            try:
-                write_all({ws.path(rel): originals[rel] for rel in changed})
-            except WriteFailed as error:
-                restored = restored[:1] + _write_failed(ws, "registration.restore_failed", error)
+        restored = _restored_unless_importable(ws, name, changed, originals)
+        if restored:
             return RegistrationResult(ok=False, registrations=status, findings=restored, edits=edits)
     return RegistrationResult(registrations=status, findings=found, edits=edits, next=validate_next)
+
+
+def _registration_texts(ws: Workspace) -> dict[str, str]:
+    """The three registration files' texts; refused while one of them does not parse."""
+    originals = registry.read_texts(ws)
+    reg = registry.from_texts(originals)
+    if reg.errors:
+        raise Refused(*(failed("registry.unparsable", e, "Fix the syntax error first.") for e in reg.errors))
+    return originals
+
+
+def _conflicting(name: str, found: list[Finding]) -> RegistrationResult:
+    """The answer when a registration would clash or the destination is not rendered: nothing written."""
+    hit = {key: "conflict" for f in found for key in _CONFLICT_KEYS.get(f.id, ())}
+    if any(f.id == "registration.not_rendered" for f in found):
+        todo = f"Nothing was written. Call render_destination(name={name!r}) first, then apply_registrations."
+    else:
+        todo = "Nothing was written. Fix the failed findings, then call apply_registrations again."
+    return RegistrationResult(ok=False, registrations=hit, findings=found, next=todo)
+
+
+def _with_records(
+    ws: Workspace, originals: dict[str, str], texts: dict[str, str], name: str, requirements: list[str]
+) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    """Originals and planned texts with the two dependency records added, and what changes in them."""
+    records = dependencies.read_records(ws)
+    try:
+        new_records, record_status = dependencies.plan_records(records, name, requirements)
+    except dependencies.RecordUnknown as error:
+        raise Refused(_record_unknown(error)) from None
+    return {**originals, **records}, {**texts, **new_records}, record_status
+
+
+def _restored_unless_importable(
+    ws: Workspace, name: str, changed: dict[str, str], originals: dict[str, str]
+) -> list[Finding]:
+    """Import bizon's models after the write; if that fails, restore the originals and say why (else nothing)."""
+    problem = import_check(ws, [*(rel for rel in changed if rel.endswith(".py")), *_connector_files(ws, name)])
+    if not problem:
+        return []
+    restored = [
+        failed(
+            "registration.import_failed",
+            f"After registering, `import bizon.common.models` failed; the {len(changed)} edited files were "
+            "restored. " + problem,
+            "Fix the destination's config.py (no optional imports, no bizon.common.models); retry.",
+        )
+    ]
+    try:
+        write_all({ws.path(rel): originals[rel] for rel in changed})
+    except WriteFailed as error:
+        restored = restored[:1] + _write_failed(ws, "registration.restore_failed", error)
+    return restored
+
+
+def _delete_files(ws: Workspace, name: str) -> list[str]:
+    """Delete the destination's folder, its tests, its spec and its render record; the tree-relative paths deleted."""
+    deleted = []
+    for path in (
+        ws.destination_dir(name),
+        ws.root / "tests" / "connectors" / "destinations" / name,
+        spec.spec_path(ws, name),
+        record_path(ws, name),
+    ):
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+        elif path.is_dir():
+            shutil.rmtree(path)
+        else:
+            continue
+        deleted.append(str(path.relative_to(ws.root)))
+    return deleted
 
 
 def _record_unknown(error: Exception) -> Finding:
@@ -376,7 +424,7 @@ def _connector_files(ws: Workspace, name: str) -> list[str]:
 
 
 def remove_destination(ws: Workspace, name: str, delete_files: bool = False) -> RemovalResult:
-    from bizon_forge import codemods
+    from bizon_forge import codemods  # libcst: kept off the server's start-up path
 
     bad = spec.check_name(name)
     if bad:
@@ -391,44 +439,20 @@ def remove_destination(ws: Workspace, name: str, delete_files: bool = False) -> 
                     "Remove bizon's own destinations by hand if you really mean to.",
                 )
             )
-        originals = registry.read_texts(ws)
-        reg = registry.from_texts(originals)
-        if reg.errors:
-            raise Refused(*(failed("registry.unparsable", e, "Fix the syntax error first.") for e in reg.errors))
+        originals = _registration_texts(ws)
         try:
             texts, removed = plan_remove(originals, name, DestinationSpec(name=name).names)
         except codemods.EditPointMissing as error:
             raise Refused(failed("registration.edit_point_missing", str(error))) from None
         if ours:  # an extra of the same name that bizon-forge did not record (bizon's `datadog`) stays
-            records = dependencies.read_records(ws)
-            try:
-                new_records, record_status = dependencies.plan_records(records, name, [])
-            except dependencies.RecordUnknown as error:
-                raise Refused(_record_unknown(error)) from None
-            originals, texts = {**originals, **records}, {**texts, **new_records}
+            originals, texts, record_status = _with_records(ws, originals, texts, name, [])
             removed += [key for key, how in record_status.items() if how == "removed"]
         changed = {rel: t for rel, t in texts.items() if t != originals[rel]}
         try:
             write_all({ws.path(rel): t for rel, t in changed.items()})
         except WriteFailed as error:
             return RemovalResult(ok=False, findings=_write_failed(ws, "remove.write_failed", error))
-        deleted = []
-        if delete_files:
-            from bizon_forge.render import record_path
-
-            for path in (
-                ws.destination_dir(name),
-                ws.root / "tests" / "connectors" / "destinations" / name,
-                spec.spec_path(ws, name),
-                record_path(ws, name),
-            ):
-                if path.is_symlink() or path.is_file():
-                    path.unlink()
-                elif path.is_dir():
-                    shutil.rmtree(path)
-                else:
-                    continue
-                deleted.append(str(path.relative_to(ws.root)))
+        deleted = _delete_files(ws, name) if delete_files else []
     findings = []
     if not removed and not deleted:
         findings.append(

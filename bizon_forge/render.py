@@ -14,11 +14,9 @@ from pydantic import BaseModel
 
 from bizon_forge import dependencies, interpreter, recipes, spec
 from bizon_forge.atomic import WriteFailed, workspace_lock, write_all
-from bizon_forge.connector import Connector
+from bizon_forge.connector import RECEIVER_PORT, RECEIVER_VAR, SCRATCH_VAR, Connector
 from bizon_forge.findings import Finding, Refused, Result, failed, warned
 from bizon_forge.spec import Batching, DestinationSpec, FieldSpec
-from bizon_forge.validators.fakes import receiver
-from bizon_forge.validators.scratch import RECEIVER_VAR, SCRATCH_VAR
 from bizon_forge.workspace import TRACK_CHECK_CONFIGS, Workspace, read_regular, tracking_check_configs
 
 TODO = "FORGE-TODO"  # marks every place the agent must write code; validate_destination reports what is left
@@ -47,7 +45,7 @@ class RenderResult(Result):
 
 
 @cache
-def _environment():
+def jinja_environment():
     import jinja2  # kept off the server's start-up path
 
     env = jinja2.Environment(
@@ -82,35 +80,40 @@ def yaml_value(v) -> str:
         return "[" + ", ".join(yaml_value(x) for x in v) + "]"
     if isinstance(v, dict):
         return "{" + ", ".join(f"{yaml_value(str(k))}: {yaml_value(x)}" for k, x in v.items()) + "}"
-    out = []
-    for ch in str(v):
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif _YAML_PLAIN.fullmatch(ch):
-            out.append(ch)
-        elif ord(ch) <= 0xFF:
-            out.append(f"\\x{ord(ch):02x}")
-        elif ord(ch) <= 0xFFFF:
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(f"\\U{ord(ch):08x}")
-    return '"' + "".join(out) + '"'
+    return '"' + "".join(_yaml_char(ch) for ch in str(v)) + '"'
 
 
-def _annotation(f: FieldSpec) -> str:
+def _yaml_char(ch: str) -> str:
+    """One character of a double-quoted YAML scalar: itself, or its escape."""
+    if ch in '"\\':
+        return "\\" + ch
+    if _YAML_PLAIN.fullmatch(ch):
+        return ch
+    if ord(ch) <= 0xFF:
+        return f"\\x{ord(ch):02x}"
+    if ord(ch) <= 0xFFFF:
+        return f"\\u{ord(ch):04x}"
+    return f"\\U{ord(ch):08x}"
+
+
+def field_annotation(f: FieldSpec) -> str:
     base = "SecretStr" if f.secret else f.type
     return base if f.required or f.default is not None else f"Optional[{base}]"
 
 
-def _default(f: FieldSpec) -> str:
+def field_default(f: FieldSpec) -> str:
     return "..." if f.required else repr(f.default)
 
 
-def _sample(f: FieldSpec):
+def field_sample(f: FieldSpec):
     """A value of the right type for the example YAML."""
     if f.default is not None:
         return f.default
     return {"str": f"{f.name}-value", "int": 1, "float": 1.0, "bool": False, "list[str]": [], "dict": {}}[f.type]
+
+
+# issue 21: the private names source_render imports; to remove when recipe lands (it imports the public ones then)
+_annotation, _default, _sample = field_annotation, field_default, field_sample
 
 
 def context(s: DestinationSpec) -> dict:
@@ -120,7 +123,13 @@ def context(s: DestinationSpec) -> dict:
     # the sql recipe's offline SQLite file, unless a server's driver is declared.
     scheme = dependencies.sql_scheme(s.dependencies) if s.recipe == "sql" else None
     fields = [
-        {"name": f.name, "annotation": _annotation(f), "default": _default(f), "f": f, "sample": _sample(f)}
+        {
+            "name": f.name,
+            "annotation": field_annotation(f),
+            "default": field_default(f),
+            "f": f,
+            "sample": field_sample(f),
+        }
         for f in s.fields
     ]
     secret_env = {}
@@ -158,8 +167,8 @@ def context(s: DestinationSpec) -> dict:
     }
 
 
-def _ruff_format(ws: Workspace, rel: str, text: str) -> str:
-    from ruff.__main__ import find_ruff_bin
+def ruff_format(ws: Workspace, rel: str, text: str) -> str:
+    from ruff.__main__ import find_ruff_bin  # kept off the server's start-up path
 
     done = subprocess.run(
         [find_ruff_bin(), "format", "--stdin-filename", rel, "-"],
@@ -174,9 +183,12 @@ def _ruff_format(ws: Workspace, rel: str, text: str) -> str:
     return done.stdout
 
 
+_environment, _ruff_format = jinja_environment, ruff_format  # issue 21: as above, until recipe lands
+
+
 def planned_files(ws: Workspace, s: DestinationSpec) -> dict[str, str]:
     """Workspace-relative path -> rendered text, formatted."""
-    env = _environment()
+    env = jinja_environment()
     ctx = context(s)
     c = Connector(s.name)
     example, check = c.example_rel, c.check_rel
@@ -185,7 +197,7 @@ def planned_files(ws: Workspace, s: DestinationSpec) -> dict[str, str]:
     scratch, ctx["run_receiver"] = f"{SCRATCH_VAR}=$(mktemp -d)", None
     if RECEIVER_VAR in str(recipes.get(s.recipe).check):
         # It posts to the local receiver: the command that serves one comes first (bizon-forge's own Python).
-        port = receiver.RUN_PORT
+        port = RECEIVER_PORT
         ignores = ["--ignore-replace"] if s.full_refresh == "delete_first" else []  # as the checks' receiver does
         ctx["run_receiver"] = interpreter.forge_command("receiver", "--port", str(port), *ignores)
         scratch += f" {RECEIVER_VAR}=http://127.0.0.1:{port}/records"
@@ -193,7 +205,7 @@ def planned_files(ws: Workspace, s: DestinationSpec) -> dict[str, str]:
     out = {c.init_rel: ""}
     for rel, template in recipes.get(s.recipe).templates(s.name):
         text = env.get_template(template).render(**ctx)
-        out[rel] = _ruff_format(ws, rel, text) if rel.endswith(".py") else text
+        out[rel] = ruff_format(ws, rel, text) if rel.endswith(".py") else text
     out[example] = env.get_template("example.yml.j2").render(**ctx)
     out[check] = env.get_template("check.yml.j2").render(**ctx)
     return out
@@ -298,35 +310,12 @@ def write_planned(
         record = _record_at(record_file)
         files, changes, findings, refused = [], {}, [], []
         for rel, text in planned.items():
-            path = ws.root / rel
-            current = read_regular(path) if path.exists() else None
-            lines = len(text.splitlines()) if dry_run else None
-            if current is not None and current == text.encode():
-                files.append(RenderedFile(path=rel, action="unchanged", lines=lines))
-                continue
-            edited = current is not None and record.get(rel) != _digest(current)
-            entry = RenderedFile(path=rel, action="created" if current is None else "updated", lines=lines)
-            diff = None
-            if current is not None and (edited or dry_run):
-                old = current.decode(errors="replace").splitlines(keepends=True)
-                diff = "".join(difflib.unified_diff(old, text.splitlines(keepends=True), f"a/{rel}", f"b/{rel}"))
-            if edited:
-                if not overwrite:
-                    refused.append(rel)
-                    entry.action = "refused"
-                else:
-                    entry.diff = diff
-            if dry_run:
-                entry.action = (
-                    "would_create" if current is None else ("refused" if edited and not overwrite else "would_update")
-                )
-                if content:
-                    entry.content = text
-                else:
-                    entry.diff = diff
+            entry = _planned_file(ws, rel, text, record, dry_run, overwrite, content)
             files.append(entry)
-            if entry.action in ("created", "updated"):
-                changes[path] = text
+            if entry.action == "refused":
+                refused.append(rel)
+            elif entry.action in ("created", "updated"):
+                changes[ws.root / rel] = text
         if refused:
             findings.append(
                 failed(
@@ -355,3 +344,27 @@ def write_planned(
                     failed("render.write_failed", f"Writing failed ({error.cause}); nothing was changed.")
                 ) from None
     return RenderResult(files=files, findings=findings)
+
+
+def _planned_file(
+    ws: Workspace, rel: str, text: str, record: dict[str, str], dry_run: bool, overwrite: bool, content: bool
+) -> RenderedFile:
+    """What rendering does to one file: unchanged, created, updated, refused (edited since bizon-forge wrote it, and
+    no overwrite), or with dry_run what it would do; a diff where the answer shows one."""
+    path = ws.root / rel
+    current = read_regular(path) if path.exists() else None
+    lines = len(text.splitlines()) if dry_run else None
+    if current is not None and current == text.encode():
+        return RenderedFile(path=rel, action="unchanged", lines=lines)
+    edited = current is not None and record.get(rel) != _digest(current)
+    diff = None
+    if current is not None and (edited or dry_run):
+        old = current.decode(errors="replace").splitlines(keepends=True)
+        diff = "".join(difflib.unified_diff(old, text.splitlines(keepends=True), f"a/{rel}", f"b/{rel}"))
+    if dry_run:
+        action = "would_create" if current is None else ("refused" if edited and not overwrite else "would_update")
+        shown = diff if not content or (edited and overwrite) else None  # overwriting an edit always shows it
+        return RenderedFile(path=rel, action=action, lines=lines, content=text if content else None, diff=shown)
+    if edited and not overwrite:
+        return RenderedFile(path=rel, action="refused")
+    return RenderedFile(path=rel, action="created" if current is None else "updated", diff=diff if edited else None)

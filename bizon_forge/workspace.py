@@ -3,6 +3,7 @@
 import errno
 import os
 import re
+import shlex
 import shutil
 import stat
 import subprocess
@@ -57,6 +58,11 @@ class Workspace:
         return self.root / STATE_DIR
 
     @property
+    def audit_file(self) -> Path:
+        """The audit trail: a line per call that wrote or ran code (bizon_forge/audit.py writes it)."""
+        return self.state_dir / "audit.jsonl"
+
+    @property
     def bizon_version(self) -> str | None:
         for meta in ("PKG-INFO", "pyproject.toml"):
             p = self.root / meta
@@ -81,8 +87,6 @@ class Workspace:
     def bizon_command(self, *args: str, env: str = "") -> str:
         """A shell command that runs `bizon ARGS` with this workspace's bizon, as printed, from any folder.
         `env`: shell assignments put before the command (written as given, e.g. `X=$(mktemp -d)`)."""
-        import shlex
-
         root = shlex.quote(str(self.root))
         tail = " ".join(shlex.quote(a) for a in args)
         before = f"{env} " if env else ""
@@ -129,23 +133,7 @@ def resolve(path: str | None, settings: Settings, within: tuple[Path, ...] | Non
     It only reads: a write interrupted by a dead process is rolled back by `atomic.roll_back_interrupted`,
     the step every tool takes next.
     """
-    if path is None or path == "":
-        if settings.default_workspace is None:
-            raise Refused(
-                failed(
-                    "workspace.unset",
-                    "No workspace given and the server has no default.",
-                    "Pass `workspace`, or start the server with --workspace DIR.",
-                )
-            )
-        candidate = settings.default_workspace
-    else:
-        if "\x00" in path:
-            raise Refused(failed("workspace.invalid", "The workspace path holds a NUL byte.", "Pass a plain path."))
-        candidate = Path(path).expanduser()
-        if not candidate.is_absolute():
-            base = settings.default_workspace or Path.cwd()
-            candidate = base / candidate
+    candidate = _candidate(path, settings)
     real = Path(os.path.realpath(candidate))
     if settings.roots and not any(real == r or r in real.parents for r in settings.roots):
         raise Refused(
@@ -163,6 +151,32 @@ def resolve(path: str | None, settings: Settings, within: tuple[Path, ...] | Non
                 "Use a workspace under: " + ", ".join(str(r) for r in within),
             )
         )
+    _require_bizon_tree(real, candidate)
+    return Workspace(root=real, settings=settings)
+
+
+def _candidate(path: str | None, settings: Settings) -> Path:
+    """The path asked for, relative paths taken from the default workspace; none asked: the default."""
+    if path is None or path == "":
+        if settings.default_workspace is None:
+            raise Refused(
+                failed(
+                    "workspace.unset",
+                    "No workspace given and the server has no default.",
+                    "Pass `workspace`, or start the server with --workspace DIR.",
+                )
+            )
+        return settings.default_workspace
+    if "\x00" in path:
+        raise Refused(failed("workspace.invalid", "The workspace path holds a NUL byte.", "Pass a plain path."))
+    candidate = Path(path).expanduser()
+    if not candidate.is_absolute():
+        candidate = (settings.default_workspace or Path.cwd()) / candidate
+    return candidate
+
+
+def _require_bizon_tree(real: Path, candidate: Path) -> None:
+    """Refuse a folder that is missing, not a folder, not a bizon tree, or holds a symlink bizon-forge would edit."""
     if not real.exists():
         raise Refused(
             failed(
@@ -194,7 +208,6 @@ def resolve(path: str | None, settings: Settings, within: tuple[Path, ...] | Non
                 file=link,
             )
         )
-    return Workspace(root=real, settings=settings)
 
 
 NOT_REGULAR = {

@@ -8,6 +8,7 @@ import json
 import logging
 from contextvars import ContextVar
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated, Any
 
 import anyio
@@ -15,7 +16,20 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field, WithJsonSchema
 
-from bizon_forge import atomic, audit, credentials, workspace
+from bizon_forge import (
+    atomic,
+    audit,
+    credentials,
+    dependencies,
+    describe,
+    inspection,
+    registrations,
+    render,
+    source_describe,
+    source_render,
+    validators,
+    workspace,
+)
 from bizon_forge.credentials import Credential, Verifier
 from bizon_forge.dependencies import InstallResult
 from bizon_forge.describe import DescribeResult
@@ -103,8 +117,6 @@ def refusals(model: type[Result], hints: ToolAnnotations):
 
 
 def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version("bizon-forge")
     except PackageNotFoundError:  # run from a checkout that was never installed
@@ -155,15 +167,24 @@ def build_server(settings: Settings, verifier: Verifier | None = None, anonymous
 
         return await anyio.to_thread.run_sync(work)
 
+    _spec_and_render_tools(tool, on_worker)
+    _tree_tools(tool, on_worker)
+    resources.register(mcp, settings)
+    schemas.compact_tools(mcp)
+    return mcp
+
+
+def _spec_and_render_tools(tool, on_worker) -> None:
+    """inspect, then describe and render either kind: they write specs and the connector's files."""
+
     @tool(READ_ONLY, InspectResult)
     async def inspect_workspace(workspace: WorkspaceArg = None) -> Annotated[CallToolResult, InspectResult]:
         """bizon version, destinations with their 3 registrations, sources, stored specs."""
-        from bizon_forge.inspection import inspect_workspace as run
-
-        return await on_worker(run, workspace)
+        return await on_worker(inspection.inspect_workspace, workspace)
 
     @tool(WRITES, DescribeResult)
-    async def describe_target(
+    # Its arguments are the tool's published input schema, one per spec field: no fewer can say it.
+    async def describe_target(  # noqa: PLR0913
         name: Annotated[str, Field(description="snake_case destination name")],
         fields: Annotated[list[FieldSpec] | None, Field(description="connection/config fields")] = None,
         write_method: Annotated[WriteMethod | None, Field(description="default: the recipe's")] = None,
@@ -183,8 +204,6 @@ def build_server(settings: Settings, verifier: Verifier | None = None, anonymous
         workspace: WorkspaceArg = None,
     ) -> Annotated[CallToolResult, DescribeResult]:
         """Check and store a destination spec; later tools take its name."""
-        from bizon_forge.describe import describe_target as run
-
         spec = DestinationSpec(
             name=name,
             fields=fields or [],
@@ -197,7 +216,7 @@ def build_server(settings: Settings, verifier: Verifier | None = None, anonymous
             dependencies=dependencies or [],
             full_refresh=full_refresh,
         )
-        return await on_worker(run, workspace, spec)
+        return await on_worker(describe.describe_target, workspace, spec)
 
     @tool(DESTROYS, RenderResult)  # overwrite=true replaces an agent's edits
     async def render_destination(
@@ -208,51 +227,44 @@ def build_server(settings: Settings, verifier: Verifier | None = None, anonymous
         workspace: WorkspaceArg = None,
     ) -> Annotated[CallToolResult, RenderResult]:
         """Write src/, tests and configs from the spec; edits kept unless overwrite=true."""
-        from bizon_forge.render import render_destination as run
-
-        return await on_worker(run, workspace, name, dry_run, overwrite, content)
+        return await on_worker(render.render_destination, workspace, name, dry_run, overwrite, content)
 
     @tool(WRITES, SourceDescribeResult)
     async def describe_source(
         spec: Annotated[dict[str, Any], Field(description=SOURCE_SPEC_HELP)], workspace: WorkspaceArg = None
     ) -> Annotated[CallToolResult, SourceDescribeResult]:
         """Check and store a source spec; later tools take its name."""
-        from bizon_forge.source_describe import describe_source as run
-        from bizon_forge.source_describe import parse_spec
-
-        return await on_worker(run, workspace, parse_spec(spec))
+        return await on_worker(source_describe.describe_source, workspace, source_describe.parse_spec(spec))
 
     @tool(DESTROYS, RenderResult)  # overwrite=true replaces an agent's edits
     async def render_source(
         name: str, dry_run: bool = False, overwrite: bool = False, workspace: WorkspaceArg = None
     ) -> Annotated[CallToolResult, RenderResult]:
         """Write source.py, configs, tests; edits kept unless overwrite=true."""
-        from bizon_forge.source_render import render_source as run
+        return await on_worker(source_render.render_source, workspace, name, dry_run, overwrite)
 
-        return await on_worker(run, workspace, name, dry_run, overwrite)
+
+def _tree_tools(tool, on_worker) -> None:
+    """What changes the tree beyond the connector's folder, installs into its interpreter, or runs its code."""
 
     @tool(WRITES, RegistrationResult)
     async def apply_registrations(
         name: str, dry_run: bool = False, workspace: WorkspaceArg = None
     ) -> Annotated[CallToolResult, RegistrationResult]:
         """Add the enum member, models import + Union member and factory branch; atomic, with diffs."""
-        from bizon_forge.registrations import apply_registrations as run
-
-        return await on_worker(run, workspace, name, dry_run)
+        return await on_worker(registrations.apply_registrations, workspace, name, dry_run)
 
     @tool(INSTALLS, InstallResult)
     async def install_dependencies(
         name: str, ctx: Context, workspace: WorkspaceArg = None
     ) -> Annotated[CallToolResult, InstallResult]:
         """pip-install the destination's client libraries into the Python bizon runs with."""
-        from bizon_forge.dependencies import install_dependencies as run
-
         lines = iter(range(1, 1 << 30))  # progress must grow with each notification; an install has no total
 
         def progress(message: str) -> None:
             anyio.from_thread.run(ctx.report_progress, next(lines), None, message)
 
-        return await on_worker(functools.partial(run, progress=progress), workspace, name)
+        return await on_worker(functools.partial(dependencies.install_dependencies, progress=progress), workspace, name)
 
     @tool(CHECKS, ValidationResult)  # fix=true rewrites files; logs and the check cache go to .bizon-forge/
     async def validate_destination(
@@ -265,12 +277,13 @@ def build_server(settings: Settings, verifier: Verifier | None = None, anonymous
     ) -> Annotated[CallToolResult, ValidationResult]:
         """Run the checklist. fast: static, format, import, contract; full: + tests, bizon runs, data read back
         (writes only to the scratch target of config/NAME.check.yml)."""
-        from bizon_forge.validators import validate_destination as run
 
         def progress(done: int, total: int, message: str) -> None:
             anyio.from_thread.run(ctx.report_progress, done, total, message)
 
-        check = functools.partial(run, level=level, fix=fix, verbose=verbose, progress=progress)
+        check = functools.partial(
+            validators.validate_destination, level=level, fix=fix, verbose=verbose, progress=progress
+        )
         return await on_worker(check, workspace, name)
 
     @tool(CHECKS, SourceValidationResult)  # logs go to .bizon-forge/; only a local mock API is reached
@@ -284,12 +297,13 @@ def build_server(settings: Settings, verifier: Verifier | None = None, anonymous
     ) -> Annotated[CallToolResult, SourceValidationResult]:
         """Check a source. fast: static, discovery, get() against a local mock of its API; full: + its tests, a
         bizon run read back."""
-        from bizon_forge.validators.source_validation import validate_source as run
 
         def progress(done: float, total: float, message: str) -> None:
             anyio.from_thread.run(ctx.report_progress, done, total, message)
 
-        check = functools.partial(run, level=level, verbose=verbose, progress=progress, recorded=recorded)
+        check = functools.partial(
+            validators.validate_source, level=level, verbose=verbose, progress=progress, recorded=recorded
+        )
         return await on_worker(check, workspace, name)
 
     @tool(DESTROYS, RemovalResult)
@@ -297,13 +311,7 @@ def build_server(settings: Settings, verifier: Verifier | None = None, anonymous
         name: str, delete_files: bool = False, workspace: WorkspaceArg = None
     ) -> Annotated[CallToolResult, RemovalResult]:
         """Undo the 3 registrations exactly; delete_files: also its folder, tests, spec."""
-        from bizon_forge.registrations import remove_destination as run
-
-        return await on_worker(run, workspace, name, delete_files)
-
-    resources.register(mcp, settings)
-    schemas.compact_tools(mcp)
-    return mcp
+        return await on_worker(registrations.remove_destination, workspace, name, delete_files)
 
 
 def serve(

@@ -20,7 +20,7 @@ import orjson
 import pytest
 
 from bizon_forge import workspace
-from bizon_forge.validators.fakes.receiver import RUN_PORT
+from bizon_forge.connector import RECEIVER_PORT
 from tests.http_server import free_port
 from tests.recipe_runs import CONTRACT_COLUMNS, CREATURE_IDS, bizon_run, forged_tree, run_ok, write_run_config
 
@@ -203,10 +203,13 @@ def test_the_check_configs_printed_commands_run_as_printed(hook):
     check = (hook / "bizon/connectors/destinations/hook/config/hook.check.yml").read_text()
     serve, sync = (line.removeprefix("#   ") for line in check.splitlines() if line.startswith("#   "))
     # They name the receiver's default port; this run takes a free one (other test workers run beside it).
-    printed = f"127.0.0.1:{RUN_PORT}/"
-    assert f" --port {RUN_PORT}" in serve and printed in sync, (serve, sync)
+    printed = f"127.0.0.1:{RECEIVER_PORT}/"
+    assert f" --port {RECEIVER_PORT}" in serve and printed in sync, (serve, sync)
     port = free_port()
-    serve, sync = serve.replace(f" --port {RUN_PORT}", f" --port {port}"), sync.replace(printed, f"127.0.0.1:{port}/")
+    serve, sync = (
+        serve.replace(f" --port {RECEIVER_PORT}", f" --port {port}"),
+        sync.replace(printed, f"127.0.0.1:{port}/"),
+    )
     receiver = subprocess.Popen(serve, shell=True, stdout=subprocess.PIPE, text=True, start_new_session=True)
     try:
         url = re.search(r"receiving at (\S+)", receiver.stdout.readline()).group(1)

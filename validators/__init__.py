@@ -1,6 +1,6 @@
-"""validate_destination: the guide's checklist plus the traps it misses, one finding per check."""
+"""validate_destination: the guide's checklist plus the traps it misses, one finding per check; validate_source."""
 
-from bizon_forge.validators.report import ValidationResult
+from bizon_forge.validators.report import SourceValidationResult, ValidationResult
 
 
 def validate_destination(
@@ -10,3 +10,10 @@ def validate_destination(
     from bizon_forge.validators.validation import validate_destination as run
 
     return run(ws, name, level=level, fix=fix, verbose=verbose, progress=progress, use_cache=use_cache)
+
+
+def validate_source(ws, name, **options) -> SourceValidationResult:
+    """See validators/source_validation.py; imported lazily so the server starts without yaml and the checks."""
+    from bizon_forge.validators.source_validation import validate_source as run
+
+    return run(ws, name, **options)

@@ -40,7 +40,7 @@ class SourceFile:
         return self.rel.endswith(".py")
 
 
-def _read(root: Path, rel: str) -> SourceFile:
+def read_source(root: Path, rel: str) -> SourceFile:
     path = root / rel
     # As read_text() gave it: undecodable bytes replaced, newlines translated.
     text = read_regular(path).decode("utf-8", errors="replace").replace("\r\n", "\n").replace("\r", "\n")
@@ -53,7 +53,7 @@ def _read(root: Path, rel: str) -> SourceFile:
     return f
 
 
-def _owned(root: Path, folder: Path) -> list[str]:
+def owned_files(root: Path, folder: Path) -> list[str]:
     """The text files under `folder`; a symlink that leads out of the workspace is not read.
 
     A FIFO or other special file is listed too, so that reading it refuses instead of it looking missing.
@@ -191,10 +191,10 @@ class DestinationCode:
     @classmethod
     def load(cls, ws: Workspace, name: str) -> "DestinationCode":
         code = cls(ws=ws, name=name)
-        for rel in _owned(ws.root, ws.destination_dir(name)) + _owned(ws.root, ws.root / code.tests_dir):
-            code.files[rel] = _read(ws.root, rel)
+        for rel in owned_files(ws.root, ws.destination_dir(name)) + owned_files(ws.root, ws.root / code.tests_dir):
+            code.files[rel] = read_source(ws.root, rel)
         for rel in REGISTRATION_FILES:
-            code.registration[rel] = _read(ws.root, rel)
+            code.registration[rel] = read_source(ws.root, rel)
         try:
             code.pyproject = read_regular(ws.root / "pyproject.toml")
         except OSError:

@@ -11,6 +11,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bizon_forge.atomic import workspace_lock, write_all
 from bizon_forge.validators.catalog import Check, answers
 from bizon_forge.validators.report import CheckFinding, FixedFile, failed, passed
 from bizon_forge.workspace import REGISTRATION_FILES, Workspace, read_regular
@@ -20,7 +21,7 @@ HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+\d+(?:,\d+)? @@")
 
 
 def ruff_bin() -> str:
-    from ruff.__main__ import find_ruff_bin
+    from ruff.__main__ import find_ruff_bin  # kept off the server's start-up path
 
     return str(find_ruff_bin())
 
@@ -193,8 +194,6 @@ def _merge_ours(old: str, new: str, lines: set[int]) -> tuple[str, int]:
 
 def fix(ws: Workspace, rels: list[str], ours: dict[str, set[int]]) -> list[FixedFile]:
     """Apply ruff's safe fixes and formatting: all of the destination's files, only our lines of bizon's."""
-    from bizon_forge.atomic import workspace_lock, write_all
-
     changes, fixed = {}, []
     with workspace_lock(ws.state_dir):
         for rel in rels:

@@ -3,11 +3,13 @@ example's real one, whose every reference resolves (for bizon-forge, then for bi
 
 from pathlib import Path
 
+from bizon_forge import dependencies, spec
+from bizon_forge.connector import RECEIVER_VAR, SCRATCH_VAR
 from bizon_forge.validators.catalog import Check, answers, static
 from bizon_forge.validators.code import DestinationCode
 from bizon_forge.validators.report import CheckFinding, failed, passed, skipped, warned
-from bizon_forge.validators.runtime import PROBE_TIMEOUT_S, _one_line, run_logged
-from bizon_forge.validators.scratch import RECEIVER_VAR, SCRATCH_VAR, lookup, references
+from bizon_forge.validators.runtime import PROBE_TIMEOUT_S, one_line, run_logged
+from bizon_forge.validators.scratch import lookup, references
 from bizon_forge.workspace import Workspace, read_regular
 
 ID = "live.check_config"
@@ -179,7 +181,7 @@ def secrets_check(ws: Workspace, check: str, cwd: Path, log: Path, env: dict[str
     return failed(
         id,
         f"bizon secrets check {check} failed: {len(unresolved) or 'some'} reference(s) did not resolve"
-        + (f" ({_one_line(unresolved[0])})" if unresolved else "")
+        + (f" ({one_line(unresolved[0])})" if unresolved else "")
         + ".",
         file=check,
         output="\n".join(unresolved) or run.tail,
@@ -218,8 +220,6 @@ def example_values(code: DestinationCode) -> CheckFinding:
 
 def _checks_on_sqlite_for_a_server(code: DestinationCode, details: dict) -> str | None:
     """The server's SQLAlchemy scheme when a sql-recipe destination declares its driver but checks on SQLite."""
-    from bizon_forge import dependencies, spec
-
     declared = spec.stored(code.ws, code.name)
     if declared is None or declared.recipe != "sql" or not str(details.get("url", "")).startswith("sqlite"):
         return None

@@ -5,6 +5,7 @@ from typing import cast
 
 import yaml
 
+from bizon_forge.registry import union_node
 from bizon_forge.validators.catalog import Check, static
 from bizon_forge.validators.code import DestinationCode
 from bizon_forge.validators.report import CheckFinding, failed, passed, skipped
@@ -172,34 +173,42 @@ def _end(node: ast.expr | ast.stmt) -> int:
 
 def our_lines(code: DestinationCode) -> dict[str, set[int]]:
     """Per registration file, the 1-based lines that belong to this destination."""
-    out: dict[str, set[int]] = {rel: set() for rel in (ENUM_FILE, MODELS_FILE, FACTORY_FILE)}
     enum_tree = code.registration[ENUM_FILE].tree
-    if enum_tree is not None and code.member:
-        line = code.reg.enum_lines.get(code.member)
-        if line:
-            out[ENUM_FILE].add(line)
+    line = code.reg.enum_lines.get(code.member) if enum_tree is not None and code.member else None
     models = code.registration[MODELS_FILE].tree
-    if models is not None:
-        ours: set[str] = set()
-        for stmt in models.body:
-            if isinstance(stmt, ast.ImportFrom) and stmt.module == code.config_module:
-                out[MODELS_FILE].update(range(stmt.lineno, _end(stmt) + 1))
-                ours.update(a.asname or a.name for a in stmt.names)
-        from bizon_forge.registry import union_node
+    factory = code.registration[FACTORY_FILE].tree
+    return {
+        ENUM_FILE: {line} if line else set(),
+        MODELS_FILE: _our_models_lines(code, models) if models is not None else set(),
+        FACTORY_FILE: _our_factory_lines(code, factory) if factory is not None else set(),
+    }
 
-        slice_ = union_node(models)
-        for elt in (slice_.elts if isinstance(slice_, ast.Tuple) else [slice_]) if slice_ is not None else []:
-            if isinstance(elt, ast.Name) and elt.id in ours:
-                out[MODELS_FILE].update(range(elt.lineno, _end(elt) + 1))
-    factory_tree = code.registration[FACTORY_FILE].tree
-    if factory_tree is not None:
-        for node in ast.walk(factory_tree):
-            if isinstance(node, ast.If) and any(
-                isinstance(s, ast.ImportFrom) and s.module == code.destination_module for s in node.body
-            ):
-                out[FACTORY_FILE].update(range(node.lineno, _end(node.body[-1]) + 1))
-            if isinstance(node, (ast.Import, ast.ImportFrom)) and node in factory_tree.body:
-                mod = getattr(node, "module", None) or ""
-                if code.connector.owns(mod):
-                    out[FACTORY_FILE].update(range(node.lineno, _end(node) + 1))
+
+def _our_models_lines(code: DestinationCode, models: ast.Module) -> set[int]:
+    """The import of the destination's config and its member of the Union."""
+    out: set[int] = set()
+    ours: set[str] = set()
+    for stmt in models.body:
+        if isinstance(stmt, ast.ImportFrom) and stmt.module == code.config_module:
+            out.update(range(stmt.lineno, _end(stmt) + 1))
+            ours.update(a.asname or a.name for a in stmt.names)
+    slice_ = union_node(models)
+    for elt in (slice_.elts if isinstance(slice_, ast.Tuple) else [slice_]) if slice_ is not None else []:
+        if isinstance(elt, ast.Name) and elt.id in ours:
+            out.update(range(elt.lineno, _end(elt) + 1))
+    return out
+
+
+def _our_factory_lines(code: DestinationCode, factory: ast.Module) -> set[int]:
+    """The factory's branch that imports the destination, and a top-level import of the connector's."""
+    out: set[int] = set()
+    for node in ast.walk(factory):
+        if isinstance(node, ast.If) and any(
+            isinstance(s, ast.ImportFrom) and s.module == code.destination_module for s in node.body
+        ):
+            out.update(range(node.lineno, _end(node.body[-1]) + 1))
+        if isinstance(node, (ast.Import, ast.ImportFrom)) and node in factory.body:
+            mod = getattr(node, "module", None) or ""
+            if code.connector.owns(mod):
+                out.update(range(node.lineno, _end(node) + 1))
     return out

@@ -283,7 +283,7 @@ def _probe_failure(ws: Workspace, name: str, id: str, got: dict, example: str, r
         module = missing.group(1).split(".")[0]
         return failed(
             id,
-            _one_line(messages[id]),
+            one_line(messages[id]),
             file=file,
             line=line,
             hint=f"`{module}` is not installed in {ws.python()}, which runs this workspace's bizon. Declare its "
@@ -296,7 +296,7 @@ def _probe_failure(ws: Workspace, name: str, id: str, got: dict, example: str, r
     if unset and id in ("import.config_validate", "contract.build"):
         return failed(
             id,
-            _one_line(messages[id]),
+            one_line(messages[id]),
             file=example if id == "import.config_validate" else None,
             hint=f"Set {unset.group(1)} in {ws.root / '.env'} (bizon run reads it too; keep it out of git), or in the "
             f"environment the bizon-forge server runs in (`env` in mcp.json, `claude mcp add -e {unset.group(1)}=...`, "
@@ -313,7 +313,7 @@ def _probe_failure(ws: Workspace, name: str, id: str, got: dict, example: str, r
             return failed(id, f"There is no example config at {example}.", file=example, hint=hint)
     return failed(
         id,
-        _one_line(messages[id]),
+        one_line(messages[id]),
         file=file,
         line=line,
         output=got.get("trace") or _log_tail(run),
@@ -326,7 +326,7 @@ def _log_tail(run: Run) -> str:
     return "\n".join(ln for ln in run.tail.splitlines() if not ln.startswith(MARKER))
 
 
-def _one_line(text: str, limit: int = 300) -> str:
+def one_line(text: str, limit: int = 300) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -702,7 +702,7 @@ def suite(ws: Workspace, name: str, check: str, run_id: str, ids: list[str], cwd
             out.append(
                 failed(
                     id,
-                    _one_line(got["message"]),
+                    one_line(got["message"]),
                     file=file,
                     line=line,
                     hint=got.get("hint"),
@@ -809,7 +809,7 @@ def _judge_run(ws, name, id, destination_id, what, run: Run, read: dict | None, 
         file, line = _innermost_frame(run.tail, ws.root)
         return failed(
             id,
-            _one_line(f"{what} exited {run.returncode}. {status}"),
+            one_line(f"{what} exited {run.returncode}. {status}"),
             file=file,
             line=line,
             output=run.tail,
@@ -819,7 +819,7 @@ def _judge_run(ws, name, id, destination_id, what, run: Run, read: dict | None, 
     if errors:
         return failed(
             id,
-            _one_line(f"{what} exited 0, but the destination logged an error: {errors[0]}"),
+            one_line(f"{what} exited 0, but the destination logged an error: {errors[0]}"),
             output="\n".join(errors),
             log=run.log,
         )
@@ -827,7 +827,7 @@ def _judge_run(ws, name, id, destination_id, what, run: Run, read: dict | None, 
         why = (read or {}).get("message") or f"the read-back ended (exit {reading.returncode})"
         return failed(
             id,
-            _one_line(f"{what} exited 0, but reading the target back failed: {why}"),
+            one_line(f"{what} exited 0, but reading the target back failed: {why}"),
             output=(read or {}).get("trace") or reading.tail,
             log=reading.log,
         )
@@ -835,7 +835,7 @@ def _judge_run(ws, name, id, destination_id, what, run: Run, read: dict | None, 
     if got != DUMMY_IDS:
         return failed(
             id,
-            _one_line(
+            one_line(
                 f"{what} exited 0, but {destination_id} holds {len(got)} record(s), not the dummy source's 5: "
                 f"read back source_record_id {got[:8]}, expected {DUMMY_IDS}."
             ),

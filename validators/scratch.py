@@ -14,11 +14,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from bizon_forge.connector import RECEIVER_VAR, SCRATCH_VAR
 from bizon_forge.validators.fakes.receiver import Receiver
 from bizon_forge.workspace import read_regular
 
-SCRATCH_VAR = "BIZON_FORGE_SCRATCH"
-RECEIVER_VAR = "BIZON_FORGE_RECEIVER_URL"
 REFERENCE = re.compile(r"env://([A-Za-z_][A-Za-z0-9_]*)")
 STANDIN = "0"  # a str, an int, a float and a bool (False) all accept it
 

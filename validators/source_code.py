@@ -14,12 +14,12 @@ from bizon_forge.connector import Connector
 from bizon_forge.validators.catalog import Check, static
 from bizon_forge.validators.code import (
     SourceFile,
-    _owned,
-    _read,
     body_without_docstring,
     extends,
     is_log_call,
     method,
+    owned_files,
+    read_source,
     top_classes,
 )
 from bizon_forge.validators.report import CheckFinding, failed, passed, skipped
@@ -51,8 +51,8 @@ class SourceCode:
     @classmethod
     def load(cls, ws: Workspace, name: str) -> "SourceCode":
         c = Connector(name, "source")
-        rels = [r for r in _owned(ws.root, ws.root / c.dir / "src") if r.endswith(".py")]
-        return cls(ws, name, {r: _read(ws.root, r) for r in rels})
+        rels = [r for r in owned_files(ws.root, ws.root / c.dir / "src") if r.endswith(".py")]
+        return cls(ws, name, {r: read_source(ws.root, r) for r in rels})
 
     @property
     def connector(self) -> Connector:

@@ -1,11 +1,13 @@
 """The traps the guide misses (catalog origin "facts"): code that passes its checklist and still breaks bizon."""
 
 import ast
+import json
 import re
 import sys
 import tomllib
 from collections.abc import Set
 from typing import cast
+from urllib.parse import urlsplit
 
 from bizon_forge.findings import Refused
 from bizon_forge.validators.catalog import Check, static
@@ -23,6 +25,7 @@ from bizon_forge.validators.destination_syntax import (
     needs_write_records,
     short,
 )
+from bizon_forge.validators.live import destination_config
 from bizon_forge.validators.report import CheckFinding, failed, passed, skipped
 from bizon_forge.workspace import FACTORY_FILE, read_regular
 
@@ -523,8 +526,6 @@ def _secret_fields(code: DestinationCode) -> dict[str, tuple[str, int]]:
 
 def _spec_secrets(code: DestinationCode) -> set[str]:
     """The fields the stored spec (describe_target's) marks secret; none when there is no readable spec."""
-    import json
-
     path = code.ws.state_dir / "specs" / f"{code.name}.json"
     try:
         fields = json.loads(read_regular(path)).get("fields") or []
@@ -644,26 +645,33 @@ def secret_logged(code: DestinationCode) -> CheckFinding:
                 hint=f"Declare `{field}: SecretStr` (pydantic) and read it with `.get_secret_value()` where needed.",
             )
     for f in code.src_files():
-        if f.tree is None:
-            continue
-        attrs = _secret_attributes(f.tree, set(secrets))
-        functions = [n for n in ast.walk(f.tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
-        for scope in [f.tree, *functions]:
-            tainted = _tainted_locals(scope, set(secrets), attrs) if scope is not f.tree else set()
-            for node in ast.walk(scope):
-                if not is_log_call(node):
-                    continue
-                for arg in [*node.args, *(k.value for k in node.keywords)]:
-                    what = _leaks(arg, set(secrets), tainted, attrs)
-                    if what:
-                        return failed(
-                            id,
-                            f"A log line prints {what}.",
-                            file=f.rel,
-                            line=node.lineno,
-                            hint="Log only non-secret fields (host, table, counts), never the config object.",
-                        )
+        leak = _logged_secret(f.tree, set(secrets)) if f.tree is not None else None
+        if leak:
+            what, line = leak
+            return failed(
+                id,
+                f"A log line prints {what}.",
+                file=f.rel,
+                line=line,
+                hint="Log only non-secret fields (host, table, counts), never the config object.",
+            )
     return passed(id)
+
+
+def _logged_secret(tree: ast.Module, secrets: set[str]) -> tuple[str, int] | None:
+    """(what is printed, line) of the first log call in a module that prints a secret, or None."""
+    attrs = _secret_attributes(tree, secrets)
+    functions = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    for scope in [tree, *functions]:
+        tainted = _tainted_locals(scope, secrets, attrs) if scope is not tree else set()
+        for node in ast.walk(scope):
+            if not is_log_call(node):
+                continue
+            for arg in [*node.args, *(k.value for k in node.keywords)]:
+                what = _leaks(arg, secrets, tainted, attrs)
+                if what:
+                    return what, node.lineno
+    return None
 
 
 # What bizon resolves in a config value (whole value or inline ${...}): such a value references a secret.
@@ -673,8 +681,6 @@ SECRET_REFERENCE = re.compile(r"(^|\$\{)(env|gsm)://")
 def _plaintext(value) -> str | None:
     """What of a secret field's value is written in the clear, or None: a reference, null or empty holds none,
     and a URL only when it carries a password (a SQLite path or a password-less URL is no secret)."""
-    from urllib.parse import urlsplit
-
     if not isinstance(value, (str, int, float)) or value == "" or isinstance(value, bool):
         return None
     text = str(value)
@@ -705,8 +711,6 @@ def _plaintext(value) -> str | None:
 )
 def plaintext_secret(code: DestinationCode) -> CheckFinding:
     """trap.plaintext_secret: the committed configs reference their secrets instead of holding them."""
-    from bizon_forge.validators.live import destination_config
-
     id = "trap.plaintext_secret"
     if code.tree(code.config_rel) is None:
         return config_unreadable(code, id)

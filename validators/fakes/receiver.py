@@ -25,6 +25,75 @@ FAULTS = {1: "429", 3: "drop", 5: "503"}  # POST number within a cycle of CYCLE 
 CYCLE = 6
 
 
+class _Handler(BaseHTTPRequestHandler):
+    receiver: "Receiver"  # set on the subclass each Receiver serves with
+
+    def log_message(self, *args):  # the checks' logs are the destination's, not ours
+        pass
+
+    def _answer(self, status: int, body: dict | None = None, headers: dict | None = None) -> None:
+        data = json.dumps(body or {}).encode()
+        self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _destination_id(self) -> str:
+        return (parse_qs(urlparse(self.path).query).get("destination_id") or [""])[0]
+
+    def do_HEAD(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_GET(self):
+        destination_id = self._destination_id()
+        if urlparse(self.path).path.endswith("/_report"):
+            self._answer(200, self.receiver.report(destination_id))
+            return
+        self._answer(200, {"destination_id": destination_id, "records": self.receiver.records(destination_id)})
+
+    def do_DELETE(self):
+        destination_id = self._destination_id()
+        if not destination_id:
+            self._answer(400, {"error": "DELETE needs ?destination_id="})
+            return
+        self._answer(200, {"deleted": self.receiver.delete(destination_id)})
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            self._answer(413, {"error": "body too large"})
+            return
+        try:
+            body = json.loads(self.rfile.read(length))
+            destination_id, records = str(body["destination_id"]), list(body["records"])
+        except (ValueError, KeyError, TypeError) as error:
+            self._answer(400, {"error": f"expected {{destination_id, records, replace}}: {error}"})
+            return
+        fault = self.receiver.fault(destination_id)
+        if fault in ("401", "429", "503"):
+            headers = {"Retry-After": str(RETRY_AFTER_S)} if fault == "429" else {}
+            self._answer(int(fault), {"error": f"injected {fault}"}, headers)
+            return
+        if not self.receiver.store(destination_id, records, self.headers.get("Idempotency-Key"), body.get("replace")):
+            self._answer(200, {"duplicate": True})
+            return
+        if fault == "drop":  # stored, and the answer lost: only a retry with the same key is safe
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        self._answer(200, {"stored": len(records)})
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        pass  # a dropped answer is the point, not news
+
+
 class Receiver:
     def __init__(self, honours_replace: bool = True, port: int = 0):
         self.honours_replace = honours_replace
@@ -34,88 +103,35 @@ class Receiver:
         self.early: dict[str, int] = {}  # destination_id -> POSTs sooner than the Retry-After given
         self.not_before: dict[str, float] = {}  # destination_id -> when a retry may come (after a 429)
         self.lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # the checks' logs are the destination's, not ours
-                pass
-
-            def _answer(self, status: int, body: dict | None = None, headers: dict | None = None) -> None:
-                data = json.dumps(body or {}).encode()
-                self.send_response(status)
-                for name, value in (headers or {}).items():
-                    self.send_header(name, value)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_HEAD(self):
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def do_GET(self):
-                query = parse_qs(urlparse(self.path).query)
-                destination_id = (query.get("destination_id") or [""])[0]
-                if urlparse(self.path).path.endswith("/_report"):
-                    with receiver.lock:
-                        posts, early = receiver.posts.get(destination_id, 0), receiver.early.get(destination_id, 0)
-                    self._answer(200, {"posts": posts, "early": early})
-                    return
-                with receiver.lock:
-                    records = list(receiver.stored.get(destination_id, []))
-                self._answer(200, {"destination_id": destination_id, "records": records})
-
-            def do_DELETE(self):
-                destination_id = (parse_qs(urlparse(self.path).query).get("destination_id") or [""])[0]
-                if not destination_id:
-                    self._answer(400, {"error": "DELETE needs ?destination_id="})
-                    return
-                with receiver.lock:
-                    dropped = len(receiver.stored.pop(destination_id, []))
-                self._answer(200, {"deleted": dropped})
-
-            def do_POST(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                if length > MAX_BODY:
-                    self._answer(413, {"error": "body too large"})
-                    return
-                try:
-                    body = json.loads(self.rfile.read(length))
-                    destination_id, records = str(body["destination_id"]), list(body["records"])
-                except (ValueError, KeyError, TypeError) as error:
-                    self._answer(400, {"error": f"expected {{destination_id, records, replace}}: {error}"})
-                    return
-                key = self.headers.get("Idempotency-Key")
-                fault = receiver.fault(destination_id)
-                if fault in ("401", "429", "503"):
-                    headers = {"Retry-After": str(RETRY_AFTER_S)} if fault == "429" else {}
-                    self._answer(int(fault), {"error": f"injected {fault}"}, headers)
-                    return
-                with receiver.lock:
-                    if key and key in receiver.keys:
-                        self._answer(200, {"duplicate": True})
-                        return
-                    if body.get("replace") and receiver.honours_replace:
-                        receiver.stored[destination_id] = []
-                    receiver.stored.setdefault(destination_id, []).extend(records)
-                    if key:
-                        receiver.keys.add(key)
-                if fault == "drop":  # stored, and the answer lost: only a retry with the same key is safe
-                    self.close_connection = True
-                    self.connection.shutdown(socket.SHUT_RDWR)
-                    return
-                self._answer(200, {"stored": len(records)})
-
-        class Server(ThreadingHTTPServer):
-            def handle_error(self, request, client_address) -> None:
-                pass  # a dropped answer is the point, not news
-
-        self.server = Server(("127.0.0.1", port), Handler)
+        handler = type("Handler", (_Handler,), {"receiver": self})
+        self.server = _Server(("127.0.0.1", port), handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True, name="bizon-forge-receiver")
         self.thread.start()
+
+    def report(self, destination_id: str) -> dict:
+        with self.lock:
+            return {"posts": self.posts.get(destination_id, 0), "early": self.early.get(destination_id, 0)}
+
+    def records(self, destination_id: str) -> list:
+        with self.lock:
+            return list(self.stored.get(destination_id, []))
+
+    def delete(self, destination_id: str) -> int:
+        with self.lock:
+            return len(self.stored.pop(destination_id, []))
+
+    def store(self, destination_id: str, records: list, key: str | None, replace) -> bool:
+        """Keep a batch (after emptying what it replaces, if honoured); False for a key already stored."""
+        with self.lock:
+            if key and key in self.keys:
+                return False
+            if replace and self.honours_replace:
+                self.stored[destination_id] = []
+            self.stored.setdefault(destination_id, []).extend(records)
+            if key:
+                self.keys.add(key)
+            return True
 
     def fault(self, destination_id: str) -> str | None:
         """What goes wrong with this POST (counted, and checked against a Retry-After given before)."""
@@ -143,10 +159,7 @@ class Receiver:
         self.server.server_close()
 
 
-RUN_PORT = 8799  # where `bizon-forge receiver` listens, as the check configs' comments print
-
-
-def serve_forever(port: int = RUN_PORT, honours_replace: bool = True) -> int:
+def serve_forever(port: int, honours_replace: bool = True) -> int:
     """Serve a receiver in the foreground, for running an http destination's check config by hand."""
     receiver = Receiver(honours_replace=honours_replace, port=port)
     print(f"receiving at {receiver.url} (GET ?destination_id= shows what landed); Ctrl-C stops", flush=True)

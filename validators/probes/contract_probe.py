@@ -62,7 +62,7 @@ def _step(out, result: dict, key: str, fn):
     return value
 
 
-def _import(root: str, name: str) -> None:
+def import_bizon(root: str, name: str) -> None:
     import bizon.common.models  # noqa: F401
     import bizon.destination.config as enum_module
 
@@ -79,13 +79,13 @@ def _config(name: str, example: str, destination_id: str | None = None):
         raw = yaml.safe_load(handle)
     if destination_id and isinstance((raw.get("destination") or {}).get("config"), dict):
         raw["destination"]["config"]["destination_id"] = destination_id
-    config = BizonConfig.model_validate(_resolve(raw))
+    config = BizonConfig.model_validate(resolve_config(raw))
     if str(getattr(config.destination.name, "value", config.destination.name)) != name:
         raise ValueError(f"the example's destination.name is {config.destination.name!r}, not {name!r}")
     return config
 
 
-def _resolve(raw):
+def resolve_config(raw):
     """What bizon.engine.engine.resolve_config does, without importing the whole runner (half a second)."""
     from bizon.engine.resolvers import resolve_references_in_config
 
@@ -99,7 +99,7 @@ def _resolve(raw):
     return resolve_references_in_config(config=legacy(raw))
 
 
-def _build(config, name: str):
+def build_destination(config, name: str):
     from bizon.common.models import SyncMetadata
     from bizon.destination.destination import AbstractDestination, DestinationFactory
     from bizon.engine.backend.adapters.sqlalchemy.backend import SQLAlchemyBackend
@@ -172,7 +172,7 @@ def _write(destination) -> None:
         raise ContractBroken(f"it returned (False, {message!r})")
 
 
-def _forget_bytecode(root: str, name: str) -> None:
+def forget_bytecode(root: str, name: str) -> None:
     """Drop cached byte-code of the files an agent edits: Python trusts a .pyc whose source has the same
     size and mtime second, so two quick edits of equal length would run the old code."""
     import glob
@@ -190,15 +190,17 @@ def _forget_bytecode(root: str, name: str) -> None:
 def main() -> None:
     root, name, example, mode = sys.argv[1:5]
     check, destination_id = sys.argv[5:7] if mode == "contract" else (None, None)
-    _forget_bytecode(root, name)
+    forget_bytecode(root, name)
     # The real stdout, kept aside: the destination may print, redirect or close sys.stdout.
     out = os.fdopen(os.dup(1), "w")
     result: dict = {}
-    _step(out, result, "import", lambda: _import(root, name))
+    _step(out, result, "import", lambda: import_bizon(root, name))
     config = _step(out, result, "config", lambda: _config(name, example)) if result["import"]["ok"] else None
     if config is not None and mode == "contract":
         check_rel = cast(str, check)  # mode contract: argv gave it
-        destination = _step(out, result, "build", lambda: _build(_config(name, check_rel, destination_id), name))
+        destination = _step(
+            out, result, "build", lambda: build_destination(_config(name, check_rel, destination_id), name)
+        )
         if destination is not None:
             _step(out, result, "write", lambda: _write(destination))
             if result["write"]["ok"] and str(getattr(destination.sync_metadata.sync_mode, "value", "")) != "stream":

@@ -202,14 +202,14 @@ class Target:
         for key in ("unnest", "record_schemas"):  # the suite judges bizon's six columns
             config.pop(key, None)
         config.update({"destination_id": destination_id, **details})
-        return BizonConfig.model_validate(probe._resolve(raw))
+        return BizonConfig.model_validate(probe.resolve_config(raw))
 
     def server(self):
         """(field, url, protocol, host, port) of the check config's first destination field that is a PostgreSQL or
         MySQL/MariaDB URL over TCP (SQLAlchemy's form: scheme[+driver]://user:password@host[:port]/database)."""
         import urllib.parse
 
-        resolved = probe._resolve(copy.deepcopy(self.raw))
+        resolved = probe.resolve_config(copy.deepcopy(self.raw))
         for field, value in ((resolved.get("destination") or {}).get("config") or {}).items():
             if not isinstance(value, str) or "://" not in value:
                 continue
@@ -223,7 +223,7 @@ class Target:
         return None
 
     def build(self, sync_mode: str, destination_id: str, **details):
-        return probe._build(self.config(sync_mode, destination_id, **details), self.name)
+        return probe.build_destination(self.config(sync_mode, destination_id, **details), self.name)
 
     def read(self, destination_id: str, sync_mode: str = "full_refresh") -> list:
         """What read_back() answers, from a destination object of `sync_mode`: building one may act on staging
@@ -864,10 +864,10 @@ def readback(out, target: Target, destination_ids: list) -> None:
 
 def main() -> None:
     root, name, check_yaml, version, run_id, mode = sys.argv[1:7]
-    probe._forget_bytecode(root, name)
+    probe.forget_bytecode(root, name)
     out = os.fdopen(os.dup(1), "w")  # the real stdout: the destination may print to or close sys.stdout
     try:
-        probe._import(root, name)
+        probe.import_bizon(root, name)
         target = Target(name, check_yaml, run_id)
         target.config("full_refresh", target.id("probe"))  # the check config validates
     except BaseException as error:
