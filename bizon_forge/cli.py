@@ -164,7 +164,9 @@ def _run(args) -> int:
     if args.command == "receiver":
         return receiver.serve_forever(args.port or RECEIVER_PORT, honours_replace=not args.ignore_replace)
     if args.command == "mock-api":
-        return mock_api.serve_forever(args.spec, args.port, "clean" if args.clean else "unreliable", args.recorded, args.case)
+        return mock_api.serve_forever(
+            args.spec, args.port, "clean" if args.clean else "unreliable", args.recorded, args.case
+        )
     if args.command == "workspace":
         return _workspace(args)
     settings = workspace.Settings.from_paths([args.workspace], python=args.python)
