@@ -14,7 +14,7 @@ from tests.conftest import REPO
 
 THROWAWAY = """
 from bizon_forge.validators.catalog import Check, static
-from bizon_forge.validators.report import passed
+from bizon_forge.findings import passed
 
 
 @static(
