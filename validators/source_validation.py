@@ -924,11 +924,9 @@ def _submit(
     name, logs, sub = code.name, units.logs, units.scratch_dir
     units.submit("discovery", lambda: discovery(ws, spec, name, sub(), logs), declared_ids(discovery))
     stream_ids = [*declared_ids(contract), *(declared_ids(bizon_run) if level == "full" else [])]
-    for s in spec.streams if spec else []:
-        assert spec is not None
-        units.submit(
-            f"stream {s.name}", functools.partial(_stream, ws, spec, s, level, sub, logs, recorded), stream_ids
-        )
+    for s in spec.streams if spec is not None else []:
+        stream = functools.partial(_stream, ws, spec, s, level, sub, logs, recorded)
+        units.submit(f"stream {s.name}", stream, stream_ids)
     if level == "full":
         units.submit(TESTS_SOURCE.id, lambda: [source_tests(ws, code, sub(), logs / "tests.log")], [TESTS_SOURCE.id])
     return len(units.submitted)
@@ -955,7 +953,7 @@ def _run_for_real(ws: Workspace, name: str) -> str:
 
 def _stream(
     ws: Workspace,
-    spec: SourceSpec,
+    spec: SourceSpec | None,
     stream: StreamSpec,
     level: str,
     scratch: Callable[[], Path],
@@ -963,6 +961,7 @@ def _stream(
     recorded: str | None,
 ) -> list[Finding]:
     """A stream's contract, then (full) its real run: only once get() ended, a run of a loop is a timeout."""
+    assert spec is not None  # a stream is one of the stored spec's
     found = contract(ws, spec, stream, scratch(), logs, recorded)
     if level != "full":
         return found
