@@ -906,15 +906,16 @@ def validate_source(
     if spec is None:
         found.update(_no_spec(name))
     ordered = engine.settle(SOURCE, level, found)
-    ok = not any(f.status == "fail" for f in ordered)
-    nxt = (
-        f"Fix the failures, each has a hint, then call validate_source(name={name!r}) again."
-        if not ok
-        else f"validate_source(name={name!r}, level='full')"
-        if level == "fast"
-        else _run_for_real(ws, name)
-    )
+    nxt = _next(ws, name, level, ordered)
     return engine.answer(SOURCE, ws, level, ordered, started=started, logs=logs, verbose=verbose, next=nxt)
+
+
+def _next(ws: Workspace, name: str, level: str, findings: list[Finding]) -> str:
+    if any(f.status == "fail" for f in findings):
+        return f"Fix the failures, each has a hint, then call validate_source(name={name!r}) again."
+    if level == "fast":
+        return f"validate_source(name={name!r}, level='full')"
+    return _run_for_real(ws, name)
 
 
 def _submit(

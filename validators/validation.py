@@ -1,5 +1,9 @@
 """validate_destination: run every check of a level once, the independent ones at the same time, and answer
-one finding per check with the passes summed up in one line."""
+one finding per check with the passes summed up in one line.
+
+What is a destination's lives here: its units (ruff, the probe, the tests, bizon's suite, the secrets check, the
+data suite, the smoke runs), the scratch target they write to, and its `next`. Refusing, running, settling and
+the answer are the engine's (engine.py), the same for a source."""
 
 import functools
 import hashlib
