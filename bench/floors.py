@@ -108,8 +108,8 @@ def source_parts(ws: Workspace, name: str, scratch: Path) -> dict[str, float]:
     from bizon_forge import source_spec
     from bizon_forge.validators import catalog
     from bizon_forge.validators import source_validation as checks
+    from bizon_forge.validators.engine import log_dir
     from bizon_forge.validators.source_code import SourceCode
-    from bizon_forge.validators.validation import _log_dir
 
     spec = source_spec.stored(ws, name)
     if spec is None:
@@ -117,7 +117,7 @@ def source_parts(ws: Workspace, name: str, scratch: Path) -> dict[str, float]:
     parts: dict[str, float] = {}
     with tempfile.TemporaryDirectory(dir=scratch) as folder:
         base = Path(folder)
-        logs = _log_dir(ws, f"floor-source-{name}")  # the checks name their logs relative to the tree
+        logs = log_dir(ws, f"floor-source-{name}")  # the checks name their logs relative to the tree
 
         def timed(part: str, run) -> None:
             start = time.perf_counter()
@@ -129,12 +129,12 @@ def source_parts(ws: Workspace, name: str, scratch: Path) -> dict[str, float]:
 
         code = SourceCode.load(ws, name)
         timed("static", lambda: [check(SourceCode.load(ws, name)) for check in catalog.SOURCES.static])
-        timed("discovery", lambda: checks.discovery(ws, spec, name, checks._sub(base), logs))
+        timed("discovery", lambda: checks.discovery(ws, spec, name, _sub(base), logs))
         for stream in spec.streams:
-            timed("contract", functools.partial(checks.contract, ws, spec, stream, checks._sub(base), logs, None))
-        timed("tests", lambda: [checks.source_tests(ws, code, checks._sub(base), logs / "tests.log")])
+            timed("contract", functools.partial(checks.contract, ws, spec, stream, _sub(base), logs, None))
+        timed("tests", lambda: [checks.source_tests(ws, code, _sub(base), logs / "tests.log")])
         for stream in spec.streams:
-            run = functools.partial(checks.bizon_run, ws, spec, stream, checks._sub(base), logs, None)
+            run = functools.partial(checks.bizon_run, ws, spec, stream, _sub(base), logs, None)
             timed("bizon run", lambda run=run: [run()])
     return parts
 
@@ -193,3 +193,8 @@ class FloorSampler:
                 self._add(f"source {part}", took)
         except Exception as error:  # noqa: BLE001 - the checks are the validators' code: report it, measure the rest
             self.floors.errors["source parts"] = f"{type(error).__name__}: {error}"[:600]
+
+
+def _sub(base: Path) -> Path:
+    """A fresh folder for one check's scratch, as validate_source's units get one each."""
+    return Path(tempfile.mkdtemp(dir=base))

@@ -22,7 +22,7 @@ from bizon_forge.pipeline import GenerateResult
 from bizon_forge.registrations import RegistrationResult, RemovalResult
 from bizon_forge.render import RenderResult
 from bizon_forge.source_describe import SourceDescribeResult
-from bizon_forge.validators.report import SourceValidationResult, ValidationResult
+from bizon_forge.validators.report import ValidationResult
 from bizon_forge.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ def entry(who: str, tool: str, name: str | None, result: Result, dry_run: bool =
         case ValidationResult():
             written = [f.path for f in result.fixed or []]
             checks, target = result.summary, result.wrote_to
-        case SourceValidationResult() | GenerateResult():
+        case GenerateResult():
             checks = result.summary or None
     if not (result.ok or written or checks or ran):
         return None

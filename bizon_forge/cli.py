@@ -12,7 +12,7 @@ from bizon_forge.findings import Refused, Result, failed
 from bizon_forge.interpreter import forge_command
 from bizon_forge.pipeline import GenerateResult, generate, generate_source, is_source_spec
 from bizon_forge.validators.fakes import mock_api, receiver
-from bizon_forge.validators.report import SourceValidationResult, ValidationResult
+from bizon_forge.validators.report import ValidationResult
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -178,7 +178,7 @@ def _run(args) -> int:
                 ws, args.name, level=args.level, verbose=args.verbose, recorded=args.recorded
             )
             result.next = _source_next(ws, args, args.name, result)
-            _audit(ws, args.name, result)
+            _audit(ws, args.name, result, "validate_source")
             _print(result, args.json, show_next=True)
             return 0 if result.ok else 1
         result = validators.validate_destination(
@@ -248,16 +248,15 @@ def _serve(args) -> int:
     return 0
 
 
-def _audit(ws, name: str | None, result) -> None:
+def _audit(ws, name: str | None, result, tool: str | None = None) -> None:
     """The command's line in the workspace's audit trail, as the server's tools leave theirs (who: "cli"): validate,
     install and generate write or run the tree's code."""
     tools: dict[type, str] = {
-        ValidationResult: "validate_destination",
-        SourceValidationResult: "validate_source",
+        ValidationResult: "validate_destination",  # validate_source's answer is one too: its caller names it
         InstallResult: "install_dependencies",
         GenerateResult: "generate",
     }
-    line = audit.entry("cli", tools[type(result)], name if isinstance(name, str) else None, result)
+    line = audit.entry("cli", tool or tools[type(result)], name if isinstance(name, str) else None, result)
     problem = audit.append(ws, line, echo=False) if line else None
     if problem:
         print(f"WARN {problem.id}: {problem.message}", file=sys.stderr)

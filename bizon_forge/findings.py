@@ -1,10 +1,16 @@
-"""The one feedback shape every tool answers with: findings with stable ids, and a refusal that carries them."""
+"""The one feedback shape every tool answers with: findings with stable ids, and a refusal that carries them.
+
+One model and one family of constructors for every tool and every check. A check declared in the catalog builds
+its findings through its declaration (`CHECK.fail(...)`, `CHECK.passed()`), which fills in its id and its
+default hint; the plain constructors below are for the findings of a tool's own input and for the checks not
+converted yet (the validation engine gives their failures the catalog's hint)."""
 
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
 Status = Literal["pass", "fail", "warn", "skip"]
+EXCERPT_CHARS = 400
 
 
 class Finding(BaseModel):
@@ -16,17 +22,54 @@ class Finding(BaseModel):
     file: str | None = None
     line: int | None = None
     hint: str | None = None
+    excerpt: str | None = None  # at most EXCERPT_CHARS of a tool's output; the rest is in `log`
+    log: str | None = None  # workspace-relative path of the full output
+    blocked_by: str | None = None  # a skip's cause: the check whose failure keeps this one from an answer
 
 
-# The finding constructors, one family: validators.report's build a check's CheckFinding in the same shape.
+def excerpt(text: str | None, limit: int = EXCERPT_CHARS) -> str | None:
+    """The end of a tool's output (where errors are), trimmed to `limit` characters."""
+    if not text:
+        return None
+    text = text.strip()
+    return text if len(text) <= limit else "…" + text[-(limit - 1) :]
 
 
-def failed(id: str, message: str, hint: str | None = None, file: str | None = None, line: int | None = None) -> Finding:
-    return Finding(id=id, status="fail", message=message, hint=hint, file=file, line=line)
+def failed(
+    id: str,
+    message: str,
+    hint: str | None = None,
+    file: str | None = None,
+    line: int | None = None,
+    *,
+    output: str | None = None,
+    log: str | None = None,
+) -> Finding:
+    return Finding(
+        id=id, status="fail", message=message, hint=hint, file=file, line=line, excerpt=excerpt(output), log=log
+    )
 
 
 def warned(id: str, message: str, hint: str | None = None, file: str | None = None, line: int | None = None) -> Finding:
     return Finding(id=id, status="warn", message=message, hint=hint, file=file, line=line)
+
+
+def passed(id: str, message: str = "ok") -> Finding:
+    return Finding(id=id, status="pass", message=message)
+
+
+def skipped(id: str, message: str, blocked_by: str | None = None) -> Finding:
+    return Finding(id=id, status="skip", message=message, blocked_by=blocked_by)
+
+
+def explained(f: Finding, explained_by: tuple[str, ...], findings: dict[str, Finding]) -> Finding:
+    """`f`, or a skip naming the earlier failure that explains it: such a failure proves nothing on its own."""
+    causes = [c for c in explained_by if c in findings and findings[c].status == "fail"] if f.status == "fail" else []
+    if not causes:
+        return f
+    return skipped(
+        f.id, f"Not conclusive: {', '.join(causes)} failed first and explains this; fix that first.", causes[0]
+    ).model_copy(update={"log": f.log, "excerpt": f.excerpt})
 
 
 class Result(BaseModel):

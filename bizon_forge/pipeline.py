@@ -4,9 +4,8 @@ from collections.abc import Callable
 
 from pydantic import BaseModel, ValidationError
 
-from bizon_forge.findings import Refused, Result, failed
+from bizon_forge.findings import Finding, Refused, Result, failed
 from bizon_forge.spec import DestinationSpec
-from bizon_forge.validators.report import CheckFinding
 from bizon_forge.workspace import Workspace
 
 # Exactly describe_target's arguments; the workspace comes from the command line, not the spec.
@@ -19,9 +18,6 @@ class Step(BaseModel):
 
 
 class GenerateResult(Result):
-    # every step's, with the validator's excerpts and logs; a pydantic subclass narrows the field, which mypy flags
-    # because list is invariant (nothing appends a Finding)
-    findings: list[CheckFinding] = []  # type: ignore[assignment]
     steps: list[Step] = []
     summary: str = ""
     log_dir: str | None = None
@@ -75,7 +71,7 @@ def generate(ws: Workspace, args: dict, level: str = "fast") -> GenerateResult:
 def run_steps(steps: list[tuple[str, Callable[[], Result]]]) -> GenerateResult:
     """Each step in turn until one fails: every step's findings but passes, and the last step's summary and next."""
     done: list[Step] = []
-    findings: list[CheckFinding] = []
+    findings: list[Finding] = []
     result = Result()
     for step, run in steps:
         try:
@@ -83,9 +79,7 @@ def run_steps(steps: list[tuple[str, Callable[[], Result]]]) -> GenerateResult:
         except Refused as refused:
             result = Result(ok=False, findings=refused.findings, next=refused.next)
         done.append(Step(step=step, ok=result.ok))
-        findings += [
-            CheckFinding.model_validate(f, from_attributes=True) for f in result.findings if f.status != "pass"
-        ]
+        findings += [f for f in result.findings if f.status != "pass"]  # with the validator's excerpts and logs
         if not result.ok:
             stopped = "" if step == steps[-1][0] else f" Stopped at {step}; later steps did not run."
             return GenerateResult(

@@ -40,7 +40,7 @@ from bizon_forge.render import RenderResult
 from bizon_forge.server import resources, schemas
 from bizon_forge.source_describe import SourceDescribeResult
 from bizon_forge.spec import Batching, DestinationSpec, ErrorHandling, FieldSpec, FullRefresh, RecipeName, WriteMethod
-from bizon_forge.validators.report import SourceValidationResult, ValidationResult
+from bizon_forge.validators.report import ValidationResult
 from bizon_forge.workspace import Settings
 
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
@@ -84,7 +84,7 @@ def answer(result: Result) -> CallToolResult:
 
 
 def with_findings(model: type[Result], findings: list, **fields) -> Result:
-    # through model_validate: a result whose findings are a subclass (CheckFinding) takes plain ones
+    # through model_validate: whatever built them, the findings are validated as the model's own
     return model.model_validate({**fields, "findings": [f.model_dump(exclude_none=True) for f in findings]})
 
 
@@ -286,7 +286,7 @@ def _tree_tools(tool, on_worker) -> None:
         )
         return await on_worker(check, workspace, name)
 
-    @tool(CHECKS, SourceValidationResult)  # logs go to .bizon-forge/; only a local mock API is reached
+    @tool(CHECKS, ValidationResult)  # logs go to .bizon-forge/; only a local mock API is reached
     async def validate_source(
         name: str,
         ctx: Context,
@@ -294,7 +294,7 @@ def _tree_tools(tool, on_worker) -> None:
         recorded: Annotated[str | None, Field(description="folder of saved pages to serve")] = None,
         verbose: bool = False,
         workspace: WorkspaceArg = None,
-    ) -> Annotated[CallToolResult, SourceValidationResult]:
+    ) -> Annotated[CallToolResult, ValidationResult]:
         """Check a source. fast: static, discovery, get() against a local mock of its API; full: + its tests, a
         bizon run read back."""
 

@@ -7,6 +7,7 @@ import textwrap
 
 import pytest
 
+from bizon_forge.findings import EXCERPT_CHARS, passed
 from bizon_forge.server.app import build_server
 from bizon_forge.validators import catalog, formatting, live, runtime
 from bizon_forge.workspace import Settings
@@ -14,7 +15,7 @@ from tests.conftest import REPO
 
 THROWAWAY = """
 from bizon_forge.validators.catalog import Check, static
-from bizon_forge.validators.report import passed
+from bizon_forge.findings import passed
 
 
 @static(
@@ -123,3 +124,15 @@ def test_the_functions_answering_several_checks_declare_exactly_those():
     assert _ids(live.secrets_check) == ["live.bizon_secrets_check"]
     assert _ids(runtime.destination_tests) == ["tests.destination"]
     assert _ids(runtime.bizon_suite) == ["tests.bizon_suite"]
+
+
+def test_a_check_reports_through_its_declaration_with_its_id_and_its_fix():
+    check = catalog.SOURCES.by_id["tests.source"]
+    failure = check.fail("the tests failed", output="x" * 1000, log="logs/tests.log")
+    assert (failure.id, failure.status, failure.hint, failure.log) == (check.id, "fail", check.fix, "logs/tests.log")
+    assert failure.excerpt and len(failure.excerpt) == EXCERPT_CHARS  # the tool's output, trimmed to its end
+    assert check.fail("the tests failed", hint="Run them.").hint == "Run them."
+    assert check.warn("slow tests").hint == check.fix
+    assert check.passed() == passed(check.id, "ok")
+    assert check.skip("Not run.", "src.tests_present").blocked_by == "src.tests_present"
+    assert check.unmet({}) is None  # it requires nothing

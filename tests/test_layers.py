@@ -19,12 +19,6 @@ PENDING = {
     ("bizon_forge/source_render.py", "_environment"),
     ("bizon_forge/source_render.py", "_ruff_format"),
     ("bizon_forge/source_render.py", "_sample"),
-    # engine: the engine's log folder and summary are public, for both kinds (and for bench/floors.py)
-    ("validators/source_validation.py", "_log_dir"),
-    ("validators/source_validation.py", "_summary"),
-    ("validators/source_live.py", "_log_dir"),
-    ("bench/floors.py", "_log_dir"),
-    ("bench/floors.py", "_sub"),
 }
 
 

@@ -1,6 +1,6 @@
 """validate_destination: the guide's checklist plus the traps it misses, one finding per check; validate_source."""
 
-from bizon_forge.validators.report import SourceValidationResult, ValidationResult
+from bizon_forge.validators.report import ValidationResult
 
 
 def validate_destination(
@@ -12,7 +12,7 @@ def validate_destination(
     return run(ws, name, level=level, fix=fix, verbose=verbose, progress=progress, use_cache=use_cache)
 
 
-def validate_source(ws, name, **options) -> SourceValidationResult:
+def validate_source(ws, name, **options) -> ValidationResult:
     """See validators/source_validation.py; imported lazily so the server starts without yaml and the checks."""
     from bizon_forge.validators.source_validation import validate_source as run
 

@@ -5,11 +5,11 @@ import io
 import re
 import tokenize
 
+from bizon_forge.findings import Finding, failed, passed
 from bizon_forge.render import TODO, todo_tasks
 from bizon_forge.validators.catalog import Check, static
 from bizon_forge.validators.code import DestinationCode, is_stub
 from bizon_forge.validators.destination_syntax import short
-from bizon_forge.validators.report import CheckFinding, failed, passed
 
 PLACEHOLDER = re.compile(r"\{\{.{0,80}?\}\}|\{%.{0,80}?%\}")
 
@@ -28,7 +28,7 @@ def _line_of(text: str, index: int) -> int:
         origin="forge",
     ),
 )
-def todo_left(code: DestinationCode) -> CheckFinding:
+def todo_left(code: DestinationCode) -> Finding:
     hits = [(f.rel, _line_of(f.text, at), task) for f in code.files.values() for at, task in todo_tasks(f.text)]
     if not hits:
         return passed("agent.todo_left")
@@ -54,7 +54,7 @@ def todo_left(code: DestinationCode) -> CheckFinding:
         origin="forge",
     ),
 )
-def pass_body(code: DestinationCode) -> CheckFinding:
+def pass_body(code: DestinationCode) -> Finding:
     hits = []
     for f in code.src_files():
         for node in ast.walk(f.tree) if f.tree else []:
@@ -77,7 +77,7 @@ def pass_body(code: DestinationCode) -> CheckFinding:
         origin="forge",
     ),
 )
-def not_implemented(code: DestinationCode) -> CheckFinding:
+def not_implemented(code: DestinationCode) -> Finding:
     hits = []
     for f in code.src_files():
         for node in ast.walk(f.tree) if f.tree else []:
@@ -120,7 +120,7 @@ def _python_placeholders(text: str) -> list[int]:
         origin="forge",
     ),
 )
-def placeholder(code: DestinationCode) -> CheckFinding:
+def placeholder(code: DestinationCode) -> Finding:
     hits = []
     for f in code.src_files():  # not the tests: a test may hold a template on purpose
         if f.is_python:

@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 from bizon_forge.atomic import write_text
-from bizon_forge.validators.report import CheckFinding
+from bizon_forge.findings import Finding
 from bizon_forge.workspace import Workspace, read_regular
 
 SKIP_PARTS = {"__pycache__", ".pytest_cache", ".ruff_cache"}
@@ -56,7 +56,7 @@ def _path(ws: Workspace, name: str, unit: str) -> Path:
     return ws.state_dir / "cache" / name / f"{unit}.json"
 
 
-def load(ws: Workspace, name: str, unit: str, digest: str) -> list[CheckFinding] | None:
+def load(ws: Workspace, name: str, unit: str, digest: str) -> list[Finding] | None:
     path = _path(ws, name, unit)
     try:
         data = json.loads(read_regular(path))
@@ -64,10 +64,10 @@ def load(ws: Workspace, name: str, unit: str, digest: str) -> list[CheckFinding]
         return None
     if data.get("key") != digest:
         return None
-    return [CheckFinding.model_validate(f) for f in data["findings"]]
+    return [Finding.model_validate(f) for f in data["findings"]]
 
 
-def store(ws: Workspace, name: str, unit: str, digest: str, findings: list[CheckFinding]) -> None:
+def store(ws: Workspace, name: str, unit: str, digest: str, findings: list[Finding]) -> None:
     if any(f.status != "pass" for f in findings):
         _path(ws, name, unit).unlink(missing_ok=True)
         return

@@ -10,10 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
-if TYPE_CHECKING:
-    from bizon_forge.validators.report import CheckFinding
+from bizon_forge.findings import Finding, failed, passed, skipped, warned
 
 # The modules that declare checks, in the checklist's order.
 MODULES = tuple(
@@ -79,9 +78,39 @@ class Check:
     # proven: the summary counts it, the answer does not list it unless verbose.
     skip_is_not_applicable: bool = False
     kind: str = "destination"  # destination (validate_destination) | source (validate_source)
+    # Checks that must pass before this one can answer: while one did not, the engine answers this one as a skip
+    # naming it (blocked_by), and a unit need not run it.
+    requires: tuple[str, ...] = ()
+
+    # A check reports through its declaration: its id once, its fix the default hint of a failure or a warning.
+
+    def fail(
+        self,
+        message: str,
+        hint: str | None = None,
+        file: str | None = None,
+        line: int | None = None,
+        output: str | None = None,
+        log: str | None = None,
+    ) -> Finding:
+        return failed(self.id, message, hint or self.fix, file, line, output=output, log=log)
+
+    def warn(self, message: str, hint: str | None = None, file: str | None = None, line: int | None = None) -> Finding:
+        return warned(self.id, message, hint or self.fix, file, line)
+
+    def passed(self, message: str = "ok") -> Finding:
+        return passed(self.id, message)
+
+    def skip(self, message: str, blocked_by: str | None = None) -> Finding:
+        return skipped(self.id, message, blocked_by)
+
+    def unmet(self, found: dict[str, Finding], where: str = "") -> Finding | None:
+        """The skip this check is answered with while a check it requires did not pass (None: it may run)."""
+        first = next((r for r in self.requires if r not in found or found[r].status != "pass"), None)
+        return None if first is None else self.skip(f"Not run: {first} did not pass{where}.", first)
 
 
-StaticCheck = Callable[[Any], "CheckFinding"]  # a DestinationCode (or a SourceCode for a source)
+StaticCheck = Callable[[Any], Finding]  # a DestinationCode (or a SourceCode for a source)
 F = TypeVar("F", bound=Callable)
 _DECLARED = "declared_checks"  # the attribute a declaration puts on its function
 _STATIC = "is_static_check"
@@ -114,6 +143,11 @@ def answers(*declared: Check) -> Callable[[F], F]:
 def declared(fn: object) -> tuple[Check, ...]:
     """The checks a function declares (none for any other object)."""
     return getattr(fn, _DECLARED, ())
+
+
+def declared_ids(fn: object) -> list[str]:
+    """The ids of the checks a function answers, in its declaration's order."""
+    return [c.id for c in declared(fn)]
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ import ast
 from typing import cast
 
 from bizon_forge.connector import is_connector_module
+from bizon_forge.findings import Finding, failed, passed, skipped, warned
 from bizon_forge.validators.catalog import Check, static
 from bizon_forge.validators.code import (
     DestinationCode,
@@ -17,7 +18,6 @@ from bizon_forge.validators.code import (
     literal_member,
 )
 from bizon_forge.validators.destination_syntax import needs, needs_destination, needs_write_records, short
-from bizon_forge.validators.report import CheckFinding, failed, passed, skipped, warned
 
 # -- the guide's checklist: config ----------------------------------------------------------------
 
@@ -31,7 +31,7 @@ from bizon_forge.validators.report import CheckFinding, failed, passed, skipped,
         "Create an empty `src/__init__.py` in the destination folder.",
     ),
 )
-def init_file(code: DestinationCode) -> CheckFinding:
+def init_file(code: DestinationCode) -> Finding:
     if (code.ws.root / code.init_rel).is_file():
         return passed("checklist.init_file")
     return failed("checklist.init_file", f"{short(code.init_rel)} is missing.", file=code.init_rel)
@@ -48,7 +48,7 @@ def init_file(code: DestinationCode) -> CheckFinding:
         limits="Only a class defined in config.py is judged; an imported one is a skip.",
     ),
 )
-def details_base(code: DestinationCode) -> CheckFinding:
+def details_base(code: DestinationCode) -> Finding:
     if skip := needs(code, code.config_rel, "checklist.details_base"):
         return skip
     if code.main_config is None:
@@ -95,7 +95,7 @@ def details_base(code: DestinationCode) -> CheckFinding:
         "Derive the main config from `bizon.destination.config.AbstractDestinationConfig`.",
     ),
 )
-def config_base(code: DestinationCode) -> CheckFinding:
+def config_base(code: DestinationCode) -> Finding:
     if skip := needs(code, code.config_rel, "checklist.config_base"):
         if not (code.ws.root / code.config_rel).exists():
             return failed(
@@ -134,7 +134,7 @@ def config_base(code: DestinationCode) -> CheckFinding:
         explained_by=("source.syntax",),
     ),
 )
-def literal_name(code: DestinationCode) -> CheckFinding:
+def literal_name(code: DestinationCode) -> Finding:
     """The Literal names a member the enum has; naming *another destination's* member is the trap below."""
     if skip := needs(code, code.config_rel, "checklist.literal_name"):
         return skip
@@ -204,7 +204,7 @@ def _field_has_description(value: ast.expr | None) -> tuple[bool, bool]:
         'Declare it as `name: str = Field(..., description="What it is")`.',
     ),
 )
-def field_descriptions(code: DestinationCode) -> CheckFinding:
+def field_descriptions(code: DestinationCode) -> Finding:
     id = "checklist.field_descriptions"
     if skip := needs(code, code.config_rel, id):
         return skip
@@ -248,7 +248,7 @@ def field_descriptions(code: DestinationCode) -> CheckFinding:
         "Derive it from `bizon.destination.destination.AbstractDestination` and call `super().__init__(...)`.",
     ),
 )
-def destination_base(code: DestinationCode) -> CheckFinding:
+def destination_base(code: DestinationCode) -> Finding:
     rel = code.destination_rel
     if not (code.ws.root / rel).exists():
         return failed(
@@ -330,7 +330,7 @@ def _always_exits(stmts: list[ast.stmt]) -> bool:
         limits="Judges literal returns only: a returned variable or call is not followed (the pass says which).",
     ),
 )
-def check_connection_bool(code: DestinationCode) -> CheckFinding:
+def check_connection_bool(code: DestinationCode) -> Finding:
     id = "checklist.check_connection_bool"
     if skip := needs_destination(code, id):
         return skip
@@ -413,7 +413,7 @@ def _tuple_annotation_ok(ann: ast.expr) -> bool:
         limits="Judges literal returns only: a returned variable or call is not followed (the pass says which).",
     ),
 )
-def write_records_returns(code: DestinationCode) -> CheckFinding:
+def write_records_returns(code: DestinationCode) -> Finding:
     id = "checklist.write_records_returns"
     fn, answer = needs_write_records(code, id)
     if answer:
@@ -462,7 +462,7 @@ def _returns_failure(handler: ast.ExceptHandler) -> ast.Return | None:
         "In each `except` of write_records call `logger.error(...)` before `return False, message`.",
     ),
 )
-def errors_logged(code: DestinationCode) -> CheckFinding:
+def errors_logged(code: DestinationCode) -> Finding:
     id = "checklist.errors_logged"
     fn, answer = needs_write_records(code, id)
     if answer:

@@ -5,9 +5,9 @@ Each check takes the parsed DestinationCode and answers exactly one finding, wit
 A check whose input is missing because another check failed answers `skip`, so one mistake is one failure.
 """
 
+from bizon_forge.findings import Finding, failed, passed, skipped
 from bizon_forge.validators.catalog import Check, static
 from bizon_forge.validators.code import DestinationCode, inherits_bizon_destination, is_stub
-from bizon_forge.validators.report import CheckFinding, failed, passed, skipped
 
 
 def short(rel: str) -> str:
@@ -25,7 +25,7 @@ def short(rel: str) -> str:
         origin="forge",
     ),
 )
-def source_syntax(code: DestinationCode) -> CheckFinding:
+def source_syntax(code: DestinationCode) -> Finding:
     broken = [(f.rel, f.error) for f in [*code.python_files(), *code.registration.values()] if f.error is not None]
     if not broken:
         return passed("source.syntax")
@@ -39,12 +39,12 @@ def source_syntax(code: DestinationCode) -> CheckFinding:
     )
 
 
-def config_unreadable(code: DestinationCode, id: str) -> CheckFinding:
+def config_unreadable(code: DestinationCode, id: str) -> Finding:
     owner = "source.syntax" if code.config_rel in code.files else "checklist.config_base"
     return skipped(id, f"{code.config_rel} is missing or does not parse (see {owner}).", owner)
 
 
-def needs(code: DestinationCode, rel: str, id: str) -> CheckFinding | None:
+def needs(code: DestinationCode, rel: str, id: str) -> Finding | None:
     """A skip when `rel` is missing or does not parse (source.syntax or the file's own check reports that)."""
     f = code.files.get(rel)
     if f is None:
@@ -55,7 +55,7 @@ def needs(code: DestinationCode, rel: str, id: str) -> CheckFinding | None:
     return None
 
 
-def needs_destination(code: DestinationCode, id: str) -> CheckFinding | None:
+def needs_destination(code: DestinationCode, id: str) -> Finding | None:
     """A skip when destination.py is missing, does not parse or defines no destination class."""
     if (skip := needs(code, code.destination_rel, id)) is not None:
         if not (code.ws.root / code.destination_rel).exists():

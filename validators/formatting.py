@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bizon_forge.atomic import workspace_lock, write_all
+from bizon_forge.findings import Finding, failed, passed
 from bizon_forge.validators.catalog import Check, answers
-from bizon_forge.validators.report import CheckFinding, FixedFile, failed, passed
+from bizon_forge.validators.report import FixedFile
 from bizon_forge.workspace import REGISTRATION_FILES, Workspace, read_regular
 
 RUFF_TIMEOUT_S = 60
@@ -108,7 +109,7 @@ def _judged(rel: str, ours: dict[str, set[int]], first: int, last: int | None = 
         "Call validate_destination with fix=true for the fixable rules; fix the rest by hand.",
     ),
 )
-def check(ws: Workspace, rels: list[str], ours: dict[str, set[int]], log: Path) -> list[CheckFinding]:
+def check(ws: Workspace, rels: list[str], ours: dict[str, set[int]], log: Path) -> list[Finding]:
     """format.ruff_format and format.ruff_check, with their raw output written to `log`."""
     rels = [r for r in rels if (ws.root / r).is_file()]
     fmt = _ruff(ws, ["format", "--check", "--diff", "--no-cache", *rels])

@@ -5,9 +5,9 @@ from pathlib import Path
 
 from bizon_forge import dependencies, spec
 from bizon_forge.connector import RECEIVER_VAR, SCRATCH_VAR
+from bizon_forge.findings import Finding, failed, passed, skipped, warned
 from bizon_forge.validators.catalog import Check, answers, static
 from bizon_forge.validators.code import DestinationCode
-from bizon_forge.validators.report import CheckFinding, failed, passed, skipped, warned
 from bizon_forge.validators.runtime import PROBE_TIMEOUT_S, one_line, run_logged
 from bizon_forge.validators.scratch import lookup, references
 from bizon_forge.workspace import Workspace, read_regular
@@ -56,7 +56,7 @@ def destination_config(code: DestinationCode, rel: str) -> dict | None:
         origin="forge",
     ),
 )
-def check_config(code: DestinationCode) -> CheckFinding:
+def check_config(code: DestinationCode) -> Finding:
     rel = code.check_rel
     try:
         check = _load(code, rel)
@@ -120,7 +120,7 @@ def check_config(code: DestinationCode) -> CheckFinding:
         origin="forge",
     ),
 )
-def check_references(code: DestinationCode) -> CheckFinding:
+def check_references(code: DestinationCode) -> Finding:
     """live.check_references: every env://NAME of the check config is set where bizon run would find it."""
     id, rel = "live.check_references", code.check_rel
     path = code.ws.root / rel
@@ -164,7 +164,7 @@ def check_references(code: DestinationCode) -> CheckFinding:
         origin="facts",
     ),
 )
-def secrets_check(ws: Workspace, check: str, cwd: Path, log: Path, env: dict[str, str]) -> CheckFinding:
+def secrets_check(ws: Workspace, check: str, cwd: Path, log: Path, env: dict[str, str]) -> Finding:
     """live.bizon_secrets_check: bizon's own masked dry run of the check config's references, with exactly the
     variables the live checks get (its find_dotenv also reads the tree's .env, as `bizon run` does)."""
     id = "live.bizon_secrets_check"
@@ -201,7 +201,7 @@ def secrets_check(ws: Workspace, check: str, cwd: Path, log: Path, env: dict[str
         origin="forge",
     ),
 )
-def example_values(code: DestinationCode) -> CheckFinding:
+def example_values(code: DestinationCode) -> Finding:
     """live.example_values: the example config holds no value render_destination made up."""
     id = "live.example_values"
     details = destination_config(code, code.example_rel)

@@ -5,10 +5,10 @@ from typing import cast
 
 import yaml
 
+from bizon_forge.findings import Finding, failed, passed, skipped
 from bizon_forge.registry import union_node
 from bizon_forge.validators.catalog import Check, static
 from bizon_forge.validators.code import DestinationCode
-from bizon_forge.validators.report import CheckFinding, failed, passed, skipped
 from bizon_forge.workspace import ENUM_FILE, FACTORY_FILE, MODELS_FILE
 
 
@@ -26,7 +26,7 @@ def _unparsable(code: DestinationCode, rel: str) -> bool:
         explained_by=("source.syntax",),
     ),
 )
-def enum(code: DestinationCode) -> CheckFinding:
+def enum(code: DestinationCode) -> Finding:
     id = "registration.enum"
     if _unparsable(code, ENUM_FILE):
         return skipped(id, f"{ENUM_FILE} does not parse (see source.syntax).", "source.syntax")
@@ -53,7 +53,7 @@ def enum(code: DestinationCode) -> CheckFinding:
         explained_by=("source.syntax",),
     ),
 )
-def union(code: DestinationCode) -> CheckFinding:
+def union(code: DestinationCode) -> Finding:
     id = "registration.union"
     if _unparsable(code, MODELS_FILE):
         return skipped(id, f"{MODELS_FILE} does not parse (see source.syntax).", "source.syntax")
@@ -88,7 +88,7 @@ def union(code: DestinationCode) -> CheckFinding:
         explained_by=("source.syntax",),
     ),
 )
-def factory(code: DestinationCode) -> CheckFinding:
+def factory(code: DestinationCode) -> Finding:
     id = "registration.factory"
     if _unparsable(code, FACTORY_FILE):
         return skipped(id, f"{FACTORY_FILE} does not parse (see source.syntax).", "source.syntax")
@@ -127,7 +127,7 @@ def _example_name(code: DestinationCode) -> str | None:
         explained_by=("source.syntax", "registration.enum", "registration.factory", "checklist.literal_name"),
     ),
 )
-def same_name(code: DestinationCode) -> CheckFinding:
+def same_name(code: DestinationCode) -> Finding:
     id = "registration.same_name"
     member = code.member
     if member is None:

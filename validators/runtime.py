@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bizon_forge.findings import Finding, failed, passed, skipped
 from bizon_forge.validators.catalog import (
     BUILD_BLOCKERS,
     DATA_BLOCKERS,
@@ -25,7 +26,6 @@ from bizon_forge.validators.catalog import (
     Check,
     answers,
 )
-from bizon_forge.validators.report import CheckFinding, failed, passed, skipped
 from bizon_forge.workspace import Workspace, tied_to_server
 
 PROBES = Path(__file__).parent / "probes"  # scripts run in the workspace's interpreter
@@ -234,7 +234,7 @@ def probe(
     cwd: Path,
     log: Path,
     env: dict[str, str],
-) -> list[CheckFinding]:
+) -> list[Finding]:
     """import.models, import.config_validate and, given a check config, contract.* against its target."""
     script = PROBES / "contract_probe.py"
     contract = check is not None
@@ -268,7 +268,7 @@ def probe(
     return out
 
 
-def _probe_failure(ws: Workspace, name: str, id: str, got: dict, example: str, run: Run) -> CheckFinding:
+def _probe_failure(ws: Workspace, name: str, id: str, got: dict, example: str, run: Run) -> Finding:
     error = got["error"]
     file, line = _innermost_frame(got.get("trace", ""), ws.root)
     messages = {
@@ -371,7 +371,7 @@ def _first_failure(tail: str) -> tuple[str | None, int | None]:
         needs_finished_code=True,
     ),
 )
-def destination_tests(ws: Workspace, tests_dir: str, scratch: Path, log: Path) -> CheckFinding:
+def destination_tests(ws: Workspace, tests_dir: str, scratch: Path, log: Path) -> Finding:
     id = "tests.destination"
     folder = ws.root / tests_dir
     if not folder.is_dir() or not any(folder.rglob("test_*.py")):
@@ -401,7 +401,7 @@ def destination_tests(ws: Workspace, tests_dir: str, scratch: Path, log: Path) -
         explained_by=(*IMPORT_BLOCKERS, "import.models"),
     ),
 )
-def bizon_suite(ws: Workspace, scratch: Path, log: Path) -> CheckFinding:
+def bizon_suite(ws: Workspace, scratch: Path, log: Path) -> Finding:
     id = "tests.bizon_suite"
     present = [t for t in BIZON_SUITE if (ws.root / t).is_file()]
     if not present:
@@ -417,7 +417,7 @@ def bizon_suite(ws: Workspace, scratch: Path, log: Path) -> CheckFinding:
     return _pytest_finding(id, run_logged(ws, cmd, scratch, log, TESTS_TIMEOUT_S), " + ".join(present))
 
 
-def _pytest_finding(id: str, run: Run, what: str) -> CheckFinding:
+def _pytest_finding(id: str, run: Run, what: str) -> Finding:
     summary = _pytest_summary(run.tail)
     if run.timed_out:
         return failed(id, f"pytest {what} timed out after {TESTS_TIMEOUT_S} s.", output=run.tail, log=run.log)
@@ -801,7 +801,7 @@ def smoke(ws: Workspace, name: str, check: str, run_id: str, which: tuple, cwd: 
     return [_judge_run(ws, name, id, *runs[id], read.get(runs[id][0]) or setup, reading) for id in runs]
 
 
-def _judge_run(ws, name, id, destination_id, what, run: Run, read: dict | None, reading: Run) -> CheckFinding:
+def _judge_run(ws, name, id, destination_id, what, run: Run, read: dict | None, reading: Run) -> Finding:
     if run.timed_out:
         return failed(id, f"{what} did not finish in {SMOKE_TIMEOUT_S} s.", output=run.tail, log=run.log)
     if run.returncode != 0:

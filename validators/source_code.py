@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bizon_forge.connector import Connector
+from bizon_forge.findings import Finding, failed, passed, skipped
 from bizon_forge.validators.catalog import Check, static
 from bizon_forge.validators.code import (
     SourceFile,
@@ -22,7 +23,6 @@ from bizon_forge.validators.code import (
     read_source,
     top_classes,
 )
-from bizon_forge.validators.report import CheckFinding, failed, passed, skipped
 from bizon_forge.workspace import Workspace
 
 REQUIRED_METHODS = (
@@ -100,7 +100,7 @@ class SourceCode:
         return [s for s in found[1].body if isinstance(s, ast.FunctionDef)]
 
 
-def _needs_source(code: SourceCode, id: str) -> CheckFinding | None:
+def _needs_source(code: SourceCode, id: str) -> Finding | None:
     if not code.files:
         return skipped(id, f"{code.connector.dir}/src/ holds no Python file (see src.layout).", "src.layout")
     if any(f.tree is None for f in code.files.values()):
@@ -121,7 +121,7 @@ def _needs_source(code: SourceCode, id: str) -> CheckFinding | None:
         kind="source",
     )
 )
-def src_layout(code: SourceCode) -> CheckFinding:
+def src_layout(code: SourceCode) -> Finding:
     if code.files:
         return passed("src.layout", f"{len(code.files)} file(s) in {code.connector.dir}/src/")
     return failed("src.layout", f"{code.connector.dir}/src/ holds no Python file.")
@@ -138,7 +138,7 @@ def src_layout(code: SourceCode) -> CheckFinding:
         kind="source",
     )
 )
-def src_syntax(code: SourceCode) -> CheckFinding:
+def src_syntax(code: SourceCode) -> Finding:
     if not code.files:
         return skipped("src.syntax", "No file to parse (see src.layout).", "src.layout")
     for rel, f in code.files.items():
@@ -157,7 +157,7 @@ def src_syntax(code: SourceCode) -> CheckFinding:
         kind="source",
     )
 )
-def src_config_base(code: SourceCode) -> CheckFinding:
+def src_config_base(code: SourceCode) -> Finding:
     if not code.files or any(f.tree is None for f in code.files.values()):
         return skipped("src.config_base", "Nothing parsed to read (see src.layout, src.syntax).", "src.syntax")
     found = code.config_class
@@ -176,7 +176,7 @@ def src_config_base(code: SourceCode) -> CheckFinding:
         kind="source",
     )
 )
-def src_source_base(code: SourceCode) -> CheckFinding:
+def src_source_base(code: SourceCode) -> Finding:
     if not code.files or any(f.tree is None for f in code.files.values()):
         return skipped("src.source_base", "Nothing parsed to read (see src.layout, src.syntax).", "src.syntax")
     found = code.source_class
@@ -196,7 +196,7 @@ def src_source_base(code: SourceCode) -> CheckFinding:
         kind="source",
     )
 )
-def src_methods(code: SourceCode) -> CheckFinding:
+def src_methods(code: SourceCode) -> Finding:
     if skip := _needs_source(code, "src.methods"):
         return skip
     missing = [m for m in REQUIRED_METHODS if code.method(m) is None]
@@ -234,7 +234,7 @@ def _get_methods(code: SourceCode) -> list[ast.FunctionDef]:
         kind="source",
     )
 )
-def src_first_page(code: SourceCode) -> CheckFinding:
+def src_first_page(code: SourceCode) -> Finding:
     if skip := _needs_source(code, "src.first_page"):
         return skip
     rel = code.source_class[0] if code.source_class else None
@@ -277,7 +277,7 @@ def _calls(fn: ast.AST, callee: str) -> list[ast.Call]:
         kind="source",
     )
 )
-def src_pagination_dict(code: SourceCode) -> CheckFinding:
+def src_pagination_dict(code: SourceCode) -> Finding:
     if skip := _needs_source(code, "src.pagination_dict"):
         return skip
     rel = code.source_class[0] if code.source_class else None
@@ -303,7 +303,7 @@ def src_pagination_dict(code: SourceCode) -> CheckFinding:
         kind="source",
     )
 )
-def src_data_dict(code: SourceCode) -> CheckFinding:
+def src_data_dict(code: SourceCode) -> Finding:
     if skip := _needs_source(code, "src.data_dict"):
         return skip
     rel = code.source_class[0] if code.source_class else None
@@ -339,7 +339,7 @@ def _catches_http(handler: ast.ExceptHandler) -> bool:
         kind="source",
     )
 )
-def src_errors_raised(code: SourceCode) -> CheckFinding:
+def src_errors_raised(code: SourceCode) -> Finding:
     if skip := _needs_source(code, "src.errors_raised"):
         return skip
     rel = code.source_class[0] if code.source_class else None
@@ -374,7 +374,7 @@ def src_errors_raised(code: SourceCode) -> CheckFinding:
         kind="source",
     )
 )
-def src_retries_http(code: SourceCode) -> CheckFinding:
+def src_retries_http(code: SourceCode) -> Finding:
     if skip := _needs_source(code, "src.retries_http"):
         return skip
     rel = code.source_class[0] if code.source_class else None
@@ -417,7 +417,7 @@ HTTP_VERBS = ("get", "post", "put", "patch", "delete", "request", "head")
         kind="source",
     )
 )
-def src_timeout(code: SourceCode) -> CheckFinding:
+def src_timeout(code: SourceCode) -> Finding:
     if skip := _needs_source(code, "src.timeout"):
         return skip
     for rel, f in code.files.items():
@@ -467,7 +467,7 @@ def _secretish(node: ast.AST) -> str | None:
         kind="source",
     )
 )
-def src_secrets_not_logged(code: SourceCode) -> CheckFinding:
+def src_secrets_not_logged(code: SourceCode) -> Finding:
     if not code.files or any(f.tree is None for f in code.files.values()):
         return skipped("src.secrets_not_logged", "Nothing parsed to read (see src.syntax).", "src.syntax")
     for rel, f in code.files.items():
@@ -493,7 +493,7 @@ def src_secrets_not_logged(code: SourceCode) -> CheckFinding:
         kind="source",
     )
 )
-def src_tests_present(code: SourceCode) -> CheckFinding:
+def src_tests_present(code: SourceCode) -> Finding:
     folder = code.tests_dir
     if folder.is_dir() and any(folder.rglob("test_*.py")):
         return passed("src.tests_present")

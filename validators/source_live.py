@@ -43,9 +43,9 @@ from bizon_forge.atomic import workspace_lock, write_all
 from bizon_forge.connector import Connector
 from bizon_forge.findings import Finding, Refused, Result, failed, warned
 from bizon_forge.source_spec import SourceSpec, StreamSpec
+from bizon_forge.validators.engine import log_dir
 from bizon_forge.validators.runtime import Run, run_logged
 from bizon_forge.validators.scratch import lookup, references
-from bizon_forge.validators.validation import _log_dir
 from bizon_forge.workspace import Workspace, read_regular
 
 PROBE = Path(__file__).parent / "probes" / "source_live_probe.py"
@@ -431,7 +431,7 @@ def live_read(ws: Workspace, name: str, max_pages: int = 3, save: str | None = N
     spec = _refuse(ws, name, max_pages)
     folder = _folder(ws, save)
     config = _config(ws, name)
-    logs = _log_dir(ws, f"live-{name}")
+    logs = log_dir(ws, f"live-{name}")
     run, lines = _probe(ws, spec, config, max_pages, logs)
     _scrub(ws.root / run.log, config.secrets)
     streams = [

@@ -8,6 +8,7 @@ full adds the source's own tests and a real `bizon run` per stream from the mock
 read back. Every subprocess can reach 127.0.0.1 only (loopback_only.py): nothing real is touched.
 """
 
+import functools
 import json
 import math
 import re
@@ -16,31 +17,29 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from bizon_forge import interpreter, source_spec
+from bizon_forge import source_spec
 from bizon_forge.atomic import workspace_lock
 from bizon_forge.connector import Connector
-from bizon_forge.findings import Refused
+from bizon_forge.findings import Finding, Refused, failed, skipped
 from bizon_forge.source_spec import SourceSpec, StreamSpec
-from bizon_forge.validators import catalog
-from bizon_forge.validators.catalog import Check, answers
+from bizon_forge.validators import catalog, engine
+from bizon_forge.validators.catalog import Check, answers, declared, declared_ids
+from bizon_forge.validators.engine import Kind, Progress, Units, run_example
 from bizon_forge.validators.fakes import mock_api
-from bizon_forge.validators.report import CheckFinding, SourceValidationResult, explained, failed, passed, skipped
+from bizon_forge.validators.report import ValidationResult
 from bizon_forge.validators.runtime import PYTEST_ARGS, SMOKE_RUNNER, Run, run_logged
 from bizon_forge.validators.scratch import references
 from bizon_forge.validators.source_code import SourceCode
-from bizon_forge.validators.validation import _log_dir, _summary, run_example
 from bizon_forge.workspace import Workspace, read_regular
 
 PROBES = Path(__file__).parent / "probes"  # run in the workspace's interpreter
 
-Progress = Callable[[float, float, str], None]
 PROBE_TIMEOUT_S = 90
 RUN_TIMEOUT_S = 90
 TESTS_TIMEOUT_S = 300
@@ -148,48 +147,54 @@ def _env(scratch: Path) -> dict[str, str]:
 # -- discovery -----------------------------------------------------------------------------------------
 
 
-@answers(
-    Check(
-        "discovery.source_list",
-        DISCOVERY,
-        "`bizon source list`, in the workspace's Python, lists the source with every stream of its spec.",
-        "bizon finds sources by folder; an import error makes it print `NOT AVAILABLE` (exit 0) and a syntax error "
-        "drops it from the list: the exit code says nothing, so the listing is read.",
-        "Read the excerpt: an import error of the source's module is logged above the listing.",
-        origin="facts",
-        explained_by=("src.syntax", "src.layout", "src.source_base", "src.methods"),
-        kind="source",
-    ),
-    Check(
-        "discovery.stream_list",
-        DISCOVERY,
-        "`bizon stream list NAME` lists every stream of the spec, `[Supports incremental]` where the spec names "
-        "a cursor_field.",
-        "It is how bizon (and a user) learns the streams; incremental support is read from get_records_after.",
-        "streams() must return the spec's stream names; implement get_records_after for an incremental stream.",
-        origin="facts",
-        explained_by=("src.syntax", "src.layout", "src.source_base", "src.methods", "discovery.source_list"),
-        kind="source",
-    ),
+DISCOVERY_SOURCE_LIST = Check(
+    "discovery.source_list",
+    DISCOVERY,
+    "`bizon source list`, in the workspace's Python, lists the source with every stream of its spec.",
+    "bizon finds sources by folder; an import error makes it print `NOT AVAILABLE` (exit 0) and a syntax error "
+    "drops it from the list: the exit code says nothing, so the listing is read.",
+    "Read the excerpt: an import error of the source's module is logged above the listing.",
+    origin="facts",
+    explained_by=("src.syntax", "src.layout", "src.source_base", "src.methods"),
+    kind="source",
 )
-def discovery(ws: Workspace, spec: SourceSpec | None, name: str, scratch: Path, logs: Path) -> list[CheckFinding]:
+
+
+DISCOVERY_STREAM_LIST = Check(
+    "discovery.stream_list",
+    DISCOVERY,
+    "`bizon stream list NAME` lists every stream of the spec, `[Supports incremental]` where the spec names "
+    "a cursor_field.",
+    "It is how bizon (and a user) learns the streams; incremental support is read from get_records_after.",
+    "streams() must return the spec's stream names; implement get_records_after for an incremental stream.",
+    origin="facts",
+    explained_by=("src.syntax", "src.layout", "src.source_base", "src.methods", "discovery.source_list"),
+    kind="source",
+)
+
+
+@answers(
+    DISCOVERY_SOURCE_LIST,
+    DISCOVERY_STREAM_LIST,
+)
+def discovery(ws: Workspace, spec: SourceSpec | None, name: str, scratch: Path, logs: Path) -> list[Finding]:
     base = [ws.python(), "-m", "bizon.cli.main"]
     listed = run_logged(ws, [*base, "source", "list"], scratch, logs / "source-list.log", PROBE_TIMEOUT_S)
     wanted = [s.name for s in spec.streams] if spec else []
     line = next((ln for ln in _stdout_lines(listed) if ln.split(" - ", 1)[0].strip() == name), None)
-    out: list[CheckFinding] = []
+    out: list[Finding] = []
     if line is None:
-        out.append(failed("discovery.source_list", f"`bizon source list` does not list {name}.", output=listed.tail))
+        out.append(DISCOVERY_SOURCE_LIST.fail(f"`bizon source list` does not list {name}.", output=listed.tail))
     elif "NOT AVAILABLE" in line:
         msg = f"`bizon source list` says `{line.strip()[:120]}`: importing the source failed."
-        out.append(failed("discovery.source_list", msg, output=listed.tail, log=listed.log))
+        out.append(DISCOVERY_SOURCE_LIST.fail(msg, output=listed.tail, log=listed.log))
     else:
         missing = [s for s in wanted if repr(s) not in line and f'"{s}"' not in line]
         if missing:
             msg = f"`bizon source list` lists {name} without the stream(s) {', '.join(missing)}: {line.strip()[:160]}"
-            out.append(failed("discovery.source_list", msg))
+            out.append(DISCOVERY_SOURCE_LIST.fail(msg))
         else:
-            out.append(passed("discovery.source_list", line.strip()[:160]))
+            out.append(DISCOVERY_SOURCE_LIST.passed(line.strip()[:160]))
     streams = run_logged(ws, [*base, "stream", "list", name], scratch, logs / "stream-list.log", PROBE_TIMEOUT_S)
     lines = _stdout_lines(streams)
     shown = {ln.rsplit(" - ", 1)[-1].strip(): ln for ln in lines if ln.startswith("[")}
@@ -202,11 +207,9 @@ def discovery(ws: Workspace, spec: SourceSpec | None, name: str, scratch: Path, 
     if not shown:
         problems.append("no stream is listed")
     if problems:
-        out.append(
-            failed("discovery.stream_list", f"`bizon stream list {name}`: {'; '.join(problems)}.", log=streams.log)
-        )
+        out.append(DISCOVERY_STREAM_LIST.fail(f"`bizon stream list {name}`: {'; '.join(problems)}.", log=streams.log))
     else:
-        out.append(passed("discovery.stream_list", ", ".join(shown.values())[:200]))
+        out.append(DISCOVERY_STREAM_LIST.passed(", ".join(shown.values())[:200]))
     return out
 
 
@@ -218,127 +221,160 @@ def _stdout_lines(run: Run) -> list[str]:
 # -- the contract ------------------------------------------------------------------------------------------
 
 
+PULL_BUILD = Check(
+    "pull.build",
+    CONTRACT,
+    "The source builds as bizon's runner builds it (discovery by name and stream, its config class validating "
+    "the check config's `source:` section pointed at the local mock API).",
+    "Every run starts there.",
+    "Read the excerpt: the config's validation or the source's __init__ raised.",
+    explained_by=("src.syntax", "src.source_base", "src.config_base", "src.methods", "discovery.source_list"),
+    kind="source",
+)
+
+
+PULL_PAGINATION_ENDS = Check(
+    "pull.pagination_ends",
+    CONTRACT,
+    "Looping get() from `{}` as bizon's producer does ends with next_pagination `{}`, after the API's last "
+    "page, within 3x the pages the mock serves.",
+    "bizon stops only on an empty next_pagination: no page limit, no repeated-cursor check. A pagination that "
+    "never empties loops until killed and publishes nothing; one that stops early loses the last pages.",
+    "Return `{}` when the API says there is no next page (null cursor, no next URL, a short or empty page), and "
+    "send the cursor where the spec says (a misplaced cursor gets page 1 again).",
+    origin="facts",
+    explained_by=LOOP,
+    kind="source",
+)
+
+
+PULL_HTTP_ERRORS_RAISE = Check(
+    "pull.http_errors_raise",
+    CONTRACT,
+    "An HTTP error the source is answered ends get() with an exception, never with an empty last page.",
+    "A swallowed error (try/except returning [] and `{}`, or a session without raise_for_status) makes bizon "
+    "end the run green with records missing.",
+    "Let the error raise after the session's retries: `response.raise_for_status()` and no broad except.",
+    limits="Judged when the mock's 429 or 503 reaches get() (no retry took it): a source whose retries absorb "
+    "every fault passes here; src.errors_raised reads the code for the rest.",
+    origin="facts",
+    explained_by=BUILD,
+    kind="source",
+)
+
+
+PULL_RETRY_429 = Check(
+    "pull.retry_429",
+    CONTRACT,
+    "A 429 with `Retry-After: 1` on the second page is retried, not sooner than it says.",
+    "APIs rate-limit; bizon's own session retries on https:// only, so over the mock's http:// only the "
+    "source's own retries count (and over https a 429 without Retry-After is not retried at all).",
+    "Mount Retry(status_forcelist=[429, ...], respect_retry_after_header=True) on http:// and https:// of "
+    "self.session.",
+    explained_by=(*BUILD, "pull.auth_sent"),
+    kind="source",
+)
+
+
+PULL_RETRY_5XX = Check(
+    "pull.retry_5xx",
+    CONTRACT,
+    "A 503 on the third page is retried and the stream goes on.",
+    "An exception in get() ends bizon's run (the engine never retries a page).",
+    "Put 500, 502, 503, 504 in the retry adapter's status_forcelist.",
+    explained_by=(*BUILD, "pull.auth_sent", "pull.retry_429"),
+    kind="source",
+)
+
+
+PULL_AUTH_SENT = Check(
+    "pull.auth_sent",
+    CONTRACT,
+    "Every request carries the spec's authentication as the mock checks it (no 401).",
+    "get_authenticator() sets session.auth; a request made outside self.session, or the wrong AuthBuilder, sends none.",
+    "Return AuthBuilder.token/basic/oauth2(params=...) from get_authenticator and make every request through "
+    "self.session.",
+    explained_by=BUILD,
+    kind="source",
+)
+
+
+PULL_EVERY_RECORD_ONCE = Check(
+    "pull.every_record_once",
+    CONTRACT,
+    "Every record the mock served comes out of get() exactly once (none lost, none twice).",
+    "The guide's Step 4 and the point of a source: bizon neither dedupes nor notices a lost page.",
+    "Read which records are missing or doubled and on which page: an off-by-one end test, an offset advanced by "
+    "page_size instead of the records received, a cursor read from the wrong page.",
+    explained_by=("pull.pagination_ends", *LOOP),
+    kind="source",
+)
+
+
+PULL_IDS_UNIQUE = Check(
+    "pull.ids_unique",
+    CONTRACT,
+    "SourceRecord ids are unique across every page and are the records' id_field.",
+    "bizon does not dedupe; ids that collide across pages (a page index, a wrong field) merge records downstream.",
+    "`SourceRecord(id=str(row[<id_field>]), ...)`.",
+    explained_by=("pull.pagination_ends", *LOOP),
+    kind="source",
+)
+
+
+PULL_FULL_RECORDS = Check(
+    "pull.full_records",
+    CONTRACT,
+    "Each record's `data` is the full record as the API served it (same keys, same values, nested objects kept).",
+    "The guide's Step 4: full records as dict; downstream models read `source_data`.",
+    "Pass the record itself as data, not a subset or a re-keyed copy.",
+    explained_by=LOOP,
+    kind="source",
+)
+
+
+PULL_SECRETS_NOT_LOGGED = Check(
+    "pull.secrets_not_logged",
+    CONTRACT,
+    "The contract run's output (the source's logs) holds none of the credentials the mock issued.",
+    "Logs are kept and shared; bizon itself logs no credential, but an HTTPError names the full URL (a key "
+    "sent in the query string lands in the log).",
+    "Send keys in headers, and never log the config, its authentication or the request's headers.",
+    origin="facts",
+    skip_is_not_applicable=True,
+    explained_by=BUILD,
+    kind="source",
+)
+
+
+PULL_INCREMENTAL = Check(
+    "pull.incremental",
+    CONTRACT,
+    "With a cursor_field in the spec: get_records_after(last_run) brings exactly the records changed since, "
+    "sending the filter parameter where the spec says (query, or the POST body for pattern E).",
+    "bizon calls it on every run after the first; a filter sent in the wrong place brings everything again.",
+    "Send updated_after_param = source_state.last_run (aware UTC ISO 8601) where the spec says, or filter "
+    "client-side on parsed datetimes.",
+    limits="Not judged: the watermark bizon keeps between runs (full's run is one full refresh).",
+    skip_is_not_applicable=True,
+    explained_by=(*LOOP, "pull.pagination_ends"),
+    requires=("pull.pagination_ends",),
+    kind="source",
+)
+
+
 @answers(
-    Check(
-        "pull.build",
-        CONTRACT,
-        "The source builds as bizon's runner builds it (discovery by name and stream, its config class validating "
-        "the check config's `source:` section pointed at the local mock API).",
-        "Every run starts there.",
-        "Read the excerpt: the config's validation or the source's __init__ raised.",
-        explained_by=("src.syntax", "src.source_base", "src.config_base", "src.methods", "discovery.source_list"),
-        kind="source",
-    ),
-    Check(
-        "pull.pagination_ends",
-        CONTRACT,
-        "Looping get() from `{}` as bizon's producer does ends with next_pagination `{}`, after the API's last "
-        "page, within 3x the pages the mock serves.",
-        "bizon stops only on an empty next_pagination: no page limit, no repeated-cursor check. A pagination that "
-        "never empties loops until killed and publishes nothing; one that stops early loses the last pages.",
-        "Return `{}` when the API says there is no next page (null cursor, no next URL, a short or empty page), and "
-        "send the cursor where the spec says (a misplaced cursor gets page 1 again).",
-        origin="facts",
-        explained_by=LOOP,
-        kind="source",
-    ),
-    Check(
-        "pull.http_errors_raise",
-        CONTRACT,
-        "An HTTP error the source is answered ends get() with an exception, never with an empty last page.",
-        "A swallowed error (try/except returning [] and `{}`, or a session without raise_for_status) makes bizon "
-        "end the run green with records missing.",
-        "Let the error raise after the session's retries: `response.raise_for_status()` and no broad except.",
-        limits="Judged when the mock's 429 or 503 reaches get() (no retry took it): a source whose retries absorb "
-        "every fault passes here; src.errors_raised reads the code for the rest.",
-        origin="facts",
-        explained_by=BUILD,
-        kind="source",
-    ),
-    Check(
-        "pull.retry_429",
-        CONTRACT,
-        "A 429 with `Retry-After: 1` on the second page is retried, not sooner than it says.",
-        "APIs rate-limit; bizon's own session retries on https:// only, so over the mock's http:// only the "
-        "source's own retries count (and over https a 429 without Retry-After is not retried at all).",
-        "Mount Retry(status_forcelist=[429, ...], respect_retry_after_header=True) on http:// and https:// of "
-        "self.session.",
-        explained_by=(*BUILD, "pull.auth_sent"),
-        kind="source",
-    ),
-    Check(
-        "pull.retry_5xx",
-        CONTRACT,
-        "A 503 on the third page is retried and the stream goes on.",
-        "An exception in get() ends bizon's run (the engine never retries a page).",
-        "Put 500, 502, 503, 504 in the retry adapter's status_forcelist.",
-        explained_by=(*BUILD, "pull.auth_sent", "pull.retry_429"),
-        kind="source",
-    ),
-    Check(
-        "pull.auth_sent",
-        CONTRACT,
-        "Every request carries the spec's authentication as the mock checks it (no 401).",
-        "get_authenticator() sets session.auth; a request made outside self.session, or the wrong AuthBuilder, "
-        "sends none.",
-        "Return AuthBuilder.token/basic/oauth2(params=...) from get_authenticator and make every request through "
-        "self.session.",
-        explained_by=BUILD,
-        kind="source",
-    ),
-    Check(
-        "pull.every_record_once",
-        CONTRACT,
-        "Every record the mock served comes out of get() exactly once (none lost, none twice).",
-        "The guide's Step 4 and the point of a source: bizon neither dedupes nor notices a lost page.",
-        "Read which records are missing or doubled and on which page: an off-by-one end test, an offset advanced by "
-        "page_size instead of the records received, a cursor read from the wrong page.",
-        explained_by=("pull.pagination_ends", *LOOP),
-        kind="source",
-    ),
-    Check(
-        "pull.ids_unique",
-        CONTRACT,
-        "SourceRecord ids are unique across every page and are the records' id_field.",
-        "bizon does not dedupe; ids that collide across pages (a page index, a wrong field) merge records downstream.",
-        "`SourceRecord(id=str(row[<id_field>]), ...)`.",
-        explained_by=("pull.pagination_ends", *LOOP),
-        kind="source",
-    ),
-    Check(
-        "pull.full_records",
-        CONTRACT,
-        "Each record's `data` is the full record as the API served it (same keys, same values, nested objects kept).",
-        "The guide's Step 4: full records as dict; downstream models read `source_data`.",
-        "Pass the record itself as data, not a subset or a re-keyed copy.",
-        explained_by=LOOP,
-        kind="source",
-    ),
-    Check(
-        "pull.secrets_not_logged",
-        CONTRACT,
-        "The contract run's output (the source's logs) holds none of the credentials the mock issued.",
-        "Logs are kept and shared; bizon itself logs no credential, but an HTTPError names the full URL (a key "
-        "sent in the query string lands in the log).",
-        "Send keys in headers, and never log the config, its authentication or the request's headers.",
-        origin="facts",
-        skip_is_not_applicable=True,
-        explained_by=BUILD,
-        kind="source",
-    ),
-    Check(
-        "pull.incremental",
-        CONTRACT,
-        "With a cursor_field in the spec: get_records_after(last_run) brings exactly the records changed since, "
-        "sending the filter parameter where the spec says (query, or the POST body for pattern E).",
-        "bizon calls it on every run after the first; a filter sent in the wrong place brings everything again.",
-        "Send updated_after_param = source_state.last_run (aware UTC ISO 8601) where the spec says, or filter "
-        "client-side on parsed datetimes.",
-        limits="Not judged: the watermark bizon keeps between runs (full's run is one full refresh).",
-        skip_is_not_applicable=True,
-        explained_by=(*LOOP, "pull.pagination_ends"),
-        kind="source",
-    ),
+    PULL_BUILD,
+    PULL_PAGINATION_ENDS,
+    PULL_HTTP_ERRORS_RAISE,
+    PULL_RETRY_429,
+    PULL_RETRY_5XX,
+    PULL_AUTH_SENT,
+    PULL_EVERY_RECORD_ONCE,
+    PULL_IDS_UNIQUE,
+    PULL_FULL_RECORDS,
+    PULL_SECRETS_NOT_LOGGED,
+    PULL_INCREMENTAL,
 )
 def contract(
     ws: Workspace,
@@ -347,7 +383,7 @@ def contract(
     scratch: Path,
     logs: Path,
     recorded: str | None,
-) -> list[CheckFinding]:
+) -> list[Finding]:
     with mock_api.start(spec.model_dump(mode="json"), recorded=recorded) as api:
         config = source_config(ws, spec, stream.name, api)
         log = logs / f"contract-{stream.name}.log"
@@ -415,26 +451,24 @@ def _judge(
     report: dict,
     secrets: list[str],
     output: str,
-) -> dict[str, CheckFinding]:
-    f: dict[str, CheckFinding] = {}
+) -> dict[str, Finding]:
+    f: dict[str, Finding] = {}
     s = report["streams"][stream.name]
     where = f"stream {stream.name}"
     build = steps.get("build")
     leaked = [x for x in secrets if x and x in output]
     if not secrets:
-        f["pull.secrets_not_logged"] = skipped("pull.secrets_not_logged", "The spec's auth is none: no secret to leak.")
+        f["pull.secrets_not_logged"] = PULL_SECRETS_NOT_LOGGED.skip("The spec's auth is none: no secret to leak.")
     elif leaked:
-        f["pull.secrets_not_logged"] = failed(
-            "pull.secrets_not_logged",
+        f["pull.secrets_not_logged"] = PULL_SECRETS_NOT_LOGGED.fail(
             f"The {where} run's output holds a credential the mock issued ({len(leaked)} of {len(secrets)}).",
             log=run.log,
         )
     else:
-        f["pull.secrets_not_logged"] = passed("pull.secrets_not_logged", f"{where}: no credential in the output")
+        f["pull.secrets_not_logged"] = PULL_SECRETS_NOT_LOGGED.passed(f"{where}: no credential in the output")
     if not build or not build.get("ok"):
         why = build["error"] if build else f"the probe ended first (exit {run.returncode}, timed out {run.timed_out})"
-        f["pull.build"] = failed(
-            "pull.build",
+        f["pull.build"] = PULL_BUILD.fail(
             f"Building the source for {where} failed: {why}"[:400],
             output=(build or {}).get("trace") or run.tail,
             log=run.log,
@@ -442,70 +476,67 @@ def _judge(
         for i in CONTRACT_IDS:
             f.setdefault(i, skipped(i, "Not run: pull.build failed.", "pull.build"))
         return f
-    f["pull.build"] = passed("pull.build", f"{where}: built in {build.get('seconds')} s")
+    f["pull.build"] = PULL_BUILD.passed(f"{where}: built in {build.get('seconds')} s")
     loop = steps.get("pages") or {"ok": False, "error": f"the probe ended (exit {run.returncode})", "status": None}
     status = loop.get("status")
     faults = [x["status"] for x in s["faults"]]
     # auth
     if report["unauthorized"]:
         reason = next((r.get("reason") for r in report["requests"] if r.get("status") == 401), "")
-        f["pull.auth_sent"] = failed(
-            "pull.auth_sent", f"The mock answered 401 to {report['unauthorized']} request(s) of {where}: {reason}."
+        f["pull.auth_sent"] = PULL_AUTH_SENT.fail(
+            f"The mock answered 401 to {report['unauthorized']} request(s) of {where}: {reason}."
         )
     elif spec.auth == "none":
-        f["pull.auth_sent"] = passed("pull.auth_sent", "The spec's auth is none.")
+        f["pull.auth_sent"] = PULL_AUTH_SENT.passed("The spec's auth is none.")
     else:
-        f["pull.auth_sent"] = passed("pull.auth_sent", f"{spec.auth}: every request authenticated")
+        f["pull.auth_sent"] = PULL_AUTH_SENT.passed(f"{spec.auth}: every request authenticated")
     # retries: the exception get() raised, if any, says which fault it did not survive
     died_on = status if not loop.get("ok") and status in (429, 500, 502, 503, 504) else None
     early = s["early_retries"]
     if died_on == 429:
-        f["pull.retry_429"] = failed(
-            "pull.retry_429",
+        f["pull.retry_429"] = PULL_RETRY_429.fail(
             f"get() raised on the mock's 429 (Retry-After: 1) in {where}: no retry on 429.",
             output=loop.get("trace"),
             log=run.log,
         )
     elif early:
-        f["pull.retry_429"] = failed(
-            "pull.retry_429", f"{where}: retried the 429 sooner than its Retry-After ({early} early request(s))."
+        f["pull.retry_429"] = PULL_RETRY_429.fail(
+            f"{where}: retried the 429 sooner than its Retry-After ({early} early request(s))."
         )
     elif 429 in faults:
-        f["pull.retry_429"] = passed("pull.retry_429", f"{where}: the 429 was retried after its Retry-After")
+        f["pull.retry_429"] = PULL_RETRY_429.passed(f"{where}: the 429 was retried after its Retry-After")
     else:
-        f["pull.retry_429"] = skipped(
-            "pull.retry_429", f"{where}: the mock served no 429 (recorded or clean mode, or the run ended first)."
+        f["pull.retry_429"] = PULL_RETRY_429.skip(
+            f"{where}: the mock served no 429 (recorded or clean mode, or the run ended first)."
         )
     if died_on and died_on != 429:
-        f["pull.retry_5xx"] = failed(
-            "pull.retry_5xx",
+        f["pull.retry_5xx"] = PULL_RETRY_5XX.fail(
             f"get() raised on the mock's {died_on} in {where}: no retry on 5xx.",
             output=loop.get("trace"),
             log=run.log,
         )
     elif 503 in faults and not (not loop.get("ok") and died_on):
-        f["pull.retry_5xx"] = passed("pull.retry_5xx", f"{where}: the 503 was retried")
+        f["pull.retry_5xx"] = PULL_RETRY_5XX.passed(f"{where}: the 503 was retried")
     else:
-        f["pull.retry_5xx"] = skipped("pull.retry_5xx", f"{where}: the mock served no 503 before the run ended.")
+        f["pull.retry_5xx"] = PULL_RETRY_5XX.skip(f"{where}: the mock served no 503 before the run ended.")
     # a fault answered as the last request, and the loop ended green: the error was taken for the end
     last = next((r for r in reversed(report["requests"]) if r.get("stream") == stream.name), None)
     swallowed = loop.get("ok") and last is not None and last.get("status", 200) >= 400 and not s["ended"]
     if swallowed and last is not None:
-        f["pull.http_errors_raise"] = failed(
-            "pull.http_errors_raise",
+        f["pull.http_errors_raise"] = PULL_HTTP_ERRORS_RAISE.fail(
             f"{where}: the mock answered HTTP {last['status']} and get() returned next_pagination "
             "{}: "
             f"a swallowed HTTP error ended the stream green with {s['records_served']} of {len(s['records'])} "
             "records served.",
         )
     elif died_on or (not loop.get("ok") and loop.get("status")):
-        f["pull.http_errors_raise"] = passed("pull.http_errors_raise", f"{where}: HTTP {status} raised from get()")
+        f["pull.http_errors_raise"] = PULL_HTTP_ERRORS_RAISE.passed(f"{where}: HTTP {status} raised from get()")
     elif faults:
-        f["pull.http_errors_raise"] = passed(
-            "pull.http_errors_raise", f"{where}: no HTTP error reached the end of a page unraised"
+        f["pull.http_errors_raise"] = PULL_HTTP_ERRORS_RAISE.passed(
+            f"{where}: no HTTP error reached the end of a page unraised"
         )
     else:
-        f["pull.http_errors_raise"] = skipped("pull.http_errors_raise", f"{where}: no HTTP error was served.")
+        f["pull.http_errors_raise"] = PULL_HTTP_ERRORS_RAISE.skip(f"{where}: no HTTP error was served.")
     # pagination
     n = len(pages)
     if status == 410 and s.get("capped"):  # the mock's request cap: it stopped a loop the probe's bound had not
@@ -526,24 +557,22 @@ def _judge(
             else f"{where}: get() was still returning a next_pagination after {n} pages (the mock serves "
             f"{s['pages_served']} pages and ended: {s['ended']}): pagination never ends."
         )
-        f["pull.pagination_ends"] = failed("pull.pagination_ends", msg, hint=hint, log=run.log)
+        f["pull.pagination_ends"] = PULL_PAGINATION_ENDS.fail(msg, hint=hint, log=run.log)
     elif loop.get("ok") and not s["ended"] and not swallowed and len(_out_ids(pages, stream)) < len(s["records"]):
         lost = len(s["records"]) - len(_out_ids(pages, stream))
-        f["pull.pagination_ends"] = failed(
-            "pull.pagination_ends",
+        f["pull.pagination_ends"] = PULL_PAGINATION_ENDS.fail(
             f"{where}: get() returned next_pagination {{}} after {n} page(s), before the API's last page: the last "
             f"page(s) are lost ({lost} of {len(s['records'])} records never came out).",
         )
     elif loop.get("ok"):
-        f["pull.pagination_ends"] = passed("pull.pagination_ends", f"{where}: ended with {{}} after {n} pages")
+        f["pull.pagination_ends"] = PULL_PAGINATION_ENDS.passed(f"{where}: ended with {{}} after {n} pages")
     else:
         cause = next((i for i, x in f.items() if x.status == "fail"), None)
         error = f"{where}: get() raised on page {loop.get('page')}: {loop.get('error', '')[:300]}"
         if cause:
-            f["pull.pagination_ends"] = skipped("pull.pagination_ends", f"Not judged: {error}", cause)
+            f["pull.pagination_ends"] = PULL_PAGINATION_ENDS.skip(f"Not judged: {error}", cause)
         else:
-            f["pull.pagination_ends"] = failed(
-                "pull.pagination_ends",
+            f["pull.pagination_ends"] = PULL_PAGINATION_ENDS.fail(
                 error,
                 hint="Read the excerpt: the page's request or parsing raised.",
                 output=loop.get("trace") or run.tail,
@@ -572,9 +601,9 @@ def _judge(
             )
         if twice:
             parts.append(f"{len(twice)} came out more than once ({', '.join(twice[:3])})")
-        f["pull.every_record_once"] = failed("pull.every_record_once", f"{where}: {'; '.join(parts)}.")
+        f["pull.every_record_once"] = PULL_EVERY_RECORD_ONCE.fail(f"{where}: {'; '.join(parts)}.")
     else:
-        f["pull.every_record_once"] = passed("pull.every_record_once", f"{where}: {len(served_ids)} records, each once")
+        f["pull.every_record_once"] = PULL_EVERY_RECORD_ONCE.passed(f"{where}: {len(served_ids)} records, each once")
     record_ids = [str(r["id"]) for r in out]
     dup = {
         i: [p["page"] + 1 for p in pages if any(str(r["id"]) == i for r in p["records"])]
@@ -588,34 +617,31 @@ def _judge(
     ]
     if dup:
         first = next(iter(dup))
-        f["pull.ids_unique"] = failed(
-            "pull.ids_unique",
+        f["pull.ids_unique"] = PULL_IDS_UNIQUE.fail(
             f"{where}: {len(dup)} SourceRecord id(s) collide across pages (id {first!r} on pages {dup[first]}): "
             "duplicate ids.",
         )
     elif wrong:
-        f["pull.ids_unique"] = failed(
-            "pull.ids_unique",
+        f["pull.ids_unique"] = PULL_IDS_UNIQUE.fail(
             f"{where}: SourceRecord id {wrong[0][0]!r} is not the record's {stream.id_field} ({wrong[0][1]!r}).",
         )
     else:
-        f["pull.ids_unique"] = passed("pull.ids_unique", f"{where}: {len(record_ids)} unique ids")
+        f["pull.ids_unique"] = PULL_IDS_UNIQUE.passed(f"{where}: {len(record_ids)} unique ids")
     by_id = {i: r for i, r in zip(served_ids, served, strict=True)}
     differ = [(i, r["data"]) for i, r in zip(got_ids, out, strict=True) if i in by_id and r["data"] != by_id[i]]
     not_dict = [r for r in out if not isinstance(r["data"], dict)]
     if not_dict:
-        f["pull.full_records"] = failed(
-            "pull.full_records", f"{where}: data is a {type(not_dict[0]['data']).__name__}, not the record's dict."
+        f["pull.full_records"] = PULL_FULL_RECORDS.fail(
+            f"{where}: data is a {type(not_dict[0]['data']).__name__}, not the record's dict."
         )
     elif differ:
         i, data = differ[0]
         keys = sorted(set(by_id[i]) ^ set(data)) or sorted(k for k in by_id[i] if by_id[i].get(k) != data.get(k))
-        f["pull.full_records"] = failed(
-            "pull.full_records",
+        f["pull.full_records"] = PULL_FULL_RECORDS.fail(
             f"{where}: {len(differ)} record(s) differ from what the API served (record {i}: keys {keys[:5]}).",
         )
     else:
-        f["pull.full_records"] = passed("pull.full_records", f"{where}: data is the served record")
+        f["pull.full_records"] = PULL_FULL_RECORDS.passed(f"{where}: data is the served record")
     return f
 
 
@@ -642,16 +668,16 @@ def _incremental(
     api: mock_api.MockApi,
     scratch: Path,
     logs: Path,
-    found: dict[str, CheckFinding],
+    found: dict[str, Finding],
     recorded: str | None,
-) -> CheckFinding:
-    id = "pull.incremental"
+) -> Finding:
     if not stream.cursor_field:
-        return skipped(id, f"stream {stream.name}: the spec names no cursor_field.")
+        return PULL_INCREMENTAL.skip(f"stream {stream.name}: the spec names no cursor_field.")
     if recorded:
-        return skipped(id, f"stream {stream.name}: recorded pages are not filtered by time.")
-    if found["pull.pagination_ends"].status != "pass":
-        return skipped(id, "Not run: pull.pagination_ends did not pass.", "pull.pagination_ends")
+        return PULL_INCREMENTAL.skip(f"stream {stream.name}: recorded pages are not filtered by time.")
+    unmet = PULL_INCREMENTAL.unmet(found)
+    if unmet is not None:
+        return unmet
     last_run = datetime.now(UTC) - timedelta(seconds=1)
     api.reset()
     touched = [str(i) for i in api.touch(stream.name)]
@@ -668,8 +694,7 @@ def _incremental(
     )
     loop = steps.get("pages") or {}
     if not loop.get("ok"):
-        return failed(
-            id,
+        return PULL_INCREMENTAL.fail(
             f"stream {stream.name}: get_records_after raised or never ended: {loop.get('error', run.tail[-200:])}"[
                 :400
             ],
@@ -685,68 +710,77 @@ def _incremental(
             other = "query" if place == "body" else "body"
             also = report["streams"][stream.name]["params"][other]
             where = f" (it went in the {other})" if param in also else ""
-            return failed(id, f"stream {stream.name}: the cursor filter {param!r} was not sent in the {place}{where}.")
+            return PULL_INCREMENTAL.fail(
+                f"stream {stream.name}: the cursor filter {param!r} was not sent in the {place}{where}."
+            )
     if got != sorted(touched):
         extra = len(set(got) - set(touched))
         lost = len(set(touched) - set(got))
-        return failed(
-            id,
+        return PULL_INCREMENTAL.fail(
             f"stream {stream.name}: after {len(touched)} records changed, get_records_after brought {len(got)} "
             f"({lost} changed ones missing, {extra} unchanged ones again).",
         )
-    return passed(id, f"stream {stream.name}: exactly the {len(touched)} changed records")
+    return PULL_INCREMENTAL.passed(f"stream {stream.name}: exactly the {len(touched)} changed records")
 
 
 # -- full: the source's tests and a real bizon run ----------------------------------------------------------
 
 
-@answers(
-    Check(
-        "tests.source",
-        FULL,
-        "The source's own tests (`tests/connectors/sources/<name>/`) pass, run with the tree's pytest.",
-        "The guide's Step 4: tests; they are what keeps the source right after this check.",
-        "Fix the failing test or the code it tests; they must run offline (requests-mock or a local server).",
-        level="full",
-        explained_by=("src.syntax", "src.source_base", "src.tests_present"),
-        kind="source",
-    ),
+TESTS_SOURCE = Check(
+    "tests.source",
+    FULL,
+    "The source's own tests (`tests/connectors/sources/<name>/`) pass, run with the tree's pytest.",
+    "The guide's Step 4: tests; they are what keeps the source right after this check.",
+    "Fix the failing test or the code it tests; they must run offline (requests-mock or a local server).",
+    level="full",
+    explained_by=("src.syntax", "src.source_base", "src.tests_present"),
+    kind="source",
 )
-def source_tests(ws: Workspace, code: SourceCode, scratch: Path, log: Path) -> CheckFinding:
-    id = "tests.source"
+
+
+@answers(
+    TESTS_SOURCE,
+)
+def source_tests(ws: Workspace, code: SourceCode, scratch: Path, log: Path) -> Finding:
     folder = code.tests_dir
     if not folder.is_dir() or not any(folder.rglob("test_*.py")):
-        return skipped(id, f"No tests in {code.connector.tests_dir}/ (see src.tests_present).", "src.tests_present")
+        return TESTS_SOURCE.skip(
+            f"No tests in {code.connector.tests_dir}/ (see src.tests_present).", "src.tests_present"
+        )
     cmd = [ws.python(), "-m", "pytest", *PYTEST_ARGS, f"--rootdir={ws.root}", f"--confcutdir={folder}", str(folder)]
     run = run_logged(ws, cmd, scratch, log, TESTS_TIMEOUT_S, env=_env(scratch))
     if run.returncode == 0:
-        return passed(id, f"{code.connector.tests_dir}: passed in {run.seconds:.1f} s")
+        return TESTS_SOURCE.passed(f"{code.connector.tests_dir}: passed in {run.seconds:.1f} s")
     if run.returncode == 5:
-        return skipped(id, f"pytest collected no test in {code.connector.tests_dir}/.")
-    return failed(id, f"The source's tests failed (exit {run.returncode}).", output=run.tail, log=run.log)
+        return TESTS_SOURCE.skip(f"pytest collected no test in {code.connector.tests_dir}/.")
+    return TESTS_SOURCE.fail(f"The source's tests failed (exit {run.returncode}).", output=run.tail, log=run.log)
+
+
+RUN_BIZON_RUN = Check(
+    "run.bizon_run",
+    FULL,
+    "A real `bizon run` per stream (thread runner) from the mock API into a scratch `file` destination exits 0, "
+    "and what landed is every served record exactly once, `source_data` the full record.",
+    "The contract calls get() as the producer does; only a real run proves the engine, the queue and the "
+    "destination take what the source gives (a datetime in data breaks 0.5.2's queue, a cursor that is not "
+    "JSON breaks the cursor store).",
+    "Read the excerpt: the run's error, or which records did not land.",
+    limits="A full refresh: the watermark between incremental runs is not run. Each run's sqlite backend and "
+    "file land in a folder removed afterwards.",
+    level="full",
+    explained_by=CONTRACT_IDS,
+    # a run of a loop that never ends is a timeout: it runs once get() ended
+    requires=(*BUILD, "pull.auth_sent", "pull.pagination_ends"),
+    kind="source",
+)
 
 
 @answers(
-    Check(
-        "run.bizon_run",
-        FULL,
-        "A real `bizon run` per stream (thread runner) from the mock API into a scratch `file` destination exits 0, "
-        "and what landed is every served record exactly once, `source_data` the full record.",
-        "The contract calls get() as the producer does; only a real run proves the engine, the queue and the "
-        "destination take what the source gives (a datetime in data breaks 0.5.2's queue, a cursor that is not "
-        "JSON breaks the cursor store).",
-        "Read the excerpt: the run's error, or which records did not land.",
-        limits="A full refresh: the watermark between incremental runs is not run. Each run's sqlite backend and "
-        "file land in a folder removed afterwards.",
-        level="full",
-        explained_by=CONTRACT_IDS,
-        kind="source",
-    ),
+    RUN_BIZON_RUN,
 )
 def bizon_run(
     ws: Workspace, spec: SourceSpec, stream: StreamSpec, scratch: Path, logs: Path, recorded: str | None
-) -> CheckFinding:
-    id = "run.bizon_run"
+) -> Finding:
     folder = Path(tempfile.mkdtemp(prefix="run-", dir=scratch))
     shutil.copy(PROBES / "loopback_only.py", folder / "sitecustomize.py")
     with mock_api.start(spec.model_dump(mode="json"), recorded=recorded) as api:
@@ -769,19 +803,19 @@ def bizon_run(
         served = api.report()["streams"][stream.name]["records"]
     where = f"stream {stream.name}"
     if run.timed_out:
-        return failed(
-            id, f"{where}: `bizon run` did not finish within {RUN_TIMEOUT_S} s.", output=run.tail, log=run.log
+        return RUN_BIZON_RUN.fail(
+            f"{where}: `bizon run` did not finish within {RUN_TIMEOUT_S} s.", output=run.tail, log=run.log
         )
     if run.returncode != 0:
-        return failed(id, f"{where}: `bizon run` exited {run.returncode}.", output=run.tail, log=run.log)
+        return RUN_BIZON_RUN.fail(f"{where}: `bizon run` exited {run.returncode}.", output=run.tail, log=run.log)
     if "Max iteration of" in run.tail:
-        return failed(
-            id, f"{where}: bizon stopped at max_iterations and called the truncated run a success.", log=run.log
+        return RUN_BIZON_RUN.fail(
+            f"{where}: bizon stopped at max_iterations and called the truncated run a success.", log=run.log
         )
     landed_file = folder / "landed.json"
     if not landed_file.is_file():
         got = sorted(p.name for p in folder.iterdir())
-        return failed(id, f"{where}: the run exited 0 and published no landed.json (found {got}).", log=run.log)
+        return RUN_BIZON_RUN.fail(f"{where}: the run exited 0 and published no landed.json (found {got}).", log=run.log)
     rows = [json.loads(ln) for ln in landed_file.read_text().splitlines() if ln.strip()]
     data = [json.loads(r["source_data"]) for r in rows]
     served_ids = _ids(served, stream.id_field)
@@ -790,68 +824,57 @@ def bizon_run(
         counts = Counter(landed_ids)
         missing = [i for i in served_ids if counts[i] == 0]
         twice = [i for i, c in counts.items() if c > 1]
-        return failed(
-            id,
+        return RUN_BIZON_RUN.fail(
             f"{where}: {len(rows)} records landed for {len(served_ids)} served ({len(missing)} missing, "
             f"{len(twice)} twice).",
             log=run.log,
         )
     by_id = dict(zip(served_ids, served, strict=True))
     if any(by_id[i] != d for i, d in zip(landed_ids, data, strict=True)):
-        return failed(id, f"{where}: a landed source_data differs from the served record.", log=run.log)
-    return passed(id, f"{where}: {len(rows)} records landed, each once, in {run.seconds:.1f} s")
+        return RUN_BIZON_RUN.fail(f"{where}: a landed source_data differs from the served record.", log=run.log)
+    return RUN_BIZON_RUN.passed(f"{where}: {len(rows)} records landed, each once, in {run.seconds:.1f} s")
 
 
 # -- validate_source ----------------------------------------------------------------------------------
 
 
-def _refuse(ws: Workspace, name: str, level: str) -> SourceSpec | None:
-    bad = source_spec.check_name(name)
-    if bad:
-        raise Refused(*bad)
-    if level not in ("fast", "full"):
-        raise Refused(failed("validate.bad_level", f"Unknown level {level!r}.", "Use 'fast' or 'full'."))
-    rel = Connector(name, "source").dir
+def _dependencies(ws: Workspace, name: str) -> list[str]:
     spec = source_spec.stored(ws, name)
-    if not (ws.root / rel).is_dir():
-        todo = f"render_source(name={name!r})" if spec else "describe_source(spec=...)"
-        raise Refused(
-            failed(
-                "validate.not_found",
-                f"{rel}/ does not exist in this workspace"
-                + (" (its spec is stored: it was described, not rendered)." if spec else "."),
-                f"Call render_source(name={name!r}) first."
-                if spec
-                else f"Call describe_source with a spec named {name!r}, then render_source(name={name!r}).",
-            ),
-            next=todo,
+    return spec.dependencies if spec else []
+
+
+def _not_found(ws: Workspace, name: str, rel: str) -> Refused:
+    """A source's folder is missing: render it if it was described, else describe it first."""
+    if source_spec.stored(ws, name):
+        message = f"{rel}/ does not exist in this workspace (its spec is stored: it was described, not rendered)."
+        return Refused(
+            failed("validate.not_found", message, f"Call render_source(name={name!r}) first."),
+            next=f"render_source(name={name!r})",
         )
-    state = interpreter.require(ws, spec.dependencies if spec else [])
-    if state.missing:
+    hint = f"Call describe_source with a spec named {name!r}, then render_source(name={name!r})."
+    return Refused(
+        failed("validate.not_found", f"{rel}/ does not exist in this workspace.", hint),
+        next="describe_source(spec=...)",
+    )
+
+
+SOURCE = Kind("source", catalog.SOURCE_MODULES, source_spec.check_name, _dependencies, _not_found)
+
+
+def _recorded(ws: Workspace, recorded: str | None) -> str | None:
+    """The absolute folder of the agent's saved pages, which must be in the workspace."""
+    if recorded is None:
+        return None
+    folder = (ws.root / recorded).resolve()
+    if (ws.root not in folder.parents and folder != ws.root) or not folder.is_dir():
         raise Refused(
             failed(
-                "install.missing",
-                f"{', '.join(state.missing)} (declared by {name}) is not installed in {state.python}.",
-                f"install_dependencies(name={name!r}) installs it.",
+                "validate.recorded",
+                f"{recorded} is no folder in the workspace.",
+                "Save the pages under the workspace, e.g. recorded/<stream>/page-001.json.",
             )
         )
-    return spec
-
-
-def _settle(findings: dict[str, CheckFinding]) -> None:
-    for check in catalog.SOURCES.checks:
-        f = findings.get(check.id)
-        if f is not None:
-            findings[check.id] = explained(f, check.explained_by, findings)
-
-
-def _merge(found: dict[str, CheckFinding], new: list[CheckFinding]) -> None:
-    """Per-stream answers of one check: a failure wins, then a pass, then a skip."""
-    rank = {"fail": 3, "warn": 2, "pass": 1, "skip": 0}
-    for f in new:
-        old = found.get(f.id)
-        if old is None or rank[f.status] > rank[old.status]:
-            found[f.id] = f
+    return str(folder)
 
 
 def validate_source(
@@ -861,74 +884,62 @@ def validate_source(
     verbose: bool = False,
     progress: Progress | None = None,
     recorded: str | None = None,
-) -> SourceValidationResult:
+) -> ValidationResult:
     started = time.perf_counter()
-    spec = _refuse(ws, name, level)
-    report = progress or (lambda done, total, message: None)
-    if recorded is not None:
-        folder = (ws.root / recorded).resolve()
-        if (ws.root not in folder.parents and folder != ws.root) or not folder.is_dir():
-            raise Refused(
-                failed(
-                    "validate.recorded",
-                    f"{recorded} is no folder in the workspace.",
-                    "Save the pages under the workspace, e.g. recorded/<stream>/page-001.json.",
-                )
-            )
-        recorded = str(folder)
+    engine.refuse(SOURCE, ws, name, level)
+    spec = source_spec.stored(ws, name)
+    report = progress or engine.silent
+    recorded = _recorded(ws, recorded)
     with workspace_lock(ws.state_dir):
         code = SourceCode.load(ws, name)
     found = {f.id: f for f in (check(code) for check in catalog.SOURCES.static)}
-    report(1, 4, "static checks")
-    logs = _log_dir(ws, f"source-{name}")
-    scratch = Path(tempfile.mkdtemp(prefix=f"bizon-forge-source-{name}-"))
-    streams = spec.streams if spec else []
+    logs = engine.log_dir(ws, f"source-{name}")
+    units = Units(ws, f"source-{name}", logs, use_cache=False, workers=4)
     try:
-        with ThreadPoolExecutor(max_workers=4, thread_name_prefix="bizon-forge-source") as pool:
-            jobs = [pool.submit(discovery, ws, spec, name, _sub(scratch), logs)]
-            jobs += [pool.submit(_stream, ws, spec, s, level, scratch, logs, recorded) for s in streams if spec]
-            if level == "full":
-                jobs.append(pool.submit(lambda: [source_tests(ws, code, _sub(scratch), logs / "tests.log")]))
-            for done, job in enumerate(jobs, 2):
-                _merge(found, job.result())
-                report(min(done, 3), 4, "running")
+        total = 1 + _submit(units, ws, code, spec, level, recorded)
+        report(1, total, "static checks")
+        units.wait_all(report, 1, total)
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        units.close()
+    for findings in units.answers():
+        engine.merge(found, findings)
     if spec is None:
-        for i in CONTRACT_IDS:
-            found[i] = skipped(i, f"No stored spec for {name}: no mock API to serve (call describe_source).")
-        if level == "full":
-            found["run.bizon_run"] = skipped("run.bizon_run", "No stored spec: no mock API to run from.")
-    _settle(found)
-    order = catalog.SOURCES.order
-    ordered = sorted(
-        (
-            f
-            for f in found.values()
-            if f.id in order and (level == "full" or catalog.SOURCES.by_id[f.id].level == "fast")
-        ),
-        key=lambda f: order[f.id],
-    )
-    summary = _summary(level, ordered, time.perf_counter() - started, [])
-    moot = {c.id for c in catalog.SOURCES.checks if c.skip_is_not_applicable}
-    shown = (
-        ordered
-        if verbose
-        else [
-            f for f in ordered if f.status != "pass" and not f.blocked_by and not (f.status == "skip" and f.id in moot)
-        ]
-    )
-    ok = not any(f.status == "fail" for f in ordered)
-    nxt = (
-        f"Fix the failures, each has a hint, then call validate_source(name={name!r}) again."
-        if not ok
-        else f"validate_source(name={name!r}, level='full')"
-        if level == "fast"
-        else _run_for_real(ws, name)
-    )
-    return SourceValidationResult(
-        ok=ok, findings=shown, level=level, summary=summary, log_dir=str(logs.relative_to(ws.root)), next=nxt
-    )
+        found.update(_no_spec(name))
+    ordered = engine.settle(SOURCE, level, found)
+    nxt = _next(ws, name, level, ordered)
+    return engine.answer(SOURCE, ws, level, ordered, started=started, logs=logs, verbose=verbose, next=nxt)
+
+
+def _next(ws: Workspace, name: str, level: str, findings: list[Finding]) -> str:
+    if any(f.status == "fail" for f in findings):
+        return f"Fix the failures, each has a hint, then call validate_source(name={name!r}) again."
+    if level == "fast":
+        return f"validate_source(name={name!r}, level='full')"
+    return _run_for_real(ws, name)
+
+
+def _submit(
+    units: Units, ws: Workspace, code: SourceCode, spec: SourceSpec | None, level: str, recorded: str | None
+) -> int:
+    """Start discovery, each stream's contract (and full's run), full's tests; returns how many units."""
+    name, logs, sub = code.name, units.logs, units.scratch_dir
+    units.submit("discovery", lambda: discovery(ws, spec, name, sub(), logs), declared_ids(discovery))
+    stream_ids = [*declared_ids(contract), *(declared_ids(bizon_run) if level == "full" else [])]
+    for s in spec.streams if spec is not None else []:
+        stream = functools.partial(_stream, ws, spec, s, level, sub, logs, recorded)
+        units.submit(f"stream {s.name}", stream, stream_ids)
+    if level == "full":
+        units.submit(TESTS_SOURCE.id, lambda: [source_tests(ws, code, sub(), logs / "tests.log")], [TESTS_SOURCE.id])
+    return len(units.submitted)
+
+
+def _no_spec(name: str) -> dict[str, Finding]:
+    """Without a stored spec there is no mock API to serve: the contract and the run are not run."""
+    no_mock = {
+        c.id: c.skip(f"No stored spec for {name}: no mock API to serve (call describe_source).")
+        for c in declared(contract)
+    }
+    return {**no_mock, RUN_BIZON_RUN.id: RUN_BIZON_RUN.skip("No stored spec: no mock API to run from.")}
 
 
 def _run_for_real(ws: Workspace, name: str) -> str:
@@ -942,17 +953,18 @@ def _run_for_real(ws: Workspace, name: str) -> str:
 
 
 def _stream(
-    ws: Workspace, spec: SourceSpec, stream: StreamSpec, level: str, scratch: Path, logs: Path, recorded: str | None
-) -> list[CheckFinding]:
+    ws: Workspace,
+    spec: SourceSpec | None,
+    stream: StreamSpec,
+    level: str,
+    scratch: Callable[[], Path],
+    logs: Path,
+    recorded: str | None,
+) -> list[Finding]:
     """A stream's contract, then (full) its real run: only once get() ended, a run of a loop is a timeout."""
-    found = contract(ws, spec, stream, _sub(scratch), logs, recorded)
+    assert spec is not None  # a stream is one of the stored spec's
+    found = contract(ws, spec, stream, scratch(), logs, recorded)
     if level != "full":
         return found
-    blocking = next((f.id for f in found if f.id in (*LOOP, "pull.pagination_ends") and f.status == "fail"), None)
-    if blocking:
-        return [*found, skipped("run.bizon_run", f"Not run: {blocking} failed for stream {stream.name}.", blocking)]
-    return [*found, bizon_run(ws, spec, stream, _sub(scratch), logs, recorded)]
-
-
-def _sub(scratch: Path) -> Path:
-    return Path(tempfile.mkdtemp(dir=scratch))
+    unmet = RUN_BIZON_RUN.unmet({f.id: f for f in found}, f" for stream {stream.name}")
+    return [*found, unmet or bizon_run(ws, spec, stream, scratch(), logs, recorded)]

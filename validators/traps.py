@@ -9,7 +9,7 @@ from collections.abc import Set
 from typing import cast
 from urllib.parse import urlsplit
 
-from bizon_forge.findings import Refused
+from bizon_forge.findings import Finding, Refused, failed, passed, skipped
 from bizon_forge.validators.catalog import Check, static
 from bizon_forge.validators.code import (
     DestinationCode,
@@ -26,7 +26,6 @@ from bizon_forge.validators.destination_syntax import (
     short,
 )
 from bizon_forge.validators.live import destination_config
-from bizon_forge.validators.report import CheckFinding, failed, passed, skipped
 from bizon_forge.workspace import FACTORY_FILE, read_regular
 
 # Packages config.py may import whatever the install: bizon itself, its pydantic, and the standard library.
@@ -56,7 +55,7 @@ STAGING = re.compile(r"(^|[^a-z])stag(e|ed|es|ing)($|[^a-z])|(temp|tmp)_?tables?
         explained_by=("source.syntax",),
     ),
 )
-def literal_other_member(code: DestinationCode) -> CheckFinding:
+def literal_other_member(code: DestinationCode) -> Finding:
     id = "trap.literal_other_member"
     if code.tree(code.config_rel) is None:
         return config_unreadable(code, id)
@@ -143,7 +142,7 @@ def _required_modules(code: DestinationCode) -> set[str]:
         origin="facts",
     ),
 )
-def optional_import_in_config(code: DestinationCode) -> CheckFinding:
+def optional_import_in_config(code: DestinationCode) -> Finding:
     id = "trap.optional_import_in_config"
     if skip := needs(code, code.config_rel, id):
         return skip
@@ -174,7 +173,7 @@ def optional_import_in_config(code: DestinationCode) -> CheckFinding:
         origin="facts",
     ),
 )
-def models_import_in_config(code: DestinationCode) -> CheckFinding:
+def models_import_in_config(code: DestinationCode) -> Finding:
     id = "trap.models_import_in_config"
     if skip := needs(code, code.config_rel, id):
         return skip
@@ -201,7 +200,7 @@ def models_import_in_config(code: DestinationCode) -> CheckFinding:
         origin="facts",
     ),
 )
-def factory_top_level_import(code: DestinationCode) -> CheckFinding:
+def factory_top_level_import(code: DestinationCode) -> Finding:
     id = "trap.factory_top_level_import"
     tree = code.registration[FACTORY_FILE].tree
     if tree is None:
@@ -261,7 +260,7 @@ SETUP_VERBS = re.compile(r"^_*(connect|create|setup|set_up|init|open|ensure|prep
         origin="facts",
     ),
 )
-def setup_in_check_connection(code: DestinationCode) -> CheckFinding:
+def setup_in_check_connection(code: DestinationCode) -> Finding:
     id = "trap.setup_in_check_connection"
     if skip := needs_destination(code, id):
         return skip
@@ -333,7 +332,7 @@ def _escaping_raises(stmts: list[ast.stmt], protected: bool, out: list[ast.Raise
         origin="facts",
     ),
 )
-def write_records_raises(code: DestinationCode) -> CheckFinding:
+def write_records_raises(code: DestinationCode) -> Finding:
     id = "trap.write_records_raises"
     fn, answer = needs_write_records(code, id)
     if answer:
@@ -360,7 +359,7 @@ def write_records_raises(code: DestinationCode) -> CheckFinding:
         origin="facts",
     ),
 )
-def write_records_signature(code: DestinationCode) -> CheckFinding:
+def write_records_signature(code: DestinationCode) -> Finding:
     id = "trap.write_records_signature"
     if skip := needs_destination(code, id):
         return skip
@@ -435,7 +434,7 @@ def _trivial(fn) -> bool:
         origin="facts",
     ),
 )
-def staging_without_finalize(code: DestinationCode) -> CheckFinding:
+def staging_without_finalize(code: DestinationCode) -> Finding:
     id = "trap.staging_without_finalize"
     if skip := needs_destination(code, id):
         return skip
@@ -488,7 +487,7 @@ def staging_without_finalize(code: DestinationCode) -> CheckFinding:
         origin="facts",
     ),
 )
-def finalize_returns_false(code: DestinationCode) -> CheckFinding:
+def finalize_returns_false(code: DestinationCode) -> Finding:
     """A `return False` in finalize(): bizon ignores the value, so the failure it means goes unnoticed."""
     id = "trap.finalize_returns_false"
     if skip := needs_destination(code, id):
@@ -629,7 +628,7 @@ def _tainted_locals(fn: ast.AST, secrets: set[str], attrs: set[str]) -> set[str]
         origin="facts",
     ),
 )
-def secret_logged(code: DestinationCode) -> CheckFinding:
+def secret_logged(code: DestinationCode) -> Finding:
     id = "trap.secret_logged"
     if code.tree(code.config_rel) is None:
         return config_unreadable(code, id)
@@ -709,7 +708,7 @@ def _plaintext(value) -> str | None:
         origin="facts",
     ),
 )
-def plaintext_secret(code: DestinationCode) -> CheckFinding:
+def plaintext_secret(code: DestinationCode) -> Finding:
     """trap.plaintext_secret: the committed configs reference their secrets instead of holding them."""
     id = "trap.plaintext_secret"
     if code.tree(code.config_rel) is None:
