@@ -129,7 +129,9 @@ class BodyErrors(BaseModel):
     errors_path: str = Field("errors", description="dotted path of the errors; non-empty there = the request failed")
     ok_path: str | None = Field(None, description="dotted path of a success flag; false = failed (Slack's 'ok')")
     code_path: str = Field(
-        "extensions.code", description="dotted path, inside the error (the first of a list), of its code"
+        "extensions.code",
+        description="dotted path, inside the error (the first of a list), of its code; '' when the error is the bare "
+        'code (Slack\'s {"ok": false, "error": "ratelimited"})',
     )
     retryable_codes: list[str] = Field(
         ["THROTTLED", "RATE_LIMITED"], description="codes that mean wait (retry_after_path) and retry the same request"
@@ -582,7 +584,7 @@ def _check_body_errors(s: SourceSpec) -> list[Finding]:
     paths = {"errors_path": b.errors_path, "code_path": b.code_path, "ok_path": b.ok_path}
     paths["retry_after_path"] = b.retry_after_path
     for key, path in paths.items():
-        if path is not None and not _path_ok(path):
+        if path is not None and not _path_ok(path, empty=key == "code_path"):  # '': the error is its bare code
             found.append(
                 failed(
                     f"spec.body_errors.{key}",
