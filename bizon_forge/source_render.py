@@ -36,11 +36,18 @@ MOCK_URL_VAR = "BIZON_FORGE_MOCK_API_URL"
 MOCK_TOKEN_URL_VAR = "BIZON_FORGE_MOCK_API_TOKEN_URL"
 # The port the check config's printed recipe serves the mock on, so that its two commands run as printed.
 MOCK_RUN_PORT = 8798
-# bizon's authentication.type of each auth kind (the rest recipe's api_key sends its own header: see source.py.j2).
-BIZON_AUTH = {"api_key": "api_key", "bearer": "bearer", "basic": "basic", "oauth": "oauth"}
+# bizon's authentication.type of each auth kind (the rest recipe's api_key sends its own header, and its
+# client_credentials keeps its own token from bizon's oauth params: see source.py.j2).
+BIZON_AUTH = {
+    "api_key": "api_key",
+    "bearer": "bearer",
+    "basic": "basic",
+    "oauth": "oauth",
+    "client_credentials": "oauth",
+}
 
 
-def auth_params(s: SourceSpec, check: bool) -> dict[str, str]:
+def auth_params(s: SourceSpec, check: bool) -> dict[str, Any]:
     """The YAML's authentication.params: env:// references in the example, the mock's values in the check."""
     up = s.name.upper()
     c = MOCK_CREDENTIALS
@@ -60,11 +67,20 @@ def auth_params(s: SourceSpec, check: bool) -> dict[str, str]:
                 "refresh_token": c["refresh_token"],
             }
         return {
-            "token_refresh_endpoint": "<TOKEN_REFRESH_ENDPOINT>",
+            "token_refresh_endpoint": s.token_url or "<TOKEN_REFRESH_ENDPOINT>",
             "client_id": f"env://{up}_CLIENT_ID",
             "client_secret": f"env://{up}_CLIENT_SECRET",
             "refresh_token": f"env://{up}_REFRESH_TOKEN",
         }
+    if s.auth == "client_credentials":
+        # bizon's oauth params (its config validates them); the source fetches and renews the token itself.
+        out: dict[str, Any] = {
+            "token_refresh_endpoint": f"env://{MOCK_TOKEN_URL_VAR}" if check else s.token_url or "<TOKEN_URL>",
+            "client_id": c["client_id"] if check else f"env://{up}_CLIENT_ID",
+            "client_secret": c["client_secret"] if check else f"env://{up}_CLIENT_SECRET",
+            "grant_type": "client_credentials",
+        }
+        return out | ({"scopes": list(s.scopes)} if s.scopes else {})
     return {}
 
 
@@ -73,11 +89,12 @@ def _stream_settings(s: SourceSpec) -> dict:
     out = {}
     for st in s.streams:
         p = st.pagination
+        graphql = p.pattern == "graphql"
         d: dict[str, Any] = {
             "endpoint": st.endpoint,
-            "method": "POST" if p.pattern == "post_query" else "GET",
+            "method": "POST" if p.pattern in source_spec.POST_PATTERNS else "GET",
             "pattern": p.pattern,
-            "records_path": st.records_path,
+            "records_path": f"{st.connection_path}.edges" if graphql else st.records_path,
             "id_field": st.id_field,
             "page_size": p.page_size,
             "page_size_param": p.page_size_param,
@@ -91,11 +108,18 @@ def _stream_settings(s: SourceSpec) -> dict:
                 "next_cursor_path": p.next_cursor_path,
                 "has_more_path": p.has_more_path,
             }
+        if graphql:  # a Relay connection: the end and the next cursor are in its pageInfo
+            d |= {
+                "cursor_param": p.cursor_param,
+                "next_cursor_path": f"{st.connection_path}.pageInfo.endCursor",
+                "has_more_path": f"{st.connection_path}.pageInfo.hasNextPage",
+                "land": st.land,
+            }
         if p.pattern == "next_url":
             d["next_url_path"] = p.next_url_path
         if p.pattern == "offset":
             d["offset_param"] = p.offset_param
-        if p.pattern == "post_query":
+        if p.pattern in source_spec.POST_PATTERNS:
             d["body"] = st.body
         out[st.name] = d
     return out
@@ -108,7 +132,10 @@ def context(ws: Workspace, s: SourceSpec) -> dict:
         for f in s.fields
     ]
     incremental = [st.name for st in s.streams if st.cursor_field]
-    secret_vars = sorted(v[len("env://") :] for v in auth_params(s, check=False).values() if v.startswith("env://"))
+    patterns = {st.pagination.pattern for st in s.streams}
+    errors = s.errors_in_body
+    example = auth_params(s, check=False)
+    secret_vars = sorted(v[len("env://") :] for v in example.values() if isinstance(v, str) and v.startswith("env://"))
     secret_vars += [f"{s.name.upper()}_{f.name.upper()}" for f in s.fields if f.secret]
     return {
         "spec": s,
@@ -116,13 +143,17 @@ def context(ws: Workspace, s: SourceSpec) -> dict:
         "e": s.error_handling,
         "custom": s.recipe == "custom",
         "TODO": TODO,
-        "patterns": sorted({st.pagination.pattern for st in s.streams}),
+        "patterns": sorted(patterns),
+        # POST patterns build a JSON body; graphql lands an edge or its node
+        "posts": bool(patterns & set(source_spec.POST_PATTERNS)),
+        "body_errors": errors.model_dump() if errors else None,
+        "token_auth": s.auth in source_spec.TOKEN_AUTHS,
         "streams": _stream_settings(s),
         "incremental": incremental,
         "fields": fields,
         "secrets": [f.name for f in s.fields if f.secret],
         "bizon_auth": BIZON_AUTH.get(s.auth, ""),
-        "example_params": auth_params(s, check=False),
+        "example_params": example,
         "check_params": auth_params(s, check=True),
         "secret_vars": secret_vars,
         "mock_url_var": MOCK_URL_VAR,
@@ -139,7 +170,7 @@ def _mock_env(s: SourceSpec) -> str:
     """The shell assignments that point the check config at the mock `bizon-forge mock-api --port` serves."""
     origin = f"http://127.0.0.1:{MOCK_RUN_PORT}"
     env = {MOCK_URL_VAR: origin + urlparse(s.base_url).path.rstrip("/")}
-    if s.auth == "oauth":
+    if s.auth in source_spec.TOKEN_AUTHS:
         env[MOCK_TOKEN_URL_VAR] = origin + TOKEN_PATH
     return " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
 

@@ -1,18 +1,20 @@
 """SourceSpec: what the agent learned from an API's docs (Step 1 of bizon's ai-connector-guide), as one checked value.
 
 The guide's seven facts per source: base URL, authentication, and per stream the list endpoint, the pagination
-pattern (A cursor, B next URL, C offset, D none, E POST query), where the records are, the record id field, and
-the rate limits. describe_source checks and stores it; render_source, the mock API of the checks and the checks
+pattern (A cursor, B next URL, C offset, D none, E POST query, and graphql: Relay connections), where the records
+are, the record id field, and the rate limits; plus the errors an API reports inside an HTTP 200 (body_errors).
+describe_source checks and stores it; render_source, the mock API of the checks and the checks
 themselves all read this one value, so what is rendered, served and judged cannot disagree.
 """
 
+import json
 import math
 import re
 from pathlib import Path
 from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from bizon_forge import spec
 from bizon_forge.atomic import write_text
@@ -21,12 +23,19 @@ from bizon_forge.findings import Finding, Refused, failed
 from bizon_forge.spec import FieldSpec, Names, load_stored, pascal_case
 from bizon_forge.workspace import Workspace
 
-# bizon's AuthType values (bizon.source.auth.config), plus "none": a public API (get_authenticator returns None).
-AuthKind = Literal["none", "api_key", "bearer", "basic", "oauth"]
+# bizon's AuthType values (bizon.source.auth.config), plus "none": a public API (get_authenticator returns None), and
+# "client_credentials": OAuth2's client-credentials grant (bizon's config type oauth; the source keeps the token).
+AuthKind = Literal["none", "api_key", "bearer", "basic", "oauth", "client_credentials"]
 AUTH_KINDS = get_args(AuthKind)
-# The guide's patterns, by the letter it gives them: A cursor, B next_url, C offset, D none, E post_query.
-PatternName = Literal["cursor", "next_url", "offset", "none", "post_query"]
+TOKEN_AUTHS = ("oauth", "client_credentials")  # an access token from token_url, renewed when it expires
+# The guide's patterns, by the letter it gives them: A cursor, B next_url, C offset, D none, E post_query; and
+# graphql: Relay connections (edges, pageInfo) over POST.
+PatternName = Literal["cursor", "next_url", "offset", "none", "post_query", "graphql"]
 PATTERNS = get_args(PatternName)
+POST_PATTERNS = ("post_query", "graphql")  # a JSON body: parameters are dotted paths into it
+CURSOR_PATTERNS = ("cursor", "post_query", "graphql")
+# graphql: what pagination parameters default to (paths into the body's variables)
+GRAPHQL_DEFAULTS = {"page_size_param": "variables.first", "cursor_param": "variables.after"}
 SourceRecipeName = Literal["rest", "custom"]
 SOURCE_RECIPES = get_args(SourceRecipeName)
 
@@ -36,13 +45,22 @@ class Pagination(BaseModel):
     parameters matter."""
 
     pattern: PatternName = Field(
-        "none", description="A cursor, B next_url, C offset, D none (one page), E post_query (POST body, cursor)"
+        "none",
+        description="A cursor, B next_url, C offset, D none (one page), E post_query (POST body, cursor), graphql "
+        "(Relay connection: POST {query, variables}; records, cursor and end read under the stream's connection_path)",
     )
     page_size: int = Field(100, description="records asked per page, sent as page_size_param")
-    page_size_param: str = Field("limit", description="request parameter (or POST body key) of the page size")
-    # A and E: the cursor goes back as cursor_param; the next one is at next_cursor_path; the end is a missing or
-    # null cursor, or has_more_path false when the API has such a flag.
-    cursor_param: str = Field("cursor", description="cursor, post_query: parameter (or body key) the cursor goes in")
+    page_size_param: str = Field(
+        "limit",
+        description="request parameter (or dotted POST body path) of the page size; graphql: 'variables.first'",
+    )
+    # A, E and graphql: the cursor goes back as cursor_param; the next one is at next_cursor_path; the end is a
+    # missing or null cursor, or has_more_path false when the API has such a flag (graphql: both derived).
+    cursor_param: str = Field(
+        "cursor",
+        description="cursor, post_query, graphql: parameter (or dotted body path) the cursor goes in; graphql: "
+        "'variables.after'",
+    )
     next_cursor_path: str = Field(
         "next_cursor", description="cursor, post_query: dotted path of the next cursor; missing or null ends"
     )
@@ -54,8 +72,18 @@ class Pagination(BaseModel):
     # C: offset_param counts records; the end is a short or empty page, or offset >= total when total_path is set.
     offset_param: str = Field("offset", description="offset: parameter of the records skipped so far")
     total_path: str | None = Field(
-        None, description="offset: dotted path of the total record count (null: a short or empty page ends)"
+        None,
+        description="offset: dotted path of the total record count, read from every page (null: an empty page ends)",
     )
+
+    @model_validator(mode="after")
+    def _graphql_defaults(self) -> "Pagination":
+        # graphql's parameters are variables of the query: their defaults differ from the GET patterns'.
+        if self.pattern == "graphql":
+            for key, value in GRAPHQL_DEFAULTS.items():
+                if key not in self.model_fields_set:
+                    setattr(self, key, value)
+        return self
 
 
 class StreamSpec(BaseModel):
@@ -70,11 +98,50 @@ class StreamSpec(BaseModel):
         None, description="incremental: record field of its last change (ISO 8601 or epoch); also its timestamp"
     )
     updated_after_param: str | None = Field(
-        None, description="incremental: request parameter that filters on cursor_field (null: filtered client-side)"
+        None,
+        description="incremental: request parameter that filters on cursor_field (null: filtered client-side); "
+        "post_query, graphql: a dotted path into the JSON body, e.g. 'variables.since'",
     )
-    # E: the JSON body of every request (e.g. {"query": "..."} for GraphQL); page_size_param and cursor_param are
-    # set in it, dotted keys nested ("variables.after").
-    body: dict[str, Any] = Field({}, description='post_query: the JSON body of every request, e.g. {"query": ...}')
+    # E and graphql: the JSON body of every request (e.g. {"query": "..."} for GraphQL); page_size_param and
+    # cursor_param are set in it, dotted keys nested ("variables.after").
+    body: dict[str, Any] = Field(
+        {},
+        description='post_query, graphql: the JSON body of every request, e.g. {"query": "...", "variables": {}}; '
+        "streams on one endpoint differ by it",
+    )
+    # graphql: the Relay connection; its edges are the records, its pageInfo says where the next page starts.
+    connection_path: str | None = Field(
+        None,
+        description="graphql (required): dotted path of the connection in the response, e.g. 'data.contacts'; "
+        "records are its edges, the next page from its pageInfo.endCursor and pageInfo.hasNextPage",
+    )
+    land: Literal["node", "edge"] = Field(
+        "node",
+        description="graphql: one record is the edge's node ('node') or the whole edge ({cursor, node}: 'edge'); "
+        "id_field and cursor_field are paths in it ('id', or 'node.id' when landing edges)",
+    )
+
+
+class BodyErrors(BaseModel):
+    """Errors an API reports inside an HTTP 200 (GraphQL's `errors`, Slack's `ok: false`): a request failed when
+    errors_path holds a non-empty list, object or string (or true), or ok_path holds false."""
+
+    errors_path: str = Field("errors", description="dotted path of the errors; non-empty there = the request failed")
+    ok_path: str | None = Field(None, description="dotted path of a success flag; false = failed (Slack's 'ok')")
+    code_path: str = Field(
+        "extensions.code",
+        description="dotted path, inside the error (the first of a list), of its code; '' when the error is the bare "
+        'code (Slack\'s {"ok": false, "error": "ratelimited"})',
+    )
+    retryable_codes: list[str] = Field(
+        ["THROTTLED", "RATE_LIMITED"], description="codes that mean wait (retry_after_path) and retry the same request"
+    )
+    reauth_codes: list[str] = Field(
+        ["UNAUTHENTICATED"], description="codes that mean get a new token (oauth, client_credentials) and retry"
+    )
+    retry_after_path: str | None = Field(
+        "extensions.retryAfter", description="dotted path, inside the error, of the seconds to wait before a retry"
+    )
 
 
 class SourceErrorHandling(BaseModel):
@@ -92,7 +159,15 @@ class SourceErrorHandling(BaseModel):
 class SourceSpec(BaseModel):
     name: str = Field(description="the source's name, snake_case: its folder and bizon's `source.name`")
     base_url: str = Field(description="http(s) URL every endpoint is under, e.g. https://api.example.com/v1")
-    auth: AuthKind = Field("none", description="how requests authenticate; the example config reads it via env://")
+    auth: AuthKind = Field(
+        "none",
+        description="how requests authenticate; the example config reads it via env://. client_credentials: OAuth2 "
+        "client-credentials grant (token from token_url, renewed on expiry, 401 or an in-body re-auth code)",
+    )
+    token_url: str | None = Field(
+        None, description="oauth, client_credentials: absolute URL of the token endpoint (null: a placeholder)"
+    )
+    scopes: list[str] = Field([], description="client_credentials: scopes asked, sent space-joined as `scope`")
     # api_key: the header the key goes in and its prefix ("" sends the bare key; bizon 0.5.x always sends a prefix)
     api_key_header: str = Field("Authorization", description="api_key: the header the key is sent in")
     api_key_prefix: str = Field("", description='api_key: text before the key, e.g. "Token" (""; the bare key)')
@@ -102,6 +177,11 @@ class SourceSpec(BaseModel):
         [], description="extra source config fields (e.g. workspace_id), as for destinations"
     )
     error_handling: SourceErrorHandling = Field(SourceErrorHandling(), description="the session's retries")
+    body_errors: BodyErrors | None = Field(
+        None,
+        description="errors inside an HTTP 200: a non-retryable one fails the read with the API's message; null: "
+        "none (graphql: GraphQL's `errors`, the defaults)",
+    )
     description: str = Field("", description="one line on the API, for source.py's docstring")
     dependencies: list[str] = Field([], description="extra libraries source.py imports (the rest recipe needs none)")
 
@@ -109,6 +189,13 @@ class SourceSpec(BaseModel):
     def names(self) -> Names:
         n = self.name
         return Names(pascal=pascal_case(n), snake=n, upper=n.upper(), alias=n)
+
+    @property
+    def errors_in_body(self) -> BodyErrors | None:
+        """The body errors the source reads: the spec's, or GraphQL's defaults when a stream is graphql."""
+        if self.body_errors is None and any(st.pagination.pattern == "graphql" for st in self.streams):
+            return BodyErrors()
+        return self.body_errors
 
 
 # -- checks ----------------------------------------------------------------------------------------
@@ -201,8 +288,7 @@ def _path_ok(path: str, empty: bool = False) -> bool:
     return all(KEY_RE.fullmatch(part) for part in path.split("."))
 
 
-def _check_stream(i: int, s: StreamSpec) -> list[Finding]:
-    where = f"streams[{i}] ({s.name[:40]!r})"
+def _check_stream_basics(where: str, s: StreamSpec) -> list[Finding]:
     found: list[Finding] = []
     p = s.pagination
     if not STREAM_RE.fullmatch(s.name) or len(s.name) > 64:
@@ -246,15 +332,16 @@ def _check_stream(i: int, s: StreamSpec) -> list[Finding]:
                 "Name the record's unique key, e.g. 'id' or 'meta.uuid'.",
             )
         )
-    if not 1 <= p.page_size <= 10_000:
-        found.append(
-            failed("spec.pagination.page_size", f"{where}: page_size {p.page_size} is outside 1-10000.", "e.g. 100.")
-        )
-    # The parameters the pattern uses: a request parameter (or body key) each, and the paths it reads.
+    return found
+
+
+def _pagination_fields(p: Pagination) -> tuple[dict[str, str], dict[str, str | None]]:
+    """The parameters the pattern uses (a request parameter or body path each) and the response paths it reads."""
     params = {"page_size_param": p.page_size_param}
     paths: dict[str, str | None] = {}
-    if p.pattern in ("cursor", "post_query"):
+    if p.pattern in CURSOR_PATTERNS:
         params["cursor_param"] = p.cursor_param
+    if p.pattern in ("cursor", "post_query"):  # graphql's are derived from connection_path
         paths = {"next_cursor_path": p.next_cursor_path, "has_more_path": p.has_more_path}
     elif p.pattern == "next_url":
         paths = {"next_url_path": p.next_url_path}
@@ -263,8 +350,18 @@ def _check_stream(i: int, s: StreamSpec) -> list[Finding]:
         paths = {"total_path": p.total_path}
     elif p.pattern == "none":
         params = {}
+    return params, paths
+
+
+def _check_pagination(where: str, p: Pagination) -> list[Finding]:
+    found: list[Finding] = []
+    if not 1 <= p.page_size <= 10_000:
+        found.append(
+            failed("spec.pagination.page_size", f"{where}: page_size {p.page_size} is outside 1-10000.", "e.g. 100.")
+        )
+    params, paths = _pagination_fields(p)
     for key, value in params.items():
-        dotted_ok = p.pattern == "post_query"  # a body key may be nested: variables.after
+        dotted_ok = p.pattern in POST_PATTERNS  # a body key may be nested: variables.after
         if not (_path_ok(value) if dotted_ok else bool(KEY_RE.fullmatch(value))):
             found.append(
                 failed(
@@ -282,28 +379,72 @@ def _check_stream(i: int, s: StreamSpec) -> list[Finding]:
                     "e.g. 'meta.next_cursor'.",
                 )
             )
-    if p.pattern == "offset" and p.offset_param == p.page_size_param:
+    other = {"offset": p.offset_param, **dict.fromkeys(CURSOR_PATTERNS, p.cursor_param)}.get(p.pattern)
+    if other is not None and other == p.page_size_param:
+        kind = "offset_param" if p.pattern == "offset" else "cursor_param"
         found.append(
             failed(
                 "spec.pagination.same_param",
-                f"{where}: offset_param and page_size_param are both {p.offset_param!r}.",
-                "They are two parameters: e.g. offset and limit.",
+                f"{where}: {kind} and page_size_param are both {other!r}.",
+                "They are two parameters: e.g. cursor and limit (offset and limit).",
             )
         )
-    if p.pattern in ("cursor", "post_query") and p.cursor_param == p.page_size_param:
+    return found
+
+
+def _check_graphql(where: str, s: StreamSpec) -> list[Finding]:
+    """A Relay connection: where it is, a query to send, and fields inside the record that is landed."""
+    if s.pagination.pattern != "graphql":
+        if s.connection_path is not None or s.land != "node":
+            return [
+                failed(
+                    "spec.stream.graphql_unused",
+                    f"{where}: connection_path and land are read only by pattern graphql, not {s.pagination.pattern}.",
+                    "Drop them, or use pattern 'graphql' for a Relay connection (edges, pageInfo).",
+                )
+            ]
+        return []
+    found: list[Finding] = []
+    if s.connection_path is None or not _path_ok(s.connection_path):
+        shown = "not set" if s.connection_path is None else f"{s.connection_path[:60]!r}, not a dotted path"
         found.append(
             failed(
-                "spec.pagination.same_param",
-                f"{where}: cursor_param and page_size_param are both {p.cursor_param!r}.",
-                "They are two parameters: e.g. cursor and limit.",
+                "spec.stream.connection_path",
+                f"{where}: pattern graphql needs connection_path, the connection in the response: it is {shown}.",
+                'e.g. \'data.contacts\' for {"data": {"contacts": {"edges": [...], "pageInfo": {...}}}}.',
             )
         )
-    if p.pattern != "post_query" and s.body:
+    if not isinstance(s.body.get("query"), str) or not s.body["query"].strip():
+        found.append(
+            failed(
+                "spec.stream.graphql_query",
+                f"{where}: pattern graphql sends body.query, and body has no query text.",
+                'e.g. body {"query": "query($first: Int, $after: String) { contacts(first: $first, after: $after) '
+                '{ edges { node { id } } pageInfo { hasNextPage endCursor } } }", "variables": {}}.',
+            )
+        )
+    fields = {"id_field": s.id_field, "cursor_field": s.cursor_field}
+    for key, value in fields.items():
+        if s.land == "edge" and value is not None and not value.startswith("node.") and value != "cursor":
+            found.append(
+                failed(
+                    f"spec.stream.{key}",
+                    f"{where}: land is 'edge' (a record is {{cursor, node}}); {key} {value[:60]!r} is not under node.",
+                    f"Use 'node.{value[:40]}', or land 'node' to make the node the record.",
+                )
+            )
+    return found
+
+
+def _check_incremental(where: str, s: StreamSpec) -> list[Finding]:
+    found: list[Finding] = []
+    pattern = s.pagination.pattern
+    if pattern not in POST_PATTERNS and s.body:
         found.append(
             failed(
                 "spec.stream.body_unused",
-                f"{where}: body is sent only by pattern post_query, not {p.pattern}.",
-                "Drop body, or use pattern 'post_query' for an API queried by POST.",
+                f"{where}: body is sent only by patterns post_query and graphql, not {pattern}.",
+                "Drop body, or use pattern 'post_query' (or 'graphql') for an API queried by POST.",
             )
         )
     if s.updated_after_param is not None and s.cursor_field is None:
@@ -318,32 +459,66 @@ def _check_stream(i: int, s: StreamSpec) -> list[Finding]:
         found.append(
             failed("spec.stream.cursor_field", f"{where}: cursor_field {s.cursor_field[:60]!r} is not a field name.")
         )
-    if s.updated_after_param is not None and not KEY_RE.fullmatch(s.updated_after_param):
+    after = s.updated_after_param
+    if after is not None and not (_path_ok(after) if pattern in POST_PATTERNS else KEY_RE.fullmatch(after)):
         found.append(
             failed(
                 "spec.stream.updated_after_param",
-                f"{where}: updated_after_param {s.updated_after_param[:60]!r} is not a parameter name.",
+                f"{where}: updated_after_param {after[:60]!r} is not a parameter name"
+                + (" (a dotted body path for post_query and graphql)." if pattern in POST_PATTERNS else "."),
+                "e.g. 'updated_since' (a query parameter), or 'variables.since' in a POST body.",
             )
         )
     return found
 
 
-def check_source(s: SourceSpec) -> list[Finding]:
-    """Every finding on a source spec before anything is written; each names the field and the fix."""
-    if bad := spec.check_unicode(s):
-        return bad
-    found = check_name(s.name) + _check_base_url(s.base_url)
-    if not s.streams:
+def _check_stream(i: int, s: StreamSpec) -> list[Finding]:
+    where = f"streams[{i}] ({s.name[:40]!r})"
+    return (
+        _check_stream_basics(where, s)
+        + _check_pagination(where, s.pagination)
+        + _check_graphql(where, s)
+        + _check_incremental(where, s)
+    )
+
+
+def _request_key(s: StreamSpec) -> str:
+    """What tells a stream's requests apart: its endpoint (with its query) and, for POST patterns, its body."""
+    posts = s.pagination.pattern in POST_PATTERNS
+    return json.dumps([s.endpoint, posts, s.body if posts else None], sort_keys=True, default=str)
+
+
+def _check_streams(streams: list[StreamSpec]) -> list[Finding]:
+    found: list[Finding] = []
+    if not streams:
         found.append(failed("spec.streams.empty", "The source lists no streams.", "Describe at least one endpoint."))
     seen: set[str] = set()
-    for i, stream in enumerate(s.streams):
+    requests: dict[str, str] = {}
+    for i, stream in enumerate(streams):
         found += _check_stream(i, stream)
         if stream.name in seen:
             found.append(failed("spec.stream.duplicate", f"Stream {stream.name!r} is listed twice.", "Keep one."))
         seen.add(stream.name)
-    if len(s.streams) > 50:
-        found.append(failed("spec.streams.too_many", f"{len(s.streams)} streams; the limit is 50."))
-    if s.auth == "api_key" and (" " in s.api_key_prefix.strip() or not s.api_key_prefix.isprintable()):
+        key = _request_key(stream)
+        if key in requests and requests[key] != stream.name:
+            found.append(
+                failed(
+                    "spec.stream.same_request",
+                    f"Streams {requests[key]!r} and {stream.name!r} send the same request to {stream.endpoint[:60]!r}: "
+                    "the API cannot tell them apart, so both would read the same records.",
+                    "Streams may share an endpoint when their requests differ: another GraphQL query (or a body "
+                    "key) for POST patterns, a fixed query parameter in the endpoint ('/records?type=contacts').",
+                )
+            )
+        requests.setdefault(key, stream.name)
+    if len(streams) > 50:
+        found.append(failed("spec.streams.too_many", f"{len(streams)} streams; the limit is 50."))
+    return found
+
+
+def _check_api_key(s: SourceSpec) -> list[Finding]:
+    found: list[Finding] = []
+    if " " in s.api_key_prefix.strip() or not s.api_key_prefix.isprintable():
         found.append(
             failed(
                 "spec.auth.api_key_prefix",
@@ -351,7 +526,7 @@ def check_source(s: SourceSpec) -> list[Finding]:
                 "e.g. 'Token', or '' for the bare key.",
             )
         )
-    if s.auth == "api_key" and not HEADER_RE.fullmatch(s.api_key_header):
+    if not HEADER_RE.fullmatch(s.api_key_header):
         found.append(
             failed(
                 "spec.auth.api_key_header",
@@ -359,18 +534,81 @@ def check_source(s: SourceSpec) -> list[Finding]:
                 "e.g. 'X-API-Key' or 'Authorization'.",
             )
         )
-    # The extra fields: a source config's own base fields are the clash here, not a destination's.
-    found += [f for f in spec.check_fields(s.fields) if f.id != "spec.field.shadows_base"]
-    for i, f in enumerate(s.fields):
-        if f.name in BASE_FIELDS:
+    return found
+
+
+def _check_auth(s: SourceSpec) -> list[Finding]:
+    found = _check_api_key(s) if s.auth == "api_key" else []
+    if s.token_url is not None:
+        if s.auth not in TOKEN_AUTHS:
             found.append(
                 failed(
-                    "spec.field.shadows_base",
-                    f"fields[{i}] ({f.name!r}) shadows SourceConfig.{f.name} (or the recipe's base_url).",
-                    "Rename it; auth goes in `auth`, the API root in `base_url`.",
+                    "spec.auth.token_url_unused",
+                    f"token_url is read only by auth oauth and client_credentials, not {s.auth}.",
+                    "Drop token_url, or set auth to the grant the API documents.",
                 )
             )
-    e = s.error_handling
+        elif _check_base_url(s.token_url):
+            found.append(
+                failed(
+                    "spec.auth.token_url",
+                    f"token_url {s.token_url[:80]!r} is not an absolute http(s) URL with no credentials in it.",
+                    "e.g. 'https://auth.example.com/oauth/token'.",
+                )
+            )
+    if s.scopes and s.auth != "client_credentials":
+        found.append(
+            failed(
+                "spec.auth.scopes_unused",
+                f"scopes are sent only by auth client_credentials, not {s.auth}.",
+                "Drop scopes, or set auth 'client_credentials'.",
+            )
+        )
+    bad = [x for x in s.scopes if not x or not x.isprintable() or any(c.isspace() for c in x)]
+    if bad:
+        found.append(
+            failed(
+                "spec.auth.scopes",
+                f"scopes {bad[:3]!r}: a scope is one word (they are sent space-joined).",
+                "e.g. ['contacts:read', 'companies:read'].",
+            )
+        )
+    return found
+
+
+def _check_body_errors(s: SourceSpec) -> list[Finding]:
+    b = s.body_errors
+    if b is None:
+        return []
+    found: list[Finding] = []
+    paths = {"errors_path": b.errors_path, "code_path": b.code_path, "ok_path": b.ok_path}
+    paths["retry_after_path"] = b.retry_after_path
+    for key, path in paths.items():
+        if path is not None and not _path_ok(path, empty=key == "code_path"):  # '': the error is its bare code
+            found.append(
+                failed(
+                    f"spec.body_errors.{key}",
+                    f"body_errors.{key} {path[:60]!r} is not a dotted key path.",
+                    "e.g. 'errors', 'extensions.code' (inside the error), 'ok'.",
+                )
+            )
+    codes = b.retryable_codes + b.reauth_codes
+    if any(not c.strip() for c in codes):
+        found.append(failed("spec.body_errors.codes", "body_errors lists an empty code.", "Drop it."))
+    both = sorted(set(b.retryable_codes) & set(b.reauth_codes))
+    if both:
+        found.append(
+            failed(
+                "spec.body_errors.codes",
+                f"body_errors lists {both} as both retryable and re-auth codes.",
+                "Keep each code in one list: retryable waits and retries, re-auth gets a new token first.",
+            )
+        )
+    return found
+
+
+def _check_error_handling(e: SourceErrorHandling) -> list[Finding]:
+    found: list[Finding] = []
     permanent = sorted(set(e.transient_statuses) & PERMANENT_STATUSES)
     if permanent:
         found.append(
@@ -401,6 +639,30 @@ def check_source(s: SourceSpec) -> list[Finding]:
                 "error_handling.timeout_seconds must be in (0, 600]: without a timeout a silent server hangs the run.",
             )
         )
+    return found
+
+
+def _check_fields(s: SourceSpec) -> list[Finding]:
+    # The extra fields: a source config's own base fields are the clash here, not a destination's.
+    found = [f for f in spec.check_fields(s.fields) if f.id != "spec.field.shadows_base"]
+    for i, f in enumerate(s.fields):
+        if f.name in BASE_FIELDS:
+            found.append(
+                failed(
+                    "spec.field.shadows_base",
+                    f"fields[{i}] ({f.name!r}) shadows SourceConfig.{f.name} (or the recipe's base_url).",
+                    "Rename it; auth goes in `auth`, the API root in `base_url`.",
+                )
+            )
+    return found
+
+
+def check_source(s: SourceSpec) -> list[Finding]:
+    """Every finding on a source spec before anything is written; each names the field and the fix."""
+    if bad := spec.check_unicode(s):
+        return bad
+    found = check_name(s.name) + _check_base_url(s.base_url) + _check_streams(s.streams) + _check_auth(s)
+    found += _check_fields(s) + _check_error_handling(s.error_handling) + _check_body_errors(s)
     if len(s.description) > spec.MAX_TEXT:
         found.append(failed("spec.description_too_long", f"The description exceeds {spec.MAX_TEXT} characters."))
     return found

@@ -359,6 +359,7 @@ def test_an_api_that_repeats_itself_or_fails_is_stopped_not_looped_or_swallowed(
     assert out["empty"] == {} and out["401"] == "HTTPError", out
 
 
+GRAPHQL = {"pagination": {"pattern": "graphql"}}
 BAD = [
     ({"name": "Acme"}, "spec.name.not_snake_case"),
     ({"base_url": "ftp://x"}, "spec.base_url.invalid"),
@@ -386,6 +387,32 @@ BAD = [
     ({"streams": [{"name": "u", "endpoint": "/u", "pagnation": {}}]}, "spec.unknown_key"),
     ({"streams": [{"name": "u", "endpoint": "/u", "pagination": {"pattern": "page"}}]}, "spec.invalid"),
     ({"name": "dummy"}, "spec.name.taken"),  # bizon's own source folder
+    (
+        {"streams": [{"name": "u", "endpoint": "/u", "body": {"query": "{ u }"}, **GRAPHQL}]},
+        "spec.stream.connection_path",
+    ),
+    (
+        {"streams": [{"name": "u", "endpoint": "/g", "connection_path": "data.u", "land": "edge", **GRAPHQL}]},
+        "spec.stream.id_field",  # landing edges, the id is at node.id
+    ),
+    (
+        {"streams": [{"name": "u", "endpoint": "/g", "connection_path": "data.u", **GRAPHQL}]},
+        "spec.stream.graphql_query",
+    ),
+    ({"streams": [{"name": "u", "endpoint": "/u", "connection_path": "data.u"}]}, "spec.stream.graphql_unused"),
+    (
+        {"streams": [{"name": "u", "endpoint": "/u", "cursor_field": "at", "updated_after_param": "variables.since"}]},
+        "spec.stream.updated_after_param",  # a dotted path only into a POST body
+    ),
+    (
+        {"streams": [{"name": "u", "endpoint": "/r?t=1"}, {"name": "v", "endpoint": "/r?t=1"}]},
+        "spec.stream.same_request",
+    ),
+    ({"body_errors": {"code_path": "extensions..code"}}, "spec.body_errors.code_path"),
+    ({"body_errors": {"retryable_codes": ["X"], "reauth_codes": ["X"]}}, "spec.body_errors.codes"),
+    ({"auth": "client_credentials", "token_url": "/oauth/token"}, "spec.auth.token_url"),
+    ({"auth": "bearer", "token_url": "https://a.test/token"}, "spec.auth.token_url_unused"),
+    ({"auth": "oauth", "scopes": ["read"]}, "spec.auth.scopes_unused"),
 ]
 
 
@@ -610,3 +637,297 @@ def test_cli_generate_of_a_source_prints_its_next_command_and_that_prints_the_ru
     full = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=300)
     assert full.returncode == 0, full.stdout + full.stderr
     assert "next: Done. The example sync reads the real API. It reads TICKETS_TOKEN" in full.stdout
+
+
+# -- GraphQL with client credentials: a CRM that misbehaves like real ones ---------------------------------------
+
+FIELDS = "edges { cursor node { id name updatedAt } } pageInfo { hasNextPage endCursor }"
+QUERIES = {
+    "contacts": "query($first: Int, $after: String, $since: DateTime) "
+    "{ contacts(first: $first, after: $after, updatedSince: $since) { " + FIELDS + " } }",
+    "companies": "query($first: Int, $after: String) { companies(first: $first, after: $after) { " + FIELDS + " } }",
+}
+NODES = {"contacts": 13, "companies": 9}
+CLIENT_ID, CLIENT_SECRET = "crm-client", "crm-secret"
+CRM = {
+    "name": "crm_graphql",
+    "base_url": "{url}/api",
+    "auth": "client_credentials",
+    "token_url": "{url}/oauth/token",
+    "scopes": ["crm.read", "crm.list"],
+    "body_errors": {"retryable_codes": ["THROTTLED"], "reauth_codes": ["UNAUTHENTICATED"]},
+    "error_handling": {"backoff_seconds": 0.1, "max_retries": 3},
+    "streams": [
+        {
+            "name": "contacts",
+            "endpoint": "/graphql",
+            "connection_path": "data.contacts",
+            "body": {"query": QUERIES["contacts"], "variables": {}},
+            "cursor_field": "updatedAt",
+            "updated_after_param": "variables.since",
+            "pagination": {"pattern": "graphql", "page_size": 50},
+        },
+        {
+            "name": "companies",
+            "endpoint": "/graphql",
+            "connection_path": "data.companies",
+            "land": "edge",
+            "id_field": "node.id",
+            "body": {"query": QUERIES["companies"]},
+            "pagination": {"pattern": "graphql", "page_size": 50},
+        },
+    ],
+}
+
+
+class GraphqlCrm:
+    """Both connections on one POST /api/graphql, told apart by the query; tokens from /oauth/token (client
+    credentials, checked). It caps the page size at 4 whatever `first` asks, serves a short second page (2 nodes),
+    and a last page that carries nodes with hasNextPage false. The token dies after the 2nd page served (answered
+    401) and after the 5th (answered UNAUTHENTICATED inside a 200); each connection's second page is THROTTLED
+    once (retryAfter 1 s, in a 200); a companies page answers 502 with an HTML body, then an answer cut mid-body.
+    Under /broken, contacts' second page is a query error inside a 200, on every try."""
+
+    CAP = 4
+
+    def __init__(self):
+        self.nodes = {
+            name: [
+                {"id": f"{name}-{i}", "name": f"ü {i}", "updatedAt": f"2024-03-{i + 1:02d}T00:00:00Z"} for i in range(n)
+            ]
+            for name, n in NODES.items()
+        }
+        self.lock = threading.Lock()
+        self.token: str | None = None
+        self.dead_as = "401"
+        self.deaths = {2: "401", 5: "UNAUTHENTICATED"}  # pages served -> the token dies, answered so
+        self.token_forms: list[dict] = []
+        self.pages_served = 0
+        self.throttled: set[str] = set()
+        self.faults = {("companies", 6): ["502", "cut"]}
+        self.log: list[dict] = []  # every request to /graphql: stream, start, answer, when, variables
+        crm = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with crm.lock:
+                    if self.path == "/oauth/token":
+                        return crm.token_answer(self, {k: v[-1] for k, v in parse_qs(raw.decode()).items()})
+                    return crm.answer(self, json.loads(raw or b"null"))
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def send(self, handler, status: int, data: bytes, kind: str = "application/json", cut: bool = False) -> None:
+        handler.send_response(status)
+        handler.send_header("Content-Type", kind)
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data[: len(data) // 2] if cut else data)
+        handler.close_connection = cut
+
+    def error(self, handler, code: str, message: str, **extensions) -> None:
+        errors = [{"message": message, "extensions": {"code": code, **extensions}}]
+        self.send(handler, 200, json.dumps({"errors": errors, "data": None}).encode())
+
+    def token_answer(self, handler, form: dict) -> None:
+        self.token_forms.append(form)
+        if (form.get("grant_type"), form.get("client_id"), form.get("client_secret")) != (
+            "client_credentials",
+            CLIENT_ID,
+            CLIENT_SECRET,
+        ):
+            return self.send(handler, 401, b'{"error": "invalid_client"}')
+        self.token = f"gq-{len(self.token_forms)}"
+        answer = {"access_token": self.token, "token_type": "Bearer", "expires_in": 3600}
+        self.send(handler, 200, json.dumps(answer).encode())
+
+    def answer(self, handler, body) -> None:
+        path = urlsplit(handler.path).path
+        variables = (body or {}).get("variables") or {}
+        stream = next((n for n, q in QUERIES.items() if (body or {}).get("query") == q), None)
+        start = int(str(variables.get("after") or "cur-0").removeprefix("cur-"))
+        entry = {"path": path, "stream": stream, "start": start, "when": time.monotonic(), "variables": variables}
+        self.log.append(entry)
+        if handler.headers.get("Authorization") != f"Bearer {self.token}":
+            entry["answer"] = self.dead_as
+            if self.dead_as == "401":
+                return self.send(handler, 401, b'{"message": "token expired"}')
+            return self.error(handler, "UNAUTHENTICATED", "The access token expired.")
+        if stream is None or path not in ("/api/graphql", "/broken/api/graphql"):
+            entry["answer"] = "404"
+            return self.send(handler, 404, b'{"message": "no such query"}')
+        entry["answer"] = self.misbehave(handler, path, stream, start)
+        if entry["answer"] is None:
+            entry["answer"] = "page"
+            self.page(handler, stream, start, variables)
+
+    def misbehave(self, handler, path: str, stream: str, start: int) -> str | None:
+        if path.startswith("/broken") and stream == "contacts" and start == self.CAP:
+            self.error(handler, "GRAPHQL_VALIDATION_FAILED", 'Cannot query field "nmae" on type "Contact".')
+            return "invalid"
+        if start == self.CAP and stream not in self.throttled:
+            self.throttled.add(stream)
+            self.error(handler, "THROTTLED", "Too many requests.", retryAfter=1)
+            return "THROTTLED"
+        fault = (self.faults.get((stream, start)) or [None]).pop(0) if (stream, start) in self.faults else None
+        if fault == "502":
+            self.send(handler, 502, b"<html><body><h1>502 Bad Gateway</h1></body></html>", "text/html")
+        elif fault == "cut":
+            self.send(handler, 200, json.dumps({"data": {stream: {"edges": []}}}).encode() * 4, cut=True)
+        return fault
+
+    def page(self, handler, stream: str, start: int, variables: dict) -> None:
+        nodes = [n for n in self.nodes[stream] if n["updatedAt"] >= (variables.get("since") or "")[:10]]
+        size = min(int(variables.get("first") or 10), self.CAP) - (2 if start == self.CAP else 0)
+        chunk = nodes[start : start + size]
+        end = start + len(chunk)
+        edges = [{"cursor": f"cur-{start + i + 1}", "node": node} for i, node in enumerate(chunk)]
+        info = {"hasNextPage": end < len(nodes), "endCursor": f"cur-{end}"}
+        self.send(handler, 200, json.dumps({"data": {stream: {"edges": edges, "pageInfo": info}}}).encode())
+        self.pages_served += 1
+        if self.pages_served in self.deaths:
+            self.token, self.dead_as = None, self.deaths[self.pages_served]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# The engine's loops, in the workspace's interpreter: get() (or get_records_after from `since`) until {}.
+GRAPHQL_DRIVER = r"""
+import importlib, json, sys
+from datetime import datetime
+from bizon.source.models import SourceIncrementalState
+out = []
+for case in json.loads(sys.stdin.read()):
+    module = importlib.import_module(case["module"])
+    source_class = next(v for k, v in vars(module).items() if k.endswith("Source") and k != "AbstractSource")
+    config = source_class.get_config_class()(name=case["name"], stream=case["stream"], base_url=case["base_url"],
+                                             authentication=case["auth"])
+    source = source_class(config)
+    since = case.get("since")
+    state = None
+    if since:
+        state = SourceIncrementalState(last_run=datetime.fromisoformat(since), state={}, cursor_field="updatedAt")
+    got, pagination, error = [], {}, None
+    try:
+        for _ in range(40):
+            if state:
+                iteration = source.get_records_after(source_state=state, pagination=pagination)
+            else:
+                iteration = source.get(pagination=pagination)
+            got += [{"id": r.id, "data": r.data} for r in iteration.records]
+            pagination = iteration.next_pagination
+            if not pagination:
+                break
+    except Exception as e:
+        error = f"{type(e).__name__}: {e}"
+    out.append({"records": got, "ended": not pagination, "error": error})
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.slow  # a GraphQL server and a subprocess under each bizon
+@pytest.mark.parametrize("version", VERSIONS)
+def test_a_two_connection_graphql_source_with_client_credentials_reads_every_node_once(make_tree, version):
+    crm = GraphqlCrm()
+    try:
+        ws = make_ws(make_tree(version))
+        spec = json.loads(json.dumps(CRM).replace("{url}", crm.url))
+        described_spec = describe_source(ws, parse_spec(spec))
+        assert described_spec.ok, described_spec.findings
+        rendered = render_source(ws, "crm_graphql")
+        assert rendered.ok and rendered.findings == [], rendered
+        module = Connector("crm_graphql", "source").code_module
+        auth = {
+            "type": "oauth",
+            "params": {
+                "token_refresh_endpoint": f"{crm.url}/oauth/token",
+                "client_id": CLIENT_ID,
+                "client_secret": CLIENT_SECRET,
+                "grant_type": "client_credentials",
+                "scopes": ["crm.read", "crm.list"],
+            },
+        }
+        case = {"module": module, "name": "crm_graphql", "base_url": f"{crm.url}/api", "auth": auth}
+        cases = [
+            {**case, "stream": "contacts"},
+            {**case, "stream": "companies"},
+            {**case, "stream": "contacts", "since": "2024-03-07T00:00:00+00:00"},
+            {**case, "stream": "contacts", "base_url": f"{crm.url}/broken/api"},
+        ]
+        done = subprocess.run(
+            [ws.python(), "-c", GRAPHQL_DRIVER],
+            input=json.dumps(cases),
+            capture_output=True,
+            text=True,
+            env=ws.env(),
+            cwd=ws.root,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        contacts, companies, newer, broken = json.loads(done.stdout.strip().splitlines()[-1])
+    finally:
+        crm.close()
+    for got in (contacts, companies, newer):
+        assert got["error"] is None and got["ended"], got["error"]
+    # every node once, in order; contacts land nodes, companies land whole edges (id at node.id)
+    assert [r["data"] for r in contacts["records"]] == crm.nodes["contacts"]
+    assert [r["id"] for r in contacts["records"]] == [n["id"] for n in crm.nodes["contacts"]]
+    assert [r["data"]["node"] for r in companies["records"]] == crm.nodes["companies"]
+    assert [r["id"] for r in companies["records"]] == [n["id"] for n in crm.nodes["companies"]]
+    assert all(r["data"]["cursor"].startswith("cur-") for r in companies["records"])
+    full = [e for e in crm.log if e["path"] == "/api/graphql" and "since" not in e["variables"]]
+    for stream, count in NODES.items():
+        pages = [e["start"] for e in full if e["stream"] == stream and e["answer"] == "page"]
+        assert pages == sorted(set(pages)) and pages[0] == 0, (stream, pages)  # no page asked twice once served
+        assert count not in pages, (stream, pages)  # the last page had nodes: nothing asked after it
+    assert {e["variables"].get("first") for e in crm.log} == {50}  # asked 50, got 4: read on, not taken for the end
+    # the token died twice, answered 401 then UNAUTHENTICATED in a 200: a new token each time, the same page again
+    answers = [e["answer"] for e in full]
+    assert answers.count("401") == 1 and answers.count("UNAUTHENTICATED") == 1, answers
+    for i, answer in enumerate(answers):
+        if answer in ("401", "UNAUTHENTICATED", "THROTTLED", "502", "cut"):
+            assert full[i + 1]["start"] == full[i]["start"] and full[i + 1]["stream"] == full[i]["stream"], answers
+        if answer == "THROTTLED":
+            assert full[i + 1]["when"] - full[i]["when"] >= 0.95, "retryAfter 1 s honoured"
+    assert {"502", "cut"} <= set(answers)
+    assert crm.token_forms[0] == {
+        "grant_type": "client_credentials",
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+        "scope": "crm.read crm.list",
+    }
+    # incremental: the filter at variables.since, only the newer nodes
+    since = {e["variables"].get("since") for e in crm.log if e["path"] == "/api/graphql" and "since" in e["variables"]}
+    assert since == {"2024-03-07T00:00:00+00:00"}
+    assert [r["id"] for r in newer["records"]] == [f"contacts-{i}" for i in range(6, 13)]
+    # an error inside a 200 fails the read with the API's message, after the page before it
+    assert broken["error"] and 'Cannot query field "nmae"' in broken["error"], broken
+    assert "GRAPHQL_VALIDATION_FAILED" in broken["error"] and len(broken["records"]) == 4
+    # the source's own rendered tests pass too (graphql, client credentials, errors in a 200)
+    run = subprocess.run(
+        [
+            ws.python(),
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-W",
+            "ignore",
+            Connector("crm_graphql", "source").tests_dir,
+        ],
+        capture_output=True,
+        text=True,
+        env=ws.env(),
+        cwd=ws.root,
+        timeout=180,
+    )
+    assert run.returncode == 0, run.stdout[-3000:]
