@@ -113,7 +113,6 @@ def field_sample(f: FieldSpec):
 
 
 # issue 21: the private names source_render imports; to remove when recipe lands (it imports the public ones then)
-_annotation, _default, _sample = field_annotation, field_default, field_sample
 
 
 def context(s: DestinationSpec) -> dict:
@@ -181,9 +180,6 @@ def ruff_format(ws: Workspace, rel: str, text: str) -> str:
     if done.returncode != 0:
         raise Refused(failed("render.invalid_python", f"Rendered {rel} is not valid Python: {done.stderr[:300]}"))
     return done.stdout
-
-
-_environment, _ruff_format = jinja_environment, ruff_format  # issue 21: as above, until recipe lands
 
 
 def planned_files(ws: Workspace, s: DestinationSpec) -> dict[str, str]:

@@ -16,11 +16,11 @@ from bizon_forge.interpreter import forge_command
 from bizon_forge.render import (
     TODO,
     RenderResult,
-    _annotation,
-    _default,
-    _environment,
-    _ruff_format,
-    _sample,
+    field_annotation,
+    field_default,
+    field_sample,
+    jinja_environment,
+    ruff_format,
     todo_tasks,
     write_planned,
 )
@@ -128,7 +128,13 @@ def _stream_settings(s: SourceSpec) -> dict:
 def context(ws: Workspace, s: SourceSpec) -> dict:
     c = Connector(s.name, "source")
     fields = [
-        {"name": f.name, "annotation": _annotation(f), "default": _default(f), "f": f, "sample": _sample(f)}
+        {
+            "name": f.name,
+            "annotation": field_annotation(f),
+            "default": field_default(f),
+            "f": f,
+            "sample": field_sample(f),
+        }
         for f in s.fields
     ]
     incremental = [st.name for st in s.streams if st.cursor_field]
@@ -183,12 +189,12 @@ def check_output(name: str) -> str:
 
 def planned_files(ws: Workspace, s: SourceSpec) -> dict[str, str]:
     """Workspace-relative path -> rendered text, formatted."""
-    env = _environment()
+    env = jinja_environment()
     ctx = context(ws, s)
     c = Connector(s.name, "source")
     out = {c.init_rel: ""}
     for rel, template in ((c.code_rel, "source/source.py.j2"), (c.test_rel, "source/test.py.j2")):
-        out[rel] = _ruff_format(ws, rel, env.get_template(template).render(**ctx))
+        out[rel] = ruff_format(ws, rel, env.get_template(template).render(**ctx))
     out[c.example_rel] = env.get_template("source/example.yml.j2").render(**ctx)
     out[c.check_rel] = env.get_template("source/check.yml.j2").render(**ctx)
     return out

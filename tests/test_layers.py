@@ -11,16 +11,6 @@ from pathlib import Path
 
 from tests.conftest import REPO
 
-# issue 21: private names other branches' files still use; each pair goes when its branch lands.
-PENDING = {
-    # recipe: source_render imports render's public names (field_annotation, jinja_environment, ...)
-    ("bizon_forge/source_render.py", "_annotation"),
-    ("bizon_forge/source_render.py", "_default"),
-    ("bizon_forge/source_render.py", "_environment"),
-    ("bizon_forge/source_render.py", "_ruff_format"),
-    ("bizon_forge/source_render.py", "_sample"),
-}
-
 
 def _modules() -> dict[str, Path]:
     """Dotted name -> file, for the package as it ships (pyproject's package-dir) plus bench/ and demo/."""
@@ -71,15 +61,11 @@ _MODULES = _modules()
 
 
 def test_no_module_uses_another_modules_private_names():
-    wrong, pending_seen = [], set()
+    wrong = []
     for module, path in _MODULES.items():
         rel = str(path.relative_to(REPO))
         # The probes run as scripts in the workspace's interpreter and import each other by their file names.
         siblings = {p.stem for p in path.parent.glob("*.py")} - {path.stem} if "probes" in path.parts else set()
         for line, name in _uses(ast.parse(path.read_text()), {module}, siblings):
-            if (rel, name) in PENDING:
-                pending_seen.add((rel, name))
-            else:
-                wrong.append(f"{rel}:{line} uses {name}")
+            wrong.append(f"{rel}:{line} uses {name}")
     assert not wrong, "give these a public name where they are defined:\n" + "\n".join(wrong)
-    assert pending_seen == PENDING, f"no longer used, drop from PENDING: {sorted(PENDING - pending_seen)}"
