@@ -188,7 +188,9 @@ PLANTS: dict[str, Plant] = {
                 "        return next(s for s in STREAMS.values() if s['endpoint'] == endpoint)\n",
             ),
         ),
-        ("api.shared_endpoint",),
+        # The companies stream's requests reach the mock as contacts' (routed by the query): its chain never ends,
+        # and full names that (api.shared_endpoint is then skipped, explained by it).
+        ("pull.pagination_ends",),
         "shared_endpoint",
         "companies",
         "lost",
@@ -401,7 +403,7 @@ def assert_fails_full(rendered: Path, dest: Path, bug: str) -> None:
     plant = PLANTS[bug]
     result, found = _full(planted_copy(rendered, dest, bug), plant.spec)
     failing = {i: m for i, m in found.items() if m.startswith("fail")}
-    print(f"{bug}: {result.summary}; failing: {sorted(failing)}")
+    print(f"{bug}: {result.summary}; " + "; ".join(f"{i} {found.get(i)}" for i in plant.caught_by))
     missed = [i for i in plant.caught_by if i not in failing]
     assert not result.ok and not missed, (
         bug,
