@@ -5,13 +5,16 @@ ends green where the API never recovered, or never stops asking; the source as r
 
 import shutil
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
+from bizon_forge.connector import Connector
 from bizon_forge.validators.fakes import mock_api
 from tests.sources.rendered_plants import PLANTS, SPECS, planted_copy, probe, render, symptom
 
-pytestmark = pytest.mark.slow  # a subprocess per loop; the outage case waits out the source's retries
+pytestmark = pytest.mark.slow  # a subprocess per loop
+BACKOFF = "BACKOFF_SECONDS = 1.0\n"
 
 
 @pytest.fixture(scope="module")
@@ -20,6 +23,14 @@ def rendered(pristine, tmp_path_factory):
     shutil.copytree(pristine("0.6.4"), root, symlinks=True)
     render(root)
     return root
+
+
+def _quick_backoff(path: Path) -> None:
+    """Both copies back off 0.01 s, not 1 s, between retries: the outage's five retries take a second, not 30 s
+    (a Retry-After the API sends is still honoured)."""
+    text = path.read_text()
+    assert text.count(BACKOFF) == 1, BACKOFF
+    path.write_text(text.replace(BACKOFF, "BACKOFF_SECONDS = 0.01\n"))
 
 
 def _truth(api: mock_api.MockApi, bug: str) -> tuple[list[str], tuple[str, str] | None]:
@@ -36,6 +47,8 @@ def test_each_plant_loses_repeats_or_hides_what_the_rendered_source_reads_right(
     plant = PLANTS[bug]
     good_ws = planted_copy(rendered, tmp_path / "good", None)
     bad_ws = planted_copy(rendered, tmp_path / "planted", bug)
+    for ws in (good_ws, bad_ws):
+        _quick_backoff(ws.root / Connector(plant.spec, "source").code_rel)
     with mock_api.start(SPECS[plant.spec]) as api:
         truth, since = _truth(api, bug)
         bad = probe(bad_ws, plant.spec, plant.stream, api, plant.case, tmp_path / "scratch", since)
