@@ -294,7 +294,8 @@ class InstallResult(Result):
 
 def install_dependencies(ws, name: str, progress: Callable[[str], None] | None = None) -> InstallResult:
     """Install the destination's client libraries into the workspace's interpreter (a no-op for those it has)."""
-    from bizon_forge import interpreter, spec
+    from bizon_forge import interpreter
+    from bizon_forge.spec import destination as spec
 
     s = spec.load(ws, name)
     validate = f"validate_destination(name={name!r})"

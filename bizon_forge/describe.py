@@ -2,10 +2,11 @@
 
 from pydantic import BaseModel
 
-from bizon_forge import dependencies, recipes, registry, spec
+from bizon_forge import dependencies, recipes, registry
 from bizon_forge.atomic import workspace_lock
 from bizon_forge.findings import Result, has_failures
-from bizon_forge.spec import DestinationSpec, Names
+from bizon_forge.spec import destination as spec
+from bizon_forge.spec.destination import DestinationSpec, Names
 from bizon_forge.workspace import Workspace
 
 

@@ -5,7 +5,7 @@ from collections.abc import Callable
 from pydantic import BaseModel, ValidationError
 
 from bizon_forge.findings import Refused, Result, failed
-from bizon_forge.spec import DestinationSpec
+from bizon_forge.spec.destination import DestinationSpec
 from bizon_forge.validators.report import CheckFinding
 from bizon_forge.workspace import Workspace
 

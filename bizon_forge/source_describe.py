@@ -2,12 +2,13 @@
 
 from pydantic import BaseModel, ValidationError
 
-from bizon_forge import dependencies, source_spec
+from bizon_forge import dependencies
 from bizon_forge.atomic import workspace_lock
 from bizon_forge.connector import Connector
 from bizon_forge.findings import Finding, Refused, Result, failed, has_failures, warned
-from bizon_forge.source_spec import Pagination, SourceErrorHandling, SourceSpec, StreamSpec
-from bizon_forge.spec import FieldSpec
+from bizon_forge.spec import source as source_spec
+from bizon_forge.spec.destination import FieldSpec
+from bizon_forge.spec.source import Pagination, SourceErrorHandling, SourceSpec, StreamSpec
 from bizon_forge.workspace import Workspace
 
 

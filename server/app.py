@@ -25,7 +25,15 @@ from bizon_forge.registrations import RegistrationResult, RemovalResult
 from bizon_forge.render import RenderResult
 from bizon_forge.server import resources, schemas
 from bizon_forge.source_describe import SourceDescribeResult
-from bizon_forge.spec import Batching, DestinationSpec, ErrorHandling, FieldSpec, FullRefresh, RecipeName, WriteMethod
+from bizon_forge.spec.destination import (
+    Batching,
+    DestinationSpec,
+    ErrorHandling,
+    FieldSpec,
+    FullRefresh,
+    RecipeName,
+    WriteMethod,
+)
 from bizon_forge.validators.report import SourceValidationResult, ValidationResult
 from bizon_forge.workspace import Settings
 

@@ -29,7 +29,7 @@ def register(mcp: MCPServer, settings: Settings) -> None:
         """The JSON schema of describe_source's spec: streams, pagination patterns A-E, auth, retries."""
         import json
 
-        from bizon_forge.source_spec import schema
+        from bizon_forge.spec.source import schema
 
         return json.dumps(schema(), indent=1)
 

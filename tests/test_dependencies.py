@@ -12,7 +12,7 @@ from bizon_forge.findings import Refused
 from bizon_forge.inspection import inspect_workspace
 from bizon_forge.registrations import apply_registrations, remove_destination
 from bizon_forge.render import render_destination
-from bizon_forge.spec import DestinationSpec
+from bizon_forge.spec.destination import DestinationSpec
 from tests.conftest import snapshot
 
 

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 import pytest
 import yaml
 
-from bizon_forge import describe, render, spec, workspace
+from bizon_forge import describe, render, workspace
+from bizon_forge.spec import destination as spec
 from tests.conftest import snapshot, stdio_client
 from tests.hostile import (
     BAD_FIELDS,

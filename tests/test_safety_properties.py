@@ -11,8 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bizon_forge import dependencies, describe, render, spec, workspace
+from bizon_forge import dependencies, describe, render, workspace
 from bizon_forge.findings import Refused
+from bizon_forge.spec import destination as spec
 from bizon_forge.workspace import REGISTRATION_FILES, STATE_DIR
 from tests.hostile import BAD_NAMES, STRINGS, TAKEN_NAMES, copy_tree
 

@@ -15,11 +15,12 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from bizon_forge import source_spec, workspace
+from bizon_forge import workspace
 from bizon_forge.connector import Connector
 from bizon_forge.findings import Refused
 from bizon_forge.source_describe import describe_source, parse_spec
 from bizon_forge.source_render import MOCK_CREDENTIALS, render_source
+from bizon_forge.spec import source as source_spec
 from tests.conftest import VERSIONS, snapshot, stdio_client
 
 KEY, TOKEN, USER, PASSWORD, ACCESS = "k-123", "t-456", "ann", "pw-789", "access-1"

@@ -15,7 +15,7 @@ from bizon_forge.describe import describe_target
 from bizon_forge.findings import Refused
 from bizon_forge.registrations import apply_registrations
 from bizon_forge.render import render_destination
-from bizon_forge.spec import DestinationSpec, FieldSpec
+from bizon_forge.spec.destination import DestinationSpec, FieldSpec
 from bizon_forge.validators import catalog, runtime, validate_destination
 from tests.broken.corpus import FILES
 from tests.broken.install import NAME, NOTHING_TO_JUDGE, install_good

@@ -218,7 +218,8 @@ def example_values(code: DestinationCode) -> CheckFinding:
 
 def _checks_on_sqlite_for_a_server(code: DestinationCode, details: dict) -> str | None:
     """The server's SQLAlchemy scheme when a sql-recipe destination declares its driver but checks on SQLite."""
-    from bizon_forge import dependencies, spec
+    from bizon_forge import dependencies
+    from bizon_forge.spec import destination as spec
 
     declared = spec.stored(code.ws, code.name)
     if declared is None or declared.recipe != "sql" or not str(details.get("url", "")).startswith("sqlite"):

@@ -23,11 +23,12 @@ from typing import Any
 
 import yaml
 
-from bizon_forge import interpreter, source_spec
+from bizon_forge import interpreter
 from bizon_forge.atomic import workspace_lock
 from bizon_forge.connector import Connector
 from bizon_forge.findings import Refused
-from bizon_forge.source_spec import SourceSpec, StreamSpec
+from bizon_forge.spec import source as source_spec
+from bizon_forge.spec.source import SourceSpec, StreamSpec
 from bizon_forge.validators import catalog
 from bizon_forge.validators.catalog import Check, answers
 from bizon_forge.validators.fakes import mock_api

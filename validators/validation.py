@@ -12,10 +12,11 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime
 from pathlib import Path
 
-from bizon_forge import interpreter, spec
+from bizon_forge import interpreter
 from bizon_forge.atomic import workspace_lock
 from bizon_forge.connector import Connector
 from bizon_forge.findings import Refused
+from bizon_forge.spec import destination as spec
 from bizon_forge.validators import (
     agent_todo,
     cache,

@@ -14,11 +14,11 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field
 
-from bizon_forge import spec
 from bizon_forge.atomic import write_text
 from bizon_forge.connector import Connector
 from bizon_forge.findings import Finding, Refused, failed
-from bizon_forge.spec import FieldSpec, Names, load_stored, pascal_case
+from bizon_forge.spec import destination as spec
+from bizon_forge.spec.destination import FieldSpec, Names, load_stored, pascal_case
 from bizon_forge.workspace import Workspace
 
 # bizon's AuthType values (bizon.source.auth.config), plus "none": a public API (get_authenticator returns None).
