@@ -59,8 +59,9 @@ def _parser() -> argparse.ArgumentParser:
     venv = ws_sub.add_parser("venv", help="make DIR/.venv: the tree in editable mode plus its test group")
     venv.add_argument("dir")
 
-    inst = sub.add_parser("install", help="install a destination's client libraries into the workspace's Python")
-    inst.add_argument("name")
+    inst = sub.add_parser("install", help="install a connector's client libraries into the workspace's Python")
+    inst.add_argument("name", help="a destination's or a source's (a source's when only a source has the name)")
+    inst.add_argument("--source", action="store_true", help="NAME is the source, when a destination shares it")
     inst.add_argument("--workspace", default=".")
     inst.add_argument("--json", action="store_true")
     inst.add_argument("--python")
@@ -176,7 +177,8 @@ def _run(args) -> int:
     if args.command == "install":
         from bizon_forge.dependencies import install_dependencies
 
-        result = install_dependencies(ws, args.name, progress=_progress)
+        kind = "source" if args.source else None
+        result = install_dependencies(ws, args.name, progress=_progress, kind=kind)
         _audit(ws, args.name, result)
         _print(result, args.json)
         return 0 if result.ok else 1

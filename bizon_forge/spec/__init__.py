@@ -3,3 +3,7 @@
 common: what both kinds share (fields, names, the parser, the store); destination: DestinationSpec and its checks;
 source: SourceSpec and its checks.
 """
+
+from bizon_forge.spec import destination, source
+
+KINDS = {kind.name: kind for kind in (destination.KIND, source.KIND)}
