@@ -537,8 +537,8 @@ def test_every_wrong_key_and_value_of_a_spec_is_reported_at_once_with_a_hint_and
     found = {(f.id, f.message.split(":")[0]) for f in refused.value.findings}
     assert found == {
         ("spec.unknown_key", "auth_type"),
-        ("spec.unknown_key", "streams.0.pagination.next_cursor_pth"),
-        ("spec.invalid", "streams.0.pagination.pattern"),
+        ("spec.unknown_key", "streams[0].pagination.next_cursor_pth"),
+        ("spec.invalid", "streams[0].pagination.pattern"),
     }
     assert all(f.hint for f in refused.value.findings)
     assert refused.value.next == "Fix the failed findings and call describe_source again."
