@@ -137,7 +137,9 @@ def take_any_value(mcp: MCPServer, name: str) -> None:
     (is_error). A describe tool's arguments are a spec, which spec.common.parse answers as findings naming the path
     and what is expected; so the SDK takes any value there. The published schema stays the signature's: only the
     model the SDK validates with changes (FuncMetadata's fields are read on every call)."""
-    meta = mcp._tool_manager.get_tool(name).fn_metadata  # the same registry schemas.compact_tools rewrites
+    tool = mcp._tool_manager.get_tool(name)  # the same registry schemas.compact_tools rewrites
+    assert tool is not None, f"{name} is registered above"
+    meta = tool.fn_metadata
     anything: dict[str, Any] = {
         key: (Any, Field(None, alias=field.alias)) for key, field in meta.arg_model.model_fields.items()
     }

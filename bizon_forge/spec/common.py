@@ -279,8 +279,8 @@ def parse(kind: Kind[S], raw: object) -> tuple[S | None, list[Finding]]:
     if len(findings) > MAX_PARSE_FINDINGS:
         more = len(findings) - MAX_PARSE_FINDINGS
         last = findings[MAX_PARSE_FINDINGS - 1]
-        shown = last.model_copy(update={"message": f"{last.message} ({more} more problems not shown)"})
-        findings = [*findings[: MAX_PARSE_FINDINGS - 1], shown]
+        capped = last.model_copy(update={"message": f"{last.message} ({more} more problems not shown)"})
+        findings = [*findings[: MAX_PARSE_FINDINGS - 1], capped]
     return (None if findings else parsed), findings
 
 
