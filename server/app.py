@@ -29,6 +29,7 @@ from bizon_forge.source_describe import SourceDescribeResult
 from bizon_forge.spec import destination, source
 from bizon_forge.spec.common import FieldSpec, parse, parse_or_refuse
 from bizon_forge.spec.destination import Batching, ErrorHandling, FullRefresh, RecipeName, WriteMethod
+from bizon_forge.spec.source import SourceSpec
 from bizon_forge.validators.report import SourceValidationResult, ValidationResult
 from bizon_forge.workspace import Settings
 
@@ -130,6 +131,17 @@ def unknown_argument(key: str, tool: str, known: list[str]) -> Finding:
         f"{key[:60]}: {tool} takes no such argument.",
         (f"Did you mean {near[0]!r}? " if near else "") + f"Its arguments are: {', '.join(known)}.",
     )
+
+
+def source_spec_sent(ctx: Context, spec: object) -> SourceSpec:
+    """describe_source's spec, parsed, or a refusal naming each wrong key and value; an argument sent beside `spec`
+    (its name, say) is one too, not dropped."""
+    unknown = [key for key in sent(ctx, {}) if key != "spec"]
+    parsed, findings = parse(source.KIND, spec)
+    findings = [unknown_argument(key, "describe_source", ["spec", "workspace"]) for key in unknown] + findings
+    if parsed is None or findings:
+        raise Refused(*findings, next=fix_next(source.KIND))
+    return parsed
 
 
 def take_any_value(mcp: MCPServer, name: str) -> None:
@@ -257,12 +269,7 @@ def build_server(settings: Settings, verifier: Verifier | None = None, anonymous
         """Check and store a source spec; later tools take its name."""
         from bizon_forge.source_describe import describe_source as run
 
-        unknown = [key for key in sent(ctx, {}) if key != "spec"]
-        parsed, findings = parse(source.KIND, spec)
-        findings = [unknown_argument(key, "describe_source", ["spec", "workspace"]) for key in unknown] + findings
-        if findings:
-            raise Refused(*findings, next=fix_next(source.KIND))
-        return await on_worker(run, workspace, parsed)
+        return await on_worker(run, workspace, source_spec_sent(ctx, spec))
 
     @tool(DESTROYS, RenderResult)  # overwrite=true replaces an agent's edits
     async def render_source(
@@ -344,8 +351,8 @@ def build_server(settings: Settings, verifier: Verifier | None = None, anonymous
 
         return await on_worker(run, workspace, name, delete_files)
 
-    for name in ("describe_target", "describe_source"):
-        take_any_value(mcp, name)
+    take_any_value(mcp, "describe_target")
+    take_any_value(mcp, "describe_source")
     resources.register(mcp, settings)
     schemas.compact_tools(mcp)
     return mcp
