@@ -81,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     gen = sub.add_parser(
         "generate",
         help="describe -> render -> register -> install -> validate from a spec file (a source: describe -> render "
-        "-> validate)",
+        "-> install -> validate)",
     )
     gen.add_argument("spec", help="JSON or YAML: describe_target's arguments, or describe_source's spec (streams)")
     gen.add_argument("--workspace", default=".")

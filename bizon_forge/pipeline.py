@@ -99,8 +99,9 @@ def is_source_spec(args) -> bool:
 
 
 def generate_source(ws: Workspace, args: dict, level: str = "fast") -> GenerateResult:
-    """describe_source -> render_source -> validate_source: a source needs no registration, and the rest recipe
-    needs no library beyond bizon's own."""
+    """describe_source -> render_source -> install_dependencies -> validate_source: a source needs no registration;
+    its spec's libraries (none for the rest recipe) are installed as a destination's are."""
+    from bizon_forge.dependencies import install_dependencies
     from bizon_forge.source_describe import describe_source
     from bizon_forge.source_render import render_source
 
@@ -115,6 +116,7 @@ def generate_source(ws: Workspace, args: dict, level: str = "fast") -> GenerateR
         [
             ("describe", lambda: describe_source(ws, spec)),
             ("render", lambda: render_source(ws, spec.name)),
+            ("install", lambda: install_dependencies(ws, spec.name, kind="source")),
             ("validate", validate),
         ]
     )

@@ -194,3 +194,20 @@ async def test_install_dependencies_takes_a_sources_name_over_the_real_tool(make
     )
     assert chosen == only_a_source
     assert not odd.is_error and [f["id"] for f in odd.structured_content["findings"]] == ["install.bad_kind"]
+
+
+@pytest.mark.slow  # validate_source fast runs at the end
+def test_generate_installs_a_sources_libraries_before_validating(make_tree):
+    from bizon_forge import workspace
+    from bizon_forge.pipeline import generate_source
+
+    ws = workspace.resolve(None, workspace.Settings.from_paths([str(make_tree("0.6.4"))]))
+    spec = {
+        "name": "tickets",
+        "base_url": "https://api.test",
+        "streams": [{"name": "t", "endpoint": "/t"}],
+        "dependencies": ["pymysql>=1.1"],
+    }
+    result = generate_source(ws, spec)
+    assert [(s.step, s.ok) for s in result.steps][:3] == [("describe", True), ("render", True), ("install", True)]
+    assert [s.step for s in result.steps] == ["describe", "render", "install", "validate"]

@@ -833,7 +833,7 @@ def _refuse(ws: Workspace, name: str, level: str) -> SourceSpec | None:
             failed(
                 "install.missing",
                 f"{', '.join(state.missing)} (declared by {name}) is not installed in {state.python}.",
-                f"install_dependencies(name={name!r}) installs it.",
+                f"install_dependencies(name={name!r}, kind='source') installs it.",
             )
         )
     return spec
