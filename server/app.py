@@ -113,7 +113,10 @@ def sent(ctx: Context, given: dict[str, Any]) -> dict[str, Any]:
     """A describe tool's arguments as the client sent them, every key: the SDK drops a key its signature lacks, and a
     spec stored without it would answer ok. A list or an object the client sent as a JSON string is taken as the SDK
     decoded it (`given`, the tool's parameters); `workspace` is not the spec's, and null means not given."""
-    params = ctx.request_context.params or {}
+    try:
+        params = ctx.request_context.params or {}
+    except ValueError:  # called outside a request (no client sent anything): the parameters are all there is
+        params = {"arguments": given}
     arguments = params.get("arguments") or {}
     if not isinstance(arguments, dict):
         return {}
