@@ -2,7 +2,7 @@
 
 Both describe tools answer in the same steps (their input parsed by spec.common.parse first): the kind's checks, a
 clash with what the tree holds, then the spec stored under the workspace lock with what existed just before it;
-`stored` and `fix_next` are those steps for either kind (describe_source is source_describe's)."""
+`stored` (and common's `fix_next`) are those steps for either kind (describe_source is source_describe's)."""
 
 from collections.abc import Callable
 from typing import Any
@@ -13,7 +13,7 @@ from bizon_forge import dependencies, recipes, registry
 from bizon_forge.atomic import workspace_lock
 from bizon_forge.findings import Result, has_failures
 from bizon_forge.spec import destination as spec
-from bizon_forge.spec.common import Kind
+from bizon_forge.spec.common import Kind, fix_next
 from bizon_forge.spec.destination import DestinationSpec, Names
 from bizon_forge.workspace import Workspace
 
@@ -28,10 +28,6 @@ class DescribeResult(Result):
     names: Names | None = None
     existing: Existing | None = None
     spec_file: str | None = None
-
-
-def fix_next(kind: Kind) -> str:
-    return f"Fix the failed findings and call {kind.tool} again."
 
 
 def stored(ws: Workspace, kind: Kind, s: Any, existed: Callable[[], BaseModel]) -> dict[str, Any]:

@@ -4,10 +4,10 @@ from pydantic import BaseModel
 
 from bizon_forge import dependencies
 from bizon_forge.connector import Connector
-from bizon_forge.describe import fix_next, stored
+from bizon_forge.describe import stored
 from bizon_forge.findings import Finding, Result, has_failures, warned
 from bizon_forge.spec import source as source_spec
-from bizon_forge.spec.common import parse_or_refuse
+from bizon_forge.spec.common import fix_next, parse_or_refuse
 from bizon_forge.spec.source import SourceSpec
 from bizon_forge.workspace import Workspace
 

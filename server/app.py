@@ -19,7 +19,7 @@ from pydantic import Field, WithJsonSchema, create_model
 from bizon_forge import atomic, audit, credentials, workspace
 from bizon_forge.credentials import Credential, Verifier
 from bizon_forge.dependencies import InstallResult
-from bizon_forge.describe import DescribeResult, fix_next
+from bizon_forge.describe import DescribeResult
 from bizon_forge.findings import Finding, Refused, Result, failed
 from bizon_forge.inspection import InspectResult
 from bizon_forge.registrations import RegistrationResult, RemovalResult
@@ -27,7 +27,7 @@ from bizon_forge.render import RenderResult
 from bizon_forge.server import resources, schemas
 from bizon_forge.source_describe import SourceDescribeResult
 from bizon_forge.spec import destination, source
-from bizon_forge.spec.common import FieldSpec, parse, parse_or_refuse
+from bizon_forge.spec.common import FieldSpec, fix_next, parse, parse_or_refuse
 from bizon_forge.spec.destination import Batching, ErrorHandling, FullRefresh, RecipeName, WriteMethod
 from bizon_forge.spec.source import SourceSpec
 from bizon_forge.validators.report import SourceValidationResult, ValidationResult

@@ -288,8 +288,13 @@ def parse_or_refuse(kind: Kind[S], raw: object) -> S:
     """parse, raising Refused with every finding: for the entry points that answer a refusal."""
     parsed, findings = parse(kind, raw)
     if parsed is None:
-        raise Refused(*findings, next=f"Fix the failed findings and call {kind.tool} again.")
+        raise Refused(*findings, next=fix_next(kind))
     return parsed
+
+
+def fix_next(kind: Kind) -> str:
+    """The `next` of a spec refused for its own findings."""
+    return f"Fix the failed findings and call {kind.tool} again."
 
 
 def _unknown_key(path: str, key: str, known: list[str], kind: Kind) -> Finding:
