@@ -105,7 +105,7 @@ def source_parts(ws: Workspace, name: str, scratch: Path) -> dict[str, float]:
     config the subprocesses run with); only the thread pool around them is left out."""
     import functools
 
-    from bizon_forge import source_spec
+    from bizon_forge.spec import source as source_spec
     from bizon_forge.validators import catalog
     from bizon_forge.validators import source_validation as checks
     from bizon_forge.validators.engine import log_dir

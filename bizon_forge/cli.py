@@ -87,8 +87,9 @@ def _workspace_parser(sub) -> None:
 
 def _tree_parsers(sub) -> None:
     """install, validate and generate: what runs on a workspace's connector without MCP."""
-    inst = sub.add_parser("install", help="install a destination's client libraries into the workspace's Python")
-    inst.add_argument("name")
+    inst = sub.add_parser("install", help="install a connector's client libraries into the workspace's Python")
+    inst.add_argument("name", help="a destination's or a source's (a source's when only a source has the name)")
+    inst.add_argument("--source", action="store_true", help="NAME is the source, when a destination shares it")
     inst.add_argument("--workspace", default=".")
     inst.add_argument("--json", action="store_true")
     inst.add_argument("--python")
@@ -108,7 +109,7 @@ def _tree_parsers(sub) -> None:
     gen = sub.add_parser(
         "generate",
         help="describe -> render -> register -> install -> validate from a spec file (a source: describe -> render "
-        "-> validate)",
+        "-> install -> validate)",
     )
     gen.add_argument("spec", help="JSON or YAML: describe_target's arguments, or describe_source's spec (streams)")
     gen.add_argument("--workspace", default=".")
@@ -188,7 +189,8 @@ def _run(args) -> int:
         _print(result, args.json)
         return 0 if result.ok else 1
     if args.command == "install":
-        result = install_dependencies(ws, args.name, progress=_progress)
+        kind = "source" if args.source else None
+        result = install_dependencies(ws, args.name, progress=_progress, kind=kind)
         _audit(ws, args.name, result)
         _print(result, args.json)
         return 0 if result.ok else 1

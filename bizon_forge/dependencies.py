@@ -1,6 +1,6 @@
-"""A destination's client libraries: declared in its spec, recorded the way bizon records its own destinations'
-(an extra in the tree's pyproject.toml and the import guard of tests/cli/test_cli_imports.py), and installed
-into the workspace's interpreter.
+"""A connector's client libraries: declared in its spec; for a destination, recorded the way bizon records its own
+destinations' (an extra in the tree's pyproject.toml and the import guard of tests/cli/test_cli_imports.py); installed
+into the workspace's interpreter (a source's straight from its spec).
 
 The two record edits are pure text-in, text-out functions; apply_registrations and remove_destination write
 them with the three registrations, all or nothing.
@@ -12,7 +12,12 @@ import tomllib
 from collections.abc import Callable, Sequence
 from typing import cast
 
+from bizon_forge import interpreter
 from bizon_forge.findings import Finding, Refused, Result, failed
+from bizon_forge.interpreter import distribution
+from bizon_forge.spec import KINDS, destination, source
+from bizon_forge.spec.common import Kind
+from bizon_forge.workspace import read_regular
 
 PYPROJECT = "pyproject.toml"
 IMPORT_GUARD = "tests/cli/test_cli_imports.py"  # its OPTIONAL_DEPENDENCIES lists modules behind an extra
@@ -62,12 +67,6 @@ MODULES = {
 }
 
 REQUIREMENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9._, -]+\])?\s*([<>=!~]=?[^;@\s,]+\s*,?\s*)*")
-
-
-def distribution(requirement: str) -> str:
-    """The distribution a PEP 508 requirement names, normalised (PEP 503): 'PyMySQL>=1.1' -> 'pymysql'."""
-    name = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement)
-    return re.sub(r"[-_.]+", "-", name.group(1)).lower() if name else requirement
 
 
 def module(requirement: str) -> str:
@@ -292,25 +291,35 @@ class InstallResult(Result):
     command: str | None = None  # what ran, runnable as printed
 
 
-def install_dependencies(ws, name: str, progress: Callable[[str], None] | None = None) -> InstallResult:
-    """Install the destination's client libraries into the workspace's interpreter (a no-op for those it has)."""
-    from bizon_forge import interpreter, spec
-
-    s = spec.load(ws, name)
-    validate = f"validate_destination(name={name!r})"
-    state = interpreter.require(ws, s.dependencies)
-    records = read_records(ws)
-    recorded = extra_of(records[PYPROJECT], name) if PYPROJECT in records else s.dependencies
-    if s.dependencies and recorded != s.dependencies:
-        # Install what the tree records, or the tree and its interpreter part ways: record first.
-        raise Refused(
-            failed(
-                "install.not_recorded",
-                f"The spec of {name} declares {', '.join(s.dependencies)}, but the tree's extra {name!r} records "
-                f"{', '.join(recorded) if recorded else 'nothing'}.",
-                f"apply_registrations(name={name!r}) records it; then call install_dependencies again.",
+def spec_kind(ws, name: str, kind: str | None = None) -> Kind:
+    """Whose spec `name` is: `kind` when given; else the destination's when one is stored (as before sources had
+    dependencies), else the source's when one is; else the destination's, whose load says nothing is stored."""
+    if kind is not None:
+        if kind not in KINDS:
+            raise Refused(
+                failed(
+                    "install.bad_kind",
+                    f"kind {str(kind)[:40]!r} is neither 'destination' nor 'source'.",
+                    "Omit it; pass kind='source' only when a destination has the same name.",
+                )
             )
-        )
+        return KINDS[kind]
+    if not destination.KIND.spec_path(ws, name).exists() and source.KIND.spec_path(ws, name).exists():
+        return source.KIND
+    return destination.KIND
+
+
+def install_dependencies(
+    ws, name: str, progress: Callable[[str], None] | None = None, kind: str | None = None
+) -> InstallResult:
+    """Install the client libraries a destination's or a source's spec declares into the workspace's interpreter
+    (a no-op for those it has)."""
+    k = spec_kind(ws, name, kind)
+    s = k.load(ws, name)
+    validate = f"validate_{k.name}(name={name!r})"
+    state = interpreter.require(ws, s.dependencies)
+    if k is destination.KIND:
+        _require_recorded(ws, name, s.dependencies)  # a source has no extra in the tree: its spec is the record
     if not s.dependencies:
         return InstallResult(
             python=state.python,
@@ -353,6 +362,21 @@ def install_dependencies(ws, name: str, progress: Callable[[str], None] | None =
     )
 
 
+def _require_recorded(ws, name: str, declared: list[str]) -> None:
+    """Install what the tree records, or the tree and its interpreter part ways: record first."""
+    records = read_records(ws)
+    recorded = extra_of(records[PYPROJECT], name) if PYPROJECT in records else declared
+    if declared and recorded != declared:
+        raise Refused(
+            failed(
+                "install.not_recorded",
+                f"The spec of {name} declares {', '.join(declared)}, but the tree's extra {name!r} records "
+                f"{', '.join(recorded) if recorded else 'nothing'}.",
+                f"apply_registrations(name={name!r}) records it; then call install_dependencies again.",
+            )
+        )
+
+
 def sql_scheme(requirements: list[str]) -> str | None:
     """The SQLAlchemy scheme whose driver the requirements name (the first listed for it), or None."""
     have = {distribution(r) for r in requirements}
@@ -380,8 +404,6 @@ def sql_driver_note(s, requirements: list[str]) -> list[Finding]:
 
 def read_records(ws) -> dict[str, str]:
     """The texts of pyproject.toml and the import guard, for those the tree has."""
-    from bizon_forge.workspace import read_regular
-
     return {rel: read_regular(ws.path(rel)).decode() for rel in (PYPROJECT, IMPORT_GUARD) if ws.path(rel).is_file()}
 
 

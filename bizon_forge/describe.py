@@ -1,11 +1,20 @@
-"""describe_target: check what the agent knows about the target system and store it as the destination's spec."""
+"""describe_target: check what the agent knows about the target system and store it as the destination's spec.
+
+Both describe tools answer in the same steps (their input parsed by spec.common.parse first): the kind's checks, a
+clash with what the tree holds, then the spec stored under the workspace lock with what existed just before it;
+`stored` (and common's `fix_next`) are those steps for either kind (describe_source is source_describe's)."""
+
+from collections.abc import Callable
+from typing import Any
 
 from pydantic import BaseModel
 
-from bizon_forge import dependencies, recipes, registry, spec
+from bizon_forge import dependencies, recipes, registry
 from bizon_forge.atomic import workspace_lock
 from bizon_forge.findings import Result, has_failures
-from bizon_forge.spec import DestinationSpec, Names
+from bizon_forge.spec import destination as spec
+from bizon_forge.spec.common import Kind, fix_next
+from bizon_forge.spec.destination import DestinationSpec, Names
 from bizon_forge.workspace import Workspace
 
 
@@ -19,6 +28,19 @@ class DescribeResult(Result):
     names: Names | None = None
     existing: Existing | None = None
     spec_file: str | None = None
+
+
+def stored(ws: Workspace, kind: Kind, s: Any, existed: Callable[[], BaseModel]) -> dict[str, Any]:
+    """Save the spec under the workspace lock; the answer's fields: what existed just before, where it is stored and
+    what to call next."""
+    with workspace_lock(ws.state_dir):
+        before = existed()
+        kind.save(ws, s)
+    return {
+        "existing": before,
+        "spec_file": str(kind.spec_path(ws, s.name).relative_to(ws.root)),
+        "next": f"render_{kind.name}(name={s.name!r})",
+    }
 
 
 def existing(ws: Workspace, s: DestinationSpec, reg: registry.Registry) -> Existing:
@@ -38,19 +60,9 @@ def describe_target(ws: Workspace, s: DestinationSpec) -> DescribeResult:
     s = s.model_copy(update={"dependencies": requirements})
     findings += spec.check_spec(s)
     if has_failures(findings):
-        return DescribeResult(
-            ok=False, findings=findings, next="Fix the failed findings and call describe_target again."
-        )
+        return DescribeResult(ok=False, findings=findings, next=fix_next(spec.KIND))
     reg = registry.read(ws)
     findings += spec.check_against_workspace(s, ws, reg)
     if has_failures(findings):
         return DescribeResult(ok=False, findings=findings, next="Pick another name or remove the old destination.")
-    with workspace_lock(ws.state_dir):
-        spec.save(ws, s)
-    return DescribeResult(
-        findings=findings,
-        names=s.names,
-        existing=existing(ws, s, reg),
-        spec_file=str(spec.spec_path(ws, s.name).relative_to(ws.root)),
-        next=f"render_destination(name={s.name!r})",
-    )
+    return DescribeResult(findings=findings, names=s.names, **stored(ws, spec.KIND, s, lambda: existing(ws, s, reg)))

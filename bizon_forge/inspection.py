@@ -2,9 +2,11 @@
 
 from pydantic import BaseModel
 
-from bizon_forge import connector, interpreter, registry, source_spec, spec
+from bizon_forge import connector, interpreter, registry
 from bizon_forge.findings import Refused, Result, failed, warned
 from bizon_forge.interpreter import Interpreter
+from bizon_forge.spec import destination as spec
+from bizon_forge.spec import source as source_spec
 from bizon_forge.workspace import ENUM_FILE, FACTORY_FILE, MODELS_FILE, Workspace
 
 FILES = {"enum": ENUM_FILE, "union": MODELS_FILE, "factory": FACTORY_FILE}

@@ -60,7 +60,6 @@ class Interpreter(BaseModel):
 
 def distribution(requirement: str) -> str:
     """The distribution a PEP 508 requirement names, normalised (PEP 503): 'PyMySQL>=1.1' -> 'pymysql'."""
-    # issue 21: dependencies.py still has its own copy until branch spec lands (it imports this one then)
     name = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement)
     return re.sub(r"[-_.]+", "-", name.group(1)).lower() if name else requirement
 

@@ -2,14 +2,13 @@
 
 from collections.abc import Callable
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from bizon_forge.findings import Finding, Refused, Result, failed
-from bizon_forge.spec import DestinationSpec
+from bizon_forge.findings import Finding, Refused, Result
+from bizon_forge.spec import destination, source
+from bizon_forge.spec.common import parse_or_refuse
+from bizon_forge.spec.destination import DestinationSpec
 from bizon_forge.workspace import Workspace
-
-# Exactly describe_target's arguments; the workspace comes from the command line, not the spec.
-SPEC_KEYS = frozenset(DestinationSpec.model_fields)
 
 
 class Step(BaseModel):
@@ -23,30 +22,19 @@ class GenerateResult(Result):
     log_dir: str | None = None
 
 
-def parse_spec(args) -> DestinationSpec:
-    if not isinstance(args, dict):
-        raise Refused(
-            failed(
-                "generate.spec_not_a_mapping",
-                f"The spec file holds a {type(args).__name__}, not describe_target's arguments.",
-                'Write a mapping such as {"name": "acme", "fields": [...]}.',
-            )
-        )
-    unknown = sorted(set(args) - SPEC_KEYS)
-    if unknown:
-        hint = "Pass the workspace with --workspace." if "workspace" in unknown else None
-        raise Refused(
-            failed(
-                "generate.unknown_argument",
-                f"describe_target takes no {', '.join(map(repr, unknown))}; it takes {', '.join(sorted(SPEC_KEYS))}.",
-                hint,
-            )
-        )
+def parse_spec(args: object) -> DestinationSpec:
+    """A spec file's content as describe_target's arguments, or a refusal naming each wrong key and value."""
     try:
-        return DestinationSpec.model_validate(args)
-    except ValidationError as error:
-        found = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()[:5])
-        raise Refused(failed("generate.bad_spec", f"The spec does not fit describe_target: {found}.")) from None
+        return parse_or_refuse(destination.KIND, args)
+    except Refused as refused:
+        # The one key a spec file may hold by mistake that is no spec's: the command line says where to work.
+        refused.findings = [
+            f.model_copy(update={"hint": "Pass the workspace with --workspace."})
+            if f.id == "spec.unknown_key" and f.message.startswith("workspace:")
+            else f
+            for f in refused.findings
+        ]
+        raise
 
 
 def generate(ws: Workspace, args: dict, level: str = "fast") -> GenerateResult:
@@ -105,12 +93,13 @@ def is_source_spec(args) -> bool:
 
 
 def generate_source(ws: Workspace, args: dict, level: str = "fast") -> GenerateResult:
-    """describe_source -> render_source -> validate_source: a source needs no registration, and the rest recipe
-    needs no library beyond bizon's own."""
-    from bizon_forge.source_describe import describe_source, parse_spec
+    """describe_source -> render_source -> install_dependencies -> validate_source: a source needs no registration;
+    its spec's libraries (none for the rest recipe) are installed as a destination's are."""
+    from bizon_forge.dependencies import install_dependencies
+    from bizon_forge.source_describe import describe_source
     from bizon_forge.source_render import render_source
 
-    spec = parse_spec(args)
+    spec = parse_or_refuse(source.KIND, args)
 
     def validate() -> Result:
         from bizon_forge.validators.source_validation import validate_source
@@ -121,6 +110,7 @@ def generate_source(ws: Workspace, args: dict, level: str = "fast") -> GenerateR
         [
             ("describe", lambda: describe_source(ws, spec)),
             ("render", lambda: render_source(ws, spec.name)),
+            ("install", lambda: install_dependencies(ws, spec.name, kind="source")),
             ("validate", validate),
         ]
     )

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 
 from bizon_forge.connector import Connector
 from bizon_forge.findings import Finding, failed, warned
-from bizon_forge.spec import RECIPES as RECIPES_NAMED
-from bizon_forge.spec import DestinationSpec, ErrorHandling, FieldSpec
+from bizon_forge.spec.destination import RECIPES as RECIPES_NAMED
+from bizon_forge.spec.destination import DestinationSpec, ErrorHandling, FieldSpec
 
 STATUS_RE = re.compile(r"[1-5](\d\d|xx)", re.IGNORECASE)
 # HTTP statuses that mean the request itself is wrong (bad, unauthorised, forbidden, absent, unprocessable).

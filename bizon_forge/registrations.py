@@ -13,12 +13,13 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel
 
-from bizon_forge import dependencies, interpreter, pyast, registry, spec
+from bizon_forge import dependencies, interpreter, pyast, registry
 from bizon_forge.atomic import WriteFailed, workspace_lock, write_all
 from bizon_forge.connector import Connector
 from bizon_forge.findings import Finding, Refused, Result, failed, warned
 from bizon_forge.render import record_path
-from bizon_forge.spec import DestinationSpec, Names
+from bizon_forge.spec import destination as spec
+from bizon_forge.spec.destination import DestinationSpec, Names
 from bizon_forge.workspace import ENUM_FILE, FACTORY_FILE, MODELS_FILE, Workspace, read_regular, tied_to_server
 
 IMPORT_CHECK_TIMEOUT_S = 60

@@ -12,11 +12,12 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from bizon_forge import dependencies, interpreter, recipes, spec
+from bizon_forge import dependencies, interpreter, recipes
 from bizon_forge.atomic import WriteFailed, workspace_lock, write_all
 from bizon_forge.connector import RECEIVER_PORT, RECEIVER_VAR, SCRATCH_VAR, Connector
 from bizon_forge.findings import Finding, Refused, Result, failed, warned
-from bizon_forge.spec import Batching, DestinationSpec, FieldSpec
+from bizon_forge.spec import destination as spec
+from bizon_forge.spec.destination import Batching, DestinationSpec, FieldSpec
 from bizon_forge.workspace import TRACK_CHECK_CONFIGS, Workspace, read_regular, tracking_check_configs
 
 TODO = "FORGE-TODO"  # marks every place the agent must write code; validate_destination reports what is left

@@ -9,7 +9,6 @@ import shlex
 from typing import Any
 from urllib.parse import urlparse
 
-from bizon_forge import source_spec
 from bizon_forge.connector import Connector
 from bizon_forge.findings import warned
 from bizon_forge.interpreter import forge_command
@@ -24,7 +23,8 @@ from bizon_forge.render import (
     todo_tasks,
     write_planned,
 )
-from bizon_forge.source_spec import SourceSpec
+from bizon_forge.spec import source as source_spec
+from bizon_forge.spec.source import SourceSpec
 
 # The mock API's made-up credentials, which it accepts: the check config carries them (no secret).
 from bizon_forge.validators.fakes.mock_api import CREDENTIALS as MOCK_CREDENTIALS

@@ -3,6 +3,7 @@
 Heavy modules (libcst, jinja2, polars, bizon) are imported inside the tools, never at start-up.
 """
 
+import difflib
 import functools
 import json
 import logging
@@ -14,7 +15,7 @@ from typing import Annotated, Any
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import Field, WithJsonSchema
+from pydantic import Field, WithJsonSchema, create_model
 
 from bizon_forge import (
     atomic,
@@ -33,13 +34,16 @@ from bizon_forge import (
 from bizon_forge.credentials import Credential, Verifier
 from bizon_forge.dependencies import InstallResult
 from bizon_forge.describe import DescribeResult
-from bizon_forge.findings import Refused, Result
+from bizon_forge.findings import Finding, Refused, Result, failed
 from bizon_forge.inspection import InspectResult
 from bizon_forge.registrations import RegistrationResult, RemovalResult
 from bizon_forge.render import RenderResult
 from bizon_forge.server import resources, schemas
 from bizon_forge.source_describe import SourceDescribeResult
-from bizon_forge.spec import Batching, DestinationSpec, ErrorHandling, FieldSpec, FullRefresh, RecipeName, WriteMethod
+from bizon_forge.spec import destination, source
+from bizon_forge.spec.common import FieldSpec, fix_next, parse, parse_or_refuse
+from bizon_forge.spec.destination import Batching, ErrorHandling, FullRefresh, RecipeName, WriteMethod
+from bizon_forge.spec.source import SourceSpec
 from bizon_forge.validators.report import ValidationResult
 from bizon_forge.workspace import Settings
 
@@ -58,6 +62,9 @@ WorkspaceArg = str | None
 Level = Annotated[str, WithJsonSchema({"enum": ["fast", "full"], "type": "string"})]
 # The source spec's shape in one line; its full schema is the resource bizon-forge://source-spec.
 SOURCE_SPEC_HELP = "{name, base_url, auth, streams}; schema: bizon-forge://source-spec"
+
+# Published as an enum, taken as any string: install_dependencies answers another as a finding (install.bad_kind).
+KindArg = Annotated[str | None, WithJsonSchema({"enum": ["destination", "source"], "type": "string"})]
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +123,58 @@ def refusals(model: type[Result], hints: ToolAnnotations):
     return wrap
 
 
+def sent(ctx: Context, given: dict[str, Any]) -> dict[str, Any]:
+    """A describe tool's arguments as the client sent them, every key: the SDK drops a key its signature lacks, and a
+    spec stored without it would answer ok. A list or an object the client sent as a JSON string is taken as the SDK
+    decoded it (`given`, the tool's parameters); `workspace` is not the spec's, and null means not given."""
+    try:
+        params = ctx.request_context.params or {}
+    except ValueError:  # called outside a request (no client sent anything): the parameters are all there is
+        params = {"arguments": given}
+    arguments = params.get("arguments") or {}
+    if not isinstance(arguments, dict):
+        return {}
+    decoded = {
+        key: given[key] if isinstance(value, str) and isinstance(given.get(key), list | dict) else value
+        for key, value in arguments.items()
+    }
+    return {key: value for key, value in decoded.items() if key != "workspace" and value is not None}
+
+
+def unknown_argument(key: str, tool: str, known: list[str]) -> Finding:
+    near = difflib.get_close_matches(key, known, n=1)
+    return failed(
+        "spec.unknown_key",
+        f"{key[:60]}: {tool} takes no such argument.",
+        (f"Did you mean {near[0]!r}? " if near else "") + f"Its arguments are: {', '.join(known)}.",
+    )
+
+
+def source_spec_sent(ctx: Context, spec: object) -> SourceSpec:
+    """describe_source's spec, parsed, or a refusal naming each wrong key and value; an argument sent beside `spec`
+    (its name, say) is one too, not dropped."""
+    unknown = [key for key in sent(ctx, {}) if key != "spec"]
+    parsed, findings = parse(source.KIND, spec)
+    findings = [unknown_argument(key, "describe_source", ["spec", "workspace"]) for key in unknown] + findings
+    if parsed is None or findings:
+        raise Refused(*findings, next=fix_next(source.KIND))
+    return parsed
+
+
+def take_any_value(mcp: MCPServer, name: str) -> None:
+    """The SDK validates a tool's arguments against its signature and answers a wrong one with pydantic's raw text
+    (is_error). A describe tool's arguments are a spec, which spec.common.parse answers as findings naming the path
+    and what is expected; so the SDK takes any value there. The published schema stays the signature's: only the
+    model the SDK validates with changes (FuncMetadata's fields are read on every call)."""
+    tool = mcp._tool_manager.get_tool(name)  # the same registry schemas.compact_tools rewrites
+    assert tool is not None, f"{name} is registered above"
+    meta = tool.fn_metadata
+    anything: dict[str, Any] = {
+        key: (Any, Field(None, alias=field.alias)) for key, field in meta.arg_model.model_fields.items()
+    }
+    meta.arg_model = create_model(meta.arg_model.__name__, __base__=meta.arg_model, **anything)
+
+
 def _version() -> str:
     try:
         return version("bizon-forge")
@@ -169,6 +228,8 @@ def build_server(settings: Settings, verifier: Verifier | None = None, anonymous
 
     _spec_and_render_tools(tool, on_worker)
     _tree_tools(tool, on_worker)
+    take_any_value(mcp, "describe_target")
+    take_any_value(mcp, "describe_source")
     resources.register(mcp, settings)
     schemas.compact_tools(mcp)
     return mcp
@@ -185,6 +246,7 @@ def _spec_and_render_tools(tool, on_worker) -> None:
     @tool(WRITES, DescribeResult)
     # Its arguments are the tool's published input schema, one per spec field: no fewer can say it.
     async def describe_target(  # noqa: PLR0913
+        ctx: Context,
         name: Annotated[str, Field(description="snake_case destination name")],
         fields: Annotated[list[FieldSpec] | None, Field(description="connection/config fields")] = None,
         write_method: Annotated[WriteMethod | None, Field(description="default: the recipe's")] = None,
@@ -204,18 +266,9 @@ def _spec_and_render_tools(tool, on_worker) -> None:
         workspace: WorkspaceArg = None,
     ) -> Annotated[CallToolResult, DescribeResult]:
         """Check and store a destination spec; later tools take its name."""
-        spec = DestinationSpec(
-            name=name,
-            fields=fields or [],
-            write_method=write_method,
-            recipe=recipe,
-            error_handling=error_handling or ErrorHandling(),
-            batching=batching or Batching(),
-            alias=alias,
-            description=description,
-            dependencies=dependencies or [],
-            full_refresh=full_refresh,
-        )
+        # The signature publishes the schema; the spec is what the client sent, parsed as every spec is.
+        given = {key: value for key, value in locals().items() if key != "ctx"}
+        spec = parse_or_refuse(destination.KIND, sent(ctx, given))
         return await on_worker(describe.describe_target, workspace, spec)
 
     @tool(DESTROYS, RenderResult)  # overwrite=true replaces an agent's edits
@@ -231,10 +284,12 @@ def _spec_and_render_tools(tool, on_worker) -> None:
 
     @tool(WRITES, SourceDescribeResult)
     async def describe_source(
-        spec: Annotated[dict[str, Any], Field(description=SOURCE_SPEC_HELP)], workspace: WorkspaceArg = None
+        ctx: Context,
+        spec: Annotated[dict[str, Any], Field(description=SOURCE_SPEC_HELP)],
+        workspace: WorkspaceArg = None,
     ) -> Annotated[CallToolResult, SourceDescribeResult]:
         """Check and store a source spec; later tools take its name."""
-        return await on_worker(source_describe.describe_source, workspace, source_describe.parse_spec(spec))
+        return await on_worker(source_describe.describe_source, workspace, source_spec_sent(ctx, spec))
 
     @tool(DESTROYS, RenderResult)  # overwrite=true replaces an agent's edits
     async def render_source(
@@ -256,15 +311,18 @@ def _tree_tools(tool, on_worker) -> None:
 
     @tool(INSTALLS, InstallResult)
     async def install_dependencies(
-        name: str, ctx: Context, workspace: WorkspaceArg = None
+        name: str, ctx: Context, kind: KindArg = None, workspace: WorkspaceArg = None
     ) -> Annotated[CallToolResult, InstallResult]:
-        """pip-install the destination's client libraries into the Python bizon runs with."""
+        """pip-install a connector's client libraries into the Python bizon runs with (kind: when a destination
+        and a source share the name)."""
         lines = iter(range(1, 1 << 30))  # progress must grow with each notification; an install has no total
 
         def progress(message: str) -> None:
             anyio.from_thread.run(ctx.report_progress, next(lines), None, message)
 
-        return await on_worker(functools.partial(dependencies.install_dependencies, progress=progress), workspace, name)
+        return await on_worker(
+            functools.partial(dependencies.install_dependencies, progress=progress, kind=kind), workspace, name
+        )
 
     @tool(CHECKS, ValidationResult)  # fix=true rewrites files; logs and the check cache go to .bizon-forge/
     async def validate_destination(

@@ -8,7 +8,7 @@ from pathlib import Path
 from mcp.server.mcpserver import MCPServer
 
 from bizon_forge import atomic, connector, credentials, workspace
-from bizon_forge.source_spec import schema as source_spec_schema
+from bizon_forge.spec.source import schema as source_spec_schema
 from bizon_forge.validators import catalog
 from bizon_forge.workspace import Settings
 

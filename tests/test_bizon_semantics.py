@@ -14,7 +14,7 @@ from bizon_forge import workspace
 from bizon_forge.describe import describe_target
 from bizon_forge.registrations import apply_registrations
 from bizon_forge.render import render_destination
-from bizon_forge.spec import DestinationSpec, FieldSpec
+from bizon_forge.spec.destination import DestinationSpec, FieldSpec
 from tests.recipe_runs import bizon_run, fast_engine
 
 NAME = "observed"

@@ -10,8 +10,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from ruff.__main__ import find_ruff_bin
 
-from bizon_forge import codemods, registry, spec
+from bizon_forge import codemods, registry
 from bizon_forge.registrations import plan_add, plan_remove
+from bizon_forge.spec import destination as spec
 from bizon_forge.workspace import ENUM_FILE, FACTORY_FILE, MODELS_FILE, REGISTRATION_FILES
 from tests.conftest import VERSIONS
 

@@ -12,8 +12,8 @@ from bizon_forge.findings import Refused
 from bizon_forge.inspection import inspect_workspace
 from bizon_forge.registrations import apply_registrations, remove_destination
 from bizon_forge.render import render_destination
-from bizon_forge.spec import DestinationSpec
-from tests.conftest import snapshot
+from bizon_forge.spec.destination import DestinationSpec
+from tests.conftest import snapshot, stdio_client
 
 
 def records(root) -> dict[str, bytes]:
@@ -160,3 +160,54 @@ def test_checks_on_sqlite_for_a_server_destination_say_what_a_green_proves(ws):
     assert maria.status == "warn" and "proves the code on SQLite, not on mysql" in maria.message
     lite = {f.id: f for f in validate_destination(ws, "lite", verbose=True).findings}["live.check_config"]
     assert lite.status == "pass"
+
+
+@pytest.mark.anyio
+async def test_install_dependencies_takes_a_sources_name_over_the_real_tool(make_tree):
+    """A source's spec declares its libraries too: the tool finds the source by a name only it has, or by kind when a
+    destination shares the name, and installs into the workspace's Python (pymysql is in it already)."""
+    root = make_tree("0.6.4")
+    spec = {
+        "name": "tickets",
+        "base_url": "https://api.test",
+        "streams": [{"name": "t", "endpoint": "/t"}],
+        "recipe": "custom",
+        "dependencies": ["pymysql>=1.1"],
+    }
+    async with stdio_client(root) as client:
+        assert (await client.call_tool("describe_source", {"spec": spec})).structured_content["ok"]
+        only_a_source = (await client.call_tool("install_dependencies", {"name": "tickets"})).structured_content
+        assert (await client.call_tool("describe_target", {"name": "tickets", "recipe": "file"})).structured_content[
+            "ok"
+        ]
+        both = (await client.call_tool("install_dependencies", {"name": "tickets"})).structured_content
+        chosen = (
+            await client.call_tool("install_dependencies", {"name": "tickets", "kind": "source"})
+        ).structured_content
+        odd = await client.call_tool("install_dependencies", {"name": "tickets", "kind": "sink"})
+    assert only_a_source["ok"] and [f["id"] for f in only_a_source["findings"]] == ["install.done"], only_a_source
+    assert "pymysql>=1.1 already installed" in only_a_source["findings"][0]["message"]
+    assert only_a_source["next"] == "validate_source(name='tickets')"
+    # A destination of that name is the default (as before sources had libraries); kind reaches the source.
+    assert [f["id"] for f in both["findings"]] == ["install.nothing"] and both["next"].startswith(
+        "validate_destination"
+    )
+    assert chosen == only_a_source
+    assert not odd.is_error and [f["id"] for f in odd.structured_content["findings"]] == ["install.bad_kind"]
+
+
+@pytest.mark.slow  # validate_source fast runs at the end
+def test_generate_installs_a_sources_libraries_before_validating(make_tree):
+    from bizon_forge import workspace
+    from bizon_forge.pipeline import generate_source
+
+    ws = workspace.resolve(None, workspace.Settings.from_paths([str(make_tree("0.6.4"))]))
+    spec = {
+        "name": "tickets",
+        "base_url": "https://api.test",
+        "streams": [{"name": "t", "endpoint": "/t"}],
+        "dependencies": ["pymysql>=1.1"],
+    }
+    result = generate_source(ws, spec)
+    assert [(s.step, s.ok) for s in result.steps][:3] == [("describe", True), ("render", True), ("install", True)]
+    assert [s.step for s in result.steps] == ["describe", "render", "install", "validate"]

@@ -7,11 +7,13 @@ import subprocess
 import pytest
 import yaml
 
-from bizon_forge import source_spec, spec, workspace
+from bizon_forge import workspace
 from bizon_forge.describe import describe_target
 from bizon_forge.registrations import apply_registrations
 from bizon_forge.render import render_destination
-from bizon_forge.spec import DestinationSpec, FieldSpec
+from bizon_forge.spec import destination as spec
+from bizon_forge.spec import source as source_spec
+from bizon_forge.spec.destination import DestinationSpec, FieldSpec
 from tests.conftest import snapshot
 
 

@@ -20,7 +20,7 @@ from bizon_forge.findings import Refused
 from bizon_forge.inspection import inspect_workspace
 from bizon_forge.registrations import apply_registrations
 from bizon_forge.render import render_destination
-from bizon_forge.spec import DestinationSpec
+from bizon_forge.spec.destination import DestinationSpec
 from bizon_forge.validators import validate_destination
 from tests.conftest import snapshot
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from bizon_forge.source_spec import Pagination, SourceSpec, StreamSpec
+from bizon_forge.spec.source import Pagination, SourceSpec, StreamSpec
 from bizon_forge.validators.fakes import api_cases, mock_api
 from bizon_forge.validators.fakes.mock_api import CREDENTIALS, start
 

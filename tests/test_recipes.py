@@ -7,9 +7,10 @@ import subprocess
 import pytest
 from ruff.__main__ import find_ruff_bin
 
-from bizon_forge import recipes, render, spec, workspace
+from bizon_forge import recipes, render, workspace
 from bizon_forge.describe import describe_target
-from bizon_forge.spec import DestinationSpec, FieldSpec
+from bizon_forge.spec import destination as spec
+from bizon_forge.spec.destination import DestinationSpec, FieldSpec
 from tests.conftest import snapshot
 
 

@@ -13,7 +13,7 @@ from bizon_forge.describe import describe_target
 from bizon_forge.findings import Refused
 from bizon_forge.registrations import apply_registrations, remove_destination
 from bizon_forge.render import render_destination
-from bizon_forge.spec import DestinationSpec, FieldSpec
+from bizon_forge.spec.destination import DestinationSpec, FieldSpec
 from bizon_forge.workspace import ENUM_FILE, FACTORY_FILE, MODELS_FILE, REGISTRATION_FILES
 from tests.conftest import snapshot
 

@@ -17,8 +17,9 @@ from pathlib import Path
 import anyio
 import pytest
 
-from bizon_forge import atomic, describe, registrations, render, spec, workspace
+from bizon_forge import atomic, describe, registrations, render, workspace
 from bizon_forge.findings import Refused
+from bizon_forge.spec import destination as spec
 from bizon_forge.validators import validate_destination
 from bizon_forge.workspace import read_regular
 from tests.conftest import snapshot, stdio_client

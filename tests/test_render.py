@@ -7,7 +7,7 @@ from ruff.__main__ import find_ruff_bin
 from bizon_forge import workspace
 from bizon_forge.describe import describe_target
 from bizon_forge.render import render_destination
-from bizon_forge.spec import DestinationSpec, FieldSpec
+from bizon_forge.spec.destination import DestinationSpec, FieldSpec
 from tests.conftest import snapshot
 
 SRC = "bizon/connectors/destinations/acme/src"

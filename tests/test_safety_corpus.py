@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 import pytest
 import yaml
 
-from bizon_forge import describe, render, spec, workspace
+from bizon_forge import describe, render, workspace
+from bizon_forge.spec import destination as spec
 from tests.conftest import snapshot, stdio_client
 from tests.hostile import (
     BAD_FIELDS,
@@ -349,17 +350,31 @@ async def test_rejected_with_finding_and_nothing_written(case, server, arena):
 
 # -- malformed calls: the SDK rejects them, the server lives on ----------------------------------------
 
+# describe_target's wrong values are findings now (spec.invalid, like describe_source's): SPEC_VALUES below.
 MALFORMED = {
-    "name_not_a_string": ("describe_target", {"name": 123}),
-    "name_missing": ("describe_target", {}),
-    "fields_not_a_list": ("describe_target", {"name": "acme", "fields": "host"}),
-    "field_not_an_object": ("describe_target", {"name": "acme", "fields": ["host"]}),
-    "recipe_unknown": ("describe_target", {"name": "acme", "recipe": "rm -rf"}),
-    "write_method_unknown": ("describe_target", {"name": "acme", "write_method": "teleport"}),
-    "batching_not_numbers": ("describe_target", {"name": "acme", "batching": {"buffer_size_mb": "lots"}}),
     "workspace_not_a_string": ("inspect_workspace", {"workspace": ["/etc"]}),
     "dry_run_not_bool": ("render_destination", {"name": "acme", "dry_run": "maybe"}),
 }
+
+
+SPEC_VALUES = {
+    "name_not_a_string": {"name": 123},
+    "name_missing": {},
+    "fields_not_a_list": {"name": "acme", "fields": "host"},
+    "field_not_an_object": {"name": "acme", "fields": ["host"]},
+    "recipe_unknown": {"name": "acme", "recipe": "rm -rf"},
+    "write_method_unknown": {"name": "acme", "write_method": "teleport"},
+    "batching_not_numbers": {"name": "acme", "batching": {"buffer_size_mb": "lots"}},
+}
+
+
+@pytest.mark.parametrize("key", SPEC_VALUES)
+async def test_a_wrong_spec_value_is_a_finding_and_writes_nothing(key, server, arena):
+    r = await server.call_tool("describe_target", {**SPEC_VALUES[key], "workspace": arena.expand("@main")})
+    assert not r.is_error, r.content[0].text[:500]
+    assert r.structured_content["ok"] is False
+    assert {f["id"] for f in r.structured_content["findings"]} == {"spec.invalid"}, r.structured_content
+    assert arena_stat(arena) == arena.fingerprint
 
 
 @pytest.mark.parametrize("key", MALFORMED)

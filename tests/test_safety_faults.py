@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from bizon_forge import atomic, describe, render, spec, workspace
+from bizon_forge import atomic, describe, render, workspace
 from bizon_forge.findings import Refused
 from bizon_forge.registrations import apply_registrations
+from bizon_forge.spec import destination as spec
 from bizon_forge.workspace import REGISTRATION_FILES, STATE_DIR
 from tests.conftest import stdio_client
 

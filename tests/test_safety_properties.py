@@ -11,8 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bizon_forge import dependencies, describe, render, spec, workspace
+from bizon_forge import dependencies, describe, render, workspace
 from bizon_forge.findings import Refused
+from bizon_forge.spec import common
+from bizon_forge.spec import destination as spec
 from bizon_forge.workspace import REGISTRATION_FILES, STATE_DIR
 from tests.hostile import BAD_NAMES, STRINGS, TAKEN_NAMES, copy_tree
 
@@ -34,7 +36,7 @@ DEFAULTS = st.one_of(
 FIELD = st.fixed_dictionaries(
     {
         "name": st.one_of(IDENT, st.sampled_from(sorted(spec.BASE_FIELDS) + ["class", "model_dump", ""]), TEXT),
-        "type": st.one_of(st.sampled_from(spec.FIELD_TYPES), TEXT),
+        "type": st.one_of(st.sampled_from(common.FIELD_TYPES), TEXT),
         "required": st.booleans(),
         "default": DEFAULTS,
         "description": TEXT,
@@ -55,7 +57,7 @@ def _value_of(type_):
 
 
 # A field that passes the checks but still carries hostile text in its default and description.
-GOOD_FIELD = st.sampled_from(spec.FIELD_TYPES).flatmap(
+GOOD_FIELD = st.sampled_from(common.FIELD_TYPES).flatmap(
     lambda t: st.fixed_dictionaries(
         {
             "name": IDENT.filter(lambda n: n not in spec.BASE_FIELDS and not n.startswith("model_")),

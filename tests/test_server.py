@@ -139,3 +139,42 @@ async def test_every_refusal_is_a_structured_answer_over_the_wire(make_tree, tmp
         result = await client.call_tool("validate_destination", {"name": "file"})
         assert not result.is_error, result.content
         assert [f["id"] for f in result.structured_content["findings"]] == ["workspace.no_interpreter"]
+
+
+async def test_describe_target_answers_an_unknown_argument_or_a_wrong_value_as_findings_and_stores_nothing(make_tree):
+    """The SDK drops an argument its signature lacks (upsert_key was stored with ok: true) and answers a wrong type
+    with pydantic's text; both describe tools answer each as a finding naming it, and store nothing."""
+    root = make_tree("0.6.4")
+    specs = root / workspace.STATE_DIR
+    source = {"name": "acme", "base_url": "https://api.test", "streams": [{"name": "u", "endpoint": "/u"}]}
+    async with stdio_client(root) as client:
+        unknown = await client.call_tool("describe_target", {"name": "acme", "upsert_key": "id"})
+        wrong = await client.call_tool("describe_target", {"name": 7, "recipe": "rm -rf", "fields": [{"nme": "h"}]})
+        missing = await client.call_tool("describe_target", {})
+        beside = await client.call_tool("describe_source", {"spec": source, "name": "acme"})
+        not_a_spec = await client.call_tool("describe_source", {"spec": "acme"})
+        answers = [unknown, wrong, missing, beside, not_a_spec]
+        assert not any(r.is_error for r in answers), [r.content for r in answers if r.is_error]
+        assert not specs.exists() or not list(specs.rglob("*.json")), "a refused spec was stored"
+        # A list sent as a JSON string (some clients do) is decoded as the SDK decodes it, then parsed.
+        decoded = await client.call_tool(
+            "describe_target", {"name": "acme", "fields": json.dumps([{"name": "host", "description": "where"}])}
+        )
+    found = [{(f["id"], f["message"].split(":")[0]) for f in r.structured_content["findings"]} for r in answers]
+    assert all(r.structured_content["ok"] is False for r in answers)
+    assert found[0] == {("spec.unknown_key", "upsert_key")}
+    assert found[1] == {
+        ("spec.invalid", "name"),
+        ("spec.invalid", "recipe"),
+        ("spec.unknown_key", "fields[0].nme"),
+        ("spec.invalid", "fields[0].name"),  # missing, and its misspelling named: both in one answer
+    }
+    assert ("spec.invalid", "name") in found[2] and found[3] == {("spec.unknown_key", "name")}
+    assert found[4] == {("spec.not_a_mapping", "The source spec is a str, not an object.")}
+    hint = unknown.structured_content["findings"][0]["hint"]
+    assert "describe_target's input schema" in hint and unknown.structured_content["next"].startswith("Fix the")
+    texts = json.dumps([r.structured_content for r in answers])
+    assert "Input should" not in texts and "validation error" not in texts
+    assert decoded.structured_content["ok"], decoded.structured_content
+    stored = json.loads((root / decoded.structured_content["spec_file"]).read_text())
+    assert [f["name"] for f in stored["fields"]] == ["host"]

@@ -14,11 +14,12 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from bizon_forge import source_spec, workspace
+from bizon_forge import workspace
 from bizon_forge.connector import Connector
 from bizon_forge.findings import Refused
 from bizon_forge.source_describe import describe_source, parse_spec
 from bizon_forge.source_render import render_source
+from bizon_forge.spec import source as source_spec
 from bizon_forge.validators import source_live
 from bizon_forge.validators.fakes import mock_api
 from bizon_forge.validators.scratch import references

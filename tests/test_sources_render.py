@@ -15,11 +15,12 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from bizon_forge import source_spec, workspace
+from bizon_forge import workspace
 from bizon_forge.connector import Connector
 from bizon_forge.findings import Refused
 from bizon_forge.source_describe import describe_source, parse_spec
 from bizon_forge.source_render import MOCK_CREDENTIALS, render_source
+from bizon_forge.spec import source as source_spec
 from tests.conftest import VERSIONS, snapshot, stdio_client
 
 KEY, TOKEN, USER, PASSWORD, ACCESS = "k-123", "t-456", "ann", "pw-789", "access-1"
@@ -563,8 +564,8 @@ def test_every_wrong_key_and_value_of_a_spec_is_reported_at_once_with_a_hint_and
     found = {(f.id, f.message.split(":")[0]) for f in refused.value.findings}
     assert found == {
         ("spec.unknown_key", "auth_type"),
-        ("spec.unknown_key", "streams.0.pagination.next_cursor_pth"),
-        ("spec.invalid", "streams.0.pagination.pattern"),
+        ("spec.unknown_key", "streams[0].pagination.next_cursor_pth"),
+        ("spec.invalid", "streams[0].pagination.pattern"),
     }
     assert all(f.hint for f in refused.value.findings)
     assert refused.value.next == "Fix the failed findings and call describe_source again."

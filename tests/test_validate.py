@@ -15,7 +15,7 @@ from bizon_forge.describe import describe_target
 from bizon_forge.findings import Refused
 from bizon_forge.registrations import apply_registrations
 from bizon_forge.render import render_destination
-from bizon_forge.spec import DestinationSpec, FieldSpec
+from bizon_forge.spec.destination import DestinationSpec, FieldSpec
 from bizon_forge.validators import catalog, runtime, validate_destination
 from tests.broken.corpus import FILES
 from tests.broken.install import NAME, NOTHING_TO_JUDGE, install_good
@@ -243,7 +243,7 @@ def test_cli_validate_and_generate_exit_codes(make_tree, tmp_path):
 
     spec.write_text('{"name": "acme", "workspace": "/elsewhere"}')
     done = _cli("generate", str(spec), "--workspace", str(fresh))
-    assert done.returncode == 2 and "generate.unknown_argument" in done.stderr
+    assert done.returncode == 2 and "spec.unknown_key" in done.stderr and "--workspace" in done.stderr
 
 
 def test_readme_checklist_is_the_generated_one():

@@ -13,7 +13,7 @@ from bizon_forge.inspection import inspect_workspace
 from bizon_forge.render import render_destination
 from bizon_forge.source_describe import describe_source, parse_spec
 from bizon_forge.source_render import render_source
-from bizon_forge.spec import DestinationSpec
+from bizon_forge.spec.destination import DestinationSpec
 from bizon_forge.workspace import ENUM_FILE, Settings
 
 BIZONS_OWN = ["bigquery", "bigquery_streaming", "bigquery_streaming_v2", "file", "logger"]

@@ -9,7 +9,7 @@ from typing import TypeGuard, cast
 
 from bizon_forge import pyast, registry
 from bizon_forge.connector import Connector, is_connector_module
-from bizon_forge.spec import pascal_case
+from bizon_forge.spec.destination import pascal_case
 from bizon_forge.workspace import REGISTRATION_FILES, Workspace, read_regular
 
 TEXT_SUFFIXES = (".py", ".yml", ".yaml", ".json", ".md", ".txt", ".toml", ".cfg")

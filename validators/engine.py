@@ -87,9 +87,14 @@ def _refuse_without_interpreter(kind: Kind, ws: Workspace, name: str) -> None:
                 "install.missing",
                 f"{', '.join(state.missing)} (declared by {name}) is not installed in {state.python}, which runs the "
                 "checks.",
-                f"install_dependencies(name={name!r}) installs it.",
+                f"install_dependencies(name={name!r}{_kind_argument(kind)}) installs it.",
             )
         )
+
+
+def _kind_argument(kind: Kind) -> str:
+    """install_dependencies takes a destination's name alone; a source's name with its kind, in case both exist."""
+    return "" if kind.name == "destination" else f", kind={kind.name!r}"
 
 
 def log_dir(ws: Workspace, name: str) -> Path:

@@ -3,9 +3,10 @@ example's real one, whose every reference resolves (for bizon-forge, then for bi
 
 from pathlib import Path
 
-from bizon_forge import dependencies, spec
+from bizon_forge import dependencies
 from bizon_forge.connector import RECEIVER_VAR, SCRATCH_VAR
 from bizon_forge.findings import Finding, failed, passed, skipped, warned
+from bizon_forge.spec import destination as spec
 from bizon_forge.validators.catalog import Check, answers, static
 from bizon_forge.validators.code import DestinationCode
 from bizon_forge.validators.runtime import PROBE_TIMEOUT_S, one_line, run_logged

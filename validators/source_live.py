@@ -38,11 +38,12 @@ from urllib.parse import quote
 import yaml
 from pydantic import BaseModel
 
-from bizon_forge import interpreter, source_spec
+from bizon_forge import interpreter
 from bizon_forge.atomic import workspace_lock, write_all
 from bizon_forge.connector import Connector
 from bizon_forge.findings import Finding, Refused, Result, failed, warned
-from bizon_forge.source_spec import SourceSpec, StreamSpec
+from bizon_forge.spec import source as source_spec
+from bizon_forge.spec.source import SourceSpec, StreamSpec
 from bizon_forge.validators.engine import log_dir
 from bizon_forge.validators.runtime import Run, run_logged
 from bizon_forge.validators.scratch import lookup, references
@@ -137,7 +138,7 @@ def _refuse(ws: Workspace, name: str, max_pages: int) -> SourceSpec:
             failed(
                 "install.missing",
                 f"{', '.join(state.missing)} (declared by {name}) is not installed in {state.python}.",
-                f"install_dependencies(name={name!r}) installs it.",
+                f"install_dependencies(name={name!r}, kind='source') installs it.",
             )
         )
     return spec

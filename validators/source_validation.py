@@ -23,11 +23,11 @@ from typing import Any
 
 import yaml
 
-from bizon_forge import source_spec
 from bizon_forge.atomic import workspace_lock
 from bizon_forge.connector import Connector
 from bizon_forge.findings import Finding, Refused, failed, skipped
-from bizon_forge.source_spec import SourceSpec, StreamSpec
+from bizon_forge.spec import source as source_spec
+from bizon_forge.spec.source import SourceSpec, StreamSpec
 from bizon_forge.validators import catalog, engine
 from bizon_forge.validators.catalog import Check, answers, declared, declared_ids
 from bizon_forge.validators.engine import Kind, Progress, Units, run_example

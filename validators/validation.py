@@ -10,9 +10,9 @@ import hashlib
 import json
 import time
 
-from bizon_forge import spec
 from bizon_forge.atomic import workspace_lock
 from bizon_forge.findings import Finding, Refused, failed
+from bizon_forge.spec import destination as spec
 from bizon_forge.validators import (
     agent_todo,
     catalog,

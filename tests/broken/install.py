@@ -8,7 +8,7 @@ from pathlib import Path
 from bizon_forge.describe import describe_target
 from bizon_forge.registrations import apply_registrations
 from bizon_forge.render import render_destination
-from bizon_forge.spec import DestinationSpec, FieldSpec
+from bizon_forge.spec.destination import DestinationSpec, FieldSpec
 from bizon_forge.workspace import Workspace
 from tests.broken.corpus import FILES, Case
 

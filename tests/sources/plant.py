@@ -4,8 +4,9 @@ planted in it: each a text replacement of the good source (one `old` each, found
 import shutil
 from pathlib import Path
 
-from bizon_forge import source_spec, workspace
-from bizon_forge.source_spec import SourceSpec
+from bizon_forge import workspace
+from bizon_forge.spec import source as source_spec
+from bizon_forge.spec.source import SourceSpec
 
 HERE = Path(__file__).parent
 NAME = "forge_api"

@@ -163,7 +163,7 @@ CREDENTIALS = {
     "client_secret": "forge-mock-client-secret",
     "refresh_token": "forge-mock-refresh-token",
 }
-# SourceSpec's defaults (bizon_forge/source_spec.py), for a spec dict written by hand; a test keeps them equal.
+# SourceSpec's defaults (bizon_forge/spec/source.py), for a spec dict written by hand; a test keeps them equal.
 PAGINATION_DEFAULTS: dict[str, Any] = {
     "pattern": "none",
     "page_size": 100,

@@ -10,17 +10,15 @@ themselves all read this one value, so what is rendered, served and judged canno
 import json
 import math
 import re
-from pathlib import Path
 from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, model_validator
 
-from bizon_forge import spec
-from bizon_forge.atomic import write_text
 from bizon_forge.connector import Connector
-from bizon_forge.findings import Finding, Refused, failed
-from bizon_forge.spec import FieldSpec, Names, load_stored, pascal_case
+from bizon_forge.findings import Finding, failed
+from bizon_forge.spec import common as spec
+from bizon_forge.spec.common import BaseFields, FieldSpec, Kind, Names, pascal_case
 from bizon_forge.workspace import Workspace
 
 # bizon's AuthType values (bizon.source.auth.config), plus "none": a public API (get_authenticator returns None), and
@@ -217,6 +215,11 @@ BASE_FIELDS = frozenset(
         "base_url",
     }
 )
+BASE = BaseFields(
+    BASE_FIELDS,
+    "SourceConfig.{name} (or the recipe's base_url)",
+    "Rename it; auth goes in `auth`, the API root in `base_url`.",
+)
 # Statuses that mean the request itself is wrong: retrying them repeats the failure, only later.
 PERMANENT_STATUSES = frozenset({400, 401, 403, 404, 405, 410, 422})
 HEADER_RE = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")  # an HTTP header name (RFC 9110 token)
@@ -245,10 +248,7 @@ def schema() -> dict:
 
 def check_name(name: str) -> list[Finding]:
     """spec.check_name, worded for a source."""
-    return [
-        f.model_copy(update={"message": f.message.replace("destination name", "source name"), "hint": f.hint})
-        for f in spec.check_name(name)
-    ]
+    return spec.check_name(name, "source")
 
 
 def _check_base_url(url: str) -> list[Finding]:
@@ -644,17 +644,7 @@ def _check_error_handling(e: SourceErrorHandling) -> list[Finding]:
 
 def _check_fields(s: SourceSpec) -> list[Finding]:
     # The extra fields: a source config's own base fields are the clash here, not a destination's.
-    found = [f for f in spec.check_fields(s.fields) if f.id != "spec.field.shadows_base"]
-    for i, f in enumerate(s.fields):
-        if f.name in BASE_FIELDS:
-            found.append(
-                failed(
-                    "spec.field.shadows_base",
-                    f"fields[{i}] ({f.name!r}) shadows SourceConfig.{f.name} (or the recipe's base_url).",
-                    "Rename it; auth goes in `auth`, the API root in `base_url`.",
-                )
-            )
-    return found
+    return spec.check_fields(s.fields, BASE)
 
 
 def check_source(s: SourceSpec) -> list[Finding]:
@@ -682,30 +672,18 @@ def check_against_workspace(s: SourceSpec, ws: Workspace) -> list[Finding]:
     return []
 
 
+KIND = Kind(
+    name="source",
+    model=SourceSpec,
+    check=check_source,
+    check_name=check_name,
+    folder="source-specs",
+    noun="source spec",
+    tool="describe_source",
+    schema="bizon-forge://source-spec",
+)
+
+
 # -- the store inside the workspace (apart from destination specs: a source and a destination may share a name) --
 
-
-def spec_path(ws: Workspace, name: str) -> Path:
-    return ws.state_dir / "source-specs" / f"{name}.json"
-
-
-def save(ws: Workspace, s: SourceSpec) -> None:
-    write_text(spec_path(ws, s.name), s.model_dump_json(indent=2) + "\n")
-
-
-def load(ws: Workspace, name: str) -> SourceSpec:
-    return load_stored(
-        ws, spec_path(ws, name), name, SourceSpec, check_source, "source spec", "describe_source", check_name
-    )
-
-
-def stored(ws: Workspace, name: str) -> SourceSpec | None:
-    try:
-        return load(ws, name) if spec_path(ws, name).is_file() else None
-    except Refused:
-        return None
-
-
-def stored_names(ws: Workspace) -> list[str]:
-    folder = ws.state_dir / "source-specs"
-    return sorted(p.stem for p in folder.glob("*.json")) if folder.exists() else []
+spec_path, save, load, stored, stored_names = (KIND.spec_path, KIND.save, KIND.load, KIND.stored, KIND.stored_names)
