@@ -118,7 +118,9 @@ class Plant:
     caught_by: tuple[str, ...]  # the check ids of validate_source full that must fail
     case: str | None  # the mock's case that shows the bug (None: the default API)
     stream: str  # the stream the sanity probe reads
-    symptom: str  # what the planted loop does against that case, the unplanted one does not
+    # what the planted loop does against that case (the unplanted one does not): lost, repeated, raised, unfiltered
+    # (an incremental run brings unchanged records), green_on_must_fail, capped (asks past the mock's request cap)
+    symptom: str
 
 
 PLANTS: dict[str, Plant] = {
@@ -142,6 +144,15 @@ PLANTS: dict[str, Plant] = {
         "throttled_in_200",
         "contacts",
         "lost",
+    ),
+    # b, raised: the THROTTLED code not retried at all: a sync fails on the API's first busy moment.
+    "throttle_in_200_raised": Plant(
+        GRAPHQL,
+        ((RETRYABLE, "            if False:\n"),),
+        ("api.throttled_in_200",),
+        "throttled_in_200",
+        "contacts",
+        "raised",
     ),
     # e. A token that died mid-stream handled by a new token and the stream started again from its first page.
     "token_expiry_restarts_the_stream": Plant(
@@ -350,6 +361,8 @@ def symptom(bug: str, got: dict, report: dict, truth: list[str]) -> str | None:
         return f"{served['requests']} requests, {served['capped']} past the cap" if served["capped"] else None
     if kind == "unfiltered":
         return f"{len(ids)} records for {len(truth)} changed" if got["ok"] and len(ids) > len(truth) else None
+    if kind == "raised":
+        return f"failed after {len(ids)} of {len(truth)} records: {got['error'][:200]}" if got["error"] else None
     twice = sorted({i for i in ids if ids.count(i) > 1})
     if kind == "repeated" and twice:  # the probe stops a loop at a next page it already asked for; bizon would not
         repeated = report["streams"][PLANTS[bug].stream]["pages_repeated"]
