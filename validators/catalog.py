@@ -20,7 +20,7 @@ MODULES = tuple(
     for m in ("destination_syntax", "checklist", "registered", "traps", "agent_todo", "formatting", "live", "runtime")
 )
 # The modules that declare the checks of a source (validate_source), in its checklist's order.
-SOURCE_MODULES = tuple(f"bizon_forge.validators.{m}" for m in ("source_code", "source_validation"))
+SOURCE_MODULES = tuple(f"bizon_forge.validators.{m}" for m in ("source_code", "source_validation", "source_cases"))
 
 # Static failures that stop bizon from importing: a runtime failure after one of them is that failure again.
 IMPORT_BLOCKERS = (
