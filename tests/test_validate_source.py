@@ -23,6 +23,10 @@ NAMED = {
     "duplicate_id_across_pages": ("pull.ids_unique", "duplicate ids"),
     "swallowed_http_error": ("pull.http_errors_raise", "swallowed HTTP error"),
     "no_retry_on_429": ("pull.retry_429", "no retry on 429"),
+    # the contract's well-behaved API passes these; only a case of the mock shows them
+    "last_page_records_dropped": ("api.last_page_with_records", "the last page's records are lost"),
+    "short_page_taken_for_last": ("api.short_pages", "the last pages are lost"),
+    "outage_ends_the_stream": ("api.outage", "ended green"),
 }
 
 GET_CALL = 'response = self.session.get(f"{self.config.base_url}/items", params=params, timeout=30)'

@@ -4,10 +4,11 @@ the Step 4 mistakes planted in a rendered source fail `full` with a finding nami
 
 import pytest
 
-from bizon_forge import workspace
+from bizon_forge import source_spec, workspace
 from bizon_forge.connector import Connector
 from bizon_forge.source_describe import describe_source, parse_spec
 from bizon_forge.source_render import render_source
+from bizon_forge.validators.fakes import mock_api
 from bizon_forge.validators.source_validation import validate_source
 
 pytestmark = pytest.mark.slow  # real bizon runs: `make test-fast` leaves them out
@@ -141,6 +142,17 @@ def _check_full(ws, name) -> None:
     assert result.ok, (name, result.summary, [f.message for f in result.findings if f.status == "fail"])
     assert "23 records landed, each once" in by_id["run.bizon_run"].message, by_id["run.bizon_run"].message
     assert by_id["pull.auth_sent"].status == "pass"
+    _passes_every_case(ws, name, by_id)
+
+
+def _passes_every_case(ws, name, by_id) -> None:
+    """Every case of the mock that applies to the spec was run and passed; the others say they do not apply."""
+    spec = source_spec.stored(ws, name).model_dump(mode="json")
+    applicable = mock_api.cases_for(spec)
+    assert applicable, name
+    for case in mock_api.CASES:
+        f = by_id[f"api.{case}"]
+        assert f.status == ("pass" if case in applicable else "skip"), (name, case, f.message)
 
 
 def _misplaced_cursor_filter_fails_pull_incremental(ws, path) -> None:
@@ -234,13 +246,13 @@ GRAPHQL_CRM = {
 
 @pytest.mark.parametrize("version", ["0.6.4", "0.5.2"])
 def test_a_graphql_source_with_client_credentials_passes_full_against_the_misbehaving_mock(make_tree, version):
-    from bizon_forge.validators.fakes import mock_api
-
-    if not hasattr(mock_api.MockApi, "case_url"):  # issue 22: the mock's graphql and its cases land on branch mock
-        pytest.skip("this mock serves neither graphql nor the misbehaviour cases yet")
     ws = workspace.resolve(None, workspace.Settings.from_paths([str(make_tree(version))]))
     assert describe_source(ws, parse_spec({"name": "crm_graphql", "base_url": BASE, **GRAPHQL_CRM})).ok
     assert render_source(ws, "crm_graphql").ok
     result = validate_source(ws, "crm_graphql", "full", verbose=True)
     failing = [f"{f.id}: {f.message}" for f in result.findings if f.status == "fail"]
     assert result.ok and not failing, (result.summary, failing)
+    by_id = {f.id: f for f in result.findings}
+    _passes_every_case(ws, "crm_graphql", by_id)
+    for case in ("error_in_200", "throttled_in_200", "token_expiry", "shared_endpoint"):  # the hard ones, judged
+        assert by_id[f"api.{case}"].status == "pass", by_id[f"api.{case}"].message
