@@ -256,3 +256,47 @@ def test_a_graphql_source_with_client_credentials_passes_full_against_the_misbeh
     _passes_every_case(ws, "crm_graphql", by_id)
     for case in ("error_in_200", "throttled_in_200", "token_expiry", "shared_endpoint"):  # the hard ones, judged
         assert by_id[f"api.{case}"].status == "pass", by_id[f"api.{case}"].message
+    if version == "0.6.4":
+        _planted(ws, "crm_graphql", GRAPHQL_BUGS)
+
+
+# bug -> ([(old, new)] in the rendered crm_graphql source.py, the failing check, words of its message): mistakes
+# only a case of the mock shows (its well-behaved default has neither errors in a 200 nor a token dying early)
+GRAPHQL_BUGS = {
+    # no look at the body's errors, and a lenient read: {"errors": [...], "data": null} passes for an empty last page
+    "error_in_200_read_as_empty_last_page": (
+        [
+            ("            problem = body_error(document)\n", "            problem = None\n"),
+            (
+                '        raw = records_at(document, stream["records_path"], name)\n',
+                '        raw = dig(document, stream["records_path"]) or []\n',
+            ),
+        ],
+        "api.error_in_200",
+        "ended green",
+    ),
+    # the API's word that the token is no longer valid ignored: the same dead token is sent again
+    "token_not_renewed": (
+        [("        self.session.auth.renew()\n", "        pass  # the token is kept\n")],
+        "api.token_expiry",
+        "get() raised",
+    ),
+}
+
+
+def _planted(ws, name, bugs) -> None:
+    """Each bug planted in turn in the rendered source fails `full` with a finding of its check naming it."""
+    path = ws.root / Connector(name, "source").code_rel
+    good = path.read_text()
+    for bug, (edits, id, words) in bugs.items():
+        text = good
+        for old, new in edits:
+            assert text.count(old) == 1, (bug, old)
+            text = text.replace(old, new)
+        path.write_text(text)
+        try:
+            result = validate_source(ws, name, "full")
+        finally:
+            path.write_text(good)
+        named = [f for f in result.findings if f.id == id and f.status == "fail"]
+        assert named and words in named[0].message, (bug, result.summary, [f.message for f in result.findings])
