@@ -24,12 +24,12 @@ from typing import Any
 
 import yaml
 
-from bizon_forge import source_render, source_spec
+from bizon_forge import source_spec
 from bizon_forge.atomic import workspace_lock
 from bizon_forge.connector import Connector
 from bizon_forge.findings import Finding, Refused, failed
 from bizon_forge.source_spec import SourceSpec, StreamSpec
-from bizon_forge.validators import catalog, engine, source_cases
+from bizon_forge.validators import catalog, engine, source_cases, source_live
 from bizon_forge.validators.catalog import Check, answers, declared, declared_ids
 from bizon_forge.validators.engine import Kind, Progress, Units, run_example
 from bizon_forge.validators.fakes import mock_api
@@ -64,6 +64,7 @@ CONTRACT_IDS = (
 BUILD = ("pull.build",)
 PLACEHOLDER = re.compile(r"<[A-Z][A-Z_]*>")  # what the example config leaves to the user, e.g. <TOKEN_REFRESH_ENDPOINT>
 LOOP = (*BUILD, "pull.auth_sent", "pull.retry_429", "pull.retry_5xx", "pull.http_errors_raise")
+LIVE_PAGES = 3  # a live read's pages per stream, unless asked
 LOOP_ENDED = (*BUILD, "pull.pagination_ends")  # the records are judged once get()'s loop ended
 
 
@@ -84,10 +85,14 @@ def _auth(spec: SourceSpec, api: mock_api.MockApi, case: str | None = None) -> d
         return {"type": "bearer", "params": {"token": c["token"]}}
     if spec.auth == "basic":
         return {"type": "basic", "params": {"username": c["username"], "password": c["password"]}}
-    # oauth, client_credentials: the recipe's own params (bizon's oauth type), the token endpoint the mock's
+    # oauth, client_credentials: bizon's oauth params, as the rest recipe's check config gives them
+    # (source_render.auth_params, which validators may not import: it imports the mock), the mock's token endpoint
     token_url = api.case_token_url(case) if case else api.token_url
-    params = {**source_render.auth_params(spec, check=True), "token_refresh_endpoint": token_url}
-    return {"type": source_render.BIZON_AUTH[spec.auth], "params": params}
+    params = {"token_refresh_endpoint": token_url, "client_id": c["client_id"], "client_secret": c["client_secret"]}
+    if spec.auth == "oauth":
+        return {"type": "oauth", "params": {**params, "refresh_token": c["refresh_token"]}}
+    params["grant_type"] = "client_credentials"
+    return {"type": "oauth", "params": params | ({"scopes": list(spec.scopes)} if spec.scopes else {})}
 
 
 SECRETS = {  # the credentials of each auth kind that must never be logged
@@ -967,7 +972,16 @@ def validate_source(
     verbose: bool = False,
     progress: Progress | None = None,
     recorded: str | None = None,
-) -> ValidationResult:
+    max_pages: int = LIVE_PAGES,
+    save: str | None = None,
+) -> ValidationResult | source_live.LiveReport:
+    """fast, full: the checks against the mock API; live: the bounded live read of the real API (max_pages per
+    stream; save: a folder for the pages read, which recorded= replays)."""
+    if level == "live":
+        engine.refuse(SOURCE, ws, name, "fast")  # the name, the folder, the interpreter: refused as at any level
+        return source_live.live_read(ws, name, max_pages, save)
+    if level not in engine.LEVELS:
+        raise Refused(failed("validate.bad_level", f"Unknown level {level!r}.", "Use 'fast', 'full' or 'live'."))
     started = time.perf_counter()
     engine.refuse(SOURCE, ws, name, level)
     spec = source_spec.stored(ws, name)
@@ -1009,7 +1023,11 @@ def _next(ws: Workspace, name: str, level: str, findings: list[Finding]) -> str:
         return f"Fix the failures, each has a hint, then call validate_source(name={name!r}) again."
     if level == "fast":
         return f"validate_source(name={name!r}, level='full')"
-    return _run_for_real(ws, name)
+    live = f"validate_source(name={name!r}, level='live', max_pages={LIVE_PAGES}, save='recorded')"
+    return (
+        f"{_run_for_real(ws, name)}\nBefore a whole sync, {live} reads {LIVE_PAGES} pages a stream of the real API "
+        "with the same config (nothing written), and saves them for the mock to replay."
+    )
 
 
 def _submit(
@@ -1022,7 +1040,7 @@ def _submit(
     for s in spec.streams if spec is not None else []:
         stream = functools.partial(_stream, ws, spec, s, level, sub, logs, recorded)
         units.submit(f"stream {s.name}", stream, stream_ids)
-        if level == "full":  # every case of the stream in one probe, beside its contract
+        if level == "full" and spec is not None:  # every case of the stream in one probe, beside its contract
             against = functools.partial(_cases, ws, spec, s, sub, logs, recorded)
             units.submit(f"cases {s.name}", against, declared_ids(source_cases.cases))
     if level == "full":
