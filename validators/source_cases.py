@@ -12,12 +12,12 @@ outage), get() raising: a stream that ends green there lost records.
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 from bizon_forge.findings import Finding
 from bizon_forge.validators.catalog import Check, answers, declared
 from bizon_forge.validators.fakes import mock_api
 from bizon_forge.validators.runtime import Run, run_logged
+from bizon_forge.workspace import Workspace
 
 PROBES = Path(__file__).parent / "probes"  # run in the workspace's interpreter
 MARKER = "BIZON_FORGE_SOURCE_PROBE "
@@ -176,7 +176,7 @@ BY_CASE = {c.id.removeprefix("api."): c for c in CHECKS}
 
 
 def probe_cases(
-    ws: Any, spec_name: str, stream: str, configs: dict[str, dict], scratch: Path, log: Path, max_pages: int
+    ws: Workspace, spec_name: str, stream: str, configs: dict[str, dict], scratch: Path, log: Path, max_pages: int
 ) -> tuple[Run, dict[str, dict], dict[str, list[dict]]]:
     """One probe for every case of a stream: its run, each case's end marker and each case's pages."""
     cases_path = scratch / f"cases-{stream}.json"
@@ -232,7 +232,7 @@ def judge(case: str, stream: str, end: dict | None, pages: list[dict], report: d
             log=run.log,
         )
     if case in mock_api.api_cases.MUST_FAIL:
-        return _must_fail(check, where, end, pages, s, report, stream)
+        return _must_fail(check, where, end, pages, s)
     return _read_back(check, where, end, pages, s, report, stream, run)
 
 
@@ -254,22 +254,25 @@ def _lost(pages: list[dict], s: dict) -> list[str]:
     return [str(i) for i in s["ids"] if str(i) not in got]
 
 
-def _must_fail(check: Check, where: str, end: dict, pages: list[dict], s: dict, report: dict, stream: str) -> Finding:
+def _must_fail(check: Check, where: str, end: dict, pages: list[dict], s: dict) -> Finding:
     fault = next((f for f in s["faults"] if f.get("fault")), None)
-    page = f"page {fault['page'] + 1}" if fault else "the faulty page"
     if end.get("ok"):
         lost = _lost(pages, s)
         first = f" (first {lost[0]})" if lost else ""
+        how = (
+            f"the mock answered page {fault['page'] + 1} with a fault that never lifts (HTTP {fault['status']}) and"
+            if fault
+            else "before the case's fault was served,"
+        )
         return check.fail(
-            f"{where}: the mock answered {page} with a fault that never lifts (HTTP {fault and fault['status']}) and "
-            f"get() returned next_pagination {{}}: the stream ended green with {len(lost)} of {len(s['ids'])} "
-            f"records lost{first}.",
+            f"{where}: {how} get() returned next_pagination {{}}: the stream ended green with {len(lost)} of "
+            f"{len(s['ids'])} records lost{first}.",
         )
     if end.get("never_ends"):
-        return check.fail(f"{where}: after the fault on {page}, get() never ended ({end.get('pages')} pages).")
+        return check.fail(f"{where}: get() never ended ({end.get('pages')} pages).")
     if fault is None:
         return check.fail(f"{where}: get() raised before the case's fault was served: {end.get('error', '')[:200]}")
-    return check.passed(f"{where}: get() raised on the fault of {page}: {str(end.get('error', ''))[:120]}")
+    return check.passed(f"{where}: get() raised on the fault of page {fault['page'] + 1}: {end.get('error', '')[:120]}")
 
 
 def _read_back(
@@ -347,7 +350,7 @@ def _timing_problem(s: dict) -> str | None:
 
 @answers(*CHECKS)
 def cases(
-    ws: Any,
+    ws: Workspace,
     spec_name: str,
     stream: str,
     configs: dict[str, dict],

@@ -4,8 +4,10 @@ fast: the static checks (source_code), discovery (`bizon source list`, `bizon st
 run per stream: source_probe.py, in the workspace's Python, builds the source pointed at a local mock API served
 from the source's spec (mock_api.py: several pages, the spec's auth checked, a 429 with Retry-After and a 503 on
 the way, an empty last page) and loops get() until `{}`; what came out is compared with what the mock served.
-full adds the source's own tests and a real `bizon run` per stream from the mock into a scratch file destination,
-read back. Every subprocess can reach 127.0.0.1 only (loopback_only.py): nothing real is touched.
+full adds the source's own tests, a real `bizon run` per stream from the mock into a scratch file destination,
+read back, and per stream the mock's misbehaviour cases, all in one probe (source_cases.py). Every subprocess of
+these can reach 127.0.0.1 only (loopback_only.py): nothing real is touched. live is the bounded read of the real API
+(source_live.py), a few pages per stream, nothing written.
 """
 
 import functools
