@@ -97,12 +97,13 @@ def _tree_parsers(sub) -> None:
     val = sub.add_parser("validate", help="run validate_destination and exit non-zero on failure")
     val.add_argument("name")
     val.add_argument("--workspace", default=".")
-    val.add_argument("--level", choices=["fast", "full"], default="fast")
+    val.add_argument("--level", choices=["fast", "full", "live"], default="fast", help="live: a source's real API")
     val.add_argument("--fix", action="store_true", help="apply ruff's fixes to the destination's files")
     val.add_argument("--verbose", action="store_true", help="list passing and consequential checks too")
     val.add_argument("--no-cache", action="store_true", help="rerun checks whose inputs are unchanged")
     val.add_argument("--source", action="store_true", help="NAME is a source (run validate_source)")
     val.add_argument("--recorded", help="a source: serve these saved JSON pages instead of generated ones")
+    val.add_argument("--save", help="a source's live read: save the pages read in this folder (for --recorded)")
     val.add_argument("--json", action="store_true")
     val.add_argument("--python")
 
@@ -174,9 +175,9 @@ def _run(args) -> int:
     ws = workspace.resolve(None, settings)
     atomic.roll_back_interrupted(ws.state_dir)  # as every tool does: a write a dead process left half done
     if args.command == "validate":
-        if args.source or args.recorded or _only_a_source(ws, args.name):
+        if args.source or args.recorded or args.level == "live" or _only_a_source(ws, args.name):
             result: Result = validators.validate_source(
-                ws, args.name, level=args.level, verbose=args.verbose, recorded=args.recorded
+                ws, args.name, level=args.level, verbose=args.verbose, recorded=args.recorded, save=args.save
             )
             result.next = _source_next(ws, args, args.name, result)
             _audit(ws, args.name, result, "validate_source")
@@ -210,7 +211,7 @@ def _run(args) -> int:
 def _source_next(ws, args, name: str, result) -> str | None:
     """A source's next step as a command: after fast, its full validation; after full, validate_source's own `next`
     (the env:// variables to set, then the run of its example config)."""
-    if not result.ok or args.level == "full":
+    if not result.ok or args.level in ("full", "live"):
         return result.next
     python = ["--python", args.python] if args.python else []
     full = forge_command("validate", name, "--source", "--workspace", str(ws.root), "--level", "full", *python)

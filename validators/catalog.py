@@ -20,7 +20,9 @@ MODULES = tuple(
     for m in ("destination_syntax", "checklist", "registered", "traps", "agent_todo", "formatting", "live", "runtime")
 )
 # The modules that declare the checks of a source (validate_source), in its checklist's order.
-SOURCE_MODULES = tuple(f"bizon_forge.validators.{m}" for m in ("source_code", "source_validation"))
+SOURCE_MODULES = tuple(
+    f"bizon_forge.validators.{m}" for m in ("source_code", "source_validation", "source_cases", "source_live")
+)
 
 # Static failures that stop bizon from importing: a runtime failure after one of them is that failure again.
 IMPORT_BLOCKERS = (
@@ -212,7 +214,7 @@ def _items(checks: tuple[Check, ...], level: str = "###") -> list[str]:
         if c.group != group:
             group = c.group
             lines += ["", f"{level} {group}", ""]
-        full = " (full)" if c.level == "full" else ""
+        full = f" ({c.level})" if c.level != "fast" else ""  # full, or a source's live read
         missed = " *A trap bizon's guide misses.*" if c.origin == "facts" else ""
         lines.append(f"- [ ] `{c.id}`{full}: {c.what}{missed}")
         if c.limits:
@@ -238,8 +240,9 @@ def checklist_markdown(heading: bool = True) -> str:
         "",
         "Each item is one check of `validate_source`. `fast` runs the static checks, discovery and a contract",
         "run of get() against a local mock API served from the source's spec (or the agent's recorded pages);",
-        "`full` adds the source's own tests and a real `bizon run` from the mock into a scratch file",
-        "destination, read back. Nothing reaches the real API.",
+        "`full` adds the source's own tests, a real `bizon run` from the mock into a scratch file",
+        "destination, read back, and the source against each of the mock's misbehaviour cases. None of these",
+        "reaches the real API; `live` (after a green `full`) reads a few pages of it, nothing written.",
     ]
     lines += _items(collect(SOURCE_MODULES).checks, "###" if heading else "####")
     return "\n".join(lines) + "\n"
