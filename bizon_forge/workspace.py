@@ -85,17 +85,20 @@ class Workspace:
         venv = self.root / ".venv" / "bin" / "python"
         return str(venv) if venv.exists() else sys.executable
 
-    def bizon_command(self, *args: str, env: str = "") -> str:
+    def bizon_command(self, *args: str, env: str = "", through: str = "") -> str:
         """A shell command that runs `bizon ARGS` with this workspace's bizon, as printed, from any folder.
-        `env`: shell assignments put before the command (written as given, e.g. `X=$(mktemp -d)`)."""
+        `env`: shell assignments put before the command (written as given, e.g. `X=$(mktemp -d)`).
+        `through`: a command that runs it (written as given), e.g. `bizon-forge mock-api SPEC --run --`."""
         root = shlex.quote(str(self.root))
         tail = " ".join(shlex.quote(a) for a in args)
         before = f"{env} " if env else ""
+        runner = f"{through} " if through else ""
         entry = self.root / ".venv" / "bin" / "bizon"
         if not self.settings.python and entry.exists():
-            return f"cd {root} && {before}.venv/bin/bizon {tail}"
+            return f"cd {root} && {before}{runner}.venv/bin/bizon {tail}"
         # The tree first on PYTHONPATH, as the checks run it: `bizon` itself is not on PATH.
-        return f"cd {root} && {before}PYTHONPATH={root} {shlex.quote(self.python())} -m bizon.cli.main {tail}"
+        python = shlex.quote(self.python())
+        return f"cd {root} && {before}PYTHONPATH={root} {runner}{python} -m bizon.cli.main {tail}"
 
     def env(self) -> dict[str, str]:
         """A scrubbed environment with the workspace first on PYTHONPATH, so its bizon is the one imported."""
