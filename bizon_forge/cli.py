@@ -304,7 +304,7 @@ def _heartbeat(step: str | None) -> Iterator[None]:
     stop = threading.Event()
 
     def beat() -> None:
-        while not stop.wait(0.5):
+        while not stop.wait(min(0.5, HEARTBEAT_S / 4)):
             if time.monotonic() - _said[0] >= HEARTBEAT_S:
                 _progress(f"... {step}: {time.monotonic() - started:.0f} s")
 
