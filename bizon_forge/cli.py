@@ -40,6 +40,12 @@ PYTHON_HELP = "the interpreter that runs the workspace's bizon (default: its .ve
 LEVEL_HELP = "fast: static checks and the tree's tests (seconds); full: also a real bizon run (tens of seconds)"
 
 
+def _interpreter(value: str) -> str:
+    """A path given for --python is taken from the folder the command runs in (the checks run elsewhere); a bare
+    name (python3.11) is looked up on PATH as it is."""
+    return str(Path(value).absolute()) if os.sep in value else value
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -72,7 +78,7 @@ def _serve_parser(sub) -> None:
         metavar="DIR",
         help="a root the server may touch (repeatable); the first is the default workspace. None: any path",
     )
-    serve.add_argument("--python", help=PYTHON_HELP)
+    serve.add_argument("--python", type=_interpreter, help=PYTHON_HELP)
     serve.add_argument("--http", action="store_true", help="serve streamable HTTP on /mcp")
     serve.add_argument("--host", default="127.0.0.1", help="--http: the address to listen on")
     serve.add_argument("--port", type=int, default=8765, help="--http: the port to listen on (0: a free one)")
@@ -190,7 +196,7 @@ def _tree_parsers(sub) -> None:
 def _tree_options(parser) -> None:
     parser.add_argument("--workspace", default=".", metavar="DIR", help="the bizon tree")
     parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
-    parser.add_argument("--python", help=PYTHON_HELP)
+    parser.add_argument("--python", type=_interpreter, help=PYTHON_HELP)
 
 
 def _print(result, as_json: bool, show_next: bool = False) -> None:
