@@ -177,10 +177,42 @@ def _probe(ws: Workspace, libraries: Sequence[str]) -> Interpreter:
 
 def forge_command(*args: str) -> str:
     """`bizon-forge ARGS` as a shell command that runs as printed from any folder: the console script beside this
-    Python, else `python -m bizon_forge` (which, run inside a bizon-forge checkout, would import its source folder)."""
+    Python, else `python -m bizon_forge` (which, run inside a bizon-forge checkout, would import its source folder);
+    under uvx, `uvx --from SOURCE bizon-forge ARGS`, since uvx's environment is a cache entry that may be gone."""
+    source = uvx_source()
+    if source:
+        return shlex.join(["uvx", "--from", source, "bizon-forge", *args])
     script = Path(sys.executable).with_name("bizon-forge")
     head = [str(script)] if script.is_file() else [sys.executable, "-m", "bizon_forge"]
     return shlex.join([*head, *args])
+
+
+def uvx_source(prefix: str = sys.prefix) -> str | None:
+    """What `uvx --from` installed this bizon-forge from, when it runs in uvx's throwaway environment (uv's cache,
+    archive-vN/HASH): a folder, a VCS URL, or bizon-forge==VERSION from an index. None elsewhere."""
+    if not Path(prefix).parent.name.startswith("archive-v"):
+        return None
+    import sysconfig
+    from importlib.metadata import distributions
+
+    site = sysconfig.get_paths(vars={"base": prefix, "platbase": prefix})["purelib"]
+    found = list(distributions(name="bizon-forge", path=[site]))  # this environment's, not a source folder's
+    if not found:
+        return None
+    dist = found[0]
+    try:
+        direct = json.loads(dist.read_text("direct_url.json") or "null")
+    except ValueError:
+        direct = None
+    if not isinstance(direct, dict) or not direct.get("url"):
+        return f"bizon-forge=={dist.version}"
+    url = str(direct["url"])
+    if url.startswith("file://"):
+        from urllib.parse import unquote, urlsplit
+
+        return unquote(urlsplit(url).path)
+    vcs = (direct.get("vcs_info") or {}).get("vcs")
+    return f"{vcs}+{url}" if vcs and not url.startswith(f"{vcs}+") else url
 
 
 def fix_command(ws: Workspace) -> str:

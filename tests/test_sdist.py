@@ -3,6 +3,9 @@
 import hashlib
 import io
 import json
+import shutil
+import subprocess
+import sys
 import tarfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -12,6 +15,7 @@ import pytest
 
 from bizon_forge import sdist, workspace
 from bizon_forge.findings import Refused
+from tests.conftest import REPO
 from tests.http_server import free_port
 
 
@@ -196,3 +200,26 @@ def test_the_cached_real_sdist_unpacks_with_the_checks(tmp_path):
     archive = workspace.sdist("0.6.4")
     sdist.unpack(archive, tmp_path)
     assert (tmp_path / "bizon-0.6.4" / workspace.MODELS_FILE).is_file()
+
+
+def _old_python() -> str | None:
+    """An interpreter older than 3.11.4 (no extractall filter), e.g. Debian 12's 3.11.2, if this machine has one."""
+    for candidate in ("/usr/bin/python3", shutil.which("python3.11")):
+        if candidate and Path(candidate).exists():
+            code = "import sys; print(*sys.version_info[:3])"
+            said = subprocess.run([candidate, "-c", code], capture_output=True, text=True)
+            if said.returncode == 0 and (3, 11) <= tuple(map(int, said.stdout.split())) < (3, 11, 4):
+                return candidate
+    return None
+
+
+@pytest.mark.slow
+def test_workspace_init_runs_under_the_lowest_python_claimed(tmp_path):
+    """requires-python >= 3.11: init under 3.11.0-3.11.3 through uvx (the cached sdist, no venv)."""
+    old, uvx = _old_python(), Path(sys.executable).with_name("uvx")
+    if old is None or not uvx.exists():
+        pytest.skip("no Python 3.11.0-3.11.3 or no uvx on this machine")
+    argv = [str(uvx), "-q", "--python", old, "--from", str(REPO), "bizon-forge", "workspace", "init"]
+    done = subprocess.run([*argv, str(tmp_path / "ws"), "--no-venv"], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "ws" / workspace.MODELS_FILE).is_file() and "workspace ready" in done.stdout
