@@ -331,6 +331,28 @@ def install_failure(error: InstallFailed, what: str) -> Finding:
     )
 
 
+def _create_venv(venv: Path, found: str | None, progress: Progress | None) -> None:
+    """`venv` made with uv when there is one (seconds), else with this Python's venv module (which puts pip in)."""
+    if progress:
+        progress(f"creating {venv}" + (" with uv" if found else ""))
+    # --seed: pip inside, so the pip commands we print also work in a venv uv made
+    make = [found, "venv", "--seed", "--quiet", "--python", sys.executable, str(venv)] if found else None
+    try:
+        if make:
+            subprocess.run(make, check=True, capture_output=True, text=True, env=installer_env())
+        else:
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True, text=True)
+    except subprocess.CalledProcessError as error:
+        raise Refused(
+            failed(
+                "workspace.venv_failed",
+                f"Could not create {venv}: {(error.stderr or error.stdout).strip()[-300:]}",
+                "Check that this Python has the venv module (Debian: apt install python3-venv), or put uv on PATH "
+                "(https://docs.astral.sh/uv/): it makes the venv itself.",
+            )
+        ) from None
+
+
 def make_venv(root: Path, progress: Progress | None = None, installer_lines: bool = True) -> Path:
     """`root/.venv` with the tree installed in editable mode plus its `test` dependency group; its python.
 
@@ -341,23 +363,16 @@ def make_venv(root: Path, progress: Progress | None = None, installer_lines: boo
     python = venv / "bin" / "python"
     found = uv()
     if not python.exists():
-        if progress:
-            progress(f"creating {venv}" + (" with uv" if found else ""))
-        # --seed: pip inside, so the pip commands we print also work in a venv uv made
-        make = [found, "venv", "--seed", "--quiet", "--python", sys.executable, str(venv)] if found else None
-        try:
-            if make:
-                subprocess.run(make, check=True, capture_output=True, text=True, env=installer_env())
-            else:
-                subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True, text=True)
-        except subprocess.CalledProcessError as error:
-            raise Refused(
-                failed(
-                    "workspace.venv_failed",
-                    f"Could not create {venv}: {(error.stderr or error.stdout).strip()[-300:]}",
-                    "Check that this Python has the venv module (Debian: apt install python3-venv).",
-                )
-            ) from None
+        _create_venv(venv, found, progress)
+    elif not found and subprocess.run([str(python), "-m", "pip", "--version"], capture_output=True).returncode:
+        raise Refused(
+            failed(
+                "workspace.no_installer",
+                f"{venv} has no pip (made by `uv venv` without --seed, say) and no uv is on PATH to install into it.",
+                f"Put uv on PATH (https://docs.astral.sh/uv/), or remove {venv} and run "
+                f"{forge_command('workspace', 'venv', str(root))} again (python -m venv puts pip in).",
+            )
+        )
     requirements = ["-e", str(root), *test_requirements(root)]
     if progress:
         progress(f"installing {root.name} (editable) and its test group into {venv}")

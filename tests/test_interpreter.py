@@ -216,3 +216,15 @@ def test_under_uvx_the_printed_commands_name_the_source_not_uvx_cache(tmp_path):
         (info / "direct_url.json").write_text(json.dumps(direct))
         assert uvx_source(str(prefix)) == source
     assert interpreter.forge_command("serve") != f"uvx --from {REPO} bizon-forge serve"  # here: not under uvx
+
+
+def test_a_venv_without_pip_and_no_uv_is_one_finding_naming_both_ways_out(make_tree, monkeypatch):
+    """A .venv `uv venv` made (no pip) with no uv to install into it: workspace.no_installer, not pip's error."""
+    tree = make_tree()
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tree / ".venv")], check=True)
+    monkeypatch.setattr(interpreter, "uv", lambda: None)  # this machine's uv, out of reach as on a bare one
+    with pytest.raises(Refused) as caught:
+        interpreter.make_venv(tree)
+    (finding,) = caught.value.findings
+    assert finding.id == "workspace.no_installer" and "uv" in finding.hint
+    assert interpreter.forge_command("workspace", "venv", str(tree)) in finding.hint
