@@ -4,6 +4,7 @@ import argparse
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import threading
@@ -242,6 +243,8 @@ def main(argv: list[str] | None = None) -> None:
     argv, command = _split_run(given)
     args = _parser().parse_args(argv)
     args.command_line = command
+    if args.command in ("validate", "generate", "install"):
+        signal.signal(signal.SIGINT, _two_step_interrupt(args, given))
     try:
         with _heartbeat(_long_step(args)):
             code = _run(args)
@@ -251,7 +254,38 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except KeyboardInterrupt:
         print(f"\n{_interrupted(args, given)}", file=sys.stderr)
-        sys.exit(130)
+        _exit_now(130)
+    sys.exit(code)
+
+
+def _two_step_interrupt(args, given: list[str]):
+    """Ctrl-C while checks run: the first lets the checks under way end and remove their scratch data (tables a
+    check wrote in a scratch database, say), saying so at once; a second stops at once."""
+    count = [0]
+
+    def handle(signum, frame) -> None:
+        count[0] += 1
+        if count[0] == 1:
+            _progress("stopping: the checks under way end and clean up first (Ctrl-C again: stop now)")
+            _step[0] = "stopping (Ctrl-C again: now)"
+            raise KeyboardInterrupt
+        print(
+            f"\n{_interrupted(args, given)} Stopped at once: scratch data of those checks may be left.", file=sys.stderr
+        )
+        sys.stderr.flush()
+        os._exit(130)
+
+    return handle
+
+
+def _exit_now(code: int) -> None:
+    """Exit without waiting for check threads still blocked on their subprocesses: those run in sessions of their
+    own (the Ctrl-C never reached them) but are tied to the threads that started them (workspace.tied_to_server),
+    so the kernel ends them as this process ends. A normal exit would first wait for every check to finish."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if any(t is not threading.main_thread() and not t.daemon and t.is_alive() for t in threading.enumerate()):
+        os._exit(code)
     sys.exit(code)
 
 
@@ -287,6 +321,7 @@ def _interrupted(args, given: list[str]) -> str:
 
 
 _said = [0.0]  # when the last progress line was printed (time.monotonic)
+_step = [""]  # what the heartbeat says is under way
 HEARTBEAT_S = 5.0
 
 
@@ -307,12 +342,13 @@ def _heartbeat(step: str | None) -> Iterator[None]:
         yield
         return
     started = _said[0] = time.monotonic()
+    _step[0] = step
     stop = threading.Event()
 
     def beat() -> None:
         while not stop.wait(min(0.5, HEARTBEAT_S / 4)):
             if time.monotonic() - _said[0] >= HEARTBEAT_S:
-                _progress(f"... {step}: {time.monotonic() - started:.0f} s")
+                _progress(f"... {_step[0]}: {time.monotonic() - started:.0f} s")
 
     thread = threading.Thread(target=beat, name="heartbeat", daemon=True)
     thread.start()

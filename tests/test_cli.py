@@ -16,6 +16,7 @@ import pytest
 
 from bizon_forge import cli
 from bizon_forge.validators.fakes.mock_api import CREDENTIALS
+from tests.conftest import REPO
 
 FORGE = [sys.executable, "-m", "bizon_forge"]
 SPEC = {
@@ -164,3 +165,30 @@ def test_ctrl_c_ends_init_and_serve_without_a_traceback_and_says_what_resumes(ha
 
     code, err = interrupt(["serve", "--workspace", str(tree)], 3)
     assert code == 130 and err.strip() == "bizon-forge serve stopped.", err
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_checks_stops_after_them_and_a_second_one_at_once(make_tree):
+    """validate's checks run in sessions of their own: the first Ctrl-C lets them end and clean up (and says so
+    at once), a second stops at once; neither leaves a process behind nor prints a traceback."""
+    tree = make_tree()
+    spec = REPO / "examples" / "file_destination.yml"
+    python = ["--python", sys.executable]
+    subprocess.run([*FORGE, "generate", str(spec), "--workspace", str(tree), *python], check=True, capture_output=True)
+    validate = ["validate", "lake", "--workspace", str(tree), "--level", "full", "--no-cache", *python]
+    for twice in (False, True):
+        proc = subprocess.Popen(
+            [*FORGE, *validate], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        )
+        time.sleep(6)
+        os.killpg(proc.pid, signal.SIGINT)
+        if twice:
+            time.sleep(1)
+            os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 130 and "Traceback" not in err, err
+        assert "stopping: the checks under way end" in err and "Run it again:" in err
+        assert ("Stopped at once" in err) == twice
+    time.sleep(1)
+    left = subprocess.run(["pgrep", "-f", str(tree)], capture_output=True, text=True).stdout.split()
+    assert left == []
