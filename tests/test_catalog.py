@@ -115,7 +115,7 @@ def test_the_contract_probe_declares_its_steps_in_their_order():
         if isinstance(call, ast.Call) and getattr(call.func, "id", None) == "_step"
     ]
     assert steps == [step for step, _, _ in runtime.PROBE_STEPS]
-    assert [id for _, id, _ in runtime.PROBE_STEPS] == _ids(runtime.probe) == list(catalog.RUNTIME)
+    assert [id for _, id, _ in runtime.PROBE_STEPS] == _ids(runtime.probe) == list(runtime.RUNTIME)
 
 
 def test_the_functions_answering_several_checks_declare_exactly_those():

@@ -22,44 +22,8 @@ MODULES = tuple(
 # The modules that declare the checks of a source (validate_source), in its checklist's order.
 SOURCE_MODULES = tuple(f"bizon_forge.validators.{m}" for m in ("source_code", "source_validation"))
 
-# Static failures that stop bizon from importing: a runtime failure after one of them is that failure again.
-IMPORT_BLOCKERS = (
-    "source.syntax",
-    "registration.enum",
-    "registration.union",
-    "checklist.literal_name",
-    "trap.literal_other_member",
-    "trap.models_import_in_config",
-    "trap.optional_import_in_config",
-)
-BUILD_BLOCKERS = (
-    *IMPORT_BLOCKERS,
-    "checklist.details_base",
-    "registration.factory",
-    "registration.same_name",
-    "trap.factory_top_level_import",
-    "checklist.destination_base",
-    "checklist.check_connection_bool",
-    "trap.write_records_signature",
-)
-WRITE_BLOCKERS = (
-    *BUILD_BLOCKERS,
-    "trap.write_records_raises",
-    "checklist.write_records_returns",
-    "trap.setup_in_check_connection",
-)
-RUNTIME = (
-    "import.models",
-    "import.config_validate",
-    "contract.build",
-    "contract.write_records",
-    "contract.finalize",
-)
-# The data checks: no answer while the code cannot write, there is no scratch target, or nothing reads back;
-# and a record that does not land exact explains every later data failure.
-DATA_BLOCKERS = (*WRITE_BLOCKERS, *RUNTIME, "live.check_config", "live.check_references", "live.bizon_secrets_check")
-READ_BLOCKERS = (*DATA_BLOCKERS, "data.read_back")
-LANDED = (*READ_BLOCKERS, "data.exact")
+# The relations between checks (what explains a failure) are declared with the checks: runtime.py's
+# IMPORT_BLOCKERS, BUILD_BLOCKERS, ... are built from the declarations they name.
 
 
 @dataclass(frozen=True)

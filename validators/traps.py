@@ -14,18 +14,20 @@ from bizon_forge.validators.catalog import Check, static
 from bizon_forge.validators.code import (
     DestinationCode,
     body_without_docstring,
+    destination_config,
     inherits_bizon_destination,
     is_log_call,
     literal_member,
+    short,
 )
 from bizon_forge.validators.destination_syntax import (
+    SOURCE_SYNTAX,
+    TRAP_WRITE_RECORDS_SIGNATURE,
     config_unreadable,
     needs,
     needs_destination,
     needs_write_records,
-    short,
 )
-from bizon_forge.validators.live import destination_config
 from bizon_forge.workspace import FACTORY_FILE, read_regular
 
 # Packages config.py may import whatever the install: bizon itself, its pydantic, and the standard library.
@@ -44,19 +46,22 @@ SECRET_SUFFIXES = ("api_key", "private_key", "access_key", "secret_key", "auth_k
 STAGING = re.compile(r"(^|[^a-z])stag(e|ed|es|ing)($|[^a-z])|(temp|tmp)_?tables?|_(temp|tmp)($|[^a-z])")
 
 
+TRAP_LITERAL_OTHER_MEMBER = Check(
+    "trap.literal_other_member",
+    "Traps",
+    "The config's Literal does not name another destination's member (e.g. a copy-pasted `DestinationTypes.FILE`).",
+    "pydantic raises TypeError '...mapped to multiple choices' at import time, breaking every bizon command.",
+    "Name the new destination's own member in `name: Literal[DestinationTypes.<NAME>]`.",
+    origin="facts",
+    explained_by=(SOURCE_SYNTAX.id,),
+)
+
+
 @static(
-    Check(
-        "trap.literal_other_member",
-        "Traps",
-        "The config's Literal does not name another destination's member (e.g. a copy-pasted `DestinationTypes.FILE`).",
-        "pydantic raises TypeError '...mapped to multiple choices' at import time, breaking every bizon command.",
-        "Name the new destination's own member in `name: Literal[DestinationTypes.<NAME>]`.",
-        origin="facts",
-        explained_by=("source.syntax",),
-    ),
+    TRAP_LITERAL_OTHER_MEMBER,
 )
 def literal_other_member(code: DestinationCode) -> Finding:
-    id = "trap.literal_other_member"
+    id = TRAP_LITERAL_OTHER_MEMBER.id
     if code.tree(code.config_rel) is None:
         return config_unreadable(code, id)
     kind, value, line = literal_member(code.main_config)
@@ -130,20 +135,23 @@ def _required_modules(code: DestinationCode) -> set[str]:
     return out
 
 
+TRAP_OPTIONAL_IMPORT_IN_CONFIG = Check(
+    "trap.optional_import_in_config",
+    "Traps",
+    "`config.py` imports only the standard library, pydantic, bizon and bizon's required dependencies.",
+    "`bizon/common/models.py` imports every destination's config.py, so an optional package there breaks "
+    "a "
+    "bare bizon install (bizon's tests/cli/test_cli_imports.py enforces this).",
+    "Move the import into destination.py (or inside the function that needs it).",
+    origin="facts",
+)
+
+
 @static(
-    Check(
-        "trap.optional_import_in_config",
-        "Traps",
-        "`config.py` imports only the standard library, pydantic, bizon and bizon's required dependencies.",
-        "`bizon/common/models.py` imports every destination's config.py, so an optional package there breaks "
-        "a "
-        "bare bizon install (bizon's tests/cli/test_cli_imports.py enforces this).",
-        "Move the import into destination.py (or inside the function that needs it).",
-        origin="facts",
-    ),
+    TRAP_OPTIONAL_IMPORT_IN_CONFIG,
 )
 def optional_import_in_config(code: DestinationCode) -> Finding:
-    id = "trap.optional_import_in_config"
+    id = TRAP_OPTIONAL_IMPORT_IN_CONFIG.id
     if skip := needs(code, code.config_rel, id):
         return skip
     allowed = ALWAYS_IMPORTABLE | set(sys.stdlib_module_names) | _required_modules(code)
@@ -163,18 +171,21 @@ def optional_import_in_config(code: DestinationCode) -> Finding:
     return passed(id)
 
 
+TRAP_MODELS_IMPORT_IN_CONFIG = Check(
+    "trap.models_import_in_config",
+    "Traps",
+    "`config.py` does not import `bizon.common.models`.",
+    "models.py imports config.py: the cycle fails with a partially initialised module.",
+    "Import SyncMetadata and friends in destination.py only.",
+    origin="facts",
+)
+
+
 @static(
-    Check(
-        "trap.models_import_in_config",
-        "Traps",
-        "`config.py` does not import `bizon.common.models`.",
-        "models.py imports config.py: the cycle fails with a partially initialised module.",
-        "Import SyncMetadata and friends in destination.py only.",
-        origin="facts",
-    ),
+    TRAP_MODELS_IMPORT_IN_CONFIG,
 )
 def models_import_in_config(code: DestinationCode) -> Finding:
-    id = "trap.models_import_in_config"
+    id = TRAP_MODELS_IMPORT_IN_CONFIG.id
     if skip := needs(code, code.config_rel, id):
         return skip
     for rel, node in _config_import_closure(code):
@@ -190,21 +201,24 @@ def models_import_in_config(code: DestinationCode) -> Finding:
     return passed(id)
 
 
+TRAP_FACTORY_TOP_LEVEL_IMPORT = Check(
+    "trap.factory_top_level_import",
+    "Traps",
+    "`bizon/destination/destination.py` imports the destination module inside its factory branch, not at the top.",
+    "The destination module imports AbstractDestination from that same file: a top-level import is circular.",
+    "Move the import into the `elif config.name == DestinationTypes.<NAME>:` branch.",
+    origin="facts",
+)
+
+
 @static(
-    Check(
-        "trap.factory_top_level_import",
-        "Traps",
-        "`bizon/destination/destination.py` imports the destination module inside its factory branch, not at the top.",
-        "The destination module imports AbstractDestination from that same file: a top-level import is circular.",
-        "Move the import into the `elif config.name == DestinationTypes.<NAME>:` branch.",
-        origin="facts",
-    ),
+    TRAP_FACTORY_TOP_LEVEL_IMPORT,
 )
 def factory_top_level_import(code: DestinationCode) -> Finding:
-    id = "trap.factory_top_level_import"
+    id = TRAP_FACTORY_TOP_LEVEL_IMPORT.id
     tree = code.registration[FACTORY_FILE].tree
     if tree is None:
-        return skipped(id, f"{FACTORY_FILE} does not parse (see source.syntax).", "source.syntax")
+        return skipped(id, f"{FACTORY_FILE} does not parse (see source.syntax).", SOURCE_SYNTAX.id)
     mine = code.connector.owns
     for node in tree.body:
         mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [getattr(node, "module", "") or ""]
@@ -246,22 +260,25 @@ def _self_calls(fn) -> dict[str, int]:
 SETUP_VERBS = re.compile(r"^_*(connect|create|setup|set_up|init|open|ensure|prepare|make|mkdir|start|login|auth)")
 
 
+TRAP_SETUP_IN_CHECK_CONNECTION = Check(
+    "trap.setup_in_check_connection",
+    "Traps",
+    "Set-up (clients, tables, folders) does not live only in `check_connection()`.",
+    "The engine never calls check_connection() on a destination, so that set-up never runs.",
+    "Do the set-up in `__init__` (or lazily in write_records); check_connection may reuse it.",
+    limits="Judges `self.X` values that only check_connection() sets and the `self.method()` calls it makes "
+    "whose names say set-up (connect, create, setup, init, open, ensure, prepare, make, mkdir, start, login, "
+    "auth); set-up done through other names is not seen.",
+    skip_is_not_applicable=True,
+    origin="facts",
+)
+
+
 @static(
-    Check(
-        "trap.setup_in_check_connection",
-        "Traps",
-        "Set-up (clients, tables, folders) does not live only in `check_connection()`.",
-        "The engine never calls check_connection() on a destination, so that set-up never runs.",
-        "Do the set-up in `__init__` (or lazily in write_records); check_connection may reuse it.",
-        limits="Judges `self.X` values that only check_connection() sets and the `self.method()` calls it makes "
-        "whose names say set-up (connect, create, setup, init, open, ensure, prepare, make, mkdir, start, login, "
-        "auth); set-up done through other names is not seen.",
-        skip_is_not_applicable=True,
-        origin="facts",
-    ),
+    TRAP_SETUP_IN_CHECK_CONNECTION,
 )
 def setup_in_check_connection(code: DestinationCode) -> Finding:
-    id = "trap.setup_in_check_connection"
+    id = TRAP_SETUP_IN_CHECK_CONNECTION.id
     if skip := needs_destination(code, id):
         return skip
     cls = cast(ast.ClassDef, code.destination_class)  # needs_destination found it
@@ -321,19 +338,22 @@ def _escaping_raises(stmts: list[ast.stmt], protected: bool, out: list[ast.Raise
                 _escaping_raises(case.body, protected, out)
 
 
+TRAP_WRITE_RECORDS_RAISES = Check(
+    "trap.write_records_raises",
+    "Traps",
+    "`write_records()` has no `raise` that can escape it.",
+    "The checklist asks destinations to return `(False, message)`; an escaping exception skips the "
+    "destination's own error reporting.",
+    "Wrap the work in `try/except Exception` and `return False, message` in the handler.",
+    origin="facts",
+)
+
+
 @static(
-    Check(
-        "trap.write_records_raises",
-        "Traps",
-        "`write_records()` has no `raise` that can escape it.",
-        "The checklist asks destinations to return `(False, message)`; an escaping exception skips the "
-        "destination's own error reporting.",
-        "Wrap the work in `try/except Exception` and `return False, message` in the handler.",
-        origin="facts",
-    ),
+    TRAP_WRITE_RECORDS_RAISES,
 )
 def write_records_raises(code: DestinationCode) -> Finding:
-    id = "trap.write_records_raises"
+    id = TRAP_WRITE_RECORDS_RAISES.id
     fn, answer = needs_write_records(code, id)
     if answer:
         return answer
@@ -350,17 +370,10 @@ def write_records_raises(code: DestinationCode) -> Finding:
 
 
 @static(
-    Check(
-        "trap.write_records_signature",
-        "Traps",
-        "`write_records` is a plain method taking exactly `df_destination_records`.",
-        "bizon calls `self.write_records(df_destination_records=...)` by keyword.",
-        "Declare `def write_records(self, df_destination_records: pl.DataFrame) -> Tuple[bool, Union[str, None]]:`.",
-        origin="facts",
-    ),
+    TRAP_WRITE_RECORDS_SIGNATURE,
 )
 def write_records_signature(code: DestinationCode) -> Finding:
-    id = "trap.write_records_signature"
+    id = TRAP_WRITE_RECORDS_SIGNATURE.id
     if skip := needs_destination(code, id):
         return skip
     cls = cast(ast.ClassDef, code.destination_class)  # needs_destination found it
@@ -422,20 +435,23 @@ def _trivial(fn) -> bool:
     return True
 
 
+TRAP_STAGING_WITHOUT_FINALIZE = Check(
+    "trap.staging_without_finalize",
+    "Traps",
+    "A destination that names a staging target overrides `finalize()` with a body that does something.",
+    "`finalize()` defaults to doing nothing: staged records would never reach the target.",
+    "In finalize(), replace the target with the staging copy (full_refresh) or append it (incremental).",
+    limits="Judged by names only (stage, staging, temp/tmp table, `_tmp`): what is written where and what "
+    "finalize() does with it are not followed.",
+    origin="facts",
+)
+
+
 @static(
-    Check(
-        "trap.staging_without_finalize",
-        "Traps",
-        "A destination that names a staging target overrides `finalize()` with a body that does something.",
-        "`finalize()` defaults to doing nothing: staged records would never reach the target.",
-        "In finalize(), replace the target with the staging copy (full_refresh) or append it (incremental).",
-        limits="Judged by names only (stage, staging, temp/tmp table, `_tmp`): what is written where and what "
-        "finalize() does with it are not followed.",
-        origin="facts",
-    ),
+    TRAP_STAGING_WITHOUT_FINALIZE,
 )
 def staging_without_finalize(code: DestinationCode) -> Finding:
-    id = "trap.staging_without_finalize"
+    id = TRAP_STAGING_WITHOUT_FINALIZE.id
     if skip := needs_destination(code, id):
         return skip
     cls = cast(ast.ClassDef, code.destination_class)  # needs_destination found it
@@ -474,22 +490,25 @@ def staging_without_finalize(code: DestinationCode) -> Finding:
     )
 
 
+TRAP_FINALIZE_RETURNS_FALSE = Check(
+    "trap.finalize_returns_false",
+    "Traps",
+    "`finalize()` never answers a failure with a literal `return False`.",
+    "bizon ignores finalize()'s return value: a publish that failed and returned False looks like a success "
+    "(0.5.x and 0.6.x alike).",
+    "Raise in finalize() when publishing fails (log the context first); bizon then ends the run as failed.",
+    limits="What it returns is not judged otherwise.",
+    skip_is_not_applicable=True,
+    origin="facts",
+)
+
+
 @static(
-    Check(
-        "trap.finalize_returns_false",
-        "Traps",
-        "`finalize()` never answers a failure with a literal `return False`.",
-        "bizon ignores finalize()'s return value: a publish that failed and returned False looks like a success "
-        "(0.5.x and 0.6.x alike).",
-        "Raise in finalize() when publishing fails (log the context first); bizon then ends the run as failed.",
-        limits="What it returns is not judged otherwise.",
-        skip_is_not_applicable=True,
-        origin="facts",
-    ),
+    TRAP_FINALIZE_RETURNS_FALSE,
 )
 def finalize_returns_false(code: DestinationCode) -> Finding:
     """A `return False` in finalize(): bizon ignores the value, so the failure it means goes unnoticed."""
-    id = "trap.finalize_returns_false"
+    id = TRAP_FINALIZE_RETURNS_FALSE.id
     if skip := needs_destination(code, id):
         return skip
     fn = code.destination_method("finalize")
@@ -617,19 +636,21 @@ def _tainted_locals(fn: ast.AST, secrets: set[str], attrs: set[str]) -> set[str]
             return tainted
 
 
+TRAP_SECRET_LOGGED = Check(
+    "trap.secret_logged",
+    "Traps",
+    "Secret fields are `SecretStr`, and no log line or print holds the config, a secret field or `get_secret_value()`.",
+    "bizon prints whole configs in some errors (the factory's 'not found' message); log lines end up in CI output.",
+    "Type secrets as `SecretStr`; log only non-secret fields.",
+    origin="facts",
+)
+
+
 @static(
-    Check(
-        "trap.secret_logged",
-        "Traps",
-        "Secret fields are `SecretStr`, and no log line or print holds the config, a secret field or "
-        "`get_secret_value()`.",
-        "bizon prints whole configs in some errors (the factory's 'not found' message); log lines end up in CI output.",
-        "Type secrets as `SecretStr`; log only non-secret fields.",
-        origin="facts",
-    ),
+    TRAP_SECRET_LOGGED,
 )
 def secret_logged(code: DestinationCode) -> Finding:
-    id = "trap.secret_logged"
+    id = TRAP_SECRET_LOGGED.id
     if code.tree(code.config_rel) is None:
         return config_unreadable(code, id)
     secrets = _secret_fields(code)
@@ -693,24 +714,27 @@ def _plaintext(value) -> str | None:
     return "the value"
 
 
+TRAP_PLAINTEXT_SECRET = Check(
+    "trap.plaintext_secret",
+    "Traps",
+    "No secret field of the details config (SecretStr, marked secret in the spec, or named like a secret) holds "
+    "a plain-text value in the example or check config: each is an env:// or gsm:// reference (whole or "
+    "inline ${...}), empty, or a URL without a password. Skip when there is no secret field or neither config "
+    "sets one.",
+    "Both configs are committed with the tree, and bizon prints whole configs in some errors. bizon resolves "
+    "env://NAME (and gsm:// on 0.6.x), and `bizon run` reads the tree's .env.",
+    "Reference the secret as env://NAME and set NAME in the workspace's .env (kept out of git) or the environment.",
+    skip_is_not_applicable=True,
+    origin="facts",
+)
+
+
 @static(
-    Check(
-        "trap.plaintext_secret",
-        "Traps",
-        "No secret field of the details config (SecretStr, marked secret in the spec, or named like a secret) holds "
-        "a plain-text value in the example or check config: each is an env:// or gsm:// reference (whole or "
-        "inline ${...}), empty, or a URL without a password. Skip when there is no secret field or neither config "
-        "sets one.",
-        "Both configs are committed with the tree, and bizon prints whole configs in some errors. bizon resolves "
-        "env://NAME (and gsm:// on 0.6.x), and `bizon run` reads the tree's .env.",
-        "Reference the secret as env://NAME and set NAME in the workspace's .env (kept out of git) or the environment.",
-        skip_is_not_applicable=True,
-        origin="facts",
-    ),
+    TRAP_PLAINTEXT_SECRET,
 )
 def plaintext_secret(code: DestinationCode) -> Finding:
     """trap.plaintext_secret: the committed configs reference their secrets instead of holding them."""
-    id = "trap.plaintext_secret"
+    id = TRAP_PLAINTEXT_SECRET.id
     if code.tree(code.config_rel) is None:
         return config_unreadable(code, id)
     secrets = _secret_fields(code)
