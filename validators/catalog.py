@@ -4,6 +4,7 @@ The checklist an agent reads (the resource, README's section) is generated from 
 Adding a check is one function with its declaration, in one of MODULES.
 """
 
+import ast
 import importlib
 from collections import Counter
 from collections.abc import Callable
@@ -140,12 +141,25 @@ def collect(modules: tuple[str, ...]) -> Catalog:
     return Catalog(tuple(checks), tuple(runs), {c.id: c for c in checks}, {c.id: i for i, c in enumerate(checks)})
 
 
+SUITE_PROBE = Path(__file__).parent / "probes" / "suite_probe.py"
+
+
+@cache
+def data_suite() -> tuple[dict[str, Any], ...]:
+    """The data suite's cases as suite_probe.py declares them (id, run, what, why, fix, limits, origin, after), in
+    the order it runs them. Read, not imported: the probe runs in the workspace's interpreter and imports bizon."""
+    for node in ast.parse(SUITE_PROBE.read_text()).body:
+        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["CASES"]:
+            return tuple(ast.literal_eval(node.value))
+    raise LookupError(f"{SUITE_PROBE} declares no CASES")
+
+
 # Collected on first use, not here: the checks' modules import the blocker relations above from this module.
 CHECKS: tuple[Check, ...]
 BY_ID: dict[str, Check]
 ORDER: dict[str, int]
 STATIC: tuple[StaticCheck, ...]
-DATA: tuple[str, ...]  # the data suite's checks, in the probe's order
+DATA: tuple[str, ...]  # the data suite's check ids, in the probe's order
 
 
 SOURCES: Catalog  # the checks of a source (kind "source"), collected from SOURCE_MODULES
@@ -160,9 +174,7 @@ def __getattr__(name: str) -> object:
     if name == "SOURCES":
         return collect(SOURCE_MODULES)
     if name == "DATA":
-        from bizon_forge.validators import runtime
-
-        return tuple(c.id for c in declared(runtime.suite))
+        return tuple(case["id"] for case in data_suite())
     fields = {"CHECKS": "checks", "BY_ID": "by_id", "ORDER": "order", "STATIC": "static"}
     if name not in fields:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -4,7 +4,7 @@ import ast
 from typing import cast
 
 from bizon_forge.connector import is_connector_module
-from bizon_forge.findings import Finding, failed, passed, skipped, warned
+from bizon_forge.findings import Finding
 from bizon_forge.validators.agent_todo import AGENT_PASS_BODY
 from bizon_forge.validators.catalog import Check, static
 from bizon_forge.validators.code import (
@@ -204,10 +204,16 @@ def field_descriptions(code: DestinationCode) -> Finding:
     cls = code.config_classes.get(name or "")
     if cls is None:  # nothing here to judge
         if code.main_config is None:
-            return skipped(id, "No main config class (see checklist.config_base).", CHECKLIST_CONFIG_BASE.id)
+            return CHECKLIST_FIELD_DESCRIPTIONS.skip(
+                "No main config class (see checklist.config_base).", CHECKLIST_CONFIG_BASE.id
+            )
         if name is None or name not in imported_names(code.tree(code.config_rel)):
-            return skipped(id, "No details class in config.py (see checklist.details_base).", CHECKLIST_DETAILS_BASE.id)
-        return skipped(id, f"{name} is imported, not defined in config.py: its fields are not judged.")
+            return CHECKLIST_FIELD_DESCRIPTIONS.skip(
+                "No details class in config.py (see checklist.details_base).", CHECKLIST_DETAILS_BASE.id
+            )
+        return CHECKLIST_FIELD_DESCRIPTIONS.skip(
+            f"{name} is imported, not defined in config.py: its fields are not judged."
+        )
     missing = []
     for stmt in cls.body:
         if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
@@ -323,18 +329,18 @@ def check_connection_bool(code: DestinationCode) -> Finding:
     fn = code.destination_method("check_connection")
     if fn is None:
         if inherits_bizon_destination(code):
-            return passed(id, "check_connection is inherited from a bizon destination.")
-        return failed(
-            id,
+            return CHECKLIST_CHECK_CONNECTION_BOOL.passed("check_connection is inherited from a bizon destination.")
+        return CHECKLIST_CHECK_CONNECTION_BOOL.fail(
             f"{cls.name} does not define check_connection(); the class cannot be instantiated.",
             file=code.destination_rel,
             line=cls.lineno,
         )
     if is_stub(fn):
-        return skipped(id, "check_connection is a stub (see agent.pass_body).", AGENT_PASS_BODY.id)
+        return CHECKLIST_CHECK_CONNECTION_BOOL.skip(
+            "check_connection is a stub (see agent.pass_body).", AGENT_PASS_BODY.id
+        )
     if fn.returns is not None and ast.unparse(fn.returns) != "bool":
-        return failed(
-            id,
+        return CHECKLIST_CHECK_CONNECTION_BOOL.fail(
             f"check_connection is annotated `-> {ast.unparse(fn.returns)}`.",
             file=code.destination_rel,
             line=fn.lineno,
@@ -343,20 +349,20 @@ def check_connection_bool(code: DestinationCode) -> Finding:
     for ret in returns:
         v = ret.value
         if v is None or (isinstance(v, ast.Constant) and not isinstance(v.value, bool)) or isinstance(v, ast.Tuple):
-            return failed(
-                id,
+            return CHECKLIST_CHECK_CONNECTION_BOOL.fail(
                 f"check_connection returns `{ast.unparse(v) if v else 'None'}`, not a bool.",
                 file=code.destination_rel,
                 line=ret.lineno,
             )
     if not _always_exits(body_without_docstring(fn)):
-        return failed(
-            id,
+        return CHECKLIST_CHECK_CONNECTION_BOOL.fail(
             "check_connection can reach its end and return None.",
             file=code.destination_rel,
             line=fn.lineno,
         )
-    return passed(id, _judged("check_connection", "bools", [r for r in returns if not _bool_by_form(r.value)]))
+    return CHECKLIST_CHECK_CONNECTION_BOOL.passed(
+        _judged("check_connection", "bools", [r for r in returns if not _bool_by_form(r.value)])
+    )
 
 
 def _bool_by_form(value: ast.expr | None) -> bool:
@@ -408,27 +414,30 @@ def write_records_returns(code: DestinationCode) -> Finding:
         return answer
     rel = code.destination_rel
     if fn.returns is not None and not _tuple_annotation_ok(fn.returns):
-        return failed(id, f"write_records is annotated `-> {ast.unparse(fn.returns)}`.", file=rel, line=fn.lineno)
+        return CHECKLIST_WRITE_RECORDS_RETURNS.fail(
+            f"write_records is annotated `-> {ast.unparse(fn.returns)}`.", file=rel, line=fn.lineno
+        )
     for ret in _own_returns(fn):
         v = ret.value
         if v is None or isinstance(v, (ast.Constant, ast.List, ast.Dict, ast.Set)):
             shown = ast.unparse(v) if v is not None else "None"
-            return failed(
-                id, f"write_records returns `{shown}`, not a (bool, message) pair.", file=rel, line=ret.lineno
+            return CHECKLIST_WRITE_RECORDS_RETURNS.fail(
+                f"write_records returns `{shown}`, not a (bool, message) pair.", file=rel, line=ret.lineno
             )
         if isinstance(v, ast.Tuple):
             first = v.elts[0] if v.elts else None
             if len(v.elts) != 2 or (isinstance(first, ast.Constant) and not isinstance(first.value, bool)):
-                return failed(
-                    id,
+                return CHECKLIST_WRITE_RECORDS_RETURNS.fail(
                     f"write_records returns `{ast.unparse(v)}`, not a (bool, message) pair.",
                     file=rel,
                     line=ret.lineno,
                 )
     if not _always_exits(body_without_docstring(fn)):
-        return failed(id, "write_records can reach its end and return None.", file=rel, line=fn.lineno)
+        return CHECKLIST_WRITE_RECORDS_RETURNS.fail(
+            "write_records can reach its end and return None.", file=rel, line=fn.lineno
+        )
     unjudged = [r for r in _own_returns(fn) if not (isinstance(r.value, ast.Tuple) and _bool_by_form(r.value.elts[0]))]
-    return passed(id, _judged("write_records", "(bool, message) pairs", unjudged))
+    return CHECKLIST_WRITE_RECORDS_RETURNS.passed(_judged("write_records", "(bool, message) pairs", unjudged))
 
 
 def _returns_failure(handler: ast.ExceptHandler) -> ast.Return | None:
@@ -463,10 +472,9 @@ def errors_logged(code: DestinationCode) -> Finding:
             for handler in node.handlers:
                 ret = _returns_failure(handler)
                 if ret is not None and not any(is_log_call(n) for n in ast.walk(handler)):
-                    return warned(
-                        id,
+                    return CHECKLIST_ERRORS_LOGGED.warn(
                         "An except block of write_records returns (False, ...) without logging the error.",
                         file=code.destination_rel,
                         line=handler.lineno,
                     )
-    return passed(id)
+    return CHECKLIST_ERRORS_LOGGED.passed()

@@ -118,19 +118,19 @@ def check_references(code: DestinationCode) -> Finding:
 def secrets_check(ws: Workspace, check: str, cwd: Path, log: Path, env: dict[str, str]) -> Finding:
     """live.bizon_secrets_check: bizon's own masked dry run of the check config's references, with exactly the
     variables the live checks get (its find_dotenv also reads the tree's .env, as `bizon run` does)."""
-    id = LIVE_BIZON_SECRETS_CHECK.id
     cmd = [ws.python(), "-m", "bizon.cli.main", "secrets", "check", str(ws.root / check)]
     run = run_logged(ws, cmd, cwd, log, PROBE_TIMEOUT_S, env=env)
     if "No such command 'secrets'" in run.tail:
-        return skipped(id, "This tree's bizon has no `bizon secrets check`.")
+        return LIVE_BIZON_SECRETS_CHECK.skip("This tree's bizon has no `bizon secrets check`.")
     if "No gsm:// / env:// references found" in run.tail:
-        return skipped(id, f"bizon secrets check {check}: the check config references nothing to resolve.")
+        return LIVE_BIZON_SECRETS_CHECK.skip(
+            f"bizon secrets check {check}: the check config references nothing to resolve."
+        )
     lines = [ln.strip() for ln in run.tail.splitlines() if ln.strip()]
     if run.returncode == 0 and not run.timed_out:
-        return passed(id, f"bizon secrets check {check}: {lines[-1] if lines else 'passed'}")
+        return LIVE_BIZON_SECRETS_CHECK.passed(f"bizon secrets check {check}: {lines[-1] if lines else 'passed'}")
     unresolved = [ln for ln in lines if "✗" in ln]
-    return failed(
-        id,
+    return LIVE_BIZON_SECRETS_CHECK.fail(
         f"bizon secrets check {check} failed: {len(unresolved) or 'some'} reference(s) did not resolve"
         + (f" ({one_line(unresolved[0])})" if unresolved else "")
         + ".",
@@ -157,19 +157,19 @@ LIVE_EXAMPLE_VALUES = Check(
 )
 def example_values(code: DestinationCode) -> Finding:
     """live.example_values: the example config holds no value render_destination made up."""
-    id = LIVE_EXAMPLE_VALUES.id
     details = destination_config(code, code.example_rel)
     if details is None:
-        return skipped(id, "No destination config to judge (see import.config_validate).", IMPORT_CONFIG_VALIDATE.id)
+        return LIVE_EXAMPLE_VALUES.skip(
+            "No destination config to judge (see import.config_validate).", IMPORT_CONFIG_VALIDATE.id
+        )
     made_up = sorted(k for k, v in details.items() if v == f"{k}{PLACEHOLDER}")
     if made_up:
-        return failed(
-            id,
+        return LIVE_EXAMPLE_VALUES.fail(
             f"{code.example_rel} still holds placeholder values for {', '.join(made_up)} "
             f"(e.g. {made_up[0]}: {made_up[0]}{PLACEHOLDER}): the sync it describes cannot reach a real target.",
             file=code.example_rel,
         )
-    return passed(id, "The example config holds no placeholder value.")
+    return LIVE_EXAMPLE_VALUES.passed("The example config holds no placeholder value.")
 
 
 def _checks_on_sqlite_for_a_server(code: DestinationCode, details: dict) -> str | None:

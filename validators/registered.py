@@ -5,7 +5,7 @@ from typing import cast
 
 import yaml
 
-from bizon_forge.findings import Finding, failed, passed, skipped
+from bizon_forge.findings import Finding
 from bizon_forge.registry import union_node
 from bizon_forge.validators.catalog import Check, static
 from bizon_forge.validators.code import DestinationCode
@@ -31,13 +31,11 @@ REGISTRATION_ENUM = Check(
     REGISTRATION_ENUM,
 )
 def enum(code: DestinationCode) -> Finding:
-    id = REGISTRATION_ENUM.id
     if _unparsable(code, ENUM_FILE):
-        return skipped(id, f"{ENUM_FILE} does not parse (see source.syntax).", SOURCE_SYNTAX.id)
+        return REGISTRATION_ENUM.skip(f"{ENUM_FILE} does not parse (see source.syntax).", SOURCE_SYNTAX.id)
     if code.member:
-        return passed(id)
-    return failed(
-        id,
+        return REGISTRATION_ENUM.passed()
+    return REGISTRATION_ENUM.fail(
         f"DestinationTypes has no member with the value {code.name!r}.",
         file=ENUM_FILE,
         hint=f'Call apply_registrations(name={code.name!r}), or add `{code.name.upper()} = "{code.name}"`.',
@@ -60,24 +58,21 @@ REGISTRATION_UNION = Check(
     REGISTRATION_UNION,
 )
 def union(code: DestinationCode) -> Finding:
-    id = REGISTRATION_UNION.id
     if _unparsable(code, MODELS_FILE):
-        return skipped(id, f"{MODELS_FILE} does not parse (see source.syntax).", SOURCE_SYNTAX.id)
+        return REGISTRATION_UNION.skip(f"{MODELS_FILE} does not parse (see source.syntax).", SOURCE_SYNTAX.id)
     reg = code.reg
     if reg.registered(code.name)["union"]:
-        return passed(id)
+        return REGISTRATION_UNION.passed()
     ours = [cls for cls, mod in reg.imports.items() if mod == code.config_module]
     main = code.main_config.name if code.main_config else f"{code.pascal}Config"
     if main in reg.union:
-        return failed(
-            id,
+        return REGISTRATION_UNION.fail(
             f"{main} is in BizonConfig.destination's Union but not imported from {code.config_module}.",
             file=MODELS_FILE,
             hint=f"Add `from {code.config_module} import {main}` among the connector imports.",
         )
     what = f"{', '.join(ours)} is imported but not in" if ours else f"{main} is neither imported nor in"
-    return failed(
-        id,
+    return REGISTRATION_UNION.fail(
         f"{what} BizonConfig.destination's Union.",
         file=MODELS_FILE,
         hint=f"Call apply_registrations(name={code.name!r}), or add the import and the Union member {main}.",
@@ -98,13 +93,11 @@ REGISTRATION_FACTORY = Check(
     REGISTRATION_FACTORY,
 )
 def factory(code: DestinationCode) -> Finding:
-    id = REGISTRATION_FACTORY.id
     if _unparsable(code, FACTORY_FILE):
-        return skipped(id, f"{FACTORY_FILE} does not parse (see source.syntax).", SOURCE_SYNTAX.id)
+        return REGISTRATION_FACTORY.skip(f"{FACTORY_FILE} does not parse (see source.syntax).", SOURCE_SYNTAX.id)
     if code.reg.registered(code.name)["factory"]:
-        return passed(id)
-    return failed(
-        id,
+        return REGISTRATION_FACTORY.passed()
+    return REGISTRATION_FACTORY.fail(
         f"DestinationFactory.get_destination() has no branch importing {code.destination_module}.",
         file=FACTORY_FILE,
         hint=f"Call apply_registrations(name={code.name!r}), or add an `elif` before the final raise.",
@@ -153,14 +146,14 @@ REGISTRATION_SAME_NAME = Check(
     REGISTRATION_SAME_NAME,
 )
 def same_name(code: DestinationCode) -> Finding:
-    id = REGISTRATION_SAME_NAME.id
     member = code.member
     if member is None:
-        return skipped(id, "No enum member to compare with (see registration.enum).", REGISTRATION_ENUM.id)
+        return REGISTRATION_SAME_NAME.skip(
+            "No enum member to compare with (see registration.enum).", REGISTRATION_ENUM.id
+        )
     branch = next((m for m, mod in code.reg.factory.items() if mod == code.destination_module), None)
     if branch is not None and branch != member:
-        return failed(
-            id,
+        return REGISTRATION_SAME_NAME.fail(
             f"The factory branch that builds this destination tests DestinationTypes.{branch}, but the "
             f"member with the value {code.name!r} is {member}.",
             file=FACTORY_FILE,
@@ -169,13 +162,12 @@ def same_name(code: DestinationCode) -> Finding:
         )
     example = _example_name(code)
     if example is not None and example != code.name:
-        return failed(
-            id,
+        return REGISTRATION_SAME_NAME.fail(
             f"The example config's destination.name is {example!r}, not {code.name!r}.",
             file=code.example_rel,
             hint=f"Set `destination: {{name: {code.name}}}` in the example YAML.",
         )
-    return passed(id)
+    return REGISTRATION_SAME_NAME.passed()
 
 
 # -- the lines the registrations own, so format checks judge only those in bizon's files -------------------

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bizon_forge.findings import Finding, failed, passed, skipped
-from bizon_forge.validators.catalog import Check, answers
+from bizon_forge.validators.catalog import Check, answers, data_suite
 from bizon_forge.validators.checklist import (
     CHECKLIST_CHECK_CONNECTION_BOOL,
     CHECKLIST_DETAILS_BASE,
@@ -488,7 +488,9 @@ def destination_tests(ws: Workspace, tests_dir: str, scratch: Path, log: Path) -
     id = TESTS_DESTINATION.id
     folder = ws.root / tests_dir
     if not folder.is_dir() or not any(folder.rglob("test_*.py")):
-        return skipped(id, f"No tests in {tests_dir}/; add a test_*.py there (bizon's pattern: sqlite backend).")
+        return TESTS_DESTINATION.skip(
+            f"No tests in {tests_dir}/; add a test_*.py there (bizon's pattern: sqlite backend)."
+        )
     cmd = [
         ws.python(),
         "-m",
@@ -520,7 +522,7 @@ def bizon_suite(ws: Workspace, scratch: Path, log: Path) -> Finding:
     id = TESTS_BIZON_SUITE.id
     present = [t for t in BIZON_SUITE if (ws.root / t).is_file()]
     if not present:
-        return skipped(id, f"The tree has none of {', '.join(BIZON_SUITE)}.")
+        return TESTS_BIZON_SUITE.skip(f"The tree has none of {', '.join(BIZON_SUITE)}.")
     cmd = [
         ws.python(),
         "-m",
@@ -583,229 +585,30 @@ def _suite_answers(run: Run) -> list[dict]:
     return answers
 
 
-DATA_READ_BACK = Check(
-    "data.read_back",
-    "Data, read back from the scratch target",
-    "The destination defines `read_back(self) -> polars.DataFrame`: what its target holds for its "
-    "`destination_id`, with at least source_record_id, source_data and source_timestamp; an id never written "
-    "reads back empty.",
-    "Every data.* check judges what landed by reading it back; bizon's own log line only echoes write_records' "
-    "return value.",
-    "Define read_back(): query the target for self.destination_id and return those columns as a polars "
-    "DataFrame (an empty one when the target does not exist yet).",
-    level="full",
-    origin="forge",
-    explained_by=DATA_BLOCKERS,
-    needs_finished_code=True,
+# The data suite's checks, declared in suite_probe.py beside the code of its cases (it runs in the workspace's
+# interpreter and cannot import these): each case's words are its own, the rest is the same for all.
+DATA_SUITE = tuple(
+    Check(
+        case["id"],
+        "Data, read back from the scratch target",
+        case["what"],
+        case["why"],
+        case["fix"],
+        limits=case.get("limits", ""),
+        level="full",
+        origin=case.get("origin", "forge"),
+        explained_by=(*DATA_BLOCKERS, *case["after"]),
+        needs_finished_code=True,
+    )
+    for case in data_suite()
 )
+# By the probe's order (test_catalog holds each name to its id); the others are named where they are used.
+DATA_READ_BACK, DATA_EXACT, DATA_SEVERAL_FLUSHES, *_ = DATA_SUITE
 READ_BLOCKERS = (*DATA_BLOCKERS, DATA_READ_BACK.id)
-DATA_EXACT = Check(
-    "data.exact",
-    "Data, read back from the scratch target",
-    "A full_refresh run of 3 records reads back field-exact: the same source_record_ids, source_data equal as "
-    "JSON, source_timestamp equal to the microsecond.",
-    "A dropped or overwritten column passes every check that only counts rows.",
-    "Compare the excerpt's record with what write_records stored: keep source_data whole and source_timestamp "
-    "as sent (not bizon_loaded_at).",
-    level="full",
-    origin="forge",
-    explained_by=READ_BLOCKERS,
-    needs_finished_code=True,
-)
 LANDED = (*READ_BLOCKERS, DATA_EXACT.id)
-DATA_SEVERAL_FLUSHES = Check(
-    "data.several_flushes",
-    "Data, read back from the scratch target",
-    "A run of 3 flushes (2 + 3 + 1 records) then finalize() reads back all 6.",
-    "A large sync flushes many times; a destination that keeps only the last flush loses the rest.",
-    "Stage every flush of a run (append to the staging target); publish them all in finalize().",
-    level="full",
-    origin="forge",
-    explained_by=LANDED,
-    needs_finished_code=True,
-)
-DATA_HOSTILE = Check(
-    "data.hostile",
-    "Data, read back from the scratch target",
-    "7 hostile records read back exact: non-ASCII and emoji, quotes and backslashes, newlines, a "
-    "100,000-character source_data, 60-deep JSON, two records sharing a source_record_id in one batch.",
-    "Real data holds all of these; a 64 KB TEXT column, a latin1 table or a primary key on source_record_id "
-    "each loses some.",
-    "Store source_data in a column that holds any length and any Unicode (LONGTEXT/JSON, utf8mb4); do not key "
-    "on source_record_id.",
-    level="full",
-    origin="forge",
-    explained_by=LANDED,
-    needs_finished_code=True,
-)
-DATA_EMPTY_BATCH = Check(
-    "data.empty_batch",
-    "Data, read back from the scratch target",
-    "A flush of 0 records returns (True, None) and changes nothing; the next flush lands.",
-    "bizon may hand over an empty frame; a destination that fails or writes a blank row on it breaks the run.",
-    "Return (True, None) early when the frame has no rows.",
-    level="full",
-    origin="forge",
-    explained_by=LANDED,
-    needs_finished_code=True,
-)
-DATA_FULL_REFRESH_TWICE = Check(
-    "data.full_refresh_twice",
-    "Data, read back from the scratch target",
-    "Two full_refresh runs (5 records, then 3 others) leave exactly the second run's 3.",
-    "full_refresh promises the target equals the source; appending doubles it on every run.",
-    "Stage the run's flushes and replace the target with the staging in finalize(), in one atomic step; "
-    "over HTTP, replace the way the spec's full_refresh says the endpoint can.",
-    limits='For a destination that POSTs to the local receiver: it honours `"replace": true` when the spec\'s '
-    "full_refresh is replace_flag (the spec says the endpoint does; that is not proven), and ignores it when "
-    "the spec says delete_first (only a DELETE ?destination_id= then empties it).",
-    level="full",
-    origin="forge",
-    explained_by=LANDED,
-    needs_finished_code=True,
-)
-DATA_INCREMENTAL = Check(
-    "data.incremental",
-    "Data, read back from the scratch target",
-    "Two incremental runs (3 records, then 2) leave all 5.",
-    "incremental promises to add to the target; replacing it loses what earlier runs wrote.",
-    "Stage the run's flushes and append them to the target in finalize().",
-    level="full",
-    origin="forge",
-    explained_by=LANDED,
-    needs_finished_code=True,
-)
-DATA_STREAM = Check(
-    "data.stream",
-    "Data, read back from the scratch target",
-    "In stream mode each write_records lands at once, without finalize() (bizon never calls it there).",
-    "Records staged in stream mode are never published.",
-    "In stream mode write straight to the target in write_records().",
-    level="full",
-    origin="forge",
-    explained_by=LANDED,
-    needs_finished_code=True,
-)
-DATA_STREAM_ROUTING = Check(
-    "data.stream_routing",
-    "Data, read back from the scratch target",
-    "One destination object, its destination_id switched between writes (as bizon's stream runner does), puts "
-    "each flush under its own id.",
-    "bizon's stream runner builds one destination and sets destination_id per group; state cached for the first "
-    "id sends every group there.",
-    "Key per-target state (a prepared flag, cached columns) by self.destination_id, and read destination_id at "
-    "write time.",
-    level="full",
-    origin="forge",
-    explained_by=(*LANDED, DATA_STREAM.id),
-    needs_finished_code=True,
-)
-DATA_FAILED_FLUSH = Check(
-    "data.failed_flush",
-    "Data, read back from the scratch target",
-    "After a full_refresh that succeeded, a run whose flush fails (a frame without source_data) leaves the "
-    "target as it was: write_records answers (False, message) or raises, and finalize() then raises instead "
-    "of publishing (on every bizon version: 0.5.x calls it after a failed flush, 0.6.x ends the run first).",
-    "bizon 0.5.x goes on after a failed flush and calls finalize(): a destination that publishes anyway "
-    "replaces the target with a partial run.",
-    "Remember a failed flush (a flag set where write_records returns False) and make finalize() raise instead "
-    "of publishing.",
-    level="full",
-    origin="forge",
-    explained_by=LANDED,
-    needs_finished_code=True,
-)
-DATA_FULL_DISK = Check(
-    "data.full_disk",
-    "Data, read back from the scratch target",
-    "After a full_refresh that succeeded, the disk fills during the next run's second flush (every write that "
-    "grows a file of the check's process fails, RLIMIT_FSIZE 0, as a full disk fails it): write_records "
-    "answers (False, message) or raises, finalize() raises, the target still reads back the first run's 3 "
-    "records exactly, and the next full_refresh, with room again, lands its 4 exactly once. Skip when the "
-    "flush succeeded and landed anyway (the target is a server, off this disk).",
-    "Local staging, SQLite and files meet a full disk in real runs; a swallowed write error loses records, "
-    "a publish after it replaces the target with a partial run.",
-    "Let a failed write reach write_records' answer, remember it, and make finalize() raise instead of "
-    "publishing; publish by an atomic replace so a failure leaves the last publication whole.",
-    limits="EFBIG stands for ENOSPC; a destination that stages in memory or on a server is judged only by what lands.",
-    level="full",
-    origin="forge",
-    explained_by=LANDED,
-    needs_finished_code=True,
-)
-DATA_FAILED_PUBLISH = Check(
-    "data.failed_publish",
-    "Data, read back from the scratch target",
-    "After an incremental run that landed 3 records, the next run's finalize() meets a full disk (as in "
-    "data.full_disk): it raises, the target still reads back exactly the 3, and the run after it, with room "
-    "again, leaves all 3 + 2 + 2 records exactly once. Skip when finalize() published anyway (the target is "
-    "off this disk).",
-    "Both bizon versions mark the job succeeded and move an incremental cursor before finalize(): a run "
-    "whose publication fails is never extracted again, so its staged records must survive to the next run "
-    "and be published once.",
-    "Keep incremental staging where the next run finds it (never relative to the working folder), publish it "
-    "atomically (a temp file then a rename, or one transaction), and let the next finalize() publish what a "
-    "failed one left.",
-    limits="The disk is full from the publication's first byte, so one that would fail half-way through an "
-    "in-place append is not made; reads use an incremental destination object.",
-    level="full",
-    origin="facts",
-    explained_by=LANDED,
-    needs_finished_code=True,
-)
-DATA_UNRELIABLE_TARGET = Check(
-    "data.unreliable_target",
-    "Data, read back from the scratch target",
-    "Against bizon-forge's local receiver misbehaving like a real ingest API (429 with Retry-After: 2, 503, a "
-    "batch stored and then its answer lost), a full_refresh of 3 flushes lands every record exactly once and "
-    "no retry comes before its Retry-After; a 401 on every POST fails the batch after one POST. Against a "
-    "PostgreSQL, MySQL or MariaDB server, through a proxy that drops connections: a full_refresh whose 2nd "
-    "flush loses its connection at its first write and whose 3rd flush's COMMIT lands with its answer lost, and "
-    "a stream flush whose COMMIT answer is lost, land every record exactly once; full_refresh and incremental "
-    "finalize() calls dropped at each write statement in turn (before the server sees it, and after it "
-    "answered) either publish, or raise and leave the target as it was, and the next run publishes everything "
-    "exactly once (incremental: the failed runs' staged records too); a publication meeting a lock another "
-    "session holds on its tables raises within 60 s and leaves the target as it was; a wrong password fails "
-    "the flush after at most 2 connections.",
-    "Real targets fail: a server drops a connection mid-transaction, a COMMIT lands while its answer is lost, "
-    "a reader's open transaction holds a lock the publication waits on (MariaDB's lock_wait_timeout is a year, "
-    "PostgreSQL's lock_timeout is off). A retry that is not idempotent duplicates records, a publication that "
-    "is not atomic empties the target, a finalize() that swallows an error reports success after bizon marked "
-    "the job succeeded, and a retried permanent error (401, a wrong password) turns a failure into minutes of "
-    "waiting.",
-    "Retry only transient failures and make every retry idempotent (one Idempotency-Key per batch over HTTP; in "
-    "SQL delete the batch's bizon_ids before inserting again, or upsert); honour Retry-After; fail at once on "
-    "401/403, a wrong password, an unknown database or a missing privilege; publish in one transaction or one "
-    "atomic RENAME; let every error in finalize() raise; give the sessions a lock timeout.",
-    limits="Judged only when the check config posts to the receiver (env://BIZON_FORGE_RECEIVER_URL), or one "
-    "of its destination fields is a URL `postgresql|postgres|mysql|mariadb[+driver]://user@host[:port]/db` over "
-    "plain TCP; else skip (local disks get data.full_disk). TLS, a Unix socket or a host override in the query "
-    "string are not judged; the lock part needs SQLAlchemy in the workspace and locks the tables whose name "
-    "holds the case's destination_id; the wrong-password part needs a password in the URL. A server that stalls "
-    "without a lock, a failover, a restart and deadlocks are not injected. Nothing on the server changes but "
-    "the case's own tables and its own sessions' settings.",
-    level="full",
-    origin="forge",
-    explained_by=LANDED,
-    needs_finished_code=True,
-)
 
 
-@answers(
-    DATA_READ_BACK,
-    DATA_EXACT,
-    DATA_SEVERAL_FLUSHES,
-    DATA_HOSTILE,
-    DATA_EMPTY_BATCH,
-    DATA_FULL_REFRESH_TWICE,
-    DATA_INCREMENTAL,
-    DATA_STREAM,
-    DATA_STREAM_ROUTING,
-    DATA_FAILED_FLUSH,
-    DATA_FULL_DISK,
-    DATA_FAILED_PUBLISH,
-    DATA_UNRELIABLE_TARGET,
-)
+@answers(*DATA_SUITE)
 def suite(ws: Workspace, name: str, check: str, run_id: str, ids: list[str], cwd: Path, log: Path, env) -> list:
     """data.*: the standard suite against the check config's target, one finding per case."""
     cmd = _suite_cmd(ws, name, check, run_id, "suite")

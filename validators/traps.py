@@ -9,7 +9,7 @@ from collections.abc import Set
 from typing import cast
 from urllib.parse import urlsplit
 
-from bizon_forge.findings import Finding, Refused, failed, passed, skipped
+from bizon_forge.findings import Finding, Refused
 from bizon_forge.validators.catalog import Check, static
 from bizon_forge.validators.code import (
     DestinationCode,
@@ -66,9 +66,8 @@ def literal_other_member(code: DestinationCode) -> Finding:
         return config_unreadable(code, id)
     kind, value, line = literal_member(code.main_config)
     if kind != "member" or value not in code.reg.enum or code.reg.enum[value] == code.name:
-        return passed(id)
-    return failed(
-        id,
+        return TRAP_LITERAL_OTHER_MEMBER.passed()
+    return TRAP_LITERAL_OTHER_MEMBER.fail(
         f"`name: Literal[DestinationTypes.{value}]` is the {code.reg.enum[value]} destination's tag: two "
         "configs on one tag make pydantic fail at import ('mapped to multiple choices'), breaking every "
         "bizon command.",
@@ -160,15 +159,14 @@ def optional_import_in_config(code: DestinationCode) -> Finding:
         top = mod.split(".")[0]
         if top in allowed or any(mod == a or mod.startswith(a + ".") for a in allowed):
             continue
-        return failed(
-            id,
+        return TRAP_OPTIONAL_IMPORT_IN_CONFIG.fail(
             f"{short(rel)} imports {mod}, which a bare bizon install lacks; bizon/common/models.py imports "
             "this file, so every bizon command would fail without it.",
             file=rel,
             line=node.lineno,
             hint=f"Import {mod} in destination.py (or inside the function that uses it), never in config.py.",
         )
-    return passed(id)
+    return TRAP_OPTIONAL_IMPORT_IN_CONFIG.passed()
 
 
 TRAP_MODELS_IMPORT_IN_CONFIG = Check(
@@ -191,14 +189,13 @@ def models_import_in_config(code: DestinationCode) -> Finding:
     for rel, node in _config_import_closure(code):
         for mod in _modules(node):
             if any(mod == m or mod.startswith(m + ".") for m in MODELS_IMPORTERS):
-                return failed(
-                    id,
+                return TRAP_MODELS_IMPORT_IN_CONFIG.fail(
                     f"{short(rel)} imports {mod}, which imports bizon.common.models, which imports this "
                     "config: a circular import.",
                     file=rel,
                     line=node.lineno,
                 )
-    return passed(id)
+    return TRAP_MODELS_IMPORT_IN_CONFIG.passed()
 
 
 TRAP_FACTORY_TOP_LEVEL_IMPORT = Check(
@@ -215,22 +212,22 @@ TRAP_FACTORY_TOP_LEVEL_IMPORT = Check(
     TRAP_FACTORY_TOP_LEVEL_IMPORT,
 )
 def factory_top_level_import(code: DestinationCode) -> Finding:
-    id = TRAP_FACTORY_TOP_LEVEL_IMPORT.id
     tree = code.registration[FACTORY_FILE].tree
     if tree is None:
-        return skipped(id, f"{FACTORY_FILE} does not parse (see source.syntax).", SOURCE_SYNTAX.id)
+        return TRAP_FACTORY_TOP_LEVEL_IMPORT.skip(
+            f"{FACTORY_FILE} does not parse (see source.syntax).", SOURCE_SYNTAX.id
+        )
     mine = code.connector.owns
     for node in tree.body:
         mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [getattr(node, "module", "") or ""]
         if isinstance(node, (ast.Import, ast.ImportFrom)) and any(mine(m) for m in mods):
-            return failed(
-                id,
+            return TRAP_FACTORY_TOP_LEVEL_IMPORT.fail(
                 f"{FACTORY_FILE} imports {mods[0]} at the top: the destination imports AbstractDestination "
                 "from this file, so the import is circular.",
                 file=FACTORY_FILE,
                 line=node.lineno,
             )
-    return passed(id)
+    return TRAP_FACTORY_TOP_LEVEL_IMPORT.passed()
 
 
 def _self_attrs(fn, ctx) -> dict[str, int]:
@@ -285,7 +282,7 @@ def setup_in_check_connection(code: DestinationCode) -> Finding:
     methods = [s for s in cls.body if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef))]
     check = next((m for m in methods if m.name == "check_connection"), None)
     if check is None:
-        return skipped(id, "No check_connection() of its own: nothing to judge.")
+        return TRAP_SETUP_IN_CHECK_CONNECTION.skip("No check_connection() of its own: nothing to judge.")
     others = [m for m in methods if m is not check]
     stored_elsewhere = set().union(*(_self_attrs(m, ast.Store) for m in others)) if others else set()
     read_elsewhere = set().union(*(_self_attrs(m, ast.Load) for m in others)) if others else set()
@@ -294,8 +291,7 @@ def setup_in_check_connection(code: DestinationCode) -> Finding:
     defined = {m.name for m in methods}
     for attr, line in _self_attrs(check, ast.Store).items():
         if attr not in stored_elsewhere and attr in read_elsewhere and attr not in defined:
-            return failed(
-                id,
+            return TRAP_SETUP_IN_CHECK_CONNECTION.fail(
                 f"self.{attr} is only set in check_connection(), which bizon never calls on a destination; "
                 "the methods that read it will fail.",
                 file=code.destination_rel,
@@ -303,13 +299,12 @@ def setup_in_check_connection(code: DestinationCode) -> Finding:
             )
     for name, line in _self_calls(check).items():
         if name in defined and name not in called_elsewhere and SETUP_VERBS.match(name):
-            return failed(
-                id,
+            return TRAP_SETUP_IN_CHECK_CONNECTION.fail(
                 f"self.{name}() runs only in check_connection(), which bizon never calls on a destination.",
                 file=code.destination_rel,
                 line=line,
             )
-    return passed(id)
+    return TRAP_SETUP_IN_CHECK_CONNECTION.passed()
 
 
 def _broad(handler: ast.ExceptHandler) -> bool:
@@ -360,9 +355,8 @@ def write_records_raises(code: DestinationCode) -> Finding:
     out: list[ast.Raise] = []
     _escaping_raises(fn.body, False, out)
     if not out:
-        return passed(id)
-    return failed(
-        id,
+        return TRAP_WRITE_RECORDS_RAISES.passed()
+    return TRAP_WRITE_RECORDS_RAISES.fail(
         f"`{ast.unparse(out[0])}` can escape write_records; return (False, message) instead.",
         file=code.destination_rel,
         line=out[0].lineno,
@@ -381,28 +375,28 @@ def write_records_signature(code: DestinationCode) -> Finding:
     rel = code.destination_rel
     if fn is None:
         if inherits_bizon_destination(code):
-            return passed(id, "write_records is inherited from a bizon destination.")
-        return failed(
-            id,
+            return TRAP_WRITE_RECORDS_SIGNATURE.passed("write_records is inherited from a bizon destination.")
+        return TRAP_WRITE_RECORDS_SIGNATURE.fail(
             f"{cls.name} does not define write_records(); the class cannot be instantiated.",
             file=rel,
             line=cls.lineno,
         )
     if isinstance(fn, ast.AsyncFunctionDef):
-        return failed(id, "write_records is `async`; bizon calls it synchronously.", file=rel, line=fn.lineno)
+        return TRAP_WRITE_RECORDS_SIGNATURE.fail(
+            "write_records is `async`; bizon calls it synchronously.", file=rel, line=fn.lineno
+        )
     decorators = {ast.unparse(d) for d in fn.decorator_list}
     if decorators & {"staticmethod", "classmethod"}:
-        return failed(id, "write_records must be a plain method.", file=rel, line=fn.lineno)
+        return TRAP_WRITE_RECORDS_SIGNATURE.fail("write_records must be a plain method.", file=rel, line=fn.lineno)
     a = fn.args
     positional = [*a.posonlyargs, *a.args]
     if not positional or positional[0].arg != "self":
-        return failed(id, "write_records does not take `self` first.", file=rel, line=fn.lineno)
+        return TRAP_WRITE_RECORDS_SIGNATURE.fail("write_records does not take `self` first.", file=rel, line=fn.lineno)
     params = positional[1:]
     named = {p.arg for p in [*params, *a.kwonlyargs]}
     if "df_destination_records" not in named:
         got = ", ".join(p.arg for p in params) or "nothing"
-        return failed(
-            id,
+        return TRAP_WRITE_RECORDS_SIGNATURE.fail(
             f"write_records takes {got}; bizon passes the keyword `df_destination_records=`.",
             file=rel,
             line=fn.lineno,
@@ -412,15 +406,16 @@ def write_records_signature(code: DestinationCode) -> Finding:
     required += [p.arg for p, d in zip(a.kwonlyargs, a.kw_defaults, strict=True) if d is None]
     extra = [r for r in required if r != "df_destination_records"]
     if extra:
-        return failed(
-            id,
+        return TRAP_WRITE_RECORDS_SIGNATURE.fail(
             f"write_records requires {', '.join(extra)}, which bizon never passes.",
             file=rel,
             line=fn.lineno,
         )
     if "df_destination_records" not in {p.arg for p in a.kwonlyargs} and params[0].arg != "df_destination_records":
-        return failed(id, "df_destination_records must be the first parameter after self.", file=rel, line=fn.lineno)
-    return passed(id)
+        return TRAP_WRITE_RECORDS_SIGNATURE.fail(
+            "df_destination_records must be the first parameter after self.", file=rel, line=fn.lineno
+        )
+    return TRAP_WRITE_RECORDS_SIGNATURE.passed()
 
 
 def _trivial(fn) -> bool:
@@ -472,17 +467,17 @@ def staging_without_finalize(code: DestinationCode) -> Finding:
             break
     # Judged by names only: what the code writes where, and what finalize() does with it, is not followed.
     if mention is None:
-        return passed(id, "No name in destination.py reads as staging (judged by names only).")
+        return TRAP_STAGING_WITHOUT_FINALIZE.passed(
+            "No name in destination.py reads as staging (judged by names only)."
+        )
     fn = code.destination_method("finalize")
     if fn is not None and not _trivial(fn):
-        return passed(
-            id,
+        return TRAP_STAGING_WITHOUT_FINALIZE.passed(
             f"A name reads as staging (line {mention.lineno}) and finalize() does something; what it does is not "
             "judged.",
         )
     where = "does not override finalize()" if fn is None else "has a finalize() that does nothing"
-    return failed(
-        id,
+    return TRAP_STAGING_WITHOUT_FINALIZE.fail(
         f"{cls.name} names a staging target (line {mention.lineno}) but {where}: "
         "staged records would never reach the target.",
         file=code.destination_rel,
@@ -513,17 +508,18 @@ def finalize_returns_false(code: DestinationCode) -> Finding:
         return skip
     fn = code.destination_method("finalize")
     if fn is None:
-        return skipped(id, "No finalize() of its own: nothing to judge.")
+        return TRAP_FINALIZE_RETURNS_FALSE.skip("No finalize() of its own: nothing to judge.")
     for node in ast.walk(fn):
         if isinstance(node, ast.Return) and isinstance(node.value, ast.Constant) and node.value.value is False:
-            return failed(
-                id,
+            return TRAP_FINALIZE_RETURNS_FALSE.fail(
                 f"finalize() returns False (line {node.lineno}): bizon ignores finalize()'s return value, so the "
                 "run reports success while the records stay unpublished.",
                 file=code.destination_rel,
                 line=node.lineno,
             )
-    return passed(id, "finalize() never answers a failure with False (judged: literal `return False` only).")
+    return TRAP_FINALIZE_RETURNS_FALSE.passed(
+        "finalize() never answers a failure with False (judged: literal `return False` only)."
+    )
 
 
 def _secret_fields(code: DestinationCode) -> dict[str, tuple[str, int]]:
@@ -656,8 +652,7 @@ def secret_logged(code: DestinationCode) -> Finding:
     secrets = _secret_fields(code)
     for field, (annotation, line) in secrets.items():
         if "SecretStr" not in annotation and "str" in annotation:
-            return failed(
-                id,
+            return TRAP_SECRET_LOGGED.fail(
                 f"The secret field {field} is a plain `{annotation}`: any log line or error that prints the "
                 "config shows it.",
                 file=code.config_rel,
@@ -668,14 +663,13 @@ def secret_logged(code: DestinationCode) -> Finding:
         leak = _logged_secret(f.tree, set(secrets)) if f.tree is not None else None
         if leak:
             what, line = leak
-            return failed(
-                id,
+            return TRAP_SECRET_LOGGED.fail(
                 f"A log line prints {what}.",
                 file=f.rel,
                 line=line,
                 hint="Log only non-secret fields (host, table, counts), never the config object.",
             )
-    return passed(id)
+    return TRAP_SECRET_LOGGED.passed()
 
 
 def _logged_secret(tree: ast.Module, secrets: set[str]) -> tuple[str, int] | None:
@@ -739,7 +733,9 @@ def plaintext_secret(code: DestinationCode) -> Finding:
         return config_unreadable(code, id)
     secrets = _secret_fields(code)
     if not secrets:
-        return skipped(id, "The details config has no secret field (SecretStr, marked secret, or named like one).")
+        return TRAP_PLAINTEXT_SECRET.skip(
+            "The details config has no secret field (SecretStr, marked secret, or named like one)."
+        )
     judged = []
     for rel in (code.example_rel, code.check_rel):
         details = destination_config(code, rel) or {}
@@ -747,8 +743,7 @@ def plaintext_secret(code: DestinationCode) -> Finding:
             judged.append(f"{rel.rsplit('/', 1)[-1]}:{field}")
             what = _plaintext(details[field])
             if what:
-                return failed(
-                    id,
+                return TRAP_PLAINTEXT_SECRET.fail(
                     f"{rel} holds {what} of the secret field {field} in plain text: the config is committed with "
                     "the tree, and bizon prints whole configs in some errors.",
                     file=rel,
@@ -756,8 +751,7 @@ def plaintext_secret(code: DestinationCode) -> Finding:
                     "URL) and set the value in the workspace's .env (keep it out of git) or in the environment.",
                 )
     if not judged:
-        return skipped(id, "Neither config sets a secret field: nothing to judge.")
-    return passed(
-        id,
+        return TRAP_PLAINTEXT_SECRET.skip("Neither config sets a secret field: nothing to judge.")
+    return TRAP_PLAINTEXT_SECRET.passed(
         f"Every secret field the configs set is a reference, empty or a URL without a password: {', '.join(judged)}.",
     )
