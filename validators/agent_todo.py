@@ -27,9 +27,7 @@ AGENT_TODO_LEFT = Check(
 )
 
 
-@static(
-    AGENT_TODO_LEFT,
-)
+@static(AGENT_TODO_LEFT)
 def todo_left(code: DestinationCode) -> Finding:
     hits = [(f.rel, _line_of(f.text, at), task) for f in code.files.values() for at, task in todo_tasks(f.text)]
     if not hits:
@@ -55,9 +53,7 @@ AGENT_PASS_BODY = Check(
 )
 
 
-@static(
-    AGENT_PASS_BODY,
-)
+@static(AGENT_PASS_BODY)
 def pass_body(code: DestinationCode) -> Finding:
     hits = []
     for f in code.src_files():
@@ -81,9 +77,7 @@ AGENT_NOT_IMPLEMENTED = Check(
 )
 
 
-@static(
-    AGENT_NOT_IMPLEMENTED,
-)
+@static(AGENT_NOT_IMPLEMENTED)
 def not_implemented(code: DestinationCode) -> Finding:
     hits = []
     for f in code.src_files():
@@ -126,9 +120,7 @@ AGENT_PLACEHOLDER = Check(
 )
 
 
-@static(
-    AGENT_PLACEHOLDER,
-)
+@static(AGENT_PLACEHOLDER)
 def placeholder(code: DestinationCode) -> Finding:
     hits = []
     for f in code.src_files():  # not the tests: a test may hold a template on purpose

@@ -40,9 +40,7 @@ CHECKLIST_INIT_FILE = Check(
 )
 
 
-@static(
-    CHECKLIST_INIT_FILE,
-)
+@static(CHECKLIST_INIT_FILE)
 def init_file(code: DestinationCode) -> Finding:
     if (code.ws.root / code.init_rel).is_file():
         return CHECKLIST_INIT_FILE.passed()
@@ -59,9 +57,7 @@ CHECKLIST_DETAILS_BASE = Check(
 )
 
 
-@static(
-    CHECKLIST_DETAILS_BASE,
-)
+@static(CHECKLIST_DETAILS_BASE)
 def details_base(code: DestinationCode) -> Finding:
     if skip := needs(code, code.config_rel, CHECKLIST_DETAILS_BASE.id):
         return skip
@@ -96,9 +92,7 @@ def details_base(code: DestinationCode) -> Finding:
     return CHECKLIST_DETAILS_BASE.passed()
 
 
-@static(
-    CHECKLIST_CONFIG_BASE,
-)
+@static(CHECKLIST_CONFIG_BASE)
 def config_base(code: DestinationCode) -> Finding:
     if skip := needs(code, code.config_rel, CHECKLIST_CONFIG_BASE.id):
         if not (code.ws.root / code.config_rel).exists():
@@ -124,9 +118,7 @@ def config_base(code: DestinationCode) -> Finding:
     return CHECKLIST_CONFIG_BASE.passed()
 
 
-@static(
-    CHECKLIST_LITERAL_NAME,
-)
+@static(CHECKLIST_LITERAL_NAME)
 def literal_name(code: DestinationCode) -> Finding:
     """The Literal names a member the enum has; naming *another destination's* member is the trap below."""
     if skip := needs(code, code.config_rel, CHECKLIST_LITERAL_NAME.id):
@@ -193,9 +185,7 @@ CHECKLIST_FIELD_DESCRIPTIONS = Check(
 )
 
 
-@static(
-    CHECKLIST_FIELD_DESCRIPTIONS,
-)
+@static(CHECKLIST_FIELD_DESCRIPTIONS)
 def field_descriptions(code: DestinationCode) -> Finding:
     id = CHECKLIST_FIELD_DESCRIPTIONS.id
     if skip := needs(code, code.config_rel, id):
@@ -236,9 +226,7 @@ def field_descriptions(code: DestinationCode) -> Finding:
 # -- the guide's checklist: implementation ---------------------------------------------------------
 
 
-@static(
-    CHECKLIST_DESTINATION_BASE,
-)
+@static(CHECKLIST_DESTINATION_BASE)
 def destination_base(code: DestinationCode) -> Finding:
     rel = code.destination_rel
     if not (code.ws.root / rel).exists():
@@ -318,9 +306,7 @@ CHECKLIST_CHECK_CONNECTION_BOOL = Check(
 )
 
 
-@static(
-    CHECKLIST_CHECK_CONNECTION_BOOL,
-)
+@static(CHECKLIST_CHECK_CONNECTION_BOOL)
 def check_connection_bool(code: DestinationCode) -> Finding:
     id = CHECKLIST_CHECK_CONNECTION_BOOL.id
     if skip := needs_destination(code, id):
@@ -404,9 +390,7 @@ CHECKLIST_WRITE_RECORDS_RETURNS = Check(
 )
 
 
-@static(
-    CHECKLIST_WRITE_RECORDS_RETURNS,
-)
+@static(CHECKLIST_WRITE_RECORDS_RETURNS)
 def write_records_returns(code: DestinationCode) -> Finding:
     id = CHECKLIST_WRITE_RECORDS_RETURNS.id
     fn, answer = needs_write_records(code, id)
@@ -459,9 +443,7 @@ CHECKLIST_ERRORS_LOGGED = Check(
 )
 
 
-@static(
-    CHECKLIST_ERRORS_LOGGED,
-)
+@static(CHECKLIST_ERRORS_LOGGED)
 def errors_logged(code: DestinationCode) -> Finding:
     id = CHECKLIST_ERRORS_LOGGED.id
     fn, answer = needs_write_records(code, id)

@@ -1,5 +1,6 @@
 """The destination's source as every check needs it: source.syntax, and the skip a check answers when what it
-reads is missing or broken.
+reads is missing or broken. The checks those skips name (checklist.config_base, checklist.destination_base,
+trap.write_records_signature) are declared here too, for checklist.py and traps.py, which import these skips.
 
 Each check takes the parsed DestinationCode and answers exactly one finding, with the id it is named for.
 A check whose input is missing because another check failed answers `skip`, so one mistake is one failure.
@@ -20,9 +21,7 @@ SOURCE_SYNTAX = Check(
 )
 
 
-@static(
-    SOURCE_SYNTAX,
-)
+@static(SOURCE_SYNTAX)
 def source_syntax(code: DestinationCode) -> Finding:
     broken = [(f.rel, f.error) for f in [*code.python_files(), *code.registration.values()] if f.error is not None]
     if not broken:

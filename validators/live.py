@@ -1,11 +1,14 @@
 """The checks of where the live checks write: a scratch target of their own (the check config), apart from the
-example's real one, whose every reference resolves (for bizon-forge, then for bizon's own `secrets check`)."""
+example's real one, whose every reference resolves (for bizon-forge, then for bizon's own `secrets check`).
+
+live.check_config, live.check_references and live.bizon_secrets_check are declared in runtime.py: the checks that
+run the code are explained by them, and this module runs `secrets check` through runtime's run_logged."""
 
 from pathlib import Path
 
 from bizon_forge import dependencies, spec
 from bizon_forge.connector import RECEIVER_VAR, SCRATCH_VAR
-from bizon_forge.findings import Finding, failed, passed, skipped, warned
+from bizon_forge.findings import Finding, failed, passed, skipped
 from bizon_forge.validators.catalog import Check, answers, static
 from bizon_forge.validators.code import DestinationCode, destination_config, load_config
 from bizon_forge.validators.runtime import (
@@ -20,32 +23,30 @@ from bizon_forge.validators.runtime import (
 from bizon_forge.validators.scratch import lookup, references
 from bizon_forge.workspace import Workspace, read_regular
 
-ID = LIVE_CHECK_CONFIG.id
 PLACEHOLDER = "-value"  # what render_destination writes for a string field the agent gave no default
 # Settings of how bizon buffers, not of where records go: equal values here do not make two targets one.
 NOT_THE_TARGET = {"destination_id", "buffer_size", "buffer_flush_timeout", "unnest", "record_schemas"}
 
 
-@static(
-    LIVE_CHECK_CONFIG,
-)
+@static(LIVE_CHECK_CONFIG)
 def check_config(code: DestinationCode) -> Finding:
     rel = code.check_rel
     try:
         check = load_config(code, rel)
     except Exception as error:  # a YAML error is the finding, whatever its class
-        return failed(ID, f"{rel} is not valid YAML: {' '.join(str(error).split())[:200]}", file=rel)
+        return LIVE_CHECK_CONFIG.fail(f"{rel} is not valid YAML: {' '.join(str(error).split())[:200]}", file=rel)
     if check is None:
-        return failed(ID, f"There is no check config at {rel}: the live checks have nowhere safe to write.", file=rel)
+        return LIVE_CHECK_CONFIG.fail(
+            f"There is no check config at {rel}: the live checks have nowhere safe to write.", file=rel
+        )
     destination = check.get("destination") if isinstance(check, dict) else None
     if not isinstance(destination, dict) or str(destination.get("name")) != code.name:
-        return failed(ID, f"{rel} has no `destination:` with `name: {code.name}`.", file=rel)
+        return LIVE_CHECK_CONFIG.fail(f"{rel} has no `destination:` with `name: {code.name}`.", file=rel)
     details = destination.get("config") or {}
     text = str(details)
     elsewhere = _checks_on_sqlite_for_a_server(code, details)
     if elsewhere:
-        return warned(
-            ID,
+        return LIVE_CHECK_CONFIG.warn(
             f"{rel} points the checks at SQLite, while {code.name} declares a {elsewhere} driver: a green proves "
             f"the code on SQLite, not on {elsewhere.split('+')[0]}.",
             file=rel,
@@ -53,7 +54,9 @@ def check_config(code: DestinationCode) -> Finding:
             "tables forge_*), kept out of the YAML as env://NAME.",
         )
     if SCRATCH_VAR in text or RECEIVER_VAR in text:
-        return passed(ID, f"{rel} names the scratch target each validation makes ({SCRATCH_VAR} or {RECEIVER_VAR}).")
+        return LIVE_CHECK_CONFIG.passed(
+            f"{rel} names the scratch target each validation makes ({SCRATCH_VAR} or {RECEIVER_VAR})."
+        )
     try:
         example = load_config(code, code.example_rel)
     except Exception:
@@ -61,8 +64,7 @@ def check_config(code: DestinationCode) -> Finding:
     theirs = ((example or {}).get("destination") or {}).get("config") or {} if isinstance(example, dict) else {}
     mine = {k: v for k, v in details.items() if k not in NOT_THE_TARGET}
     if not mine:
-        return warned(
-            ID,
+        return LIVE_CHECK_CONFIG.warn(
             f"{rel}: no field chooses the target, so the checks keep apart from real data only by writing under "
             "destination_ids forge_*: if the destination writes to a fixed place, the checks write there too.",
             file=rel,
@@ -70,18 +72,15 @@ def check_config(code: DestinationCode) -> Finding:
             "the check config at a scratch one.",
         )
     if mine == {k: v for k, v in theirs.items() if k not in NOT_THE_TARGET}:
-        return failed(
-            ID,
+        return LIVE_CHECK_CONFIG.fail(
             f"{rel} names the same target as the example config ({', '.join(sorted(mine))} are equal): "
             "the checks would write into the user's real target.",
             file=rel,
         )
-    return passed(ID, f"{rel} names a target apart from the example's.")
+    return LIVE_CHECK_CONFIG.passed(f"{rel} names a target apart from the example's.")
 
 
-@static(
-    LIVE_CHECK_REFERENCES,
-)
+@static(LIVE_CHECK_REFERENCES)
 def check_references(code: DestinationCode) -> Finding:
     """live.check_references: every env://NAME of the check config is set where bizon run would find it."""
     id, rel = LIVE_CHECK_REFERENCES.id, code.check_rel
@@ -112,9 +111,7 @@ def check_references(code: DestinationCode) -> Finding:
     return passed(id, f"Every env:// reference of {rel} is set: {where}. The checks get exactly these variables.")
 
 
-@answers(
-    LIVE_BIZON_SECRETS_CHECK,
-)
+@answers(LIVE_BIZON_SECRETS_CHECK)
 def secrets_check(ws: Workspace, check: str, cwd: Path, log: Path, env: dict[str, str]) -> Finding:
     """live.bizon_secrets_check: bizon's own masked dry run of the check config's references, with exactly the
     variables the live checks get (its find_dotenv also reads the tree's .env, as `bizon run` does)."""
@@ -152,9 +149,7 @@ LIVE_EXAMPLE_VALUES = Check(
 )
 
 
-@static(
-    LIVE_EXAMPLE_VALUES,
-)
+@static(LIVE_EXAMPLE_VALUES)
 def example_values(code: DestinationCode) -> Finding:
     """live.example_values: the example config holds no value render_destination made up."""
     details = destination_config(code, code.example_rel)

@@ -27,9 +27,7 @@ REGISTRATION_ENUM = Check(
 )
 
 
-@static(
-    REGISTRATION_ENUM,
-)
+@static(REGISTRATION_ENUM)
 def enum(code: DestinationCode) -> Finding:
     if _unparsable(code, ENUM_FILE):
         return REGISTRATION_ENUM.skip(f"{ENUM_FILE} does not parse (see source.syntax).", SOURCE_SYNTAX.id)
@@ -54,9 +52,7 @@ REGISTRATION_UNION = Check(
 )
 
 
-@static(
-    REGISTRATION_UNION,
-)
+@static(REGISTRATION_UNION)
 def union(code: DestinationCode) -> Finding:
     if _unparsable(code, MODELS_FILE):
         return REGISTRATION_UNION.skip(f"{MODELS_FILE} does not parse (see source.syntax).", SOURCE_SYNTAX.id)
@@ -89,9 +85,7 @@ REGISTRATION_FACTORY = Check(
 )
 
 
-@static(
-    REGISTRATION_FACTORY,
-)
+@static(REGISTRATION_FACTORY)
 def factory(code: DestinationCode) -> Finding:
     if _unparsable(code, FACTORY_FILE):
         return REGISTRATION_FACTORY.skip(f"{FACTORY_FILE} does not parse (see source.syntax).", SOURCE_SYNTAX.id)
@@ -142,9 +136,7 @@ REGISTRATION_SAME_NAME = Check(
 )
 
 
-@static(
-    REGISTRATION_SAME_NAME,
-)
+@static(REGISTRATION_SAME_NAME)
 def same_name(code: DestinationCode) -> Finding:
     member = code.member
     if member is None:

@@ -481,9 +481,7 @@ TESTS_DESTINATION = Check(
 )
 
 
-@answers(
-    TESTS_DESTINATION,
-)
+@answers(TESTS_DESTINATION)
 def destination_tests(ws: Workspace, tests_dir: str, scratch: Path, log: Path) -> Finding:
     id = TESTS_DESTINATION.id
     folder = ws.root / tests_dir
@@ -515,9 +513,7 @@ TESTS_BIZON_SUITE = Check(
 )
 
 
-@answers(
-    TESTS_BIZON_SUITE,
-)
+@answers(TESTS_BIZON_SUITE)
 def bizon_suite(ws: Workspace, scratch: Path, log: Path) -> Finding:
     id = TESTS_BIZON_SUITE.id
     present = [t for t in BIZON_SUITE if (ws.root / t).is_file()]

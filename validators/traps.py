@@ -57,9 +57,7 @@ TRAP_LITERAL_OTHER_MEMBER = Check(
 )
 
 
-@static(
-    TRAP_LITERAL_OTHER_MEMBER,
-)
+@static(TRAP_LITERAL_OTHER_MEMBER)
 def literal_other_member(code: DestinationCode) -> Finding:
     id = TRAP_LITERAL_OTHER_MEMBER.id
     if code.tree(code.config_rel) is None:
@@ -146,9 +144,7 @@ TRAP_OPTIONAL_IMPORT_IN_CONFIG = Check(
 )
 
 
-@static(
-    TRAP_OPTIONAL_IMPORT_IN_CONFIG,
-)
+@static(TRAP_OPTIONAL_IMPORT_IN_CONFIG)
 def optional_import_in_config(code: DestinationCode) -> Finding:
     id = TRAP_OPTIONAL_IMPORT_IN_CONFIG.id
     if skip := needs(code, code.config_rel, id):
@@ -179,9 +175,7 @@ TRAP_MODELS_IMPORT_IN_CONFIG = Check(
 )
 
 
-@static(
-    TRAP_MODELS_IMPORT_IN_CONFIG,
-)
+@static(TRAP_MODELS_IMPORT_IN_CONFIG)
 def models_import_in_config(code: DestinationCode) -> Finding:
     id = TRAP_MODELS_IMPORT_IN_CONFIG.id
     if skip := needs(code, code.config_rel, id):
@@ -208,9 +202,7 @@ TRAP_FACTORY_TOP_LEVEL_IMPORT = Check(
 )
 
 
-@static(
-    TRAP_FACTORY_TOP_LEVEL_IMPORT,
-)
+@static(TRAP_FACTORY_TOP_LEVEL_IMPORT)
 def factory_top_level_import(code: DestinationCode) -> Finding:
     tree = code.registration[FACTORY_FILE].tree
     if tree is None:
@@ -271,9 +263,7 @@ TRAP_SETUP_IN_CHECK_CONNECTION = Check(
 )
 
 
-@static(
-    TRAP_SETUP_IN_CHECK_CONNECTION,
-)
+@static(TRAP_SETUP_IN_CHECK_CONNECTION)
 def setup_in_check_connection(code: DestinationCode) -> Finding:
     id = TRAP_SETUP_IN_CHECK_CONNECTION.id
     if skip := needs_destination(code, id):
@@ -344,9 +334,7 @@ TRAP_WRITE_RECORDS_RAISES = Check(
 )
 
 
-@static(
-    TRAP_WRITE_RECORDS_RAISES,
-)
+@static(TRAP_WRITE_RECORDS_RAISES)
 def write_records_raises(code: DestinationCode) -> Finding:
     id = TRAP_WRITE_RECORDS_RAISES.id
     fn, answer = needs_write_records(code, id)
@@ -363,9 +351,7 @@ def write_records_raises(code: DestinationCode) -> Finding:
     )
 
 
-@static(
-    TRAP_WRITE_RECORDS_SIGNATURE,
-)
+@static(TRAP_WRITE_RECORDS_SIGNATURE)
 def write_records_signature(code: DestinationCode) -> Finding:
     id = TRAP_WRITE_RECORDS_SIGNATURE.id
     if skip := needs_destination(code, id):
@@ -442,9 +428,7 @@ TRAP_STAGING_WITHOUT_FINALIZE = Check(
 )
 
 
-@static(
-    TRAP_STAGING_WITHOUT_FINALIZE,
-)
+@static(TRAP_STAGING_WITHOUT_FINALIZE)
 def staging_without_finalize(code: DestinationCode) -> Finding:
     id = TRAP_STAGING_WITHOUT_FINALIZE.id
     if skip := needs_destination(code, id):
@@ -498,9 +482,7 @@ TRAP_FINALIZE_RETURNS_FALSE = Check(
 )
 
 
-@static(
-    TRAP_FINALIZE_RETURNS_FALSE,
-)
+@static(TRAP_FINALIZE_RETURNS_FALSE)
 def finalize_returns_false(code: DestinationCode) -> Finding:
     """A `return False` in finalize(): bizon ignores the value, so the failure it means goes unnoticed."""
     id = TRAP_FINALIZE_RETURNS_FALSE.id
@@ -642,9 +624,7 @@ TRAP_SECRET_LOGGED = Check(
 )
 
 
-@static(
-    TRAP_SECRET_LOGGED,
-)
+@static(TRAP_SECRET_LOGGED)
 def secret_logged(code: DestinationCode) -> Finding:
     id = TRAP_SECRET_LOGGED.id
     if code.tree(code.config_rel) is None:
@@ -723,9 +703,7 @@ TRAP_PLAINTEXT_SECRET = Check(
 )
 
 
-@static(
-    TRAP_PLAINTEXT_SECRET,
-)
+@static(TRAP_PLAINTEXT_SECRET)
 def plaintext_secret(code: DestinationCode) -> Finding:
     """trap.plaintext_secret: the committed configs reference their secrets instead of holding them."""
     id = TRAP_PLAINTEXT_SECRET.id
