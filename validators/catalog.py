@@ -4,6 +4,7 @@ The checklist an agent reads (the resource, README's section) is generated from 
 Adding a check is one function with its declaration, in one of MODULES.
 """
 
+import ast
 import importlib
 from collections import Counter
 from collections.abc import Callable
@@ -24,44 +25,8 @@ SOURCE_MODULES = tuple(
     f"bizon_forge.validators.{m}" for m in ("source_code", "source_validation", "source_cases", "source_live")
 )
 
-# Static failures that stop bizon from importing: a runtime failure after one of them is that failure again.
-IMPORT_BLOCKERS = (
-    "source.syntax",
-    "registration.enum",
-    "registration.union",
-    "checklist.literal_name",
-    "trap.literal_other_member",
-    "trap.models_import_in_config",
-    "trap.optional_import_in_config",
-)
-BUILD_BLOCKERS = (
-    *IMPORT_BLOCKERS,
-    "checklist.details_base",
-    "registration.factory",
-    "registration.same_name",
-    "trap.factory_top_level_import",
-    "checklist.destination_base",
-    "checklist.check_connection_bool",
-    "trap.write_records_signature",
-)
-WRITE_BLOCKERS = (
-    *BUILD_BLOCKERS,
-    "trap.write_records_raises",
-    "checklist.write_records_returns",
-    "trap.setup_in_check_connection",
-)
-RUNTIME = (
-    "import.models",
-    "import.config_validate",
-    "contract.build",
-    "contract.write_records",
-    "contract.finalize",
-)
-# The data checks: no answer while the code cannot write, there is no scratch target, or nothing reads back;
-# and a record that does not land exact explains every later data failure.
-DATA_BLOCKERS = (*WRITE_BLOCKERS, *RUNTIME, "live.check_config", "live.check_references", "live.bizon_secrets_check")
-READ_BLOCKERS = (*DATA_BLOCKERS, "data.read_back")
-LANDED = (*READ_BLOCKERS, "data.exact")
+# The relations between checks (what explains a failure) are declared with the checks: runtime.py's
+# IMPORT_BLOCKERS, BUILD_BLOCKERS, ... are built from the declarations they name.
 
 
 @dataclass(frozen=True)
@@ -178,12 +143,25 @@ def collect(modules: tuple[str, ...]) -> Catalog:
     return Catalog(tuple(checks), tuple(runs), {c.id: c for c in checks}, {c.id: i for i, c in enumerate(checks)})
 
 
+SUITE_PROBE = Path(__file__).parent / "probes" / "suite_probe.py"
+
+
+@cache
+def data_suite() -> tuple[dict[str, Any], ...]:
+    """The data suite's cases as suite_probe.py declares them (id, run, what, why, fix, limits, origin, after), in
+    the order it runs them. Read, not imported: the probe runs in the workspace's interpreter and imports bizon."""
+    for node in ast.parse(SUITE_PROBE.read_text()).body:
+        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["CASES"]:
+            return tuple(ast.literal_eval(node.value))
+    raise LookupError(f"{SUITE_PROBE} declares no CASES")
+
+
 # Collected on first use, not here: the checks' modules import the blocker relations above from this module.
 CHECKS: tuple[Check, ...]
 BY_ID: dict[str, Check]
 ORDER: dict[str, int]
 STATIC: tuple[StaticCheck, ...]
-DATA: tuple[str, ...]  # the data suite's checks, in the probe's order
+DATA: tuple[str, ...]  # the data suite's check ids, in the probe's order
 
 
 SOURCES: Catalog  # the checks of a source (kind "source"), collected from SOURCE_MODULES
@@ -198,9 +176,7 @@ def __getattr__(name: str) -> object:
     if name == "SOURCES":
         return collect(SOURCE_MODULES)
     if name == "DATA":
-        from bizon_forge.validators import runtime
-
-        return tuple(c.id for c in declared(runtime.suite))
+        return tuple(case["id"] for case in data_suite())
     fields = {"CHECKS": "checks", "BY_ID": "by_id", "ORDER": "order", "STATIC": "static"}
     if name not in fields:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
