@@ -39,8 +39,9 @@ test: setup postgres mariadb
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow" -n auto --dist loadfile
 
+# `make demo DEMO_DIR=/tmp/d2` runs a second one beside the first: they share no folder and no port.
 demo: setup
-	$(BIN)/python demo/run.py
+	$(BIN)/python demo/run.py $(DEMO_DIR)
 
 bench: setup
 	$(BIN)/python bench/run.py

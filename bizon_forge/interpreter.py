@@ -176,10 +176,42 @@ def _probe(ws: Workspace, libraries: Sequence[str]) -> Interpreter:
 
 def forge_command(*args: str) -> str:
     """`bizon-forge ARGS` as a shell command that runs as printed from any folder: the console script beside this
-    Python, else `python -m bizon_forge` (which, run inside a bizon-forge checkout, would import its source folder)."""
+    Python, else `python -m bizon_forge` (which, run inside a bizon-forge checkout, would import its source folder);
+    under uvx, `uvx --from SOURCE bizon-forge ARGS`, since uvx's environment is a cache entry that may be gone."""
+    source = uvx_source()
+    if source:
+        return shlex.join(["uvx", "--from", source, "bizon-forge", *args])
     script = Path(sys.executable).with_name("bizon-forge")
     head = [str(script)] if script.is_file() else [sys.executable, "-m", "bizon_forge"]
     return shlex.join([*head, *args])
+
+
+def uvx_source(prefix: str = sys.prefix) -> str | None:
+    """What `uvx --from` installed this bizon-forge from, when it runs in uvx's throwaway environment (uv's cache,
+    archive-vN/HASH): a folder, a VCS URL, or bizon-forge==VERSION from an index. None elsewhere."""
+    if not Path(prefix).parent.name.startswith("archive-v"):
+        return None
+    import sysconfig
+    from importlib.metadata import distributions
+
+    site = sysconfig.get_paths(vars={"base": prefix, "platbase": prefix})["purelib"]
+    found = list(distributions(name="bizon-forge", path=[site]))  # this environment's, not a source folder's
+    if not found:
+        return None
+    dist = found[0]
+    try:
+        direct = json.loads(dist.read_text("direct_url.json") or "null")
+    except ValueError:
+        direct = None
+    if not isinstance(direct, dict) or not direct.get("url"):
+        return f"bizon-forge=={dist.version}"
+    url = str(direct["url"])
+    if url.startswith("file://"):
+        from urllib.parse import unquote, urlsplit
+
+        return unquote(urlsplit(url).path)
+    vcs = (direct.get("vcs_info") or {}).get("vcs")
+    return f"{vcs}+{url}" if vcs and not url.startswith(f"{vcs}+") else url
 
 
 def fix_command(ws: Workspace) -> str:
@@ -298,6 +330,28 @@ def install_failure(error: InstallFailed, what: str) -> Finding:
     )
 
 
+def _create_venv(venv: Path, found: str | None, progress: Progress | None) -> None:
+    """`venv` made with uv when there is one (seconds), else with this Python's venv module (which puts pip in)."""
+    if progress:
+        progress(f"creating {venv}" + (" with uv" if found else ""))
+    # --seed: pip inside, so the pip commands we print also work in a venv uv made
+    make = [found, "venv", "--seed", "--quiet", "--python", sys.executable, str(venv)] if found else None
+    try:
+        if make:
+            subprocess.run(make, check=True, capture_output=True, text=True, env=installer_env())
+        else:
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True, text=True)
+    except subprocess.CalledProcessError as error:
+        raise Refused(
+            failed(
+                "workspace.venv_failed",
+                f"Could not create {venv}: {(error.stderr or error.stdout).strip()[-300:]}",
+                "Check that this Python has the venv module (Debian: apt install python3-venv), or put uv on PATH "
+                "(https://docs.astral.sh/uv/): it makes the venv itself.",
+            )
+        ) from None
+
+
 def make_venv(root: Path, progress: Progress | None = None, installer_lines: bool = True) -> Path:
     """`root/.venv` with the tree installed in editable mode plus its `test` dependency group; its python.
 
@@ -308,23 +362,16 @@ def make_venv(root: Path, progress: Progress | None = None, installer_lines: boo
     python = venv / "bin" / "python"
     found = uv()
     if not python.exists():
-        if progress:
-            progress(f"creating {venv}" + (" with uv" if found else ""))
-        # --seed: pip inside, so the pip commands we print also work in a venv uv made
-        make = [found, "venv", "--seed", "--quiet", "--python", sys.executable, str(venv)] if found else None
-        try:
-            if make:
-                subprocess.run(make, check=True, capture_output=True, text=True, env=installer_env())
-            else:
-                subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True, text=True)
-        except subprocess.CalledProcessError as error:
-            raise Refused(
-                failed(
-                    "workspace.venv_failed",
-                    f"Could not create {venv}: {(error.stderr or error.stdout).strip()[-300:]}",
-                    "Check that this Python has the venv module (Debian: apt install python3-venv).",
-                )
-            ) from None
+        _create_venv(venv, found, progress)
+    elif not found and subprocess.run([str(python), "-m", "pip", "--version"], capture_output=True).returncode:
+        raise Refused(
+            failed(
+                "workspace.no_installer",
+                f"{venv} has no pip (made by `uv venv` without --seed, say) and no uv is on PATH to install into it.",
+                f"Put uv on PATH (https://docs.astral.sh/uv/), or remove {venv} and run "
+                f"{forge_command('workspace', 'venv', str(root))} again (python -m venv puts pip in).",
+            )
+        )
     requirements = ["-e", str(root), *test_requirements(root)]
     if progress:
         progress(f"installing {root.name} (editable) and its test group into {venv}")

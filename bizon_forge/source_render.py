@@ -5,9 +5,7 @@ secrets as env:// references), config/NAME.check.yml (the local mock API of the 
 under tests/connectors/sources/NAME/. A source needs no registration: bizon discovers its folder.
 """
 
-import shlex
 from typing import Any
-from urllib.parse import urlparse
 
 from bizon_forge.connector import Connector
 from bizon_forge.findings import warned
@@ -28,14 +26,12 @@ from bizon_forge.spec.source import SourceSpec
 
 # The mock API's made-up credentials, which it accepts: the check config carries them (no secret).
 from bizon_forge.validators.fakes.mock_api import CREDENTIALS as MOCK_CREDENTIALS
-from bizon_forge.validators.fakes.mock_api import TOKEN_PATH
 from bizon_forge.workspace import STATE_DIR, Workspace
 
 # The check config's base URL (and OAuth token endpoint): validate_source serves the mock API and sets these.
 MOCK_URL_VAR = "BIZON_FORGE_MOCK_API_URL"
 MOCK_TOKEN_URL_VAR = "BIZON_FORGE_MOCK_API_TOKEN_URL"
 # The port the check config's printed recipe serves the mock on, so that its two commands run as printed.
-MOCK_RUN_PORT = 8798
 # bizon's authentication.type of each auth kind (the rest recipe's api_key sends its own header, and its
 # client_credentials keeps its own token from bizon's oauth params: see source.py.j2).
 BIZON_AUTH = {
@@ -165,20 +161,13 @@ def context(ws: Workspace, s: SourceSpec) -> dict:
         "mock_url_var": MOCK_URL_VAR,
         "first": s.streams[0],
         "run_example": ws.bizon_command("run", c.example_rel),
-        "serve_mock": forge_command("mock-api", str(source_spec.spec_path(ws, s.name)), "--port", str(MOCK_RUN_PORT)),
-        "run_check": ws.bizon_command("run", c.check_rel, env=_mock_env(s)),
+        # one command: the mock on a free port for the run's length, its URLs in the run's environment
+        "run_check": ws.bizon_command(
+            "run", c.check_rel, through=forge_command("mock-api", str(source_spec.spec_path(ws, s.name)), "--run", "--")
+        ),
         "check_output": check_output(s.name),
         "module": c.code_module,
     }
-
-
-def _mock_env(s: SourceSpec) -> str:
-    """The shell assignments that point the check config at the mock `bizon-forge mock-api --port` serves."""
-    origin = f"http://127.0.0.1:{MOCK_RUN_PORT}"
-    env = {MOCK_URL_VAR: origin + urlparse(s.base_url).path.rstrip("/")}
-    if s.auth in source_spec.TOKEN_AUTHS:
-        env[MOCK_TOKEN_URL_VAR] = origin + TOKEN_PATH
-    return " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
 
 
 def check_output(name: str) -> str:

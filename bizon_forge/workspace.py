@@ -8,13 +8,14 @@ import shutil
 import stat
 import subprocess
 import sys
-import tarfile
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bizon_forge import connector
 from bizon_forge.findings import Refused, failed
+from bizon_forge.sdist import Progress, unpack
+from bizon_forge.sdist import fetch as fetch_sdist
 
 ENUM_FILE = "bizon/destination/config.py"
 MODELS_FILE = "bizon/common/models.py"
@@ -84,17 +85,20 @@ class Workspace:
         venv = self.root / ".venv" / "bin" / "python"
         return str(venv) if venv.exists() else sys.executable
 
-    def bizon_command(self, *args: str, env: str = "") -> str:
+    def bizon_command(self, *args: str, env: str = "", through: str = "") -> str:
         """A shell command that runs `bizon ARGS` with this workspace's bizon, as printed, from any folder.
-        `env`: shell assignments put before the command (written as given, e.g. `X=$(mktemp -d)`)."""
+        `env`: shell assignments put before the command (written as given, e.g. `X=$(mktemp -d)`).
+        `through`: a command that runs it (written as given), e.g. `bizon-forge mock-api SPEC --run --`."""
         root = shlex.quote(str(self.root))
         tail = " ".join(shlex.quote(a) for a in args)
         before = f"{env} " if env else ""
+        runner = f"{through} " if through else ""
         entry = self.root / ".venv" / "bin" / "bizon"
         if not self.settings.python and entry.exists():
-            return f"cd {root} && {before}.venv/bin/bizon {tail}"
+            return f"cd {root} && {before}{runner}.venv/bin/bizon {tail}"
         # The tree first on PYTHONPATH, as the checks run it: `bizon` itself is not on PATH.
-        return f"cd {root} && {before}PYTHONPATH={root} {shlex.quote(self.python())} -m bizon.cli.main {tail}"
+        python = shlex.quote(self.python())
+        return f"cd {root} && {before}PYTHONPATH={root} {runner}{python} -m bizon.cli.main {tail}"
 
     def env(self) -> dict[str, str]:
         """A scrubbed environment with the workspace first on PYTHONPATH, so its bizon is the one imported."""
@@ -285,30 +289,9 @@ def cache_dir() -> Path:
     return Path(os.environ.get("BIZON_FORGE_CACHE", Path.home() / ".cache" / "bizon-forge"))
 
 
-def sdist(version: str) -> Path:
+def sdist(version: str, progress: Progress | None = None) -> Path:
     """bizon's sdist from PyPI (it holds the whole repo: bizon/, tests/, docs/), cached once per version."""
-    if not re.fullmatch(r"\d+(\.\d+){1,3}([a-z]+\d+)?", version):
-        raise Refused(failed("workspace.bad_version", f"{version!r} is not a bizon version.", "Use e.g. 0.6.4."))
-    target = cache_dir() / "sdists"
-    found = target / f"bizon-{version}.tar.gz"
-    if found.exists():
-        return found
-    target.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target) as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", f"bizon=={version}"]
-        cmd += ["--no-binary", ":all:", "--no-deps", "--disable-pip-version-check", "-q", "-d", tmp]
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-        files = list(Path(tmp).glob("bizon-*.tar.gz"))
-        if done.returncode != 0 or not files:
-            raise Refused(
-                failed(
-                    "workspace.download_failed",
-                    f"pip could not download bizon=={version}: {done.stderr.strip()[-300:]}",
-                    "Check that PyPI is reachable and the version exists.",
-                )
-            )
-        os.replace(files[0], found)
-    return found
+    return fetch_sdist("bizon", version, cache_dir() / "sdists", progress)
 
 
 # bizon's .gitignore ignores every connector config but the examples, so a commit would silently drop the check
@@ -330,31 +313,49 @@ def tracking_check_configs(gitignore: str) -> str | None:
     return gitignore + ("" if not gitignore or gitignore.endswith("\n") else "\n") + block
 
 
-def init(directory: str, version: str = "0.6.4") -> Path:
+def init(directory: str, version: str = "0.6.4", progress: Progress | None = None) -> Path:
     """Unpack bizon's sdist into `directory` (which must be absent or empty) and commit it to a new git repo."""
     dest = Path(directory).expanduser().resolve()
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-        raise Refused(
-            failed("workspace.not_empty", f"{dest} exists and is not an empty directory.", "Pick a new path.")
-        )
-    archive = sdist(version)
+        raise Refused(_not_empty(dest))
+    archive = sdist(version, progress)
+    if progress:
+        progress(f"unpacking {archive.name} into {dest}")
     dest.mkdir(parents=True, exist_ok=True)
+    # Made whole beside `dest`, then renamed in (one filesystem): an interrupted init leaves `dest` empty or whole.
     with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
-        with tarfile.open(archive) as tar:
-            tar.extractall(tmp, filter="data")
+        unpack(archive, Path(tmp))
         (top,) = Path(tmp).iterdir()
+        _prepare(top, version, progress)
         for item in top.iterdir():
             shutil.move(str(item), dest / item.name)
+    return dest
+
+
+def _prepare(top: Path, version: str, progress: Progress | None) -> None:
+    """The unpacked tree with our lines in its .gitignore, committed to a new git repository."""
     # Not the tree's: our state (specs, render records, logs, the check cache, the audit trail) and what the
     # rendered example syncs write offline (a SQLite file, JSON Lines) under output/. bizon ignores .env itself.
-    ignore = dest / ".gitignore"
+    ignore = top / ".gitignore"
     text = ignore.read_text() if ignore.is_file() else ""
     text = tracking_check_configs(text) or text
     ignore.write_text(text + ("" if not text or text.endswith("\n") else "\n") + f"{STATE_DIR}/\noutput/\n")
+    if progress:
+        progress("committing the tree to a new git repository")
     git = ["git", "-c", "user.name=bizon-forge", "-c", "user.email=forge@localhost", "-c", "init.defaultBranch=main"]
-    subprocess.run([*git, "init", "-q", str(dest)], check=True, capture_output=True)
-    subprocess.run([*git, "-C", str(dest), "add", "-A"], check=True, capture_output=True)
+    subprocess.run([*git, "init", "-q", str(top)], check=True, capture_output=True)
+    subprocess.run([*git, "-C", str(top), "add", "-A"], check=True, capture_output=True)
     subprocess.run(
-        [*git, "-C", str(dest), "commit", "-q", "-m", f"bizon {version} from PyPI"], check=True, capture_output=True
+        [*git, "-C", str(top), "commit", "-q", "-m", f"bizon {version} from PyPI"], check=True, capture_output=True
     )
-    return dest
+
+
+def _not_empty(dest: Path):
+    """The refusal for an occupied target; a bizon tree there is most likely an init stopped before its venv."""
+    if (dest / MODELS_FILE).is_file() and not (dest / ".venv" / "bin" / "python").exists():
+        return failed(
+            "workspace.not_empty",
+            f"{dest} already holds a bizon tree without a .venv (an init stopped before its venv, it seems).",
+            f"Finish it with `bizon-forge workspace venv {shlex.quote(str(dest))}`, or pick a new path.",
+        )
+    return failed("workspace.not_empty", f"{dest} exists and is not an empty directory.", "Pick a new path.")

@@ -11,15 +11,12 @@ and the records that landed, read and counted against what the mock served.
 
 import json
 import os
-import shlex
 import shutil
 import sqlite3
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import anyio
 import yaml
@@ -31,7 +28,8 @@ from rich.table import Table
 from bizon_forge import interpreter, workspace
 
 HERE = Path(__file__).resolve().parent.parent
-DEMO = HERE / ".demo"
+# `python demo/run.py [DIR]`: two demos in two folders share nothing (every port is picked free at run time).
+DEMO = Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else HERE / ".demo"
 NAME = "warehouse"
 SOURCE = "crm"
 # One stream of an HTTP API: cursor pagination (pattern A), bearer auth, incremental on updated_at.
@@ -166,7 +164,7 @@ async def session(root: Path) -> None:
 def run_as_printed(root: Path, answer: str) -> Path:
     """The command the last answer printed, run as printed (from another folder, as a user's shell would)."""
     command = answer.split("run it with: ", 1)[1]
-    console.print(f"\n[bold]$[/bold] {command.replace(str(HERE), '~/bizon-forge')}")
+    console.print(f"\n[bold]$[/bold] {command}")
     elsewhere = DEMO / "elsewhere"
     elsewhere.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
@@ -201,45 +199,37 @@ def print_rows(scratch: Path) -> None:
             console.print(table)
 
 
+def check_command(root: Path, spec_file: str, check_rel: str, printed: list[str]) -> str:
+    """The check config's run through `bizon-forge mock-api SPEC --run --` (the mock on a free port for the run's
+    length): the line its header prints when it prints one, else the same command made here."""
+    for line in printed:
+        if "mock-api" in line and "--run" in line:
+            return line
+    ws = workspace.Workspace(root=root, settings=workspace.Settings())
+    return ws.bizon_command("run", check_rel, through=interpreter.forge_command("mock-api", spec_file, "--run", "--"))
+
+
 def land_from_mock(root: Path, spec_file: str) -> None:
-    """Serve the mock API of the stored spec and run the check config against it, with the commands its header
-    prints, as printed; count what landed in its file destination against what the mock served."""
-    check = root / f"bizon/connectors/sources/{SOURCE}/config/{SOURCE}.check.yml"
-    text = check.read_text()
+    """Run the check config against the mock API of the stored spec, served on a free port for the run's length,
+    with the command as printed; count what landed in its file destination against what the mock served."""
+    check_rel = f"bizon/connectors/sources/{SOURCE}/config/{SOURCE}.check.yml"
+    text = (root / check_rel).read_text()
     printed = [ln[1:].strip() for ln in text.splitlines() if ln.startswith("#   ")]
     landed_id = yaml.safe_load(text)["destination"]["config"]["destination_id"]
-    if len(printed) >= 2 and "mock-api" in printed[0]:
-        serve, command = printed[0], printed[1]
-    else:  # a header that prints the run only, the mock's port left as PORT
-        serve, command = f"{Path(sys.executable).with_name('bizon-forge')} mock-api {spec_file}", printed[-1]
-    console.print(f"\n[bold]$[/bold] {serve.replace(str(HERE), '~/bizon-forge')} &")
-    mock = subprocess.Popen(shlex.split(serve), cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        url = (mock.stdout.readline() if mock.stdout else "").strip()
-        if not url:
-            raise SystemExit(f"the mock API did not start: {mock.stderr.read()[-2000:] if mock.stderr else ''}")
-        console.print(f"  {url}  (it answers a 429 with Retry-After and a 503 on the way, as validate_source's)")
-        console.print(f"[bold]$[/bold] {command.replace(str(HERE), '~/bizon-forge')}")
-        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-        started = time.perf_counter()
-        done = subprocess.run(
-            ["bash", "-c", command.replace("http://127.0.0.1:PORT", url)],
-            cwd=DEMO / "elsewhere",
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        tail = (done.stdout + done.stderr).strip().splitlines()[-1:]
-        console.print(f"  exit {done.returncode} in {time.perf_counter() - started:.1f} s: {' '.join(tail)}")
-        if done.returncode != 0:
-            console.print(done.stderr[-3000:])
-            raise SystemExit("bizon run of the source failed")
-        origin = "{0.scheme}://{0.netloc}".format(urlsplit(url))
-        with urllib.request.urlopen(f"{origin}/_report", timeout=10) as answer:
-            served = json.load(answer)["streams"][SOURCE_SPEC["streams"][0]["name"]]
-    finally:
-        mock.terminate()
-        mock.wait(timeout=10)
+    command = check_command(root, spec_file, check_rel, printed)
+    console.print(f"\n[bold]$[/bold] {command}")
+    console.print("  (the mock answers a 429 with Retry-After and a 503 on the way, as validate_source's)")
+    report = DEMO / "mock-report.json"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env["BIZON_FORGE_MOCK_API_REPORT"] = str(report)  # what the mock served, written when the run ends
+    started = time.perf_counter()
+    done = subprocess.run(["bash", "-c", command], cwd=DEMO / "elsewhere", env=env, capture_output=True, text=True)
+    tail = [ln for ln in (done.stdout + done.stderr).strip().splitlines() if "mock API served" in ln][-1:]
+    console.print(f"  exit {done.returncode} in {time.perf_counter() - started:.1f} s: {' '.join(tail)}")
+    if done.returncode != 0:
+        console.print(done.stderr[-3000:])
+        raise SystemExit("bizon run of the source failed")
+    served = json.loads(report.read_text())["streams"][SOURCE_SPEC["streams"][0]["name"]]
     landed = root / f"{landed_id}.json"
     rows = [json.loads(ln) for ln in landed.read_text().splitlines() if ln.strip()]
     ids = [r["source_record_id"] for r in rows]
@@ -264,8 +254,10 @@ def land_from_mock(root: Path, spec_file: str) -> None:
 
 def main() -> None:
     started = time.perf_counter()
+    if DEMO.exists() and any(DEMO.iterdir()) and not (DEMO / "workspace").exists():
+        raise SystemExit(f"{DEMO} holds something else than an earlier demo: give an absent or empty folder")
     shutil.rmtree(DEMO, ignore_errors=True)
-    DEMO.mkdir()
+    DEMO.mkdir(parents=True)
     # What `bizon-forge workspace init` does: the tree from PyPI, and its own interpreter in DIR/.venv.
     with console.status("making a bizon 0.6.4 workspace from PyPI, with its own .venv"):
         root = workspace.init(str(DEMO / "workspace"), "0.6.4")

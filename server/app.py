@@ -60,6 +60,7 @@ WorkspaceArg = str | None
 # Published as an enum, taken as any string: the SDK would answer "quick" with raw pydantic text and is_error;
 # the validators answer it as a finding (validate.bad_level) naming the allowed values.
 Level = Annotated[str, WithJsonSchema({"enum": ["fast", "full"], "type": "string"})]
+SourceLevel = Annotated[str, WithJsonSchema({"enum": ["fast", "full", "live"], "type": "string"})]
 # The source spec's shape in one line; its full schema is the resource bizon-forge://source-spec.
 SOURCE_SPEC_HELP = "{name, base_url, auth, streams}; schema: bizon-forge://source-spec"
 
@@ -348,19 +349,27 @@ def _tree_tools(tool, on_worker) -> None:
     async def validate_source(
         name: str,
         ctx: Context,
-        level: Level = "fast",
+        level: SourceLevel = "fast",
         recorded: Annotated[str | None, Field(description="folder of saved pages to serve")] = None,
         verbose: bool = False,
+        max_pages: int = 3,
+        save: Annotated[str | None, Field(description="live: folder to save pages in")] = None,
         workspace: WorkspaceArg = None,
     ) -> Annotated[CallToolResult, ValidationResult]:
         """Check a source. fast: static, discovery, get() against a local mock of its API; full: + its tests, a
-        bizon run read back."""
+        bizon run, misbehaving APIs; live: read max_pages of the real API."""
 
         def progress(done: float, total: float, message: str) -> None:
             anyio.from_thread.run(ctx.report_progress, done, total, message)
 
         check = functools.partial(
-            validators.validate_source, level=level, verbose=verbose, progress=progress, recorded=recorded
+            validators.validate_source,
+            level=level,
+            verbose=verbose,
+            progress=progress,
+            recorded=recorded,
+            max_pages=max_pages,
+            save=save,
         )
         return await on_worker(check, workspace, name)
 

@@ -4,12 +4,23 @@ the probe's order."""
 
 import ast
 import textwrap
+from fnmatch import fnmatch
 
 import pytest
 
 from bizon_forge.findings import EXCERPT_CHARS, passed
 from bizon_forge.server.app import build_server
-from bizon_forge.validators import catalog, formatting, live, runtime
+from bizon_forge.validators import (
+    agent_todo,
+    catalog,
+    checklist,
+    destination_syntax,
+    formatting,
+    live,
+    registered,
+    runtime,
+    traps,
+)
 from bizon_forge.workspace import Settings
 from tests.conftest import REPO
 
@@ -96,16 +107,21 @@ def _ids(fn) -> list[str]:
     return [c.id for c in catalog.declared(fn)]
 
 
-def test_the_data_suite_declares_the_suite_probes_cases_in_its_order():
-    """suite_probe.py runs in the workspace's Python and imports nothing of bizon_forge: its CASES name the ids."""
-    cases = next(
-        n.value
-        for n in _probe_source("suite_probe.py").body
-        if isinstance(n, ast.AnnAssign) and getattr(n.target, "id", None) == "CASES"
-    )
-    assert isinstance(cases, ast.Tuple)
-    probe_ids = [ast.literal_eval(case.elts[0]) for case in cases.elts if isinstance(case, ast.Tuple)]
+def test_the_data_suite_is_declared_once_in_the_suite_probe_and_read_from_there():
+    """suite_probe.py runs in the workspace's Python and imports nothing of bizon_forge: its CASES are the data
+    suite's declarations, read by the catalog; each names a function of the probe that runs it."""
+    cases = catalog.data_suite()
+    probe_ids = [case["id"] for case in cases]
     assert probe_ids == _ids(runtime.suite) == list(catalog.DATA)
+    defined = {n.name for n in _probe_source("suite_probe.py").body if isinstance(n, ast.FunctionDef)}
+    assert [case["run"] for case in cases if case["run"] not in defined] == []
+    for case, check in zip(cases, catalog.declared(runtime.suite), strict=True):
+        assert (check.what, check.why, check.fix, check.limits) == (
+            case["what"],
+            case["why"],
+            case["fix"],
+            case.get("limits", ""),
+        )
 
 
 def test_the_contract_probe_declares_its_steps_in_their_order():
@@ -115,7 +131,7 @@ def test_the_contract_probe_declares_its_steps_in_their_order():
         if isinstance(call, ast.Call) and getattr(call.func, "id", None) == "_step"
     ]
     assert steps == [step for step, _, _ in runtime.PROBE_STEPS]
-    assert [id for _, id, _ in runtime.PROBE_STEPS] == _ids(runtime.probe) == list(catalog.RUNTIME)
+    assert [id for _, id, _ in runtime.PROBE_STEPS] == _ids(runtime.probe) == list(runtime.RUNTIME)
 
 
 def test_the_functions_answering_several_checks_declare_exactly_those():
@@ -136,3 +152,65 @@ def test_a_check_reports_through_its_declaration_with_its_id_and_its_fix():
     assert check.passed() == passed(check.id, "ok")
     assert check.skip("Not run.", "src.tests_present").blocked_by == "src.tests_present"
     assert check.unmet({}) is None  # it requires nothing
+
+
+# -- a check's id is typed once: in its declaration ---------------------------------------------------------
+
+# The shipped code (pyproject's package-dir), less the scripts run in the workspace's interpreter: they cannot
+# import a declaration (suite_probe.py's CASES are the data suite's declarations; the test above holds them).
+SHIPPED = ("bizon_forge", "server", "validators")
+NOT_JUDGED = ("validators/probes/*",)
+# The source checks still name each other by literal id (being converted).
+PENDING = ("validators/source_*.py",)
+
+
+def id_literals(source: str, ids: set[str]) -> list[tuple[int, str]]:
+    """(line, id) of every string literal equal to a check id, except the first argument of a Check(...)."""
+    tree = ast.parse(source)
+    declaring = {
+        id(node.args[0])
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Check" and node.args
+    }
+    return [
+        (node.lineno, node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and node.value in ids and id(node) not in declaring
+    ]
+
+
+def test_a_check_id_typed_outside_its_declaration_is_found():
+    source = textwrap.dedent(
+        """
+        X = Check("source.syntax", "Source", "what", "why", "fix", explained_by=("checklist.init_file",))
+        def f(code):
+            return failed("source.syntax", "broken") if code else X.passed()
+        NOTE = "source.syntax is named in a longer text, which is no id"
+        """
+    )
+    assert id_literals(source, {"source.syntax", "checklist.init_file"}) == [
+        (2, "checklist.init_file"),
+        (4, "source.syntax"),
+    ]
+
+
+def test_no_check_id_is_a_bare_literal_outside_its_declaration():
+    """A check reports through its declaration (CHECK.fail(...), CHECK.id): its id is typed once."""
+    ids = {c.id for c in (*catalog.CHECKS, *catalog.SOURCES.checks)}
+    found = []
+    for folder in SHIPPED:
+        for path in sorted((REPO / folder).rglob("*.py")):
+            rel = path.relative_to(REPO).as_posix()
+            if any(fnmatch(rel, pattern) for pattern in (*NOT_JUDGED, *PENDING)):
+                continue
+            found += [f"{rel}:{line}: {id}" for line, id in id_literals(path.read_text(), ids)]
+    assert found == []
+
+
+def test_a_check_declared_as_a_constant_is_named_after_its_id():
+    """runtime names some of the data suite's checks by the probe's order: a case moved there is caught here."""
+    modules = (destination_syntax, checklist, registered, traps, agent_todo, formatting, live, runtime)
+    named = {(name, value.id) for m in modules for name, value in vars(m).items() if isinstance(value, catalog.Check)}
+    assert sorted(name for name, id in named if name != id.replace(".", "_").upper()) == []
+    constants = {id for _, id in named}
+    assert [c.id for c in catalog.CHECKS if c.id not in constants and c.id not in catalog.DATA] == []

@@ -3,6 +3,7 @@ from every tool that needs one, naming the interpreter, what failed and the comm
 destination's client libraries says plainly when the index cannot be reached or has no such package."""
 
 import http.server
+import json
 import os
 import shlex
 import shutil
@@ -22,7 +23,7 @@ from bizon_forge.registrations import apply_registrations
 from bizon_forge.render import render_destination
 from bizon_forge.spec.destination import DestinationSpec
 from bizon_forge.validators import validate_destination
-from tests.conftest import snapshot
+from tests.conftest import REPO, snapshot
 
 runtime = interpreter.runtime_requirements
 
@@ -189,3 +190,41 @@ def test_an_answer_is_remembered_until_the_interpreter_changes(ws):
         assert again is not first and again.libraries.get(wanted) == "1.0" and not again.missing
     finally:
         shutil.rmtree(marker)
+
+
+def test_under_uvx_the_printed_commands_name_the_source_not_uvx_cache(tmp_path):
+    """uvx runs bizon-forge from a cache entry (archive-vN/HASH) that uv may collect: a printed command names what
+    `uvx --from` installed from instead (a folder, a git URL, or the release)."""
+    import sysconfig
+
+    from bizon_forge.interpreter import uvx_source
+
+    assert uvx_source(sys.prefix) is None
+    prefix = tmp_path / "uv" / "archive-v0" / "Yzr2SIUEnaqGojb_"
+    info = Path(sysconfig.get_paths(vars={"base": str(prefix), "platbase": str(prefix)})["purelib"])
+    info = info / "bizon_forge-0.1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.4\nName: bizon-forge\nVersion: 0.1.0\n")
+    assert uvx_source(str(prefix)) == "bizon-forge==0.1.0"  # from an index: no direct_url.json
+    for direct, source in (
+        ({"url": "file:///home/me/bizon%20forge", "dir_info": {}}, "/home/me/bizon forge"),
+        (
+            {"url": "https://github.com/o/bizon-forge", "vcs_info": {"vcs": "git"}},
+            "git+https://github.com/o/bizon-forge",
+        ),
+    ):
+        (info / "direct_url.json").write_text(json.dumps(direct))
+        assert uvx_source(str(prefix)) == source
+    assert interpreter.forge_command("serve") != f"uvx --from {REPO} bizon-forge serve"  # here: not under uvx
+
+
+def test_a_venv_without_pip_and_no_uv_is_one_finding_naming_both_ways_out(make_tree, monkeypatch):
+    """A .venv `uv venv` made (no pip) with no uv to install into it: workspace.no_installer, not pip's error."""
+    tree = make_tree()
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tree / ".venv")], check=True)
+    monkeypatch.setattr(interpreter, "uv", lambda: None)  # this machine's uv, out of reach as on a bare one
+    with pytest.raises(Refused) as caught:
+        interpreter.make_venv(tree)
+    (finding,) = caught.value.findings
+    assert finding.id == "workspace.no_installer" and "uv" in finding.hint
+    assert interpreter.forge_command("workspace", "venv", str(tree)) in finding.hint

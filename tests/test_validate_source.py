@@ -3,6 +3,7 @@ mistake planted in it fails with a finding that names it (tests/sources/plant.py
 planted case that fails them alone."""
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -11,10 +12,11 @@ import pytest
 
 from bizon_forge.findings import Refused
 from bizon_forge.validators import catalog
+from bizon_forge.validators.fakes import mock_api
 from bizon_forge.validators.source_code import SourceCode
 from bizon_forge.validators.source_validation import validate_source
 from tests.conftest import REPO, VERSIONS
-from tests.sources.plant import BUGS, NAME, SOURCE, install, plant
+from tests.sources.plant import BUGS, NAME, SOURCE, SPEC, install, plant
 
 # bug -> the check whose failure names it (the finding's message says it in words too)
 NAMED = {
@@ -23,6 +25,10 @@ NAMED = {
     "duplicate_id_across_pages": ("pull.ids_unique", "duplicate ids"),
     "swallowed_http_error": ("pull.http_errors_raise", "swallowed HTTP error"),
     "no_retry_on_429": ("pull.retry_429", "no retry on 429"),
+    # the contract's well-behaved API passes these; only a case of the mock shows them
+    "last_page_records_dropped": ("api.last_page_with_records", "the last page's records are lost"),
+    "short_page_taken_for_last": ("api.short_pages", "the last pages are lost"),
+    "outage_ends_the_stream": ("api.outage", "ended green"),
 }
 
 GET_CALL = 'response = self.session.get(f"{self.config.base_url}/items", params=params, timeout=30)'
@@ -83,6 +89,19 @@ def test_source_ids_are_their_own(tmp_path):
     assert "`pull.every_record_once`" in text and "`src.retries_http`" in text and "`source.syntax`" in text
 
 
+def test_every_check_a_source_check_cites_exists():
+    """A checklist that sends the agent to a check that does not exist (pull.survives_5xx did) is a dead end."""
+    known = {c.id for c in catalog.SOURCES.checks}
+    for c in catalog.SOURCES.checks:
+        text = " ".join((c.what, c.why, c.fix, c.limits))
+        cited = set(re.findall(r"\b(?:pull|api|src|run|tests|discovery|live)\.[a-z0-9_]*[a-z0-9]", text))
+        assert cited <= known, (c.id, cited - known)
+        assert set(c.requires) | set(c.explained_by) <= known | {c.id for c in catalog.CHECKS}, c.id
+    cases = [c.id for c in catalog.SOURCES.checks if c.id.startswith("api.")]
+    assert cases == [f"api.{case}" for case in mock_api.CASES]  # one check per case of the mock, in its order
+    assert {c.level for c in catalog.SOURCES.checks if c.id.startswith("live.")} == {"live"}
+
+
 def test_every_static_check_has_a_case_that_fails_it_alone(trees):
     root = trees["0.6.4"]
     ws = install(root)
@@ -127,6 +146,9 @@ def test_a_good_source_passes_full_and_each_planted_mistake_fails_it_by_name(tre
     assert by_id["run.bizon_run"].status == "pass" and "23 records landed" in by_id["run.bizon_run"].message
     assert by_id["pull.retry_429"].status == by_id["pull.retry_5xx"].status == "pass"
     assert by_id["discovery.stream_list"].status == "pass"
+    assert "level='live'" in result.next, result.next  # after a green full: the bounded read of the real API
+    cases = [f for f in result.findings if f.id.startswith("api.")]
+    assert cases and all(f.status == "pass" for f in cases if f.id[4:] in mock_api.cases_for(SPEC.model_dump())), cases
     for bug, (id, words) in NAMED.items() if version == "0.6.4" else ():
         good = plant(root, bug)
         try:
@@ -152,6 +174,16 @@ def test_recorded_pages_are_served_instead_of_the_generated_ones(trees):
     assert "5 records, each once" in by_id["pull.every_record_once"].message
     with pytest.raises(Refused):
         validate_source(ws, NAME, "fast", recorded="../elsewhere")
+
+
+def test_the_live_level_is_the_live_read_and_an_unknown_level_names_it(trees):
+    ws = install(trees["0.6.4"])
+    with pytest.raises(Refused) as live:  # the hand-written source has no example config to read the API with
+        validate_source(ws, NAME, "live")
+    assert [f.id for f in live.value.findings] == ["live.config"], live.value
+    with pytest.raises(Refused) as bad:
+        validate_source(ws, NAME, "quick")
+    assert [f.id for f in bad.value.findings] == ["validate.bad_level"] and "'live'" in bad.value.findings[0].hint
 
 
 def test_a_source_refused_when_missing(trees):

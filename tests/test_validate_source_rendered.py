@@ -8,6 +8,8 @@ from bizon_forge import workspace
 from bizon_forge.connector import Connector
 from bizon_forge.source_describe import describe_source, parse_spec
 from bizon_forge.source_render import render_source
+from bizon_forge.spec import source as source_spec
+from bizon_forge.validators.fakes import mock_api
 from bizon_forge.validators.source_validation import validate_source
 
 pytestmark = pytest.mark.slow  # real bizon runs: `make test-fast` leaves them out
@@ -141,6 +143,17 @@ def _check_full(ws, name) -> None:
     assert result.ok, (name, result.summary, [f.message for f in result.findings if f.status == "fail"])
     assert "23 records landed, each once" in by_id["run.bizon_run"].message, by_id["run.bizon_run"].message
     assert by_id["pull.auth_sent"].status == "pass"
+    _passes_every_case(ws, name, by_id)
+
+
+def _passes_every_case(ws, name, by_id) -> None:
+    """Every case of the mock that applies to the spec was run and passed; the others say they do not apply."""
+    spec = source_spec.stored(ws, name).model_dump(mode="json")
+    applicable = mock_api.cases_for(spec)
+    assert applicable, name
+    for case in mock_api.CASES:
+        f = by_id[f"api.{case}"]
+        assert f.status == ("pass" if case in applicable else "skip"), (name, case, f.message)
 
 
 def _misplaced_cursor_filter_fails_pull_incremental(ws, path) -> None:
@@ -234,13 +247,57 @@ GRAPHQL_CRM = {
 
 @pytest.mark.parametrize("version", ["0.6.4", "0.5.2"])
 def test_a_graphql_source_with_client_credentials_passes_full_against_the_misbehaving_mock(make_tree, version):
-    from bizon_forge.validators.fakes import mock_api
-
-    if not hasattr(mock_api.MockApi, "case_url"):  # issue 22: the mock's graphql and its cases land on branch mock
-        pytest.skip("this mock serves neither graphql nor the misbehaviour cases yet")
     ws = workspace.resolve(None, workspace.Settings.from_paths([str(make_tree(version))]))
     assert describe_source(ws, parse_spec({"name": "crm_graphql", "base_url": BASE, **GRAPHQL_CRM})).ok
     assert render_source(ws, "crm_graphql").ok
     result = validate_source(ws, "crm_graphql", "full", verbose=True)
     failing = [f"{f.id}: {f.message}" for f in result.findings if f.status == "fail"]
     assert result.ok and not failing, (result.summary, failing)
+    by_id = {f.id: f for f in result.findings}
+    _passes_every_case(ws, "crm_graphql", by_id)
+    for case in ("error_in_200", "throttled_in_200", "token_expiry", "shared_endpoint"):  # the hard ones, judged
+        assert by_id[f"api.{case}"].status == "pass", by_id[f"api.{case}"].message
+    if version == "0.6.4":
+        _planted(ws, "crm_graphql", GRAPHQL_BUGS)
+
+
+# bug -> ([(old, new)] in the rendered crm_graphql source.py, the failing check, words of its message): mistakes
+# only a case of the mock shows (its well-behaved default has neither errors in a 200 nor a token dying early)
+GRAPHQL_BUGS = {
+    # no look at the body's errors, and a lenient read: {"errors": [...], "data": null} passes for an empty last page
+    "error_in_200_read_as_empty_last_page": (
+        [
+            ("            problem = body_error(document)\n", "            problem = None\n"),
+            (
+                '        raw = records_at(document, stream["records_path"], name)\n',
+                '        raw = dig(document, stream["records_path"]) or []\n',
+            ),
+        ],
+        "api.error_in_200",
+        "ended green",
+    ),
+    # the API's word that the token is no longer valid ignored: the same dead token is sent again
+    "token_not_renewed": (
+        [("        self.session.auth.renew()\n", "        pass  # the token is kept\n")],
+        "api.token_expiry",
+        "get() raised",
+    ),
+}
+
+
+def _planted(ws, name, bugs) -> None:
+    """Each bug planted in turn in the rendered source fails `full` with a finding of its check naming it."""
+    path = ws.root / Connector(name, "source").code_rel
+    good = path.read_text()
+    for bug, (edits, id, words) in bugs.items():
+        text = good
+        for old, new in edits:
+            assert text.count(old) == 1, (bug, old)
+            text = text.replace(old, new)
+        path.write_text(text)
+        try:
+            result = validate_source(ws, name, "full")
+        finally:
+            path.write_text(good)
+        named = [f for f in result.findings if f.id == id and f.status == "fail"]
+        assert named and words in named[0].message, (bug, result.summary, [f.message for f in result.findings])

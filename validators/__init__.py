@@ -1,5 +1,6 @@
 """validate_destination: the guide's checklist plus the traps it misses, one finding per check; validate_source."""
 
+from bizon_forge.findings import Result
 from bizon_forge.validators.report import ValidationResult
 
 
@@ -12,7 +13,7 @@ def validate_destination(
     return run(ws, name, level=level, fix=fix, verbose=verbose, progress=progress, use_cache=use_cache)
 
 
-def validate_source(ws, name, **options) -> ValidationResult:
+def validate_source(ws, name, **options) -> Result:  # a ValidationResult, or level live's LiveReport
     """See validators/source_validation.py; imported lazily so the server starts without yaml and the checks."""
     from bizon_forge.validators.source_validation import validate_source as run
 

@@ -4,6 +4,7 @@ The checklist an agent reads (the resource, README's section) is generated from 
 Adding a check is one function with its declaration, in one of MODULES.
 """
 
+import ast
 import importlib
 from collections import Counter
 from collections.abc import Callable
@@ -20,46 +21,12 @@ MODULES = tuple(
     for m in ("destination_syntax", "checklist", "registered", "traps", "agent_todo", "formatting", "live", "runtime")
 )
 # The modules that declare the checks of a source (validate_source), in its checklist's order.
-SOURCE_MODULES = tuple(f"bizon_forge.validators.{m}" for m in ("source_code", "source_validation"))
+SOURCE_MODULES = tuple(
+    f"bizon_forge.validators.{m}" for m in ("source_code", "source_validation", "source_cases", "source_live")
+)
 
-# Static failures that stop bizon from importing: a runtime failure after one of them is that failure again.
-IMPORT_BLOCKERS = (
-    "source.syntax",
-    "registration.enum",
-    "registration.union",
-    "checklist.literal_name",
-    "trap.literal_other_member",
-    "trap.models_import_in_config",
-    "trap.optional_import_in_config",
-)
-BUILD_BLOCKERS = (
-    *IMPORT_BLOCKERS,
-    "checklist.details_base",
-    "registration.factory",
-    "registration.same_name",
-    "trap.factory_top_level_import",
-    "checklist.destination_base",
-    "checklist.check_connection_bool",
-    "trap.write_records_signature",
-)
-WRITE_BLOCKERS = (
-    *BUILD_BLOCKERS,
-    "trap.write_records_raises",
-    "checklist.write_records_returns",
-    "trap.setup_in_check_connection",
-)
-RUNTIME = (
-    "import.models",
-    "import.config_validate",
-    "contract.build",
-    "contract.write_records",
-    "contract.finalize",
-)
-# The data checks: no answer while the code cannot write, there is no scratch target, or nothing reads back;
-# and a record that does not land exact explains every later data failure.
-DATA_BLOCKERS = (*WRITE_BLOCKERS, *RUNTIME, "live.check_config", "live.check_references", "live.bizon_secrets_check")
-READ_BLOCKERS = (*DATA_BLOCKERS, "data.read_back")
-LANDED = (*READ_BLOCKERS, "data.exact")
+# The relations between checks (what explains a failure) are declared with the checks: runtime.py's
+# IMPORT_BLOCKERS, BUILD_BLOCKERS, ... are built from the declarations they name.
 
 
 @dataclass(frozen=True)
@@ -176,12 +143,25 @@ def collect(modules: tuple[str, ...]) -> Catalog:
     return Catalog(tuple(checks), tuple(runs), {c.id: c for c in checks}, {c.id: i for i, c in enumerate(checks)})
 
 
+SUITE_PROBE = Path(__file__).parent / "probes" / "suite_probe.py"
+
+
+@cache
+def data_suite() -> tuple[dict[str, Any], ...]:
+    """The data suite's cases as suite_probe.py declares them (id, run, what, why, fix, limits, origin, after), in
+    the order it runs them. Read, not imported: the probe runs in the workspace's interpreter and imports bizon."""
+    for node in ast.parse(SUITE_PROBE.read_text()).body:
+        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["CASES"]:
+            return tuple(ast.literal_eval(node.value))
+    raise LookupError(f"{SUITE_PROBE} declares no CASES")
+
+
 # Collected on first use, not here: the checks' modules import the blocker relations above from this module.
 CHECKS: tuple[Check, ...]
 BY_ID: dict[str, Check]
 ORDER: dict[str, int]
 STATIC: tuple[StaticCheck, ...]
-DATA: tuple[str, ...]  # the data suite's checks, in the probe's order
+DATA: tuple[str, ...]  # the data suite's check ids, in the probe's order
 
 
 SOURCES: Catalog  # the checks of a source (kind "source"), collected from SOURCE_MODULES
@@ -196,9 +176,7 @@ def __getattr__(name: str) -> object:
     if name == "SOURCES":
         return collect(SOURCE_MODULES)
     if name == "DATA":
-        from bizon_forge.validators import runtime
-
-        return tuple(c.id for c in declared(runtime.suite))
+        return tuple(case["id"] for case in data_suite())
     fields = {"CHECKS": "checks", "BY_ID": "by_id", "ORDER": "order", "STATIC": "static"}
     if name not in fields:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -212,7 +190,7 @@ def _items(checks: tuple[Check, ...], level: str = "###") -> list[str]:
         if c.group != group:
             group = c.group
             lines += ["", f"{level} {group}", ""]
-        full = " (full)" if c.level == "full" else ""
+        full = f" ({c.level})" if c.level != "fast" else ""  # full, or a source's live read
         missed = " *A trap bizon's guide misses.*" if c.origin == "facts" else ""
         lines.append(f"- [ ] `{c.id}`{full}: {c.what}{missed}")
         if c.limits:
@@ -238,8 +216,9 @@ def checklist_markdown(heading: bool = True) -> str:
         "",
         "Each item is one check of `validate_source`. `fast` runs the static checks, discovery and a contract",
         "run of get() against a local mock API served from the source's spec (or the agent's recorded pages);",
-        "`full` adds the source's own tests and a real `bizon run` from the mock into a scratch file",
-        "destination, read back. Nothing reaches the real API.",
+        "`full` adds the source's own tests, a real `bizon run` from the mock into a scratch file",
+        "destination, read back, and the source against each of the mock's misbehaviour cases. None of these",
+        "reaches the real API; `live` (after a green `full`) reads a few pages of it, nothing written.",
     ]
     lines += _items(collect(SOURCE_MODULES).checks, "###" if heading else "####")
     return "\n".join(lines) + "\n"

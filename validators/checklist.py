@@ -4,7 +4,8 @@ import ast
 from typing import cast
 
 from bizon_forge.connector import is_connector_module
-from bizon_forge.findings import Finding, failed, passed, skipped, warned
+from bizon_forge.findings import Finding
+from bizon_forge.validators.agent_todo import AGENT_PASS_BODY
 from bizon_forge.validators.catalog import Check, static
 from bizon_forge.validators.code import (
     DestinationCode,
@@ -16,51 +17,58 @@ from bizon_forge.validators.code import (
     is_log_call,
     is_stub,
     literal_member,
+    short,
 )
-from bizon_forge.validators.destination_syntax import needs, needs_destination, needs_write_records, short
+from bizon_forge.validators.destination_syntax import (
+    CHECKLIST_CONFIG_BASE,
+    CHECKLIST_DESTINATION_BASE,
+    needs,
+    needs_destination,
+    needs_write_records,
+)
+from bizon_forge.validators.registered import CHECKLIST_LITERAL_NAME, REGISTRATION_ENUM
 
 # -- the guide's checklist: config ----------------------------------------------------------------
 
 
-@static(
-    Check(
-        "checklist.init_file",
-        "Config",
-        "`src/__init__.py` exists.",
-        "The guide's checklist asks for it (bizon's own destinations are namespace packages; it is harmless).",
-        "Create an empty `src/__init__.py` in the destination folder.",
-    ),
+CHECKLIST_INIT_FILE = Check(
+    "checklist.init_file",
+    "Config",
+    "`src/__init__.py` exists.",
+    "The guide's checklist asks for it (bizon's own destinations are namespace packages; it is harmless).",
+    "Create an empty `src/__init__.py` in the destination folder.",
 )
+
+
+@static(CHECKLIST_INIT_FILE)
 def init_file(code: DestinationCode) -> Finding:
     if (code.ws.root / code.init_rel).is_file():
-        return passed("checklist.init_file")
-    return failed("checklist.init_file", f"{short(code.init_rel)} is missing.", file=code.init_rel)
+        return CHECKLIST_INIT_FILE.passed()
+    return CHECKLIST_INIT_FILE.fail(f"{short(code.init_rel)} is missing.", file=code.init_rel)
 
 
-@static(
-    Check(
-        "checklist.details_base",
-        "Config",
-        "The details config (the type of the main config's `config:` field) extends "
-        "`AbstractDestinationDetailsConfig`.",
-        "bizon reads buffer_size, buffer_flush_timeout, destination_id and more from that base class.",
-        "Derive the details class from `bizon.destination.config.AbstractDestinationDetailsConfig`.",
-        limits="Only a class defined in config.py is judged; an imported one is a skip.",
-    ),
+CHECKLIST_DETAILS_BASE = Check(
+    "checklist.details_base",
+    "Config",
+    "The details config (the type of the main config's `config:` field) extends `AbstractDestinationDetailsConfig`.",
+    "bizon reads buffer_size, buffer_flush_timeout, destination_id and more from that base class.",
+    "Derive the details class from `bizon.destination.config.AbstractDestinationDetailsConfig`.",
+    limits="Only a class defined in config.py is judged; an imported one is a skip.",
 )
+
+
+@static(CHECKLIST_DETAILS_BASE)
 def details_base(code: DestinationCode) -> Finding:
-    if skip := needs(code, code.config_rel, "checklist.details_base"):
+    if skip := needs(code, code.config_rel, CHECKLIST_DETAILS_BASE.id):
         return skip
     if code.main_config is None:
-        return skipped(
-            "checklist.details_base",
+        return CHECKLIST_DETAILS_BASE.skip(
             "No main config class (see checklist.config_base).",
-            "checklist.config_base",
+            CHECKLIST_CONFIG_BASE.id,
         )
     name = code.details_config_name
     if name is None:
-        return failed(
-            "checklist.details_base",
+        return CHECKLIST_DETAILS_BASE.fail(
             f"{code.main_config.name} has no `config:` field naming its details class.",
             file=code.config_rel,
             line=code.main_config.lineno,
@@ -70,36 +78,25 @@ def details_base(code: DestinationCode) -> Finding:
     if cls is None:
         imported = imported_names(code.tree(code.config_rel)).get(name)
         if imported:  # its bases live in another module, which this check does not read
-            return skipped("checklist.details_base", f"{name} is imported from {imported}: its base is not judged.")
-        return failed(
-            "checklist.details_base",
+            return CHECKLIST_DETAILS_BASE.skip(f"{name} is imported from {imported}: its base is not judged.")
+        return CHECKLIST_DETAILS_BASE.fail(
             f"The details class {name} is neither defined nor imported in config.py.",
             file=code.config_rel,
         )
     if not extends(cls, "AbstractDestinationDetailsConfig", code.config_classes):
-        return failed(
-            "checklist.details_base",
+        return CHECKLIST_DETAILS_BASE.fail(
             f"{name} does not extend AbstractDestinationDetailsConfig.",
             file=code.config_rel,
             line=cls.lineno,
         )
-    return passed("checklist.details_base")
+    return CHECKLIST_DETAILS_BASE.passed()
 
 
-@static(
-    Check(
-        "checklist.config_base",
-        "Config",
-        "The main config (the class with `name: Literal[...]`) extends `AbstractDestinationConfig`.",
-        "`BizonConfig.destination` is a Union of such classes, told apart by `name`.",
-        "Derive the main config from `bizon.destination.config.AbstractDestinationConfig`.",
-    ),
-)
+@static(CHECKLIST_CONFIG_BASE)
 def config_base(code: DestinationCode) -> Finding:
-    if skip := needs(code, code.config_rel, "checklist.config_base"):
+    if skip := needs(code, code.config_rel, CHECKLIST_CONFIG_BASE.id):
         if not (code.ws.root / code.config_rel).exists():
-            return failed(
-                "checklist.config_base",
+            return CHECKLIST_CONFIG_BASE.fail(
                 f"{code.config_rel} does not exist.",
                 file=code.config_rel,
                 hint="Call render_destination, or write config.py as in the guide's Step 2.",
@@ -107,36 +104,24 @@ def config_base(code: DestinationCode) -> Finding:
         return skip
     cls = code.main_config
     if cls is None:
-        return failed(
-            "checklist.config_base",
+        return CHECKLIST_CONFIG_BASE.fail(
             f"config.py has no main config class (one with `name: Literal[DestinationTypes.X]`, e.g. "
             f"{code.pascal}Config).",
             file=code.config_rel,
         )
     if not extends(cls, "AbstractDestinationConfig", code.config_classes):
-        return failed(
-            "checklist.config_base",
+        return CHECKLIST_CONFIG_BASE.fail(
             f"{cls.name} does not extend AbstractDestinationConfig.",
             file=code.config_rel,
             line=cls.lineno,
         )
-    return passed("checklist.config_base")
+    return CHECKLIST_CONFIG_BASE.passed()
 
 
-@static(
-    Check(
-        "checklist.literal_name",
-        "Config",
-        "`name: Literal[DestinationTypes.X]` names, as an enum member (not a string), a member DestinationTypes has.",
-        "An unknown member raises AttributeError when bizon imports the config, breaking every command.",
-        "Write `name: Literal[DestinationTypes.<NAME>]` with the member you added to DestinationTypes.",
-        limits="Whether the member is this destination's own is judged by trap.literal_other_member.",
-        explained_by=("source.syntax",),
-    ),
-)
+@static(CHECKLIST_LITERAL_NAME)
 def literal_name(code: DestinationCode) -> Finding:
     """The Literal names a member the enum has; naming *another destination's* member is the trap below."""
-    if skip := needs(code, code.config_rel, "checklist.literal_name"):
+    if skip := needs(code, code.config_rel, CHECKLIST_LITERAL_NAME.id):
         return skip
     kind, value, line = literal_member(code.main_config)
     expected = code.member or code.name.upper()
@@ -145,35 +130,31 @@ def literal_name(code: DestinationCode) -> Finding:
         where = f"{code.main_config.name} has" if code.main_config else "config.py has"
         what = f"`name: {value}`" if value else "no `name: Literal[DestinationTypes.X]` field"
         if code.main_config is None:
-            return skipped(
-                "checklist.literal_name",
+            return CHECKLIST_LITERAL_NAME.skip(
                 "No main config class (see checklist.config_base).",
-                "checklist.config_base",
+                CHECKLIST_CONFIG_BASE.id,
             )
-        return failed("checklist.literal_name", f"{where} {what}.", file=code.config_rel, line=line, hint=hint)
+        return CHECKLIST_LITERAL_NAME.fail(f"{where} {what}.", file=code.config_rel, line=line, hint=hint)
     if kind == "string":
-        return failed(
-            "checklist.literal_name",
+        return CHECKLIST_LITERAL_NAME.fail(
             f"`name: Literal[{value!r}]` uses a string; the guide's configs name the enum member.",
             file=code.config_rel,
             line=line,
             hint=hint,
         )
     if value not in code.reg.enum and value == expected and code.member is None:
-        return skipped(
-            "checklist.literal_name",
+        return CHECKLIST_LITERAL_NAME.skip(
             f"DestinationTypes.{value} is not registered (see registration.enum).",
-            "registration.enum",
+            REGISTRATION_ENUM.id,
         )
     if value not in code.reg.enum:
-        return failed(
-            "checklist.literal_name",
+        return CHECKLIST_LITERAL_NAME.fail(
             f"DestinationTypes has no member {value}: importing bizon.common.models raises AttributeError.",
             file=code.config_rel,
             line=line,
             hint=hint if code.member else f"Add {expected} = {code.name!r} to DestinationTypes, or fix the Literal.",
         )
-    return passed("checklist.literal_name")
+    return CHECKLIST_LITERAL_NAME.passed()
 
 
 def _field_has_description(value: ast.expr | None) -> tuple[bool, bool]:
@@ -194,28 +175,35 @@ def _field_has_description(value: ast.expr | None) -> tuple[bool, bool]:
     return isinstance(value, ast.Constant) and value.value is ..., False
 
 
-@static(
-    Check(
-        "checklist.field_descriptions",
-        "Config",
-        "Every required field of the details config has a non-empty `Field(..., description=...)`. Skip when "
-        "config.py defines no details class (none, or an imported one): nothing to judge.",
-        "The description is the only documentation a user of the YAML gets.",
-        'Declare it as `name: str = Field(..., description="What it is")`.',
-    ),
+CHECKLIST_FIELD_DESCRIPTIONS = Check(
+    "checklist.field_descriptions",
+    "Config",
+    "Every required field of the details config has a non-empty `Field(..., description=...)`. Skip when "
+    "config.py defines no details class (none, or an imported one): nothing to judge.",
+    "The description is the only documentation a user of the YAML gets.",
+    'Declare it as `name: str = Field(..., description="What it is")`.',
 )
+
+
+@static(CHECKLIST_FIELD_DESCRIPTIONS)
 def field_descriptions(code: DestinationCode) -> Finding:
-    id = "checklist.field_descriptions"
+    id = CHECKLIST_FIELD_DESCRIPTIONS.id
     if skip := needs(code, code.config_rel, id):
         return skip
     name = code.details_config_name
     cls = code.config_classes.get(name or "")
     if cls is None:  # nothing here to judge
         if code.main_config is None:
-            return skipped(id, "No main config class (see checklist.config_base).", "checklist.config_base")
+            return CHECKLIST_FIELD_DESCRIPTIONS.skip(
+                "No main config class (see checklist.config_base).", CHECKLIST_CONFIG_BASE.id
+            )
         if name is None or name not in imported_names(code.tree(code.config_rel)):
-            return skipped(id, "No details class in config.py (see checklist.details_base).", "checklist.details_base")
-        return skipped(id, f"{name} is imported, not defined in config.py: its fields are not judged.")
+            return CHECKLIST_FIELD_DESCRIPTIONS.skip(
+                "No details class in config.py (see checklist.details_base).", CHECKLIST_DETAILS_BASE.id
+            )
+        return CHECKLIST_FIELD_DESCRIPTIONS.skip(
+            f"{name} is imported, not defined in config.py: its fields are not judged."
+        )
     missing = []
     for stmt in cls.body:
         if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
@@ -225,10 +213,9 @@ def field_descriptions(code: DestinationCode) -> Finding:
             if required and not described:
                 missing.append((stmt.target.id, stmt.lineno))
     if not missing:
-        return passed("checklist.field_descriptions")
+        return CHECKLIST_FIELD_DESCRIPTIONS.passed()
     names = ", ".join(n for n, _ in missing)
-    return failed(
-        "checklist.field_descriptions",
+    return CHECKLIST_FIELD_DESCRIPTIONS.fail(
         f"Required field(s) without a description in {cls.name}: {names}.",
         file=code.config_rel,
         line=missing[0][1],
@@ -239,43 +226,32 @@ def field_descriptions(code: DestinationCode) -> Finding:
 # -- the guide's checklist: implementation ---------------------------------------------------------
 
 
-@static(
-    Check(
-        "checklist.destination_base",
-        "Implementation",
-        "The destination class (the one the factory returns) extends `AbstractDestination`.",
-        "The engine drives the buffer, cursors and finalize through that base class.",
-        "Derive it from `bizon.destination.destination.AbstractDestination` and call `super().__init__(...)`.",
-    ),
-)
+@static(CHECKLIST_DESTINATION_BASE)
 def destination_base(code: DestinationCode) -> Finding:
     rel = code.destination_rel
     if not (code.ws.root / rel).exists():
-        return failed(
-            "checklist.destination_base",
+        return CHECKLIST_DESTINATION_BASE.fail(
             f"{rel} does not exist.",
             file=rel,
             hint="Call render_destination, or write destination.py as in the guide's Step 3.",
         )
-    if skip := needs(code, rel, "checklist.destination_base"):
+    if skip := needs(code, rel, CHECKLIST_DESTINATION_BASE.id):
         return skip
     cls = code.destination_class
     if cls is None:
-        return failed(
-            "checklist.destination_base",
+        return CHECKLIST_DESTINATION_BASE.fail(
             f"destination.py defines no destination class (expected {code.pascal}Destination).",
             file=rel,
         )
     local = code.destination_classes
     imports = imported_names(code.tree(rel))
     if extends(cls, "AbstractDestination", local):
-        return passed("checklist.destination_base")
+        return CHECKLIST_DESTINATION_BASE.passed()
     # A subclass of one of bizon's own destinations extends AbstractDestination through it.
     bases = [b for b in all_bases(cls, local) if is_connector_module(imports.get(b, ""))]
     if bases:
-        return passed("checklist.destination_base", f"{cls.name} extends bizon's {bases[0]}.")
-    return failed(
-        "checklist.destination_base",
+        return CHECKLIST_DESTINATION_BASE.passed(f"{cls.name} extends bizon's {bases[0]}.")
+    return CHECKLIST_DESTINATION_BASE.fail(
         f"{cls.name} does not extend AbstractDestination.",
         file=rel,
         line=cls.lineno,
@@ -319,37 +295,38 @@ def _always_exits(stmts: list[ast.stmt]) -> bool:
     return False
 
 
-@static(
-    Check(
-        "checklist.check_connection_bool",
-        "Implementation",
-        "`check_connection()` is defined, annotated `-> bool` if at all, cannot end without a return, and returns "
-        "no literal that is not a bool.",
-        "It is abstract: without it the class cannot be instantiated.",
-        "Define `def check_connection(self) -> bool:` returning True or False.",
-        limits="Judges literal returns only: a returned variable or call is not followed (the pass says which).",
-    ),
+CHECKLIST_CHECK_CONNECTION_BOOL = Check(
+    "checklist.check_connection_bool",
+    "Implementation",
+    "`check_connection()` is defined, annotated `-> bool` if at all, cannot end without a return, and returns "
+    "no literal that is not a bool.",
+    "It is abstract: without it the class cannot be instantiated.",
+    "Define `def check_connection(self) -> bool:` returning True or False.",
+    limits="Judges literal returns only: a returned variable or call is not followed (the pass says which).",
 )
+
+
+@static(CHECKLIST_CHECK_CONNECTION_BOOL)
 def check_connection_bool(code: DestinationCode) -> Finding:
-    id = "checklist.check_connection_bool"
+    id = CHECKLIST_CHECK_CONNECTION_BOOL.id
     if skip := needs_destination(code, id):
         return skip
     cls = cast(ast.ClassDef, code.destination_class)  # needs_destination found it
     fn = code.destination_method("check_connection")
     if fn is None:
         if inherits_bizon_destination(code):
-            return passed(id, "check_connection is inherited from a bizon destination.")
-        return failed(
-            id,
+            return CHECKLIST_CHECK_CONNECTION_BOOL.passed("check_connection is inherited from a bizon destination.")
+        return CHECKLIST_CHECK_CONNECTION_BOOL.fail(
             f"{cls.name} does not define check_connection(); the class cannot be instantiated.",
             file=code.destination_rel,
             line=cls.lineno,
         )
     if is_stub(fn):
-        return skipped(id, "check_connection is a stub (see agent.pass_body).", "agent.pass_body")
+        return CHECKLIST_CHECK_CONNECTION_BOOL.skip(
+            "check_connection is a stub (see agent.pass_body).", AGENT_PASS_BODY.id
+        )
     if fn.returns is not None and ast.unparse(fn.returns) != "bool":
-        return failed(
-            id,
+        return CHECKLIST_CHECK_CONNECTION_BOOL.fail(
             f"check_connection is annotated `-> {ast.unparse(fn.returns)}`.",
             file=code.destination_rel,
             line=fn.lineno,
@@ -358,20 +335,20 @@ def check_connection_bool(code: DestinationCode) -> Finding:
     for ret in returns:
         v = ret.value
         if v is None or (isinstance(v, ast.Constant) and not isinstance(v.value, bool)) or isinstance(v, ast.Tuple):
-            return failed(
-                id,
+            return CHECKLIST_CHECK_CONNECTION_BOOL.fail(
                 f"check_connection returns `{ast.unparse(v) if v else 'None'}`, not a bool.",
                 file=code.destination_rel,
                 line=ret.lineno,
             )
     if not _always_exits(body_without_docstring(fn)):
-        return failed(
-            id,
+        return CHECKLIST_CHECK_CONNECTION_BOOL.fail(
             "check_connection can reach its end and return None.",
             file=code.destination_rel,
             line=fn.lineno,
         )
-    return passed(id, _judged("check_connection", "bools", [r for r in returns if not _bool_by_form(r.value)]))
+    return CHECKLIST_CHECK_CONNECTION_BOOL.passed(
+        _judged("check_connection", "bools", [r for r in returns if not _bool_by_form(r.value)])
+    )
 
 
 def _bool_by_form(value: ast.expr | None) -> bool:
@@ -403,44 +380,48 @@ def _tuple_annotation_ok(ann: ast.expr) -> bool:
     return False
 
 
-@static(
-    Check(
-        "checklist.write_records_returns",
-        "Implementation",
-        "`write_records()` cannot end without a return, and its literal returns are `(bool, str | None)` pairs.",
-        "bizon unpacks `success, error_msg = self.write_records(...)`; anything else crashes the consumer.",
-        "Return `True, None` on success and `False, message` on failure.",
-        limits="Judges literal returns only: a returned variable or call is not followed (the pass says which).",
-    ),
+CHECKLIST_WRITE_RECORDS_RETURNS = Check(
+    "checklist.write_records_returns",
+    "Implementation",
+    "`write_records()` cannot end without a return, and its literal returns are `(bool, str | None)` pairs.",
+    "bizon unpacks `success, error_msg = self.write_records(...)`; anything else crashes the consumer.",
+    "Return `True, None` on success and `False, message` on failure.",
+    limits="Judges literal returns only: a returned variable or call is not followed (the pass says which).",
 )
+
+
+@static(CHECKLIST_WRITE_RECORDS_RETURNS)
 def write_records_returns(code: DestinationCode) -> Finding:
-    id = "checklist.write_records_returns"
+    id = CHECKLIST_WRITE_RECORDS_RETURNS.id
     fn, answer = needs_write_records(code, id)
     if answer:
         return answer
     rel = code.destination_rel
     if fn.returns is not None and not _tuple_annotation_ok(fn.returns):
-        return failed(id, f"write_records is annotated `-> {ast.unparse(fn.returns)}`.", file=rel, line=fn.lineno)
+        return CHECKLIST_WRITE_RECORDS_RETURNS.fail(
+            f"write_records is annotated `-> {ast.unparse(fn.returns)}`.", file=rel, line=fn.lineno
+        )
     for ret in _own_returns(fn):
         v = ret.value
         if v is None or isinstance(v, (ast.Constant, ast.List, ast.Dict, ast.Set)):
             shown = ast.unparse(v) if v is not None else "None"
-            return failed(
-                id, f"write_records returns `{shown}`, not a (bool, message) pair.", file=rel, line=ret.lineno
+            return CHECKLIST_WRITE_RECORDS_RETURNS.fail(
+                f"write_records returns `{shown}`, not a (bool, message) pair.", file=rel, line=ret.lineno
             )
         if isinstance(v, ast.Tuple):
             first = v.elts[0] if v.elts else None
             if len(v.elts) != 2 or (isinstance(first, ast.Constant) and not isinstance(first.value, bool)):
-                return failed(
-                    id,
+                return CHECKLIST_WRITE_RECORDS_RETURNS.fail(
                     f"write_records returns `{ast.unparse(v)}`, not a (bool, message) pair.",
                     file=rel,
                     line=ret.lineno,
                 )
     if not _always_exits(body_without_docstring(fn)):
-        return failed(id, "write_records can reach its end and return None.", file=rel, line=fn.lineno)
+        return CHECKLIST_WRITE_RECORDS_RETURNS.fail(
+            "write_records can reach its end and return None.", file=rel, line=fn.lineno
+        )
     unjudged = [r for r in _own_returns(fn) if not (isinstance(r.value, ast.Tuple) and _bool_by_form(r.value.elts[0]))]
-    return passed(id, _judged("write_records", "(bool, message) pairs", unjudged))
+    return CHECKLIST_WRITE_RECORDS_RETURNS.passed(_judged("write_records", "(bool, message) pairs", unjudged))
 
 
 def _returns_failure(handler: ast.ExceptHandler) -> ast.Return | None:
@@ -452,18 +433,19 @@ def _returns_failure(handler: ast.ExceptHandler) -> ast.Return | None:
     return None
 
 
-@static(
-    Check(
-        "checklist.errors_logged",
-        "Implementation",
-        "Warns (never fails) when an `except` block of `write_records()` returns `(False, ...)` without a "
-        "logger call in it.",
-        "The returned message is all the engine keeps; a log line with the context saves a rerun.",
-        "In each `except` of write_records call `logger.error(...)` before `return False, message`.",
-    ),
+CHECKLIST_ERRORS_LOGGED = Check(
+    "checklist.errors_logged",
+    "Implementation",
+    "Warns (never fails) when an `except` block of `write_records()` returns `(False, ...)` without a "
+    "logger call in it.",
+    "The returned message is all the engine keeps; a log line with the context saves a rerun.",
+    "In each `except` of write_records call `logger.error(...)` before `return False, message`.",
 )
+
+
+@static(CHECKLIST_ERRORS_LOGGED)
 def errors_logged(code: DestinationCode) -> Finding:
-    id = "checklist.errors_logged"
+    id = CHECKLIST_ERRORS_LOGGED.id
     fn, answer = needs_write_records(code, id)
     if answer:
         return answer
@@ -472,10 +454,9 @@ def errors_logged(code: DestinationCode) -> Finding:
             for handler in node.handlers:
                 ret = _returns_failure(handler)
                 if ret is not None and not any(is_log_call(n) for n in ast.walk(handler)):
-                    return warned(
-                        id,
+                    return CHECKLIST_ERRORS_LOGGED.warn(
                         "An except block of write_records returns (False, ...) without logging the error.",
                         file=code.destination_rel,
                         line=handler.lineno,
                     )
-    return passed(id)
+    return CHECKLIST_ERRORS_LOGGED.passed()

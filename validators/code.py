@@ -28,6 +28,11 @@ LOG_METHODS = {
 LOGGERS = {"logger", "logging", "log", "LOGGER", "_logger", "LOG"}
 
 
+def short(rel: str) -> str:
+    """A file named in a message: its last parts (the finding's `file` has the full path)."""
+    return "/".join(rel.split("/")[-2:])
+
+
 @dataclass
 class SourceFile:
     rel: str
@@ -327,3 +332,24 @@ def inherits_bizon_destination(code: DestinationCode) -> bool:
     imports = imported_names(code.tree(code.destination_rel))
     cls = cast(ast.ClassDef, code.destination_class)  # callers ran needs_destination
     return any(is_connector_module(imports.get(b, "")) for b in all_bases(cls, code.destination_classes))
+
+
+def load_config(code: DestinationCode, rel: str):
+    """A config file of the tree, parsed (None when it does not exist); a YAML error raises."""
+    import yaml
+
+    path = code.ws.root / rel
+    if not path.is_file():
+        return None
+    return yaml.safe_load(read_regular(path).decode("utf-8", errors="replace"))
+
+
+def destination_config(code: DestinationCode, rel: str) -> dict | None:
+    """The `destination.config` mapping of a config file, or None when it has none or does not parse (the
+    checks that own those failures report them)."""
+    try:
+        config = load_config(code, rel)
+    except Exception:  # a YAML error is live.check_config's or import.config_validate's finding
+        return None
+    details = ((config or {}).get("destination") or {}).get("config") if isinstance(config, dict) else None
+    return details if isinstance(details, dict) else None

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bizon_forge.atomic import workspace_lock, write_all
-from bizon_forge.findings import Finding, failed, passed
+from bizon_forge.findings import Finding
 from bizon_forge.validators.catalog import Check, answers
 from bizon_forge.validators.report import FixedFile
 from bizon_forge.workspace import REGISTRATION_FILES, Workspace, read_regular
@@ -92,22 +92,26 @@ def _judged(rel: str, ours: dict[str, set[int]], first: int, last: int | None = 
     return bool(set(range(first, (last or first) + 1)) & ours[rel])
 
 
+FORMAT_RUFF_FORMAT = Check(
+    "format.ruff_format",
+    "Format",
+    "`ruff format --check` passes on the destination's files and on the lines it added to the three "
+    "registration files, with the workspace's ruff config.",
+    "The guide's final step; bizon's CI runs the formatter.",
+    "Call validate_destination with fix=true, or run `ruff format` on the listed files.",
+)
+FORMAT_RUFF_CHECK = Check(
+    "format.ruff_check",
+    "Format",
+    "`ruff check` passes on the same files and lines, with the workspace's ruff config.",
+    "bizon's pre-commit runs the linter (isort order, unused imports, pyupgrade).",
+    "Call validate_destination with fix=true for the fixable rules; fix the rest by hand.",
+)
+
+
 @answers(
-    Check(
-        "format.ruff_format",
-        "Format",
-        "`ruff format --check` passes on the destination's files and on the lines it added to the three "
-        "registration files, with the workspace's ruff config.",
-        "The guide's final step; bizon's CI runs the formatter.",
-        "Call validate_destination with fix=true, or run `ruff format` on the listed files.",
-    ),
-    Check(
-        "format.ruff_check",
-        "Format",
-        "`ruff check` passes on the same files and lines, with the workspace's ruff config.",
-        "bizon's pre-commit runs the linter (isort order, unused imports, pyupgrade).",
-        "Call validate_destination with fix=true for the fixable rules; fix the rest by hand.",
-    ),
+    FORMAT_RUFF_FORMAT,
+    FORMAT_RUFF_CHECK,
 )
 def check(ws: Workspace, rels: list[str], ours: dict[str, set[int]], log: Path) -> list[Finding]:
     """format.ruff_format and format.ruff_check, with their raw output written to `log`."""
@@ -122,7 +126,7 @@ def check(ws: Workspace, rels: list[str], ours: dict[str, set[int]], log: Path) 
     findings = []
 
     if fmt.returncode not in (0, 1):
-        findings.append(failed("format.ruff_format", "ruff format could not run.", output=fmt.stderr, log=shown))
+        findings.append(FORMAT_RUFF_FORMAT.fail("ruff format could not run.", output=fmt.stderr, log=shown))
     else:
         bad = {}
         for rel, hunks in parse_diff(fmt.stdout).items():
@@ -130,13 +134,12 @@ def check(ws: Workspace, rels: list[str], ours: dict[str, set[int]], log: Path) 
             if judged:
                 bad[rel] = judged
         if not bad:
-            findings.append(passed("format.ruff_format"))
+            findings.append(FORMAT_RUFF_FORMAT.passed())
         else:
             rel, hunks = next(iter(bad.items()))
             first = min(hunks[0].changed | {n + 1 for n in hunks[0].inserted_after})
             findings.append(
-                failed(
-                    "format.ruff_format",
+                FORMAT_RUFF_FORMAT.fail(
                     f"ruff format would change {sum(len(h) for h in bad.values())} place(s) in "
                     f"{', '.join(p.rsplit('/', 1)[-1] for p in bad)}.",
                     file=rel,
@@ -149,7 +152,7 @@ def check(ws: Workspace, rels: list[str], ours: dict[str, set[int]], log: Path) 
     try:
         diagnostics = json.loads(lint.stdout or "[]")
     except json.JSONDecodeError:
-        findings.append(failed("format.ruff_check", "ruff check could not run.", output=lint.stderr, log=shown))
+        findings.append(FORMAT_RUFF_CHECK.fail("ruff check could not run.", output=lint.stderr, log=shown))
         return findings
     problems = []
     for d in diagnostics:
@@ -158,13 +161,12 @@ def check(ws: Workspace, rels: list[str], ours: dict[str, set[int]], log: Path) 
         if _judged(rel, ours, row, end):
             problems.append((rel, row, f"{rel}:{row}: {d.get('code') or 'syntax'} {d['message']}"))
     if not problems:
-        findings.append(passed("format.ruff_check"))
+        findings.append(FORMAT_RUFF_CHECK.passed())
     else:
         rel, row, _ = problems[0]
         fixable = sum(1 for d in diagnostics if d.get("fix"))
         findings.append(
-            failed(
-                "format.ruff_check",
+            FORMAT_RUFF_CHECK.fail(
                 f"ruff check found {len(problems)} problem(s), first: {problems[0][2].split(': ', 1)[1]}.",
                 file=rel,
                 line=row,

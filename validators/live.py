@@ -1,79 +1,53 @@
 """The checks of where the live checks write: a scratch target of their own (the check config), apart from the
-example's real one, whose every reference resolves (for bizon-forge, then for bizon's own `secrets check`)."""
+example's real one, whose every reference resolves (for bizon-forge, then for bizon's own `secrets check`).
+
+live.check_config, live.check_references and live.bizon_secrets_check are declared in runtime.py: the checks that
+run the code are explained by them, and this module runs `secrets check` through runtime's run_logged."""
 
 from pathlib import Path
 
 from bizon_forge import dependencies
 from bizon_forge.connector import RECEIVER_VAR, SCRATCH_VAR
-from bizon_forge.findings import Finding, failed, passed, skipped, warned
+from bizon_forge.findings import Finding, failed, passed, skipped
 from bizon_forge.spec import destination as spec
 from bizon_forge.validators.catalog import Check, answers, static
-from bizon_forge.validators.code import DestinationCode
-from bizon_forge.validators.runtime import PROBE_TIMEOUT_S, one_line, run_logged
+from bizon_forge.validators.code import DestinationCode, destination_config, load_config
+from bizon_forge.validators.runtime import (
+    IMPORT_CONFIG_VALIDATE,
+    LIVE_BIZON_SECRETS_CHECK,
+    LIVE_CHECK_CONFIG,
+    LIVE_CHECK_REFERENCES,
+    PROBE_TIMEOUT_S,
+    one_line,
+    run_logged,
+)
 from bizon_forge.validators.scratch import lookup, references
 from bizon_forge.workspace import Workspace, read_regular
 
-ID = "live.check_config"
 PLACEHOLDER = "-value"  # what render_destination writes for a string field the agent gave no default
 # Settings of how bizon buffers, not of where records go: equal values here do not make two targets one.
 NOT_THE_TARGET = {"destination_id", "buffer_size", "buffer_flush_timeout", "unnest", "record_schemas"}
 
 
-def _load(code: DestinationCode, rel: str):
-    import yaml
-
-    path = code.ws.root / rel
-    if not path.is_file():
-        return None
-    return yaml.safe_load(read_regular(path).decode("utf-8", errors="replace"))
-
-
-def destination_config(code: DestinationCode, rel: str) -> dict | None:
-    """The `destination.config` mapping of a config file, or None when it has none or does not parse (the
-    checks that own those failures report them)."""
-    try:
-        config = _load(code, rel)
-    except Exception:  # a YAML error is live.check_config's or import.config_validate's finding
-        return None
-    details = ((config or {}).get("destination") or {}).get("config") if isinstance(config, dict) else None
-    return details if isinstance(details, dict) else None
-
-
-@static(
-    Check(
-        "live.check_config",
-        "Scratch target",
-        "`config/<name>.check.yml` exists, is a bizon config for this destination, and its destination config "
-        "differs from the example's in at least one field other than destination_id and buffer settings. The "
-        "contract, data and smoke checks write only there. It warns when no field chooses the target, and when a "
-        "sql destination that declares a server's driver checks on SQLite (a green then proves the code on SQLite "
-        "only).",
-        "The example config is the user's real sync: a check that writes there replaces someone's records.",
-        "Point the check config (render_destination writes it next to the example) at a scratch target: a "
-        "database, folder or endpoint that holds no real data. It may use env://BIZON_FORGE_SCRATCH (a fresh "
-        "folder) and env://BIZON_FORGE_RECEIVER_URL (a local HTTP receiver), both made and removed by each "
-        "validation.",
-        limits="That it differs is checked, not that it is scratch.",
-        origin="forge",
-    ),
-)
+@static(LIVE_CHECK_CONFIG)
 def check_config(code: DestinationCode) -> Finding:
     rel = code.check_rel
     try:
-        check = _load(code, rel)
+        check = load_config(code, rel)
     except Exception as error:  # a YAML error is the finding, whatever its class
-        return failed(ID, f"{rel} is not valid YAML: {' '.join(str(error).split())[:200]}", file=rel)
+        return LIVE_CHECK_CONFIG.fail(f"{rel} is not valid YAML: {' '.join(str(error).split())[:200]}", file=rel)
     if check is None:
-        return failed(ID, f"There is no check config at {rel}: the live checks have nowhere safe to write.", file=rel)
+        return LIVE_CHECK_CONFIG.fail(
+            f"There is no check config at {rel}: the live checks have nowhere safe to write.", file=rel
+        )
     destination = check.get("destination") if isinstance(check, dict) else None
     if not isinstance(destination, dict) or str(destination.get("name")) != code.name:
-        return failed(ID, f"{rel} has no `destination:` with `name: {code.name}`.", file=rel)
+        return LIVE_CHECK_CONFIG.fail(f"{rel} has no `destination:` with `name: {code.name}`.", file=rel)
     details = destination.get("config") or {}
     text = str(details)
     elsewhere = _checks_on_sqlite_for_a_server(code, details)
     if elsewhere:
-        return warned(
-            ID,
+        return LIVE_CHECK_CONFIG.warn(
             f"{rel} points the checks at SQLite, while {code.name} declares a {elsewhere} driver: a green proves "
             f"the code on SQLite, not on {elsewhere.split('+')[0]}.",
             file=rel,
@@ -81,16 +55,17 @@ def check_config(code: DestinationCode) -> Finding:
             "tables forge_*), kept out of the YAML as env://NAME.",
         )
     if SCRATCH_VAR in text or RECEIVER_VAR in text:
-        return passed(ID, f"{rel} names the scratch target each validation makes ({SCRATCH_VAR} or {RECEIVER_VAR}).")
+        return LIVE_CHECK_CONFIG.passed(
+            f"{rel} names the scratch target each validation makes ({SCRATCH_VAR} or {RECEIVER_VAR})."
+        )
     try:
-        example = _load(code, code.example_rel)
+        example = load_config(code, code.example_rel)
     except Exception:
         example = None  # import.config_validate reports a broken example
     theirs = ((example or {}).get("destination") or {}).get("config") or {} if isinstance(example, dict) else {}
     mine = {k: v for k, v in details.items() if k not in NOT_THE_TARGET}
     if not mine:
-        return warned(
-            ID,
+        return LIVE_CHECK_CONFIG.warn(
             f"{rel}: no field chooses the target, so the checks keep apart from real data only by writing under "
             "destination_ids forge_*: if the destination writes to a fixed place, the checks write there too.",
             file=rel,
@@ -98,32 +73,18 @@ def check_config(code: DestinationCode) -> Finding:
             "the check config at a scratch one.",
         )
     if mine == {k: v for k, v in theirs.items() if k not in NOT_THE_TARGET}:
-        return failed(
-            ID,
+        return LIVE_CHECK_CONFIG.fail(
             f"{rel} names the same target as the example config ({', '.join(sorted(mine))} are equal): "
             "the checks would write into the user's real target.",
             file=rel,
         )
-    return passed(ID, f"{rel} names a target apart from the example's.")
+    return LIVE_CHECK_CONFIG.passed(f"{rel} names a target apart from the example's.")
 
 
-@static(
-    Check(
-        "live.check_references",
-        "Scratch target",
-        "Every `env://NAME` the check config references is set, in the environment of the bizon-forge server "
-        "or in the workspace's `.env` (the environment wins, as in `bizon run`). The live checks get exactly "
-        "those variables and no other of the server's environment; skip when the check config references none.",
-        "The checks run with a scrubbed environment: an unset reference would stop every live check with bizon's "
-        "'environment variable is not set'.",
-        "Set the variable in the workspace's .env (bizon run reads it too) or in the server's environment.",
-        skip_is_not_applicable=True,
-        origin="forge",
-    ),
-)
+@static(LIVE_CHECK_REFERENCES)
 def check_references(code: DestinationCode) -> Finding:
     """live.check_references: every env://NAME of the check config is set where bizon run would find it."""
-    id, rel = "live.check_references", code.check_rel
+    id, rel = LIVE_CHECK_REFERENCES.id, code.check_rel
     path = code.ws.root / rel
     names = references(read_regular(path).decode(errors="replace")) if path.is_file() else []
     if not names:
@@ -151,36 +112,23 @@ def check_references(code: DestinationCode) -> Finding:
     return passed(id, f"Every env:// reference of {rel} is set: {where}. The checks get exactly these variables.")
 
 
-@answers(
-    Check(
-        "live.bizon_secrets_check",
-        "Scratch target",
-        "`bizon secrets check` on the check config (bizon's own masked dry run of its env:// and gsm:// references, "
-        "inline ${...} included) resolves every reference, with the variables the live checks get and the tree's "
-        ".env. Skip when the config references nothing or the tree's bizon has no `secrets check`.",
-        "bizon resolves references itself, with rules of its own (inline syntax, gsm:// settings): its word on "
-        "the check config is the one `bizon run` will follow.",
-        "Fix the references bizon names (a typo in the name, an unclosed ${...}), or set the variables.",
-        level="full",
-        origin="facts",
-    ),
-)
+@answers(LIVE_BIZON_SECRETS_CHECK)
 def secrets_check(ws: Workspace, check: str, cwd: Path, log: Path, env: dict[str, str]) -> Finding:
     """live.bizon_secrets_check: bizon's own masked dry run of the check config's references, with exactly the
     variables the live checks get (its find_dotenv also reads the tree's .env, as `bizon run` does)."""
-    id = "live.bizon_secrets_check"
     cmd = [ws.python(), "-m", "bizon.cli.main", "secrets", "check", str(ws.root / check)]
     run = run_logged(ws, cmd, cwd, log, PROBE_TIMEOUT_S, env=env)
     if "No such command 'secrets'" in run.tail:
-        return skipped(id, "This tree's bizon has no `bizon secrets check`.")
+        return LIVE_BIZON_SECRETS_CHECK.skip("This tree's bizon has no `bizon secrets check`.")
     if "No gsm:// / env:// references found" in run.tail:
-        return skipped(id, f"bizon secrets check {check}: the check config references nothing to resolve.")
+        return LIVE_BIZON_SECRETS_CHECK.skip(
+            f"bizon secrets check {check}: the check config references nothing to resolve."
+        )
     lines = [ln.strip() for ln in run.tail.splitlines() if ln.strip()]
     if run.returncode == 0 and not run.timed_out:
-        return passed(id, f"bizon secrets check {check}: {lines[-1] if lines else 'passed'}")
+        return LIVE_BIZON_SECRETS_CHECK.passed(f"bizon secrets check {check}: {lines[-1] if lines else 'passed'}")
     unresolved = [ln for ln in lines if "✗" in ln]
-    return failed(
-        id,
+    return LIVE_BIZON_SECRETS_CHECK.fail(
         f"bizon secrets check {check} failed: {len(unresolved) or 'some'} reference(s) did not resolve"
         + (f" ({one_line(unresolved[0])})" if unresolved else "")
         + ".",
@@ -190,33 +138,34 @@ def secrets_check(ws: Workspace, check: str, cwd: Path, log: Path, env: dict[str
     )
 
 
-@static(
-    Check(
-        "live.example_values",
-        "Scratch target",
-        "The example config (the user's real sync) holds none of the placeholder values render_destination "
-        "writes for fields without a default (`<field>-value`).",
-        "`next` ends by printing the command that runs the example: with placeholders it cannot reach a target.",
-        "Put the real target's values in the example config; reference secrets as env://NAME rather than "
-        "writing them there.",
-        origin="forge",
-    ),
+LIVE_EXAMPLE_VALUES = Check(
+    "live.example_values",
+    "Scratch target",
+    "The example config (the user's real sync) holds none of the placeholder values render_destination "
+    "writes for fields without a default (`<field>-value`).",
+    "`next` ends by printing the command that runs the example: with placeholders it cannot reach a target.",
+    "Put the real target's values in the example config; reference secrets as env://NAME rather than "
+    "writing them there.",
+    origin="forge",
 )
+
+
+@static(LIVE_EXAMPLE_VALUES)
 def example_values(code: DestinationCode) -> Finding:
     """live.example_values: the example config holds no value render_destination made up."""
-    id = "live.example_values"
     details = destination_config(code, code.example_rel)
     if details is None:
-        return skipped(id, "No destination config to judge (see import.config_validate).", "import.config_validate")
+        return LIVE_EXAMPLE_VALUES.skip(
+            "No destination config to judge (see import.config_validate).", IMPORT_CONFIG_VALIDATE.id
+        )
     made_up = sorted(k for k, v in details.items() if v == f"{k}{PLACEHOLDER}")
     if made_up:
-        return failed(
-            id,
+        return LIVE_EXAMPLE_VALUES.fail(
             f"{code.example_rel} still holds placeholder values for {', '.join(made_up)} "
             f"(e.g. {made_up[0]}: {made_up[0]}{PLACEHOLDER}): the sync it describes cannot reach a real target.",
             file=code.example_rel,
         )
-    return passed(id, "The example config holds no placeholder value.")
+    return LIVE_EXAMPLE_VALUES.passed("The example config holds no placeholder value.")
 
 
 def _checks_on_sqlite_for_a_server(code: DestinationCode, details: dict) -> str | None:

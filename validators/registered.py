@@ -5,10 +5,11 @@ from typing import cast
 
 import yaml
 
-from bizon_forge.findings import Finding, failed, passed, skipped
+from bizon_forge.findings import Finding
 from bizon_forge.registry import union_node
 from bizon_forge.validators.catalog import Check, static
 from bizon_forge.validators.code import DestinationCode
+from bizon_forge.validators.destination_syntax import SOURCE_SYNTAX
 from bizon_forge.workspace import ENUM_FILE, FACTORY_FILE, MODELS_FILE
 
 
@@ -16,86 +17,81 @@ def _unparsable(code: DestinationCode, rel: str) -> bool:
     return code.registration[rel].tree is None
 
 
-@static(
-    Check(
-        "registration.enum",
-        "Registration",
-        "`DestinationTypes` in `bizon/destination/config.py` has a member whose value is the destination's name.",
-        "Without it `bizon.common.models` raises AttributeError on import: even `bizon --help` dies.",
-        'Call apply_registrations, or add `NAME = "name"` to DestinationTypes.',
-        explained_by=("source.syntax",),
-    ),
+REGISTRATION_ENUM = Check(
+    "registration.enum",
+    "Registration",
+    "`DestinationTypes` in `bizon/destination/config.py` has a member whose value is the destination's name.",
+    "Without it `bizon.common.models` raises AttributeError on import: even `bizon --help` dies.",
+    'Call apply_registrations, or add `NAME = "name"` to DestinationTypes.',
+    explained_by=(SOURCE_SYNTAX.id,),
 )
+
+
+@static(REGISTRATION_ENUM)
 def enum(code: DestinationCode) -> Finding:
-    id = "registration.enum"
     if _unparsable(code, ENUM_FILE):
-        return skipped(id, f"{ENUM_FILE} does not parse (see source.syntax).", "source.syntax")
+        return REGISTRATION_ENUM.skip(f"{ENUM_FILE} does not parse (see source.syntax).", SOURCE_SYNTAX.id)
     if code.member:
-        return passed(id)
-    return failed(
-        id,
+        return REGISTRATION_ENUM.passed()
+    return REGISTRATION_ENUM.fail(
         f"DestinationTypes has no member with the value {code.name!r}.",
         file=ENUM_FILE,
         hint=f'Call apply_registrations(name={code.name!r}), or add `{code.name.upper()} = "{code.name}"`.',
     )
 
 
-@static(
-    Check(
-        "registration.union",
-        "Registration",
-        "`bizon/common/models.py` imports the main config class from the destination's `src.config` and "
-        "lists "
-        "it in `BizonConfig.destination`'s Union.",
-        "Without it config validation fails: \"Input tag 'x' found using 'name' does not match any of the "
-        'expected tags".',
-        "Call apply_registrations, or add the import and the Union member by hand.",
-        explained_by=("source.syntax",),
-    ),
+REGISTRATION_UNION = Check(
+    "registration.union",
+    "Registration",
+    "`bizon/common/models.py` imports the main config class from the destination's `src.config` and "
+    "lists "
+    "it in `BizonConfig.destination`'s Union.",
+    "Without it config validation fails: \"Input tag 'x' found using 'name' does not match any of the expected tags\".",
+    "Call apply_registrations, or add the import and the Union member by hand.",
+    explained_by=(SOURCE_SYNTAX.id,),
 )
+
+
+@static(REGISTRATION_UNION)
 def union(code: DestinationCode) -> Finding:
-    id = "registration.union"
     if _unparsable(code, MODELS_FILE):
-        return skipped(id, f"{MODELS_FILE} does not parse (see source.syntax).", "source.syntax")
+        return REGISTRATION_UNION.skip(f"{MODELS_FILE} does not parse (see source.syntax).", SOURCE_SYNTAX.id)
     reg = code.reg
     if reg.registered(code.name)["union"]:
-        return passed(id)
+        return REGISTRATION_UNION.passed()
     ours = [cls for cls, mod in reg.imports.items() if mod == code.config_module]
     main = code.main_config.name if code.main_config else f"{code.pascal}Config"
     if main in reg.union:
-        return failed(
-            id,
+        return REGISTRATION_UNION.fail(
             f"{main} is in BizonConfig.destination's Union but not imported from {code.config_module}.",
             file=MODELS_FILE,
             hint=f"Add `from {code.config_module} import {main}` among the connector imports.",
         )
     what = f"{', '.join(ours)} is imported but not in" if ours else f"{main} is neither imported nor in"
-    return failed(
-        id,
+    return REGISTRATION_UNION.fail(
         f"{what} BizonConfig.destination's Union.",
         file=MODELS_FILE,
         hint=f"Call apply_registrations(name={code.name!r}), or add the import and the Union member {main}.",
     )
 
 
-@static(
-    Check(
-        "registration.factory",
-        "Registration",
-        "`DestinationFactory.get_destination()` has a branch that imports and returns the destination class.",
-        'Without it the config validates but every run fails with "Destination ... not found".',
-        "Call apply_registrations, or add an `elif` before the final `raise`, its import inside the branch.",
-        explained_by=("source.syntax",),
-    ),
+REGISTRATION_FACTORY = Check(
+    "registration.factory",
+    "Registration",
+    "`DestinationFactory.get_destination()` has a branch that imports and returns the destination class.",
+    'Without it the config validates but every run fails with "Destination ... not found".',
+    "Call apply_registrations, or add an `elif` before the final `raise`, its import inside the branch.",
+    explained_by=(SOURCE_SYNTAX.id,),
 )
+
+
+@static(REGISTRATION_FACTORY)
 def factory(code: DestinationCode) -> Finding:
-    id = "registration.factory"
     if _unparsable(code, FACTORY_FILE):
-        return skipped(id, f"{FACTORY_FILE} does not parse (see source.syntax).", "source.syntax")
+        return REGISTRATION_FACTORY.skip(f"{FACTORY_FILE} does not parse (see source.syntax).", SOURCE_SYNTAX.id)
     if code.reg.registered(code.name)["factory"]:
-        return passed(id)
-    return failed(
-        id,
+        return REGISTRATION_FACTORY.passed()
+    return REGISTRATION_FACTORY.fail(
         f"DestinationFactory.get_destination() has no branch importing {code.destination_module}.",
         file=FACTORY_FILE,
         hint=f"Call apply_registrations(name={code.name!r}), or add an `elif` before the final raise.",
@@ -114,28 +110,42 @@ def _example_name(code: DestinationCode) -> str | None:
     return dest.get("name") if isinstance(dest, dict) else None
 
 
-@static(
-    Check(
-        "registration.same_name",
-        "Registration",
-        "The factory branch that builds this destination tests the enum member whose value is its name, and the "
-        "example YAML's `destination.name` is that name.",
-        "One differing spelling routes a valid config to another destination or to none.",
-        "Use the folder name as the enum value and its UPPER form as the member, everywhere.",
-        limits="The Union member and the config's Literal are judged by registration.union, checklist.literal_name "
-        "and trap.literal_other_member.",
-        explained_by=("source.syntax", "registration.enum", "registration.factory", "checklist.literal_name"),
-    ),
+# checklist.py's check, declared here: registration.same_name below is explained by it, and checklist.py
+# imports this module's declarations.
+CHECKLIST_LITERAL_NAME = Check(
+    "checklist.literal_name",
+    "Config",
+    "`name: Literal[DestinationTypes.X]` names, as an enum member (not a string), a member DestinationTypes has.",
+    "An unknown member raises AttributeError when bizon imports the config, breaking every command.",
+    "Write `name: Literal[DestinationTypes.<NAME>]` with the member you added to DestinationTypes.",
+    limits="Whether the member is this destination's own is judged by trap.literal_other_member.",
+    explained_by=(SOURCE_SYNTAX.id,),
 )
+
+
+REGISTRATION_SAME_NAME = Check(
+    "registration.same_name",
+    "Registration",
+    "The factory branch that builds this destination tests the enum member whose value is its name, and the "
+    "example YAML's `destination.name` is that name.",
+    "One differing spelling routes a valid config to another destination or to none.",
+    "Use the folder name as the enum value and its UPPER form as the member, everywhere.",
+    limits="The Union member and the config's Literal are judged by registration.union, checklist.literal_name "
+    "and trap.literal_other_member.",
+    explained_by=(SOURCE_SYNTAX.id, REGISTRATION_ENUM.id, REGISTRATION_FACTORY.id, CHECKLIST_LITERAL_NAME.id),
+)
+
+
+@static(REGISTRATION_SAME_NAME)
 def same_name(code: DestinationCode) -> Finding:
-    id = "registration.same_name"
     member = code.member
     if member is None:
-        return skipped(id, "No enum member to compare with (see registration.enum).", "registration.enum")
+        return REGISTRATION_SAME_NAME.skip(
+            "No enum member to compare with (see registration.enum).", REGISTRATION_ENUM.id
+        )
     branch = next((m for m, mod in code.reg.factory.items() if mod == code.destination_module), None)
     if branch is not None and branch != member:
-        return failed(
-            id,
+        return REGISTRATION_SAME_NAME.fail(
             f"The factory branch that builds this destination tests DestinationTypes.{branch}, but the "
             f"member with the value {code.name!r} is {member}.",
             file=FACTORY_FILE,
@@ -144,13 +154,12 @@ def same_name(code: DestinationCode) -> Finding:
         )
     example = _example_name(code)
     if example is not None and example != code.name:
-        return failed(
-            id,
+        return REGISTRATION_SAME_NAME.fail(
             f"The example config's destination.name is {example!r}, not {code.name!r}.",
             file=code.example_rel,
             hint=f"Set `destination: {{name: {code.name}}}` in the example YAML.",
         )
-    return passed(id)
+    return REGISTRATION_SAME_NAME.passed()
 
 
 # -- the lines the registrations own, so format checks judge only those in bizon's files -------------------

@@ -15,16 +15,31 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bizon_forge.findings import Finding, failed, passed, skipped
-from bizon_forge.validators.catalog import (
-    BUILD_BLOCKERS,
-    DATA_BLOCKERS,
-    IMPORT_BLOCKERS,
-    LANDED,
-    READ_BLOCKERS,
-    RUNTIME,
-    WRITE_BLOCKERS,
-    Check,
-    answers,
+from bizon_forge.validators.catalog import Check, answers, data_suite
+from bizon_forge.validators.checklist import (
+    CHECKLIST_CHECK_CONNECTION_BOOL,
+    CHECKLIST_DETAILS_BASE,
+    CHECKLIST_WRITE_RECORDS_RETURNS,
+)
+from bizon_forge.validators.destination_syntax import (
+    CHECKLIST_DESTINATION_BASE,
+    SOURCE_SYNTAX,
+    TRAP_WRITE_RECORDS_SIGNATURE,
+)
+from bizon_forge.validators.registered import (
+    CHECKLIST_LITERAL_NAME,
+    REGISTRATION_ENUM,
+    REGISTRATION_FACTORY,
+    REGISTRATION_SAME_NAME,
+    REGISTRATION_UNION,
+)
+from bizon_forge.validators.traps import (
+    TRAP_FACTORY_TOP_LEVEL_IMPORT,
+    TRAP_LITERAL_OTHER_MEMBER,
+    TRAP_MODELS_IMPORT_IN_CONFIG,
+    TRAP_OPTIONAL_IMPORT_IN_CONFIG,
+    TRAP_SETUP_IN_CHECK_CONNECTION,
+    TRAP_WRITE_RECORDS_RAISES,
 )
 from bizon_forge.workspace import Workspace, tied_to_server
 
@@ -157,73 +172,168 @@ def _kill_group(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
-# -- import + contract --------------------------------------------------------------------------------
+# What explains a failure of the checks that run the code, each tuple the one before it and more.
+# Static failures that stop bizon from importing: a runtime failure after one of them is that failure again.
+IMPORT_BLOCKERS = tuple(
+    c.id
+    for c in (
+        SOURCE_SYNTAX,
+        REGISTRATION_ENUM,
+        REGISTRATION_UNION,
+        CHECKLIST_LITERAL_NAME,
+        TRAP_LITERAL_OTHER_MEMBER,
+        TRAP_MODELS_IMPORT_IN_CONFIG,
+        TRAP_OPTIONAL_IMPORT_IN_CONFIG,
+    )
+)
+BUILD_BLOCKERS = (
+    *IMPORT_BLOCKERS,
+    *(
+        c.id
+        for c in (
+            CHECKLIST_DETAILS_BASE,
+            REGISTRATION_FACTORY,
+            REGISTRATION_SAME_NAME,
+            TRAP_FACTORY_TOP_LEVEL_IMPORT,
+            CHECKLIST_DESTINATION_BASE,
+            CHECKLIST_CHECK_CONNECTION_BOOL,
+            TRAP_WRITE_RECORDS_SIGNATURE,
+        )
+    ),
+)
+WRITE_BLOCKERS = (
+    *BUILD_BLOCKERS,
+    *(c.id for c in (TRAP_WRITE_RECORDS_RAISES, CHECKLIST_WRITE_RECORDS_RETURNS, TRAP_SETUP_IN_CHECK_CONNECTION)),
+)
 
-MARKER = "BIZON_FORGE_PROBE "
-PROBE_STEPS = (  # (the probe's step, its finding id, what it does)
-    ("import", "import.models", "`import bizon.common.models`"),
-    ("config", "import.config_validate", "Validating the example config"),
-    ("build", "contract.build", "Building the destination"),
-    ("write", "contract.write_records", "write_records"),
-    ("finalize", "contract.finalize", "finalize()"),
+# live.py's checks of the scratch target, declared here: the checks below are explained by them, and live.py runs
+# its subprocess through run_logged above.
+LIVE_CHECK_CONFIG = Check(
+    "live.check_config",
+    "Scratch target",
+    "`config/<name>.check.yml` exists, is a bizon config for this destination, and its destination config "
+    "differs from the example's in at least one field other than destination_id and buffer settings. The "
+    "contract, data and smoke checks write only there. It warns when no field chooses the target, and when a "
+    "sql destination that declares a server's driver checks on SQLite (a green then proves the code on SQLite "
+    "only).",
+    "The example config is the user's real sync: a check that writes there replaces someone's records.",
+    "Point the check config (render_destination writes it next to the example) at a scratch target: a "
+    "database, folder or endpoint that holds no real data. It may use env://BIZON_FORGE_SCRATCH (a fresh "
+    "folder) and env://BIZON_FORGE_RECEIVER_URL (a local HTTP receiver), both made and removed by each "
+    "validation.",
+    limits="That it differs is checked, not that it is scratch.",
+    origin="forge",
 )
 
 
+LIVE_CHECK_REFERENCES = Check(
+    "live.check_references",
+    "Scratch target",
+    "Every `env://NAME` the check config references is set, in the environment of the bizon-forge server "
+    "or in the workspace's `.env` (the environment wins, as in `bizon run`). The live checks get exactly "
+    "those variables and no other of the server's environment; skip when the check config references none.",
+    "The checks run with a scrubbed environment: an unset reference would stop every live check with bizon's "
+    "'environment variable is not set'.",
+    "Set the variable in the workspace's .env (bizon run reads it too) or in the server's environment.",
+    skip_is_not_applicable=True,
+    origin="forge",
+)
+
+
+LIVE_BIZON_SECRETS_CHECK = Check(
+    "live.bizon_secrets_check",
+    "Scratch target",
+    "`bizon secrets check` on the check config (bizon's own masked dry run of its env:// and gsm:// references, "
+    "inline ${...} included) resolves every reference, with the variables the live checks get and the tree's "
+    ".env. Skip when the config references nothing or the tree's bizon has no `secrets check`.",
+    "bizon resolves references itself, with rules of its own (inline syntax, gsm:// settings): its word on "
+    "the check config is the one `bizon run` will follow.",
+    "Fix the references bizon names (a typo in the name, an unclosed ${...}), or set the variables.",
+    level="full",
+    origin="facts",
+)
+
+
+# -- import + contract --------------------------------------------------------------------------------
+
+MARKER = "BIZON_FORGE_PROBE "
+
+
+IMPORT_MODELS = Check(
+    "import.models",
+    "Import and contract",
+    "`import bizon.common.models` works in the workspace's Python, and imports the workspace's bizon.",
+    "Every bizon command starts with that import.",
+    "Read the excerpt: the last line names the module and the error.",
+    origin="facts",
+    explained_by=IMPORT_BLOCKERS,
+)
+IMPORT_CONFIG_VALIDATE = Check(
+    "import.config_validate",
+    "Import and contract",
+    "The example YAML (`config/<name>.example.yml`) validates as a BizonConfig and targets this destination.",
+    "It is what `bizon config validate` and `bizon run` check first.",
+    "Fix the fields the validation error names, in the YAML or in config.py.",
+    origin="facts",
+    explained_by=(*IMPORT_BLOCKERS, REGISTRATION_SAME_NAME.id),
+)
+CONTRACT_BUILD = Check(
+    "contract.build",
+    "Import and contract",
+    "`DestinationFactory.get_destination()` builds the destination from the check config "
+    "(`config/<name>.check.yml`) on a sqlite backend.",
+    "This is how the engine builds it in a run.",
+    "Read the excerpt: the constructor or the factory branch raised.",
+    origin="forge",
+    # at full, bizon's own dry run of the check config's references names an unresolvable one first
+    explained_by=(*BUILD_BLOCKERS, LIVE_BIZON_SECRETS_CHECK.id),
+    needs_finished_code=True,
+)
+CONTRACT_WRITE_RECORDS = Check(
+    "contract.write_records",
+    "Import and contract",
+    "`write_records()` on a real six-column DataFrame of 3 records (bizon's destination_record_schema) "
+    "returns `(True, None)` and raises nothing. The records go to the check config's scratch target, never "
+    "to the example's.",
+    "The engine passes exactly that frame and unpacks exactly that pair.",
+    "Read the excerpt; the frame holds bizon_id, bizon_extracted_at, bizon_loaded_at, source_record_id, "
+    "source_timestamp, source_data.",
+    limits="Not judged here: what landed (the full level's data.* checks read it back).",
+    origin="forge",
+    explained_by=WRITE_BLOCKERS,
+    needs_finished_code=True,
+)
+CONTRACT_FINALIZE = Check(
+    "contract.finalize",
+    "Import and contract",
+    "`finalize()` after that write raises nothing.",
+    "It runs once after the last flush; an exception there fails the run after the data was written.",
+    "Read the excerpt: publishing the staged records failed.",
+    origin="forge",
+    explained_by=WRITE_BLOCKERS,
+    needs_finished_code=True,
+)
+
+
+PROBE_STEPS = (  # (the probe's step, its finding id, what it does)
+    ("import", IMPORT_MODELS.id, "`import bizon.common.models`"),
+    ("config", IMPORT_CONFIG_VALIDATE.id, "Validating the example config"),
+    ("build", CONTRACT_BUILD.id, "Building the destination"),
+    ("write", CONTRACT_WRITE_RECORDS.id, "write_records"),
+    ("finalize", CONTRACT_FINALIZE.id, "finalize()"),
+)
+RUNTIME = tuple(id for _, id, _ in PROBE_STEPS)
+# The data checks: no answer while the code cannot write, there is no scratch target, or nothing reads back;
+# and a record that does not land exact explains every later data failure.
+DATA_BLOCKERS = (*WRITE_BLOCKERS, *RUNTIME, LIVE_CHECK_CONFIG.id, LIVE_CHECK_REFERENCES.id, LIVE_BIZON_SECRETS_CHECK.id)
+
+
 @answers(
-    Check(
-        "import.models",
-        "Import and contract",
-        "`import bizon.common.models` works in the workspace's Python, and imports the workspace's bizon.",
-        "Every bizon command starts with that import.",
-        "Read the excerpt: the last line names the module and the error.",
-        origin="facts",
-        explained_by=IMPORT_BLOCKERS,
-    ),
-    Check(
-        "import.config_validate",
-        "Import and contract",
-        "The example YAML (`config/<name>.example.yml`) validates as a BizonConfig and targets this destination.",
-        "It is what `bizon config validate` and `bizon run` check first.",
-        "Fix the fields the validation error names, in the YAML or in config.py.",
-        origin="facts",
-        explained_by=(*IMPORT_BLOCKERS, "registration.same_name"),
-    ),
-    Check(
-        "contract.build",
-        "Import and contract",
-        "`DestinationFactory.get_destination()` builds the destination from the check config "
-        "(`config/<name>.check.yml`) on a sqlite backend.",
-        "This is how the engine builds it in a run.",
-        "Read the excerpt: the constructor or the factory branch raised.",
-        origin="forge",
-        # at full, bizon's own dry run of the check config's references names an unresolvable one first
-        explained_by=(*BUILD_BLOCKERS, "live.bizon_secrets_check"),
-        needs_finished_code=True,
-    ),
-    Check(
-        "contract.write_records",
-        "Import and contract",
-        "`write_records()` on a real six-column DataFrame of 3 records (bizon's destination_record_schema) "
-        "returns `(True, None)` and raises nothing. The records go to the check config's scratch target, never "
-        "to the example's.",
-        "The engine passes exactly that frame and unpacks exactly that pair.",
-        "Read the excerpt; the frame holds bizon_id, bizon_extracted_at, bizon_loaded_at, source_record_id, "
-        "source_timestamp, source_data.",
-        limits="Not judged here: what landed (the full level's data.* checks read it back).",
-        origin="forge",
-        explained_by=WRITE_BLOCKERS,
-        needs_finished_code=True,
-    ),
-    Check(
-        "contract.finalize",
-        "Import and contract",
-        "`finalize()` after that write raises nothing.",
-        "It runs once after the last flush; an exception there fails the run after the data was written.",
-        "Read the excerpt: publishing the staged records failed.",
-        origin="forge",
-        explained_by=WRITE_BLOCKERS,
-        needs_finished_code=True,
-    ),
+    IMPORT_MODELS,
+    IMPORT_CONFIG_VALIDATE,
+    CONTRACT_BUILD,
+    CONTRACT_WRITE_RECORDS,
+    CONTRACT_FINALIZE,
 )
 def probe(
     ws: Workspace,
@@ -248,7 +358,7 @@ def probe(
             result[step.pop("step")] = step
         except (ValueError, KeyError, AttributeError):
             continue  # the destination printed something that looks like our marker
-    ids = [i for _, i, _ in PROBE_STEPS] if contract else ["import.models", "import.config_validate"]
+    ids = [i for _, i, _ in PROBE_STEPS] if contract else [IMPORT_MODELS.id, IMPORT_CONFIG_VALIDATE.id]
     out, blocked = [], None
     for step, id, what in PROBE_STEPS:
         if id not in ids:
@@ -272,14 +382,14 @@ def _probe_failure(ws: Workspace, name: str, id: str, got: dict, example: str, r
     error = got["error"]
     file, line = _innermost_frame(got.get("trace", ""), ws.root)
     messages = {
-        "import.models": f"`import bizon.common.models` failed: {error}",
-        "import.config_validate": f"The example config does not validate: {error}",
-        "contract.build": f"Building the destination from the check config failed: {error}",
-        "contract.write_records": f"write_records on 3 real records (into the check config's target) failed: {error}",
-        "contract.finalize": f"finalize() after the write raised: {error}",
+        IMPORT_MODELS.id: f"`import bizon.common.models` failed: {error}",
+        IMPORT_CONFIG_VALIDATE.id: f"The example config does not validate: {error}",
+        CONTRACT_BUILD.id: f"Building the destination from the check config failed: {error}",
+        CONTRACT_WRITE_RECORDS.id: f"write_records on 3 real records (into the check config's target) failed: {error}",
+        CONTRACT_FINALIZE.id: f"finalize() after the write raised: {error}",
     }
     missing = re.search(r"No module named '([\w.]+)'", error)
-    if missing and id in ("import.models", "contract.build"):
+    if missing and id in (IMPORT_MODELS.id, CONTRACT_BUILD.id):
         module = missing.group(1).split(".")[0]
         return failed(
             id,
@@ -293,11 +403,11 @@ def _probe_failure(ws: Workspace, name: str, id: str, got: dict, example: str, r
             log=run.log,
         )
     unset = re.search(r"environment variable '(\w+)' is not set", error)
-    if unset and id in ("import.config_validate", "contract.build"):
+    if unset and id in (IMPORT_CONFIG_VALIDATE.id, CONTRACT_BUILD.id):
         return failed(
             id,
             one_line(messages[id]),
-            file=example if id == "import.config_validate" else None,
+            file=example if id == IMPORT_CONFIG_VALIDATE.id else None,
             hint=f"Set {unset.group(1)} in {ws.root / '.env'} (bizon run reads it too; keep it out of git), or in the "
             f"environment the bizon-forge server runs in (`env` in mcp.json, `claude mcp add -e {unset.group(1)}=...`, "
             "then restart the server). The checks get exactly the variables the configs reference as env://NAME "
@@ -306,7 +416,7 @@ def _probe_failure(ws: Workspace, name: str, id: str, got: dict, example: str, r
             output=got.get("trace") or _log_tail(run),
             log=run.log,
         )
-    if id == "import.config_validate":
+    if id == IMPORT_CONFIG_VALIDATE.id:
         file, line = example, None
         if not (ws.root / example).is_file():
             hint = "render_destination writes one; it is what `bizon run` and the contract and smoke checks use."
@@ -357,25 +467,28 @@ def _first_failure(tail: str) -> tuple[str | None, int | None]:
     return (m.group(1), int(m.group(2))) if m else (None, None)
 
 
-@answers(
-    Check(
-        "tests.destination",
-        "Tests and smoke",
-        "The destination's own tests (`tests/connectors/destinations/<name>/`) pass, run with the tree's "
-        "pytest "
-        "and `--confcutdir` at that folder.",
-        "The guide's `pytest tests/` fails offline; the destination's tests are the part that is about it.",
-        "Fix the failing test or the code it tests; they must run offline and bring their own fixtures.",
-        level="full",
-        explained_by=(*WRITE_BLOCKERS, *RUNTIME),
-        needs_finished_code=True,
-    ),
+TESTS_DESTINATION = Check(
+    "tests.destination",
+    "Tests and smoke",
+    "The destination's own tests (`tests/connectors/destinations/<name>/`) pass, run with the tree's "
+    "pytest "
+    "and `--confcutdir` at that folder.",
+    "The guide's `pytest tests/` fails offline; the destination's tests are the part that is about it.",
+    "Fix the failing test or the code it tests; they must run offline and bring their own fixtures.",
+    level="full",
+    explained_by=(*WRITE_BLOCKERS, *RUNTIME),
+    needs_finished_code=True,
 )
+
+
+@answers(TESTS_DESTINATION)
 def destination_tests(ws: Workspace, tests_dir: str, scratch: Path, log: Path) -> Finding:
-    id = "tests.destination"
+    id = TESTS_DESTINATION.id
     folder = ws.root / tests_dir
     if not folder.is_dir() or not any(folder.rglob("test_*.py")):
-        return skipped(id, f"No tests in {tests_dir}/; add a test_*.py there (bizon's pattern: sqlite backend).")
+        return TESTS_DESTINATION.skip(
+            f"No tests in {tests_dir}/; add a test_*.py there (bizon's pattern: sqlite backend)."
+        )
     cmd = [
         ws.python(),
         "-m",
@@ -388,24 +501,24 @@ def destination_tests(ws: Workspace, tests_dir: str, scratch: Path, log: Path) -
     return _pytest_finding(id, run_logged(ws, cmd, scratch, log, TESTS_TIMEOUT_S), tests_dir)
 
 
-@answers(
-    Check(
-        "tests.bizon_suite",
-        "Tests and smoke",
-        "A service-free part of bizon's suite passes: tests/cli/test_cli_imports.py and "
-        "tests/destination/test_config.py.",
-        "They guard what a new destination can break: optional imports on the CLI path and destination configs.",
-        "Read the failing test; usually an optional import reached config.py.",
-        level="full",
-        origin="facts",
-        explained_by=(*IMPORT_BLOCKERS, "import.models"),
-    ),
+TESTS_BIZON_SUITE = Check(
+    "tests.bizon_suite",
+    "Tests and smoke",
+    "A service-free part of bizon's suite passes: tests/cli/test_cli_imports.py and tests/destination/test_config.py.",
+    "They guard what a new destination can break: optional imports on the CLI path and destination configs.",
+    "Read the failing test; usually an optional import reached config.py.",
+    level="full",
+    origin="facts",
+    explained_by=(*IMPORT_BLOCKERS, IMPORT_MODELS.id),
 )
+
+
+@answers(TESTS_BIZON_SUITE)
 def bizon_suite(ws: Workspace, scratch: Path, log: Path) -> Finding:
-    id = "tests.bizon_suite"
+    id = TESTS_BIZON_SUITE.id
     present = [t for t in BIZON_SUITE if (ws.root / t).is_file()]
     if not present:
-        return skipped(id, f"The tree has none of {', '.join(BIZON_SUITE)}.")
+        return TESTS_BIZON_SUITE.skip(f"The tree has none of {', '.join(BIZON_SUITE)}.")
     cmd = [
         ws.python(),
         "-m",
@@ -468,213 +581,30 @@ def _suite_answers(run: Run) -> list[dict]:
     return answers
 
 
-@answers(
+# The data suite's checks, declared in suite_probe.py beside the code of its cases (it runs in the workspace's
+# interpreter and cannot import these): each case's words are its own, the rest is the same for all.
+DATA_SUITE = tuple(
     Check(
-        "data.read_back",
+        case["id"],
         "Data, read back from the scratch target",
-        "The destination defines `read_back(self) -> polars.DataFrame`: what its target holds for its "
-        "`destination_id`, with at least source_record_id, source_data and source_timestamp; an id never written "
-        "reads back empty.",
-        "Every data.* check judges what landed by reading it back; bizon's own log line only echoes write_records' "
-        "return value.",
-        "Define read_back(): query the target for self.destination_id and return those columns as a polars "
-        "DataFrame (an empty one when the target does not exist yet).",
+        case["what"],
+        case["why"],
+        case["fix"],
+        limits=case.get("limits", ""),
         level="full",
-        origin="forge",
-        explained_by=DATA_BLOCKERS,
+        origin=case.get("origin", "forge"),
+        explained_by=(*DATA_BLOCKERS, *case["after"]),
         needs_finished_code=True,
-    ),
-    Check(
-        "data.exact",
-        "Data, read back from the scratch target",
-        "A full_refresh run of 3 records reads back field-exact: the same source_record_ids, source_data equal as "
-        "JSON, source_timestamp equal to the microsecond.",
-        "A dropped or overwritten column passes every check that only counts rows.",
-        "Compare the excerpt's record with what write_records stored: keep source_data whole and source_timestamp "
-        "as sent (not bizon_loaded_at).",
-        level="full",
-        origin="forge",
-        explained_by=READ_BLOCKERS,
-        needs_finished_code=True,
-    ),
-    Check(
-        "data.several_flushes",
-        "Data, read back from the scratch target",
-        "A run of 3 flushes (2 + 3 + 1 records) then finalize() reads back all 6.",
-        "A large sync flushes many times; a destination that keeps only the last flush loses the rest.",
-        "Stage every flush of a run (append to the staging target); publish them all in finalize().",
-        level="full",
-        origin="forge",
-        explained_by=LANDED,
-        needs_finished_code=True,
-    ),
-    Check(
-        "data.hostile",
-        "Data, read back from the scratch target",
-        "7 hostile records read back exact: non-ASCII and emoji, quotes and backslashes, newlines, a "
-        "100,000-character source_data, 60-deep JSON, two records sharing a source_record_id in one batch.",
-        "Real data holds all of these; a 64 KB TEXT column, a latin1 table or a primary key on source_record_id "
-        "each loses some.",
-        "Store source_data in a column that holds any length and any Unicode (LONGTEXT/JSON, utf8mb4); do not key "
-        "on source_record_id.",
-        level="full",
-        origin="forge",
-        explained_by=LANDED,
-        needs_finished_code=True,
-    ),
-    Check(
-        "data.empty_batch",
-        "Data, read back from the scratch target",
-        "A flush of 0 records returns (True, None) and changes nothing; the next flush lands.",
-        "bizon may hand over an empty frame; a destination that fails or writes a blank row on it breaks the run.",
-        "Return (True, None) early when the frame has no rows.",
-        level="full",
-        origin="forge",
-        explained_by=LANDED,
-        needs_finished_code=True,
-    ),
-    Check(
-        "data.full_refresh_twice",
-        "Data, read back from the scratch target",
-        "Two full_refresh runs (5 records, then 3 others) leave exactly the second run's 3.",
-        "full_refresh promises the target equals the source; appending doubles it on every run.",
-        "Stage the run's flushes and replace the target with the staging in finalize(), in one atomic step; "
-        "over HTTP, replace the way the spec's full_refresh says the endpoint can.",
-        limits='For a destination that POSTs to the local receiver: it honours `"replace": true` when the spec\'s '
-        "full_refresh is replace_flag (the spec says the endpoint does; that is not proven), and ignores it when "
-        "the spec says delete_first (only a DELETE ?destination_id= then empties it).",
-        level="full",
-        origin="forge",
-        explained_by=LANDED,
-        needs_finished_code=True,
-    ),
-    Check(
-        "data.incremental",
-        "Data, read back from the scratch target",
-        "Two incremental runs (3 records, then 2) leave all 5.",
-        "incremental promises to add to the target; replacing it loses what earlier runs wrote.",
-        "Stage the run's flushes and append them to the target in finalize().",
-        level="full",
-        origin="forge",
-        explained_by=LANDED,
-        needs_finished_code=True,
-    ),
-    Check(
-        "data.stream",
-        "Data, read back from the scratch target",
-        "In stream mode each write_records lands at once, without finalize() (bizon never calls it there).",
-        "Records staged in stream mode are never published.",
-        "In stream mode write straight to the target in write_records().",
-        level="full",
-        origin="forge",
-        explained_by=LANDED,
-        needs_finished_code=True,
-    ),
-    Check(
-        "data.stream_routing",
-        "Data, read back from the scratch target",
-        "One destination object, its destination_id switched between writes (as bizon's stream runner does), puts "
-        "each flush under its own id.",
-        "bizon's stream runner builds one destination and sets destination_id per group; state cached for the first "
-        "id sends every group there.",
-        "Key per-target state (a prepared flag, cached columns) by self.destination_id, and read destination_id at "
-        "write time.",
-        level="full",
-        origin="forge",
-        explained_by=(*LANDED, "data.stream"),
-        needs_finished_code=True,
-    ),
-    Check(
-        "data.failed_flush",
-        "Data, read back from the scratch target",
-        "After a full_refresh that succeeded, a run whose flush fails (a frame without source_data) leaves the "
-        "target as it was: write_records answers (False, message) or raises, and finalize() then raises instead "
-        "of publishing (on every bizon version: 0.5.x calls it after a failed flush, 0.6.x ends the run first).",
-        "bizon 0.5.x goes on after a failed flush and calls finalize(): a destination that publishes anyway "
-        "replaces the target with a partial run.",
-        "Remember a failed flush (a flag set where write_records returns False) and make finalize() raise instead "
-        "of publishing.",
-        level="full",
-        origin="forge",
-        explained_by=LANDED,
-        needs_finished_code=True,
-    ),
-    Check(
-        "data.full_disk",
-        "Data, read back from the scratch target",
-        "After a full_refresh that succeeded, the disk fills during the next run's second flush (every write that "
-        "grows a file of the check's process fails, RLIMIT_FSIZE 0, as a full disk fails it): write_records "
-        "answers (False, message) or raises, finalize() raises, the target still reads back the first run's 3 "
-        "records exactly, and the next full_refresh, with room again, lands its 4 exactly once. Skip when the "
-        "flush succeeded and landed anyway (the target is a server, off this disk).",
-        "Local staging, SQLite and files meet a full disk in real runs; a swallowed write error loses records, "
-        "a publish after it replaces the target with a partial run.",
-        "Let a failed write reach write_records' answer, remember it, and make finalize() raise instead of "
-        "publishing; publish by an atomic replace so a failure leaves the last publication whole.",
-        limits="EFBIG stands for ENOSPC; a destination that stages in memory or on a server is judged only by what "
-        "lands.",
-        level="full",
-        origin="forge",
-        explained_by=LANDED,
-        needs_finished_code=True,
-    ),
-    Check(
-        "data.failed_publish",
-        "Data, read back from the scratch target",
-        "After an incremental run that landed 3 records, the next run's finalize() meets a full disk (as in "
-        "data.full_disk): it raises, the target still reads back exactly the 3, and the run after it, with room "
-        "again, leaves all 3 + 2 + 2 records exactly once. Skip when finalize() published anyway (the target is "
-        "off this disk).",
-        "Both bizon versions mark the job succeeded and move an incremental cursor before finalize(): a run "
-        "whose publication fails is never extracted again, so its staged records must survive to the next run "
-        "and be published once.",
-        "Keep incremental staging where the next run finds it (never relative to the working folder), publish it "
-        "atomically (a temp file then a rename, or one transaction), and let the next finalize() publish what a "
-        "failed one left.",
-        limits="The disk is full from the publication's first byte, so one that would fail half-way through an "
-        "in-place append is not made; reads use an incremental destination object.",
-        level="full",
-        origin="facts",
-        explained_by=LANDED,
-        needs_finished_code=True,
-    ),
-    Check(
-        "data.unreliable_target",
-        "Data, read back from the scratch target",
-        "Against bizon-forge's local receiver misbehaving like a real ingest API (429 with Retry-After: 2, 503, a "
-        "batch stored and then its answer lost), a full_refresh of 3 flushes lands every record exactly once and "
-        "no retry comes before its Retry-After; a 401 on every POST fails the batch after one POST. Against a "
-        "PostgreSQL, MySQL or MariaDB server, through a proxy that drops connections: a full_refresh whose 2nd "
-        "flush loses its connection at its first write and whose 3rd flush's COMMIT lands with its answer lost, and "
-        "a stream flush whose COMMIT answer is lost, land every record exactly once; full_refresh and incremental "
-        "finalize() calls dropped at each write statement in turn (before the server sees it, and after it "
-        "answered) either publish, or raise and leave the target as it was, and the next run publishes everything "
-        "exactly once (incremental: the failed runs' staged records too); a publication meeting a lock another "
-        "session holds on its tables raises within 60 s and leaves the target as it was; a wrong password fails "
-        "the flush after at most 2 connections.",
-        "Real targets fail: a server drops a connection mid-transaction, a COMMIT lands while its answer is lost, "
-        "a reader's open transaction holds a lock the publication waits on (MariaDB's lock_wait_timeout is a year, "
-        "PostgreSQL's lock_timeout is off). A retry that is not idempotent duplicates records, a publication that "
-        "is not atomic empties the target, a finalize() that swallows an error reports success after bizon marked "
-        "the job succeeded, and a retried permanent error (401, a wrong password) turns a failure into minutes of "
-        "waiting.",
-        "Retry only transient failures and make every retry idempotent (one Idempotency-Key per batch over HTTP; in "
-        "SQL delete the batch's bizon_ids before inserting again, or upsert); honour Retry-After; fail at once on "
-        "401/403, a wrong password, an unknown database or a missing privilege; publish in one transaction or one "
-        "atomic RENAME; let every error in finalize() raise; give the sessions a lock timeout.",
-        limits="Judged only when the check config posts to the receiver (env://BIZON_FORGE_RECEIVER_URL), or one "
-        "of its destination fields is a URL `postgresql|postgres|mysql|mariadb[+driver]://user@host[:port]/db` over "
-        "plain TCP; else skip (local disks get data.full_disk). TLS, a Unix socket or a host override in the query "
-        "string are not judged; the lock part needs SQLAlchemy in the workspace and locks the tables whose name "
-        "holds the case's destination_id; the wrong-password part needs a password in the URL. A server that stalls "
-        "without a lock, a failover, a restart and deadlocks are not injected. Nothing on the server changes but "
-        "the case's own tables and its own sessions' settings.",
-        level="full",
-        origin="forge",
-        explained_by=LANDED,
-        needs_finished_code=True,
-    ),
+    )
+    for case in data_suite()
 )
+# By the probe's order (test_catalog holds each name to its id); the others are named where they are used.
+DATA_READ_BACK, DATA_EXACT, DATA_SEVERAL_FLUSHES, *_ = DATA_SUITE
+READ_BLOCKERS = (*DATA_BLOCKERS, DATA_READ_BACK.id)
+LANDED = (*READ_BLOCKERS, DATA_EXACT.id)
+
+
+@answers(*DATA_SUITE)
 def suite(ws: Workspace, name: str, check: str, run_id: str, ids: list[str], cwd: Path, log: Path, env) -> list:
     """data.*: the standard suite against the check config's target, one finding per case."""
     cmd = _suite_cmd(ws, name, check, run_id, "suite")
@@ -740,39 +670,43 @@ def smoke_config(check_text: str, destination_id: str, buffer_size: int | None) 
     return yaml.safe_dump(config, sort_keys=False)
 
 
+SMOKE_BIZON_RUN = Check(
+    "smoke.bizon_run",
+    "Data, read back from the scratch target",
+    "`bizon run` of the dummy source into the check config's target (fast runner settings, its own "
+    "destination_id) exits 0, the destination logs no ERROR, and the 5 records read back.",
+    "Only a real run proves the engine, the buffer and finalize work together; its log line proves nothing.",
+    "Read the excerpt and the full log; the destination's error is usually near the end.",
+    level="full",
+    origin="facts",
+    explained_by=READ_BLOCKERS,
+    needs_finished_code=True,
+)
+DATA_EMPTY_LAST_BUFFER = Check(
+    "data.empty_last_buffer",
+    "Data, read back from the scratch target",
+    "`bizon run` with `buffer_size: 0` (every iteration written at once, the last buffer empty) leaves the "
+    "dummy source's 5 records in the target, read back.",
+    "bizon returns before finalize() when the buffer is empty at the last iteration: staged records are never "
+    "published, and the run says it succeeded.",
+    "Override write_or_buffer_records to call finalize() when bizon skips it (the recipes show how), or write "
+    "straight to the target.",
+    level="full",
+    origin="forge",
+    explained_by=(*LANDED, DATA_SEVERAL_FLUSHES.id, SMOKE_BIZON_RUN.id),
+    needs_finished_code=True,
+)
+
+
 SMOKE_RUNS = (  # (finding id, buffer_size, what it proves)
-    ("smoke.bizon_run", None, "bizon run of the dummy source"),
-    ("data.empty_last_buffer", 0, "bizon run with buffer_size: 0 (every iteration flushed, the last buffer empty)"),
+    (SMOKE_BIZON_RUN.id, None, "bizon run of the dummy source"),
+    (DATA_EMPTY_LAST_BUFFER.id, 0, "bizon run with buffer_size: 0 (every iteration flushed, the last buffer empty)"),
 )
 
 
 @answers(
-    Check(
-        "data.empty_last_buffer",
-        "Data, read back from the scratch target",
-        "`bizon run` with `buffer_size: 0` (every iteration written at once, the last buffer empty) leaves the "
-        "dummy source's 5 records in the target, read back.",
-        "bizon returns before finalize() when the buffer is empty at the last iteration: staged records are never "
-        "published, and the run says it succeeded.",
-        "Override write_or_buffer_records to call finalize() when bizon skips it (the recipes show how), or write "
-        "straight to the target.",
-        level="full",
-        origin="forge",
-        explained_by=(*LANDED, "data.several_flushes", "smoke.bizon_run"),
-        needs_finished_code=True,
-    ),
-    Check(
-        "smoke.bizon_run",
-        "Data, read back from the scratch target",
-        "`bizon run` of the dummy source into the check config's target (fast runner settings, its own "
-        "destination_id) exits 0, the destination logs no ERROR, and the 5 records read back.",
-        "Only a real run proves the engine, the buffer and finalize work together; its log line proves nothing.",
-        "Read the excerpt and the full log; the destination's error is usually near the end.",
-        level="full",
-        origin="facts",
-        explained_by=READ_BLOCKERS,
-        needs_finished_code=True,
-    ),
+    DATA_EMPTY_LAST_BUFFER,
+    SMOKE_BIZON_RUN,
 )
 def smoke(ws: Workspace, name: str, check: str, run_id: str, which: tuple, cwd: Path, logs: Path, env) -> list:
     """Real `bizon run`s (`which`: rows of SMOKE_RUNS) into the check config's target, each judged by reading

@@ -369,7 +369,7 @@ def src_errors_raised(code: SourceCode) -> Finding:
         "Keep bizon's session and mount one Retry(status_forcelist=..., respect_retry_after_header=True) adapter on "
         "both `http://` and `https://` of self.session in __init__.",
         limits="Reads mount() calls; whether a 429 and a 503 are really retried is pull.retry_429's and "
-        "pull.survives_5xx's.",
+        "pull.retry_5xx's (and api.outage's: one that outlasts the retries).",
         origin="facts",
         kind="source",
     )

@@ -11,8 +11,9 @@ recorded pages the mock API replays (fakes/mock_api.py, "Recorded responses"; va
 A stream's earlier pages there are replaced (a shorter read leaves no stale page-004.json); a stream that read no
 page keeps them.
 
-Findings (ids of their own, not the catalog's): live.read passes per stream that read without failure (reaching
-the page cap is no failure: "more pages exist"); live.http_error (with the API's status and message),
+Findings (checks declared below, kind source, level live, so the source's checklist lists them): live.read
+passes per stream that read without failure (reaching the page cap is no failure: "more pages exist");
+live.http_error (with the API's status and message),
 live.read_error, live.not_built, live.repeated (the next pagination came back: the run would never end),
 live.timeout and live.probe_died fail; live.ids_unique and live.id_field fail; live.cursor_field, live.empty,
 live.time_limit and live.save warn. Refused before anything runs: placeholders left in the example (live.config),
@@ -41,9 +42,10 @@ from pydantic import BaseModel
 from bizon_forge import interpreter
 from bizon_forge.atomic import workspace_lock, write_all
 from bizon_forge.connector import Connector
-from bizon_forge.findings import Finding, Refused, Result, failed, warned
+from bizon_forge.findings import Finding, Refused, Result, failed
 from bizon_forge.spec import source as source_spec
 from bizon_forge.spec.source import SourceSpec, StreamSpec
+from bizon_forge.validators.catalog import Check, answers
 from bizon_forge.validators.engine import log_dir
 from bizon_forge.validators.runtime import Run, run_logged
 from bizon_forge.validators.scratch import lookup, references
@@ -351,38 +353,146 @@ def stream_report(stream: StreamSpec, lines: list[dict], max_pages: int, run: Ru
     )
 
 
+# -- the checks of a live read (validate_source level "live"), declared for the source's checklist -------------------
+
+LIVE = "A bounded live read of the real API (level live)"
+
+
+def _live(id: str, what: str, why: str, fix: str, limits: str = "") -> Check:
+    return Check(id, LIVE, what, why, fix, limits=limits, level="live", origin="forge", kind="source")
+
+
+LIVE_READ = _live(
+    "live.read",
+    "Per stream, the source's own code reads at most max_pages pages of the real API without a failure (the page "
+    "cap reached is no failure).",
+    "The mock API proves the code against the spec; only the real API proves the spec against the API.",
+    "Read the stream's report: its pages, why pagination ended, the first requests (secrets masked).",
+    limits="A sample of the API, not a sync: what lies past max_pages is not read; nothing is written anywhere.",
+)
+LIVE_HTTP_ERROR = _live(
+    "live.http_error",
+    "No page of the live read answers an HTTP error.",
+    "A 401/403 is the credentials, a 404 the base_url or endpoint: the spec or the environment, not the code.",
+    "The finding's hint says which: the variable's value, the auth type and header, or base_url and endpoint.",
+)
+LIVE_READ_ERROR = _live(
+    "live.read_error",
+    "Reading a page raises no error other than an HTTP one (parsing, a missing records_path).",
+    "The real API's shape may differ from the spec's: another records_path, cursor path or record shape.",
+    "Compare the spec's paths with the saved pages (save='recorded').",
+)
+LIVE_NOT_BUILT = _live(
+    "live.not_built",
+    "The source builds from the example config, its env:// variables resolved as `bizon run` resolves them.",
+    "The live read runs what a user runs: the example config, not the check config.",
+    "Read the error: usually a variable's value or the authentication block of the example config.",
+)
+LIVE_REPEATED = _live(
+    "live.repeated",
+    "The next pagination never comes back: the read would end.",
+    "bizon stops only on an empty next_pagination; a repeated one loops forever against the real API.",
+    "Check the pagination paths of the spec against the saved pages (save='recorded').",
+)
+LIVE_TIMEOUT = _live(
+    "live.timeout",
+    "The whole read finishes within its bound (SECONDS_PER_PAGE per page, at most TIMEOUT_CAP_S).",
+    "A page that never answers would hang a sync as well.",
+    "Read the log: the request that hung, its retries.",
+)
+LIVE_PROBE_DIED = _live(
+    "live.probe_died",
+    "The read's process lives until every stream ended.",
+    "A crash of the interpreter (a native library, memory) says nothing about pagination: it must be seen.",
+    "Read the log's end.",
+)
+LIVE_IDS_UNIQUE = _live(
+    "live.ids_unique",
+    "No record id repeats within the pages read.",
+    "A real API that repeats ids across pages (or an id_field that is not unique) lands duplicates.",
+    "Name the field that identifies a record as id_field, or check the pagination does not overlap pages.",
+)
+LIVE_ID_FIELD = _live(
+    "live.id_field",
+    "Every record read holds the spec's id_field.",
+    "A record without its id lands with a wrong or empty id.",
+    "Name the field that identifies a record (a dotted path inside it) and render again.",
+)
+LIVE_CURSOR_FIELD = _live(
+    "live.cursor_field",
+    "Every record read holds the spec's cursor_field (incremental streams).",
+    "An incremental run cannot tell whether a record without it changed.",
+    "Name the field holding the record's update time, or drop cursor_field.",
+)
+LIVE_EMPTY = _live(
+    "live.empty",
+    "The API answered some records (a warning when none).",
+    "No records is an empty account, or a records_path that reads nothing.",
+    "Check records_path against a saved page.",
+)
+LIVE_TIME_LIMIT = _live(
+    "live.time_limit",
+    "The read of a stream ended before its share of the time ran out (a warning when not).",
+    "A slow API: more pages may exist than the read saw.",
+    "Read again with fewer pages, or look at the per-page timings.",
+)
+LIVE_SAVE = _live(
+    "live.save",
+    "With save=FOLDER, every page read is saved as FOLDER/<stream>/page-NNN.json (a warning when one cannot be).",
+    "Saved pages are what the mock replays (validate_source recorded=FOLDER): the real API's shapes in the checks.",
+    "Read the note: a body that is no JSON, or one too large to keep.",
+)
+FAILED_END = {  # how a stream's read ended -> the check its failure is
+    "not_built": LIVE_NOT_BUILT,
+    "repeated": LIVE_REPEATED,
+    "timeout": LIVE_TIMEOUT,
+    "probe_died": LIVE_PROBE_DIED,
+}
+
+
+@answers(
+    LIVE_READ,
+    LIVE_HTTP_ERROR,
+    LIVE_READ_ERROR,
+    LIVE_NOT_BUILT,
+    LIVE_REPEATED,
+    LIVE_TIMEOUT,
+    LIVE_PROBE_DIED,
+    LIVE_IDS_UNIQUE,
+    LIVE_ID_FIELD,
+    LIVE_CURSOR_FIELD,
+    LIVE_EMPTY,
+    LIVE_TIME_LIMIT,
+)
 def findings(s: StreamReport) -> list[Finding]:
     """What is wrong with one stream's read; a read that only stopped at the page limit is no failure."""
     found = []
     if s.ended in ("error", "not_built", "repeated", "timeout", "probe_died"):
-        id = {"error": "live.http_error" if s.status else "live.read_error"}.get(s.ended, f"live.{s.ended}")
-        found.append(failed(id, f"{s.name}: {s.why}", _hint(s)))
+        check = (LIVE_HTTP_ERROR if s.status else LIVE_READ_ERROR) if s.ended == "error" else FAILED_END[s.ended]
+        found.append(check.fail(f"{s.name}: {s.why}", _hint(s)))
     if s.duplicates:
         shown = ", ".join(s.duplicate_ids)
-        found.append(failed("live.ids_unique", f"{s.name}: {s.duplicates} duplicate ids in {s.pages} pages ({shown})."))
+        found.append(LIVE_IDS_UNIQUE.fail(f"{s.name}: {s.duplicates} duplicate ids in {s.pages} pages ({shown})."))
     if s.id_missing:
         found.append(
-            failed(
-                "live.id_field",
-                f"{s.name}: id_field {s.id_field!r} is missing in {s.id_missing} of {s.records} records.",
-                "Name the field that identifies a record (a dotted path inside it) and render again.",
+            LIVE_ID_FIELD.fail(
+                f"{s.name}: id_field {s.id_field!r} is missing in {s.id_missing} of {s.records} records."
             )
         )
     if s.cursor_missing:
         found.append(
-            warned(
-                "live.cursor_field",
+            LIVE_CURSOR_FIELD.warn(
                 f"{s.name}: cursor_field {s.cursor_field!r} is missing in {s.cursor_missing} of {s.records} records: "
                 "an incremental run cannot tell whether they changed.",
             )
         )
     if s.ended in ("end", "page_limit") and s.records == 0:
-        found.append(warned("live.empty", f"{s.name}: the API answered no records.", "Check records_path."))
+        found.append(LIVE_EMPTY.warn(f"{s.name}: the API answered no records.", "Check records_path."))
     if s.ended == "time_limit":
-        found.append(warned("live.time_limit", f"{s.name}: {s.why}"))
+        found.append(LIVE_TIME_LIMIT.warn(f"{s.name}: {s.why}"))
     if not any(f.status == "fail" for f in found):
         summary = f"{s.name}: {s.pages} pages, {s.records} records; {s.why}"
-        found.insert(0, Finding(id="live.read", status="pass", message=summary))
+        found.insert(0, LIVE_READ.passed(summary))
     return found
 
 
@@ -399,6 +509,7 @@ def _hint(s: StreamReport) -> str:
 # -- saving the pages ------------------------------------------------------------------------------------------
 
 
+@answers(LIVE_SAVE)
 def _save(ws: Workspace, folder: Path, lines: list[dict], reports: list[StreamReport]) -> list[Finding]:
     """FOLDER/<stream>/page-001.json ... (the recorded format), stale pages of an earlier read removed."""
     changes: dict[Path, str | None] = {}
@@ -408,7 +519,7 @@ def _save(ws: Workspace, folder: Path, lines: list[dict], reports: list[StreamRe
         missing = next((line for line in pages if line.get("body") is None), None)
         if missing is not None:
             note = missing.get("body_note")
-            found.append(warned("live.save", f"{report.name}: pages not saved: page {missing['page'] + 1}: {note}."))
+            found.append(LIVE_SAVE.warn(f"{report.name}: pages not saved: page {missing['page'] + 1}: {note}."))
             continue
         where = folder / report.name
         new = {

@@ -4,8 +4,10 @@ fast: the static checks (source_code), discovery (`bizon source list`, `bizon st
 run per stream: source_probe.py, in the workspace's Python, builds the source pointed at a local mock API served
 from the source's spec (mock_api.py: several pages, the spec's auth checked, a 429 with Retry-After and a 503 on
 the way, an empty last page) and loops get() until `{}`; what came out is compared with what the mock served.
-full adds the source's own tests and a real `bizon run` per stream from the mock into a scratch file destination,
-read back. Every subprocess can reach 127.0.0.1 only (loopback_only.py): nothing real is touched.
+full adds the source's own tests, a real `bizon run` per stream from the mock into a scratch file destination,
+read back, and per stream the mock's misbehaviour cases, all in one probe (source_cases.py). Every subprocess of
+these can reach 127.0.0.1 only (loopback_only.py): nothing real is touched. live is the bounded read of the real API
+(source_live.py), a few pages per stream, nothing written.
 """
 
 import functools
@@ -17,6 +19,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,10 +28,10 @@ import yaml
 
 from bizon_forge.atomic import workspace_lock
 from bizon_forge.connector import Connector
-from bizon_forge.findings import Finding, Refused, failed, skipped
+from bizon_forge.findings import Finding, Refused, failed
 from bizon_forge.spec import source as source_spec
 from bizon_forge.spec.source import SourceSpec, StreamSpec
-from bizon_forge.validators import catalog, engine
+from bizon_forge.validators import catalog, engine, source_cases, source_live
 from bizon_forge.validators.catalog import Check, answers, declared, declared_ids
 from bizon_forge.validators.engine import Kind, Progress, Units, run_example
 from bizon_forge.validators.fakes import mock_api
@@ -63,12 +66,15 @@ CONTRACT_IDS = (
 BUILD = ("pull.build",)
 PLACEHOLDER = re.compile(r"<[A-Z][A-Z_]*>")  # what the example config leaves to the user, e.g. <TOKEN_REFRESH_ENDPOINT>
 LOOP = (*BUILD, "pull.auth_sent", "pull.retry_429", "pull.retry_5xx", "pull.http_errors_raise")
+LIVE_PAGES = 3  # a live read's pages per stream, unless asked
+LOOP_ENDED = (*BUILD, "pull.pagination_ends")  # the records are judged once get()'s loop ended
 
 
 # -- the mock, the source's config pointed at it ---------------------------------------------------------
 
 
-def _auth(spec: SourceSpec, api: mock_api.MockApi) -> dict | None:
+def _auth(spec: SourceSpec, api: mock_api.MockApi, case: str | None = None) -> dict | None:
+    """The check config's authentication, pointed at the mock (at a case's token endpoint when given)."""
     c = api.credentials
     if spec.auth == "none":
         return None
@@ -81,27 +87,28 @@ def _auth(spec: SourceSpec, api: mock_api.MockApi) -> dict | None:
         return {"type": "bearer", "params": {"token": c["token"]}}
     if spec.auth == "basic":
         return {"type": "basic", "params": {"username": c["username"], "password": c["password"]}}
-    return {
-        "type": "oauth",
-        "params": {
-            "token_refresh_endpoint": api.token_url,
-            "client_id": c["client_id"],
-            "client_secret": c["client_secret"],
-            "refresh_token": c["refresh_token"],
-        },
-    }
+    # oauth, client_credentials: bizon's oauth params, as the rest recipe's check config gives them
+    # (source_render.auth_params, which validators may not import: it imports the mock), the mock's token endpoint
+    token_url = api.case_token_url(case) if case else api.token_url
+    params = {"token_refresh_endpoint": token_url, "client_id": c["client_id"], "client_secret": c["client_secret"]}
+    if spec.auth == "oauth":
+        return {"type": "oauth", "params": {**params, "refresh_token": c["refresh_token"]}}
+    params["grant_type"] = "client_credentials"
+    return {"type": "oauth", "params": params | ({"scopes": list(spec.scopes)} if spec.scopes else {})}
+
+
+SECRETS = {  # the credentials of each auth kind that must never be logged
+    "none": [],
+    "api_key": ["api_key"],
+    "bearer": ["token"],
+    "basic": ["password"],
+    "oauth": ["client_secret", "refresh_token"],
+    "client_credentials": ["client_secret"],
+}
 
 
 def _secrets(spec: SourceSpec, api: mock_api.MockApi) -> list[str]:
-    c = api.credentials
-    keys = {
-        "none": [],
-        "api_key": ["api_key"],
-        "bearer": ["token"],
-        "basic": ["password"],
-        "oauth": ["client_secret", "refresh_token"],
-    }
-    return [c[k] for k in keys[spec.auth]]
+    return [api.credentials[k] for k in SECRETS[spec.auth]]
 
 
 def _config_section(ws: Workspace, name: str) -> dict:
@@ -125,9 +132,11 @@ def _config_section(ws: Workspace, name: str) -> dict:
     return {}
 
 
-def source_config(ws: Workspace, spec: SourceSpec, stream: str, api: mock_api.MockApi) -> dict:
-    config = {**_config_section(ws, spec.name), "name": spec.name, "stream": stream, "base_url": api.url}
-    auth = _auth(spec, api)
+def source_config(ws: Workspace, spec: SourceSpec, stream: str, api: mock_api.MockApi, case: str | None = None) -> dict:
+    """The source's config pointed at the mock: its default API, or the prefix serving `case`."""
+    url = api.case_url(case) if case else api.url
+    config = {**_config_section(ws, spec.name), "name": spec.name, "stream": stream, "base_url": url}
+    auth = _auth(spec, api, case)
     if auth is not None:
         config["authentication"] = auth
     return config
@@ -244,6 +253,7 @@ PULL_PAGINATION_ENDS = Check(
     "send the cursor where the spec says (a misplaced cursor gets page 1 again).",
     origin="facts",
     explained_by=LOOP,
+    requires=BUILD,
     kind="source",
 )
 
@@ -259,6 +269,7 @@ PULL_HTTP_ERRORS_RAISE = Check(
     "every fault passes here; src.errors_raised reads the code for the rest.",
     origin="facts",
     explained_by=BUILD,
+    requires=BUILD,
     kind="source",
 )
 
@@ -272,6 +283,7 @@ PULL_RETRY_429 = Check(
     "Mount Retry(status_forcelist=[429, ...], respect_retry_after_header=True) on http:// and https:// of "
     "self.session.",
     explained_by=(*BUILD, "pull.auth_sent"),
+    requires=BUILD,
     kind="source",
 )
 
@@ -283,6 +295,7 @@ PULL_RETRY_5XX = Check(
     "An exception in get() ends bizon's run (the engine never retries a page).",
     "Put 500, 502, 503, 504 in the retry adapter's status_forcelist.",
     explained_by=(*BUILD, "pull.auth_sent", "pull.retry_429"),
+    requires=BUILD,
     kind="source",
 )
 
@@ -295,6 +308,7 @@ PULL_AUTH_SENT = Check(
     "Return AuthBuilder.token/basic/oauth2(params=...) from get_authenticator and make every request through "
     "self.session.",
     explained_by=BUILD,
+    requires=BUILD,
     kind="source",
 )
 
@@ -307,6 +321,7 @@ PULL_EVERY_RECORD_ONCE = Check(
     "Read which records are missing or doubled and on which page: an off-by-one end test, an offset advanced by "
     "page_size instead of the records received, a cursor read from the wrong page.",
     explained_by=("pull.pagination_ends", *LOOP),
+    requires=LOOP_ENDED,
     kind="source",
 )
 
@@ -318,6 +333,7 @@ PULL_IDS_UNIQUE = Check(
     "bizon does not dedupe; ids that collide across pages (a page index, a wrong field) merge records downstream.",
     "`SourceRecord(id=str(row[<id_field>]), ...)`.",
     explained_by=("pull.pagination_ends", *LOOP),
+    requires=LOOP_ENDED,
     kind="source",
 )
 
@@ -329,6 +345,7 @@ PULL_FULL_RECORDS = Check(
     "The guide's Step 4: full records as dict; downstream models read `source_data`.",
     "Pass the record itself as data, not a subset or a re-keyed copy.",
     explained_by=LOOP,
+    requires=LOOP_ENDED,
     kind="source",
 )
 
@@ -388,8 +405,8 @@ def contract(
         config = source_config(ws, spec, stream.name, api)
         log = logs / f"contract-{stream.name}.log"
         run, steps, pages = _probe(ws, spec, stream, config, scratch, log, _max_pages(spec, stream, api))
-        report = api.report()
-        found = _judge(spec, stream, run, steps, pages, report, _secrets(spec, api), _whole_log(ws, run))
+        loop = Loop(spec, stream, run, steps, pages, api.report())
+        found = _judge(loop, _secrets(spec, api), _whole_log(ws, run))
         cause = next((i for i in CONTRACT_IDS if i in found and found[i].status == "fail"), None)
         for i, f in found.items():  # "nothing was served" because the loop ended first: that failure's skip
             if cause and f.status == "skip" and f.blocked_by is None:
@@ -442,215 +459,292 @@ def _ids(records: list[dict], id_field: str) -> list[str]:
     return [str(_get(r, id_field)) for r in records]
 
 
-def _judge(
-    spec: SourceSpec,
-    stream: StreamSpec,
-    run: Run,
-    steps: dict[str, dict],
-    pages: list[dict],
-    report: dict,
-    secrets: list[str],
-    output: str,
-) -> dict[str, Finding]:
-    f: dict[str, Finding] = {}
-    s = report["streams"][stream.name]
-    where = f"stream {stream.name}"
-    build = steps.get("build")
+@dataclass(frozen=True)
+class Loop:
+    """What one contract run of a stream left to judge: the probe's run, its steps and pages, the mock's report."""
+
+    spec: SourceSpec
+    stream: StreamSpec
+    run: Run
+    steps: dict[str, dict]
+    pages: list[dict]
+    report: dict
+
+    @property
+    def where(self) -> str:
+        return f"stream {self.stream.name}"
+
+    @property
+    def served(self) -> dict:
+        """The mock's report of this stream."""
+        return self.report["streams"][self.stream.name]
+
+    @property
+    def end(self) -> dict:
+        """The probe's end of the get() loop (a 410 past the mock's request cap is a loop that never ends)."""
+        end = self.steps.get("pages") or {"ok": False, "error": f"the probe ended (exit {self.run.returncode})"}
+        if end.get("status") == 410 and self.served.get("capped"):
+            return {**end, "never_ends": True, "repeated": None}
+        return end
+
+    @property
+    def died_on(self) -> int | None:
+        """The fault get() raised on, if it raised on one of the mock's (429, 5xx)."""
+        status = self.end.get("status")
+        return status if not self.end.get("ok") and status in (429, 500, 502, 503, 504) else None
+
+    @property
+    def out(self) -> list[dict]:
+        return [r for p in self.pages for r in p["records"]]
+
+    def out_ids(self) -> list[str]:
+        """Each emitted record's id: its SourceRecord id when the API served that id, else its data's id_field
+        (a record whose SourceRecord id is wrong still came out: pull.ids_unique says the rest)."""
+        served = {str(i) for i in self.served["ids"]}
+        return [
+            str(r["id"]) if str(r["id"]) in served else str(_get(r["data"], self.stream.id_field)) for r in self.out
+        ]
+
+    def swallowed(self) -> dict | None:
+        """The stream's last request, when it got an HTTP error and the loop still ended green."""
+        last = next((r for r in reversed(self.report["requests"]) if r.get("stream") == self.stream.name), None)
+        if self.end.get("ok") and last is not None and last.get("status", 200) >= 400 and not self.served["ended"]:
+            return last
+        return None
+
+
+def _judge(loop: Loop, secrets: list[str], output: str) -> dict[str, Finding]:
+    """The contract's findings of one stream: one small judge per check, in CONTRACT_IDS' order of need."""
+    found = {PULL_SECRETS_NOT_LOGGED.id: _secrets_logged(loop, secrets, output), PULL_BUILD.id: _built(loop)}
+    for judge in (_auth_sent, _retry_429, _retry_5xx, _http_errors_raise, _pagination_ends):
+        finding = judge(loop, found)
+        found[finding.id] = finding
+    for judge in (_every_record_once, _ids_unique, _full_records):
+        finding = judge(loop, found)
+        found[finding.id] = finding
+    return found
+
+
+def _secrets_logged(loop: Loop, secrets: list[str], output: str) -> Finding:
     leaked = [x for x in secrets if x and x in output]
     if not secrets:
-        f["pull.secrets_not_logged"] = PULL_SECRETS_NOT_LOGGED.skip("The spec's auth is none: no secret to leak.")
-    elif leaked:
-        f["pull.secrets_not_logged"] = PULL_SECRETS_NOT_LOGGED.fail(
-            f"The {where} run's output holds a credential the mock issued ({len(leaked)} of {len(secrets)}).",
-            log=run.log,
+        return PULL_SECRETS_NOT_LOGGED.skip("The spec's auth is none: no secret to leak.")
+    if leaked:
+        return PULL_SECRETS_NOT_LOGGED.fail(
+            f"The {loop.where} run's output holds a credential the mock issued ({len(leaked)} of {len(secrets)}).",
+            log=loop.run.log,
         )
-    else:
-        f["pull.secrets_not_logged"] = PULL_SECRETS_NOT_LOGGED.passed(f"{where}: no credential in the output")
-    if not build or not build.get("ok"):
-        why = build["error"] if build else f"the probe ended first (exit {run.returncode}, timed out {run.timed_out})"
-        f["pull.build"] = PULL_BUILD.fail(
-            f"Building the source for {where} failed: {why}"[:400],
-            output=(build or {}).get("trace") or run.tail,
-            log=run.log,
-        )
-        for i in CONTRACT_IDS:
-            f.setdefault(i, skipped(i, "Not run: pull.build failed.", "pull.build"))
-        return f
-    f["pull.build"] = PULL_BUILD.passed(f"{where}: built in {build.get('seconds')} s")
-    loop = steps.get("pages") or {"ok": False, "error": f"the probe ended (exit {run.returncode})", "status": None}
-    status = loop.get("status")
-    faults = [x["status"] for x in s["faults"]]
-    # auth
+    return PULL_SECRETS_NOT_LOGGED.passed(f"{loop.where}: no credential in the output")
+
+
+def _built(loop: Loop) -> Finding:
+    build = loop.steps.get("build")
+    if build and build.get("ok"):
+        return PULL_BUILD.passed(f"{loop.where}: built in {build.get('seconds')} s")
+    run = loop.run
+    why = build["error"] if build else f"the probe ended first (exit {run.returncode}, timed out {run.timed_out})"
+    return PULL_BUILD.fail(
+        f"Building the source for {loop.where} failed: {why}"[:400],
+        output=(build or {}).get("trace") or run.tail,
+        log=run.log,
+    )
+
+
+def _auth_sent(loop: Loop, found: dict[str, Finding]) -> Finding:
+    unmet = PULL_AUTH_SENT.unmet(found)
+    if unmet is not None:
+        return unmet
+    report = loop.report
     if report["unauthorized"]:
         reason = next((r.get("reason") for r in report["requests"] if r.get("status") == 401), "")
-        f["pull.auth_sent"] = PULL_AUTH_SENT.fail(
-            f"The mock answered 401 to {report['unauthorized']} request(s) of {where}: {reason}."
+        return PULL_AUTH_SENT.fail(
+            f"The mock answered 401 to {report['unauthorized']} request(s) of {loop.where}: {reason}."
         )
-    elif spec.auth == "none":
-        f["pull.auth_sent"] = PULL_AUTH_SENT.passed("The spec's auth is none.")
-    else:
-        f["pull.auth_sent"] = PULL_AUTH_SENT.passed(f"{spec.auth}: every request authenticated")
-    # retries: the exception get() raised, if any, says which fault it did not survive
-    died_on = status if not loop.get("ok") and status in (429, 500, 502, 503, 504) else None
-    early = s["early_retries"]
-    if died_on == 429:
-        f["pull.retry_429"] = PULL_RETRY_429.fail(
+    if loop.spec.auth == "none":
+        return PULL_AUTH_SENT.passed("The spec's auth is none.")
+    return PULL_AUTH_SENT.passed(f"{loop.spec.auth}: every request authenticated")
+
+
+def _retry_429(loop: Loop, found: dict[str, Finding]) -> Finding:
+    unmet = PULL_RETRY_429.unmet(found)
+    if unmet is not None:
+        return unmet
+    where, early = loop.where, loop.served["early_retries"]
+    if loop.died_on == 429:
+        return PULL_RETRY_429.fail(
             f"get() raised on the mock's 429 (Retry-After: 1) in {where}: no retry on 429.",
-            output=loop.get("trace"),
-            log=run.log,
+            output=loop.end.get("trace"),
+            log=loop.run.log,
         )
-    elif early:
-        f["pull.retry_429"] = PULL_RETRY_429.fail(
-            f"{where}: retried the 429 sooner than its Retry-After ({early} early request(s))."
-        )
-    elif 429 in faults:
-        f["pull.retry_429"] = PULL_RETRY_429.passed(f"{where}: the 429 was retried after its Retry-After")
-    else:
-        f["pull.retry_429"] = PULL_RETRY_429.skip(
-            f"{where}: the mock served no 429 (recorded or clean mode, or the run ended first)."
-        )
+    if early:
+        return PULL_RETRY_429.fail(f"{where}: retried the 429 sooner than its Retry-After ({early} early request(s)).")
+    if 429 in [x["status"] for x in loop.served["faults"]]:
+        return PULL_RETRY_429.passed(f"{where}: the 429 was retried after its Retry-After")
+    return PULL_RETRY_429.skip(f"{where}: the mock served no 429 (recorded or clean mode, or the run ended first).")
+
+
+def _retry_5xx(loop: Loop, found: dict[str, Finding]) -> Finding:
+    unmet = PULL_RETRY_5XX.unmet(found)
+    if unmet is not None:
+        return unmet
+    died_on = loop.died_on
     if died_on and died_on != 429:
-        f["pull.retry_5xx"] = PULL_RETRY_5XX.fail(
-            f"get() raised on the mock's {died_on} in {where}: no retry on 5xx.",
-            output=loop.get("trace"),
-            log=run.log,
+        return PULL_RETRY_5XX.fail(
+            f"get() raised on the mock's {died_on} in {loop.where}: no retry on 5xx.",
+            output=loop.end.get("trace"),
+            log=loop.run.log,
         )
-    elif 503 in faults and not (not loop.get("ok") and died_on):
-        f["pull.retry_5xx"] = PULL_RETRY_5XX.passed(f"{where}: the 503 was retried")
-    else:
-        f["pull.retry_5xx"] = PULL_RETRY_5XX.skip(f"{where}: the mock served no 503 before the run ended.")
-    # a fault answered as the last request, and the loop ended green: the error was taken for the end
-    last = next((r for r in reversed(report["requests"]) if r.get("stream") == stream.name), None)
-    swallowed = loop.get("ok") and last is not None and last.get("status", 200) >= 400 and not s["ended"]
-    if swallowed and last is not None:
-        f["pull.http_errors_raise"] = PULL_HTTP_ERRORS_RAISE.fail(
-            f"{where}: the mock answered HTTP {last['status']} and get() returned next_pagination "
-            "{}: "
-            f"a swallowed HTTP error ended the stream green with {s['records_served']} of {len(s['records'])} "
-            "records served.",
+    if 503 in [x["status"] for x in loop.served["faults"]] and not died_on:
+        return PULL_RETRY_5XX.passed(f"{loop.where}: the 503 was retried")
+    return PULL_RETRY_5XX.skip(f"{loop.where}: the mock served no 503 before the run ended.")
+
+
+def _http_errors_raise(loop: Loop, found: dict[str, Finding]) -> Finding:
+    unmet = PULL_HTTP_ERRORS_RAISE.unmet(found)
+    if unmet is not None:
+        return unmet
+    where, s, end = loop.where, loop.served, loop.end
+    last = loop.swallowed()
+    if last is not None:
+        return PULL_HTTP_ERRORS_RAISE.fail(
+            f"{where}: the mock answered HTTP {last['status']} and get() returned next_pagination {{}}: a swallowed "
+            f"HTTP error ended the stream green with {s['records_served']} of {len(s['records'])} records served.",
         )
-    elif died_on or (not loop.get("ok") and loop.get("status")):
-        f["pull.http_errors_raise"] = PULL_HTTP_ERRORS_RAISE.passed(f"{where}: HTTP {status} raised from get()")
-    elif faults:
-        f["pull.http_errors_raise"] = PULL_HTTP_ERRORS_RAISE.passed(
-            f"{where}: no HTTP error reached the end of a page unraised"
+    if loop.died_on or (not end.get("ok") and end.get("status")):
+        return PULL_HTTP_ERRORS_RAISE.passed(f"{where}: HTTP {end.get('status')} raised from get()")
+    if s["faults"]:
+        return PULL_HTTP_ERRORS_RAISE.passed(f"{where}: no HTTP error reached the end of a page unraised")
+    return PULL_HTTP_ERRORS_RAISE.skip(f"{where}: no HTTP error was served.")
+
+
+def _never_ends(loop: Loop) -> Finding:
+    stream, s, end = loop.stream, loop.served, loop.end
+    post = stream.pagination.pattern in source_spec.POST_PATTERNS
+    params = s["params"]["body" if post else "query"]
+    hint = None
+    cursor = stream.pagination.cursor_param
+    if stream.pagination.pattern in source_spec.CURSOR_PATTERNS and not _sent(loop.report, stream.name, cursor, post):
+        place = "the POST body" if post else "the query"
+        hint = (
+            f"The cursor is never sent as {cursor!r} in {place} (the mock got {params}): send it where the spec says."
         )
-    else:
-        f["pull.http_errors_raise"] = PULL_HTTP_ERRORS_RAISE.skip(f"{where}: no HTTP error was served.")
-    # pagination
-    n = len(pages)
-    if status == 410 and s.get("capped"):  # the mock's request cap: it stopped a loop the probe's bound had not
-        loop = {**loop, "never_ends": True, "repeated": None}
-    if loop.get("never_ends"):
-        repeated = loop.get("repeated")
-        params = s["params"]["body" if stream.pagination.pattern == "post_query" else "query"]
-        place = "the POST body" if stream.pagination.pattern == "post_query" else "the query"
-        hint = None
-        if stream.pagination.pattern in ("cursor", "post_query") and stream.pagination.cursor_param not in params:
-            hint = (
-                f"The cursor is never sent as {stream.pagination.cursor_param!r} in {place} (the mock got "
-                f"{params}): send it where the spec says."
-            )
-        msg = (
-            f"{where}: next_pagination {json.dumps(repeated)} came back twice: pagination never ends."
-            if repeated is not None
-            else f"{where}: get() was still returning a next_pagination after {n} pages (the mock serves "
-            f"{s['pages_served']} pages and ended: {s['ended']}): pagination never ends."
+    repeated = end.get("repeated")
+    msg = (
+        f"{loop.where}: next_pagination {json.dumps(repeated)} came back twice: pagination never ends."
+        if repeated is not None
+        else f"{loop.where}: get() was still returning a next_pagination after {len(loop.pages)} pages (the mock "
+        f"serves {s['pages_served']} pages and ended: {s['ended']}): pagination never ends."
+    )
+    return PULL_PAGINATION_ENDS.fail(msg, hint=hint, log=loop.run.log)
+
+
+def _pagination_ends(loop: Loop, found: dict[str, Finding]) -> Finding:
+    unmet = PULL_PAGINATION_ENDS.unmet(found)
+    if unmet is not None:
+        return unmet
+    where, s, end = loop.where, loop.served, loop.end
+    if end.get("never_ends"):
+        return _never_ends(loop)
+    lost = len(s["ids"]) - len(set(loop.out_ids()) & {str(i) for i in s["ids"]})
+    if end.get("ok") and not s["ended"] and loop.swallowed() is None and lost > 0:
+        read = [
+            r["page"] for r in loop.report["requests"] if r.get("stream") == loop.stream.name and r.get("status") == 200
+        ]
+        after = f" after the mock's page {read[-1] + 1}" if read else ""
+        return PULL_PAGINATION_ENDS.fail(
+            f"{where}: get() returned next_pagination {{}}{after} ({len(loop.pages)} page(s)), before the API's last "
+            f"page: the last page(s) are lost ({lost} of {len(s['ids'])} records never came out).",
         )
-        f["pull.pagination_ends"] = PULL_PAGINATION_ENDS.fail(msg, hint=hint, log=run.log)
-    elif loop.get("ok") and not s["ended"] and not swallowed and len(_out_ids(pages, stream)) < len(s["records"]):
-        lost = len(s["records"]) - len(_out_ids(pages, stream))
-        f["pull.pagination_ends"] = PULL_PAGINATION_ENDS.fail(
-            f"{where}: get() returned next_pagination {{}} after {n} page(s), before the API's last page: the last "
-            f"page(s) are lost ({lost} of {len(s['records'])} records never came out).",
-        )
-    elif loop.get("ok"):
-        f["pull.pagination_ends"] = PULL_PAGINATION_ENDS.passed(f"{where}: ended with {{}} after {n} pages")
-    else:
-        cause = next((i for i, x in f.items() if x.status == "fail"), None)
-        error = f"{where}: get() raised on page {loop.get('page')}: {loop.get('error', '')[:300]}"
-        if cause:
-            f["pull.pagination_ends"] = PULL_PAGINATION_ENDS.skip(f"Not judged: {error}", cause)
-        else:
-            f["pull.pagination_ends"] = PULL_PAGINATION_ENDS.fail(
-                error,
-                hint="Read the excerpt: the page's request or parsing raised.",
-                output=loop.get("trace") or run.tail,
-                log=run.log,
-            )
-    # records
-    out = [r for p in pages for r in p["records"]]
-    served = s["records"]
-    if not loop.get("ok"):
-        for i in ("pull.every_record_once", "pull.ids_unique", "pull.full_records"):
-            f[i] = skipped(i, f"Not judged: {where}'s loop did not end.", "pull.pagination_ends")
-        return f
-    served_ids = _ids(served, stream.id_field)
-    got_ids = _ids([r["data"] if isinstance(r["data"], dict) else {} for r in out], stream.id_field)
-    counts = Counter(got_ids)
+    if end.get("ok"):
+        return PULL_PAGINATION_ENDS.passed(f"{where}: ended with {{}} after {len(loop.pages)} pages")
+    error = f"{where}: get() raised on page {end.get('page')}: {end.get('error', '')[:300]}"
+    cause = next((i for i, x in found.items() if x.status == "fail"), None)
+    if cause:
+        return PULL_PAGINATION_ENDS.skip(f"Not judged: {error}", cause)
+    return PULL_PAGINATION_ENDS.fail(
+        error,
+        hint="Read the excerpt: the page's request or parsing raised.",
+        output=end.get("trace") or loop.run.tail,
+        log=loop.run.log,
+    )
+
+
+def _every_record_once(loop: Loop, found: dict[str, Finding]) -> Finding:
+    unmet = PULL_EVERY_RECORD_ONCE.unmet(found, f" ({loop.where}'s loop did not end)")
+    if unmet is not None:
+        return unmet
+    served_ids = [str(i) for i in loop.served["ids"]]
+    counts = Counter(loop.out_ids())
     missing = [i for i in served_ids if counts[i] == 0]
     twice = sorted(i for i, c in counts.items() if c > 1)
-    if missing or twice:
-        parts = []
-        if missing:
-            first_page = _page_of(served_ids.index(missing[0]), stream)
-            tail = " (the last ones served: the last page is lost)" if served_ids[-len(missing) :] == missing else ""
-            parts.append(
-                f"{len(missing)} of {len(served_ids)} served records never came out{tail} (first {missing[0]}, "
-                f"served on page {first_page + 1})"
-            )
-        if twice:
-            parts.append(f"{len(twice)} came out more than once ({', '.join(twice[:3])})")
-        f["pull.every_record_once"] = PULL_EVERY_RECORD_ONCE.fail(f"{where}: {'; '.join(parts)}.")
-    else:
-        f["pull.every_record_once"] = PULL_EVERY_RECORD_ONCE.passed(f"{where}: {len(served_ids)} records, each once")
-    record_ids = [str(r["id"]) for r in out]
+    if not missing and not twice:
+        return PULL_EVERY_RECORD_ONCE.passed(f"{loop.where}: {len(served_ids)} records, each once")
+    parts = []
+    if missing:
+        tail = " (the last ones served: the last page is lost)" if served_ids[-len(missing) :] == missing else ""
+        parts.append(f"{len(missing)} of {len(served_ids)} served records never came out{tail} (first {missing[0]})")
+    if twice:
+        parts.append(f"{len(twice)} came out more than once ({', '.join(twice[:3])})")
+    return PULL_EVERY_RECORD_ONCE.fail(f"{loop.where}: {'; '.join(parts)}.")
+
+
+def _ids_unique(loop: Loop, found: dict[str, Finding]) -> Finding:
+    unmet = PULL_IDS_UNIQUE.unmet(found, f" ({loop.where}'s loop did not end)")
+    if unmet is not None:
+        return unmet
+    where, id_field = loop.where, loop.stream.id_field
+    record_ids = [str(r["id"]) for r in loop.out]
     dup = {
-        i: [p["page"] + 1 for p in pages if any(str(r["id"]) == i for r in p["records"])]
+        i: [p["page"] + 1 for p in loop.pages if any(str(r["id"]) == i for r in p["records"])]
         for i, c in Counter(record_ids).items()
         if c > 1
     }
-    wrong = [
-        (r["id"], _get(r["data"], stream.id_field))
-        for r in out
-        if isinstance(r["data"], dict) and str(r["id"]) != str(_get(r["data"], stream.id_field))
-    ]
     if dup:
         first = next(iter(dup))
-        f["pull.ids_unique"] = PULL_IDS_UNIQUE.fail(
+        return PULL_IDS_UNIQUE.fail(
             f"{where}: {len(dup)} SourceRecord id(s) collide across pages (id {first!r} on pages {dup[first]}): "
             "duplicate ids.",
         )
-    elif wrong:
-        f["pull.ids_unique"] = PULL_IDS_UNIQUE.fail(
-            f"{where}: SourceRecord id {wrong[0][0]!r} is not the record's {stream.id_field} ({wrong[0][1]!r}).",
+    wrong = [
+        (r["id"], _get(r["data"], id_field))
+        for r in loop.out
+        if isinstance(r["data"], dict) and str(r["id"]) != str(_get(r["data"], id_field))
+    ]
+    if wrong:
+        return PULL_IDS_UNIQUE.fail(
+            f"{where}: SourceRecord id {wrong[0][0]!r} is not the record's {id_field} ({wrong[0][1]!r})."
         )
-    else:
-        f["pull.ids_unique"] = PULL_IDS_UNIQUE.passed(f"{where}: {len(record_ids)} unique ids")
-    by_id = {i: r for i, r in zip(served_ids, served, strict=True)}
-    differ = [(i, r["data"]) for i, r in zip(got_ids, out, strict=True) if i in by_id and r["data"] != by_id[i]]
+    return PULL_IDS_UNIQUE.passed(f"{where}: {len(record_ids)} unique ids")
+
+
+def _full_records(loop: Loop, found: dict[str, Finding]) -> Finding:
+    unmet = PULL_FULL_RECORDS.unmet(found, f" ({loop.where}'s loop did not end)")
+    if unmet is not None:
+        return unmet
+    out = loop.out
     not_dict = [r for r in out if not isinstance(r["data"], dict)]
     if not_dict:
-        f["pull.full_records"] = PULL_FULL_RECORDS.fail(
-            f"{where}: data is a {type(not_dict[0]['data']).__name__}, not the record's dict."
+        return PULL_FULL_RECORDS.fail(
+            f"{loop.where}: data is a {type(not_dict[0]['data']).__name__}, not the record's dict."
         )
-    elif differ:
-        i, data = differ[0]
-        keys = sorted(set(by_id[i]) ^ set(data)) or sorted(k for k in by_id[i] if by_id[i].get(k) != data.get(k))
-        f["pull.full_records"] = PULL_FULL_RECORDS.fail(
-            f"{where}: {len(differ)} record(s) differ from what the API served (record {i}: keys {keys[:5]}).",
-        )
-    else:
-        f["pull.full_records"] = PULL_FULL_RECORDS.passed(f"{where}: data is the served record")
-    return f
+    by_id = {str(i): r for i, r in zip(loop.served["ids"], loop.served["records"], strict=True)}
+    differ = [(i, r["data"]) for i, r in zip(loop.out_ids(), out, strict=True) if i in by_id and r["data"] != by_id[i]]
+    if not differ:
+        return PULL_FULL_RECORDS.passed(f"{loop.where}: data is the served record")
+    i, data = differ[0]
+    keys = sorted(set(by_id[i]) ^ set(data)) or sorted(k for k in by_id[i] if by_id[i].get(k) != data.get(k))
+    return PULL_FULL_RECORDS.fail(
+        f"{loop.where}: {len(differ)} record(s) differ from what the API served (record {i}: keys {keys[:5]}).",
+    )
 
 
-def _out_ids(pages: list[dict], stream: StreamSpec) -> set[str]:
-    return {str(_get(r["data"], stream.id_field)) for p in pages for r in p["records"] if isinstance(r["data"], dict)}
-
-
-def _page_of(index: int, stream: StreamSpec) -> int:
-    return 0 if stream.pagination.pattern == "none" else index // max(1, stream.pagination.page_size)
+def _sent(report: dict, stream: str, param: str, post: bool) -> bool:
+    """Whether any request of the stream sent `param`: a dotted path into the JSON body (POST patterns), or a
+    query parameter."""
+    requests = [r for r in report["requests"] if r.get("stream") == stream]
+    if post:
+        return any(_get(r.get("body"), param) is not None for r in requests)
+    return any(param in (r.get("query") or {}) for r in requests)
 
 
 def _whole_log(ws: Workspace, run: Run) -> str:
@@ -702,17 +796,13 @@ def _incremental(
         )
     got = sorted(_ids([r["data"] for p in pages for r in p["records"] if isinstance(r["data"], dict)], stream.id_field))
     param = stream.updated_after_param
-    if param:
-        report = api.report()
-        place = "body" if stream.pagination.pattern == "post_query" else "query"
-        sent = report["streams"][stream.name]["params"][place]
-        if param not in sent:
-            other = "query" if place == "body" else "body"
-            also = report["streams"][stream.name]["params"][other]
-            where = f" (it went in the {other})" if param in also else ""
-            return PULL_INCREMENTAL.fail(
-                f"stream {stream.name}: the cursor filter {param!r} was not sent in the {place}{where}."
-            )
+    post = stream.pagination.pattern in source_spec.POST_PATTERNS
+    if param and not _sent(api.report(), stream.name, param, post):
+        place, other = ("body", "query") if post else ("query", "body")
+        where = f" (it went in the {other})" if _sent(api.report(), stream.name, param, not post) else ""
+        return PULL_INCREMENTAL.fail(
+            f"stream {stream.name}: the cursor filter {param!r} was not sent in the {place}{where}."
+        )
     if got != sorted(touched):
         extra = len(set(got) - set(touched))
         lost = len(set(touched) - set(got))
@@ -884,7 +974,16 @@ def validate_source(
     verbose: bool = False,
     progress: Progress | None = None,
     recorded: str | None = None,
-) -> ValidationResult:
+    max_pages: int = LIVE_PAGES,
+    save: str | None = None,
+) -> ValidationResult | source_live.LiveReport:
+    """fast, full: the checks against the mock API; live: the bounded live read of the real API (max_pages per
+    stream; save: a folder for the pages read, which recorded= replays)."""
+    if level == "live":
+        engine.refuse(SOURCE, ws, name, "fast")  # the name, the folder, the interpreter: refused as at any level
+        return source_live.live_read(ws, name, max_pages, save)
+    if level not in engine.LEVELS:
+        raise Refused(failed("validate.bad_level", f"Unknown level {level!r}.", "Use 'fast', 'full' or 'live'."))
     started = time.perf_counter()
     engine.refuse(SOURCE, ws, name, level)
     spec = source_spec.stored(ws, name)
@@ -902,7 +1001,7 @@ def validate_source(
     finally:
         units.close()
     for findings in units.answers():
-        engine.merge(found, findings)
+        _merge(found, findings)
     if spec is None:
         found.update(_no_spec(name))
     ordered = engine.settle(SOURCE, level, found)
@@ -910,12 +1009,27 @@ def validate_source(
     return engine.answer(SOURCE, ws, level, ordered, started=started, logs=logs, verbose=verbose, next=nxt)
 
 
+def _merge(found: dict[str, Finding], new: list[Finding]) -> None:
+    """The engine's merge of each stream's answers, except that the failures of one check in several streams make
+    one finding naming each stream (their messages say which)."""
+    for f in new:
+        old = found.get(f.id)
+        if old is not None and old.status == f.status == "fail" and f.message not in old.message:
+            found[f.id] = old.model_copy(update={"message": f"{old.message} | {f.message}"})
+        else:
+            engine.merge(found, [f])
+
+
 def _next(ws: Workspace, name: str, level: str, findings: list[Finding]) -> str:
     if any(f.status == "fail" for f in findings):
         return f"Fix the failures, each has a hint, then call validate_source(name={name!r}) again."
     if level == "fast":
         return f"validate_source(name={name!r}, level='full')"
-    return _run_for_real(ws, name)
+    live = f"validate_source(name={name!r}, level='live', max_pages={LIVE_PAGES}, save='recorded')"
+    return (
+        f"{_run_for_real(ws, name)}\nBefore a whole sync, {live} reads {LIVE_PAGES} pages a stream of the real API "
+        "with the same config (nothing written), and saves them for the mock to replay."
+    )
 
 
 def _submit(
@@ -928,16 +1042,29 @@ def _submit(
     for s in spec.streams if spec is not None else []:
         stream = functools.partial(_stream, ws, spec, s, level, sub, logs, recorded)
         units.submit(f"stream {s.name}", stream, stream_ids)
+        if level == "full" and spec is not None:  # every case of the stream in one probe, beside its contract
+            against = functools.partial(_cases, ws, spec, s, sub, logs, recorded)
+            units.submit(f"cases {s.name}", against, declared_ids(source_cases.cases))
     if level == "full":
         units.submit(TESTS_SOURCE.id, lambda: [source_tests(ws, code, sub(), logs / "tests.log")], [TESTS_SOURCE.id])
     return len(units.submitted)
 
 
+def _cases(
+    ws: Workspace, spec: SourceSpec, stream: StreamSpec, scratch: Callable[[], Path], logs: Path, recorded: str | None
+) -> list[Finding]:
+    """The stream against every case of the mock that applies to the spec, in one probe."""
+    with mock_api.start(spec.model_dump(mode="json"), recorded=recorded) as api:
+        configs = {case: source_config(ws, spec, stream.name, api, case) for case in api.cases_for()}
+        pages = _max_pages(spec, stream, api)
+        return source_cases.cases(ws, spec.name, stream.name, configs, api, scratch(), logs, pages)
+
+
 def _no_spec(name: str) -> dict[str, Finding]:
-    """Without a stored spec there is no mock API to serve: the contract and the run are not run."""
+    """Without a stored spec there is no mock API to serve: the contract, the cases and the run are not run."""
     no_mock = {
         c.id: c.skip(f"No stored spec for {name}: no mock API to serve (call describe_source).")
-        for c in declared(contract)
+        for c in (*declared(contract), *declared(source_cases.cases))
     }
     return {**no_mock, RUN_BIZON_RUN.id: RUN_BIZON_RUN.skip("No stored spec: no mock API to run from.")}
 

@@ -9,23 +9,25 @@ from collections.abc import Set
 from typing import cast
 from urllib.parse import urlsplit
 
-from bizon_forge.findings import Finding, Refused, failed, passed, skipped
+from bizon_forge.findings import Finding, Refused
 from bizon_forge.validators.catalog import Check, static
 from bizon_forge.validators.code import (
     DestinationCode,
     body_without_docstring,
+    destination_config,
     inherits_bizon_destination,
     is_log_call,
     literal_member,
+    short,
 )
 from bizon_forge.validators.destination_syntax import (
+    SOURCE_SYNTAX,
+    TRAP_WRITE_RECORDS_SIGNATURE,
     config_unreadable,
     needs,
     needs_destination,
     needs_write_records,
-    short,
 )
-from bizon_forge.validators.live import destination_config
 from bizon_forge.workspace import FACTORY_FILE, read_regular
 
 # Packages config.py may import whatever the install: bizon itself, its pydantic, and the standard library.
@@ -44,26 +46,26 @@ SECRET_SUFFIXES = ("api_key", "private_key", "access_key", "secret_key", "auth_k
 STAGING = re.compile(r"(^|[^a-z])stag(e|ed|es|ing)($|[^a-z])|(temp|tmp)_?tables?|_(temp|tmp)($|[^a-z])")
 
 
-@static(
-    Check(
-        "trap.literal_other_member",
-        "Traps",
-        "The config's Literal does not name another destination's member (e.g. a copy-pasted `DestinationTypes.FILE`).",
-        "pydantic raises TypeError '...mapped to multiple choices' at import time, breaking every bizon command.",
-        "Name the new destination's own member in `name: Literal[DestinationTypes.<NAME>]`.",
-        origin="facts",
-        explained_by=("source.syntax",),
-    ),
+TRAP_LITERAL_OTHER_MEMBER = Check(
+    "trap.literal_other_member",
+    "Traps",
+    "The config's Literal does not name another destination's member (e.g. a copy-pasted `DestinationTypes.FILE`).",
+    "pydantic raises TypeError '...mapped to multiple choices' at import time, breaking every bizon command.",
+    "Name the new destination's own member in `name: Literal[DestinationTypes.<NAME>]`.",
+    origin="facts",
+    explained_by=(SOURCE_SYNTAX.id,),
 )
+
+
+@static(TRAP_LITERAL_OTHER_MEMBER)
 def literal_other_member(code: DestinationCode) -> Finding:
-    id = "trap.literal_other_member"
+    id = TRAP_LITERAL_OTHER_MEMBER.id
     if code.tree(code.config_rel) is None:
         return config_unreadable(code, id)
     kind, value, line = literal_member(code.main_config)
     if kind != "member" or value not in code.reg.enum or code.reg.enum[value] == code.name:
-        return passed(id)
-    return failed(
-        id,
+        return TRAP_LITERAL_OTHER_MEMBER.passed()
+    return TRAP_LITERAL_OTHER_MEMBER.fail(
         f"`name: Literal[DestinationTypes.{value}]` is the {code.reg.enum[value]} destination's tag: two "
         "configs on one tag make pydantic fail at import ('mapped to multiple choices'), breaking every "
         "bizon command.",
@@ -130,20 +132,21 @@ def _required_modules(code: DestinationCode) -> set[str]:
     return out
 
 
-@static(
-    Check(
-        "trap.optional_import_in_config",
-        "Traps",
-        "`config.py` imports only the standard library, pydantic, bizon and bizon's required dependencies.",
-        "`bizon/common/models.py` imports every destination's config.py, so an optional package there breaks "
-        "a "
-        "bare bizon install (bizon's tests/cli/test_cli_imports.py enforces this).",
-        "Move the import into destination.py (or inside the function that needs it).",
-        origin="facts",
-    ),
+TRAP_OPTIONAL_IMPORT_IN_CONFIG = Check(
+    "trap.optional_import_in_config",
+    "Traps",
+    "`config.py` imports only the standard library, pydantic, bizon and bizon's required dependencies.",
+    "`bizon/common/models.py` imports every destination's config.py, so an optional package there breaks "
+    "a "
+    "bare bizon install (bizon's tests/cli/test_cli_imports.py enforces this).",
+    "Move the import into destination.py (or inside the function that needs it).",
+    origin="facts",
 )
+
+
+@static(TRAP_OPTIONAL_IMPORT_IN_CONFIG)
 def optional_import_in_config(code: DestinationCode) -> Finding:
-    id = "trap.optional_import_in_config"
+    id = TRAP_OPTIONAL_IMPORT_IN_CONFIG.id
     if skip := needs(code, code.config_rel, id):
         return skip
     allowed = ALWAYS_IMPORTABLE | set(sys.stdlib_module_names) | _required_modules(code)
@@ -152,71 +155,71 @@ def optional_import_in_config(code: DestinationCode) -> Finding:
         top = mod.split(".")[0]
         if top in allowed or any(mod == a or mod.startswith(a + ".") for a in allowed):
             continue
-        return failed(
-            id,
+        return TRAP_OPTIONAL_IMPORT_IN_CONFIG.fail(
             f"{short(rel)} imports {mod}, which a bare bizon install lacks; bizon/common/models.py imports "
             "this file, so every bizon command would fail without it.",
             file=rel,
             line=node.lineno,
             hint=f"Import {mod} in destination.py (or inside the function that uses it), never in config.py.",
         )
-    return passed(id)
+    return TRAP_OPTIONAL_IMPORT_IN_CONFIG.passed()
 
 
-@static(
-    Check(
-        "trap.models_import_in_config",
-        "Traps",
-        "`config.py` does not import `bizon.common.models`.",
-        "models.py imports config.py: the cycle fails with a partially initialised module.",
-        "Import SyncMetadata and friends in destination.py only.",
-        origin="facts",
-    ),
+TRAP_MODELS_IMPORT_IN_CONFIG = Check(
+    "trap.models_import_in_config",
+    "Traps",
+    "`config.py` does not import `bizon.common.models`.",
+    "models.py imports config.py: the cycle fails with a partially initialised module.",
+    "Import SyncMetadata and friends in destination.py only.",
+    origin="facts",
 )
+
+
+@static(TRAP_MODELS_IMPORT_IN_CONFIG)
 def models_import_in_config(code: DestinationCode) -> Finding:
-    id = "trap.models_import_in_config"
+    id = TRAP_MODELS_IMPORT_IN_CONFIG.id
     if skip := needs(code, code.config_rel, id):
         return skip
     for rel, node in _config_import_closure(code):
         for mod in _modules(node):
             if any(mod == m or mod.startswith(m + ".") for m in MODELS_IMPORTERS):
-                return failed(
-                    id,
+                return TRAP_MODELS_IMPORT_IN_CONFIG.fail(
                     f"{short(rel)} imports {mod}, which imports bizon.common.models, which imports this "
                     "config: a circular import.",
                     file=rel,
                     line=node.lineno,
                 )
-    return passed(id)
+    return TRAP_MODELS_IMPORT_IN_CONFIG.passed()
 
 
-@static(
-    Check(
-        "trap.factory_top_level_import",
-        "Traps",
-        "`bizon/destination/destination.py` imports the destination module inside its factory branch, not at the top.",
-        "The destination module imports AbstractDestination from that same file: a top-level import is circular.",
-        "Move the import into the `elif config.name == DestinationTypes.<NAME>:` branch.",
-        origin="facts",
-    ),
+TRAP_FACTORY_TOP_LEVEL_IMPORT = Check(
+    "trap.factory_top_level_import",
+    "Traps",
+    "`bizon/destination/destination.py` imports the destination module inside its factory branch, not at the top.",
+    "The destination module imports AbstractDestination from that same file: a top-level import is circular.",
+    "Move the import into the `elif config.name == DestinationTypes.<NAME>:` branch.",
+    origin="facts",
 )
+
+
+@static(TRAP_FACTORY_TOP_LEVEL_IMPORT)
 def factory_top_level_import(code: DestinationCode) -> Finding:
-    id = "trap.factory_top_level_import"
     tree = code.registration[FACTORY_FILE].tree
     if tree is None:
-        return skipped(id, f"{FACTORY_FILE} does not parse (see source.syntax).", "source.syntax")
+        return TRAP_FACTORY_TOP_LEVEL_IMPORT.skip(
+            f"{FACTORY_FILE} does not parse (see source.syntax).", SOURCE_SYNTAX.id
+        )
     mine = code.connector.owns
     for node in tree.body:
         mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [getattr(node, "module", "") or ""]
         if isinstance(node, (ast.Import, ast.ImportFrom)) and any(mine(m) for m in mods):
-            return failed(
-                id,
+            return TRAP_FACTORY_TOP_LEVEL_IMPORT.fail(
                 f"{FACTORY_FILE} imports {mods[0]} at the top: the destination imports AbstractDestination "
                 "from this file, so the import is circular.",
                 file=FACTORY_FILE,
                 line=node.lineno,
             )
-    return passed(id)
+    return TRAP_FACTORY_TOP_LEVEL_IMPORT.passed()
 
 
 def _self_attrs(fn, ctx) -> dict[str, int]:
@@ -246,29 +249,30 @@ def _self_calls(fn) -> dict[str, int]:
 SETUP_VERBS = re.compile(r"^_*(connect|create|setup|set_up|init|open|ensure|prepare|make|mkdir|start|login|auth)")
 
 
-@static(
-    Check(
-        "trap.setup_in_check_connection",
-        "Traps",
-        "Set-up (clients, tables, folders) does not live only in `check_connection()`.",
-        "The engine never calls check_connection() on a destination, so that set-up never runs.",
-        "Do the set-up in `__init__` (or lazily in write_records); check_connection may reuse it.",
-        limits="Judges `self.X` values that only check_connection() sets and the `self.method()` calls it makes "
-        "whose names say set-up (connect, create, setup, init, open, ensure, prepare, make, mkdir, start, login, "
-        "auth); set-up done through other names is not seen.",
-        skip_is_not_applicable=True,
-        origin="facts",
-    ),
+TRAP_SETUP_IN_CHECK_CONNECTION = Check(
+    "trap.setup_in_check_connection",
+    "Traps",
+    "Set-up (clients, tables, folders) does not live only in `check_connection()`.",
+    "The engine never calls check_connection() on a destination, so that set-up never runs.",
+    "Do the set-up in `__init__` (or lazily in write_records); check_connection may reuse it.",
+    limits="Judges `self.X` values that only check_connection() sets and the `self.method()` calls it makes "
+    "whose names say set-up (connect, create, setup, init, open, ensure, prepare, make, mkdir, start, login, "
+    "auth); set-up done through other names is not seen.",
+    skip_is_not_applicable=True,
+    origin="facts",
 )
+
+
+@static(TRAP_SETUP_IN_CHECK_CONNECTION)
 def setup_in_check_connection(code: DestinationCode) -> Finding:
-    id = "trap.setup_in_check_connection"
+    id = TRAP_SETUP_IN_CHECK_CONNECTION.id
     if skip := needs_destination(code, id):
         return skip
     cls = cast(ast.ClassDef, code.destination_class)  # needs_destination found it
     methods = [s for s in cls.body if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef))]
     check = next((m for m in methods if m.name == "check_connection"), None)
     if check is None:
-        return skipped(id, "No check_connection() of its own: nothing to judge.")
+        return TRAP_SETUP_IN_CHECK_CONNECTION.skip("No check_connection() of its own: nothing to judge.")
     others = [m for m in methods if m is not check]
     stored_elsewhere = set().union(*(_self_attrs(m, ast.Store) for m in others)) if others else set()
     read_elsewhere = set().union(*(_self_attrs(m, ast.Load) for m in others)) if others else set()
@@ -277,8 +281,7 @@ def setup_in_check_connection(code: DestinationCode) -> Finding:
     defined = {m.name for m in methods}
     for attr, line in _self_attrs(check, ast.Store).items():
         if attr not in stored_elsewhere and attr in read_elsewhere and attr not in defined:
-            return failed(
-                id,
+            return TRAP_SETUP_IN_CHECK_CONNECTION.fail(
                 f"self.{attr} is only set in check_connection(), which bizon never calls on a destination; "
                 "the methods that read it will fail.",
                 file=code.destination_rel,
@@ -286,13 +289,12 @@ def setup_in_check_connection(code: DestinationCode) -> Finding:
             )
     for name, line in _self_calls(check).items():
         if name in defined and name not in called_elsewhere and SETUP_VERBS.match(name):
-            return failed(
-                id,
+            return TRAP_SETUP_IN_CHECK_CONNECTION.fail(
                 f"self.{name}() runs only in check_connection(), which bizon never calls on a destination.",
                 file=code.destination_rel,
                 line=line,
             )
-    return passed(id)
+    return TRAP_SETUP_IN_CHECK_CONNECTION.passed()
 
 
 def _broad(handler: ast.ExceptHandler) -> bool:
@@ -321,46 +323,37 @@ def _escaping_raises(stmts: list[ast.stmt], protected: bool, out: list[ast.Raise
                 _escaping_raises(case.body, protected, out)
 
 
-@static(
-    Check(
-        "trap.write_records_raises",
-        "Traps",
-        "`write_records()` has no `raise` that can escape it.",
-        "The checklist asks destinations to return `(False, message)`; an escaping exception skips the "
-        "destination's own error reporting.",
-        "Wrap the work in `try/except Exception` and `return False, message` in the handler.",
-        origin="facts",
-    ),
+TRAP_WRITE_RECORDS_RAISES = Check(
+    "trap.write_records_raises",
+    "Traps",
+    "`write_records()` has no `raise` that can escape it.",
+    "The checklist asks destinations to return `(False, message)`; an escaping exception skips the "
+    "destination's own error reporting.",
+    "Wrap the work in `try/except Exception` and `return False, message` in the handler.",
+    origin="facts",
 )
+
+
+@static(TRAP_WRITE_RECORDS_RAISES)
 def write_records_raises(code: DestinationCode) -> Finding:
-    id = "trap.write_records_raises"
+    id = TRAP_WRITE_RECORDS_RAISES.id
     fn, answer = needs_write_records(code, id)
     if answer:
         return answer
     out: list[ast.Raise] = []
     _escaping_raises(fn.body, False, out)
     if not out:
-        return passed(id)
-    return failed(
-        id,
+        return TRAP_WRITE_RECORDS_RAISES.passed()
+    return TRAP_WRITE_RECORDS_RAISES.fail(
         f"`{ast.unparse(out[0])}` can escape write_records; return (False, message) instead.",
         file=code.destination_rel,
         line=out[0].lineno,
     )
 
 
-@static(
-    Check(
-        "trap.write_records_signature",
-        "Traps",
-        "`write_records` is a plain method taking exactly `df_destination_records`.",
-        "bizon calls `self.write_records(df_destination_records=...)` by keyword.",
-        "Declare `def write_records(self, df_destination_records: pl.DataFrame) -> Tuple[bool, Union[str, None]]:`.",
-        origin="facts",
-    ),
-)
+@static(TRAP_WRITE_RECORDS_SIGNATURE)
 def write_records_signature(code: DestinationCode) -> Finding:
-    id = "trap.write_records_signature"
+    id = TRAP_WRITE_RECORDS_SIGNATURE.id
     if skip := needs_destination(code, id):
         return skip
     cls = cast(ast.ClassDef, code.destination_class)  # needs_destination found it
@@ -368,28 +361,28 @@ def write_records_signature(code: DestinationCode) -> Finding:
     rel = code.destination_rel
     if fn is None:
         if inherits_bizon_destination(code):
-            return passed(id, "write_records is inherited from a bizon destination.")
-        return failed(
-            id,
+            return TRAP_WRITE_RECORDS_SIGNATURE.passed("write_records is inherited from a bizon destination.")
+        return TRAP_WRITE_RECORDS_SIGNATURE.fail(
             f"{cls.name} does not define write_records(); the class cannot be instantiated.",
             file=rel,
             line=cls.lineno,
         )
     if isinstance(fn, ast.AsyncFunctionDef):
-        return failed(id, "write_records is `async`; bizon calls it synchronously.", file=rel, line=fn.lineno)
+        return TRAP_WRITE_RECORDS_SIGNATURE.fail(
+            "write_records is `async`; bizon calls it synchronously.", file=rel, line=fn.lineno
+        )
     decorators = {ast.unparse(d) for d in fn.decorator_list}
     if decorators & {"staticmethod", "classmethod"}:
-        return failed(id, "write_records must be a plain method.", file=rel, line=fn.lineno)
+        return TRAP_WRITE_RECORDS_SIGNATURE.fail("write_records must be a plain method.", file=rel, line=fn.lineno)
     a = fn.args
     positional = [*a.posonlyargs, *a.args]
     if not positional or positional[0].arg != "self":
-        return failed(id, "write_records does not take `self` first.", file=rel, line=fn.lineno)
+        return TRAP_WRITE_RECORDS_SIGNATURE.fail("write_records does not take `self` first.", file=rel, line=fn.lineno)
     params = positional[1:]
     named = {p.arg for p in [*params, *a.kwonlyargs]}
     if "df_destination_records" not in named:
         got = ", ".join(p.arg for p in params) or "nothing"
-        return failed(
-            id,
+        return TRAP_WRITE_RECORDS_SIGNATURE.fail(
             f"write_records takes {got}; bizon passes the keyword `df_destination_records=`.",
             file=rel,
             line=fn.lineno,
@@ -399,15 +392,16 @@ def write_records_signature(code: DestinationCode) -> Finding:
     required += [p.arg for p, d in zip(a.kwonlyargs, a.kw_defaults, strict=True) if d is None]
     extra = [r for r in required if r != "df_destination_records"]
     if extra:
-        return failed(
-            id,
+        return TRAP_WRITE_RECORDS_SIGNATURE.fail(
             f"write_records requires {', '.join(extra)}, which bizon never passes.",
             file=rel,
             line=fn.lineno,
         )
     if "df_destination_records" not in {p.arg for p in a.kwonlyargs} and params[0].arg != "df_destination_records":
-        return failed(id, "df_destination_records must be the first parameter after self.", file=rel, line=fn.lineno)
-    return passed(id)
+        return TRAP_WRITE_RECORDS_SIGNATURE.fail(
+            "df_destination_records must be the first parameter after self.", file=rel, line=fn.lineno
+        )
+    return TRAP_WRITE_RECORDS_SIGNATURE.passed()
 
 
 def _trivial(fn) -> bool:
@@ -422,20 +416,21 @@ def _trivial(fn) -> bool:
     return True
 
 
-@static(
-    Check(
-        "trap.staging_without_finalize",
-        "Traps",
-        "A destination that names a staging target overrides `finalize()` with a body that does something.",
-        "`finalize()` defaults to doing nothing: staged records would never reach the target.",
-        "In finalize(), replace the target with the staging copy (full_refresh) or append it (incremental).",
-        limits="Judged by names only (stage, staging, temp/tmp table, `_tmp`): what is written where and what "
-        "finalize() does with it are not followed.",
-        origin="facts",
-    ),
+TRAP_STAGING_WITHOUT_FINALIZE = Check(
+    "trap.staging_without_finalize",
+    "Traps",
+    "A destination that names a staging target overrides `finalize()` with a body that does something.",
+    "`finalize()` defaults to doing nothing: staged records would never reach the target.",
+    "In finalize(), replace the target with the staging copy (full_refresh) or append it (incremental).",
+    limits="Judged by names only (stage, staging, temp/tmp table, `_tmp`): what is written where and what "
+    "finalize() does with it are not followed.",
+    origin="facts",
 )
+
+
+@static(TRAP_STAGING_WITHOUT_FINALIZE)
 def staging_without_finalize(code: DestinationCode) -> Finding:
-    id = "trap.staging_without_finalize"
+    id = TRAP_STAGING_WITHOUT_FINALIZE.id
     if skip := needs_destination(code, id):
         return skip
     cls = cast(ast.ClassDef, code.destination_class)  # needs_destination found it
@@ -456,17 +451,17 @@ def staging_without_finalize(code: DestinationCode) -> Finding:
             break
     # Judged by names only: what the code writes where, and what finalize() does with it, is not followed.
     if mention is None:
-        return passed(id, "No name in destination.py reads as staging (judged by names only).")
+        return TRAP_STAGING_WITHOUT_FINALIZE.passed(
+            "No name in destination.py reads as staging (judged by names only)."
+        )
     fn = code.destination_method("finalize")
     if fn is not None and not _trivial(fn):
-        return passed(
-            id,
+        return TRAP_STAGING_WITHOUT_FINALIZE.passed(
             f"A name reads as staging (line {mention.lineno}) and finalize() does something; what it does is not "
             "judged.",
         )
     where = "does not override finalize()" if fn is None else "has a finalize() that does nothing"
-    return failed(
-        id,
+    return TRAP_STAGING_WITHOUT_FINALIZE.fail(
         f"{cls.name} names a staging target (line {mention.lineno}) but {where}: "
         "staged records would never reach the target.",
         file=code.destination_rel,
@@ -474,37 +469,39 @@ def staging_without_finalize(code: DestinationCode) -> Finding:
     )
 
 
-@static(
-    Check(
-        "trap.finalize_returns_false",
-        "Traps",
-        "`finalize()` never answers a failure with a literal `return False`.",
-        "bizon ignores finalize()'s return value: a publish that failed and returned False looks like a success "
-        "(0.5.x and 0.6.x alike).",
-        "Raise in finalize() when publishing fails (log the context first); bizon then ends the run as failed.",
-        limits="What it returns is not judged otherwise.",
-        skip_is_not_applicable=True,
-        origin="facts",
-    ),
+TRAP_FINALIZE_RETURNS_FALSE = Check(
+    "trap.finalize_returns_false",
+    "Traps",
+    "`finalize()` never answers a failure with a literal `return False`.",
+    "bizon ignores finalize()'s return value: a publish that failed and returned False looks like a success "
+    "(0.5.x and 0.6.x alike).",
+    "Raise in finalize() when publishing fails (log the context first); bizon then ends the run as failed.",
+    limits="What it returns is not judged otherwise.",
+    skip_is_not_applicable=True,
+    origin="facts",
 )
+
+
+@static(TRAP_FINALIZE_RETURNS_FALSE)
 def finalize_returns_false(code: DestinationCode) -> Finding:
     """A `return False` in finalize(): bizon ignores the value, so the failure it means goes unnoticed."""
-    id = "trap.finalize_returns_false"
+    id = TRAP_FINALIZE_RETURNS_FALSE.id
     if skip := needs_destination(code, id):
         return skip
     fn = code.destination_method("finalize")
     if fn is None:
-        return skipped(id, "No finalize() of its own: nothing to judge.")
+        return TRAP_FINALIZE_RETURNS_FALSE.skip("No finalize() of its own: nothing to judge.")
     for node in ast.walk(fn):
         if isinstance(node, ast.Return) and isinstance(node.value, ast.Constant) and node.value.value is False:
-            return failed(
-                id,
+            return TRAP_FINALIZE_RETURNS_FALSE.fail(
                 f"finalize() returns False (line {node.lineno}): bizon ignores finalize()'s return value, so the "
                 "run reports success while the records stay unpublished.",
                 file=code.destination_rel,
                 line=node.lineno,
             )
-    return passed(id, "finalize() never answers a failure with False (judged: literal `return False` only).")
+    return TRAP_FINALIZE_RETURNS_FALSE.passed(
+        "finalize() never answers a failure with False (judged: literal `return False` only)."
+    )
 
 
 def _secret_fields(code: DestinationCode) -> dict[str, tuple[str, int]]:
@@ -617,26 +614,25 @@ def _tainted_locals(fn: ast.AST, secrets: set[str], attrs: set[str]) -> set[str]
             return tainted
 
 
-@static(
-    Check(
-        "trap.secret_logged",
-        "Traps",
-        "Secret fields are `SecretStr`, and no log line or print holds the config, a secret field or "
-        "`get_secret_value()`.",
-        "bizon prints whole configs in some errors (the factory's 'not found' message); log lines end up in CI output.",
-        "Type secrets as `SecretStr`; log only non-secret fields.",
-        origin="facts",
-    ),
+TRAP_SECRET_LOGGED = Check(
+    "trap.secret_logged",
+    "Traps",
+    "Secret fields are `SecretStr`, and no log line or print holds the config, a secret field or `get_secret_value()`.",
+    "bizon prints whole configs in some errors (the factory's 'not found' message); log lines end up in CI output.",
+    "Type secrets as `SecretStr`; log only non-secret fields.",
+    origin="facts",
 )
+
+
+@static(TRAP_SECRET_LOGGED)
 def secret_logged(code: DestinationCode) -> Finding:
-    id = "trap.secret_logged"
+    id = TRAP_SECRET_LOGGED.id
     if code.tree(code.config_rel) is None:
         return config_unreadable(code, id)
     secrets = _secret_fields(code)
     for field, (annotation, line) in secrets.items():
         if "SecretStr" not in annotation and "str" in annotation:
-            return failed(
-                id,
+            return TRAP_SECRET_LOGGED.fail(
                 f"The secret field {field} is a plain `{annotation}`: any log line or error that prints the "
                 "config shows it.",
                 file=code.config_rel,
@@ -647,14 +643,13 @@ def secret_logged(code: DestinationCode) -> Finding:
         leak = _logged_secret(f.tree, set(secrets)) if f.tree is not None else None
         if leak:
             what, line = leak
-            return failed(
-                id,
+            return TRAP_SECRET_LOGGED.fail(
                 f"A log line prints {what}.",
                 file=f.rel,
                 line=line,
                 hint="Log only non-secret fields (host, table, counts), never the config object.",
             )
-    return passed(id)
+    return TRAP_SECRET_LOGGED.passed()
 
 
 def _logged_secret(tree: ast.Module, secrets: set[str]) -> tuple[str, int] | None:
@@ -693,29 +688,32 @@ def _plaintext(value) -> str | None:
     return "the value"
 
 
-@static(
-    Check(
-        "trap.plaintext_secret",
-        "Traps",
-        "No secret field of the details config (SecretStr, marked secret in the spec, or named like a secret) holds "
-        "a plain-text value in the example or check config: each is an env:// or gsm:// reference (whole or "
-        "inline ${...}), empty, or a URL without a password. Skip when there is no secret field or neither config "
-        "sets one.",
-        "Both configs are committed with the tree, and bizon prints whole configs in some errors. bizon resolves "
-        "env://NAME (and gsm:// on 0.6.x), and `bizon run` reads the tree's .env.",
-        "Reference the secret as env://NAME and set NAME in the workspace's .env (kept out of git) or the environment.",
-        skip_is_not_applicable=True,
-        origin="facts",
-    ),
+TRAP_PLAINTEXT_SECRET = Check(
+    "trap.plaintext_secret",
+    "Traps",
+    "No secret field of the details config (SecretStr, marked secret in the spec, or named like a secret) holds "
+    "a plain-text value in the example or check config: each is an env:// or gsm:// reference (whole or "
+    "inline ${...}), empty, or a URL without a password. Skip when there is no secret field or neither config "
+    "sets one.",
+    "Both configs are committed with the tree, and bizon prints whole configs in some errors. bizon resolves "
+    "env://NAME (and gsm:// on 0.6.x), and `bizon run` reads the tree's .env.",
+    "Reference the secret as env://NAME and set NAME in the workspace's .env (kept out of git) or the environment.",
+    skip_is_not_applicable=True,
+    origin="facts",
 )
+
+
+@static(TRAP_PLAINTEXT_SECRET)
 def plaintext_secret(code: DestinationCode) -> Finding:
     """trap.plaintext_secret: the committed configs reference their secrets instead of holding them."""
-    id = "trap.plaintext_secret"
+    id = TRAP_PLAINTEXT_SECRET.id
     if code.tree(code.config_rel) is None:
         return config_unreadable(code, id)
     secrets = _secret_fields(code)
     if not secrets:
-        return skipped(id, "The details config has no secret field (SecretStr, marked secret, or named like one).")
+        return TRAP_PLAINTEXT_SECRET.skip(
+            "The details config has no secret field (SecretStr, marked secret, or named like one)."
+        )
     judged = []
     for rel in (code.example_rel, code.check_rel):
         details = destination_config(code, rel) or {}
@@ -723,8 +721,7 @@ def plaintext_secret(code: DestinationCode) -> Finding:
             judged.append(f"{rel.rsplit('/', 1)[-1]}:{field}")
             what = _plaintext(details[field])
             if what:
-                return failed(
-                    id,
+                return TRAP_PLAINTEXT_SECRET.fail(
                     f"{rel} holds {what} of the secret field {field} in plain text: the config is committed with "
                     "the tree, and bizon prints whole configs in some errors.",
                     file=rel,
@@ -732,8 +729,7 @@ def plaintext_secret(code: DestinationCode) -> Finding:
                     "URL) and set the value in the workspace's .env (keep it out of git) or in the environment.",
                 )
     if not judged:
-        return skipped(id, "Neither config sets a secret field: nothing to judge.")
-    return passed(
-        id,
+        return TRAP_PLAINTEXT_SECRET.skip("Neither config sets a secret field: nothing to judge.")
+    return TRAP_PLAINTEXT_SECRET.passed(
         f"Every secret field the configs set is a reference, empty or a URL without a password: {', '.join(judged)}.",
     )

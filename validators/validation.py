@@ -58,7 +58,12 @@ def _checked_files(code: DestinationCode) -> list[str]:
 
 def _wrote(findings: list[Finding]) -> bool:
     """Whether a check that writes records got as far as writing (its finding is an answer, not a skip)."""
-    writers = ("contract.write_records", *catalog.DATA, "data.empty_last_buffer", "smoke.bizon_run")
+    writers = (
+        runtime.CONTRACT_WRITE_RECORDS.id,
+        *catalog.DATA,
+        runtime.DATA_EMPTY_LAST_BUFFER.id,
+        runtime.SMOKE_BIZON_RUN.id,
+    )
     return any(f.id in writers and f.status in ("pass", "fail") for f in findings)
 
 
@@ -174,7 +179,7 @@ def _submit(
             f"Not run: it writes records, and only to a check config's scratch target ({where.message})", where.id
         )
 
-    live_ids = [i for i in catalog.RUNTIME if i.startswith("contract.")]
+    live_ids = [i for i in runtime.RUNTIME if i.startswith("contract.")]
     not_run = {i: not_live(i) for i in live_ids if not writes}
     units.submit(
         "probe",
@@ -188,7 +193,7 @@ def _submit(
             logs / "probe.log",
             target.env("contract"),
         ),
-        [i for i in catalog.RUNTIME if writes or i not in live_ids],
+        [i for i in runtime.RUNTIME if writes or i not in live_ids],
     )
     if level != "full":
         return not_run

@@ -64,6 +64,33 @@ BUGS = {
     "no_retry_on_429": [
         ('for scheme in ("http://", "https://"):', 'for scheme in ("https://",):'),
     ],
+    # the last page's records dropped: unseen while the API ends on an empty page (the default mock's)
+    "last_page_records_dropped": [
+        ("SourceIteration(records=records, next", "SourceIteration(records=records if cursor else [], next"),
+    ],
+    # a page shorter than the API's usual 5 taken for the last: unseen while only the last page is short
+    "short_page_taken_for_last": [
+        ("if cursor else {})", 'if cursor and len(body["data"]) >= 5 else {})'),
+    ],
+    # a 5xx that outlasts the retries read as the end of the stream: unseen while every 503 is retried away
+    "outage_ends_the_stream": [
+        (
+            "        response = self.session.get(",
+            "        try:\n            response = self.session.get(",
+        ),
+        (
+            "params=params, timeout=30)\n",
+            "params=params, timeout=30)\n"
+            "        except HTTPError as error:\n"
+            "            if error.response is not None and error.response.status_code >= 500:\n"
+            "                return SourceIteration(records=[], next_pagination={})\n"
+            "            raise\n",
+        ),
+        (
+            "from requests.auth import AuthBase\n",
+            "from requests.auth import AuthBase\nfrom requests.exceptions import HTTPError\n",
+        ),
+    ],
 }
 
 

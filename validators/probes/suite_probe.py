@@ -21,7 +21,6 @@ import sys
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 import contract_probe as probe
@@ -802,20 +801,241 @@ def _unreliable_server(t: Target, field: str, url: str, protocol: str, host: str
 
 
 # data.failed_flush also takes bizon's version (suite() passes it)
-CASES: tuple[tuple[str, Callable[..., str]], ...] = (
-    ("data.read_back", case_read_back),
-    ("data.exact", case_exact),
-    ("data.several_flushes", case_several_flushes),
-    ("data.hostile", case_hostile),
-    ("data.empty_batch", case_empty_batch),
-    ("data.full_refresh_twice", case_full_refresh_twice),
-    ("data.incremental", case_incremental),
-    ("data.stream", case_stream),
-    ("data.stream_routing", case_stream_routing),
-    ("data.failed_flush", case_failed_flush),
-    ("data.full_disk", case_full_disk),
-    ("data.failed_publish", case_failed_publish),
-    ("data.unreliable_target", case_unreliable_target),
+# The data suite's cases, in the order they run: each one's declaration (the checklist's id, what must hold,
+# why, the fix, its limits) beside the function that runs it. Plain literals: bizon-forge reads them without
+# running this file (catalog.data_suite), and builds the checks of runtime.suite from them. `after`: the cases
+# whose failure explains this one's (bizon-forge adds the checks that must pass before any data case).
+CASES = (
+    {
+        "id": "data.read_back",
+        "run": "case_read_back",
+        "what": (
+            "The destination defines `read_back(self) -> polars.DataFrame`: what its target holds for its "
+            "`destination_id`, with at least source_record_id, source_data and source_timestamp; an id never "
+            "written reads back empty."
+        ),
+        "why": (
+            "Every data.* check judges what landed by reading it back; bizon's own log line only echoes "
+            "write_records' return value."
+        ),
+        "fix": (
+            "Define read_back(): query the target for self.destination_id and return those columns as a "
+            "polars DataFrame (an empty one when the target does not exist yet)."
+        ),
+        "after": (),
+    },
+    {
+        "id": "data.exact",
+        "run": "case_exact",
+        "what": (
+            "A full_refresh run of 3 records reads back field-exact: the same source_record_ids, source_data "
+            "equal as JSON, source_timestamp equal to the microsecond."
+        ),
+        "why": "A dropped or overwritten column passes every check that only counts rows.",
+        "fix": (
+            "Compare the excerpt's record with what write_records stored: keep source_data whole and "
+            "source_timestamp as sent (not bizon_loaded_at)."
+        ),
+        "after": ("data.read_back",),
+    },
+    {
+        "id": "data.several_flushes",
+        "run": "case_several_flushes",
+        "what": "A run of 3 flushes (2 + 3 + 1 records) then finalize() reads back all 6.",
+        "why": "A large sync flushes many times; a destination that keeps only the last flush loses the rest.",
+        "fix": "Stage every flush of a run (append to the staging target); publish them all in finalize().",
+        "after": ("data.read_back", "data.exact"),
+    },
+    {
+        "id": "data.hostile",
+        "run": "case_hostile",
+        "what": (
+            "7 hostile records read back exact: non-ASCII and emoji, quotes and backslashes, newlines, a "
+            "100,000-character source_data, 60-deep JSON, two records sharing a source_record_id in one "
+            "batch."
+        ),
+        "why": (
+            "Real data holds all of these; a 64 KB TEXT column, a latin1 table or a primary key on "
+            "source_record_id each loses some."
+        ),
+        "fix": (
+            "Store source_data in a column that holds any length and any Unicode (LONGTEXT/JSON, utf8mb4); do "
+            "not key on source_record_id."
+        ),
+        "after": ("data.read_back", "data.exact"),
+    },
+    {
+        "id": "data.empty_batch",
+        "run": "case_empty_batch",
+        "what": "A flush of 0 records returns (True, None) and changes nothing; the next flush lands.",
+        "why": (
+            "bizon may hand over an empty frame; a destination that fails or writes a blank row on it breaks the run."
+        ),
+        "fix": "Return (True, None) early when the frame has no rows.",
+        "after": ("data.read_back", "data.exact"),
+    },
+    {
+        "id": "data.full_refresh_twice",
+        "run": "case_full_refresh_twice",
+        "what": "Two full_refresh runs (5 records, then 3 others) leave exactly the second run's 3.",
+        "why": "full_refresh promises the target equals the source; appending doubles it on every run.",
+        "fix": (
+            "Stage the run's flushes and replace the target with the staging in finalize(), in one atomic "
+            "step; over HTTP, replace the way the spec's full_refresh says the endpoint can."
+        ),
+        "limits": (
+            'For a destination that POSTs to the local receiver: it honours `"replace": true` when the spec\'s '
+            "full_refresh is replace_flag (the spec says the endpoint does; that is not proven), and ignores "
+            "it when the spec says delete_first (only a DELETE ?destination_id= then empties it)."
+        ),
+        "after": ("data.read_back", "data.exact"),
+    },
+    {
+        "id": "data.incremental",
+        "run": "case_incremental",
+        "what": "Two incremental runs (3 records, then 2) leave all 5.",
+        "why": "incremental promises to add to the target; replacing it loses what earlier runs wrote.",
+        "fix": "Stage the run's flushes and append them to the target in finalize().",
+        "after": ("data.read_back", "data.exact"),
+    },
+    {
+        "id": "data.stream",
+        "run": "case_stream",
+        "what": ("In stream mode each write_records lands at once, without finalize() (bizon never calls it there)."),
+        "why": "Records staged in stream mode are never published.",
+        "fix": "In stream mode write straight to the target in write_records().",
+        "after": ("data.read_back", "data.exact"),
+    },
+    {
+        "id": "data.stream_routing",
+        "run": "case_stream_routing",
+        "what": (
+            "One destination object, its destination_id switched between writes (as bizon's stream runner "
+            "does), puts each flush under its own id."
+        ),
+        "why": (
+            "bizon's stream runner builds one destination and sets destination_id per group; state cached for "
+            "the first id sends every group there."
+        ),
+        "fix": (
+            "Key per-target state (a prepared flag, cached columns) by self.destination_id, and read "
+            "destination_id at write time."
+        ),
+        "after": ("data.read_back", "data.exact", "data.stream"),
+    },
+    {
+        "id": "data.failed_flush",
+        "run": "case_failed_flush",
+        "what": (
+            "After a full_refresh that succeeded, a run whose flush fails (a frame without source_data) "
+            "leaves the target as it was: write_records answers (False, message) or raises, and finalize() "
+            "then raises instead of publishing (on every bizon version: 0.5.x calls it after a failed flush, "
+            "0.6.x ends the run first)."
+        ),
+        "why": (
+            "bizon 0.5.x goes on after a failed flush and calls finalize(): a destination that publishes "
+            "anyway replaces the target with a partial run."
+        ),
+        "fix": (
+            "Remember a failed flush (a flag set where write_records returns False) and make finalize() raise "
+            "instead of publishing."
+        ),
+        "after": ("data.read_back", "data.exact"),
+    },
+    {
+        "id": "data.full_disk",
+        "run": "case_full_disk",
+        "what": (
+            "After a full_refresh that succeeded, the disk fills during the next run's second flush (every "
+            "write that grows a file of the check's process fails, RLIMIT_FSIZE 0, as a full disk fails it): "
+            "write_records answers (False, message) or raises, finalize() raises, the target still reads back "
+            "the first run's 3 records exactly, and the next full_refresh, with room again, lands its 4 "
+            "exactly once. Skip when the flush succeeded and landed anyway (the target is a server, off this "
+            "disk)."
+        ),
+        "why": (
+            "Local staging, SQLite and files meet a full disk in real runs; a swallowed write error loses "
+            "records, a publish after it replaces the target with a partial run."
+        ),
+        "fix": (
+            "Let a failed write reach write_records' answer, remember it, and make finalize() raise instead "
+            "of publishing; publish by an atomic replace so a failure leaves the last publication whole."
+        ),
+        "limits": (
+            "EFBIG stands for ENOSPC; a destination that stages in memory or on a server is judged only by what lands."
+        ),
+        "after": ("data.read_back", "data.exact"),
+    },
+    {
+        "id": "data.failed_publish",
+        "run": "case_failed_publish",
+        "what": (
+            "After an incremental run that landed 3 records, the next run's finalize() meets a full disk (as "
+            "in data.full_disk): it raises, the target still reads back exactly the 3, and the run after it, "
+            "with room again, leaves all 3 + 2 + 2 records exactly once. Skip when finalize() published "
+            "anyway (the target is off this disk)."
+        ),
+        "why": (
+            "Both bizon versions mark the job succeeded and move an incremental cursor before finalize(): a "
+            "run whose publication fails is never extracted again, so its staged records must survive to the "
+            "next run and be published once."
+        ),
+        "fix": (
+            "Keep incremental staging where the next run finds it (never relative to the working folder), "
+            "publish it atomically (a temp file then a rename, or one transaction), and let the next "
+            "finalize() publish what a failed one left."
+        ),
+        "limits": (
+            "The disk is full from the publication's first byte, so one that would fail half-way through an "
+            "in-place append is not made; reads use an incremental destination object."
+        ),
+        "origin": "facts",
+        "after": ("data.read_back", "data.exact"),
+    },
+    {
+        "id": "data.unreliable_target",
+        "run": "case_unreliable_target",
+        "what": (
+            "Against bizon-forge's local receiver misbehaving like a real ingest API (429 with Retry-After: "
+            "2, 503, a batch stored and then its answer lost), a full_refresh of 3 flushes lands every record "
+            "exactly once and no retry comes before its Retry-After; a 401 on every POST fails the batch "
+            "after one POST. Against a PostgreSQL, MySQL or MariaDB server, through a proxy that drops "
+            "connections: a full_refresh whose 2nd flush loses its connection at its first write and whose "
+            "3rd flush's COMMIT lands with its answer lost, and a stream flush whose COMMIT answer is lost, "
+            "land every record exactly once; full_refresh and incremental finalize() calls dropped at each "
+            "write statement in turn (before the server sees it, and after it answered) either publish, or "
+            "raise and leave the target as it was, and the next run publishes everything exactly once "
+            "(incremental: the failed runs' staged records too); a publication meeting a lock another session "
+            "holds on its tables raises within 60 s and leaves the target as it was; a wrong password fails "
+            "the flush after at most 2 connections."
+        ),
+        "why": (
+            "Real targets fail: a server drops a connection mid-transaction, a COMMIT lands while its answer "
+            "is lost, a reader's open transaction holds a lock the publication waits on (MariaDB's "
+            "lock_wait_timeout is a year, PostgreSQL's lock_timeout is off). A retry that is not idempotent "
+            "duplicates records, a publication that is not atomic empties the target, a finalize() that "
+            "swallows an error reports success after bizon marked the job succeeded, and a retried permanent "
+            "error (401, a wrong password) turns a failure into minutes of waiting."
+        ),
+        "fix": (
+            "Retry only transient failures and make every retry idempotent (one Idempotency-Key per batch "
+            "over HTTP; in SQL delete the batch's bizon_ids before inserting again, or upsert); honour "
+            "Retry-After; fail at once on 401/403, a wrong password, an unknown database or a missing "
+            "privilege; publish in one transaction or one atomic RENAME; let every error in finalize() raise; "
+            "give the sessions a lock timeout."
+        ),
+        "limits": (
+            "Judged only when the check config posts to the receiver (env://BIZON_FORGE_RECEIVER_URL), or one "
+            "of its destination fields is a URL "
+            "`postgresql|postgres|mysql|mariadb[+driver]://user@host[:port]/db` over plain TCP; else skip "
+            "(local disks get data.full_disk). TLS, a Unix socket or a host override in the query string are "
+            "not judged; the lock part needs SQLAlchemy in the workspace and locks the tables whose name "
+            "holds the case's destination_id; the wrong-password part needs a password in the URL. A server "
+            "that stalls without a lock, a failover, a restart and deadlocks are not injected. Nothing on the "
+            "server changes but the case's own tables and its own sessions' settings."
+        ),
+        "after": ("data.read_back", "data.exact"),
+    },
 )
 
 
@@ -828,7 +1048,8 @@ def _report(out, payload: dict) -> None:
 
 def suite(out, target: Target, version: str) -> None:
     blocked = None
-    for id, case in CASES:
+    for declared in CASES:
+        id, case = declared["id"], globals()[declared["run"]]
         started = time.perf_counter()
         payload: dict[str, object]
         if blocked:
