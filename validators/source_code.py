@@ -10,6 +10,7 @@ import ast
 from dataclasses import dataclass
 from pathlib import Path
 
+from bizon_forge import pyast
 from bizon_forge.connector import Connector
 from bizon_forge.findings import Finding
 from bizon_forge.validators.catalog import Check, static
@@ -23,7 +24,7 @@ from bizon_forge.validators.code import (
     read_source,
     top_classes,
 )
-from bizon_forge.workspace import Workspace
+from bizon_forge.workspace import Workspace, read_regular
 
 REQUIRED_METHODS = (
     "streams",
@@ -490,7 +491,8 @@ SRC_TESTS_PRESENT = Check(
     "The source has tests: `tests/connectors/sources/<name>/test_*.py`.",
     "The guide's Step 4: tests. bizon keeps each connector's tests there.",
     "render_source writes one; add cases that serve pages with requests-mock or a local server.",
-    limits="That they pass is tests.source's (full).",
+    limits="Judged: a test file imports the source's own modules (a placeholder `assert True` tests nothing of it); "
+    "not what the tests assert. That they pass is tests.source's (full).",
     kind="source",
 )
 
@@ -498,9 +500,31 @@ SRC_TESTS_PRESENT = Check(
 @static(SRC_TESTS_PRESENT)
 def src_tests_present(code: SourceCode) -> Finding:
     folder = code.tests_dir
-    if folder.is_dir() and any(folder.rglob("test_*.py")):
+    files = sorted(folder.rglob("test_*.py")) if folder.is_dir() else []
+    if not files:
+        return SRC_TESTS_PRESENT.fail(f"No test_*.py in {code.connector.tests_dir}/.")
+    if any(_imports(path, code.connector.src_module) for path in files):
         return SRC_TESTS_PRESENT.passed()
-    return SRC_TESTS_PRESENT.fail(f"No test_*.py in {code.connector.tests_dir}/.")
+    return SRC_TESTS_PRESENT.fail(
+        f"No test in {code.connector.tests_dir}/ imports the source ({code.connector.src_module}): tests that never "
+        "build it prove nothing of it.",
+        hint="Import the source's classes in the tests and drive get() against a local server, as render_source's "
+        "tests do.",
+    )
+
+
+def _imports(path: Path, package: str) -> bool:
+    """Whether a Python file imports `package` or one of its modules (a file that does not parse: no)."""
+    try:
+        tree = pyast.parse(read_regular(path).decode(errors="replace"))
+    except (OSError, SyntaxError, ValueError):
+        return False
+    for node in ast.walk(tree):
+        names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+        names += [a.name for a in node.names] if isinstance(node, ast.Import) else []
+        if any(n == package or n.startswith(package + ".") for n in names):
+            return True
+    return False
 
 
 __all__ = ["SourceCode", "body_without_docstring"]

@@ -670,7 +670,19 @@ def source_tests(ws: Workspace, code: SourceCode, scratch: Path, log: Path) -> F
         return TESTS_SOURCE.passed(f"{code.connector.tests_dir}: passed in {run.seconds:.1f} s")
     if run.returncode == 5:
         return TESTS_SOURCE.skip(f"pytest collected no test in {code.connector.tests_dir}/.")
-    return TESTS_SOURCE.fail(f"The source's tests failed (exit {run.returncode}).", output=run.tail, log=run.log)
+    return TESTS_SOURCE.fail(
+        f"The source's tests failed (exit {run.returncode}){_failed_tests(_whole_log(ws, run))}.",
+        output=run.tail,
+        log=run.log,
+    )
+
+
+def _failed_tests(output: str, most: int = 4) -> str:
+    """': test_a, test_b' from pytest's FAILED lines: which behaviour broke, not only that something did."""
+    lines = [ln[len("FAILED ") :] for ln in output.splitlines() if ln.startswith("FAILED ")]
+    failing = sorted({ln.split(" - ", 1)[0].rsplit("::", 1)[-1] for ln in lines})
+    more = f" and {len(failing) - most} more" if len(failing) > most else ""
+    return f": {', '.join(failing[:most])}{more}" if failing else ""
 
 
 RUN_BIZON_RUN = Check(
@@ -852,10 +864,17 @@ def _next(ws: Workspace, name: str, level: str, findings: list[Finding]) -> str:
         return f"Fix the failures, each has a hint, then call validate_source(name={name!r}) again."
     if level == "fast":
         return f"validate_source(name={name!r}, level='full')"
-    live = f"validate_source(name={name!r}, level='live', max_pages={LIVE_PAGES}, save='recorded')"
+    return after_full(
+        ws, name, f"validate_source(name={name!r}, level='live', max_pages={LIVE_PAGES}, save='recorded')"
+    )
+
+
+def after_full(ws: Workspace, name: str, live: str) -> str:
+    """The `next` of a green full: the bounded live read (`live`, as the caller calls it), then the whole sync's
+    command, last, so that it runs as printed."""
     return (
-        f"{_run_for_real(ws, name)}\nBefore a whole sync, {live} reads {LIVE_PAGES} pages a stream of the real API "
-        "with the same config (nothing written), and saves them for the mock to replay."
+        f"Next, {live} reads {LIVE_PAGES} pages a stream of the real API with the example config (nothing written) "
+        f"and saves them for the mock to replay. Then the whole sync: {_run_for_real(ws, name)}"
     )
 
 
@@ -903,7 +922,7 @@ def _run_for_real(ws: Workspace, name: str) -> str:
     text = read_regular(example).decode(errors="replace") if example.is_file() else ""
     placeholders = sorted(set(PLACEHOLDER.findall(text)))
     edit = f"Replace {', '.join(placeholders)} in {rel}. " if placeholders else ""
-    return f"Done. The example sync reads the real API. {edit}{run_example(ws, rel, references(text))}"
+    return f"the example sync reads the real API. {edit}{run_example(ws, rel, references(text))}"
 
 
 def _stream(
