@@ -478,9 +478,12 @@ def _served(report: dict) -> str:
 def _source_next(ws, args, name: str, result) -> str | None:
     """A source's next step as a command: after fast, its full validation; after full, validate_source's own `next`
     (the env:// variables to set, then the run of its example config)."""
-    if not result.ok or args.level in ("full", "live"):
+    if not result.ok or args.level == "live":
         return result.next
     python = ["--python", args.python] if args.python else []
+    if args.level == "full":
+        live = forge_command("validate", name, "--source", "--workspace", str(ws.root), "--level", "live", *python)
+        return validators.after_full(ws, name, f"`{live} --save recorded`")
     full = forge_command("validate", name, "--source", "--workspace", str(ws.root), "--level", "full", *python)
     return f"validate it fully (its tests and a real bizon run against the mock API): {full}"
 

@@ -23,7 +23,7 @@ LEFT_TO_THE_USER = {
 
 
 def test_there_is_one_destination_example_per_recipe_and_a_source():
-    from bizon_forge.spec import RECIPES
+    from bizon_forge.spec.destination import RECIPES
 
     assert sorted(p.name for p in EXAMPLES.glob("*.yml")) == sorted(
         [f"{r}_destination.yml" for r in RECIPES] + ["rest_source.yml"]

@@ -632,7 +632,9 @@ def test_cli_generate_of_a_source_prints_its_next_command_and_that_prints_the_ru
     assert command.endswith(f"validate tickets --source --workspace {root} --level full")
     full = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=300)
     assert full.returncode == 0, full.stdout + full.stderr
-    assert "next: Done. The example sync reads the real API. It reads TICKETS_TOKEN" in full.stdout
+    live = f"validate tickets --source --workspace {root} --level live --save recorded` reads 3 pages a stream"
+    assert "next: Next, `" in full.stdout and live in full.stdout  # the CLI's own command, not the MCP call
+    assert "Then the whole sync: the example sync reads the real API. It reads TICKETS_TOKEN" in full.stdout
 
 
 # -- GraphQL with client credentials: a CRM that misbehaves like real ones ---------------------------------------

@@ -129,8 +129,21 @@ def test_every_static_check_has_a_case_that_fails_it_alone(trees):
     tests.unlink()
     try:
         assert [f.id for f in _static(ws).values() if f.status == "fail"] == ["src.tests_present"]
+        # a trial's placeholder: a test file that never imports the source passed, and so did four lost-record bugs
+        tests.write_text("def test_placeholder():\n    assert True\n")
+        assert [f.id for f in _static(ws).values() if f.status == "fail"] == ["src.tests_present"]
     finally:
         tests.write_text(kept)
+
+
+def test_failing_source_tests_are_named_in_the_finding():
+    """A trial's every planted bug failed tests.source, whose message named no test: which behaviour broke is what
+    the agent needs."""
+    from bizon_forge.validators.source_validation import _failed_tests
+
+    out = "..F.F\nFAILED tests/x/test_s.py::test_last_page - AssertionError\nFAILED tests/x/test_s.py::test_token\n"
+    assert _failed_tests(out) == ": test_last_page, test_token"
+    assert _failed_tests("1 passed") == ""
 
 
 @pytest.mark.slow  # real bizon runs: `make test-fast` leaves them out

@@ -18,3 +18,10 @@ def validate_source(ws, name, **options) -> Result:  # a ValidationResult, or le
     from bizon_forge.validators.source_validation import validate_source as run
 
     return run(ws, name, **options)
+
+
+def after_full(ws, name: str, live: str) -> str:
+    """See validators/source_validation.py (the `next` of a source's green full); imported lazily, as above."""
+    from bizon_forge.validators.source_validation import after_full as run
+
+    return run(ws, name, live)

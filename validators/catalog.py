@@ -13,6 +13,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
 
+from bizon_forge import pyast
 from bizon_forge.findings import Finding, failed, passed, skipped, warned
 
 # The modules that declare checks, in the checklist's order.
@@ -150,7 +151,7 @@ SUITE_PROBE = Path(__file__).parent / "probes" / "suite_probe.py"
 def data_suite() -> tuple[dict[str, Any], ...]:
     """The data suite's cases as suite_probe.py declares them (id, run, what, why, fix, limits, origin, after), in
     the order it runs them. Read, not imported: the probe runs in the workspace's interpreter and imports bizon."""
-    for node in ast.parse(SUITE_PROBE.read_text()).body:
+    for node in pyast.parse(SUITE_PROBE.read_text()).body:
         if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["CASES"]:
             return tuple(ast.literal_eval(node.value))
     raise LookupError(f"{SUITE_PROBE} declares no CASES")

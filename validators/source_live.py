@@ -151,7 +151,7 @@ def _folder(ws: Workspace, save: str | None) -> Path | None:
         return None
     folder = (ws.root / save).resolve()
     if ws.root.resolve() not in folder.parents:
-        raise Refused(failed("live.save", f"{save} is not a folder under the workspace.", "Give e.g. save='recorded'."))
+        raise Refused(LIVE_SAVE.fail(f"{save} is not a folder under the workspace.", "Give e.g. save='recorded'."))
     return folder
 
 
@@ -358,12 +358,13 @@ def stream_report(stream: StreamSpec, lines: list[dict], max_pages: int, run: Ru
 LIVE = "A bounded live read of the real API (level live)"
 
 
-def _live(id: str, what: str, why: str, fix: str, limits: str = "") -> Check:
-    return Check(id, LIVE, what, why, fix, limits=limits, level="live", origin="forge", kind="source")
+def _live(name: str, what: str, why: str, fix: str, limits: str = "") -> Check:
+    """The check `live.<name>` (named as source_cases names `api.<case>`: the id is typed once, here)."""
+    return Check(f"live.{name}", LIVE, what, why, fix, limits=limits, level="live", origin="forge", kind="source")
 
 
 LIVE_READ = _live(
-    "live.read",
+    "read",
     "Per stream, the source's own code reads at most max_pages pages of the real API without a failure (the page "
     "cap reached is no failure).",
     "The mock API proves the code against the spec; only the real API proves the spec against the API.",
@@ -371,73 +372,73 @@ LIVE_READ = _live(
     limits="A sample of the API, not a sync: what lies past max_pages is not read; nothing is written anywhere.",
 )
 LIVE_HTTP_ERROR = _live(
-    "live.http_error",
+    "http_error",
     "No page of the live read answers an HTTP error.",
     "A 401/403 is the credentials, a 404 the base_url or endpoint: the spec or the environment, not the code.",
     "The finding's hint says which: the variable's value, the auth type and header, or base_url and endpoint.",
 )
 LIVE_READ_ERROR = _live(
-    "live.read_error",
+    "read_error",
     "Reading a page raises no error other than an HTTP one (parsing, a missing records_path).",
     "The real API's shape may differ from the spec's: another records_path, cursor path or record shape.",
     "Compare the spec's paths with the saved pages (save='recorded').",
 )
 LIVE_NOT_BUILT = _live(
-    "live.not_built",
+    "not_built",
     "The source builds from the example config, its env:// variables resolved as `bizon run` resolves them.",
     "The live read runs what a user runs: the example config, not the check config.",
     "Read the error: usually a variable's value or the authentication block of the example config.",
 )
 LIVE_REPEATED = _live(
-    "live.repeated",
+    "repeated",
     "The next pagination never comes back: the read would end.",
     "bizon stops only on an empty next_pagination; a repeated one loops forever against the real API.",
     "Check the pagination paths of the spec against the saved pages (save='recorded').",
 )
 LIVE_TIMEOUT = _live(
-    "live.timeout",
+    "timeout",
     "The whole read finishes within its bound (SECONDS_PER_PAGE per page, at most TIMEOUT_CAP_S).",
     "A page that never answers would hang a sync as well.",
     "Read the log: the request that hung, its retries.",
 )
 LIVE_PROBE_DIED = _live(
-    "live.probe_died",
+    "probe_died",
     "The read's process lives until every stream ended.",
     "A crash of the interpreter (a native library, memory) says nothing about pagination: it must be seen.",
     "Read the log's end.",
 )
 LIVE_IDS_UNIQUE = _live(
-    "live.ids_unique",
+    "ids_unique",
     "No record id repeats within the pages read.",
     "A real API that repeats ids across pages (or an id_field that is not unique) lands duplicates.",
     "Name the field that identifies a record as id_field, or check the pagination does not overlap pages.",
 )
 LIVE_ID_FIELD = _live(
-    "live.id_field",
+    "id_field",
     "Every record read holds the spec's id_field.",
     "A record without its id lands with a wrong or empty id.",
     "Name the field that identifies a record (a dotted path inside it) and render again.",
 )
 LIVE_CURSOR_FIELD = _live(
-    "live.cursor_field",
+    "cursor_field",
     "Every record read holds the spec's cursor_field (incremental streams).",
     "An incremental run cannot tell whether a record without it changed.",
     "Name the field holding the record's update time, or drop cursor_field.",
 )
 LIVE_EMPTY = _live(
-    "live.empty",
+    "empty",
     "The API answered some records (a warning when none).",
     "No records is an empty account, or a records_path that reads nothing.",
     "Check records_path against a saved page.",
 )
 LIVE_TIME_LIMIT = _live(
-    "live.time_limit",
+    "time_limit",
     "The read of a stream ended before its share of the time ran out (a warning when not).",
     "A slow API: more pages may exist than the read saw.",
     "Read again with fewer pages, or look at the per-page timings.",
 )
 LIVE_SAVE = _live(
-    "live.save",
+    "save",
     "With save=FOLDER, every page read is saved as FOLDER/<stream>/page-NNN.json (a warning when one cannot be).",
     "Saved pages are what the mock replays (validate_source recorded=FOLDER): the real API's shapes in the checks.",
     "Read the note: a body that is no JSON, or one too large to keep.",

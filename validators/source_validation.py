@@ -38,7 +38,25 @@ from bizon_forge.validators.fakes import mock_api
 from bizon_forge.validators.report import ValidationResult
 from bizon_forge.validators.runtime import PYTEST_ARGS, SMOKE_RUNNER, Run, run_logged
 from bizon_forge.validators.scratch import references
-from bizon_forge.validators.source_code import SourceCode
+
+# discovery's and the contract's checks are declared in source_cases, whose cases they explain (see there)
+from bizon_forge.validators.source_cases import (
+    BUILD,
+    DISCOVERY_SOURCE_LIST,
+    DISCOVERY_STREAM_LIST,
+    PULL_AUTH_SENT,
+    PULL_BUILD,
+    PULL_EVERY_RECORD_ONCE,
+    PULL_FULL_RECORDS,
+    PULL_HTTP_ERRORS_RAISE,
+    PULL_IDS_UNIQUE,
+    PULL_INCREMENTAL,
+    PULL_PAGINATION_ENDS,
+    PULL_RETRY_5XX,
+    PULL_RETRY_429,
+    PULL_SECRETS_NOT_LOGGED,
+)
+from bizon_forge.validators.source_code import SRC_SOURCE_BASE, SRC_SYNTAX, SRC_TESTS_PRESENT, SourceCode
 from bizon_forge.workspace import Workspace, read_regular
 
 PROBES = Path(__file__).parent / "probes"  # run in the workspace's interpreter
@@ -47,27 +65,9 @@ PROBE_TIMEOUT_S = 90
 RUN_TIMEOUT_S = 90
 TESTS_TIMEOUT_S = 300
 MARKER = "BIZON_FORGE_SOURCE_PROBE "
-DISCOVERY = "Discovery"
-CONTRACT = "Contract against the mock API"
 FULL = "Tests and a real run"
-CONTRACT_IDS = (
-    "pull.build",
-    "pull.pagination_ends",
-    "pull.http_errors_raise",
-    "pull.retry_429",
-    "pull.retry_5xx",
-    "pull.auth_sent",
-    "pull.every_record_once",
-    "pull.ids_unique",
-    "pull.full_records",
-    "pull.secrets_not_logged",
-    "pull.incremental",
-)
-BUILD = ("pull.build",)
 PLACEHOLDER = re.compile(r"<[A-Z][A-Z_]*>")  # what the example config leaves to the user, e.g. <TOKEN_REFRESH_ENDPOINT>
-LOOP = (*BUILD, "pull.auth_sent", "pull.retry_429", "pull.retry_5xx", "pull.http_errors_raise")
 LIVE_PAGES = 3  # a live read's pages per stream, unless asked
-LOOP_ENDED = (*BUILD, "pull.pagination_ends")  # the records are judged once get()'s loop ended
 
 
 # -- the mock, the source's config pointed at it ---------------------------------------------------------
@@ -156,32 +156,6 @@ def _env(scratch: Path) -> dict[str, str]:
 # -- discovery -----------------------------------------------------------------------------------------
 
 
-DISCOVERY_SOURCE_LIST = Check(
-    "discovery.source_list",
-    DISCOVERY,
-    "`bizon source list`, in the workspace's Python, lists the source with every stream of its spec.",
-    "bizon finds sources by folder; an import error makes it print `NOT AVAILABLE` (exit 0) and a syntax error "
-    "drops it from the list: the exit code says nothing, so the listing is read.",
-    "Read the excerpt: an import error of the source's module is logged above the listing.",
-    origin="facts",
-    explained_by=("src.syntax", "src.layout", "src.source_base", "src.methods"),
-    kind="source",
-)
-
-
-DISCOVERY_STREAM_LIST = Check(
-    "discovery.stream_list",
-    DISCOVERY,
-    "`bizon stream list NAME` lists every stream of the spec, `[Supports incremental]` where the spec names "
-    "a cursor_field.",
-    "It is how bizon (and a user) learns the streams; incremental support is read from get_records_after.",
-    "streams() must return the spec's stream names; implement get_records_after for an incremental stream.",
-    origin="facts",
-    explained_by=("src.syntax", "src.layout", "src.source_base", "src.methods", "discovery.source_list"),
-    kind="source",
-)
-
-
 @answers(
     DISCOVERY_SOURCE_LIST,
     DISCOVERY_STREAM_LIST,
@@ -230,156 +204,6 @@ def _stdout_lines(run: Run) -> list[str]:
 # -- the contract ------------------------------------------------------------------------------------------
 
 
-PULL_BUILD = Check(
-    "pull.build",
-    CONTRACT,
-    "The source builds as bizon's runner builds it (discovery by name and stream, its config class validating "
-    "the check config's `source:` section pointed at the local mock API).",
-    "Every run starts there.",
-    "Read the excerpt: the config's validation or the source's __init__ raised.",
-    explained_by=("src.syntax", "src.source_base", "src.config_base", "src.methods", "discovery.source_list"),
-    kind="source",
-)
-
-
-PULL_PAGINATION_ENDS = Check(
-    "pull.pagination_ends",
-    CONTRACT,
-    "Looping get() from `{}` as bizon's producer does ends with next_pagination `{}`, after the API's last "
-    "page, within 3x the pages the mock serves.",
-    "bizon stops only on an empty next_pagination: no page limit, no repeated-cursor check. A pagination that "
-    "never empties loops until killed and publishes nothing; one that stops early loses the last pages.",
-    "Return `{}` when the API says there is no next page (null cursor, no next URL, a short or empty page), and "
-    "send the cursor where the spec says (a misplaced cursor gets page 1 again).",
-    origin="facts",
-    explained_by=LOOP,
-    requires=BUILD,
-    kind="source",
-)
-
-
-PULL_HTTP_ERRORS_RAISE = Check(
-    "pull.http_errors_raise",
-    CONTRACT,
-    "An HTTP error the source is answered ends get() with an exception, never with an empty last page.",
-    "A swallowed error (try/except returning [] and `{}`, or a session without raise_for_status) makes bizon "
-    "end the run green with records missing.",
-    "Let the error raise after the session's retries: `response.raise_for_status()` and no broad except.",
-    limits="Judged when the mock's 429 or 503 reaches get() (no retry took it): a source whose retries absorb "
-    "every fault passes here; src.errors_raised reads the code for the rest.",
-    origin="facts",
-    explained_by=BUILD,
-    requires=BUILD,
-    kind="source",
-)
-
-
-PULL_RETRY_429 = Check(
-    "pull.retry_429",
-    CONTRACT,
-    "A 429 with `Retry-After: 1` on the second page is retried, not sooner than it says.",
-    "APIs rate-limit; bizon's own session retries on https:// only, so over the mock's http:// only the "
-    "source's own retries count (and over https a 429 without Retry-After is not retried at all).",
-    "Mount Retry(status_forcelist=[429, ...], respect_retry_after_header=True) on http:// and https:// of "
-    "self.session.",
-    explained_by=(*BUILD, "pull.auth_sent"),
-    requires=BUILD,
-    kind="source",
-)
-
-
-PULL_RETRY_5XX = Check(
-    "pull.retry_5xx",
-    CONTRACT,
-    "A 503 on the third page is retried and the stream goes on.",
-    "An exception in get() ends bizon's run (the engine never retries a page).",
-    "Put 500, 502, 503, 504 in the retry adapter's status_forcelist.",
-    explained_by=(*BUILD, "pull.auth_sent", "pull.retry_429"),
-    requires=BUILD,
-    kind="source",
-)
-
-
-PULL_AUTH_SENT = Check(
-    "pull.auth_sent",
-    CONTRACT,
-    "Every request carries the spec's authentication as the mock checks it (no 401).",
-    "get_authenticator() sets session.auth; a request made outside self.session, or the wrong AuthBuilder, sends none.",
-    "Return AuthBuilder.token/basic/oauth2(params=...) from get_authenticator and make every request through "
-    "self.session.",
-    explained_by=BUILD,
-    requires=BUILD,
-    kind="source",
-)
-
-
-PULL_EVERY_RECORD_ONCE = Check(
-    "pull.every_record_once",
-    CONTRACT,
-    "Every record the mock served comes out of get() exactly once (none lost, none twice).",
-    "The guide's Step 4 and the point of a source: bizon neither dedupes nor notices a lost page.",
-    "Read which records are missing or doubled and on which page: an off-by-one end test, an offset advanced by "
-    "page_size instead of the records received, a cursor read from the wrong page.",
-    explained_by=("pull.pagination_ends", *LOOP),
-    requires=LOOP_ENDED,
-    kind="source",
-)
-
-
-PULL_IDS_UNIQUE = Check(
-    "pull.ids_unique",
-    CONTRACT,
-    "SourceRecord ids are unique across every page and are the records' id_field.",
-    "bizon does not dedupe; ids that collide across pages (a page index, a wrong field) merge records downstream.",
-    "`SourceRecord(id=str(row[<id_field>]), ...)`.",
-    explained_by=("pull.pagination_ends", *LOOP),
-    requires=LOOP_ENDED,
-    kind="source",
-)
-
-
-PULL_FULL_RECORDS = Check(
-    "pull.full_records",
-    CONTRACT,
-    "Each record's `data` is the full record as the API served it (same keys, same values, nested objects kept).",
-    "The guide's Step 4: full records as dict; downstream models read `source_data`.",
-    "Pass the record itself as data, not a subset or a re-keyed copy.",
-    explained_by=LOOP,
-    requires=LOOP_ENDED,
-    kind="source",
-)
-
-
-PULL_SECRETS_NOT_LOGGED = Check(
-    "pull.secrets_not_logged",
-    CONTRACT,
-    "The contract run's output (the source's logs) holds none of the credentials the mock issued.",
-    "Logs are kept and shared; bizon itself logs no credential, but an HTTPError names the full URL (a key "
-    "sent in the query string lands in the log).",
-    "Send keys in headers, and never log the config, its authentication or the request's headers.",
-    origin="facts",
-    skip_is_not_applicable=True,
-    explained_by=BUILD,
-    kind="source",
-)
-
-
-PULL_INCREMENTAL = Check(
-    "pull.incremental",
-    CONTRACT,
-    "With a cursor_field in the spec: get_records_after(last_run) brings exactly the records changed since, "
-    "sending the filter parameter where the spec says (query, or the POST body for pattern E).",
-    "bizon calls it on every run after the first; a filter sent in the wrong place brings everything again.",
-    "Send updated_after_param = source_state.last_run (aware UTC ISO 8601) where the spec says, or filter "
-    "client-side on parsed datetimes.",
-    limits="Not judged: the watermark bizon keeps between runs (full's run is one full refresh).",
-    skip_is_not_applicable=True,
-    explained_by=(*LOOP, "pull.pagination_ends"),
-    requires=("pull.pagination_ends",),
-    kind="source",
-)
-
-
 @answers(
     PULL_BUILD,
     PULL_PAGINATION_ENDS,
@@ -411,8 +235,11 @@ def contract(
         for i, f in found.items():  # "nothing was served" because the loop ended first: that failure's skip
             if cause and f.status == "skip" and f.blocked_by is None:
                 found[i] = f.model_copy(update={"blocked_by": cause})
-        found["pull.incremental"] = _incremental(ws, spec, stream, api, scratch, logs, found, recorded)
+        found[PULL_INCREMENTAL.id] = _incremental(ws, spec, stream, api, scratch, logs, found, recorded)
     return [found[i] for i in CONTRACT_IDS]
+
+
+CONTRACT_IDS = tuple(declared_ids(contract))  # the contract's findings, in its declaration's order
 
 
 def _probe(
@@ -823,7 +650,7 @@ TESTS_SOURCE = Check(
     "The guide's Step 4: tests; they are what keeps the source right after this check.",
     "Fix the failing test or the code it tests; they must run offline (requests-mock or a local server).",
     level="full",
-    explained_by=("src.syntax", "src.source_base", "src.tests_present"),
+    explained_by=(SRC_SYNTAX.id, SRC_SOURCE_BASE.id, SRC_TESTS_PRESENT.id),
     kind="source",
 )
 
@@ -835,7 +662,7 @@ def source_tests(ws: Workspace, code: SourceCode, scratch: Path, log: Path) -> F
     folder = code.tests_dir
     if not folder.is_dir() or not any(folder.rglob("test_*.py")):
         return TESTS_SOURCE.skip(
-            f"No tests in {code.connector.tests_dir}/ (see src.tests_present).", "src.tests_present"
+            f"No tests in {code.connector.tests_dir}/ (see src.tests_present).", SRC_TESTS_PRESENT.id
         )
     cmd = [ws.python(), "-m", "pytest", *PYTEST_ARGS, f"--rootdir={ws.root}", f"--confcutdir={folder}", str(folder)]
     run = run_logged(ws, cmd, scratch, log, TESTS_TIMEOUT_S, env=_env(scratch))
@@ -843,7 +670,19 @@ def source_tests(ws: Workspace, code: SourceCode, scratch: Path, log: Path) -> F
         return TESTS_SOURCE.passed(f"{code.connector.tests_dir}: passed in {run.seconds:.1f} s")
     if run.returncode == 5:
         return TESTS_SOURCE.skip(f"pytest collected no test in {code.connector.tests_dir}/.")
-    return TESTS_SOURCE.fail(f"The source's tests failed (exit {run.returncode}).", output=run.tail, log=run.log)
+    return TESTS_SOURCE.fail(
+        f"The source's tests failed (exit {run.returncode}){_failed_tests(_whole_log(ws, run))}.",
+        output=run.tail,
+        log=run.log,
+    )
+
+
+def _failed_tests(output: str, most: int = 4) -> str:
+    """': test_a, test_b' from pytest's FAILED lines: which behaviour broke, not only that something did."""
+    lines = [ln[len("FAILED ") :] for ln in output.splitlines() if ln.startswith("FAILED ")]
+    failing = sorted({ln.split(" - ", 1)[0].rsplit("::", 1)[-1] for ln in lines})
+    more = f" and {len(failing) - most} more" if len(failing) > most else ""
+    return f": {', '.join(failing[:most])}{more}" if failing else ""
 
 
 RUN_BIZON_RUN = Check(
@@ -860,7 +699,7 @@ RUN_BIZON_RUN = Check(
     level="full",
     explained_by=CONTRACT_IDS,
     # a run of a loop that never ends is a timeout: it runs once get() ended
-    requires=(*BUILD, "pull.auth_sent", "pull.pagination_ends"),
+    requires=(*BUILD, PULL_AUTH_SENT.id, PULL_PAGINATION_ENDS.id),
     kind="source",
 )
 
@@ -1025,10 +864,17 @@ def _next(ws: Workspace, name: str, level: str, findings: list[Finding]) -> str:
         return f"Fix the failures, each has a hint, then call validate_source(name={name!r}) again."
     if level == "fast":
         return f"validate_source(name={name!r}, level='full')"
-    live = f"validate_source(name={name!r}, level='live', max_pages={LIVE_PAGES}, save='recorded')"
+    return after_full(
+        ws, name, f"validate_source(name={name!r}, level='live', max_pages={LIVE_PAGES}, save='recorded')"
+    )
+
+
+def after_full(ws: Workspace, name: str, live: str) -> str:
+    """The `next` of a green full: the bounded live read (`live`, as the caller calls it), then the whole sync's
+    command, last, so that it runs as printed."""
     return (
-        f"{_run_for_real(ws, name)}\nBefore a whole sync, {live} reads {LIVE_PAGES} pages a stream of the real API "
-        "with the same config (nothing written), and saves them for the mock to replay."
+        f"Next, {live} reads {LIVE_PAGES} pages a stream of the real API with the example config (nothing written) "
+        f"and saves them for the mock to replay. Then the whole sync: {_run_for_real(ws, name)}"
     )
 
 
@@ -1076,7 +922,7 @@ def _run_for_real(ws: Workspace, name: str) -> str:
     text = read_regular(example).decode(errors="replace") if example.is_file() else ""
     placeholders = sorted(set(PLACEHOLDER.findall(text)))
     edit = f"Replace {', '.join(placeholders)} in {rel}. " if placeholders else ""
-    return f"Done. The example sync reads the real API. {edit}{run_example(ws, rel, references(text))}"
+    return f"the example sync reads the real API. {edit}{run_example(ws, rel, references(text))}"
 
 
 def _stream(

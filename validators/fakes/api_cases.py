@@ -42,6 +42,13 @@ HTML_5XX = (
     "</center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
 )
 CAP_AT_MOST = 7  # page_size_cap: the server's cap, below the spec's page size
+# token_expiry: pages of at most this many records, so a token dies with pages still to read whatever page size the
+# spec asks (with every record on one page there would be no request after the token died: nothing to judge)
+TOKEN_EXPIRY_PAGE = 6
+# token_expiry: the life its tokens announce; only the kill ends one, so a source renewing on its clock never dodges it
+TOKEN_EXPIRY_TTL_S = 3600
+# The cases whose fault a correct source absorbs: judged only when the fault was served (else nothing was judged)
+ABSORBED = ("throttled_in_200", "html_5xx", "dropped_connection", "token_expiry")
 
 
 def body_errors(spec: dict) -> dict | None:
@@ -101,6 +108,8 @@ def shape(case: str | None, page_size: int) -> Shape:
         return Shape(size_cap=max(1, min(CAP_AT_MOST, page_size - 1)))
     if case == "total_changes":
         return Shape(low_first_total=True)
+    if case == "token_expiry":
+        return Shape(size_cap=TOKEN_EXPIRY_PAGE)
     return Shape()
 
 

@@ -77,7 +77,9 @@ names those that apply to the spec; another is not served (404). "Page p" counts
   outage               a page answers 503 with `Retry-After: 0` on every try: the source must fail.
   token_expiry         (oauth, client_credentials) the access token that read page 2 dies: the next request with it
                        gets 401, or, when the spec's body errors have reauth_codes (graphql by default), a 200 with the
-                       first reauth code in the body; a new token reads on.
+                       first reauth code in the body; a new token reads on. Its tokens announce an hour of life (only
+                       the kill ends one) and its pages hold at most TOKEN_EXPIRY_PAGE records (a token dies with
+                       pages still to read).
   shared_endpoint      (two or more streams on one endpoint) served as the default, judged per stream.
 Errors inside a 200 take the spec's body_errors (SourceSpec.body_errors; BODY_ERRORS_DEFAULTS for graphql without
 one): the error object is {"message"} with the code at code_path (and the retry_after at retry_after_path), or the
@@ -440,8 +442,9 @@ class _Case:
             self.token_refused += 1
             raise
         token = f"forge-access-{len(self.tokens) + 1}-{int(time.time() * 1000) % 100000}"
-        self.tokens[token] = time.monotonic() + self.api.token_ttl
-        answer = {"access_token": token, "expires_in": self.api.token_ttl, "token_type": "Bearer"}
+        ttl = api_cases.TOKEN_EXPIRY_TTL_S if self.case == "token_expiry" else self.api.token_ttl
+        self.tokens[token] = time.monotonic() + ttl
+        answer = {"access_token": token, "expires_in": ttl, "token_type": "Bearer"}
         return {**answer, "scope": scope} if scope else answer
 
     def stream_request(self, stream: _Stream, headers: Any, query: dict, body: Any, entry: dict) -> _Reply:
