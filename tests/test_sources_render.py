@@ -4,6 +4,7 @@ the pattern, the auth checked, a 429 with Retry-After and a 503 on the way, an e
 
 import base64
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -20,6 +21,7 @@ from bizon_forge.findings import Refused
 from bizon_forge.source_describe import describe_source, parse_spec
 from bizon_forge.source_render import MOCK_CREDENTIALS, render_source
 from bizon_forge.spec import source as source_spec
+from bizon_forge.validators.runtime import SMOKE_RUNNER
 from tests.conftest import VERSIONS, snapshot, stdio_client
 
 KEY, TOKEN, USER, PASSWORD, ACCESS = "k-123", "t-456", "ann", "pw-789", "access-1"
@@ -704,6 +706,7 @@ class GraphqlCrm:
         self.throttled: set[str] = set()
         self.faults = {("companies", 6): ["502", "cut"]}
         self.log: list[dict] = []  # every request to /graphql: stream, start, answer, when, variables
+        self.errors: list[str] = []  # what the handler raised (a test's bug, shown when a run hangs)
         crm = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -713,9 +716,13 @@ class GraphqlCrm:
             def do_POST(self):
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with crm.lock:
-                    if self.path == "/oauth/token":
-                        return crm.token_answer(self, {k: v[-1] for k, v in parse_qs(raw.decode()).items()})
-                    return crm.answer(self, json.loads(raw or b"null"))
+                    try:
+                        if self.path == "/oauth/token":
+                            return crm.token_answer(self, {k: v[-1] for k, v in parse_qs(raw.decode()).items()})
+                        return crm.answer(self, json.loads(raw or b"null"))
+                    except Exception as error:
+                        crm.errors.append(repr(error))
+                        raise
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
@@ -929,3 +936,68 @@ def test_a_two_connection_graphql_source_with_client_credentials_reads_every_nod
         timeout=180,
     )
     assert run.returncode == 0, run.stdout[-3000:]
+
+
+@pytest.mark.slow  # a GraphQL server and four real bizon runs per version
+@pytest.mark.parametrize("version", VERSIONS)
+def test_real_bizon_runs_land_every_node_of_both_connections_once_and_an_incremental_run_only_newer(
+    make_tree, version, tmp_path
+):
+    """Issue 22's done-when: the rendered GraphQL source under `bizon run` (the example config, its env:// values in
+    the tree's .env) against a server that misbehaves (capped and short pages, a token dying twice, THROTTLED in a
+    200, a 502 with HTML, a cut answer, a last page with nodes) lands every node once; incremental sends `since`
+    where the spec says and brings only what changed after the first run."""
+    import yaml
+
+    crm = GraphqlCrm()
+    try:
+        ws = make_ws(make_tree(version))
+        assert describe_source(ws, parse_spec(json.loads(json.dumps(CRM).replace("{url}", crm.url)))).ok
+        assert render_source(ws, "crm_graphql").ok
+        example = yaml.safe_load((ws.root / Connector("crm_graphql", "source").example_rel).read_text())
+        env_text = (ws.root / Connector("crm_graphql", "source").example_rel).read_text()
+        variables = sorted(set(re.findall(r"env://([A-Z0-9_]+)", env_text)))
+        values = {v: CLIENT_ID if v.endswith("CLIENT_ID") else CLIENT_SECRET for v in variables}
+        (ws.root / ".env").write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+
+        def run(stream: str, mode: str, landed: str) -> list[dict]:
+            folder = tmp_path / f"{stream}-{mode}"
+            folder.mkdir(exist_ok=True)
+            config = {
+                **example,
+                "name": f"crm_{stream}_{mode}",
+                "source": {**example["source"], "stream": stream, "sync_mode": mode},
+                "destination": {"name": "file", "config": {"destination_id": landed}},
+                # not 0: bizon's producer and consumer threads would discover the source (ast.parse) at the same
+                # moment, and CPython 3.11 then fails one ("AST constructor recursion depth mismatch"), or hangs
+                "engine": {"runner": {"type": "thread", "config": dict(SMOKE_RUNNER)}},
+            }
+            (folder / "config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+            cmd = [ws.python(), "-m", "bizon.cli.main", "run", str(folder / "config.yml"), "--runner", "thread"]
+            try:
+                done = subprocess.run(cmd, cwd=ws.root, env=ws.env(), capture_output=True, text=True, timeout=90)
+            except subprocess.TimeoutExpired as stuck:
+                raise AssertionError(f"{crm.errors} {crm.log[-6:]} {str(stuck.stderr)[-1500:]}") from None
+            assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+            rows = [json.loads(ln) for ln in (ws.root / f"{landed}.json").read_text().splitlines() if ln.strip()]
+            return [json.loads(r["source_data"]) for r in rows]
+
+        for stream, land in (("contacts", lambda d: d), ("companies", lambda d: d["node"])):
+            data = run(stream, "full_refresh", f"landed_{stream}")
+            assert [land(d) for d in data] == crm.nodes[stream], stream  # every node once, in order
+        first = run("contacts", "incremental", "incremental_contacts")
+        assert [d["id"] for d in first] == [n["id"] for n in crm.nodes["contacts"]]
+        with crm.lock:  # two contacts change after that run
+            for node in crm.nodes["contacts"][3:5]:
+                node["updatedAt"] = "2099-01-02T00:00:00Z"
+            asked = len(crm.log)
+        later = run("contacts", "incremental", "incremental_contacts")
+        # the reads of the second run (bizon's check_connection asks `first: 1` once, unfiltered, before them)
+        reads = [e for e in crm.log[asked:] if e["stream"] == "contacts" and e["variables"].get("first", 0) > 1]
+        sent = [e["variables"].get("since") for e in reads]
+    finally:
+        crm.close()
+    assert sent and all(sent), sent  # the filter went at variables.since on every request of the second run
+    newer = [d["id"] for d in later if d["updatedAt"].startswith("2099")]
+    assert sorted(newer) == ["contacts-3", "contacts-4"], newer
+    assert len(later) in (2, len(first) + 2), len(later)  # the file destination replaces or appends: 2 new either way

@@ -465,6 +465,22 @@ def _never_ends(loop: Loop) -> Finding:
     return PULL_PAGINATION_ENDS.fail(msg, hint=hint, log=loop.run.log)
 
 
+def _mixed(loop: Loop) -> str | None:
+    """Another stream's records came out of this one: not a lost page, the request does not say which stream it is
+    for (seen twice: a trial and a plant were told "the last pages are lost")."""
+    own = {str(i) for i in loop.served["ids"]}
+    other = {str(i): name for name, o in loop.report["streams"].items() if name != loop.stream.name for i in o["ids"]}
+    emitted = [str(r["id"]) for r in loop.out] + loop.out_ids()  # its SourceRecord ids, and its data's id_field
+    foreign = list(dict.fromkeys(i for i in emitted if i not in own and i in other))
+    if not foreign:
+        return None
+    return (
+        f"{loop.where}: {len(foreign)} of the records that came out are stream {other[foreign[0]]}'s records (first "
+        f"{foreign[0]}): streams on one endpoint mixed, the request does not say which stream it is for. Send each "
+        "stream's own query, body key or parameter, as the spec says."
+    )
+
+
 def _pagination_ends(loop: Loop, found: dict[str, Finding]) -> Finding:
     unmet = PULL_PAGINATION_ENDS.unmet(found)
     if unmet is not None:
@@ -473,6 +489,8 @@ def _pagination_ends(loop: Loop, found: dict[str, Finding]) -> Finding:
     if end.get("never_ends"):
         return _never_ends(loop)
     lost = len(s["ids"]) - len(set(loop.out_ids()) & {str(i) for i in s["ids"]})
+    if lost and (mixed := _mixed(loop)):
+        return PULL_PAGINATION_ENDS.fail(mixed)
     if end.get("ok") and not s["ended"] and loop.swallowed() is None and lost > 0:
         read = [
             r["page"] for r in loop.report["requests"] if r.get("stream") == loop.stream.name and r.get("status") == 200
@@ -506,6 +524,8 @@ def _every_record_once(loop: Loop, found: dict[str, Finding]) -> Finding:
     twice = sorted(i for i, c in counts.items() if c > 1)
     if not missing and not twice:
         return PULL_EVERY_RECORD_ONCE.passed(f"{loop.where}: {len(served_ids)} records, each once")
+    if missing and (mixed := _mixed(loop)):
+        return PULL_EVERY_RECORD_ONCE.fail(mixed)
     parts = []
     if missing:
         tail = " (the last ones served: the last page is lost)" if served_ids[-len(missing) :] == missing else ""
