@@ -11,11 +11,13 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bizon_forge import connector
 from bizon_forge.findings import Refused, failed
-from bizon_forge.sdist import Progress, unpack
-from bizon_forge.sdist import fetch as fetch_sdist
+
+if TYPE_CHECKING:  # the module itself is imported where it fetches (urllib, ssl: not at start-up)
+    from bizon_forge.sdist import Progress
 
 ENUM_FILE = "bizon/destination/config.py"
 MODELS_FILE = "bizon/common/models.py"
@@ -289,9 +291,11 @@ def cache_dir() -> Path:
     return Path(os.environ.get("BIZON_FORGE_CACHE", Path.home() / ".cache" / "bizon-forge"))
 
 
-def sdist(version: str, progress: Progress | None = None) -> Path:
+def sdist(version: str, progress: "Progress | None" = None) -> Path:
     """bizon's sdist from PyPI (it holds the whole repo: bizon/, tests/, docs/), cached once per version."""
-    return fetch_sdist("bizon", version, cache_dir() / "sdists", progress)
+    from bizon_forge import sdist as pypi  # urllib.request, ssl, email: off the MCP server's start-up path
+
+    return pypi.fetch("bizon", version, cache_dir() / "sdists", progress)
 
 
 # bizon's .gitignore ignores every connector config but the examples, so a commit would silently drop the check
@@ -313,7 +317,7 @@ def tracking_check_configs(gitignore: str) -> str | None:
     return gitignore + ("" if not gitignore or gitignore.endswith("\n") else "\n") + block
 
 
-def init(directory: str, version: str = "0.6.4", progress: Progress | None = None) -> Path:
+def init(directory: str, version: str = "0.6.4", progress: "Progress | None" = None) -> Path:
     """Unpack bizon's sdist into `directory` (which must be absent or empty) and commit it to a new git repo."""
     dest = Path(directory).expanduser().resolve()
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
@@ -324,7 +328,9 @@ def init(directory: str, version: str = "0.6.4", progress: Progress | None = Non
     dest.mkdir(parents=True, exist_ok=True)
     # Made whole beside `dest`, then renamed in (one filesystem): an interrupted init leaves `dest` empty or whole.
     with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
-        unpack(archive, Path(tmp))
+        from bizon_forge import sdist as pypi  # as above: only init unpacks
+
+        pypi.unpack(archive, Path(tmp))
         (top,) = Path(tmp).iterdir()
         _prepare(top, version, progress)
         for item in top.iterdir():
@@ -332,7 +338,7 @@ def init(directory: str, version: str = "0.6.4", progress: Progress | None = Non
     return dest
 
 
-def _prepare(top: Path, version: str, progress: Progress | None) -> None:
+def _prepare(top: Path, version: str, progress: "Progress | None") -> None:
     """The unpacked tree with our lines in its .gitignore, committed to a new git repository."""
     # Not the tree's: our state (specs, render records, logs, the check cache, the audit trail) and what the
     # rendered example syncs write offline (a SQLite file, JSON Lines) under output/. bizon ignores .env itself.

@@ -27,7 +27,6 @@ from bizon_forge import (
     registrations,
     render,
     source_describe,
-    source_render,
     validators,
     workspace,
 )
@@ -297,6 +296,8 @@ def _spec_and_render_tools(tool, on_worker) -> None:
         name: str, dry_run: bool = False, overwrite: bool = False, workspace: WorkspaceArg = None
     ) -> Annotated[CallToolResult, RenderResult]:
         """Write source.py, configs, tests; edits kept unless overwrite=true."""
+        from bizon_forge import source_render  # the mock API's module and its cases: off the start-up path
+
         return await on_worker(source_render.render_source, workspace, name, dry_run, overwrite)
 
 
