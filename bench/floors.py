@@ -16,7 +16,7 @@ PROBE_MARKER = "BIZON_FORGE_PROBE "  # validators/contract_probe.py prints its r
 
 FULL_PARTS = ("ruff", "contract", "data", "smoke", "tests", "bizon suite")  # what validate full runs
 # What validate_source full runs; sampled as "source <part>". fast runs the first three.
-SOURCE_FULL_PARTS = ("static", "discovery", "contract", "tests", "bizon run")
+SOURCE_FULL_PARTS = ("static", "discovery", "contract", "cases", "tests", "bizon run")
 SOURCE_FAST_PARTS = SOURCE_FULL_PARTS[:3]
 
 
@@ -100,9 +100,10 @@ def validation_parts(ws: Workspace, name: str, scratch: Path) -> dict[str, float
 def source_parts(ws: Workspace, name: str, scratch: Path) -> dict[str, float]:
     """The parts `validate_source level=full` runs at once, run one after another, each as it runs them: the static
     checks, discovery (`bizon source list`, `bizon stream list NAME`), per stream the contract probe against the
-    mock API (and its incremental probe), the source's tests, per stream a real `bizon run` from the mock into a
-    scratch file, read back. The parts are the validator's own functions (each starts its own mock and builds the
-    config the subprocesses run with); only the thread pool around them is left out."""
+    mock API (and its incremental probe), per stream the mock's misbehaviour cases in one probe, the source's tests,
+    per stream a real `bizon run` from the mock into a scratch file, read back. The parts are the validator's own
+    functions (each starts its own mock and builds the config the subprocesses run with); only the thread pool
+    around them is left out."""
     import functools
 
     from bizon_forge.spec import source as source_spec
@@ -132,6 +133,9 @@ def source_parts(ws: Workspace, name: str, scratch: Path) -> dict[str, float]:
         timed("discovery", lambda: checks.discovery(ws, spec, name, _sub(base), logs))
         for stream in spec.streams:
             timed("contract", functools.partial(checks.contract, ws, spec, stream, _sub(base), logs, None))
+        for stream in spec.streams:  # every case of the mock that applies, in one probe per stream
+            cases = functools.partial(checks.stream_cases, ws, spec, stream, lambda: _sub(base), logs, None)
+            timed("cases", cases)
         timed("tests", lambda: [checks.source_tests(ws, code, _sub(base), logs / "tests.log")])
         for stream in spec.streams:
             run = functools.partial(checks.bizon_run, ws, spec, stream, _sub(base), logs, None)

@@ -909,14 +909,14 @@ def _submit(
         stream = functools.partial(_stream, ws, spec, s, level, sub, logs, recorded)
         units.submit(f"stream {s.name}", stream, stream_ids)
         if level == "full" and spec is not None:  # every case of the stream in one probe, beside its contract
-            against = functools.partial(_cases, ws, spec, s, sub, logs, recorded)
+            against = functools.partial(stream_cases, ws, spec, s, sub, logs, recorded)
             units.submit(f"cases {s.name}", against, declared_ids(source_cases.cases))
     if level == "full":
         units.submit(TESTS_SOURCE.id, lambda: [source_tests(ws, code, sub(), logs / "tests.log")], [TESTS_SOURCE.id])
     return len(units.submitted)
 
 
-def _cases(
+def stream_cases(
     ws: Workspace, spec: SourceSpec, stream: StreamSpec, scratch: Callable[[], Path], logs: Path, recorded: str | None
 ) -> list[Finding]:
     """The stream against every case of the mock that applies to the spec, in one probe."""
