@@ -235,6 +235,20 @@ def _listed(node) -> list[str]:
     return [cast(str, e.value.evaluated_value) for e in node.elements if isinstance(e.value, cst.SimpleString)]
 
 
+def _without(elements: list, remove: Sequence[str]) -> list:
+    """The guard list's elements without the `remove` entries (the new last entry takes a removed last one's comma)."""
+    import libcst as cst
+
+    for gone in remove:
+        for i, e in enumerate(elements):
+            if isinstance(e.value, cst.SimpleString) and e.value.evaluated_value == gone:
+                if i == len(elements) - 1 and i > 0:
+                    elements[i - 1] = elements[i - 1].with_changes(comma=e.comma)
+                del elements[i]
+                break
+    return elements
+
+
 def set_guard(text: str, add: list[str], remove: Sequence[str] = ()) -> str:
     """The import guard's text with `add` listed (after the last entry, in its style) and `remove` taken away."""
     import libcst as cst
@@ -247,14 +261,7 @@ def set_guard(text: str, add: list[str], remove: Sequence[str] = ()) -> str:
     if node is None:
         raise RecordUnknown(f"{IMPORT_GUARD} has no `{GUARD_LIST} = [...]` list.")
     have = _listed(node)
-    elements = list(node.elements)
-    for gone in remove:
-        for i, e in enumerate(elements):
-            if isinstance(e.value, cst.SimpleString) and e.value.evaluated_value == gone:
-                if i == len(elements) - 1 and i > 0:  # the new last entry takes the removed one's comma
-                    elements[i - 1] = elements[i - 1].with_changes(comma=e.comma)
-                del elements[i]
-                break
+    elements = _without(list(node.elements), remove)
     for new in add:
         if new in have and new not in remove:
             continue

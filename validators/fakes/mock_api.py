@@ -561,7 +561,7 @@ class MockApi:
     """A SourceSpec served on 127.0.0.1 in a thread. `url` replaces the spec's base_url; each case of `cases` is
     served beside it at `case_url(case)`."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - the mock's options, keyword-only and each documented (start())
         self,
         spec: dict,
         *,
@@ -821,19 +821,7 @@ def _handler(api: MockApi) -> type[BaseHTTPRequestHandler]:
     return type("Handler", (_Handler,), {"api": api})
 
 
-def start(
-    spec: dict,
-    *,
-    mode: str = "unreliable",
-    recorded: str | Path | None = None,
-    port: int = 0,
-    records_per_stream: int = RECORDS_PER_STREAM,
-    token_ttl: int = 2,
-    credentials: dict | None = None,
-    page_size_cap: int | None = None,
-    relative_next: bool = False,
-    request_cap: int | None = 0,
-) -> MockApi:
+def start(spec: dict, **options: Any) -> MockApi:
     """Serve `spec` (a SourceSpec as a JSON dict) on 127.0.0.1:`port` (0: a free one) in a thread, with every case
     that applies to it beside the default.
 
@@ -843,18 +831,7 @@ def start(
     links relative ("/v2/users?page_token=..."), as some APIs give them. request_cap: requests per stream before every
     answer is 410 (a pagination that never ends stops here); 0: REQUEST_CAP_FACTOR x (pages + 2) + 20; None: none.
     """
-    return MockApi(
-        spec,
-        mode=mode,
-        recorded=recorded,
-        port=port,
-        records_per_stream=records_per_stream,
-        token_ttl=token_ttl,
-        credentials=credentials,
-        page_size_cap=page_size_cap,
-        relative_next=relative_next,
-        request_cap=request_cap,
-    )
+    return MockApi(spec, **options)
 
 
 def serve_forever(
