@@ -243,7 +243,17 @@ def schema() -> dict:
     out = SourceSpec.model_json_schema()
     for key, prop in out["$defs"]["FieldSpec"]["properties"].items():
         prop.setdefault("description", FIELD_DESCRIPTIONS[key])
+    out["description"] = RECORDED_PAGES
     return out
+
+
+# Where an agent meets recorded pages: this resource. The mock API's module doc says how it serves them.
+RECORDED_PAGES = (
+    "Recorded pages (validate_source(recorded=FOLDER); the live read's save=FOLDER writes them): "
+    "FOLDER/<stream>/page-001.json, page-002.json, ... (the files directly in FOLDER when the spec has one stream), "
+    "each the whole JSON body of one response of the real API, in the order it gave them. The mock serves them in "
+    "the stream's pattern with the spec's auth and its faults on top; the incremental filter is not applied to them."
+)
 
 
 def check_name(name: str) -> list[Finding]:
