@@ -183,6 +183,9 @@ def forge_command(*args: str) -> str:
         return shlex.join(["uvx", "--from", source, "bizon-forge", *args])
     script = Path(sys.executable).with_name("bizon-forge")
     head = [str(script)] if script.is_file() else [sys.executable, "-m", "bizon_forge"]
+    on_path = shutil.which("bizon-forge")
+    if on_path and script.is_file() and os.path.realpath(on_path) == os.path.realpath(script):
+        head = ["bizon-forge"]  # `uv tool install` / pipx: the shim on PATH, not the path into the tool's venv
     return shlex.join([*head, *args])
 
 
