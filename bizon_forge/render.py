@@ -113,9 +113,6 @@ def field_sample(f: FieldSpec):
     return {"str": f"{f.name}-value", "int": 1, "float": 1.0, "bool": False, "list[str]": [], "dict": {}}[f.type]
 
 
-# issue 21: the private names source_render imports; to remove when recipe lands (it imports the public ones then)
-
-
 def context(s: DestinationSpec) -> dict:
     recipe = recipes.get(s.recipe)
     # The example is committed: a secret field references a variable (bizon resolves env://NAME, and `bizon run`
