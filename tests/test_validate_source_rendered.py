@@ -11,6 +11,7 @@ from bizon_forge.source_render import render_source
 from bizon_forge.spec import source as source_spec
 from bizon_forge.validators.fakes import mock_api
 from bizon_forge.validators.source_validation import validate_source
+from tests.sources import rendered_plants
 
 pytestmark = pytest.mark.slow  # real bizon runs: `make test-fast` leaves them out
 BASE = "https://api.example.com/v2"
@@ -209,40 +210,9 @@ def test_an_incremental_source_passes_full_on_0_5_2_and_the_planted_mistakes_fai
 
 
 # A CRM's GraphQL API: two Relay connections on one endpoint (one landing nodes, one whole edges), OAuth2 client
-# credentials, errors inside a 200 (GraphQL's defaults), the incremental filter in the query's variables.
-FIELDS = "edges { cursor node { id updated_at } } pageInfo { hasNextPage endCursor }"
-GRAPHQL_CRM = {
-    "auth": "client_credentials",
-    "token_url": "https://auth.example.com/oauth/token",
-    "scopes": ["crm.read"],
-    "streams": [
-        {
-            "name": "contacts",
-            "endpoint": "/graphql",
-            "connection_path": "data.contacts",
-            "cursor_field": "updated_at",
-            "updated_after_param": "variables.since",
-            "body": {
-                "query": "query($first: Int, $after: String, $since: DateTime) { contacts(first: $first, "
-                "after: $after, since: $since) { " + FIELDS + " } }"
-            },
-            "pagination": {"pattern": "graphql", "page_size": 5},
-        },
-        {
-            "name": "companies",
-            "endpoint": "/graphql",
-            "connection_path": "data.companies",
-            "land": "edge",
-            "id_field": "node.id",
-            "body": {
-                "query": "query($first: Int, $after: String) { companies(first: $first, after: $after) { "
-                + FIELDS
-                + " } }"
-            },
-            "pagination": {"pattern": "graphql", "page_size": 5},
-        },
-    ],
-}
+# credentials, errors inside a 200 (GraphQL's defaults), the incremental filter in the query's variables; the planted
+# bugs' spec, without its name and base_url.
+GRAPHQL_CRM = {k: v for k, v in rendered_plants.SPECS[rendered_plants.GRAPHQL].items() if k not in ("name", "base_url")}
 
 
 @pytest.mark.parametrize("version", ["0.6.4", "0.5.2"])
