@@ -237,6 +237,8 @@ def apply(s: DestinationSpec) -> tuple[DestinationSpec, list[Finding]]:
         updates: dict = {}
     else:
         updates = {"full_refresh": None}  # the spec says only what the rendered code does
+    if recipe.name != "custom":  # the rendered code's own isolation: a swap, or (no atomic replace) in place
+        updates["full_refresh_isolation"] = "in_place" if recipe.asks_full_refresh else "atomic"
     if recipe.name == "custom":
         updates.setdefault("write_method", s.write_method or recipe.write_method)
         return s.model_copy(update=updates), findings

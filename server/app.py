@@ -41,7 +41,15 @@ from bizon_forge.server import resources, schemas
 from bizon_forge.source_describe import SourceDescribeResult
 from bizon_forge.spec import destination, source
 from bizon_forge.spec.common import FieldSpec, fix_next, parse, parse_or_refuse
-from bizon_forge.spec.destination import Batching, ErrorHandling, FullRefresh, RecipeName, WriteMethod
+from bizon_forge.spec.destination import (
+    Batching,
+    ErrorHandling,
+    FullRefresh,
+    FullRefreshIsolation,
+    RecipeName,
+    WriteMethod,
+    WriteSemantics,
+)
 from bizon_forge.spec.source import SourceSpec
 from bizon_forge.validators.report import ValidationResult
 from bizon_forge.workspace import Settings
@@ -262,6 +270,12 @@ def _spec_and_render_tools(tool, on_worker) -> None:
         full_refresh: Annotated[
             FullRefresh | None,
             Field(description='http (required): endpoint honours "replace": true, or DELETE ?destination_id= first'),
+        ] = None,
+        write_semantics: Annotated[
+            WriteSemantics | None, Field(description="upsert: keyed on source_record_id, last write wins")
+        ] = None,
+        full_refresh_isolation: Annotated[
+            FullRefreshIsolation | None, Field(description="custom: in_place if readers see a partial full refresh")
         ] = None,
         workspace: WorkspaceArg = None,
     ) -> Annotated[CallToolResult, DescribeResult]:

@@ -21,6 +21,12 @@ WRITE_METHODS = get_args(WriteMethod)
 # POST of the publication carries "replace": true, or a DELETE of the destination_id's records comes first.
 FullRefresh = Literal["replace_flag", "delete_first"]
 FULL_REFRESH = get_args(FullRefresh)
+# How the target keys records: append = every record a row; upsert = one record per source_record_id, the last
+# write wins (the later source_timestamp; within one flush, the later row). The rendered class says it too.
+WriteSemantics = Literal["append", "upsert"]
+# What a reader sees during a full refresh: atomic = the previous publication until finalize() swaps in the new one
+# whole; in_place = the target is rewritten where it stands (readers may see a partial target meanwhile).
+FullRefreshIsolation = Literal["atomic", "in_place"]
 
 # Fields every destination config inherits (AbstractDestinationDetailsConfig) and names pydantic reserves.
 BASE_FIELDS = frozenset(
@@ -65,6 +71,8 @@ class DestinationSpec(BaseModel):
     # Client libraries as PEP 508 requirements; recorded as the tree's extra NAME and installed into its Python.
     dependencies: list[str] = []
     full_refresh: FullRefresh | None = None  # the http recipe's choice; the other recipes replace atomically
+    write_semantics: WriteSemantics = "append"
+    full_refresh_isolation: FullRefreshIsolation = "atomic"  # a recipe says its own (recipes.apply)
 
     @property
     def names(self) -> Names:

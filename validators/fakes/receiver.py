@@ -4,6 +4,8 @@ batch whose Idempotency-Key it already stored, answers GET with what it holds (w
 asks for), and DELETE ?destination_id= empties it. It honours `"replace": true` only when made to
 (`honours_replace`): a spec whose full refresh is delete_first is checked against one that ignores the flag, as
 Elasticsearch's _bulk or a webhook collector would, so code that relies on the flag leaves records twice.
+A record holding "key" replaces the one stored under the same key (an API that upserts by key: what the http
+recipe sends when the spec's write_semantics is upsert); records without one are all kept.
 
 A destination_id holding `_unreliable` gets the failures of a real ingest API, in a fixed cycle of its POSTs:
 429 with Retry-After, a batch stored and then its connection dropped (no answer), 503; the rest succeed. One
@@ -23,6 +25,13 @@ MAX_BODY = 64 * 1024 * 1024
 RETRY_AFTER_S = 2  # longer than the recipe's first backoff (1 s), so ignoring it shows
 FAULTS = {1: "429", 3: "drop", 5: "503"}  # POST number within a cycle of CYCLE -> what goes wrong
 CYCLE = 6
+
+
+def _last_per_key(records: list) -> list:
+    """The records in order, a keyed one only where it is the last of its key."""
+    keyed = [json.dumps(r["key"], sort_keys=True) if isinstance(r, dict) and "key" in r else None for r in records]
+    last = {key: index for index, key in enumerate(keyed) if key is not None}
+    return [r for index, (r, key) in enumerate(zip(records, keyed, strict=True)) if key is None or last[key] == index]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -128,7 +137,7 @@ class Receiver:
                 return False
             if replace and self.honours_replace:
                 self.stored[destination_id] = []
-            self.stored.setdefault(destination_id, []).extend(records)
+            self.stored[destination_id] = _last_per_key([*self.stored.get(destination_id, []), *records])
             if key:
                 self.keys.add(key)
             return True

@@ -91,7 +91,15 @@ def hostile() -> list:
         {"id": 7, "same_id": "second of two records sharing one source_record_id", "n": 2.5, "none": None},
     ]
     keys = ["h-1", "h-2", "h-3", "h-4", "h-5", "h-dup", "h-dup"]
-    return [record(k, d, 100 + i) for i, (k, d) in enumerate(list(zip(keys, datas)))]  # noqa: B905 - Python 3.9 has no strict=
+    rows = [record(k, d, 100 + i) for i, (k, d) in enumerate(list(zip(keys, datas)))]  # noqa: B905 - Python 3.9 has no strict=
+    # The later h-dup is the later one by source_timestamp too: both readings of "last write wins" keep it.
+    rows[-1]["source_timestamp"] = rows[-2]["source_timestamp"] + timedelta(seconds=1)
+    return rows
+
+
+def version(key: str, number: int) -> dict:
+    """Write `number` of the record `key`: a later number has a later source_timestamp."""
+    return record(key, {"id": key, "version": number}, 50 - number)
 
 
 def frame(rows: list):
@@ -173,6 +181,75 @@ def compare(sent: list, got: list, what: str) -> None:
         f"{what}: sent {sum(want.values())} record(s), read back {sum(have.values())}; " + "; ".join(details[:3]),
         hint=hint,
     )
+
+
+# -- what the destination declares (class attributes the spec renders; a hand-written one may set them) -----------
+
+DECLARED = {"WRITE_SEMANTICS": ("append", "upsert"), "FULL_REFRESH_ISOLATION": ("atomic", "in_place")}
+_declared: dict = {}
+
+
+def declared(t: Target, attribute: str) -> str:
+    """The destination class's declaration, its first value when it declares none."""
+    if attribute not in _declared:
+        cls = type(t.build("full_refresh", t.id("probe")))
+        _declared[attribute] = getattr(cls, attribute, DECLARED[attribute][0])
+    value, allowed = _declared[attribute], DECLARED[attribute]
+    if value not in allowed:
+        raise CaseFailed(
+            f"{attribute} = {value!r} on the destination class: it must be one of {', '.join(map(repr, allowed))}",
+            hint=f"Set {attribute} to one of {', '.join(map(repr, allowed))} (describe_target's "
+            f"{attribute.lower()} renders it).",
+        )
+    return value
+
+
+def last_writes(rows: list) -> list:
+    """What an upsert target holds after `rows` were written in order: the last record of each source_record_id."""
+    last = {r["source_record_id"]: r for r in rows}
+    return list(last.values())
+
+
+DEDUP_HINT = (
+    "Under append every record is a row, even one whose source_record_id is already there. If the target keys "
+    "records on source_record_id (a document _id, a hash key, MERGE or ON CONFLICT), declare it: WRITE_SEMANTICS = "
+    '"upsert" on the destination class (write_semantics="upsert" in describe_target); otherwise stop keying on '
+    "source_record_id (key on bizon_id)."
+)
+UPSERT_HINT = (
+    'WRITE_SEMANTICS is "upsert": write with source_record_id as the key (a document _id, MERGE, ON CONFLICT / ON '
+    "DUPLICATE KEY UPDATE), in staging and when publishing, so the last write of each id replaces the others (within "
+    "one flush, the later row)."
+)
+
+
+def judge(t: Target, sent: list, got: list, what: str) -> None:
+    """compare() against what the declared write semantics keeps of `sent` (written in this order), naming a
+    deduplication the destination did not declare, or duplicates it declared away."""
+    semantics = declared(t, "WRITE_SEMANTICS")
+    times_sent = Counter(r["source_record_id"] for r in sent)
+    times_read = Counter(row[0] for row in got)
+    for key, n in times_sent.items():
+        m = times_read.get(key, 0)
+        if semantics == "append" and 0 < m < n:
+            raise CaseFailed(
+                f"{what}: source_record_id {key!r} was sent {n} times and read back {m} time(s): the target "
+                "deduplicates by it, but the destination declares append semantics (WRITE_SEMANTICS 'append', "
+                "or unset)",
+                hint=DEDUP_HINT,
+            )
+        if semantics == "upsert" and m > 1:
+            raise CaseFailed(
+                f"{what}: source_record_id {key!r} read back {m} times, but the destination declares "
+                "WRITE_SEMANTICS = 'upsert' (one record per source_record_id, the last write wins)",
+                hint=UPSERT_HINT,
+            )
+    try:
+        compare(sent if semantics == "append" else last_writes(sent), got, what)
+    except CaseFailed as error:
+        if semantics == "upsert" and error.hint is None:
+            error.hint = UPSERT_HINT
+        raise
 
 
 # -- driving the destination ------------------------------------------------------------------------
@@ -283,10 +360,11 @@ def case_several_flushes(t: Target) -> str:
 def case_hostile(t: Target) -> str:
     sent = hostile()
     run(t, "full_refresh", t.id("hostile"), [sent])
-    compare(sent, t.read(t.id("hostile")), "hostile records")
+    judge(t, sent, t.read(t.id("hostile")), "hostile records")
+    pair = "both records" if declared(t, "WRITE_SEMANTICS") == "append" else "the later record (upsert)"
     return (
-        "7 hostile records read back exact: non-ASCII and emoji, quotes and backslashes, newlines and NUL, "
-        "a 100,000-character source_data, 60-deep JSON, a duplicate source_record_id in one batch"
+        "hostile records read back exact: non-ASCII and emoji, quotes and backslashes, newlines and NUL, "
+        f"a 100,000-character source_data, 60-deep JSON, and {pair} of a source_record_id sent twice in one batch"
     )
 
 
@@ -476,6 +554,69 @@ def case_failed_publish(t: Target) -> str:
         f"an incremental finalize() that met a full disk raised {raised} and left the target whole; the next run "
         "published both runs' records exactly once"
     )
+
+
+def case_upsert(t: Target) -> str:
+    """Records written again under a source_record_id: in the next flush, the next run, the next stream write. An
+    upsert target keeps the last write of each; an append one keeps every record."""
+    incr, streamed = t.id("upsert"), t.id("upsert_stream")
+    runs = [
+        [[version("u-1", 1), version("u-2", 1)], [version("u-2", 2), version("u-3", 1)]],
+        [[version("u-1", 2), version("u-4", 1)], [version("u-3", 2)]],
+    ]
+    for batches in runs:
+        run(t, "incremental", incr, batches)
+    sent = [r for batches in runs for b in batches for r in b]
+    judge(t, sent, t.read(incr, "incremental"), "two incremental runs writing u-1, u-2 and u-3 twice each")
+    destination = t.build("stream", streamed)
+    writes = [[version("s-1", 1), version("s-2", 1)], [version("s-1", 2)]]
+    for rows in writes:
+        write(destination, rows, "write_records (stream)")
+    judge(t, [r for rows in writes for r in rows], t.read(streamed, "stream"), "two stream flushes writing s-1 twice")
+    if declared(t, "WRITE_SEMANTICS") == "append":
+        return "append: records written again under a source_record_id (across flushes, runs, stream writes) all kept"
+    return "upsert: the last write of each source_record_id wins across flushes, incremental runs and stream writes"
+
+
+def _isolated(t: Target, fid: str, previous: list, running: list, when: str) -> None:
+    """What a reader sees while a full refresh runs (read through a stream-mode object, which stages nothing, so
+    reading cannot touch the run's staging): the previous publication, exactly."""
+    got = t.read(fid, "stream")
+    if Counter(got) == Counter(normalized(previous)):
+        return
+    old = {r["source_record_id"] for r in previous}
+    new = {r["source_record_id"] for r in running}
+    seen_old = sum(1 for row in got if row[0] in old)
+    seen_new = sum(1 for row in got if row[0] in new)
+    raise CaseFailed(
+        f"{when}, a reader saw {len(got)} record(s): {seen_old} of the previous publication ({len(previous)}) and "
+        f"{seen_new} of the run in progress: the full refresh writes into the live target, or points it at the new "
+        "data (an alias set when the new index is created), before finalize() has published the run whole",
+        hint="Write a full refresh where readers do not look (a _temp table, a new index outside the alias, a hidden "
+        "file) and swap it in at finalize() in one step (RENAME, one alias update removing the old index and adding "
+        'the new, os.replace). If the target cannot, declare FULL_REFRESH_ISOLATION = "in_place" '
+        '(full_refresh_isolation="in_place" in describe_target).',
+    )
+
+
+def case_full_refresh_isolated(t: Target) -> str:
+    if declared(t, "FULL_REFRESH_ISOLATION") == "in_place":
+        raise CaseSkipped(
+            "The destination declares FULL_REFRESH_ISOLATION = 'in_place': its full refresh rewrites the target where "
+            "it stands, so readers may see a partial target until finalize() ends; nothing to judge."
+        )
+    fid = t.id("isolated")
+    previous, batches = plain("isolated-old", 3), [plain("isolated-new", 2, 0), plain("isolated-new", 2, 2)]
+    run(t, "full_refresh", fid, [previous])
+    destination = t.build("full_refresh", fid)
+    running: list = []
+    for index, rows in enumerate(batches):
+        write(destination, rows, f"write_records (flush {index + 1} of {len(batches)})")
+        running += rows
+        _isolated(t, fid, previous, running, f"After flush {index + 1} of {len(batches)} of a full refresh")
+    destination.finalize()
+    judge(t, running, t.read(fid), "after finalize() of the full_refresh that replaced 3 records")
+    return "during a full refresh, readers saw the previous publication exactly until finalize() swapped in the new one"
 
 
 RECEIVER_VAR = "BIZON_FORGE_RECEIVER_URL"  # set only when the check config posts to the local receiver
@@ -852,15 +993,16 @@ CASES = (
         "what": (
             "7 hostile records read back exact: non-ASCII and emoji, quotes and backslashes, newlines, a "
             "100,000-character source_data, 60-deep JSON, two records sharing a source_record_id in one "
-            "batch."
+            "batch (both read back under append; the later one under upsert, the destination's "
+            "WRITE_SEMANTICS)."
         ),
         "why": (
-            "Real data holds all of these; a 64 KB TEXT column, a latin1 table or a primary key on "
-            "source_record_id each loses some."
+            "Real data holds all of these; a 64 KB TEXT column, a latin1 table or a key on source_record_id "
+            "the destination does not declare each loses some."
         ),
         "fix": (
-            "Store source_data in a column that holds any length and any Unicode (LONGTEXT/JSON, utf8mb4); do "
-            "not key on source_record_id."
+            "Store source_data in a column that holds any length and any Unicode (LONGTEXT/JSON, utf8mb4); key "
+            'on source_record_id only under WRITE_SEMANTICS = "upsert", keeping the later row.'
         ),
         "after": ("data.read_back", "data.exact"),
     },
@@ -1035,6 +1177,55 @@ CASES = (
             "server changes but the case's own tables and its own sessions' settings."
         ),
         "after": ("data.read_back", "data.exact"),
+    },
+    {
+        "id": "data.upsert",
+        "run": "case_upsert",
+        "what": (
+            "Records written again under a source_record_id (in the next flush, the next incremental run, the "
+            'next stream write) read back as the destination declares: WRITE_SEMANTICS = "upsert" keeps the '
+            'last write of each id (later flush, later run, later source_timestamp), "append" (or none '
+            "declared) keeps every record."
+        ),
+        "why": (
+            "A target keyed on source_record_id (Elasticsearch _id, a Redis hash, MERGE) is right when the user "
+            "wants upserts and loses history silently when they want every record; only the declaration says "
+            "which was meant."
+        ),
+        "fix": (
+            'Under "upsert", write with source_record_id as the key in staging and on publish, the later write '
+            'winning; under "append", store every record (key on bizon_id), or declare "upsert" if the target '
+            "keys by id."
+        ),
+        "limits": (
+            "Later writes carry later source_timestamps here, so a target that keeps the latest source_timestamp "
+            "and one that keeps the last write both pass; full refreshes are judged by data.hostile."
+        ),
+        "after": ("data.read_back", "data.exact", "data.incremental", "data.stream"),
+    },
+    {
+        "id": "data.full_refresh_isolated",
+        "run": "case_full_refresh_isolated",
+        "what": (
+            "While a full refresh runs after a published one, a reader (read_back() of a fresh stream-mode "
+            "object, after each flush and before finalize()) sees the previous publication exactly; after "
+            "finalize() the new one whole. Skip when the destination declares FULL_REFRESH_ISOLATION = "
+            '"in_place".'
+        ),
+        "why": (
+            "Dashboards and jobs read the target while bizon loads it: a run written into the live target, or an "
+            "alias pointed at the new index when it is created, shows them a partial or mixed target, and every "
+            "end-state check still passes."
+        ),
+        "fix": (
+            "Stage the full refresh where readers do not look (a _temp table, a new index outside the alias, a "
+            "hidden file) and swap it in at finalize() in one step; or declare FULL_REFRESH_ISOLATION = "
+            '"in_place" if the target cannot.'
+        ),
+        "limits": (
+            "What a reader sees inside finalize() itself is not observed: a swap done in several steps there passes."
+        ),
+        "after": ("data.read_back", "data.exact", "data.full_refresh_twice"),
     },
 )
 
