@@ -523,6 +523,43 @@ CASES: dict[str, Case] = {
         ),
         level="full",
     ),
+    "data.upsert": Case(
+        "an incremental publication replaces the records whose source_record_id it brings again (an update by "
+        "key), though the destination declares append semantics (no WRITE_SEMANTICS)",
+        (
+            replace(
+                "destination",
+                "                for part in (self.target, self.staging):\n"
+                "                    if part.exists():\n"
+                '                        with part.open("rb") as handle:\n'
+                "                            shutil.copyfileobj(handle, out)\n",
+                "                lines = self.staging.read_bytes().splitlines()\n"
+                '                again = {orjson.loads(line)["source_record_id"] for line in lines if line}\n'
+                "                if self.target.exists():\n"
+                "                    for line in self.target.read_bytes().splitlines(keepends=True):\n"
+                '                        if line.strip() and orjson.loads(line)["source_record_id"] not in again:\n'
+                "                            out.write(line)\n"
+                '                with self.staging.open("rb") as handle:\n'
+                "                    shutil.copyfileobj(handle, out)\n",
+            ),
+        ),
+        level="full",
+    ),
+    "data.full_refresh_isolated": Case(
+        "a full refresh empties the target at its first flush (TRUNCATE, then load), and readers see it empty "
+        "until finalize() publishes",
+        (
+            replace(
+                "destination",
+                "        path = self.staging if self.stages else self.target\n",
+                "        path = self.staging if self.stages else self.target\n"
+                "        if self.sync_metadata.sync_mode == SourceSyncModes.FULL_REFRESH and not "
+                "self.staging.exists():\n"
+                "            self.target.unlink(missing_ok=True)  # the run replaces it anyway\n",
+            ),
+        ),
+        level="full",
+    ),
     "data.empty_last_buffer": Case(
         "finalize() left to bizon, which skips it when the last buffer is empty (buffer_size: 0)",
         (

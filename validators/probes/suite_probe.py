@@ -590,8 +590,9 @@ def _isolated(t: Target, fid: str, previous: list, running: list, when: str) -> 
     seen_new = sum(1 for row in got if row[0] in new)
     raise CaseFailed(
         f"{when}, a reader saw {len(got)} record(s): {seen_old} of the previous publication ({len(previous)}) and "
-        f"{seen_new} of the run in progress: the full refresh writes into the live target, or points it at the new "
-        "data (an alias set when the new index is created), before finalize() has published the run whole",
+        f"{seen_new} of the run in progress: the full refresh changes the live target (writes into it, empties it, "
+        "or points it at the new data: an alias set when the new index is created) before finalize() has published "
+        "the run whole",
         hint="Write a full refresh where readers do not look (a _temp table, a new index outside the alias, a hidden "
         "file) and swap it in at finalize() in one step (RENAME, one alias update removing the old index and adding "
         'the new, os.replace). If the target cannot, declare FULL_REFRESH_ISOLATION = "in_place" '
@@ -1082,7 +1083,7 @@ CASES = (
             "Remember a failed flush (a flag set where write_records returns False) and make finalize() raise "
             "instead of publishing."
         ),
-        "after": ("data.read_back", "data.exact"),
+        "after": ("data.read_back", "data.exact", "data.full_refresh_isolated"),  # in-place writes fail this too
     },
     {
         "id": "data.full_disk",
@@ -1106,7 +1107,7 @@ CASES = (
         "limits": (
             "EFBIG stands for ENOSPC; a destination that stages in memory or on a server is judged only by what lands."
         ),
-        "after": ("data.read_back", "data.exact"),
+        "after": ("data.read_back", "data.exact", "data.full_refresh_isolated"),  # in-place writes fail this too
     },
     {
         "id": "data.failed_publish",
