@@ -272,11 +272,9 @@ def _spec_and_render_tools(tool, on_worker) -> None:
             Field(description='http (required): endpoint honours "replace": true, or DELETE ?destination_id= first'),
         ] = None,
         write_semantics: Annotated[
-            WriteSemantics | None, Field(description="upsert: keyed on source_record_id, last write wins")
+            WriteSemantics | None, Field(description="upsert: last write per source_record_id wins")
         ] = None,
-        full_refresh_isolation: Annotated[
-            FullRefreshIsolation | None, Field(description="custom: in_place if readers see a partial full refresh")
-        ] = None,
+        full_refresh_isolation: FullRefreshIsolation | None = None,  # a recipe sets its own
         workspace: WorkspaceArg = None,
     ) -> Annotated[CallToolResult, DescribeResult]:
         """Check and store a destination spec; later tools take its name."""
