@@ -24,6 +24,7 @@ from bizon_forge.render import render_destination
 from bizon_forge.spec.destination import DestinationSpec, FieldSpec
 from bizon_forge.validators import catalog, runtime
 from bizon_forge.validators.scratch import Scratch
+from bizon_forge.validators.validation import validate_destination
 
 KV = "kv"
 DESTINATION = f"bizon/connectors/destinations/{KV}/src/destination.py"
@@ -199,6 +200,8 @@ def ws(pristine, tmp_path_factory) -> workspace.Workspace:
         assert describe_target(ws, spec).ok
         assert render_destination(ws, spec.name).ok
         assert apply_registrations(ws, spec.name).ok
+    example = root / "bizon/connectors/destinations/keyed_http/config/keyed_http.example.yml"  # the user's endpoint
+    example.write_text(example.read_text().replace('"endpoint-value"', '"https://ingest.example.com/records"'))
     (root / DESTINATION).write_text(KV_CODE)
     (root / CHECK).write_text(KV_CHECK)
     return ws
@@ -248,6 +251,11 @@ def test_every_recipe_renders_the_declarations_and_the_http_one_says_it_writes_i
     # no atomic replace over an endpoint: the recipe declares what it does, whatever the spec said
     assert 'FULL_REFRESH_ISOLATION = "in_place"' in rendered["keyed_http"]
     assert 'row["key"] = row["source_record_id"]' in rendered["keyed_http"]
+    for name in rendered:  # the upsert branches of the templates are code an agent starts from: clean, complete
+        result = validate_destination(ws, name, level="fast")
+        assert result.ok and not [f for f in result.findings if f.status == "warn"], [
+            (f.id, f.message) for f in result.findings if f.status != "pass"
+        ]
     for recipe in ("custom", "sql"):
         spec = DestinationSpec(name=f"declared_{recipe}", recipe=recipe, full_refresh_isolation="in_place")
         assert describe_target(ws, spec).ok
