@@ -122,6 +122,9 @@ class HttpFaultProxy:
             raise ValueError(f"not an http(s) URL: {upstream!r}")
         self.scheme, self.host = parts.scheme, parts.hostname
         self.upstream_port = parts.port or (443 if parts.scheme == "https" else 80)
+        # A loopback target (a local S3 or search server) gets the Host the client sent, which a request signed over
+        # it (AWS SigV4) needs; a remote one gets its own name, which virtual hosting and CDNs route by.
+        self.loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
         self.faults = faults or Faults()
         self.lock = threading.Lock()
         self.clients: set = set()  # open client connections, hung up on close()
@@ -230,6 +233,8 @@ class _Handler(BaseHTTPRequestHandler):
         """(status, headers, body) of the upstream's answer; None once a 502 was answered for it."""
         if headers is None:
             headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
+        if self.proxy.loopback and self.headers.get("Host"):
+            headers["Host"] = self.headers["Host"]
         connection = self.proxy.connect()
         try:
             connection.request(self.command, self.path, body or None, headers)
