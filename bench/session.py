@@ -60,8 +60,8 @@ def tokens(n_bytes: int) -> int:
 def named_resources(prompt: str) -> list[str]:
     """The resources a prompt names, in order, once each; templates (a `{...}` part) are looked up on demand only."""
     seen: list[str] = []
-    for uri in URI.findall(prompt):
-        uri = uri.rstrip("/")
+    for found in URI.findall(prompt):
+        uri = found.rstrip("/")
         if "{" not in uri and uri not in seen:
             seen.append(uri)
     return seen

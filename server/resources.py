@@ -5,6 +5,7 @@ Sized for a model (issue 25): every KB an agent reads is ~250 tokens it cannot s
 resources are compact (a checklist per kind, a check's why and limits one read away, the source guide as a digest);
 the long forms stay at their old URIs, each named by the compact one, so nothing cut is out of reach."""
 
+import difflib
 import json
 import re
 from importlib import resources as package_files
@@ -20,14 +21,14 @@ from bizon_forge.workspace import Settings
 
 TOKEN_BYTES = 4  # tokens are estimated as bytes/4, as bench/ does: no tokenizer works offline
 CHECKLIST_TOKENS = 2000  # a kind's compact checklist (issue 25)
-LONG_FORM_TOKENS = 4000  # no other resource is larger, unless it is a long form the agent asked for
 CHECKLIST_INTRO = {
-    "destination": "Each line: a check of `validate_destination` (one finding with this id), what must hold, and the fix "
-    "when it is short; `(full)`: run by level full only. Why, limits and the whole fix of one: "
-    "bizon-forge://check/ID. Every check in full: bizon-forge://checklist (long form).",
-    "source": "Each line: a check of `validate_source` (one finding with this id), what must hold, and the fix when it "
-    "is short; `(full)`/`(live)`: run by that level only. Why, limits and the whole fix of one: bizon-forge://check/ID. "
-    "Every check in full: bizon-forge://checklist (long form).",
+    kind: f"Each line: a check of `{tool}` (one finding with this id), what must hold, and the fix when it is short; "
+    f"{levels}: run by that level only. Why, limits and the whole fix of one: bizon-forge://check/ID. Every check in "
+    "full: bizon-forge://checklist (long form)."
+    for kind, tool, levels in (
+        ("destination", "validate_destination", "`(full)`"),
+        ("source", "validate_source", "`(full)`/`(live)`"),
+    )
 }
 
 
@@ -60,7 +61,8 @@ def _documents(mcp: MCPServer, settings: Settings) -> None:
     @mcp.resource("bizon-forge://source-spec", mime_type="application/json")
     def source_spec() -> str:
         """The JSON schema of describe_source's spec: streams, pagination patterns A-E, auth, retries."""
-        return json.dumps(source_spec_schema(), indent=1)
+        # compact: indentation is a third of the indented form's bytes, and a model reads JSON without it
+        return json.dumps(source_spec_schema(), separators=(",", ":"), ensure_ascii=False)
 
     @mcp.resource("bizon-forge://source-guide/digest", mime_type="text/markdown")
     def source_guide_digest() -> str:
@@ -162,7 +164,8 @@ def _short_fix(fix: str, width: int = 60) -> str:
 def _line(c: Check, width: int) -> str:
     level = f" ({c.level})" if c.level != "fast" else ""
     fix = _short_fix(c.fix)
-    return f"- {c.id}{level}: {_clip(_sentence(c.what), width)}." + (f" Fix: {fix}." if fix else "")
+    what = _clip(_sentence(c.what), width)
+    return f"- {c.id}{level}: {what}{'' if what.endswith('…') else '.'}" + (f" Fix: {fix}." if fix else "")
 
 
 def _checks(kind: str) -> tuple[Check, ...]:
@@ -192,7 +195,14 @@ def check_page(id: str) -> str:
     try:
         c = catalog.find(id)
     except KeyError:
-        raise ValueError(f"No check {id!r}; the ids are in bizon-forge://checklist/destination and /source") from None
+        # An answer, not an error: the SDK hides a resource's error message from the client, and the agent needs it.
+        ids = [c.id for kind in ("destination", "source") for c in _checks(kind)]
+        close = difflib.get_close_matches(id, ids, n=3)
+        return (
+            f"No check {id!r}"
+            + (f"; did you mean {', '.join(close)}?" if close else ".")
+            + " Every id: bizon-forge://checklist/destination and bizon-forge://checklist/source.\n"
+        )
     tool = "validate_destination" if c.kind == "destination" else "validate_source"
     lines = [
         f"# {c.id}",
