@@ -173,6 +173,51 @@ def over_budget(uri: str, n_bytes: int) -> str | None:
     return None
 
 
+def _parts(session: Session) -> str:
+    """Where a session's tokens go: the tool list, the prompt, the resources it names, the tools' answers."""
+    groups = {"tools/list": 0, "prompt": 0, "resources": 0, "answers": 0}
+    for r in session.reads:
+        key = "resources" if r.what.startswith("bizon-forge://") else r.what.split()[0]
+        groups[key if key in groups else "answers"] += r.answer_bytes
+    return " · ".join(f"{k} {tokens(v):,}" for k, v in groups.items())
+
+
+def rows(sessions: list[Session], sizes: dict[str, int]) -> list:
+    """The bench's rows: each session against its budget, then every resource against its own."""
+    from report import Row, size
+
+    out = []
+    for s in sessions:
+        resources = sum(1 for r in s.reads if r.what.startswith("bizon-forge://"))
+        calls = [r.what for r in s.reads if not r.what.startswith(("bizon-forge://", "tools/list", "prompt"))]
+        failed = [r.what for r in s.reads if not r.ok]
+        status = "met" if tokens(s.total_bytes) <= SESSION_TOKENS and s.green else "missed"
+        if tokens(s.total_bytes) > SESSION_TOKENS:
+            status = f"missed by {tokens(s.total_bytes) - SESSION_TOKENS:,} tok"
+        if not s.green or failed:
+            status += f" (not green: {', '.join(failed) or 'no full'})"
+        out.append(
+            Row(
+                f"{s.kind} session replayed over stdio: tools/list → prompt → {resources} resource(s) it names → "
+                f"{len(calls)} calls to a green full",
+                size(s.total_bytes),
+                f"parts, tok: {_parts(s)}",
+                "",
+                f"≤ {SESSION_TOKENS:,} tok",
+                status,
+            )
+        )
+    for uri, n in sizes.items():
+        budget = (
+            f"≤ {CHECKLIST_TOKENS:,} tok"
+            if uri.startswith("bizon-forge://checklist/")
+            else ("long form: asked for" if uri in LONG_FORMS else f"≤ {RESOURCE_TOKENS:,} tok")
+        )
+        why = over_budget(uri, n)
+        out.append(Row(f"resource `{uri}`", size(n), "", "", budget, f"missed: {why}" if why else "met"))
+    return out
+
+
 if __name__ == "__main__":  # python bench/session.py: the session replay alone, without the rest of the bench
     import tempfile
 
