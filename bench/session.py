@@ -35,6 +35,7 @@ class Read:
     what: str  # tools/list, prompt NAME, a resource's URI or a tool call
     answer_bytes: int
     ok: bool = True
+    text: str = ""  # a tool's answer as the agent reads it (python bench/session.py --show prints them)
 
 
 @dataclass
@@ -107,7 +108,8 @@ async def _resource(client: Client, uri: str) -> Read:
 async def _tool(client: Client, label: str, args: dict) -> tuple[Read, dict]:
     result = await client.call_tool(label.split()[0], args)
     data = result.structured_content or {}
-    return Read(label, len(_text(result).encode()), ok=not result.is_error and bool(data.get("ok"))), data
+    text = _text(result)
+    return Read(label, len(text.encode()), ok=not result.is_error and bool(data.get("ok")), text=text), data
 
 
 async def _session(client: Client, kind: str, prompt: str, argument: dict, calls) -> Session:
@@ -218,7 +220,7 @@ def rows(sessions: list[Session], sizes: dict[str, int]) -> list:
     return out
 
 
-if __name__ == "__main__":  # python bench/session.py: the session replay alone, without the rest of the bench
+if __name__ == "__main__":  # python bench/session.py [--show]: the replay alone, every answer's text with --show
     import tempfile
 
     import anyio
@@ -230,5 +232,7 @@ if __name__ == "__main__":  # python bench/session.py: the session replay alone,
         print(f"{s.kind}: {s.total_bytes:,} B ≈ {tokens(s.total_bytes):,} tok, green={s.green}")
         for r in s.reads:
             print(f"  {r.what}: {r.answer_bytes:,} B ≈ {tokens(r.answer_bytes):,} tok{'' if r.ok else ' (ok=false)'}")
+            if r.text and "--show" in sys.argv:
+                print(f"    {r.text}")
     for uri, n in sized.items():
         print(f"{uri}: {n:,} B ≈ {tokens(n):,} tok {over_budget(uri, n) or ''}")
