@@ -80,3 +80,18 @@ def test_a_long_what_is_cut_at_a_word_and_marked():
     assert resources._sentence("A `a.b` thing (aside) holds. Then more.") == "A `a.b` thing holds"
     assert resources._short_fix("Call apply_registrations, or add it by hand.") == "Call apply_registrations"
     assert resources._short_fix("x " * 40) == ""
+
+
+def test_a_log_in_the_answers_log_dir_is_named_inside_it():
+    """The log folder is said once per answer; a log elsewhere (a cached finding's) keeps its whole path."""
+    from bizon_forge.findings import failed
+    from bizon_forge.validators.report import ValidationResult
+
+    logs = ".bizon-forge/logs/x-1"
+    result = ValidationResult(
+        findings=[failed("a", "m", log=f"{logs}/ruff.log"), failed("b", "m", log=".bizon-forge/logs/x-0/c.log")],
+        log_dir=logs,
+    )
+    sent = result.model_dump(mode="json", exclude_none=True)
+    assert [f["log"] for f in sent["findings"]] == ["ruff.log", ".bizon-forge/logs/x-0/c.log"]
+    assert result.findings[0].log == f"{logs}/ruff.log"  # the model itself keeps the workspace-relative path
