@@ -337,7 +337,8 @@ NOT_FOUND = re.compile(
 def network_env() -> str:
     """Which of NETWORK_VARS the server's environment (the installer's) sets, in words for a hint: never values."""
     present = [name for name in NETWORK_VARS if os.environ.get(name) or os.environ.get(name.lower())]
-    has = f"sets only {', '.join(present)}" if present else f"sets none of {', '.join(NETWORK_VARS)}"
+    missing = [name for name in NETWORK_VARS if name not in present]
+    has = (f"sets {', '.join(present)} and " if present else "sets ") + f"none of {', '.join(missing)}"
     return (
         f"The installer gets the CA, proxy and index variables of bizon-forge's own environment, which {has}. MCP "
         "hosts start a server with a minimal environment: add what your shell sets (SSL_CERT_FILE or "
