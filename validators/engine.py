@@ -212,7 +212,9 @@ class Units:
         if self.kind is None:
             return {}
         settled = fold_all(self.kind, dict(self.seen), [])
-        return {f.id: cause for f in findings if (cause := folded_into(settled.get(f.id))) and f.status == "fail"}
+        # a cause that has not answered yet (a required check of a later unit) is no cause to name yet
+        folds = {f.id: folded_into(settled.get(f.id)) for f in findings if f.status == "fail"}
+        return {id: cause for id, cause in folds.items() if cause is not None and cause in self.seen}
 
     def finish(self, summary: str) -> None:
         """The last progress line: the answer's summary, in the answer's words (what failed, what was folded)."""
