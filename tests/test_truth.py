@@ -147,6 +147,7 @@ def test_a_disk_case_never_blames_the_disk_for_a_target_off_this_disk(monkeypatc
     said = str(skipped.value)
     assert "not on this machine's disk" in said and "data.full_refresh_twice" in said, said
     assert "sent 4 record(s), read back 7" in said and "did not send, e.g. 'disk_kept-0'" in said, said
+    assert "a full refresh must replace, not append" in said, said  # the real cause, named
     with pytest.raises(suite.CaseSkipped) as exact:  # landed exactly: a skip with nothing else to say
         suite.off_this_disk(second, suite.normalized(first + second), first + second, "a flush")
     assert "differs" not in str(exact.value)

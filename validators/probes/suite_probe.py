@@ -404,7 +404,7 @@ def off_this_disk(written: list, got: list, expected: list, how: str) -> None:
         # The disk did not cause it: say what the read-back shows, for the case that owns it (never blame the disk).
         reason += (
             f". The read-back differs for another reason, which data.exact, data.full_refresh_twice and "
-            f"data.incremental judge: {other}"
+            f"data.incremental judge: {other}" + (f" ({other.hint})" if other.hint else "")
         )
     raise CaseSkipped(reason + ".")
 
