@@ -26,6 +26,7 @@ os.environ.setdefault("BIZON_FORGE_CACHE", str(REPO / ".cache"))
 import cold_start  # noqa: E402 - after the cache is set: bizon_forge reads it
 import floors as floor_runs  # noqa: E402
 import many_clients  # noqa: E402
+import session as sessions  # noqa: E402
 import workflow  # noqa: E402
 from report import Row, ratio, seconds, size, table, tokens, verdict, write_readme_section  # noqa: E402
 
@@ -298,7 +299,20 @@ async def bench(args, scratch: Path) -> tuple[list[Row], list[str]]:
     (scratch / "clients").mkdir()
     crowd = await many_clients.measure(scratch / "clients", args.clients, args.recipe, validate)
     problems = crowd.failures + [f"{k}: {v}" for k, v in {**flow.pending, **floors.errors}.items()]
-    return build_rows(cold, flow, floors, crowd), problems
+    session_rows = await replay_sessions(scratch)
+    return build_rows(cold, flow, floors, crowd) + session_rows, problems
+
+
+async def replay_sessions(scratch: Path) -> list[Row]:
+    """Issue 25: an agent's whole session per kind, replayed once (its bytes do not vary), and every resource."""
+    print("[bench] an agent's session per kind, replayed over stdio", file=sys.stderr, flush=True)
+    (scratch / "sessions").mkdir()
+    replayed, sizes = await sessions.replay(scratch / "sessions")
+    return sessions.rows(replayed, sizes)
+
+
+async def sessions_only(args, scratch: Path) -> tuple[list[Row], list[str]]:
+    return await replay_sessions(scratch), []
 
 
 def main() -> None:
@@ -310,16 +324,22 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "results.md")
     parser.add_argument("--readme", action="store_true", help="also refresh README.md's Benchmark section")
     parser.add_argument("--keep", action="store_true", help="keep the scratch workspaces")
+    parser.add_argument(
+        "--sessions", action="store_true", help="only replay the two agent sessions (about 2 min); writes no file"
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     scratch = Path(tempfile.mkdtemp(prefix="bizon-forge-bench-")).resolve()
     try:
-        rows, problems = anyio.run(bench, args, scratch)
+        rows, problems = anyio.run(sessions_only if args.sessions else bench, args, scratch)
     finally:
         if not args.keep:
             shutil.rmtree(scratch, ignore_errors=True)
             # Byte-code of the scratch trees, kept under the cache by Workspace.env(): never reused.
             shutil.rmtree(workspace.cache_dir() / "pycache" / str(scratch).lstrip("/"), ignore_errors=True)
+    if args.sessions:
+        print(f"Replayed at {_commit()}; tokens ≈ bytes/4.\n\n" + table(rows))
+        return
     header = (
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC at {_commit()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}, mcp {version('mcp')}; medians of {args.runs} runs "

@@ -5,9 +5,10 @@ its findings through its declaration (`CHECK.fail(...)`, `CHECK.passed()`), whic
 default hint; the plain constructors below are for the findings of a tool's own input and for the checks not
 converted yet (the validation engine gives their failures the catalog's hint)."""
 
+import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 Status = Literal["pass", "fail", "warn", "skip"]
 EXCERPT_CHARS = 400
@@ -78,6 +79,12 @@ class Result(BaseModel):
     ok: bool = True
     findings: list[Finding] = []
     next: str | None = None
+
+    @field_validator("next")
+    @classmethod
+    def _one_line(cls, value: str | None) -> str | None:
+        """`next` is one line (issue 25): the agent acts on it, the findings carry the detail."""
+        return re.sub(r"\s*\n\s*", " ", value).strip() if value else value
 
 
 class Refused(Exception):

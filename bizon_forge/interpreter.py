@@ -26,9 +26,26 @@ PROBE_TIMEOUT_S = 60
 INSTALL_TIMEOUT_S = 900
 
 # What an installer needs from the server's environment to reach the user's index (a proxy, a mirror,
-# a certificate); nothing else of the server's environment reaches a package's build.
+# a certificate, pip's and uv's config files and credentials); nothing else of the server's environment reaches a
+# package's build.
 INSTALLER_ENV = re.compile(
-    r"(PIP|UV)_\w+|(HTTPS?|NO|ALL)_PROXY|SSL_CERT_\w+|REQUESTS_CA_BUNDLE|PYTHONHTTPSVERIFY", re.I
+    r"(PIP|UV)_\w+|(HTTPS?|NO|ALL)_PROXY|SSL_CERT_\w+|REQUESTS_CA_BUNDLE|CURL_CA_BUNDLE|PYTHONHTTPSVERIFY|NETRC|"
+    r"XDG_(CONFIG|CACHE)_HOME",
+    re.I,
+)
+# The variables a TLS or network failure's hint names: MCP hosts start a server with a minimal environment (often
+# PATH and HOME alone), so the CA bundle, the proxy and the mirror the user's shell sets never reach the installer.
+NETWORK_VARS = (
+    "SSL_CERT_FILE",
+    "REQUESTS_CA_BUNDLE",
+    "PIP_CERT",
+    "UV_SYSTEM_CERTS",
+    "UV_NATIVE_TLS",
+    "HTTPS_PROXY",
+    "HTTP_PROXY",
+    "NO_PROXY",
+    "PIP_INDEX_URL",
+    "UV_INDEX_URL",
 )
 
 Progress = Callable[[str], None]
@@ -296,6 +313,13 @@ def run_installer(command: list[str], progress: Progress | None = None, cwd: Pat
     return output
 
 
+# An installer's output that means the index's certificate was not trusted (pip's, uv's and OpenSSL's wording); read
+# before UNREACHABLE, whose words ("Max retries exceeded", "error sending request") such a failure also prints.
+TLS_FAILED = re.compile(
+    r"CERTIFICATE_VERIFY_FAILED|certificate verify failed|invalid peer certificate|UnknownIssuer|SSLError|"
+    r"self[- ]signed certificate|unable to get local issuer|certificate is not trusted|handshake failure",
+    re.I,
+)
 # An installer's output that means the index was never reached (pip's and uv's wording).
 UNREACHABLE = re.compile(
     r"Failed to establish a new connection|Temporary failure in name resolution|Network is unreachable|"
@@ -310,16 +334,39 @@ NOT_FOUND = re.compile(
 )
 
 
+def network_env() -> str:
+    """Which of NETWORK_VARS the server's environment (the installer's) sets, in words for a hint: never values."""
+    present = [name for name in NETWORK_VARS if os.environ.get(name) or os.environ.get(name.lower())]
+    missing = [name for name in NETWORK_VARS if name not in present]
+    has = (f"sets {', '.join(present)} and " if present else "sets ") + f"none of {', '.join(missing)}"
+    return (
+        f"The installer gets the CA, proxy and index variables of bizon-forge's own environment, which {has}. MCP "
+        "hosts start a server with a minimal environment: add what your shell sets (SSL_CERT_FILE or "
+        "REQUESTS_CA_BUNDLE and PIP_CERT naming the CA bundle; UV_SYSTEM_CERTS=1, or UV_NATIVE_TLS=1 on an older "
+        "uv, for uv to trust the system's store; HTTPS_PROXY, NO_PROXY; PIP_INDEX_URL or UV_INDEX_URL) to the "
+        "server's `env` in the host's MCP config and "
+        "restart the server"
+    )
+
+
 def install_failure(error: InstallFailed, what: str) -> Finding:
-    """The finding for a failed install: the index unreachable, a name it does not have, or anything else."""
+    """The finding for a failed install: the index's certificate not trusted, the index unreachable, a name it does
+    not have, or anything else."""
     tail = "\n".join(error.output.strip().splitlines()[-4:])
     command = shlex.join(error.command)
+    if TLS_FAILED.search(error.output):
+        return failed(
+            "install.tls_failed",
+            f"Installing {what} failed: the package index's TLS certificate was not trusted (a proxy or a mirror "
+            f"with a CA of its own?). {tail}",
+            f"{network_env()}, then call again; or run it where those are set: {command}",
+        )
     if UNREACHABLE.search(error.output):
         return failed(
             "install.index_unreachable",
             f"Installing {what} failed: the package index could not be reached. {tail}",
-            "Check the network, proxy (HTTPS_PROXY) or mirror (PIP_INDEX_URL / UV_INDEX_URL) of the machine "
-            f"running bizon-forge, then call again, or run: {command}",
+            f"Check the network, proxy or mirror of the machine running bizon-forge. {network_env()}, then call "
+            f"again; or run: {command}",
         )
     if NOT_FOUND.search(error.output):
         return failed(

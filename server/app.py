@@ -91,11 +91,20 @@ class Call:
 _call: ContextVar[Call] = ContextVar("bizon_forge_call")
 
 
-def answer(result: Result) -> CallToolResult:
-    """Compact JSON in both channels: every byte of an answer costs the calling agent tokens."""
+def answer(result: Result, error: bool = False) -> CallToolResult:
+    """Compact JSON in both channels: every byte of an answer costs the calling agent tokens. `error`: the call
+    could not do what was asked (MCP's isError, a tool execution error); the structured answer stays, findings
+    and `next` included, so the agent reads why and what to do."""
     data = result.model_dump(mode="json", exclude_none=True)
     text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-    return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=data)
+    return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=data, is_error=error)
+
+
+def failed_to_act(result: Result, reports: bool, dry_run: bool) -> bool:
+    """Whether an answer (not a refusal: those always are) is a tool error. A report (inspect, validate) did what
+    was asked even when its findings fail: a validation that ran and found failures succeeded. A tool that acts
+    (describe, render, register, install, remove) did not when its answer is not ok; its dry run is a report."""
+    return not result.ok and not reports and not dry_run
 
 
 def with_findings(model: type[Result], findings: list, **fields) -> Result:
@@ -103,9 +112,10 @@ def with_findings(model: type[Result], findings: list, **fields) -> Result:
     return model.model_validate({**fields, "findings": [f.model_dump(exclude_none=True) for f in findings]})
 
 
-def refusals(model: type[Result], hints: ToolAnnotations):
-    """Turn a Refused (bad input, nothing written) into an ordinary answer with ok=false. A read-only credential
-    is refused by every tool its annotations do not call read-only, before anything is resolved."""
+def refusals(model: type[Result], hints: ToolAnnotations, reports: bool = False):
+    """Turn a Refused (bad input, nothing written) into the tool's answer with ok=false and isError (it did not do
+    what was asked). A read-only credential is refused by every tool its annotations do not call read-only, before
+    anything is resolved. `reports`: the tool's findings are its answer (failed_to_act)."""
     writes = not hints.read_only_hint
 
     def wrap(fn):
@@ -120,11 +130,12 @@ def refusals(model: type[Result], hints: ToolAnnotations):
                 _call.set(
                     Call(fn.__name__, writes, who, name if isinstance(name, str) else None, bool(kwargs.get("dry_run")))
                 )
-                return answer(await fn(*args, **kwargs))
+                result = await fn(*args, **kwargs)
+                return answer(result, failed_to_act(result, reports, bool(kwargs.get("dry_run"))))
             except Refused as refused:
                 if who is not None and any(f.id.startswith("auth.") for f in refused.findings):
                     log.warning("refused %s to %r: %s", fn.__name__, who.who, refused)
-                return answer(with_findings(model, refused.findings, ok=False, next=refused.next))
+                return answer(with_findings(model, refused.findings, ok=False, next=refused.next), error=True)
 
         return call
 
@@ -208,9 +219,10 @@ def build_server(settings: Settings, verifier: Verifier | None = None, anonymous
         ),
     )
 
-    def tool(hints: ToolAnnotations, model: type[Result]):
-        """Register a tool: `hints` are published and decide what a read-only credential may call."""
-        return lambda fn: mcp.tool(annotations=hints)(refusals(model, hints)(fn))
+    def tool(hints: ToolAnnotations, model: type[Result], reports: bool = False):
+        """Register a tool: `hints` are published and decide what a read-only credential may call; `reports`: its
+        failing findings are an answer, not a tool error (inspect, validate)."""
+        return lambda fn: mcp.tool(annotations=hints)(refusals(model, hints, reports)(fn))
 
     async def on_worker(run, path: str | None, *args):
         """Resolve the workspace within the caller's roots, roll back a write a dead process left half done, and
@@ -246,7 +258,7 @@ def build_server(settings: Settings, verifier: Verifier | None = None, anonymous
 def _spec_and_render_tools(tool, on_worker) -> None:
     """inspect, then describe and render either kind: they write specs and the connector's files."""
 
-    @tool(READ_ONLY, InspectResult)
+    @tool(READ_ONLY, InspectResult, reports=True)
     async def inspect_workspace(workspace: WorkspaceArg = None) -> Annotated[CallToolResult, InspectResult]:
         """bizon version, destinations with their 3 registrations, sources, stored specs."""
         return await on_worker(inspection.inspect_workspace, workspace)
@@ -338,7 +350,7 @@ def _tree_tools(tool, on_worker) -> None:
             functools.partial(dependencies.install_dependencies, progress=progress, kind=kind), workspace, name
         )
 
-    @tool(CHECKS, ValidationResult)  # fix=true rewrites files; logs and the check cache go to .bizon-forge/
+    @tool(CHECKS, ValidationResult, reports=True)  # fix=true rewrites files; logs, the check cache: .bizon-forge/
     async def validate_destination(
         name: str,
         ctx: Context,
@@ -358,7 +370,7 @@ def _tree_tools(tool, on_worker) -> None:
         )
         return await on_worker(check, workspace, name)
 
-    @tool(CHECKS, ValidationResult)  # logs go to .bizon-forge/; only a local mock API is reached
+    @tool(CHECKS, ValidationResult, reports=True)  # logs go to .bizon-forge/; only a local mock API is reached
     async def validate_source(
         name: str,
         ctx: Context,

@@ -193,7 +193,7 @@ async def test_install_dependencies_takes_a_sources_name_over_the_real_tool(make
         "validate_destination"
     )
     assert chosen == only_a_source
-    assert not odd.is_error and [f["id"] for f in odd.structured_content["findings"]] == ["install.bad_kind"]
+    assert odd.is_error and [f["id"] for f in odd.structured_content["findings"]] == ["install.bad_kind"]
 
 
 @pytest.mark.slow  # validate_source fast runs at the end

@@ -16,7 +16,8 @@ import yaml
 
 from bizon_forge import workspace
 from bizon_forge.validators.validation import validate_destination
-from tests.recipe_runs import CREATURE_IDS, forged_tree, run_ok, write_run_config
+from tests.recipe_runs import CREATURE_IDS, bizon_run, forged_tree, run_ok, write_run_config
+from tests.test_recipes_sql import UPSERTED, upserted
 
 pytest_plugins = ("tests.postgres", "tests.mariadb")
 NAME = "warehouse"
@@ -64,6 +65,8 @@ def test_full_passes_against_the_server_and_reads_every_record_back(warehouse, s
             tables = sa.inspect(connection).get_table_names()
             ours = [t for t in tables if t.startswith("forge_")]
             assert any(t.endswith("_hostile") for t in ours), tables  # the checks wrote here, under forge_*
+            # Publications cut between RENAME and DROP (the lost-connection case): each next run dropped the copy.
+            assert not [t for t in tables if "__old_" in t], tables
             if server == "mariadb_url":
                 charsets = connection.execute(
                     sa.text(
@@ -150,3 +153,62 @@ def test_planted_failures_against_an_unreliable_server_fail_full(warehouse, post
     unreliable = found["data.unreliable_target"]
     print(bug, "->", unreliable.message, "| hint:", unreliable.hint)
     assert unreliable.status == "fail", (unreliable.status, unreliable.message)
+
+
+# The process killed where a lost connection hurts most: MariaDB between RENAME TABLE (committed on its own) and the
+# DROP of the old copy; PostgreSQL inside the publication's transaction, the target dropped and not yet replaced.
+CUT_SHORT = {
+    "mariadb_url": (
+        '                connection.execute(sa.text(f"DROP TABLE {quote.format_table(old)}"))\n',
+        '                __import__("os")._exit(3)  # planted: killed between RENAME and DROP\n',
+    ),
+    "postgres_url": (
+        "            target.drop(connection)\n",
+        "            target.drop(connection)\n"
+        '            __import__("os")._exit(3)  # planted: killed mid-publication\n',
+    ),
+}
+
+
+def tables_of(url: str, prefix: str) -> set[str]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return {t for t in sa.inspect(connection).get_table_names() if t.startswith(prefix)}
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("server", ["mariadb_url", "postgres_url"])
+def test_a_cut_short_publication_leaves_nothing_after_the_next_run_and_staging_is_bizons(
+    warehouse, server, request, tmp_path
+):
+    """0 orphans after the next run; bizon_id indexed; upsert keeps the later write per key; drop_written() leaves
+    nothing; a user's table at the staging name is refused and kept."""
+    url = request.getfixturevalue(server)
+    config = write_run_config(warehouse, NAME, tmp_path, url=url, destination_id="cut")
+    run_ok(warehouse, config)
+    source = warehouse / f"bizon/connectors/destinations/{NAME}/src/destination.py"
+    original = source.read_text()
+    old, new = CUT_SHORT[server]
+    assert original.count(old) == 1, f"the rendered file no longer holds {old!r} once"
+    source.write_text(original.replace(old, new))
+    try:
+        assert bizon_run(warehouse, config).returncode == 3
+    finally:
+        source.write_text(original)
+    left = tables_of(url, "cut")
+    assert left - {"cut"}, left  # the cut left something: an old copy (MariaDB), the staging (PostgreSQL)
+    run_ok(warehouse, config)
+    assert tables_of(url, "cut") == {"cut"}
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            ids = sorted(connection.execute(sa.text("SELECT source_record_id FROM cut")).scalars())
+            indexes = sa.inspect(connection).get_indexes("cut")
+    finally:
+        engine.dispose()
+    assert ids == CREATURE_IDS
+    assert ["bizon_id"] in [i["column_names"] for i in indexes], indexes
+    assert upserted(warehouse, url, tmp_path) == UPSERTED
+    assert tables_of(url, "creatures") == set()

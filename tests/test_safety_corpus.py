@@ -340,7 +340,8 @@ async def test_rejected_with_finding_and_nothing_written(case, server, arena):
 
     r = await server.call_tool(case.tool, args)
 
-    assert not r.is_error, f"a crash, not a finding: {r.content[0].text[:500]}"
+    # a tool error (isError) answered with its findings; a crash would carry no structured answer
+    assert r.is_error and r.structured_content, f"a crash, not a finding: {r.content[0].text[:500]}"
     answer = r.structured_content
     failed = [f["id"] for f in answer["findings"] if f["status"] == "fail"]
     assert answer["ok"] is False and case.expect in failed, answer
@@ -371,7 +372,7 @@ SPEC_VALUES = {
 @pytest.mark.parametrize("key", SPEC_VALUES)
 async def test_a_wrong_spec_value_is_a_finding_and_writes_nothing(key, server, arena):
     r = await server.call_tool("describe_target", {**SPEC_VALUES[key], "workspace": arena.expand("@main")})
-    assert not r.is_error, r.content[0].text[:500]
+    assert r.is_error and r.structured_content, r.content[0].text[:500]  # a bad argument: its findings
     assert r.structured_content["ok"] is False
     assert {f["id"] for f in r.structured_content["findings"]} == {"spec.invalid"}, r.structured_content
     assert arena_stat(arena) == arena.fingerprint

@@ -161,7 +161,11 @@ async def test_an_endless_write_records_times_out_while_the_server_keeps_answeri
 
     answer = results["flooder"].content[0].text
     assert len(answer) < 20_000, len(answer)
-    log = tree / finding(results["flooder"], "contract.write_records")["log"]
+    log = (
+        tree
+        / results["flooder"].structured_content["log_dir"]
+        / finding(results["flooder"], "contract.write_records")["log"]
+    )
     assert log.stat().st_size <= runtime.LOG_CAP + runtime.TAIL_CAP + 4096
 
 
@@ -173,7 +177,9 @@ async def test_megabytes_of_output_and_error_give_a_bounded_finding(agent_tree):
     assert len(r.content[0].text) < 20_000
     from bizon_forge.validators import runtime
 
-    assert (tree / f["log"]).stat().st_size <= runtime.LOG_CAP + runtime.TAIL_CAP + 4096
+    assert (
+        tree / r.structured_content["log_dir"] / f["log"]
+    ).stat().st_size <= runtime.LOG_CAP + runtime.TAIL_CAP + 4096
 
 
 async def test_code_reading_the_environment_finds_no_server_secret(agent_tree):

@@ -51,7 +51,9 @@ async def test_an_unknown_level_is_a_finding_naming_the_allowed_ones_not_the_sdk
             # still published as the allowed values (a source's live read besides)
             assert listed[tool]["enum"] == ["fast", "full", *(["live"] if tool == "validate_source" else [])]
             result = await client.call_tool(tool, {"name": "acme", "level": "quick"})
-            assert not result.is_error, result.content
+            assert result.is_error and result.structured_content, (
+                result.content
+            )  # refused: its findings, not pydantic's
             answer = result.structured_content
             assert answer["ok"] is False and [f["id"] for f in answer["findings"]] == ["validate.bad_level"], answer
             assert "'fast'" in answer["findings"][0]["hint"] and "'full'" in answer["findings"][0]["hint"]
@@ -84,7 +86,7 @@ async def test_workspaces_the_server_may_not_or_cannot_use_get_their_finding(mak
     async with stdio_client(roots) as client:
         for path, expected in cases.items():
             result = await client.call_tool("inspect_workspace", {"workspace": path})
-            assert not result.is_error, result
+            assert result.is_error and result.structured_content, result  # refused, with its finding
             answer = result.structured_content
             assert answer["ok"] is False and [f["id"] for f in answer["findings"]] == [expected], (
                 path,
@@ -132,13 +134,13 @@ async def test_every_refusal_is_a_structured_answer_over_the_wire(make_tree, tmp
     async with stdio_client(root) as client:
         for tool, args, expected in calls:
             result = await client.call_tool(tool, args)
-            assert not result.is_error, (tool, result.content)
+            assert result.is_error, (tool, result.content)  # could not do what was asked: isError, findings kept
             answer = result.structured_content
             assert answer["ok"] is False and answer["findings"][0]["id"] == expected, (tool, answer)
     # a workspace whose interpreter cannot run bizon: validate answers the one finding, over the wire
     async with stdio_client(root, extra=("--python", str(bare / "bin" / "python"))) as client:
         result = await client.call_tool("validate_destination", {"name": "file"})
-        assert not result.is_error, result.content
+        assert result.is_error, result.content
         assert [f["id"] for f in result.structured_content["findings"]] == ["workspace.no_interpreter"]
 
 
@@ -155,7 +157,8 @@ async def test_describe_target_answers_an_unknown_argument_or_a_wrong_value_as_f
         beside = await client.call_tool("describe_source", {"spec": source, "name": "acme"})
         not_a_spec = await client.call_tool("describe_source", {"spec": "acme"})
         answers = [unknown, wrong, missing, beside, not_a_spec]
-        assert not any(r.is_error for r in answers), [r.content for r in answers if r.is_error]
+        # bad arguments: tool errors (isError) answered with their findings, not the SDK's pydantic text
+        assert all(r.is_error and r.structured_content for r in answers), [r.content for r in answers]
         assert not specs.exists() or not list(specs.rglob("*.json")), "a refused spec was stored"
         # A list sent as a JSON string (some clients do) is decoded as the SDK decodes it, then parsed.
         decoded = await client.call_tool(

@@ -32,6 +32,9 @@ KEEP_LOGS = 5  # runs kept per connector
 STALE_LOG_S = 900  # an older run cannot still be writing (the slowest check times out sooner)
 LEVELS = ("fast", "full")
 RANK = {"fail": 3, "warn": 2, "pass": 1, "skip": 0}  # of one check's answers (per stream), the one that stands
+# A failure another explains: the answer lists it as a skip whose message starts so, the summary and the progress
+# both say "folded ID into CAUSE" (a trial's progress said 7 failed where its answer said 2 failed, 5 skipped).
+FOLDED = "Failed, folded into "
 
 
 @dataclass(frozen=True)
@@ -133,8 +136,10 @@ def guarded(fn: Answer, ids: list[str]) -> Answer:
 class Units:
     """The subprocess checks of one validation, each answered from the cache or run on the pool."""
 
-    def __init__(self, ws: Workspace, name: str, logs: Path, use_cache: bool = True, workers: int = 6):
-        self.ws, self.name, self.logs, self.use_cache = ws, name, logs, use_cache
+    def __init__(
+        self, ws: Workspace, name: str, logs: Path, use_cache: bool = True, workers: int = 6, kind: Kind | None = None
+    ):
+        self.ws, self.name, self.logs, self.use_cache, self.kind = ws, name, logs, use_cache, kind
         self._installed: str | None = None
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bizon-forge-check")
         self.pending: dict[Future, tuple[str, str | None]] = {}
@@ -142,6 +147,9 @@ class Units:
         self.submitted: list[str] = []  # the units in the order they were listed, which is the order they merge in
         self.cached: list[str] = []  # ids answered from the cache
         self.scratch: list[Path] = []
+        self.seen: dict[str, Finding] = {}  # every finding known so far (the caller's static ones too), merged
+        self.report: Progress = silent
+        self.steps = 0.0  # the progress's total: the units, then one step for the answer (finish)
 
     def scratch_dir(self) -> Path:
         path = Path(tempfile.mkdtemp(prefix=f"bizon-forge-{self.name}-"))
@@ -160,6 +168,7 @@ class Units:
             hit = cache.load(self.ws, self.name, unit, digest)
             if hit is not None:
                 self.done[unit] = [f.model_copy(update={"message": f"{f.message} (cached)"}) for f in hit]
+                merge(self.seen, self.done[unit])
                 self.cached += [f.id for f in hit]
                 return
         self.pending[self.pool.submit(guarded(fn, ids))] = (unit, digest)
@@ -171,8 +180,14 @@ class Units:
             self._installed = cache.installed(self.ws)
         return cache.key(self.ws, unit, inputs, (*extra, self._installed), exclude)
 
-    def wait_all(self, progress: Progress, done: int, total: int) -> int:
-        """Collect every unit as it finishes, saying so; while none does, say every HEARTBEAT_S what still runs."""
+    def wait_all(self, progress: Progress, done: int, total: int, known: dict[str, Finding] | None = None) -> int:
+        """Collect every unit as it finishes, saying so; while none does, say every HEARTBEAT_S what still runs.
+
+        `known`: the findings the caller has already (its static checks), so that a unit's failure they explain
+        is said to be folded as the answer will say it. The total gains one step, the answer's (`finish`)."""
+        self.report, self.steps = progress, total + 1
+        total += 1
+        merge(self.seen, list((known or {}).values()))
         beats = 0
         started = time.perf_counter()
         while self.pending:
@@ -187,8 +202,23 @@ class Units:
                 unit, findings = self._collect(future)
                 done += 1
                 beats = 0
-                progress(done, total, f"{unit}: {statuses(findings)}")
+                progress(done, total, f"{unit}: {statuses(findings, self._folds(findings))}")
         return done
+
+    def _folds(self, findings: list[Finding]) -> dict[str, str]:
+        """Of a finished unit's failures, those the findings known so far explain: id -> the cause it folds into,
+        settled the way the answer settles them (the final word is `finish`'s: a later unit may change it)."""
+        merge(self.seen, findings)
+        if self.kind is None:
+            return {}
+        settled = fold_all(self.kind, dict(self.seen), [])
+        # a cause that has not answered yet (a required check of a later unit) is no cause to name yet
+        folds = {f.id: folded_into(settled.get(f.id)) for f in findings if f.status == "fail"}
+        return {id: cause for id, cause in folds.items() if cause is not None and cause in self.seen}
+
+    def finish(self, summary: str) -> None:
+        """The last progress line: the answer's summary, in the answer's words (what failed, what was folded)."""
+        self.report(self.steps, self.steps, summary)
 
     def _collect(self, future: Future) -> tuple[str, list[Finding]]:
         unit, digest = self.pending.pop(future)
@@ -208,14 +238,18 @@ class Units:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def statuses(findings: list[Finding]) -> str:
-    """What a unit's findings say, in the words of their statuses: the progress line must not say more."""
+def statuses(findings: list[Finding], folds: dict[str, str] | None = None) -> str:
+    """What a unit's findings say, in the words of their statuses: the progress line must not say more. `folds`:
+    the failures another explains (id -> cause), said as the answer's summary says them."""
+    folds = folds or {}
     words = {"fail": "failed", "warn": "warned", "skip": "skipped", "pass": "passed"}
     parts = []
     for status in ("fail", "warn", "skip", "pass"):
-        ids = [f.id for f in findings if f.status == status]
+        ids = list(dict.fromkeys(f.id for f in findings if f.status == status and f.id not in folds))
         if ids:
             parts.append(f"{words[status]} {', '.join(ids)}" if status != "pass" else f"{len(ids)} passed")
+        if status == "fail" and folds:
+            parts.append(f"folded {', '.join(f'{id} into {cause}' for id, cause in folds.items())}")
     return "; ".join(parts) or "nothing to judge"
 
 
@@ -247,24 +281,53 @@ def _settled(check: Check, f: Finding, found: dict[str, Finding], unfinished: li
     return f
 
 
-def settle(kind: Kind, level: str, found: dict[str, Finding], unfinished: list[str] | None = None) -> list[Finding]:
-    """One root cause, one failure: a check whose failure an earlier failure explains, or whose required check did
-    not pass, becomes a skip. Returns the findings of the level in the checklist's order."""
-    checks = kind.catalog
-    rank = LEVELS.index(level)
-    for check in checks.checks:
+def _folded(raw: Finding, settled: Finding) -> Finding:
+    """A failure another explains, said as such: a skip naming its cause, which keeps what the failure said."""
+    cause = settled.blocked_by or "an earlier check"
+    message = f"{FOLDED}{cause}: {cause} did not pass and explains it; fix that first. It said: {raw.message}"
+    return settled.model_copy(update={"message": message, "log": raw.log, "excerpt": raw.excerpt})
+
+
+def folded_into(f: Finding | None) -> str | None:
+    """The cause a folded failure names (None for any other finding)."""
+    if f is None or f.status != "skip" or not f.message.startswith(FOLDED):
+        return None
+    return f.blocked_by or f.message[len(FOLDED) :].split(":", 1)[0]
+
+
+def fold_all(kind: Kind, found: dict[str, Finding], unfinished: list[str]) -> dict[str, Finding]:
+    """`found`, settled in the checklist's order (in place, and returned): see settle."""
+    for check in kind.catalog.checks:
         f = found.get(check.id)
         if f is not None:
-            found[check.id] = _settled(check, f, found, unfinished or [])
+            settled = _settled(check, f, found, unfinished)
+            found[check.id] = _folded(f, settled) if f.status == "fail" and settled.status == "skip" else settled
+    return found
+
+
+def settle(kind: Kind, level: str, found: dict[str, Finding], unfinished: list[str] | None = None) -> list[Finding]:
+    """One root cause, one failure: a check whose failure an earlier failure explains, or whose required check did
+    not pass, becomes a skip (a failure so explained is folded: its message says into what). Returns the findings
+    of the level in the checklist's order."""
+    checks = kind.catalog
+    rank = LEVELS.index(level)
+    fold_all(kind, found, unfinished or [])
     wanted = [f for f in found.values() if f.id in checks.order and LEVELS.index(checks.by_id[f.id].level) <= rank]
     return sorted(wanted, key=lambda f: checks.order[f.id])
 
 
 def summary(level: str, findings: list[Finding], seconds: float, cached: list[str]) -> str:
-    counts = {s: [f.id for f in findings if f.status == s] for s in ("pass", "fail", "warn", "skip")}
+    """Every finding counted once: a failure another explains is counted as folded (naming its cause), not as a
+    skip, so that the summary agrees with the progress that reported it."""
+    folds = {f.id: cause for f in findings if (cause := folded_into(f))}
+    counts = {
+        s: [f.id for f in findings if f.status == s and f.id not in folds] for s in ("pass", "fail", "warn", "skip")
+    }
     parts = [f"{len(counts['pass'])} passed"]
     if counts["fail"]:
         parts.append(f"{len(counts['fail'])} failed ({', '.join(counts['fail'])})")
+    if folds:
+        parts.append(f"{len(folds)} folded ({', '.join(f'{id} into {cause}' for id, cause in folds.items())})")
     if counts["warn"]:
         parts.append(f"{len(counts['warn'])} warned ({', '.join(counts['warn'])})")
     if counts["skip"]:
@@ -292,20 +355,24 @@ def answer(
     started: float,
     logs: Path,
     verbose: bool = False,
-    cached: list[str] | None = None,
+    units: Units | None = None,
     **kind_fields: Any,
 ) -> ValidationResult:
     """The answer: unless asked, only what needs acting on, not the passes, not the skips another failure explains
-    or that say a check does not apply here; the summary counts them all. `kind_fields`: `next`, and what only a
-    kind has (a destination's `fixed` and `wrote_to`)."""
+    or that say a check does not apply here; the summary counts them all, the folded failures by name. `units`:
+    the validation's units (what came from the cache; their progress ends with the summary). `kind_fields`:
+    `next`, and what only a kind has (a destination's `fixed` and `wrote_to`)."""
     by_id = kind.catalog.by_id
     moot = {f.id for f in ordered if f.status == "skip" and by_id[f.id].skip_is_not_applicable}
     shown = ordered if verbose else [f for f in ordered if f.status != "pass" and not f.blocked_by and f.id not in moot]
+    said_so = summary(level, ordered, time.perf_counter() - started, units.cached if units else [])
+    if units is not None:
+        units.finish(said_so)
     return ValidationResult(
         ok=not any(f.status == "fail" for f in ordered),
         findings=shown,
         level=level,
-        summary=summary(level, ordered, time.perf_counter() - started, cached or []),
+        summary=said_so,
         log_dir=str(logs.relative_to(ws.root)),
         **kind_fields,
     )

@@ -852,11 +852,11 @@ def validate_source(
         code = SourceCode.load(ws, name)
     found = {f.id: f for f in (check(code) for check in catalog.SOURCES.static)}
     logs = engine.log_dir(ws, f"source-{name}")
-    units = Units(ws, f"source-{name}", logs, use_cache=False, workers=4)
+    units = Units(ws, f"source-{name}", logs, use_cache=False, workers=4, kind=SOURCE)
     try:
         total = 1 + _submit(units, ws, code, spec, level, recorded)
         report(1, total, "static checks")
-        units.wait_all(report, 1, total)
+        units.wait_all(report, 1, total, known=found)
     finally:
         units.close()
     for findings in units.answers():
@@ -865,7 +865,7 @@ def validate_source(
         found.update(_no_spec(name))
     ordered = engine.settle(SOURCE, level, found)
     nxt = _next(ws, name, level, ordered)
-    return engine.answer(SOURCE, ws, level, ordered, started=started, logs=logs, verbose=verbose, next=nxt)
+    return engine.answer(SOURCE, ws, level, ordered, started=started, logs=logs, verbose=verbose, units=units, next=nxt)
 
 
 def _merge(found: dict[str, Finding], new: list[Finding]) -> None:

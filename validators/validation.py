@@ -108,7 +108,7 @@ def validate_destination(
     unfinished = [i for i, f in results.items() if f.status == "fail"]
     logs = engine.log_dir(ws, name)
     target, example_reads = _target(ws, code)
-    units = Units(ws, name, logs, use_cache)
+    units = Units(ws, name, logs, use_cache, kind=DESTINATION)
     try:
         results.update(_submit(units, target, code, level, unfinished))
         for check in catalog.STATIC:  # every check of the code its module declares; the agent's ran first
@@ -119,7 +119,7 @@ def validate_destination(
         report(done, total, f"static: {sum(f.status == 'fail' for f in results.values())} failed")
         done = total - len(units.pending)  # skipped and cached units are done already
         report(done, total, "running: " + ", ".join(u for u, _ in units.pending.values()))
-        units.wait_all(report, done, total)
+        units.wait_all(report, done, total, known=results)
     finally:
         units.close()
         target.close()
@@ -135,7 +135,7 @@ def validate_destination(
         started=started,
         logs=logs,
         verbose=verbose,
-        cached=units.cached,
+        units=units,
         fixed=fixed,
         wrote_to=target.describe(code.check_rel) if _wrote(ordered) else None,
         next=_next(ws, name, level, ordered, code.example_rel, example_reads),

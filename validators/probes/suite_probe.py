@@ -28,6 +28,7 @@ import contract_probe as probe
 # The fault proxy is a fake (validators/fakes/) that runs inside this probe, in the workspace's interpreter.
 sys.path.insert(1, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "fakes"))
 import fault_proxy  # noqa: E402
+import http_fault_proxy  # noqa: E402
 
 MARKER = "BIZON_FORGE_SUITE "
 REQUIRED = ("source_record_id", "source_data", "source_timestamp")
@@ -189,7 +190,7 @@ DECLARED = {"WRITE_SEMANTICS": ("append", "upsert"), "FULL_REFRESH_ISOLATION": (
 _declared: dict = {}
 
 
-def declared(t: Target, attribute: str) -> str:
+def declaration(t: Target, attribute: str) -> str:
     """The destination class's declaration, its first value when it declares none."""
     if attribute not in _declared:
         cls = type(t.build("full_refresh", t.id("probe")))
@@ -226,7 +227,7 @@ UPSERT_HINT = (
 def judge(t: Target, sent: list, got: list, what: str) -> None:
     """compare() against what the declared write semantics keeps of `sent` (written in this order), naming a
     deduplication the destination did not declare, or duplicates it declared away."""
-    semantics = declared(t, "WRITE_SEMANTICS")
+    semantics = declaration(t, "WRITE_SEMANTICS")
     times_sent = Counter(r["source_record_id"] for r in sent)
     times_read = Counter(row[0] for row in got)
     for key, n in times_sent.items():
@@ -361,7 +362,7 @@ def case_hostile(t: Target) -> str:
     sent = hostile()
     run(t, "full_refresh", t.id("hostile"), [sent])
     judge(t, sent, t.read(t.id("hostile")), "hostile records")
-    pair = "both records" if declared(t, "WRITE_SEMANTICS") == "append" else "the later record (upsert)"
+    pair = "both records" if declaration(t, "WRITE_SEMANTICS") == "append" else "the later record (upsert)"
     return (
         "hostile records read back exact: non-ASCII and emoji, quotes and backslashes, newlines and NUL, "
         f"a 100,000-character source_data, 60-deep JSON, and {pair} of a source_record_id sent twice in one batch"
@@ -467,6 +468,26 @@ def disk_full():
         signal.signal(signal.SIGXFSZ, kill)
 
 
+def off_this_disk(written: list, got: list, expected: list, how: str) -> None:
+    """Raise CaseSkipped when every record `written` while the disk was full landed anyway: the target is not on this
+    disk (a server, or staging in memory), so a full disk cannot reach it. Whatever else the read-back shows (a
+    full refresh that appended, doubled rows) is then no disk's doing: the skip names it and leaves the verdict to
+    the cases that judge it, never to the disk. Returns when some of them are missing: the disk did reach them."""
+    have = Counter(got)
+    if any(have[row] < count for row, count in Counter(normalized(written)).items()):
+        return
+    reason = f"{how} landed in the target: the target is not on this machine's disk, so a full disk cannot reach it"
+    try:
+        compare(expected, got, "this run")
+    except CaseFailed as other:
+        # The disk did not cause it: say what the read-back shows, for the case that owns it (never blame the disk).
+        reason += (
+            f". The read-back differs for another reason, which data.exact, data.full_refresh_twice and "
+            f"data.incremental judge: {other}" + (f" ({other.hint})" if other.hint else "")
+        )
+    raise CaseSkipped(reason + ".")
+
+
 def case_full_disk(t: Target) -> str:
     """The disk fills during a full refresh's second flush. The run must fail and leave the last publication as it
     was; once there is room again, the next full refresh lands exactly once."""
@@ -485,11 +506,7 @@ def case_full_disk(t: Target) -> str:
     if answer == (True, None):
         destination.finalize()
         got = t.read(full)
-        if Counter(normalized(first + second)) == Counter(got):
-            raise CaseSkipped(
-                "A flush with no room left on this machine's disk succeeded, and the target holds it: the target "
-                "is not on the local disk (a server), so a full disk cannot reach it."
-            )
+        off_this_disk(second, got, first + second, "a flush written with no room left on this machine's disk")
         raise CaseFailed(
             f"write_records answered (True, None) for a flush it could not write (the disk was full): the target "
             f"then held {len(got)} record(s), not the {len(first) + len(second)} sent",
@@ -533,11 +550,7 @@ def case_failed_publish(t: Target) -> str:
             raised = type(error).__name__
     got = t.read(incr, "incremental")
     if raised is None:
-        if Counter(normalized(first + second)) == Counter(got):
-            raise CaseSkipped(
-                "finalize() published with no room left on this machine's disk: the target is not on the local "
-                "disk (a server or an endpoint), so a full disk cannot reach its publication."
-            )
+        off_this_disk(second, got, first + second, "a finalize() that published with no room left on this disk")
         raise CaseFailed(
             f"finalize() returned although its publication did not land (the disk was full): the target holds "
             f"{len(got)} record(s), not the {len(first) + len(second)} of both runs",
@@ -573,7 +586,7 @@ def case_upsert(t: Target) -> str:
     for rows in writes:
         write(destination, rows, "write_records (stream)")
     judge(t, [r for rows in writes for r in rows], t.read(streamed, "stream"), "two stream flushes writing s-1 twice")
-    if declared(t, "WRITE_SEMANTICS") == "append":
+    if declaration(t, "WRITE_SEMANTICS") == "append":
         return "append: records written again under a source_record_id (across flushes, runs, stream writes) all kept"
     return "upsert: the last write of each source_record_id wins across flushes, incremental runs and stream writes"
 
@@ -601,7 +614,7 @@ def _isolated(t: Target, fid: str, previous: list, running: list, when: str) -> 
 
 
 def case_full_refresh_isolated(t: Target) -> str:
-    if declared(t, "FULL_REFRESH_ISOLATION") == "in_place":
+    if declaration(t, "FULL_REFRESH_ISOLATION") == "in_place":
         raise CaseSkipped(
             "The destination declares FULL_REFRESH_ISOLATION = 'in_place': its full refresh rewrites the target where "
             "it stands, so readers may see a partial target until finalize() ends; nothing to judge."
@@ -646,12 +659,16 @@ def case_unreliable_target(t: Target) -> str:
     if RECEIVER_VAR in os.environ:
         return _unreliable_receiver(t)
     server = t.server()
-    if server is None:
-        raise CaseSkipped(
-            "The check config's target is neither bizon-forge's local receiver nor a PostgreSQL, MySQL or MariaDB "
-            "server over TCP: nothing here can make it fail the way a real one does."
-        )
-    return _unreliable_server(t, *server)
+    if server is not None:
+        return _unreliable_server(t, *server)
+    fields = _http_fields(t)
+    if fields:
+        return _unreliable_http(t, fields)
+    raise CaseSkipped(
+        "The check config's target is neither bizon-forge's local receiver nor a PostgreSQL, MySQL or MariaDB "
+        "server over TCP, and its destination config names no http(s) URL: nothing here can make it fail the way "
+        "a real one does."
+    )
 
 
 def _unreliable_receiver(t: Target) -> str:
@@ -942,6 +959,184 @@ def _unreliable_server(t: Target, field: str, url: str, protocol: str, host: str
     )
 
 
+# -- data.unreliable_target over HTTP: any http(s) URL of the destination config, behind http_fault_proxy.py --
+
+HTTP_FLUSHES = 5  # one flush per fault of the proxy's schedule: a destination writing once per flush meets each
+DENY_BOUND_S = 60  # how long a flush answered 401 on every write may go on before this case fails it
+HTTP_HINT = (
+    "Over HTTP: retry 429 (after its Retry-After), 503 and a dropped or cut-off connection, and make every retry "
+    "idempotent (a document id per record such as bizon_id, or one Idempotency-Key per batch): a request whose "
+    "answer was lost may have landed. Read a 200 bulk answer's per-item statuses; fail at once on 401/403."
+)
+BULK_HINT = (
+    'A 200 _bulk answer can reject items: when it says "errors": true, retry the items whose status is 429 (or '
+    "5xx) and fail the flush on the others; never count a 200 as everything written."
+)
+DUPLICATE_HINT = (
+    "A request whose answer was lost (dropped or cut off after the target processed it) was sent again and stored "
+    "twice: make every retry idempotent (a document id per record, e.g. bizon_id, so a retry overwrites; or one "
+    "Idempotency-Key per batch)."
+)
+
+
+def _http_urls(value) -> list:
+    """The http(s) URLs in a config value: a string, or inside a list (hosts) or a mapping."""
+    import urllib.parse
+
+    if isinstance(value, dict):
+        return [url for item in value.values() for url in _http_urls(item)]
+    if isinstance(value, (list, tuple)):
+        return [url for item in value for url in _http_urls(item)]
+    if not isinstance(value, str) or "://" not in value:
+        return []
+    try:
+        parts = urllib.parse.urlsplit(value.strip())
+        return [value] if parts.scheme.lower() in ("http", "https") and parts.hostname and parts.port != 0 else []
+    except ValueError:  # a port that is no number
+        return []
+
+
+def _http_fields(t: Target) -> dict:
+    """The check config's destination fields holding an http(s) URL (hosts lists, endpoint and base URLs)."""
+    resolved = probe.resolve_config(copy.deepcopy(t.raw))
+    config = (resolved.get("destination") or {}).get("config") or {}
+    return {field: value for field, value in config.items() if _http_urls(value)}
+
+
+def _origin(url: str) -> str:
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(url.strip())
+    scheme, host = parts.scheme.lower(), parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{host}:{parts.port or (443 if scheme == 'https' else 80)}"
+
+
+def _pointed(value, proxies: dict):
+    """value with each http(s) URL pointed at the fault proxy in front of its origin."""
+    if isinstance(value, dict):
+        return {key: _pointed(item, proxies) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_pointed(item, proxies) for item in value]
+    return proxies[_origin(value)].url_for(value.strip()) if _http_urls(value) else value
+
+
+def _loopback_direct() -> None:
+    """The destination reaches the proxy directly, never through an HTTP(S)_PROXY of the environment."""
+    for name in ("NO_PROXY", "no_proxy"):
+        os.environ[name] = ",".join(p for p in (os.environ.get(name), "127.0.0.1", "localhost") if p)
+
+
+def _unreached(faults, fields: dict, error: BaseException | None) -> None:
+    """CaseSkipped when nothing of the destination went through the proxies: nothing was judged."""
+    named = ", ".join(f"`{f}`" for f in fields)
+    if faults.encrypted:
+        raise CaseSkipped(
+            f"The destination spoke TLS to the fault proxy put in {named} (its client insists on https): the proxy "
+            "listens on plain http and does the TLS to the target itself, so it cannot fail this client's requests."
+        )
+    if faults.requests == 0:
+        why = f" ({type(error).__name__}: {str(error)[:200]})" if error is not None else ""
+        raise CaseSkipped(
+            f"No request reached the fault proxy put in {named}: the destination did not connect through "
+            f"{'them' if len(fields) > 1 else 'it'}, or its client refuses a plain-http URL{why}."
+        )
+
+
+def _http_flushes(t: Target, faults, via: dict) -> str:
+    """A full refresh of HTTP_FLUSHES flushes while the proxy fails its write requests (429, 503, a dropped and a
+    cut-off answer after the target did the work, per-item rejections in a 200 _bulk answer): every record must
+    land exactly once, and no write may come before a 429's Retry-After."""
+    flaky = t.id("http_faults")
+    batches = [plain("http-faults", 3, 3 * i) for i in range(HTTP_FLUSHES)]
+    faults.start()
+    try:
+        destination = t.build("full_refresh", flaky, **via)
+        for index, rows in enumerate(batches):
+            write(destination, rows, f"write_records (flush {index + 1} of {len(batches)})")
+        destination.finalize()
+    except CaseFailed as error:
+        _unreached(faults, via, error)
+        bulk = bool(faults.fired) and faults.fired[-1].startswith("bulk")
+        raise CaseFailed(
+            f"{error}; the proxy had injected: {', '.join(faults.fired) or 'nothing yet'}",
+            hint=BULK_HINT if bulk else HTTP_HINT,
+        ) from error
+    except Exception as error:
+        _unreached(faults, via, error)
+        raise
+    finally:
+        left = faults.left
+        faults.stop()
+    _unreached(faults, via, None)
+    sent, got = [r for b in batches for r in b], t.read(flaky)
+    try:
+        compare(sent, got, f"a full_refresh of {len(batches)} flushes through {', '.join(faults.fired)}")
+    except CaseFailed as error:
+        bulk = any(f.startswith("bulk") for f in faults.fired)
+        error.hint = DUPLICATE_HINT if len(got) > len(sent) else BULK_HINT if bulk else HTTP_HINT
+        raise
+    if faults.early:
+        raise CaseFailed(
+            f"{faults.early} write request(s) came sooner than the Retry-After: {http_fault_proxy.RETRY_AFTER_S} "
+            "a 429 asked for",
+            hint="Wait the seconds a 429's Retry-After header asks for before retrying.",
+        )
+    missed = f"; not injected: {', '.join(left)} ({'no _bulk request' if left == ['bulk'] else 'too few writes'})"
+    return (
+        f"{len(sent)} records landed exactly once through {', '.join(faults.fired)} ({faults.writes} write "
+        f"requests, none before its Retry-After){missed if left else ''}"
+    )
+
+
+def _http_denied(t: Target, faults, via: dict) -> str:
+    """A stream flush whose every write request is answered 401 must fail, after at most 2 of them (a client may
+    refresh its token once)."""
+    import threading
+
+    outcome: dict = {}
+
+    def attempt() -> None:
+        try:
+            write(t.build("stream", t.id("http_denied"), **via), plain("denied", 1), "write_records answered 401")
+            outcome["written"] = True
+        except Exception as error:  # CaseFailed (write_records answered False) or the destination's own error
+            outcome["error"] = error
+
+    faults.deny()
+    trying = threading.Thread(target=attempt, daemon=True)
+    trying.start()
+    trying.join(DENY_BOUND_S)
+    tries = faults.writes
+    faults.stop()
+    hint = "401 and 403 are permanent: fail the batch at once (refreshing a token once at most), never retry them."
+    if trying.is_alive():
+        raise CaseFailed(f"A flush answered 401 on every write was still retried after {DENY_BOUND_S} s", hint=hint)
+    if outcome.get("written"):
+        raise CaseFailed("write_records reported a batch written although every write request was answered 401")
+    if tries > 2:
+        raise CaseFailed(f"A 401 (a wrong token) was retried: {tries} write requests for one batch", hint=hint)
+    return f"a 401 on every write failed the flush after {tries} write request(s)"
+
+
+def _unreliable_http(t: Target, fields: dict) -> str:
+    _loopback_direct()
+    faults = http_fault_proxy.Faults()
+    origins = sorted({_origin(url) for value in fields.values() for url in _http_urls(value)})
+    proxies = {origin: http_fault_proxy.HttpFaultProxy(origin, faults) for origin in origins}
+    via = {field: _pointed(value, proxies) for field, value in fields.items()}
+    try:
+        landed = _http_flushes(t, faults, via)
+        denied = _http_denied(t, faults, via)
+    except CaseFailed as error:
+        error.hint = error.hint or HTTP_HINT
+        raise
+    finally:
+        for proxy in proxies.values():
+            proxy.close()
+    return f"through an HTTP fault proxy in front of {', '.join(origins)}: {landed}; {denied}"
+
+
 # data.failed_flush also takes bizon's version (suite() passes it)
 # The data suite's cases, in the order they run: each one's declaration (the checklist's id, what must hold,
 # why, the fix, its limits) beside the function that runs it. Plain literals: bizon-forge reads them without
@@ -1107,7 +1302,7 @@ CASES = (
         "limits": (
             "EFBIG stands for ENOSPC; a destination that stages in memory or on a server is judged only by what lands."
         ),
-        "after": ("data.read_back", "data.exact", "data.full_refresh_isolated"),  # in-place writes fail this too
+        "after": ("data.read_back", "data.exact", "data.full_refresh_twice", "data.full_refresh_isolated"),
     },
     {
         "id": "data.failed_publish",
@@ -1133,7 +1328,7 @@ CASES = (
             "in-place append is not made; reads use an incremental destination object."
         ),
         "origin": "facts",
-        "after": ("data.read_back", "data.exact"),
+        "after": ("data.read_back", "data.exact", "data.incremental"),
     },
     {
         "id": "data.unreliable_target",
@@ -1150,28 +1345,45 @@ CASES = (
             "raise and leave the target as it was, and the next run publishes everything exactly once "
             "(incremental: the failed runs' staged records too); a publication meeting a lock another session "
             "holds on its tables raises within 60 s and leaves the target as it was; a wrong password fails "
-            "the flush after at most 2 connections."
+            "the flush after at most 2 connections. Against any other http(s) URL of the destination config "
+            "(a string, a list such as `hosts`, a nested mapping), through an HTTP fault proxy that fails every "
+            "other write request of a full_refresh of 5 flushes in turn with a 429 (Retry-After: 2), a 503, a "
+            "connection dropped after the target processed the request, an answer cut off after it, and (at "
+            "the first Elasticsearch/OpenSearch-style `_bulk` request after those) a 200 whose answer rejects "
+            "every other item with a per-item 429 without forwarding it: every record lands exactly once and "
+            "no write comes before its Retry-After; a 401 on every write fails a flush after at most 2 write "
+            "requests."
         ),
         "why": (
             "Real targets fail: a server drops a connection mid-transaction, a COMMIT lands while its answer "
             "is lost, a reader's open transaction holds a lock the publication waits on (MariaDB's "
             "lock_wait_timeout is a year, PostgreSQL's lock_timeout is off). A retry that is not idempotent "
             "duplicates records, a publication that is not atomic empties the target, a finalize() that "
-            "swallows an error reports success after bizon marked the job succeeded, and a retried permanent "
-            "error (401, a wrong password) turns a failure into minutes of waiting."
+            "swallows an error reports success after bizon marked the job succeeded, a 200 bulk answer whose "
+            "items were rejected loses them unless they are read, and a retried permanent error (401, a wrong "
+            "password) turns a failure into minutes of waiting."
         ),
         "fix": (
             "Retry only transient failures and make every retry idempotent (one Idempotency-Key per batch "
-            "over HTTP; in SQL delete the batch's bizon_ids before inserting again, or upsert); honour "
-            "Retry-After; fail at once on 401/403, a wrong password, an unknown database or a missing "
-            "privilege; publish in one transaction or one atomic RENAME; let every error in finalize() raise; "
-            "give the sessions a lock timeout."
+            "or a document id per record over HTTP; in SQL delete the batch's bizon_ids before inserting "
+            "again, or upsert); honour Retry-After; retry the items a 200 bulk answer rejects; fail at once on "
+            "401/403, a wrong password, an unknown database or a missing privilege; publish in one transaction "
+            "or one atomic RENAME; let every error in finalize() raise; give the sessions a lock timeout."
         ),
         "limits": (
-            "Judged only when the check config posts to the receiver (env://BIZON_FORGE_RECEIVER_URL), or one "
-            "of its destination fields is a URL "
-            "`postgresql|postgres|mysql|mariadb[+driver]://user@host[:port]/db` over plain TCP; else skip "
-            "(local disks get data.full_disk). TLS, a Unix socket or a host override in the query string are "
+            "Judged when the check config posts to the receiver (env://BIZON_FORGE_RECEIVER_URL), or one of "
+            "its destination fields is a URL `postgresql|postgres|mysql|mariadb[+driver]://user@host[:port]/db` "
+            "over plain TCP, or else holds an http(s) URL; else skip (local disks get data.full_disk). HTTP: "
+            "the proxy listens on plain http and does the TLS to an https target itself, checked against the "
+            "system's CAs (SSL_CERT_FILE when the checks get it): a client that insists on TLS to it skips with "
+            "that reason, and a target whose CA only the destination's own config names answers 502; a remote "
+            "target gets its own name as Host (a loopback one the client's), so a request signed over its Host "
+            "(AWS SigV4) fails a remote target's signature check. Reads "
+            "(GET, HEAD, `_search` and its kin) are never failed; the faults fall on whichever write requests "
+            "come first (write_records' or finalize()'s), so a destination writing less meets fewer (the answer "
+            "names what was injected); a stalled answer (a client without a timeout), redirects and per-item "
+            "errors other than 429 are not injected; a host and port given as separate fields are not proxied. "
+            "SQL: TLS, a Unix socket or a host override in the query string are "
             "not judged; the lock part needs SQLAlchemy in the workspace and locks the tables whose name "
             "holds the case's destination_id; the wrong-password part needs a password in the URL. A server "
             "that stalls without a lock, a failover, a restart and deadlocks are not injected. Nothing on the "
