@@ -5,8 +5,8 @@ bugs agents met fail the case that names them: a target that deduplicates under 
 full refresh readers see before finalize() (an alias pointed at the new index when it is created, or the new run
 written straight into the live target).
 
-One bizon 0.6.4 tree serves the module, with the key-value destination and the file and http recipes rendered
-with write_semantics="upsert"; each test runs the data suite (suite_probe.py, through runtime.suite as `full`
+One bizon 0.6.4 tree serves the module, with the key-value destination and the file, http and sql recipes
+rendered with write_semantics="upsert"; each test runs the data suite (suite_probe.py, through runtime.suite as `full`
 does) once against one of them.
 """
 
@@ -195,6 +195,7 @@ def ws(pristine, tmp_path_factory) -> workspace.Workspace:
         DestinationSpec(name=KV, fields=[directory], write_semantics="upsert"),
         DestinationSpec(name="keyed_file", recipe="file", write_semantics="upsert"),
         DestinationSpec(name="keyed_http", recipe="http", full_refresh="replace_flag", write_semantics="upsert"),
+        DestinationSpec(name="keyed_sql", recipe="sql", write_semantics="upsert"),  # SQLite in the check config
     ]
     for spec in specs:
         assert describe_target(ws, spec).ok
@@ -293,9 +294,9 @@ def test_planted_bugs_fail_the_case_that_names_them(ws, tmp_path, bug, declared)
         assert 'WRITE_SEMANTICS = "upsert"' in found[id].hint
 
 
-def test_the_file_and_http_recipes_upsert_when_the_spec_says_so(ws, tmp_path_factory):
-    names = ("keyed_file", "keyed_http")
-    with ThreadPoolExecutor(max_workers=2) as pool:  # two destinations, two subprocesses: one wait
+def test_the_recipes_upsert_when_the_spec_says_so(ws, tmp_path_factory):
+    names = ("keyed_file", "keyed_http", "keyed_sql")
+    with ThreadPoolExecutor(max_workers=3) as pool:  # three destinations, three subprocesses: one wait
         runs = pool.map(lambda name: data_suite(ws, name, tmp_path_factory.mktemp(name)), names)
         found = dict(zip(names, runs, strict=True))
     for name in names:
@@ -305,3 +306,4 @@ def test_the_file_and_http_recipes_upsert_when_the_spec_says_so(ws, tmp_path_fac
     skipped = found["keyed_http"]["data.full_refresh_isolated"]
     assert skipped.status == "skip" and "declares FULL_REFRESH_ISOLATION = 'in_place'" in skipped.message
     assert found["keyed_file"]["data.full_refresh_isolated"].status == "pass"
+    assert found["keyed_sql"]["data.full_refresh_isolated"].status == "pass"
