@@ -122,6 +122,7 @@ def validate_destination(
         units.wait_all(report, done, total, known=results)
     finally:
         units.close()
+        cleanup = target.clean_up(ws, code.check_rel, logs)  # drops what earlier validations left, if it can
         target.close()
     for findings in units.answers():
         engine.merge(results, findings)
@@ -137,7 +138,7 @@ def validate_destination(
         verbose=verbose,
         units=units,
         fixed=fixed,
-        wrote_to=target.describe(code.check_rel) if _wrote(ordered) else None,
+        wrote_to=target.describe(code.check_rel, cleanup) if _wrote(ordered) else None,
         next=_next(ws, name, level, ordered, code.example_rel, example_reads),
     )
 

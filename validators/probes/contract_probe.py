@@ -3,7 +3,8 @@ and drive the destination once the way the engine does. Prints a JSON marker lin
 
 Usage: python contract_probe.py ROOT NAME EXAMPLE_YAML import
        python contract_probe.py ROOT NAME EXAMPLE_YAML contract CHECK_YAML DESTINATION_ID
-The example config is only validated; the contract steps write to the check config's scratch target.
+The example config is only validated; the contract steps write to the check config's scratch target, and the
+destination's drop_written() then removes what they wrote (the outcome goes to the drops file, see note()).
 This file must import nothing from bizon_forge: it runs with the workspace's interpreter and packages.
 """
 
@@ -13,12 +14,17 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import time
 import traceback
 from datetime import timezone
 from typing import cast
 
 MARKER = "BIZON_FORGE_PROBE "
+# The file (named by the validator in this variable) where each destination_id written to scratch is noted, then
+# what drop_written() did with it: a line of JSON each, appended, as several probes of one validation run at once.
+DROPS_VAR = "BIZON_FORGE_DROPS"
+DROP_BUDGET_S = 30.0  # for all the drops of one probe: a hook that hangs must not hold the validation
 REGISTRATION_FILES = ("bizon/destination/config.py", "bizon/common/models.py", "bizon/destination/destination.py")
 TRACE_CHARS = 1500
 
@@ -172,6 +178,65 @@ def _write(destination) -> None:
         raise ContractBroken(f"it returned (False, {message!r})")
 
 
+def note(destination_id: str, outcome: str, error: str | None = None) -> None:
+    """Record in the drops file that destination_id was `written` to scratch, or what dropping it did: `dropped`,
+    `no_hook` (the destination has no drop_written) or `failed` (with the error)."""
+    path = os.environ.get(DROPS_VAR)
+    if not path:
+        return
+    line = json.dumps({"destination_id": destination_id, "outcome": outcome, "error": error}) + "\n"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, line.encode())  # one short write in append mode: lines of concurrent probes do not mix
+    finally:
+        os.close(fd)
+
+
+def _drop_one(destination) -> tuple[str, str | None]:
+    hook = getattr(type(destination), "drop_written", None)
+    if not callable(hook):
+        return "no_hook", None
+    destination.drop_written()
+    # The hook's word is not taken: what read_back() still answers stayed (data.read_back judges a reader that
+    # raises or lacks; it then cannot judge the hook).
+    try:
+        left = destination.read_back()
+    except Exception:
+        left = None
+    if getattr(left, "height", 0):
+        return "failed", f"read_back() still answers {left.height} record(s) after drop_written()"
+    return "dropped", None
+
+
+def drop_all(build, destination_ids: list, budget: float = DROP_BUDGET_S) -> None:
+    """Call drop_written() on a destination built for each id (`build(destination_id)`), each in a thread of its own
+    within what is left of `budget`, and note what it did. Never raises: cleaning up never fails a check."""
+    deadline = time.monotonic() + budget
+    hookless = False
+    for destination_id in destination_ids:
+        left = deadline - time.monotonic()
+        if hookless:
+            note(destination_id, "no_hook")
+            continue
+        if left <= 0:
+            note(destination_id, "failed", f"not tried: the {budget:.0f} s for dropping ran out")
+            continue
+        done: dict = {}
+
+        def work(destination_id=destination_id, done=done):
+            try:
+                done["outcome"] = _drop_one(build(destination_id))
+            except BaseException as error:  # a destination may raise anything, SystemExit included
+                done["outcome"] = ("failed", f"{type(error).__name__}: {error}"[:300])
+
+        worker = threading.Thread(target=work, daemon=True)
+        worker.start()
+        worker.join(left)
+        outcome, error = done.get("outcome", ("failed", f"drop_written() did not finish within {left:.0f} s"))
+        hookless = outcome == "no_hook"  # the class has none: the other ids need no build to say so
+        note(destination_id, outcome, error)
+
+
 def forget_bytecode(root: str, name: str) -> None:
     """Drop cached byte-code of the files an agent edits: Python trusts a .pyc whose source has the same
     size and mtime second, so two quick edits of equal length would run the old code."""
@@ -202,9 +267,11 @@ def main() -> None:
             out, result, "build", lambda: build_destination(_config(name, check_rel, destination_id), name)
         )
         if destination is not None:
+            note(cast(str, destination_id), "written")
             _step(out, result, "write", lambda: _write(destination))
             if result["write"]["ok"] and str(getattr(destination.sync_metadata.sync_mode, "value", "")) != "stream":
                 _step(out, result, "finalize", destination.finalize)
+            drop_all(lambda _: destination, [destination_id])
     os._exit(0)  # threads a destination left running must not keep the probe alive
 
 

@@ -5,8 +5,11 @@ destination_id, then compares what `read_back()` answers with what was sent.
 
 Usage: python suite_probe.py ROOT NAME CHECK_YAML BIZON_VERSION RUN_ID suite
        python suite_probe.py ROOT NAME CHECK_YAML BIZON_VERSION RUN_ID readback DESTINATION_ID...
+       python suite_probe.py ROOT NAME CHECK_YAML BIZON_VERSION RUN_ID drop DESTINATION_ID...
 Prints one JSON marker line per case (or the read-back rows); the rest is log. Imports nothing from
 bizon_forge: it runs with the workspace's interpreter. Shares the engine-driving code of contract_probe.py.
+What the suite and the read-back wrote to scratch is dropped once read (drop_written(), see contract_probe.note);
+`drop` drops what earlier validations left.
 """
 
 # annotations stay unevaluated: the workspace's interpreter may be a Python 3.9 (bizon supports it)
@@ -265,9 +268,15 @@ class Target:
         with open(check_yaml) as handle:
             self.raw = yaml.safe_load(handle) or {}
         self.name, self.run_id = name, run_id
+        self.written: list = []  # every destination_id a case was given, noted at once: a case may die mid-write
+        self.noting = False
 
     def id(self, case: str) -> str:
-        return f"forge_{self.run_id}_{case}"
+        destination_id = f"forge_{self.run_id}_{case}"
+        if self.noting and destination_id not in self.written:
+            self.written.append(destination_id)
+            probe.note(destination_id, "written")
+        return destination_id
 
     def config(self, sync_mode: str, destination_id: str, **details):
         from bizon.common.models import BizonConfig
@@ -1477,7 +1486,9 @@ def suite(out, target: Target, version: str) -> None:
 
 
 def readback(out, target: Target, destination_ids: list) -> None:
+    """The smoke runs' read-back, their last reader: what they wrote is dropped once read."""
     for destination_id in destination_ids:
+        probe.note(destination_id, "written")
         answer = {"case": "readback", "destination_id": destination_id}
         try:
             answer.update(status="pass", rows=target.read(destination_id))
@@ -1485,6 +1496,7 @@ def readback(out, target: Target, destination_ids: list) -> None:
             trace = "".join(traceback.format_exception(error))[-probe.TRACE_CHARS :]
             answer.update(status="fail", message=f"{type(error).__name__}: {error}"[:600], trace=trace)
         _report(out, answer)
+    probe.drop_all(lambda i: target.build("full_refresh", i), destination_ids)
 
 
 def main() -> None:
@@ -1503,9 +1515,13 @@ def main() -> None:
         )
         os._exit(0)
     if mode == "suite":
+        target.noting = True
         suite(out, target, version)
-    else:
+        probe.drop_all(lambda i: target.build("full_refresh", i), target.written)
+    elif mode == "readback":
         readback(out, target, sys.argv[7:])
+    else:
+        probe.drop_all(lambda i: target.build("full_refresh", i), sys.argv[7:])
     os._exit(0)  # threads a destination left running must not keep the probe alive
 
 

@@ -1,0 +1,125 @@
+"""Scratch is left clean (issue 23): every check that writes to the check config's target drops what it wrote
+through the destination's drop_written() once it has read it back, and `wrote_to` says what stayed. Each check
+config here points at a target that outlives a validation (a folder, a receiver, a SQLite file of the test's
+own), as a user's scratch database or bucket does: 10 validations of each recipe leave nothing there."""
+
+import shutil
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bizon_forge import workspace
+from bizon_forge.describe import describe_target
+from bizon_forge.registrations import apply_registrations
+from bizon_forge.render import render_destination
+from bizon_forge.spec.destination import DestinationSpec
+from bizon_forge.validators.fakes.receiver import Receiver
+from bizon_forge.validators.validation import validate_destination
+from tests.broken.install import install_good
+
+pytestmark = pytest.mark.slow
+RUNS = 10
+# The custom destination the tests judge (tests/broken/good/), with the hook an agent would add.
+NDJSON_HOOK = '''
+    def drop_written(self) -> None:
+        self.target.unlink(missing_ok=True)
+        self.staging.unlink(missing_ok=True)
+'''
+
+
+def check_config(ws: workspace.Workspace, name: str, **details) -> None:
+    path = ws.root / f"bizon/connectors/destinations/{name}/config/{name}.check.yml"
+    config = yaml.safe_load(path.read_text())
+    config["destination"]["config"].update(details)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def everything(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+@pytest.fixture(scope="module")
+def tree(pristine, tmp_path_factory):
+    """One tree with a destination of the file and http recipes, the hand-written ndjson and one of the sql
+    recipe, each check config pointing at a scratch target of this module's (under `scratch/`)."""
+    root = tmp_path_factory.mktemp("clean") / "tree"
+    shutil.copytree(pristine("0.6.4"), root, symlinks=True)
+    ws = workspace.resolve(None, workspace.Settings.from_paths([str(root)]))
+    for spec in (
+        DestinationSpec(name="lake", recipe="file"),
+        DestinationSpec(name="hook", recipe="http", full_refresh="replace_flag"),
+        DestinationSpec(name="warehouse", recipe="sql"),
+    ):
+        assert describe_target(ws, spec).ok and render_destination(ws, spec.name).ok
+        assert apply_registrations(ws, spec.name).ok
+    install_good(ws)
+    scratch = root.parent / "scratch"
+    check_config(ws, "lake", directory=str(scratch / "lake"))
+    check_config(ws, "ndjson", directory=str(scratch / "ndjson"))
+    check_config(ws, "warehouse", url=f"sqlite:///{scratch / 'warehouse.db'}")
+    receiver = Receiver()
+    check_config(ws, "hook", endpoint=receiver.url, staging_directory=str(scratch / "hook-staging"))
+    yield ws, scratch, receiver
+    receiver.close()
+
+
+def validate_10(ws, name: str) -> tuple[list, float]:
+    """One validation at full (the data suite and the smoke runs write the most), then fast ones (the contract
+    probe writes): RUNS in all, each ok."""
+    started = time.perf_counter()
+    results = []
+    for n in range(RUNS):
+        result = validate_destination(ws, name, level="full" if n == 0 else "fast", use_cache=False)
+        assert result.ok, [(f.id, f.message) for f in result.findings if f.status == "fail"]
+        results.append(result)
+    return results, time.perf_counter() - started
+
+
+@pytest.mark.parametrize("name", ["lake", "hook"])
+def test_ten_validations_of_a_recipe_leave_nothing_in_scratch(tree, name):
+    ws, scratch, receiver = tree
+    results, seconds = validate_10(ws, name)
+    if name == "lake":
+        assert everything(scratch / "lake") == []  # the files, their staging, no temporaries
+    else:
+        assert {i: r for i, r in receiver.stored.items() if r} == {}
+        assert everything(scratch / "hook-staging") == []
+    for result in results:
+        assert "drop_written() removed the" in result.wrote_to and "stayed" not in result.wrote_to, result.wrote_to
+    full = results[0].wrote_to
+    assert int(full.split("drop_written() removed the ")[1].split()[0]) > 15, full  # the suite's ids, not just one
+    print(f"{name}: {RUNS} validations in {seconds:.1f} s")
+
+
+def test_a_custom_destination_says_what_stayed_until_it_drops_and_then_drops_the_old_too(tree):
+    ws, scratch, _ = tree
+    folder = scratch / "ndjson"
+    first = validate_destination(ws, "ndjson", use_cache=False)  # the good destination has no hook
+    assert first.ok
+    assert "1 destination_id(s) stayed" in first.wrote_to and "has no drop_written()" in first.wrote_to
+    left = everything(folder)
+    assert len(left) == 1 and left[0].startswith("forge_"), left
+
+    destination = ws.root / "bizon/connectors/destinations/ndjson/src/destination.py"
+    text = destination.read_text()
+    anchor = "    def check_connection(self) -> bool:"
+    destination.write_text(text.replace(anchor, NDJSON_HOOK.lstrip("\n") + "\n" + anchor, 1))
+    results, seconds = validate_10(ws, "ndjson")
+    assert "and 1 that earlier validations left" in results[0].wrote_to, results[0].wrote_to
+    assert everything(folder) == []
+    assert all("stayed" not in r.wrote_to for r in results)
+    print(f"ndjson: {RUNS} validations in {seconds:.1f} s")
+
+
+@pytest.mark.skip(reason="needs drop_written() in the sql recipe (helper `sql`, issue 23); the integrator removes this")
+def test_ten_validations_of_the_sql_recipe_leave_no_forge_table(tree):
+    ws, scratch, _ = tree
+    results, seconds = validate_10(ws, "warehouse")
+    with sqlite3.connect(scratch / "warehouse.db") as db:
+        tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    assert [t for t in tables if t.startswith("forge_")] == []
+    assert all("stayed" not in r.wrote_to for r in results)
+    print(f"warehouse: {RUNS} validations in {seconds:.1f} s")
