@@ -23,15 +23,15 @@ from tests.broken.install import install_good
 pytestmark = pytest.mark.slow
 RUNS = 10
 # The custom destination the tests judge (tests/broken/good/), with the hook an agent would add.
-NDJSON_HOOK = '''
+NDJSON_HOOK = """
     def drop_written(self) -> None:
         self.target.unlink(missing_ok=True)
         self.staging.unlink(missing_ok=True)
-'''
+"""
 
 
-def check_config(ws: workspace.Workspace, name: str, **details) -> None:
-    path = ws.root / f"bizon/connectors/destinations/{name}/config/{name}.check.yml"
+def set_config(ws: workspace.Workspace, name: str, which: str = "check", **details) -> None:
+    path = ws.root / f"bizon/connectors/destinations/{name}/config/{name}.{which}.yml"
     config = yaml.safe_load(path.read_text())
     config["destination"]["config"].update(details)
     path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -57,11 +57,12 @@ def tree(pristine, tmp_path_factory):
         assert apply_registrations(ws, spec.name).ok
     install_good(ws)
     scratch = root.parent / "scratch"
-    check_config(ws, "lake", directory=str(scratch / "lake"))
-    check_config(ws, "ndjson", directory=str(scratch / "ndjson"))
-    check_config(ws, "warehouse", url=f"sqlite:///{scratch / 'warehouse.db'}")
+    set_config(ws, "lake", directory=str(scratch / "lake"))
+    set_config(ws, "ndjson", directory=str(scratch / "ndjson"))
+    set_config(ws, "warehouse", url=f"sqlite:///{scratch / 'warehouse.db'}")
     receiver = Receiver()
-    check_config(ws, "hook", endpoint=receiver.url, staging_directory=str(scratch / "hook-staging"))
+    set_config(ws, "hook", "example", endpoint="https://ingest.example.com/records")
+    set_config(ws, "hook", endpoint=receiver.url, staging_directory=str(scratch / "hook-staging"))
     yield ws, scratch, receiver
     receiver.close()
 
@@ -75,6 +76,7 @@ def validate_10(ws, name: str) -> tuple[list, float]:
         result = validate_destination(ws, name, level="full" if n == 0 else "fast", use_cache=False)
         assert result.ok, [(f.id, f.message) for f in result.findings if f.status == "fail"]
         results.append(result)
+        print(f"  {name} {result.level}: {result.summary[-40:]}  {time.perf_counter() - started:.1f}")
     return results, time.perf_counter() - started
 
 

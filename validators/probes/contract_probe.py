@@ -208,33 +208,37 @@ def _drop_one(destination) -> tuple[str, str | None]:
     return "dropped", None
 
 
+def _drop_within(build, destination_id: str, seconds: float) -> tuple[str, str | None]:
+    """_drop_one in a thread of its own, given `seconds`: a hook that hangs is left behind (the probe exits)."""
+    done: dict = {}
+
+    def work():
+        try:
+            done["outcome"] = _drop_one(build(destination_id))
+        except BaseException as error:  # a destination may raise anything, SystemExit included
+            done["outcome"] = ("failed", f"{type(error).__name__}: {error}"[:300])
+
+    worker = threading.Thread(target=work, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    return done.get("outcome", ("failed", f"drop_written() did not finish within {seconds:.0f} s"))
+
+
 def drop_all(build, destination_ids: list, budget: float = DROP_BUDGET_S) -> None:
-    """Call drop_written() on a destination built for each id (`build(destination_id)`), each in a thread of its own
-    within what is left of `budget`, and note what it did. Never raises: cleaning up never fails a check."""
+    """Call drop_written() on a destination built for each id (`build(destination_id)`) within what is left of
+    `budget`, and note what it did. Never raises: cleaning up never fails a check."""
     deadline = time.monotonic() + budget
     hookless = False
     for destination_id in destination_ids:
         left = deadline - time.monotonic()
         if hookless:
             note(destination_id, "no_hook")
-            continue
-        if left <= 0:
+        elif left <= 0:
             note(destination_id, "failed", f"not tried: the {budget:.0f} s for dropping ran out")
-            continue
-        done: dict = {}
-
-        def work(destination_id=destination_id, done=done):
-            try:
-                done["outcome"] = _drop_one(build(destination_id))
-            except BaseException as error:  # a destination may raise anything, SystemExit included
-                done["outcome"] = ("failed", f"{type(error).__name__}: {error}"[:300])
-
-        worker = threading.Thread(target=work, daemon=True)
-        worker.start()
-        worker.join(left)
-        outcome, error = done.get("outcome", ("failed", f"drop_written() did not finish within {left:.0f} s"))
-        hookless = outcome == "no_hook"  # the class has none: the other ids need no build to say so
-        note(destination_id, outcome, error)
+        else:
+            outcome, problem = _drop_within(build, destination_id, left)
+            hookless = outcome == "no_hook"  # the class has none: the other ids need no build to say so
+            note(destination_id, outcome, problem)
 
 
 def forget_bytecode(root: str, name: str) -> None:
