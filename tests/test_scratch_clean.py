@@ -22,12 +22,6 @@ from tests.broken.install import install_good
 
 pytestmark = pytest.mark.slow
 RUNS = 10
-# The custom destination the tests judge (tests/broken/good/), with the hook an agent would add.
-NDJSON_HOOK = """
-    def drop_written(self) -> None:
-        self.target.unlink(missing_ok=True)
-        self.staging.unlink(missing_ok=True)
-"""
 
 
 def set_config(ws: workspace.Workspace, name: str, which: str = "check", **details) -> None:
@@ -76,7 +70,6 @@ def validate_10(ws, name: str) -> tuple[list, float]:
         result = validate_destination(ws, name, level="full" if n == 0 else "fast", use_cache=False)
         assert result.ok, [(f.id, f.message) for f in result.findings if f.status == "fail"]
         results.append(result)
-        print(f"  {name} {result.level}: {result.summary[-40:]}  {time.perf_counter() - started:.1f}")
     return results, time.perf_counter() - started
 
 
@@ -99,18 +92,28 @@ def test_ten_validations_of_a_recipe_leave_nothing_in_scratch(tree, name):
 def test_a_custom_destination_says_what_stayed_until_it_drops_and_then_drops_the_old_too(tree):
     ws, scratch, _ = tree
     folder = scratch / "ndjson"
-    first = validate_destination(ws, "ndjson", use_cache=False)  # the good destination has no hook
-    assert first.ok
-    assert "1 destination_id(s) stayed" in first.wrote_to and "has no drop_written()" in first.wrote_to
-    left = everything(folder)
-    assert len(left) == 1 and left[0].startswith("forge_"), left
-
     destination = ws.root / "bizon/connectors/destinations/ndjson/src/destination.py"
-    text = destination.read_text()
-    anchor = "    def check_connection(self) -> bool:"
-    destination.write_text(text.replace(anchor, NDJSON_HOOK.lstrip("\n") + "\n" + anchor, 1))
+    original = destination.read_text()
+
+    def hook(body: str) -> None:
+        anchor = "    def check_connection(self) -> bool:"
+        method = f"    def drop_written(self) -> None:\n{body}\n\n"
+        destination.write_text(original.replace(anchor, method + anchor, 1))
+
+    # The good destination has no hook: what the contract probe wrote stays, and the answer says so.
+    first = validate_destination(ws, "ndjson", use_cache=False)
+    assert first.ok and "1 destination_id(s) stayed" in first.wrote_to, first.wrote_to
+    assert "has no drop_written()" in first.wrote_to
+    # A hook that leaves the records is not taken at its word: read_back() still answers them.
+    hook("        self.staging.unlink(missing_ok=True)")
+    second = validate_destination(ws, "ndjson", use_cache=False)
+    assert second.ok and "2 destination_id(s) stayed" in second.wrote_to, second.wrote_to
+    assert "read_back() still answers 3 record(s) after drop_written()" in second.wrote_to
+    assert len(everything(folder)) == 2
+    # A hook that works drops what this validation wrote and what the two before left.
+    hook("        self.target.unlink(missing_ok=True)\n        self.staging.unlink(missing_ok=True)")
     results, seconds = validate_10(ws, "ndjson")
-    assert "and 1 that earlier validations left" in results[0].wrote_to, results[0].wrote_to
+    assert "and 2 that earlier validations left" in results[0].wrote_to, results[0].wrote_to
     assert everything(folder) == []
     assert all("stayed" not in r.wrote_to for r in results)
     print(f"ndjson: {RUNS} validations in {seconds:.1f} s")

@@ -198,8 +198,11 @@ class Scratch:
         made = [f"its {SCRATCH_VAR} folder"] if self.uses_folder else []
         made += ["the local receiver"] if self.receiver else []
         verb = "were" if len(made) > 1 else "was"
+        dropped = cleanup.describe(bool(made)) if cleanup and (cleanup.written or cleanup.stayed) else ""
         if made:
             after = f"; {' and '.join(made)} {verb} made for this run and removed"
+        elif dropped:
+            after = "; that target is the check config's own, not one made per run"
         else:
             after = "; what they wrote there stays (that target is the check config's own, not one made per run)"
         standins = (
@@ -215,7 +218,6 @@ class Scratch:
             if self.passed
             else ""
         )
-        dropped = cleanup.describe(bool(made)) if cleanup and (cleanup.written or cleanup.stayed) else ""
         return f"{check_rel}'s target, as destination_ids forge_{self.run_id}_*{after}{dropped}{passed}{standins}"
 
     def close(self) -> None:
