@@ -61,12 +61,12 @@ def tree(pristine, tmp_path_factory):
     receiver.close()
 
 
-def validate_10(ws, name: str) -> tuple[list, float]:
+def validate(ws, name: str, runs: int = RUNS) -> tuple[list, float]:
     """One validation at full (the data suite and the smoke runs write the most), then fast ones (the contract
-    probe writes): RUNS in all, each ok."""
+    probe writes): `runs` in all, each ok."""
     started = time.perf_counter()
     results = []
-    for n in range(RUNS):
+    for n in range(runs):
         result = validate_destination(ws, name, level="full" if n == 0 else "fast", use_cache=False)
         assert result.ok, [(f.id, f.message) for f in result.findings if f.status == "fail"]
         results.append(result)
@@ -76,7 +76,7 @@ def validate_10(ws, name: str) -> tuple[list, float]:
 @pytest.mark.parametrize("name", ["lake", "hook"])
 def test_ten_validations_of_a_recipe_leave_nothing_in_scratch(tree, name):
     ws, scratch, receiver = tree
-    results, seconds = validate_10(ws, name)
+    results, seconds = validate(ws, name)
     if name == "lake":
         assert everything(scratch / "lake") == []  # the files, their staging, no temporaries
     else:
@@ -85,7 +85,7 @@ def test_ten_validations_of_a_recipe_leave_nothing_in_scratch(tree, name):
     for result in results:
         assert "drop_written() removed the" in result.wrote_to and "stayed" not in result.wrote_to, result.wrote_to
     full = results[0].wrote_to
-    assert int(full.split("drop_written() removed the ")[1].split()[0]) > 15, full  # the suite's ids, not just one
+    assert int(full.split("drop_written() removed the ")[1].split()[0]) >= 10, full  # the suite's ids, not one
     print(f"{name}: {RUNS} validations in {seconds:.1f} s")
 
 
@@ -112,17 +112,17 @@ def test_a_custom_destination_says_what_stayed_until_it_drops_and_then_drops_the
     assert len(everything(folder)) == 2
     # A hook that works drops what this validation wrote and what the two before left.
     hook("        self.target.unlink(missing_ok=True)\n        self.staging.unlink(missing_ok=True)")
-    results, seconds = validate_10(ws, "ndjson")
+    results, seconds = validate(ws, "ndjson", RUNS - 2)
     assert "and 2 that earlier validations left" in results[0].wrote_to, results[0].wrote_to
-    assert everything(folder) == []
+    assert everything(folder) == []  # after RUNS validations in all
     assert all("stayed" not in r.wrote_to for r in results)
-    print(f"ndjson: {RUNS} validations in {seconds:.1f} s")
+    print(f"ndjson: {RUNS - 2} validations in {seconds:.1f} s")
 
 
 @pytest.mark.skip(reason="needs drop_written() in the sql recipe (helper `sql`, issue 23); the integrator removes this")
 def test_ten_validations_of_the_sql_recipe_leave_no_forge_table(tree):
     ws, scratch, _ = tree
-    results, seconds = validate_10(ws, "warehouse")
+    results, seconds = validate(ws, "warehouse")
     with sqlite3.connect(scratch / "warehouse.db") as db:
         tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
     assert [t for t in tables if t.startswith("forge_")] == []
