@@ -11,17 +11,23 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bizon_forge import workspace
+from bizon_forge import connector, workspace
 from bizon_forge.describe import describe_target
 from bizon_forge.registrations import apply_registrations
 from bizon_forge.render import render_destination
 from bizon_forge.spec.destination import DestinationSpec
 from bizon_forge.validators.fakes.receiver import Receiver
+from bizon_forge.validators.probes import contract_probe
 from bizon_forge.validators.validation import validate_destination
 from tests.broken.install import install_good
 
 pytestmark = pytest.mark.slow
 RUNS = 10
+
+
+def test_the_probes_find_the_drops_file_where_the_validation_reads_it():
+    # contract_probe.py runs without bizon-forge: its copy of the variable's name is held equal here.
+    assert contract_probe.SCRATCH_VAR == connector.SCRATCH_VAR
 
 
 def set_config(ws: workspace.Workspace, name: str, which: str = "check", **details) -> None:

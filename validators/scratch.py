@@ -23,7 +23,7 @@ from bizon_forge.atomic import write_text
 from bizon_forge.connector import RECEIVER_VAR, SCRATCH_VAR
 from bizon_forge.validators import runtime
 from bizon_forge.validators.fakes.receiver import Receiver
-from bizon_forge.validators.probes.contract_probe import DROP_BUDGET_S, DROPS_VAR
+from bizon_forge.validators.probes.contract_probe import DROP_BUDGET_S, DROPS_FILE
 from bizon_forge.workspace import Workspace, read_regular
 
 REFERENCE = re.compile(r"env://([A-Za-z_][A-Za-z0-9_]*)")
@@ -139,7 +139,7 @@ class Scratch:
         details = _destination_text(check_text)
         self.uses_folder = SCRATCH_VAR in details
         self.receiver = Receiver(honours_replace) if RECEIVER_VAR in details else None
-        self.drops = self.folder / "drops.jsonl"  # the probes' notes (contract_probe.note)
+        self.drops = self.folder / DROPS_FILE  # the probes' notes (contract_probe.note), beside the units' folders
         # Which target a leftover is in: the check config's destination and the values its references got.
         self.target = hashlib.sha256(f"{details}\0{sorted(self.passed_env.items())}".encode()).hexdigest()[:16]
 
@@ -147,7 +147,7 @@ class Scratch:
         """A folder per unit: checks that run at once must not share a SQLite file (it would be locked)."""
         folder = self.folder / unit
         folder.mkdir(exist_ok=True)
-        env = {**self.passed_env, SCRATCH_VAR: str(folder), DROPS_VAR: str(self.drops)}
+        env = {**self.passed_env, SCRATCH_VAR: str(folder)}
         if self.receiver:
             env[RECEIVER_VAR] = self.receiver.url
         return env

@@ -21,9 +21,16 @@ from datetime import timezone
 from typing import cast
 
 MARKER = "BIZON_FORGE_PROBE "
-# The file (named by the validator in this variable) where each destination_id written to scratch is noted, then
-# what drop_written() did with it: a line of JSON each, appended, as several probes of one validation run at once.
-DROPS_VAR = "BIZON_FORGE_DROPS"
+# Where each destination_id written to scratch is noted, then what drop_written() did with it: a line of JSON each,
+# appended (several probes of one validation run at once), in the validation's own folder, the one above the folder
+# each of its units gets as BIZON_FORGE_SCRATCH (connector.SCRATCH_VAR). Read now: the destination's code runs later.
+SCRATCH_VAR = "BIZON_FORGE_SCRATCH"
+DROPS_FILE = "drops.jsonl"
+DROPS = (
+    os.path.join(os.path.dirname(os.path.abspath(os.environ[SCRATCH_VAR])), DROPS_FILE)
+    if os.environ.get(SCRATCH_VAR)
+    else None
+)
 DROP_BUDGET_S = 30.0  # for all the drops of one probe: a hook that hangs must not hold the validation
 REGISTRATION_FILES = ("bizon/destination/config.py", "bizon/common/models.py", "bizon/destination/destination.py")
 TRACE_CHARS = 1500
@@ -181,11 +188,10 @@ def _write(destination) -> None:
 def note(destination_id: str, outcome: str, error: str | None = None) -> None:
     """Record in the drops file that destination_id was `written` to scratch, or what dropping it did: `dropped`,
     `no_hook` (the destination has no drop_written) or `failed` (with the error)."""
-    path = os.environ.get(DROPS_VAR)
-    if not path:
+    if not DROPS:
         return
     line = json.dumps({"destination_id": destination_id, "outcome": outcome, "error": error}) + "\n"
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    fd = os.open(DROPS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
         os.write(fd, line.encode())  # one short write in append mode: lines of concurrent probes do not mix
     finally:
