@@ -69,12 +69,14 @@ def tree(pristine, tmp_path_factory):
 
 def validate(ws, name: str, runs: int = RUNS) -> tuple[list, float]:
     """One validation at full (the data suite and the smoke runs write the most), then fast ones (the contract
-    probe writes): `runs` in all, each ok."""
+    probe writes): `runs` in all. What a check judges is not asked here (other modules do), only that the checks
+    that write ran."""
     started = time.perf_counter()
     results = []
     for n in range(runs):
-        result = validate_destination(ws, name, level="full" if n == 0 else "fast", use_cache=False)
-        assert result.ok, [(f.id, f.message) for f in result.findings if f.status == "fail"]
+        result = validate_destination(ws, name, level="full" if n == 0 else "fast", verbose=True, use_cache=False)
+        ran = {f.id: f.status for f in result.findings if f.id.startswith(("contract.", "data.", "smoke."))}
+        assert ran["contract.finalize"] == "pass" and (n or ran["smoke.bizon_run"] == "pass"), result.summary
         results.append(result)
     return results, time.perf_counter() - started
 
