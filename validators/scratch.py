@@ -161,7 +161,7 @@ class Scratch:
                 note = json.loads(line)
                 found[str(note["destination_id"])] = (str(note["outcome"]), note.get("error"))
             except (ValueError, KeyError, TypeError):
-                continue  # the destination wrote to the file itself; its notes are not ours
+                continue  # a line the destination's own code wrote there is no note of ours
         return found
 
     def clean_up(self, ws: Workspace, check_rel: str, logs: Path) -> Cleanup:
@@ -178,7 +178,7 @@ class Scratch:
         left.update(stayed)
         try:
             ledger.save(left)
-        except Exception:  # noqa: BLE001 - a ledger that cannot be written only forgets
+        except Exception:  # a ledger that cannot be written (read-only state folder) only forgets
             pass
         swept = sum(1 for i in earlier if now.get(i, ("",))[0] == "dropped")
         return Cleanup(written=len(mine), swept=swept, stayed=left)

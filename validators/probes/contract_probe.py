@@ -246,10 +246,10 @@ def drop_all(build, destination_ids: list, budget: float = DROP_BUDGET_S) -> Non
             outcome, problem = _drop_within(build, destination_id, left)
             hookless = outcome == "no_hook"  # the class has none: the other ids need no build to say so
             note(destination_id, outcome, problem)
-    print(
-        f"--- drop_written(): {len(destination_ids)} destination_id(s) in {time.monotonic() - started:.2f} s",
-        flush=True,
-    )
+    try:  # for the log; the destination may have closed or replaced sys.stdout
+        print(f"--- drop_written(): {len(destination_ids)} id(s) in {time.monotonic() - started:.2f} s", flush=True)
+    except (ValueError, OSError):
+        pass
 
 
 def forget_bytecode(root: str, name: str) -> None:
