@@ -70,6 +70,12 @@ def _parser() -> argparse.ArgumentParser:
     _token_parser(sub)
     _workspace_parser(sub)
     _tree_parsers(sub)
+    schema = sub.add_parser(
+        "schema",
+        help="print the JSON schema of a spec file `generate` takes (a destination's or a source's)",
+        **HELP,
+    )
+    schema.add_argument("kind", choices=["destination", "source"], help="which spec (examples/ has one of each)")
     return p
 
 
@@ -362,6 +368,18 @@ def _heartbeat(step: str | None) -> Iterator[None]:
         thread.join()
 
 
+def spec_schema(kind: str) -> dict:
+    """The JSON schema of a spec file: describe_target's arguments, or describe_source's spec (the resource
+    bizon-forge://source-spec serves the same)."""
+    from bizon_forge.spec import destination, source
+
+    if kind == "source":
+        return source.schema()
+    out = destination.DestinationSpec.model_json_schema()
+    out["description"] = "describe_target's arguments, as a JSON or YAML file for `bizon-forge generate`."
+    return out
+
+
 def _run(args) -> int:
     if args.command == "serve":
         return _serve(args)
@@ -371,6 +389,9 @@ def _run(args) -> int:
         return _fakes(args)
     if args.command == "workspace":
         return _workspace(args)
+    if args.command == "schema":
+        print(json.dumps(spec_schema(args.kind), indent=1))
+        return 0
     settings = workspace.Settings.from_paths([args.workspace], python=args.python)
     ws = workspace.resolve(None, settings)
     atomic.roll_back_interrupted(ws.state_dir)  # as every tool does: a write a dead process left half done
