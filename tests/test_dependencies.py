@@ -8,7 +8,6 @@ import pytest
 from bizon_forge import dependencies
 from bizon_forge.dependencies import IMPORT_GUARD, PYPROJECT, guard_modules
 from bizon_forge.describe import describe_target
-from bizon_forge.findings import Refused
 from bizon_forge.inspection import inspect_workspace
 from bizon_forge.registrations import apply_registrations, remove_destination
 from bizon_forge.render import render_destination
