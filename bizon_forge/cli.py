@@ -68,13 +68,17 @@ def _parser() -> argparse.ArgumentParser:
     _token_parser(sub)
     _workspace_parser(sub)
     _tree_parsers(sub)
+    _schema_parser(sub)
+    return p
+
+
+def _schema_parser(sub) -> None:
     schema = sub.add_parser(
         "schema",
         help="print the JSON schema of a spec file `generate` takes (a destination's or a source's)",
         **HELP,
     )
     schema.add_argument("kind", choices=["destination", "source"], help="which spec (examples/ has one of each)")
-    return p
 
 
 def _serve_parser(sub) -> None:

@@ -346,11 +346,12 @@ def set_extra(text: str, name: str, requirements: list[str]) -> str:
     the extra taken away. tomlkit keeps every other byte as written, so adding and then taking away gives back the
     same bytes, line endings included. Raises ValueError for a text that is not TOML or has no [project] table."""
     import tomlkit  # only registration edits the file: off the server's start-up path
+    from tomlkit.items import Table
 
     crlf = "\r\n" in text
     doc = tomlkit.parse(text)
     project = doc.get("project")
-    if not isinstance(project, dict):
+    if not isinstance(project, Table):
         raise ValueError("it has no [project] table")
     extras = project.get("optional-dependencies")
     if extras is None:

@@ -440,22 +440,28 @@ def _normal(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+def _extra_of_distribution(root: Path) -> dict[str, str]:
+    """Each distribution the tree's extras name (normalised) -> the first extra naming it."""
+    try:
+        extras = tomllib.loads(read_regular(root / "pyproject.toml").decode())["project"]["optional-dependencies"]
+    except (OSError, ValueError, KeyError, TypeError, Refused):
+        return {}
+    found: dict[str, str] = {}
+    for extra, requirements in extras.items() if isinstance(extras, dict) else ():
+        for requirement in requirements if isinstance(requirements, list) else ():
+            named = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", str(requirement))
+            if named:
+                found.setdefault(_normal(named.group(1)), extra)
+    return found
+
+
 def needed_extras(root: Path) -> list[str]:
     """The extras of the tree's pyproject.toml that its core modules and its tests' conftests import: bizon 0.5.x's
     bizon.common.models imports the bigquery destination (google.cloud.bigquery, behind the `bigquery` extra), and
     the destinations' conftest imports it on every version, so a venv without that extra can neither register a
     destination nor collect the tree's tests. A module matches a requirement by name ('google.cloud.bigquery' ->
     google-cloud-bigquery; 'psycopg2' -> psycopg2-binary, 'kafka' -> kafka-python)."""
-    try:
-        extras = tomllib.loads(read_regular(root / "pyproject.toml").decode())["project"]["optional-dependencies"]
-    except (OSError, ValueError, KeyError, TypeError, Refused):
-        return []
-    by_distribution: dict[str, str] = {}
-    for extra, requirements in extras.items() if isinstance(extras, dict) else ():
-        for requirement in requirements if isinstance(requirements, list) else ():
-            name = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", str(requirement))
-            if name:
-                by_distribution.setdefault(_normal(name.group(1)), extra)
+    by_distribution = _extra_of_distribution(root)
     conftests = [str(p.relative_to(root)) for p in sorted(root.glob(CONFTESTS))]
     wanted = set()
     for module, name in foreign_imports(root, [*CORE_FILES, *conftests]):
