@@ -19,7 +19,7 @@ from typing import IO, cast
 from pydantic import BaseModel
 
 from bizon_forge.findings import Finding, Refused, failed
-from bizon_forge.workspace import Workspace, foreign_imports, needed_extras, read_regular
+from bizon_forge.workspace import Workspace, foreign_imports, forge_made, needed_extras, read_regular
 
 VENV = ".venv"
 PROBE_TIMEOUT_S = 60
@@ -166,7 +166,7 @@ def _probe(ws: Workspace, libraries: Sequence[str]) -> Interpreter:
     names = sorted({distribution(r) for r in [*runtime, *libraries]})
     try:
         done = subprocess.run(
-            [python, "-c", _PROBE, json.dumps(names), json.dumps(foreign_imports(ws.root))],
+            [python, "-c", _PROBE, json.dumps(names), json.dumps(foreign_imports(ws.root, skip=forge_made(ws.root)))],
             cwd=ws.root,
             env=ws.env(),
             capture_output=True,

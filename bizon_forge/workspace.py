@@ -413,11 +413,12 @@ def _parents(dotted: str) -> list[str]:
     return [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
 
 
-def foreign_imports(root: Path, files: Iterable[str] = CORE_FILES) -> list[tuple[str, str]]:
+def foreign_imports(root: Path, files: Iterable[str] = CORE_FILES, skip: Iterable[Path] = ()) -> list[tuple[str, str]]:
     """The (module, name) pairs outside the tree and the standard library that `files` (tree-relative) import at
-    their top level, directly or through the tree's own modules they import (and the packages those sit in)."""
+    their top level, directly or through the tree's own modules they import (and the packages those sit in), not
+    following into the folders `skip`."""
     todo = [root / rel for rel in files if (root / rel).is_file()]
-    seen: set[Path] = set()
+    seen: set[Path] = set(f for folder in skip for f in folder.rglob("*.py"))
     found: set[tuple[str, str]] = set()
     while todo:
         file = todo.pop()
@@ -434,6 +435,17 @@ def foreign_imports(root: Path, files: Iterable[str] = CORE_FILES) -> list[tuple
             else:
                 found.add((module, name))
     return sorted(found)
+
+
+def forge_made(root: Path) -> list[Path]:
+    """The connector folders bizon-forge rendered (a render record or a spec of theirs in our state): what their
+    code imports is for validation to judge (an optional import in config.py is a trap it names), not a gap of the
+    interpreter that runs bizon's own modules."""
+    state = root / STATE_DIR
+    names = {
+        p.stem for folder in ("specs", "rendered") if (state / folder).is_dir() for p in (state / folder).iterdir()
+    }
+    return [root / DESTINATIONS_DIR / name for name in sorted(names) if (root / DESTINATIONS_DIR / name).is_dir()]
 
 
 def _normal(name: str) -> str:
