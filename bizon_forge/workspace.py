@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bizon_forge import connector
+from bizon_forge import connector, pyast
 from bizon_forge.findings import Refused, failed
 
 if TYPE_CHECKING:  # the module itself is imported where it fetches (urllib, ssl: not at start-up)
@@ -395,8 +395,8 @@ def _top_level_imports(file: Path, dotted: str) -> Iterable[tuple[str, str]]:
     """(module, name) for each import at the file's top level ('' for `import x`); relative ones made absolute.
     Imports inside functions, classes, `try` and `if` blocks are left out: they are optional or run later."""
     try:
-        tree = ast.parse(file.read_bytes())
-    except (OSError, SyntaxError, ValueError):
+        tree = pyast.parse(file.read_bytes().decode(), str(file))
+    except (OSError, SyntaxError, ValueError):  # ValueError: not UTF-8, or a NUL byte
         return
     package = dotted if file.name == "__init__.py" else dotted.rpartition(".")[0]
     for node in tree.body:
