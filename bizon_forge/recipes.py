@@ -147,7 +147,25 @@ HTTP = Recipe(
     "http",
     "http/destination.py.j2",
     fields=(
-        _f("endpoint", required=True, description="URL that receives each batch as a JSON POST."),
+        _f("endpoint", required=True, description="URL of the API; each path below is appended to it."),
+        # Path templates (not spec fields: an agent declares a field of the same name with its own default, and
+        # the example and check configs then carry the same template, the check config's endpoint the receiver).
+        _f(
+            "write_path",
+            default="",
+            description="Where each batch is POSTed: appended to endpoint, {destination_id} and {stream} filled "
+            "in, e.g. '/ingest/{stream}'.",
+        ),
+        _f(
+            "read_path",
+            default="?destination_id={destination_id}",
+            description="read_back()'s GET, appended to endpoint, e.g. '/records/{stream}'.",
+        ),
+        _f(
+            "delete_path",
+            default="?destination_id={destination_id}",
+            description="The DELETE of what a destination_id holds, appended to endpoint (full_refresh=delete_first).",
+        ),
         _f("auth_token", secret=True, description="Token sent in auth_header; None for an open endpoint."),
         _f("auth_header", default="Authorization", description="Header that carries the token."),
         _f(
@@ -176,8 +194,8 @@ HTTP = Recipe(
     },
     write_method="streaming",
     asks_full_refresh=True,
-    writes_to="`endpoint`, as JSON POSTs",
-    ignores="the http recipe reads only its endpoint, auth and batching fields",
+    writes_to="`endpoint` + `write_path`, as JSON POSTs",
+    ignores="the http recipe reads only its endpoint, path, auth and batching fields",
     transient=("429", "5xx", "ConnectionError", "Timeout"),
     exceptions={
         "ConnectionError": ("requests.exceptions.ConnectionError",),
@@ -207,7 +225,7 @@ def _full_refresh(recipe: Recipe, s: DestinationSpec) -> list[Finding]:
                 f"The {recipe.name} recipe needs to know how a full refresh replaces what the endpoint holds: it "
                 "has no atomic replace, and assuming one leaves every record twice on a receiver that ignores it.",
                 "Pass full_refresh='replace_flag' if the endpoint drops what it holds for the destination_id when "
-                "a POST says \"replace\": true, or 'delete_first' if it accepts DELETE endpoint?destination_id=... "
+                "a POST says \"replace\": true, or 'delete_first' if it accepts a DELETE of them (delete_path) "
                 "(posted after the DELETE). If it does neither, a full refresh cannot be made safe over it: use "
                 "recipe='custom' and sync incrementally or by stream.",
             )
