@@ -194,7 +194,7 @@ HTTP = Recipe(
     },
     write_method="streaming",
     asks_full_refresh=True,
-    writes_to="`endpoint` + `write_path`, as JSON POSTs",
+    writes_to="`endpoint`, as JSON POSTs to endpoint + write_path",
     ignores="the http recipe reads only its endpoint, path, auth and batching fields",
     transient=("429", "5xx", "ConnectionError", "Timeout"),
     exceptions={

@@ -1,5 +1,9 @@
 """The http recipe end to end against a real local HTTP server that fails a set number of times, then accepts.
 
+The server routes by path, as many ingest APIs do (POST /ingest/<destination_id>?stream=<stream>, GET
+/records/<destination_id>), and answers 404 elsewhere: the spec's path templates reach it with no code edit,
+and validation at level full passes through the same templates (the receiver routes by them).
+
 Through bizon: a full refresh posts in finalize(), retries the transient failures, and its records land
 exactly once; a second run replaces them; a permanent failure fails the run loudly, without retry.
 Through the destination itself (stream mode, as bizon's consumer calls it): write_records returns
@@ -18,9 +22,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import orjson
 import pytest
+import yaml
 
 from bizon_forge import workspace
 from bizon_forge.connector import RECEIVER_PORT
+from bizon_forge.validators.validation import validate_destination
 from tests.http_server import free_port
 from tests.recipe_runs import CONTRACT_COLUMNS, CREATURE_IDS, bizon_run, forged_tree, run_ok, write_run_config
 
@@ -43,13 +49,24 @@ class Receiver(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/ingest"
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+
+# The path templates the spec declares (the API's routes under endpoint).
+PATHS = {"write_path": "/ingest/{destination_id}?stream={stream}", "read_path": "/records/{destination_id}"}
+ROUTE = re.compile(r"/v1/ingest/(?P<id>[^/?]+)\?stream=creatures")
 
 
 class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"]))
         server: Receiver = self.server
+        routed = ROUTE.fullmatch(self.path)
+        if not routed:
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         with server.lock:
             server.posts += 1
             server.auth.add(self.headers.get("Authorization", ""))
@@ -57,7 +74,7 @@ class Handler(BaseHTTPRequestHandler):
             failed = server.posts <= server.failures
             if not failed:
                 payload = orjson.loads(body)
-                stored = server.stored.setdefault(payload["destination_id"], [])
+                stored = server.stored.setdefault(routed["id"], [])
                 if payload["replace"]:
                     stored.clear()
                 stored.extend(payload["records"])
@@ -98,8 +115,12 @@ def hook(pristine, tmp_path_factory):
     """Forged and validated at level full; its example YAML points at a receiver the checks must not touch."""
     receiver = start()
     spec = {
-        # The agent's own endpoint default goes into the example YAML: the user's real target.
-        "fields": [{"name": "endpoint", "default": receiver.url, "description": "Ingest URL."}],
+        # The agent's own endpoint default goes into the example YAML: the user's real target; its path templates
+        # go into both configs.
+        "fields": [
+            {"name": "endpoint", "default": receiver.url, "description": "Ingest URL."},
+            *({"name": k, "default": v, "description": "route"} for k, v in PATHS.items()),
+        ],
         "full_refresh": "replace_flag",
         # Short backoff keeps the retries quick; 3 retries cover the 2 failures below.
         "error_handling": {
@@ -109,10 +130,22 @@ def hook(pristine, tmp_path_factory):
         },
     }
     try:
-        tree = forged_tree(pristine, tmp_path_factory, "hook", "http", validate=True, **spec)
+        tree = forged_tree(pristine, tmp_path_factory, "hook", "http", **spec)
+        ws = workspace.resolve(None, workspace.Settings.from_paths([str(tree)]))
+        result = validate_destination(ws, "hook", "full", verbose=True)
     finally:
         stop(receiver)
+    assert result.ok, [(f.id, f.message) for f in result.findings if f.status == "fail"]
+    # The suite's receiver routed by the templates: its faults reached this destination, none was skipped.
+    assert [f.status for f in result.findings if f.id in ("data.publish_fails", "data.unreliable_target")] == [
+        "pass",
+        "pass",
+    ], [(f.id, f.status, f.message) for f in result.findings if f.id.startswith("data.")]
     assert not receiver.stored and receiver.posts == 0, "validation wrote to the endpoint the example names"
+    config = tree / "bizon/connectors/destinations/hook/config"
+    for rel in ("hook.example.yml", "hook.check.yml"):  # the checks exercised the example's templates
+        details = yaml.safe_load((config / rel).read_text())["destination"]["config"]
+        assert {k: details[k] for k in PATHS} == PATHS, rel
     return tree
 
 

@@ -99,6 +99,10 @@ BUGS = {
             )
         ],
         "retries_401": [("TRANSIENT_STATUSES = frozenset([429])", "TRANSIENT_STATUSES = frozenset([401, 429])")],
+        # An agent's finalize() that swallowed a failed publish through a flag (issue 23).
+        "publish_swallowed_by_a_flag": [
+            ("raise RuntimeError(message) from error", "published = False\n            return published")
+        ],
     },
 }
 # The http recipe whose spec says the endpoint ignores "replace" (full_refresh=delete_first): the receiver of
@@ -139,6 +143,7 @@ CAUGHT_BY = {
     "new_key_per_retry": "data.unreliable_target",
     "retry_after_ignored": "data.unreliable_target",
     "retries_401": "data.unreliable_target",
+    "publish_swallowed_by_a_flag": "data.publish_fails",
 }
 
 
@@ -201,7 +206,7 @@ def test_planted_bugs_fail_full_and_the_unplanted_pass(recipe, version, pristine
     # reach it (its staging, written by write_records, does meet one: data.full_disk). An endpoint has no atomic
     # replace: the http recipe declares its full refresh in place.
     http = {"data.failed_publish", "data.full_refresh_isolated"}
-    skipped = http if recipe.startswith("http") else {"data.unreliable_target"}
+    skipped = http if recipe.startswith("http") else {"data.unreliable_target", "data.publish_fails"}
     assert {i: found[i].status for i in data} == {i: "skip" if i in skipped else "pass" for i in data}
     assert "check.yml" in result.wrote_to and "removed" in result.wrote_to
 

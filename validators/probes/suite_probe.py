@@ -1162,27 +1162,20 @@ def _arm(destination_id: str, kind: str) -> None:
         pass
 
 
-def _publish_meets(t: Target, kind: str) -> str | None:
-    """A full refresh whose finalize() meets `kind` on every request; then an undisturbed one must land exactly
-    once. What finalize() raised, or None when it returned."""
-    fid = t.id(f"publish_{kind}")
-    run(t, "full_refresh", fid, [plain(f"publish-{kind}-kept", 2)])
-    destination = t.build("full_refresh", fid)
-    write(destination, plain(f"publish-{kind}", 3), "write_records (the run whose publish fails)")
+def _failing_finalize(fid: str, destination, kind: str) -> str | None:
+    """finalize() with every request of fid failing as `kind` says: what it raised, or None when it returned."""
     _arm(fid, kind)
     try:
-        raised = _outcome(destination.finalize)
+        return _outcome(destination.finalize)
     finally:
         _arm(fid, "")
-    after = plain(f"publish-{kind}-after", 2)
-    run(t, "full_refresh", fid, [after])
-    compare(after, t.read(fid), f"the full_refresh after one whose publish met {PUBLISH_FAULTS[kind]}")
-    return raised
 
 
 def case_publish_fails(t: Target) -> str:
     """A full refresh's publish fails inside finalize() (a 401, a 500 and a dropped connection, each on every
-    request, in parallel: retries of the transient ones take their backoff): finalize() must raise each time."""
+    request): finalize() must raise each time, and the next full refresh land exactly once. The three finalize()
+    calls run at once (retrying the transient ones takes their backoff); destinations are built one by one (each
+    build opens the engine's SQLite backend)."""
     from concurrent.futures import ThreadPoolExecutor, wait
 
     if RECEIVER_VAR not in os.environ:
@@ -1190,8 +1183,14 @@ def case_publish_fails(t: Target) -> str:
             "The check config's target is not bizon-forge's local receiver: nothing here can make its publish fail "
             "(data.unreliable_target drops a database server's connections inside finalize())."
         )
+    staged = {}
+    for kind in PUBLISH_FAULTS:
+        fid = t.id(f"publish_{kind}")
+        run(t, "full_refresh", fid, [plain(f"publish-{kind}-kept", 2)])
+        staged[kind] = (fid, t.build("full_refresh", fid))
+        write(staged[kind][1], plain(f"publish-{kind}", 3), "write_records (the run whose publish fails)")
     pool = ThreadPoolExecutor(len(PUBLISH_FAULTS))
-    futures = {kind: pool.submit(_publish_meets, t, kind) for kind in PUBLISH_FAULTS}
+    futures = {kind: pool.submit(_failing_finalize, *staged[kind], kind) for kind in PUBLISH_FAULTS}
     wait(futures.values(), timeout=PUBLISH_BOUND_S)
     pool.shutdown(wait=False)
     slow = [PUBLISH_FAULTS[k] for k, f in futures.items() if not f.done()]
@@ -1200,16 +1199,20 @@ def case_publish_fails(t: Target) -> str:
             f"finalize() was still retrying a publish that met {' and '.join(slow)} after {PUBLISH_BOUND_S} s",
             hint="Bound the retries (attempts and Retry-After) and raise when they are spent.",
         )
-    raised = {kind: future.result() for kind, future in futures.items()}  # a case failure inside raises here
+    raised = {kind: future.result() for kind, future in futures.items()}
     returned = [PUBLISH_FAULTS[k] for k, r in raised.items() if r is None]
     if returned:
         raise CaseFailed(
             f"finalize() returned although its publish met {' and '.join(returned)}: bizon ignores finalize()'s "
             "return value, so the run ends as a success while the records were never published"
         )
+    for kind, (fid, _) in staged.items():
+        after = plain(f"publish-{kind}-after", 2)
+        run(t, "full_refresh", fid, [after])
+        compare(after, t.read(fid), f"the full_refresh after one whose publish met {PUBLISH_FAULTS[kind]}")
     return (
         "a full refresh's finalize() raised when its publish met "
-        + ", ".join(f"{PUBLISH_FAULTS[k]} ({r.split(':')[0]})" for k, r in raised.items())
+        + ", ".join(f"{PUBLISH_FAULTS[k]} ({r.split(':')[0]})" for k, r in raised.items() if r)
         + "; the next full_refresh landed exactly once"
     )
 
