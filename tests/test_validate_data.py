@@ -167,7 +167,12 @@ def plant(path, edits) -> str:
 def destination(recipe: str, version: str, pristine, tmp_path_factory) -> tuple[workspace.Workspace, str]:
     if recipe != "custom":
         name = f"land_{recipe}"
-        how = {"http": {"full_refresh": "replace_flag"}, "http_delete": {"full_refresh": "delete_first"}}
+        # A short backoff: data.publish_fails waits out every retry of a publish that cannot succeed.
+        quick = {"error_handling": {"backoff_seconds": 0.05}}
+        how = {
+            "http": {"full_refresh": "replace_flag", **quick},
+            "http_delete": {"full_refresh": "delete_first", **quick},
+        }
         kind = recipe.split("_")[0]
         tree = forged_tree(pristine, tmp_path_factory, name, kind, version=version, **how.get(recipe, {}))
         if kind == "http":  # the user's endpoint in the example (the checks never reach it)

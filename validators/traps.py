@@ -504,7 +504,9 @@ def finalize_returns_false(code: DestinationCode) -> Finding:
         return TRAP_FINALIZE_RETURNS_FALSE.skip("No finalize() of its own: nothing to judge.")
     flags = _false_in_except(fn)
     for node in ast.walk(fn):
-        value = node.value if isinstance(node, ast.Return) else None
+        if not isinstance(node, ast.Return):
+            continue
+        value = node.value
         literal = isinstance(value, ast.Constant) and value.value is False
         flag = value.id if isinstance(value, ast.Name) and value.id in flags else None
         if literal or flag:
