@@ -277,6 +277,7 @@ def apply(s: DestinationSpec) -> tuple[DestinationSpec, list[Finding]]:
         updates["error_handling"] = ErrorHandling(**{**s.error_handling.model_dump(), "transient": transient})
     findings += _retry_findings(recipe, transient)
     findings += _fields_findings(recipe, [f.name for f in s.fields], added)
+    findings += _path_findings(updates["fields"]) if recipe.name == "http" else []
     findings.append(
         Finding(id="recipe.writes_to", status="pass", message=f"The {recipe.name} recipe writes to {recipe.writes_to}.")
     )
@@ -310,6 +311,34 @@ def _merged_fields(recipe: Recipe, fields: list[FieldSpec], findings: list[Findi
                 )
             )
     return merged, added
+
+
+HTTP_PATHS = ("write_path", "read_path", "delete_path")
+
+
+def _path_findings(fields: list[FieldSpec]) -> list[Finding]:
+    """The http recipe's path templates that name {stream} but not {destination_id}: every destination_id of a
+    stream then shares one URL."""
+    shared = [
+        f.name
+        for f in fields
+        if f.name in HTTP_PATHS
+        and isinstance(f.default, str)
+        and "{stream}" in f.default
+        and "{destination_id}" not in f.default
+    ]
+    if not shared:
+        return []
+    return [
+        warned(
+            "recipe.path_without_destination_id",
+            f"{', '.join(shared)} name {{stream}} but not {{destination_id}}: every destination_id of one stream "
+            "writes to (or reads) the same URL. bizon's stream runner routes records by destination_id, and the "
+            "checks' own runs (the contract probe, the bizon runs, each on stream 'creatures') meet there.",
+            "Name {destination_id} in the path (set destination_id to the API's stream name in the config), "
+            "unless one destination_id per stream is certain.",
+        )
+    ]
 
 
 def _retry_findings(recipe: Recipe, transient: list[str]) -> list[Finding]:

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import threading
+import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -24,8 +25,11 @@ import orjson
 import pytest
 import yaml
 
-from bizon_forge import workspace
+from bizon_forge import recipes, workspace
 from bizon_forge.connector import RECEIVER_PORT
+from bizon_forge.spec.destination import DestinationSpec, FieldSpec
+from bizon_forge.validators.fakes.receiver import Receiver as CheckReceiver
+from bizon_forge.validators.fakes.receiver import routes_from
 from bizon_forge.validators.validation import validate_destination
 from tests.http_server import free_port
 from tests.recipe_runs import CONTRACT_COLUMNS, CREATURE_IDS, bizon_run, forged_tree, run_ok, write_run_config
@@ -261,3 +265,39 @@ def test_the_check_configs_printed_commands_run_as_printed(hook):
     finally:
         os.killpg(receiver.pid, signal.SIGTERM)
         receiver.wait(timeout=10)
+
+
+def test_a_path_naming_only_the_stream_is_warned_about():
+    spec = DestinationSpec(
+        name="hook",
+        recipe="http",
+        full_refresh="replace_flag",
+        fields=[FieldSpec(name="write_path", default="/ingest/{stream}", description="route")],
+    )
+    _, findings = recipes.apply(spec)
+    assert [f.id for f in findings if f.status == "warn"] == ["recipe.path_without_destination_id"]
+    _, findings = recipes.apply(spec.model_copy(update={"fields": []}))  # the defaults name {destination_id}
+    assert not [f for f in findings if f.status == "warn"]
+
+
+def test_the_checks_receiver_routes_by_the_check_configs_paths_and_fails_when_armed():
+    check = yaml.safe_dump({"destination": {"config": {**PATHS, "delete_path": "/records/{destination_id}"}}})
+    receiver = CheckReceiver(routes=routes_from(check))
+    base = receiver.url.rsplit("/", 1)[0]
+
+    def call(method: str, path: str, body: dict | None = None) -> dict:
+        data = json.dumps(body).encode() if body is not None else None
+        with urllib.request.urlopen(urllib.request.Request(base + path, data, method=method), timeout=10) as answer:
+            return json.load(answer)
+
+    try:
+        call("POST", "/records/ingest/d1?stream=s", {"destination_id": "ignored", "records": [{"n": 1}]})
+        assert call("GET", "/records/records/d1")["records"] == [{"n": 1}]
+        call("POST", "/_fault?destination_id=d1&kind=401")
+        with pytest.raises(urllib.error.HTTPError, match="401"):
+            call("GET", "/records/records/d1")
+        call("POST", "/_fault?destination_id=d1&kind=")
+        assert call("DELETE", "/records/records/d1") == {"deleted": 1}
+        assert call("GET", "/records?destination_id=d1")["records"] == []  # no route matched: the query names it
+    finally:
+        receiver.close()
