@@ -297,6 +297,7 @@ def test_the_checks_receiver_routes_by_the_check_configs_paths_and_fails_when_ar
         with pytest.raises(urllib.error.HTTPError, match="401"):
             call("GET", "/records/records/d1")
         call("POST", "/_fault?destination_id=d1&kind=")
+        assert receiver.report("d1")["faulted"] == 1
         assert call("DELETE", "/records/records/d1") == {"deleted": 1}
         assert call("GET", "/records?destination_id=d1")["records"] == []  # no route matched: the query names it
     finally:

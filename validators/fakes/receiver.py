@@ -15,10 +15,10 @@ apart.
 
 A destination_id holding `_unreliable` gets the failures of a real ingest API, in a fixed cycle of its POSTs:
 429 with Retry-After, a batch stored and then its connection dropped (no answer), 503; the rest succeed. One
-holding `_denied` gets 401 on every POST. GET /_report?destination_id=... says how many POSTs came and how
-many came sooner than the Retry-After they were given. POST /_fault?destination_id=...&kind=401|500|drop makes
-every request for it but HEAD fail that way (drop: the connection closed unanswered, nothing stored) until
-kind= is sent empty: data.publish_fails arms it around a finalize().
+holding `_denied` gets 401 on every POST. POST /_fault?destination_id=...&kind=401|500|drop makes every
+request for it but HEAD fail that way (drop: the connection closed unanswered, nothing stored) until kind= is
+sent empty: data.publish_fails arms it around a finalize(). GET /_report?destination_id=... says how many
+POSTs came, how many came sooner than the Retry-After they were given, and how many met an armed fault.
 """
 
 import json
@@ -110,6 +110,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _armed(self, key: str) -> bool:
         """Answer the fault POST /_fault armed for key; True when it did."""
         fault = self.receiver.armed.get(key)
+        if fault:
+            with self.receiver.lock:
+                self.receiver.faulted[key] = self.receiver.faulted.get(key, 0) + 1
         if fault == "drop":
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
@@ -181,6 +184,7 @@ class Receiver:
         self.honours_replace = honours_replace
         self.routes = routes or {}
         self.armed: dict[str, str] = {}  # destination_id -> the fault every request of it meets (POST /_fault)
+        self.faulted: dict[str, int] = {}  # destination_id -> requests answered with its armed fault
         self.stored: dict[str, list] = {}
         self.keys: set[str] = set()
         self.posts: dict[str, int] = {}  # destination_id -> POSTs received
@@ -195,7 +199,11 @@ class Receiver:
 
     def report(self, destination_id: str) -> dict:
         with self.lock:
-            return {"posts": self.posts.get(destination_id, 0), "early": self.early.get(destination_id, 0)}
+            return {
+                "posts": self.posts.get(destination_id, 0),
+                "early": self.early.get(destination_id, 0),
+                "faulted": self.faulted.get(destination_id, 0),
+            }
 
     def arm(self, destination_id: str, kind: str) -> None:
         with self.lock:

@@ -1200,6 +1200,11 @@ def case_publish_fails(t: Target) -> str:
             hint="Bound the retries (attempts and Retry-After) and raise when they are spent.",
         )
     raised = {kind: future.result() for kind, future in futures.items()}
+    if not any(_receiver_report(fid)["faulted"] for fid, _ in staged.values()):
+        raise CaseSkipped(
+            "finalize() sent the receiver no request (the records were posted before it, by write_records): no "
+            "publish inside finalize() to make fail."
+        )
     returned = [PUBLISH_FAULTS[k] for k, r in raised.items() if r is None]
     if returned:
         raise CaseFailed(
@@ -1533,8 +1538,9 @@ CASES = (
         ),
         "limits": (
             "Judged only when the check config posts to the local receiver (env://BIZON_FORGE_RECEIVER_URL), "
-            "which routes by the check config's write_path/read_path/delete_path; else skip. What the target "
-            "holds after the failure is not judged (an HTTP publish is in place)."
+            "which routes by the check config's write_path/read_path/delete_path; else skip, as when finalize() "
+            "sends no request (write_records posted everything). What the target holds after the failure is not "
+            "judged (an HTTP publish is in place)."
         ),
         "after": ("data.read_back", "data.exact"),
     },
