@@ -281,7 +281,10 @@ def _spec_and_render_tools(tool, on_worker) -> None:
         ] = None,
         full_refresh: Annotated[
             FullRefresh | None,
-            Field(description='http (required): endpoint honours "replace": true, or DELETE ?destination_id= first'),
+            Field(
+                description='http (required): endpoint honours "replace": true, or DELETE first. '
+                "Paths: fields write_path/read_path/delete_path"
+            ),
         ] = None,
         write_semantics: Annotated[
             WriteSemantics | None, Field(description="upsert: last write per source_record_id wins")

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from bizon_forge.connector import RECEIVER_VAR, SCRATCH_VAR
-from bizon_forge.validators.fakes.receiver import Receiver
+from bizon_forge.validators.fakes.receiver import Receiver, routes_from
 from bizon_forge.workspace import read_regular
 
 REFERENCE = re.compile(r"env://([A-Za-z_][A-Za-z0-9_]*)")
@@ -75,7 +75,8 @@ class Scratch:
         self.folder = Path(tempfile.mkdtemp(prefix=f"bizon-forge-{name}-target-"))
         details = _destination_text(check_text)
         self.uses_folder = SCRATCH_VAR in details
-        self.receiver = Receiver(honours_replace) if RECEIVER_VAR in details else None
+        # Routed by the check config's own path templates (the http recipe's), as the user's API routes them.
+        self.receiver = Receiver(honours_replace, routes=routes_from(check_text)) if RECEIVER_VAR in details else None
 
     def env(self, unit: str) -> dict[str, str]:
         """A folder per unit: checks that run at once must not share a SQLite file (it would be locked)."""
