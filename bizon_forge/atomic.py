@@ -255,6 +255,9 @@ def workspace_lock(state_dir: Path, timeout: float = LOCK_TIMEOUT_S):
 
     The lock is flock() on the workspace folder itself: taking it creates nothing in the tree (a refused
     call leaves no trace), and the OS drops it when its holder dies, so a killed process blocks nobody.
+    Not filelock: it locks a file it creates (and truncates), never a folder; a lock file in the tree would break
+    the above, and one in our cache would not be shared by servers started with another HOME or
+    BIZON_FORGE_CACHE (MCP hosts start servers with minimal environments), letting their writes interleave.
     """
     if state_dir.is_symlink():
         raise _unsafe(state_dir, f"{state_dir} is a symlink; the state folder must be a real folder in the tree.")

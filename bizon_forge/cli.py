@@ -19,8 +19,6 @@ from bizon_forge.dependencies import InstallResult, install_dependencies
 from bizon_forge.findings import Refused, Result, failed
 from bizon_forge.interpreter import forge_command
 from bizon_forge.pipeline import GenerateResult, generate, generate_source, is_source_spec
-from bizon_forge.source_render import MOCK_TOKEN_URL_VAR, MOCK_URL_VAR
-from bizon_forge.validators.fakes import mock_api, receiver
 from bizon_forge.validators.report import ValidationResult
 
 MOCK_REPORT_VAR = "BIZON_FORGE_MOCK_API_REPORT"  # mock-api --run's --report default (the demo sets it)
@@ -70,7 +68,17 @@ def _parser() -> argparse.ArgumentParser:
     _token_parser(sub)
     _workspace_parser(sub)
     _tree_parsers(sub)
+    _schema_parser(sub)
     return p
+
+
+def _schema_parser(sub) -> None:
+    schema = sub.add_parser(
+        "schema",
+        help="print the JSON schema of a spec file `generate` takes (a destination's or a source's)",
+        **HELP,
+    )
+    schema.add_argument("kind", choices=["destination", "source"], help="which spec (examples/ has one of each)")
 
 
 def _serve_parser(sub) -> None:
@@ -100,6 +108,12 @@ def _serve_parser(sub) -> None:
     auth.add_argument("--no-auth", action="store_true", help="serve HTTP without credentials (loopback only)")
 
 
+# source_render's MOCK_URL_VAR and MOCK_TOKEN_URL_VAR, for the help: importing it would put the mock API (http.server,
+# its pages and auth) on the start-up path of every command, `serve` among them (tests/test_install_startup.py
+# checks that they agree and that serve's start-up imports none of it).
+MOCK_VARS = ("BIZON_FORGE_MOCK_API_URL", "BIZON_FORGE_MOCK_API_TOKEN_URL")
+
+
 def _fakes_parsers(sub) -> None:
     """The local stand-ins the rendered configs print: the receiver and a source's mock API."""
     receiver = sub.add_parser("receiver", help="serve the local HTTP receiver the http check configs post to", **HELP)
@@ -111,7 +125,7 @@ def _fakes_parsers(sub) -> None:
         **HELP,
         help="serve a source spec as a local mock API (prints its URL), or only while a command runs (--run)",
         epilog="e.g. cd WORKSPACE && bizon-forge mock-api SPEC --run -- .venv/bin/bizon run CHECK_CONFIG: the mock "
-        f"on a free port, {MOCK_URL_VAR} (and {MOCK_TOKEN_URL_VAR}) set to it for the command, stopped after it; "
+        f"on a free port, {MOCK_VARS[0]} (and {MOCK_VARS[1]}) set to it for the command, stopped after it; "
         "the exit code is the command's.",
     )
     mock.add_argument("spec", help="the SourceSpec as a JSON file")
@@ -362,6 +376,18 @@ def _heartbeat(step: str | None) -> Iterator[None]:
         thread.join()
 
 
+def spec_schema(kind: str) -> dict:
+    """The JSON schema of a spec file: describe_target's arguments, or describe_source's spec (the resource
+    bizon-forge://source-spec serves the same)."""
+    from bizon_forge.spec import destination, source
+
+    if kind == "source":
+        return source.schema()
+    out = destination.DestinationSpec.model_json_schema()
+    out["description"] = "describe_target's arguments, as a JSON or YAML file for `bizon-forge generate`."
+    return out
+
+
 def _run(args) -> int:
     if args.command == "serve":
         return _serve(args)
@@ -371,6 +397,9 @@ def _run(args) -> int:
         return _fakes(args)
     if args.command == "workspace":
         return _workspace(args)
+    if args.command == "schema":
+        print(json.dumps(spec_schema(args.kind), indent=1))
+        return 0
     settings = workspace.Settings.from_paths([args.workspace], python=args.python)
     ws = workspace.resolve(None, settings)
     atomic.roll_back_interrupted(ws.state_dir)  # as every tool does: a write a dead process left half done
@@ -421,6 +450,8 @@ def _run(args) -> int:
 
 
 def _fakes(args) -> int:
+    from bizon_forge.validators.fakes import mock_api, receiver  # http.server and the fakes: not on serve's start-up
+
     if args.command == "receiver":
         return receiver.serve_forever(args.port or RECEIVER_PORT, honours_replace=not args.ignore_replace)
     if args.run:
@@ -433,6 +464,9 @@ def _fakes(args) -> int:
 def _mock_run(args) -> int:
     """The mock API on a free port (or --port) for as long as a command runs, its URL in the command's environment:
     a printed command carries no port, and two runs side by side do not collide."""
+    from bizon_forge.source_render import MOCK_TOKEN_URL_VAR, MOCK_URL_VAR
+    from bizon_forge.validators.fakes import mock_api
+
     command = args.command_line
     if not command:
         print("bizon-forge mock-api: --run needs a command after it: --run -- COMMAND...", file=sys.stderr)

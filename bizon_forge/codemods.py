@@ -335,3 +335,38 @@ def remove_factory_branch(source: str, member: str) -> str:
         return node
 
     return _edit_chain(source, edit)
+
+
+# -- pyproject.toml: the extra a destination's client libraries are recorded in ---------------------------------------
+
+
+def set_extra(text: str, name: str, requirements: list[str]) -> str:
+    """pyproject text with [project.optional-dependencies] `name` holding exactly `requirements` on one line (added
+    after the table's last entry, or put in place of the one there, however it was written); with no requirements,
+    the extra taken away. tomlkit keeps every other byte as written, so adding and then taking away gives back the
+    same bytes, line endings included. Raises ValueError for a text that is not TOML or has no [project] table."""
+    import tomlkit  # only registration edits the file: off the server's start-up path
+    from tomlkit.items import Table
+
+    crlf = "\r\n" in text
+    doc = tomlkit.parse(text)
+    project = doc.get("project")
+    if not isinstance(project, Table):
+        raise ValueError("it has no [project] table")
+    extras = project.get("optional-dependencies")
+    if extras is None:
+        if not requirements:
+            return text
+        extras = tomlkit.table()
+        project.append("optional-dependencies", extras)
+    if not isinstance(extras, dict):
+        raise ValueError("its project.optional-dependencies is not a table")
+    if not requirements:
+        extras.pop(name, None)
+    else:
+        line = tomlkit.array()
+        line.extend(requirements)
+        extras[name] = line
+    new = tomlkit.dumps(doc)
+    # tomlkit writes the lines it adds with "\n": a CRLF file keeps its own endings
+    return new.replace("\r\n", "\n").replace("\n", "\r\n") if crlf else new

@@ -132,9 +132,6 @@ def resolve(entries: list[str], recipe: str) -> tuple[list[str], list[Finding]]:
 
 # -- the extra in pyproject.toml -------------------------------------------------------------------
 
-_TABLE = re.compile(r"^\[project\.optional-dependencies\][ \t]*\r?$", re.M)
-_HEADER = re.compile(r"^\[", re.M)
-
 
 class RecordUnknown(Exception):
     """The file's structure is not the one these edits know; nothing is changed."""
@@ -148,54 +145,18 @@ def _extras(text: str) -> dict:
     return extras if isinstance(extras, dict) else {}
 
 
-def _newline(text: str) -> str:
-    return "\r\n" if "\r\n" in text else "\n"
-
-
-def _line(name: str, requirements: list[str]) -> str:
-    quoted = ('"' + r.replace("\\", "\\\\").replace('"', '\\"') + '"' for r in requirements)
-    return f"{name} = [" + ", ".join(quoted) + "]"
-
-
-def _key_line(text: str, start: int, end: int, name: str) -> re.Match | None:
-    """The one-line entry `name = [...]` of the table, with the newline before it (entries are added that way)."""
-    entry = re.compile(rf"\r?\n{re.escape(name)}[ \t]*=[ \t]*\[[^\n\]]*\][ \t]*(?=\r?\n|\Z)")
-    return entry.search(text, start - 1, end)
-
-
-def _table(text: str) -> tuple[int, int] | None:
-    """(start, end) of the body of [project.optional-dependencies]: after its header line, up to the next header."""
-    head = _TABLE.search(text)
-    if not head:
-        return None
-    body = head.end() + 1
-    nxt = _HEADER.search(text, body)
-    return body, nxt.start() if nxt else len(text)
-
-
 def set_extra(text: str, name: str, requirements: list[str]) -> str:
-    """pyproject text with the extra `name` holding exactly `requirements` on one line, added after the table's
-    last entry (or that line replaced); with no requirements, the extra taken away. Adding and then taking away
-    gives back the same bytes."""
+    """pyproject text with the extra `name` holding exactly `requirements` on one line (codemods.set_extra, by
+    tomlkit); with no requirements, the extra taken away. Adding and then taking away gives back the same bytes."""
+    from bizon_forge import codemods  # tomlkit and libcst: off the server's start-up path
+
     current = _extras(text).get(name)
     if current == requirements or (current is None and not requirements):
         return text
-    nl = _newline(text)
-    line = _line(name, requirements)
-    span = _table(text)
-    if span is None:
-        sep = "" if not text or text.endswith("\n") else nl
-        new = f"{text}{sep}{nl}[project.optional-dependencies]{nl}{line}{nl}"
-    else:
-        start, end = span
-        old = _key_line(text, start, end, name)
-        if current is not None and old is None:
-            raise RecordUnknown(f"the extra {name!r} in {PYPROJECT} is not one line; edit it by hand.")
-        if old is not None:
-            new = text[: old.start()] + (nl + line if requirements else "") + text[old.end() :]
-        else:
-            last = start + len(text[start:end].rstrip())  # just after the table's last entry
-            new = text[:last] + nl + line + text[last:] if last > start else text[:start] + line + nl + text[start:]
+    try:
+        new = codemods.set_extra(text, name, requirements)
+    except ValueError as error:
+        raise RecordUnknown(f"could not record the extra {name!r} in {PYPROJECT}: {error}") from None
     if _extras(new).get(name) != (requirements or None):
         raise RecordUnknown(f"could not record the extra {name!r} in {PYPROJECT} exactly.")
     return new

@@ -19,7 +19,7 @@ from typing import IO, cast
 from pydantic import BaseModel
 
 from bizon_forge.findings import Finding, Refused, failed
-from bizon_forge.workspace import Workspace, read_regular
+from bizon_forge.workspace import Workspace, foreign_imports, forge_made, needed_extras, read_regular
 
 VENV = ".venv"
 PROBE_TIMEOUT_S = 60
@@ -52,7 +52,7 @@ Progress = Callable[[str], None]
 
 # Printed by the interpreter under test: its version, the bizon it imports and the version of each distribution.
 _PROBE = """
-import importlib.metadata as m, importlib.util, json, sys
+import importlib, importlib.metadata as m, importlib.util, json, sys
 found = {}
 for name in json.loads(sys.argv[1]):
     try:
@@ -61,7 +61,34 @@ for name in json.loads(sys.argv[1]):
         found[name] = None
 spec = importlib.util.find_spec("bizon")  # a namespace package: where its parts are
 where = sorted(set(spec.submodule_search_locations or [spec.origin])) if spec else []
-print(json.dumps({"python": sys.version.split()[0], "bizon": where, "dists": found}))
+def findable(dotted):  # on sys.path, found without running any package's __init__ (sqlalchemy's costs 0.3 s)
+    from importlib.machinery import PathFinder
+    spec = None
+    for part in dotted.split("."):
+        if spec is None:
+            spec = PathFinder.find_spec(part)
+        elif spec.origin in (None, "namespace") or not spec.submodule_search_locations:
+            return None  # in a namespace package PathFinder needs the parent imported: confirmed() does that
+        else:
+            spec = PathFinder.find_spec(spec.name + "." + part, spec.submodule_search_locations)
+        if spec is None:
+            return None
+    return spec
+def confirmed(module, name):  # what PathFinder misses is imported for real (a package may extend its __path__)
+    try:
+        imported = importlib.import_module(module)
+        return not name or hasattr(imported, name) or importlib.util.find_spec(module + "." + name) is not None
+    except Exception:
+        return False
+def importable(module, name):
+    spec = findable(module)
+    if spec is None:
+        return confirmed(module, name)
+    if not name or spec.origin not in (None, "namespace"):  # a regular package or module may define `name`
+        return True
+    return findable(module + "." + name) is not None or confirmed(module, name)
+unimportable = [mod + ("." + n if n else "") for mod, n in json.loads(sys.argv[2]) if not importable(mod, n)]
+print(json.dumps({"python": sys.version.split()[0], "bizon": where, "dists": found, "unimportable": unimportable}))
 """
 
 
@@ -156,7 +183,7 @@ def _probe(ws: Workspace, libraries: Sequence[str]) -> Interpreter:
     names = sorted({distribution(r) for r in [*runtime, *libraries]})
     try:
         done = subprocess.run(
-            [python, "-c", _PROBE, json.dumps(names)],
+            [python, "-c", _PROBE, json.dumps(names), json.dumps(foreign_imports(ws.root, skip=forge_made(ws.root)))],
             cwd=ws.root,
             env=ws.env(),
             capture_output=True,
@@ -180,6 +207,10 @@ def _probe(ws: Workspace, libraries: Sequence[str]) -> Interpreter:
     elif missing:
         shown = ", ".join(distribution(r) for r in missing[:6]) + (", …" if len(missing) > 6 else "")
         problem = f"lacks {len(missing)} of bizon's runtime dependencies ({shown})"
+    elif got.get("unimportable"):
+        gaps = got["unimportable"]
+        shown = ", ".join(gaps[:4]) + (", …" if len(gaps) > 4 else "")
+        problem = f"cannot import {shown}, which bizon's registration modules import (an extra of the tree it lacks)"
     return Interpreter(
         python=python,
         chosen_by=how,
@@ -422,9 +453,11 @@ def make_venv(root: Path, progress: Progress | None = None, installer_lines: boo
                 f"{forge_command('workspace', 'venv', str(root))} again (python -m venv puts pip in).",
             )
         )
-    requirements = ["-e", str(root), *test_requirements(root)]
+    extras = needed_extras(root)  # what its registration modules and its tests' conftests import (bigquery)
+    requirements = ["-e", f"{root}[{','.join(extras)}]" if extras else str(root), *test_requirements(root)]
     if progress:
-        progress(f"installing {root.name} (editable) and its test group into {venv}")
+        with_extras = f" with its extras {', '.join(extras)}" if extras else ""
+        progress(f"installing {root.name} (editable){with_extras} and its test group into {venv}")
     try:
         run_installer(install_command(str(python), requirements), progress if installer_lines else None, cwd=root)
     except InstallFailed as error:

@@ -147,7 +147,25 @@ HTTP = Recipe(
     "http",
     "http/destination.py.j2",
     fields=(
-        _f("endpoint", required=True, description="URL that receives each batch as a JSON POST."),
+        _f("endpoint", required=True, description="URL of the API; each path below is appended to it."),
+        # Path templates (not spec fields: an agent declares a field of the same name with its own default, and
+        # the example and check configs then carry the same template, the check config's endpoint the receiver).
+        _f(
+            "write_path",
+            default="",
+            description="Where each batch is POSTed: appended to endpoint, {destination_id} and {stream} filled "
+            "in, e.g. '/ingest/{stream}'.",
+        ),
+        _f(
+            "read_path",
+            default="?destination_id={destination_id}",
+            description="read_back()'s GET, appended to endpoint, e.g. '/records/{stream}'.",
+        ),
+        _f(
+            "delete_path",
+            default="?destination_id={destination_id}",
+            description="The DELETE of what a destination_id holds, appended to endpoint (full_refresh=delete_first).",
+        ),
         _f("auth_token", secret=True, description="Token sent in auth_header; None for an open endpoint."),
         _f("auth_header", default="Authorization", description="Header that carries the token."),
         _f(
@@ -176,8 +194,8 @@ HTTP = Recipe(
     },
     write_method="streaming",
     asks_full_refresh=True,
-    writes_to="`endpoint`, as JSON POSTs",
-    ignores="the http recipe reads only its endpoint, auth and batching fields",
+    writes_to="`endpoint`, as JSON POSTs to endpoint + write_path",
+    ignores="the http recipe reads only its endpoint, path, auth and batching fields",
     transient=("429", "5xx", "ConnectionError", "Timeout"),
     exceptions={
         "ConnectionError": ("requests.exceptions.ConnectionError",),
@@ -207,7 +225,7 @@ def _full_refresh(recipe: Recipe, s: DestinationSpec) -> list[Finding]:
                 f"The {recipe.name} recipe needs to know how a full refresh replaces what the endpoint holds: it "
                 "has no atomic replace, and assuming one leaves every record twice on a receiver that ignores it.",
                 "Pass full_refresh='replace_flag' if the endpoint drops what it holds for the destination_id when "
-                "a POST says \"replace\": true, or 'delete_first' if it accepts DELETE endpoint?destination_id=... "
+                "a POST says \"replace\": true, or 'delete_first' if it accepts a DELETE of them (delete_path) "
                 "(posted after the DELETE). If it does neither, a full refresh cannot be made safe over it: use "
                 "recipe='custom' and sync incrementally or by stream.",
             )
@@ -259,6 +277,7 @@ def apply(s: DestinationSpec) -> tuple[DestinationSpec, list[Finding]]:
         updates["error_handling"] = ErrorHandling(**{**s.error_handling.model_dump(), "transient": transient})
     findings += _retry_findings(recipe, transient)
     findings += _fields_findings(recipe, [f.name for f in s.fields], added)
+    findings += _path_findings(updates["fields"]) if recipe.name == "http" else []
     findings.append(
         Finding(id="recipe.writes_to", status="pass", message=f"The {recipe.name} recipe writes to {recipe.writes_to}.")
     )
@@ -292,6 +311,34 @@ def _merged_fields(recipe: Recipe, fields: list[FieldSpec], findings: list[Findi
                 )
             )
     return merged, added
+
+
+HTTP_PATHS = ("write_path", "read_path", "delete_path")
+
+
+def _path_findings(fields: list[FieldSpec]) -> list[Finding]:
+    """The http recipe's path templates that name {stream} but not {destination_id}: every destination_id of a
+    stream then shares one URL."""
+    shared = [
+        f.name
+        for f in fields
+        if f.name in HTTP_PATHS
+        and isinstance(f.default, str)
+        and "{stream}" in f.default
+        and "{destination_id}" not in f.default
+    ]
+    if not shared:
+        return []
+    return [
+        warned(
+            "recipe.path_without_destination_id",
+            f"{', '.join(shared)} name {{stream}} but not {{destination_id}}: every destination_id of one stream "
+            "writes to (or reads) the same URL. bizon's stream runner routes records by destination_id, and the "
+            "checks' own runs (the contract probe, the bizon runs, each on stream 'creatures') meet there.",
+            "Name {destination_id} in the path (set destination_id to the API's stream name in the config), "
+            "unless one destination_id per stream is certain.",
+        )
+    ]
 
 
 def _retry_findings(recipe: Recipe, transient: list[str]) -> list[Finding]:

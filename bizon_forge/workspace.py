@@ -1,5 +1,6 @@
 """A workspace is a bizon source tree; this module finds it, confines it to the allowed roots and runs its Python."""
 
+import ast
 import errno
 import os
 import re
@@ -9,11 +10,13 @@ import stat
 import subprocess
 import sys
 import tempfile
+import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bizon_forge import connector
+from bizon_forge import connector, pyast
 from bizon_forge.findings import Refused, failed
 
 if TYPE_CHECKING:  # the module itself is imported where it fetches (urllib, ssl: not at start-up)
@@ -365,3 +368,121 @@ def _not_empty(dest: Path):
             f"Finish it with `bizon-forge workspace venv {shlex.quote(str(dest))}`, or pick a new path.",
         )
     return failed("workspace.not_empty", f"{dest} exists and is not an empty directory.", "Pick a new path.")
+
+
+# -- what the tree imports beyond its declared dependencies ---------------------------------------------------------
+
+# The modules the tools import in the workspace's interpreter (registration's import check, the checks, every sync).
+CORE_FILES = REGISTRATION_FILES
+CONFTESTS = "tests/**/conftest.py"  # what `pytest` imports before any test of the tree
+
+
+def _module_file(root: Path, dotted: str) -> Path | None:
+    """The tree's file for a dotted module (a module or a package's __init__), or None when the tree has none."""
+    base = root.joinpath(*dotted.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _dotted(root: Path, file: Path) -> str:
+    parts = file.relative_to(root).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _top_level_imports(file: Path, dotted: str) -> Iterable[tuple[str, str]]:
+    """(module, name) for each import at the file's top level ('' for `import x`); relative ones made absolute.
+    Imports inside functions, classes, `try` and `if` blocks are left out: they are optional or run later."""
+    try:
+        tree = pyast.parse(file.read_bytes().decode(), str(file))
+    except (OSError, SyntaxError, ValueError):  # ValueError: not UTF-8, or a NUL byte
+        return
+    package = dotted if file.name == "__init__.py" else dotted.rpartition(".")[0]
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            yield from ((alias.name, "") for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
+            module = ".".join([*base, *([node.module] if node.module else [])])
+            yield from ((module, alias.name) for alias in node.names if alias.name != "*")
+
+
+def _parents(dotted: str) -> list[str]:
+    parts = dotted.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
+
+
+def foreign_imports(root: Path, files: Iterable[str] = CORE_FILES, skip: Iterable[Path] = ()) -> list[tuple[str, str]]:
+    """The (module, name) pairs outside the tree and the standard library that `files` (tree-relative) import at
+    their top level, directly or through the tree's own modules they import (and the packages those sit in), not
+    following into the folders `skip`."""
+    todo = [root / rel for rel in files if (root / rel).is_file()]
+    seen: set[Path] = set(f for folder in skip for f in folder.rglob("*.py"))
+    found: set[tuple[str, str]] = set()
+    while todo:
+        file = todo.pop()
+        if file in seen:
+            continue
+        seen.add(file)
+        for module, name in _top_level_imports(file, _dotted(root, file)):
+            top = module.partition(".")[0]
+            if not module or top in sys.stdlib_module_names or top == "__future__":
+                continue
+            if (root / top).is_dir() or (root / f"{top}.py").is_file():  # the tree's own: follow it
+                wanted = [*_parents(module), *([f"{module}.{name}"] if name else [])]
+                todo += [f for f in (_module_file(root, m) for m in wanted) if f is not None]
+            else:
+                found.add((module, name))
+    return sorted(found)
+
+
+def forge_made(root: Path) -> list[Path]:
+    """The connector folders bizon-forge rendered (a render record or a spec of theirs in our state): what their
+    code imports is for validation to judge (an optional import in config.py is a trap it names), not a gap of the
+    interpreter that runs bizon's own modules."""
+    state = root / STATE_DIR
+    names = {
+        p.stem for folder in ("specs", "rendered") if (state / folder).is_dir() for p in (state / folder).iterdir()
+    }
+    return [root / DESTINATIONS_DIR / name for name in sorted(names) if (root / DESTINATIONS_DIR / name).is_dir()]
+
+
+def _normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _extra_of_distribution(root: Path) -> dict[str, str]:
+    """Each distribution the tree's extras name (normalised) -> the first extra naming it."""
+    try:
+        extras = tomllib.loads(read_regular(root / "pyproject.toml").decode())["project"]["optional-dependencies"]
+    except (OSError, ValueError, KeyError, TypeError, Refused):
+        return {}
+    found: dict[str, str] = {}
+    for extra, requirements in extras.items() if isinstance(extras, dict) else ():
+        for requirement in requirements if isinstance(requirements, list) else ():
+            named = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", str(requirement))
+            if named:
+                found.setdefault(_normal(named.group(1)), extra)
+    return found
+
+
+def needed_extras(root: Path) -> list[str]:
+    """The extras of the tree's pyproject.toml that its core modules and its tests' conftests import: bizon 0.5.x's
+    bizon.common.models imports the bigquery destination (google.cloud.bigquery, behind the `bigquery` extra), and
+    the destinations' conftest imports it on every version, so a venv without that extra can neither register a
+    destination nor collect the tree's tests. A module matches a requirement by name ('google.cloud.bigquery' ->
+    google-cloud-bigquery; 'psycopg2' -> psycopg2-binary, 'kafka' -> kafka-python)."""
+    by_distribution = _extra_of_distribution(root)
+    conftests = [str(p.relative_to(root)) for p in sorted(root.glob(CONFTESTS))]
+    wanted = set()
+    for module, name in foreign_imports(root, [*CORE_FILES, *conftests]):
+        for dotted in [*([f"{module}.{name}"] if name else []), *reversed(_parents(module))]:
+            base = _normal(dotted)
+            hit = next(
+                (by_distribution[d] for d in (base, f"{base}-binary", f"{base}-python") if d in by_distribution), None
+            )
+            if hit:
+                wanted.add(hit)
+                break
+    return sorted(wanted)

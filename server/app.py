@@ -277,14 +277,17 @@ def _spec_and_render_tools(tool, on_worker) -> None:
         description: str = "",
         dependencies: Annotated[
             list[str] | None,
-            Field(description="client libraries, e.g. ['redis>=5']; sql: URL scheme, e.g. ['mysql+pymysql://']"),
+            Field(description="e.g. ['redis>=5']; sql: a URL scheme, e.g. ['mysql+pymysql://']"),
         ] = None,
         full_refresh: Annotated[
             FullRefresh | None,
-            Field(description='http (required): endpoint honours "replace": true, or DELETE ?destination_id= first'),
+            Field(
+                description='http (required): "replace": true honoured, or DELETE first; '
+                "fields write_path/read_path/delete_path route"
+            ),
         ] = None,
         write_semantics: Annotated[
-            WriteSemantics | None, Field(description="upsert: last write per source_record_id wins")
+            WriteSemantics | None, Field(description="upsert: last per source_record_id wins")
         ] = None,
         full_refresh_isolation: FullRefreshIsolation | None = None,  # a recipe sets its own
         workspace: WorkspaceArg = None,
@@ -339,8 +342,8 @@ def _tree_tools(tool, on_worker) -> None:
     async def install_dependencies(
         name: str, ctx: Context, kind: KindArg = None, workspace: WorkspaceArg = None
     ) -> Annotated[CallToolResult, InstallResult]:
-        """pip-install a connector's client libraries into the Python bizon runs with (kind: when a destination
-        and a source share the name)."""
+        """Install a connector's client libraries into the Python bizon runs with (kind: when a destination and
+        a source share a name)."""
         lines = iter(range(1, 1 << 30))  # progress must grow with each notification; an install has no total
 
         def progress(message: str) -> None:
@@ -360,7 +363,7 @@ def _tree_tools(tool, on_worker) -> None:
         workspace: WorkspaceArg = None,
     ) -> Annotated[CallToolResult, ValidationResult]:
         """Run the checklist. fast: static, format, import, contract; full: + tests, bizon runs, data read back
-        (writes only to the scratch target of config/NAME.check.yml)."""
+        (writes only to config/NAME.check.yml's scratch target)."""
 
         def progress(done: int, total: int, message: str) -> None:
             anyio.from_thread.run(ctx.report_progress, done, total, message)
@@ -381,8 +384,8 @@ def _tree_tools(tool, on_worker) -> None:
         save: Annotated[str | None, Field(description="live: folder to save pages in")] = None,
         workspace: WorkspaceArg = None,
     ) -> Annotated[CallToolResult, ValidationResult]:
-        """Check a source. fast: static, discovery, get() against a local mock of its API; full: + its tests, a
-        bizon run, misbehaving APIs; live: read max_pages of the real API."""
+        """Check a source. fast: static, discovery, get() on a local mock of its API; full: + its tests, a bizon
+        run, misbehaving APIs; live: max_pages of the real API."""
 
         def progress(done: float, total: float, message: str) -> None:
             anyio.from_thread.run(ctx.report_progress, done, total, message)

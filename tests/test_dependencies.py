@@ -8,7 +8,6 @@ import pytest
 from bizon_forge import dependencies
 from bizon_forge.dependencies import IMPORT_GUARD, PYPROJECT, guard_modules
 from bizon_forge.describe import describe_target
-from bizon_forge.findings import Refused
 from bizon_forge.inspection import inspect_workspace
 from bizon_forge.registrations import apply_registrations, remove_destination
 from bizon_forge.render import render_destination
@@ -110,18 +109,16 @@ def test_a_dry_run_shows_the_record_edits_and_writes_nothing(ws):
     assert snapshot(ws.root) == before
 
 
-def test_an_extra_of_that_name_written_by_hand_over_lines_is_refused_and_nothing_is_written(ws):
+def test_an_extra_of_that_name_written_by_hand_over_lines_is_replaced_and_the_rest_kept(ws):
     text = (ws.root / PYPROJECT).read_text()
     hand = text.replace("[project.scripts]", 'maria = [\n    "pymysql",\n]\n\n[project.scripts]')
     (ws.root / PYPROJECT).write_text(hand)
     described(ws, "maria", ["pymysql>=1.1"], recipe="custom")
     assert render_destination(ws, "maria").ok
-    before = snapshot(ws.root)
-    with pytest.raises(Refused) as refused:
-        apply_registrations(ws, "maria")
-    assert [f.id for f in refused.value.findings] == ["registration.record_unknown"]
-    assert "not one line" in refused.value.findings[0].message
-    assert snapshot(ws.root) == before
+    assert apply_registrations(ws, "maria").ok
+    # tomlkit (codemods.set_extra) puts the recorded line where the hand-written one was, every other byte kept
+    want = text.replace("[project.scripts]", 'maria = ["pymysql>=1.1"]\n\n[project.scripts]')
+    assert (ws.root / PYPROJECT).read_text() == want
 
 
 def test_a_crlf_tree_keeps_its_line_endings_and_gets_back_its_bytes(ws):

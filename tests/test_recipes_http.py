@@ -1,5 +1,9 @@
 """The http recipe end to end against a real local HTTP server that fails a set number of times, then accepts.
 
+The server routes by path, as many ingest APIs do (POST /ingest/<destination_id>?stream=<stream>, GET
+/records/<destination_id>), and answers 404 elsewhere: the spec's path templates reach it with no code edit,
+and validation at level full passes through the same templates (the receiver routes by them).
+
 Through bizon: a full refresh posts in finalize(), retries the transient failures, and its records land
 exactly once; a second run replaces them; a permanent failure fails the run loudly, without retry.
 Through the destination itself (stream mode, as bizon's consumer calls it): write_records returns
@@ -13,14 +17,20 @@ import signal
 import subprocess
 import sys
 import threading
+import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import orjson
 import pytest
+import yaml
 
-from bizon_forge import workspace
+from bizon_forge import recipes, workspace
 from bizon_forge.connector import RECEIVER_PORT
+from bizon_forge.spec.destination import DestinationSpec, FieldSpec
+from bizon_forge.validators.fakes.receiver import Receiver as CheckReceiver
+from bizon_forge.validators.fakes.receiver import routes_from
+from bizon_forge.validators.validation import validate_destination
 from tests.http_server import free_port
 from tests.recipe_runs import CONTRACT_COLUMNS, CREATURE_IDS, bizon_run, forged_tree, run_ok, write_run_config
 
@@ -43,13 +53,24 @@ class Receiver(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/ingest"
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+
+# The path templates the spec declares (the API's routes under endpoint).
+PATHS = {"write_path": "/ingest/{destination_id}?stream={stream}", "read_path": "/records/{destination_id}"}
+ROUTE = re.compile(r"/v1/ingest/(?P<id>[^/?]+)\?stream=creatures")
 
 
 class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"]))
         server: Receiver = self.server
+        routed = ROUTE.fullmatch(self.path)
+        if not routed:
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         with server.lock:
             server.posts += 1
             server.auth.add(self.headers.get("Authorization", ""))
@@ -57,7 +78,7 @@ class Handler(BaseHTTPRequestHandler):
             failed = server.posts <= server.failures
             if not failed:
                 payload = orjson.loads(body)
-                stored = server.stored.setdefault(payload["destination_id"], [])
+                stored = server.stored.setdefault(routed["id"], [])
                 if payload["replace"]:
                     stored.clear()
                 stored.extend(payload["records"])
@@ -98,8 +119,12 @@ def hook(pristine, tmp_path_factory):
     """Forged and validated at level full; its example YAML points at a receiver the checks must not touch."""
     receiver = start()
     spec = {
-        # The agent's own endpoint default goes into the example YAML: the user's real target.
-        "fields": [{"name": "endpoint", "default": receiver.url, "description": "Ingest URL."}],
+        # The agent's own endpoint default goes into the example YAML: the user's real target; its path templates
+        # go into both configs.
+        "fields": [
+            {"name": "endpoint", "default": receiver.url, "description": "Ingest URL."},
+            *({"name": k, "default": v, "description": "route"} for k, v in PATHS.items()),
+        ],
         "full_refresh": "replace_flag",
         # Short backoff keeps the retries quick; 3 retries cover the 2 failures below.
         "error_handling": {
@@ -109,10 +134,22 @@ def hook(pristine, tmp_path_factory):
         },
     }
     try:
-        tree = forged_tree(pristine, tmp_path_factory, "hook", "http", validate=True, **spec)
+        tree = forged_tree(pristine, tmp_path_factory, "hook", "http", **spec)
+        ws = workspace.resolve(None, workspace.Settings.from_paths([str(tree)]))
+        result = validate_destination(ws, "hook", "full", verbose=True)
     finally:
         stop(receiver)
+    assert result.ok, [(f.id, f.message) for f in result.findings if f.status == "fail"]
+    # The suite's receiver routed by the templates: its faults reached this destination, none was skipped.
+    assert [f.status for f in result.findings if f.id in ("data.publish_fails", "data.unreliable_target")] == [
+        "pass",
+        "pass",
+    ], [(f.id, f.status, f.message) for f in result.findings if f.id.startswith("data.")]
     assert not receiver.stored and receiver.posts == 0, "validation wrote to the endpoint the example names"
+    config = tree / "bizon/connectors/destinations/hook/config"
+    for rel in ("hook.example.yml", "hook.check.yml"):  # the checks exercised the example's templates
+        details = yaml.safe_load((config / rel).read_text())["destination"]["config"]
+        assert {k: details[k] for k in PATHS} == PATHS, rel
     return tree
 
 
@@ -228,3 +265,40 @@ def test_the_check_configs_printed_commands_run_as_printed(hook):
     finally:
         os.killpg(receiver.pid, signal.SIGTERM)
         receiver.wait(timeout=10)
+
+
+def test_a_path_naming_only_the_stream_is_warned_about():
+    spec = DestinationSpec(
+        name="hook",
+        recipe="http",
+        full_refresh="replace_flag",
+        fields=[FieldSpec(name="write_path", default="/ingest/{stream}", description="route")],
+    )
+    _, findings = recipes.apply(spec)
+    assert [f.id for f in findings if f.status == "warn"] == ["recipe.path_without_destination_id"]
+    _, findings = recipes.apply(spec.model_copy(update={"fields": []}))  # the defaults name {destination_id}
+    assert not [f for f in findings if f.status == "warn"]
+
+
+def test_the_checks_receiver_routes_by_the_check_configs_paths_and_fails_when_armed():
+    check = yaml.safe_dump({"destination": {"config": {**PATHS, "delete_path": "/records/{destination_id}"}}})
+    receiver = CheckReceiver(routes=routes_from(check))
+    base = receiver.url.rsplit("/", 1)[0]
+
+    def call(method: str, path: str, body: dict | None = None) -> dict:
+        data = json.dumps(body).encode() if body is not None else None
+        with urllib.request.urlopen(urllib.request.Request(base + path, data, method=method), timeout=10) as answer:
+            return json.load(answer)
+
+    try:
+        call("POST", "/records/ingest/d1?stream=s", {"destination_id": "ignored", "records": [{"n": 1}]})
+        assert call("GET", "/records/records/d1")["records"] == [{"n": 1}]
+        call("POST", "/_fault?destination_id=d1&kind=401")
+        with pytest.raises(urllib.error.HTTPError, match="401"):
+            call("GET", "/records/records/d1")
+        call("POST", "/_fault?destination_id=d1&kind=")
+        assert receiver.report("d1")["faulted"] == 1
+        assert call("DELETE", "/records/records/d1") == {"deleted": 1}
+        assert call("GET", "/records?destination_id=d1")["records"] == []  # no route matched: the query names it
+    finally:
+        receiver.close()

@@ -99,6 +99,10 @@ BUGS = {
             )
         ],
         "retries_401": [("TRANSIENT_STATUSES = frozenset([429])", "TRANSIENT_STATUSES = frozenset([401, 429])")],
+        # An agent's finalize() that swallowed a failed publish through a flag (issue 23).
+        "publish_swallowed_by_a_flag": [
+            ("raise RuntimeError(message) from error", "published = False\n            return published")
+        ],
     },
 }
 # The http recipe whose spec says the endpoint ignores "replace" (full_refresh=delete_first): the receiver of
@@ -139,6 +143,7 @@ CAUGHT_BY = {
     "new_key_per_retry": "data.unreliable_target",
     "retry_after_ignored": "data.unreliable_target",
     "retries_401": "data.unreliable_target",
+    "publish_swallowed_by_a_flag": "data.publish_fails",
 }
 
 
@@ -162,7 +167,12 @@ def plant(path, edits) -> str:
 def destination(recipe: str, version: str, pristine, tmp_path_factory) -> tuple[workspace.Workspace, str]:
     if recipe != "custom":
         name = f"land_{recipe}"
-        how = {"http": {"full_refresh": "replace_flag"}, "http_delete": {"full_refresh": "delete_first"}}
+        # A short backoff: data.publish_fails waits out every retry of a publish that cannot succeed.
+        quick = {"error_handling": {"backoff_seconds": 0.05}}
+        how = {
+            "http": {"full_refresh": "replace_flag", **quick},
+            "http_delete": {"full_refresh": "delete_first", **quick},
+        }
         kind = recipe.split("_")[0]
         tree = forged_tree(pristine, tmp_path_factory, name, kind, version=version, **how.get(recipe, {}))
         if kind == "http":  # the user's endpoint in the example (the checks never reach it)
@@ -201,7 +211,7 @@ def test_planted_bugs_fail_full_and_the_unplanted_pass(recipe, version, pristine
     # reach it (its staging, written by write_records, does meet one: data.full_disk). An endpoint has no atomic
     # replace: the http recipe declares its full refresh in place.
     http = {"data.failed_publish", "data.full_refresh_isolated"}
-    skipped = http if recipe.startswith("http") else {"data.unreliable_target"}
+    skipped = http if recipe.startswith("http") else {"data.unreliable_target", "data.publish_fails"}
     assert {i: found[i].status for i in data} == {i: "skip" if i in skipped else "pass" for i in data}
     assert "check.yml" in result.wrote_to and "removed" in result.wrote_to
 

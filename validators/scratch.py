@@ -22,7 +22,7 @@ from pathlib import Path
 from bizon_forge.atomic import write_text
 from bizon_forge.connector import RECEIVER_VAR, SCRATCH_VAR
 from bizon_forge.validators import runtime
-from bizon_forge.validators.fakes.receiver import Receiver
+from bizon_forge.validators.fakes.receiver import Receiver, routes_from
 from bizon_forge.validators.probes.contract_probe import DROP_BUDGET_S, DROPS_FILE
 from bizon_forge.workspace import Workspace, read_regular
 
@@ -138,7 +138,8 @@ class Scratch:
         self.name = name
         details = _destination_text(check_text)
         self.uses_folder = SCRATCH_VAR in details
-        self.receiver = Receiver(honours_replace) if RECEIVER_VAR in details else None
+        # Routed by the check config's own path templates (the http recipe's), as the user's API routes them.
+        self.receiver = Receiver(honours_replace, routes=routes_from(check_text)) if RECEIVER_VAR in details else None
         self.drops = self.folder / DROPS_FILE  # the probes' notes (contract_probe.note), beside the units' folders
         # Which target a leftover is in: the check config's destination and the values its references got.
         self.target = hashlib.sha256(f"{details}\0{sorted(self.passed_env.items())}".encode()).hexdigest()[:16]

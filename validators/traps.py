@@ -472,14 +472,25 @@ def staging_without_finalize(code: DestinationCode) -> Finding:
 TRAP_FINALIZE_RETURNS_FALSE = Check(
     "trap.finalize_returns_false",
     "Traps",
-    "`finalize()` never answers a failure with a literal `return False`.",
+    "`finalize()` never answers a failure with `return False`, or with a variable an `except` sets to False.",
     "bizon ignores finalize()'s return value: a publish that failed and returned False looks like a success "
     "(0.5.x and 0.6.x alike).",
     "Raise in finalize() when publishing fails (log the context first); bizon then ends the run as failed.",
-    limits="What it returns is not judged otherwise.",
+    limits="What it returns is not judged otherwise (data.publish_fails judges an http publish that fails).",
     skip_is_not_applicable=True,
     origin="facts",
 )
+
+
+def _false_in_except(fn: ast.AST) -> set[str]:
+    """Names an `except` block of fn sets to False: `published = False` where a failure is caught."""
+    names = set()
+    for handler in ast.walk(fn):
+        if isinstance(handler, ast.ExceptHandler):
+            for node in ast.walk(handler):
+                if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and node.value.value is False:
+                    names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+    return names
 
 
 @static(TRAP_FINALIZE_RETURNS_FALSE)
@@ -491,16 +502,24 @@ def finalize_returns_false(code: DestinationCode) -> Finding:
     fn = code.destination_method("finalize")
     if fn is None:
         return TRAP_FINALIZE_RETURNS_FALSE.skip("No finalize() of its own: nothing to judge.")
+    flags = _false_in_except(fn)
     for node in ast.walk(fn):
-        if isinstance(node, ast.Return) and isinstance(node.value, ast.Constant) and node.value.value is False:
+        if not isinstance(node, ast.Return):
+            continue
+        value = node.value
+        literal = isinstance(value, ast.Constant) and value.value is False
+        flag = value.id if isinstance(value, ast.Name) and value.id in flags else None
+        if literal or flag:
+            what = f"{flag}, which an `except` sets to False," if flag else "False"
             return TRAP_FINALIZE_RETURNS_FALSE.fail(
-                f"finalize() returns False (line {node.lineno}): bizon ignores finalize()'s return value, so the "
-                "run reports success while the records stay unpublished.",
+                f"finalize() returns {what} (line {node.lineno}): bizon ignores finalize()'s return value, so "
+                "the run reports success while the records stay unpublished.",
                 file=code.destination_rel,
                 line=node.lineno,
             )
     return TRAP_FINALIZE_RETURNS_FALSE.passed(
-        "finalize() never answers a failure with False (judged: literal `return False` only)."
+        "finalize() never answers a failure with False (judged: `return False`, and a returned variable an "
+        "`except` sets to False)."
     )
 
 

@@ -215,12 +215,15 @@ def _drop_one(destination) -> tuple[str, str | None]:
 
 
 def _drop_within(build, destination_id: str, seconds: float) -> tuple[str, str | None]:
-    """_drop_one in a thread of its own, given `seconds`: a hook that hangs is left behind (the probe exits)."""
+    """_drop_one in a thread of its own, given `seconds`: a hook that hangs is left behind (the probe exits).
+    `build` may answer several destinations for the id (ways it may have been written): the worst outcome counts."""
     done: dict = {}
 
     def work():
         try:
-            done["outcome"] = _drop_one(build(destination_id))
+            built = build(destination_id)
+            outcomes = [_drop_one(d) for d in (built if isinstance(built, tuple) else (built,))]
+            done["outcome"] = max(outcomes, key=lambda o: ("dropped", "no_hook", "failed").index(o[0]))  # the worst
         except BaseException as error:  # a destination may raise anything, SystemExit included
             done["outcome"] = ("failed", f"{type(error).__name__}: {error}"[:300])
 

@@ -262,7 +262,7 @@ def judge(t: Target, sent: list, got: list, what: str) -> None:
 class Target:
     """The check config's destination, built the way the engine builds it, per sync mode and destination_id."""
 
-    def __init__(self, name: str, check_yaml: str, run_id: str):
+    def __init__(self, name: str, check_yaml: str, run_id: str, stream_per_case: bool = False):
         import yaml
 
         with open(check_yaml) as handle:
@@ -270,6 +270,9 @@ class Target:
         self.name, self.run_id = name, run_id
         self.written: list = []  # every destination_id a case was given, noted at once: a case may die mid-write
         self.noting = False
+        # The suite names each case's stream after its destination_id: a target routed by {stream} (the http
+        # recipe's path templates) keeps cases apart. Read-backs of bizon runs keep the dummy source's stream.
+        self.stream_per_case = stream_per_case
 
     def id(self, case: str) -> str:
         destination_id = f"forge_{self.run_id}_{case}"
@@ -283,6 +286,8 @@ class Target:
 
         raw = copy.deepcopy(self.raw)
         raw["source"] = {**DUMMY_SOURCE, "sync_mode": sync_mode}
+        if self.stream_per_case:
+            raw["source"]["stream"] = destination_id
         raw.pop("transforms", None)
         config = raw.setdefault("destination", {}).setdefault("config", {})
         for key in ("unnest", "record_schemas"):  # the suite judges bizon's six columns
@@ -1151,6 +1156,81 @@ def _unreliable_http(t: Target, fields: dict) -> str:
 # why, the fix, its limits) beside the function that runs it. Plain literals: bizon-forge reads them without
 # running this file (catalog.data_suite), and builds the checks of runtime.suite from them. `after`: the cases
 # whose failure explains this one's (bizon-forge adds the checks that must pass before any data case).
+PUBLISH_FAULTS = {"401": "401 Unauthorized", "500": "500 on every try", "drop": "its connection dropped on every try"}
+PUBLISH_BOUND_S = 120  # how long a finalize() may go on retrying a publish that cannot succeed
+
+
+def _arm(destination_id: str, kind: str) -> None:
+    """Make every request the receiver gets for destination_id fail as `kind` says ('' disarms)."""
+    import urllib.parse
+    import urllib.request
+
+    base = os.environ[RECEIVER_VAR].rsplit("/", 1)[0]
+    query = urllib.parse.urlencode({"destination_id": destination_id, "kind": kind})
+    with urllib.request.urlopen(urllib.request.Request(f"{base}/_fault?{query}", b"", method="POST"), timeout=10):
+        pass
+
+
+def _failing_finalize(fid: str, destination, kind: str) -> str | None:
+    """finalize() with every request of fid failing as `kind` says: what it raised, or None when it returned."""
+    _arm(fid, kind)
+    try:
+        return _outcome(destination.finalize)
+    finally:
+        _arm(fid, "")
+
+
+def case_publish_fails(t: Target) -> str:
+    """A full refresh's publish fails inside finalize() (a 401, a 500 and a dropped connection, each on every
+    request): finalize() must raise each time, and the next full refresh land exactly once. The three finalize()
+    calls run at once (retrying the transient ones takes their backoff); destinations are built one by one (each
+    build opens the engine's SQLite backend)."""
+    from concurrent.futures import ThreadPoolExecutor, wait
+
+    if RECEIVER_VAR not in os.environ:
+        raise CaseSkipped(
+            "The check config's target is not bizon-forge's local receiver: nothing here can make its publish fail "
+            "(data.unreliable_target drops a database server's connections inside finalize())."
+        )
+    staged = {}
+    for kind in PUBLISH_FAULTS:
+        fid = t.id(f"publish_{kind}")
+        run(t, "full_refresh", fid, [plain(f"publish-{kind}-kept", 2)])
+        staged[kind] = (fid, t.build("full_refresh", fid))
+        write(staged[kind][1], plain(f"publish-{kind}", 3), "write_records (the run whose publish fails)")
+    pool = ThreadPoolExecutor(len(PUBLISH_FAULTS))
+    futures = {kind: pool.submit(_failing_finalize, *staged[kind], kind) for kind in PUBLISH_FAULTS}
+    wait(futures.values(), timeout=PUBLISH_BOUND_S)
+    pool.shutdown(wait=False)
+    slow = [PUBLISH_FAULTS[k] for k, f in futures.items() if not f.done()]
+    if slow:
+        raise CaseFailed(
+            f"finalize() was still retrying a publish that met {' and '.join(slow)} after {PUBLISH_BOUND_S} s",
+            hint="Bound the retries (attempts and Retry-After) and raise when they are spent.",
+        )
+    raised = {kind: future.result() for kind, future in futures.items()}
+    if not any(_receiver_report(fid)["faulted"] for fid, _ in staged.values()):
+        raise CaseSkipped(
+            "finalize() sent the receiver no request (the records were posted before it, by write_records): no "
+            "publish inside finalize() to make fail."
+        )
+    returned = [PUBLISH_FAULTS[k] for k, r in raised.items() if r is None]
+    if returned:
+        raise CaseFailed(
+            f"finalize() returned although its publish met {' and '.join(returned)}: bizon ignores finalize()'s "
+            "return value, so the run ends as a success while the records were never published"
+        )
+    for kind, (fid, _) in staged.items():
+        after = plain(f"publish-{kind}-after", 2)
+        run(t, "full_refresh", fid, [after])
+        compare(after, t.read(fid), f"the full_refresh after one whose publish met {PUBLISH_FAULTS[kind]}")
+    return (
+        "a full refresh's finalize() raised when its publish met "
+        + ", ".join(f"{PUBLISH_FAULTS[k]} ({r.split(':')[0]})" for k, r in raised.items() if r)
+        + "; the next full_refresh landed exactly once"
+    )
+
+
 CASES = (
     {
         "id": "data.read_back",
@@ -1449,6 +1529,30 @@ CASES = (
         ),
         "after": ("data.read_back", "data.exact", "data.full_refresh_twice"),
     },
+    {
+        "id": "data.publish_fails",
+        "run": "case_publish_fails",
+        "what": (
+            "A full_refresh whose publish fails inside finalize() (the local receiver answers every request "
+            "of it with a 401, a 500, or drops the connection) makes finalize() raise, each time; the next "
+            "full_refresh lands exactly once."
+        ),
+        "why": (
+            "bizon ignores finalize()'s return value and has already marked the job succeeded: a finalize() "
+            "that swallows a failed publish (returns False, or a flag holding it) reports a sync that "
+            "published nothing as a success."
+        ),
+        "fix": (
+            "Let every error of the publish raise from finalize() (log it first); never answer it with a return value."
+        ),
+        "limits": (
+            "Judged only when the check config posts to the local receiver (env://BIZON_FORGE_RECEIVER_URL), "
+            "which routes by the check config's write_path/read_path/delete_path; else skip, as when finalize() "
+            "sends no request (write_records posted everything). What the target holds after the failure is not "
+            "judged (an HTTP publish is in place)."
+        ),
+        "after": ("data.read_back", "data.exact"),
+    },
 )
 
 
@@ -1505,7 +1609,7 @@ def main() -> None:
     out = os.fdopen(os.dup(1), "w")  # the real stdout: the destination may print to or close sys.stdout
     try:
         probe.import_bizon(root, name)
-        target = Target(name, check_yaml, run_id)
+        target = Target(name, check_yaml, run_id, stream_per_case=mode == "suite")
         target.config("full_refresh", target.id("probe"))  # the check config validates
     except BaseException as error:
         trace = "".join(traceback.format_exception(error))[-probe.TRACE_CHARS :]
@@ -1520,8 +1624,9 @@ def main() -> None:
         probe.drop_all(lambda i: target.build("full_refresh", i), target.written)
     elif mode == "readback":
         readback(out, target, sys.argv[7:])
-    else:
-        probe.drop_all(lambda i: target.build("full_refresh", i), sys.argv[7:])
+    else:  # what earlier validations left: a suite case's stream was its destination_id, a bizon run's the dummy's
+        per_case = Target(name, check_yaml, run_id, stream_per_case=True)
+        probe.drop_all(lambda i: (per_case.build("full_refresh", i), target.build("full_refresh", i)), sys.argv[7:])
     os._exit(0)  # threads a destination left running must not keep the probe alive
 
 
