@@ -198,7 +198,9 @@ HTTP = Recipe(
     ignores="the http recipe reads only its endpoint, path, auth and batching fields",
     transient=("429", "5xx", "ConnectionError", "Timeout"),
     exceptions={
-        "ConnectionError": ("requests.exceptions.ConnectionError",),
+        # An answer cut off mid-body is a dropped connection too (requests names it ChunkedEncodingError); every
+        # POST carries its batch's Idempotency-Key, so sending it again is safe.
+        "ConnectionError": ("requests.exceptions.ConnectionError", "requests.exceptions.ChunkedEncodingError"),
         "Timeout": ("requests.exceptions.Timeout",),
         "TimeoutError": ("requests.exceptions.Timeout",),
         "ReadTimeout": ("requests.exceptions.ReadTimeout",),

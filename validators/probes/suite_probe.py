@@ -1112,7 +1112,9 @@ def _http_denied(t: Target, faults, via: dict) -> str:
 
     def attempt() -> None:
         try:
-            write(t.build("stream", t.id("http_denied"), **via), plain("denied", 1), "write_records answered 401")
+            # Not "_denied": bizon-forge's receiver, when it is the target behind the proxy, answers 401 to every
+            # request of such an id for ever, drop_written()'s too.
+            write(t.build("stream", t.id("http_refused"), **via), plain("denied", 1), "write_records answered 401")
             outcome["written"] = True
         except Exception as error:  # CaseFailed (write_records answered False) or the destination's own error
             outcome["error"] = error
