@@ -40,6 +40,7 @@ LEVEL_HELP = (
     "fast: static checks and the tree's tests (seconds); full: also a real bizon run (tens of seconds); live: a "
     "source only, a bounded read of its real API (--save DIR keeps the pages)"
 )
+GENERATE_LEVEL_HELP = "fast: static checks and the tree's tests (seconds); full: also real bizon runs (tens of seconds)"
 
 
 def _interpreter(value: str) -> str:
@@ -207,7 +208,7 @@ def _tree_parsers(sub) -> None:
     gen.add_argument(
         "spec", help="JSON or YAML: describe_target's arguments, or describe_source's spec (streams); see examples/"
     )
-    gen.add_argument("--level", choices=["fast", "full"], default="fast", help=LEVEL_HELP)
+    gen.add_argument("--level", choices=["fast", "full"], default="fast", help=GENERATE_LEVEL_HELP)
     _tree_options(gen)
 
 
@@ -272,6 +273,9 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print(f"\n{_interrupted(args, given)}", file=sys.stderr)
         _exit_now(130)
+    except BrokenPipeError:  # `bizon-forge schema destination | head`: the reader left, as a shell's tools allow
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own flush at exit must not fail
+        sys.exit(141)
     sys.exit(code)
 
 
@@ -404,32 +408,7 @@ def _run(args) -> int:
     ws = workspace.resolve(None, settings)
     atomic.roll_back_interrupted(ws.state_dir)  # as every tool does: a write a dead process left half done
     if args.command == "validate":
-        if args.source or args.recorded or args.level == "live" or _only_a_source(ws, args.name):
-            result: Result = validators.validate_source(
-                ws,
-                args.name,
-                level=args.level,
-                verbose=args.verbose,
-                recorded=args.recorded,
-                save=args.save,
-                progress=_checks_progress,
-            )
-            result.next = _source_next(ws, args, args.name, result)
-            _audit(ws, args.name, result, "validate_source")
-            _print(result, args.json, show_next=True)
-            return 0 if result.ok else 1
-        result = validators.validate_destination(
-            ws,
-            args.name,
-            level=args.level,
-            fix=args.fix,
-            verbose=args.verbose,
-            use_cache=not args.no_cache,
-            progress=_checks_progress,
-        )
-        _audit(ws, args.name, result)
-        _print(result, args.json)
-        return 0 if result.ok else 1
+        return _validate(args, ws)
     if args.command == "install":
         kind = "source" if args.source else None
         result = install_dependencies(ws, args.name, progress=_progress, kind=kind)
@@ -444,8 +423,42 @@ def _run(args) -> int:
         _print(result, args.json, show_next=True)
         return 0 if result.ok else 1
     result = generate(ws, loaded, level=args.level)
-    _audit(ws, loaded.get("name") if isinstance(loaded, dict) else None, result)
-    _print(result, args.json)
+    name = loaded.get("name") if isinstance(loaded, dict) else None
+    if result.steps and result.steps[-1].step == "validate":
+        result.next = _destination_next(ws, args, str(name), result)
+    _audit(ws, name, result)
+    _print(result, args.json, show_next=True)
+    return 0 if result.ok else 1
+
+
+def _validate(args, ws) -> int:
+    """validate: a source's or a destination's checks, printed with the next step as a command."""
+    if args.source or args.recorded or args.level == "live" or _only_a_source(ws, args.name):
+        result: Result = validators.validate_source(
+            ws,
+            args.name,
+            level=args.level,
+            verbose=args.verbose,
+            recorded=args.recorded,
+            save=args.save,
+            progress=_checks_progress,
+        )
+        result.next = _source_next(ws, args, args.name, result)
+        _audit(ws, args.name, result, "validate_source")
+        _print(result, args.json, show_next=True)
+        return 0 if result.ok else 1
+    result = validators.validate_destination(
+        ws,
+        args.name,
+        level=args.level,
+        fix=args.fix,
+        verbose=args.verbose,
+        use_cache=not args.no_cache,
+        progress=_checks_progress,
+    )
+    result.next = _destination_next(ws, args, args.name, result)
+    _audit(ws, args.name, result)
+    _print(result, args.json, show_next=True)
     return 0 if result.ok else 1
 
 
@@ -507,6 +520,22 @@ def _served(report: dict) -> str:
             f"({len(stream.get('ids', []))} held)" + (f", faults: {faults}" if faults else "")
         )
     return "mock API served " + ("; ".join(parts) or "nothing")
+
+
+def _destination_next(ws, args, name: str, result) -> str | None:
+    """A destination's next step once validated, as a command (validate_destination's `next` names its MCP call);
+    after full, its own `next`: the example sync's variables, then its command."""
+    python = ["--python", args.python] if args.python else []
+
+    def validate(level: str, *more: str) -> str:
+        return forge_command("validate", name, "--workspace", str(ws.root), "--level", level, *more, *python)
+
+    if not result.ok:
+        fixable = any(f.id.startswith("format.") and f.status == "fail" for f in result.findings)
+        return f"Fix the failures, each has a hint, then run: {validate(args.level, *(['--fix'] if fixable else []))}"
+    if args.level == "fast":
+        return f"validate it fully (its tests, real bizon runs, the data read back): {validate('full')}"
+    return result.next
 
 
 def _source_next(ws, args, name: str, result) -> str | None:
@@ -592,9 +621,9 @@ def _token(args) -> int:
 def _workspace(args) -> int:
     if args.ws_command == "init":
         path = workspace.init(args.dir, args.bizon_version, progress=_progress)
-        print(f"bizon {args.bizon_version} workspace ready at {path}")
         if args.no_venv:
             ws = workspace.Workspace(root=path, settings=workspace.Settings())
+            print(f"bizon {args.bizon_version} workspace ready at {path}")
             print(f"no .venv made: until it has one, its bizon runs with {ws.python()}; make one with:")
             print(f"  {interpreter.fix_command(ws)}")
             _print_serve(path)
@@ -605,6 +634,8 @@ def _workspace(args) -> int:
         path = found.root
     python = interpreter.make_venv(path, progress=_progress, installer_lines=False)
     ws = workspace.Workspace(root=path, settings=workspace.Settings())
+    # Said only now: an init stopped while making the .venv has not made a workspace that is ready.
+    print(f"bizon {ws.bizon_version()} workspace ready at {path}")
     print(f"its interpreter: {python}")
     print(f"run a sync: {ws.bizon_command('run', 'FILE')}")
     _print_serve(path)

@@ -361,11 +361,18 @@ def _prepare(top: Path, version: str, progress: "Progress | None") -> None:
 
 def _not_empty(dest: Path):
     """The refusal for an occupied target; a bizon tree there is most likely an init stopped before its venv."""
-    if (dest / MODELS_FILE).is_file() and not (dest / ".venv" / "bin" / "python").exists():
+    if (dest / MODELS_FILE).is_file():
+        where = shlex.quote(str(dest))
+        if (dest / ".venv" / "bin" / "bizon").exists():  # the venv's last step installs bizon's own command
+            return failed(
+                "workspace.not_empty",
+                f"{dest} already holds a bizon workspace with its .venv.",
+                f"Use it as it is (`bizon-forge serve --workspace {where}`), or pick a new path.",
+            )
         return failed(
             "workspace.not_empty",
-            f"{dest} already holds a bizon tree without a .venv (an init stopped before its venv, it seems).",
-            f"Finish it with `bizon-forge workspace venv {shlex.quote(str(dest))}`, or pick a new path.",
+            f"{dest} already holds a bizon tree whose .venv is missing or unfinished (an init stopped, it seems).",
+            f"Finish it with `bizon-forge workspace venv {where}`, or pick a new path.",
         )
     return failed("workspace.not_empty", f"{dest} exists and is not an empty directory.", "Pick a new path.")
 

@@ -337,13 +337,19 @@ def summary(level: str, findings: list[Finding], seconds: float, cached: list[st
     return f"{level}: {', '.join(parts)} in {seconds:.1f} s{from_cache}"
 
 
+def variables_to_set(ws: Workspace, reads: list[str]) -> str:
+    """The env:// variables an example config reads, and where to set them ('' when none)."""
+    if not reads:
+        return ""
+    where = f"in the environment or in {ws.root / '.env'} (bizon run reads that file)"
+    return f"It reads {', '.join(reads)}: set {'them' if len(reads) > 1 else 'it'} {where}"
+
+
 def run_example(ws: Workspace, example: str, reads: list[str]) -> str:
     """How to run a connector's example config for real: the env:// variables it reads first, then the command."""
     command = ws.bizon_command("run", example)
-    if not reads:
-        return f"run it with: {command}"
-    where = f"in the environment or in {ws.root / '.env'} (bizon run reads that file)"
-    return f"It reads {', '.join(reads)}: set {'them' if len(reads) > 1 else 'it'} {where}, then run it with: {command}"
+    first = variables_to_set(ws, reads)
+    return f"{first}, then run it with: {command}" if first else f"run it with: {command}"
 
 
 def answer(

@@ -33,7 +33,7 @@ from bizon_forge.spec import source as source_spec
 from bizon_forge.spec.source import SourceSpec, StreamSpec
 from bizon_forge.validators import catalog, engine, source_cases, source_live
 from bizon_forge.validators.catalog import Check, answers, declared, declared_ids
-from bizon_forge.validators.engine import Kind, Progress, Units, run_example
+from bizon_forge.validators.engine import Kind, Progress, Units, variables_to_set
 from bizon_forge.validators.fakes import mock_api
 from bizon_forge.validators.report import ValidationResult
 from bizon_forge.validators.runtime import PYTEST_ARGS, SMOKE_RUNNER, Run, run_logged
@@ -890,11 +890,20 @@ def _next(ws: Workspace, name: str, level: str, findings: list[Finding]) -> str:
 
 
 def after_full(ws: Workspace, name: str, live: str) -> str:
-    """The `next` of a green full: the bounded live read (`live`, as the caller calls it), then the whole sync's
-    command, last, so that it runs as printed."""
+    """The `next` of a green full: what the example config needs filled in first (the live read needs it too),
+    the bounded live read (`live`, as the caller calls it), then the whole sync's command, last, so that it runs
+    as printed."""
+    rel = Connector(name, "source").example_rel
+    example = ws.root / rel
+    text = read_regular(example).decode(errors="replace") if example.is_file() else ""
+    placeholders = sorted(set(PLACEHOLDER.findall(text)))
+    first = (f"Replace {', '.join(placeholders)} in {rel}. " if placeholders else "") + (
+        f"{variables_to_set(ws, references(text))}. " if references(text) else ""
+    )
     return (
-        f"Next, {live} reads {LIVE_PAGES} pages a stream of the real API with the example config (nothing written) "
-        f"and saves them for the mock to replay. Then the whole sync: {_run_for_real(ws, name)}"
+        f"The example config reads the real API. {first}Then {live} reads {LIVE_PAGES} pages a stream of it "
+        f"(nothing written) and saves them for the mock to replay. Last, the whole sync; run it with: "
+        f"{ws.bizon_command('run', rel)}"
     )
 
 
@@ -933,16 +942,6 @@ def _no_spec(name: str) -> dict[str, Finding]:
         for c in (*declared(contract), *declared(source_cases.cases))
     }
     return {**no_mock, RUN_BIZON_RUN.id: RUN_BIZON_RUN.skip("No stored spec: no mock API to run from.")}
-
-
-def _run_for_real(ws: Workspace, name: str) -> str:
-    """The last `next`: the example config's placeholders and env:// variables to fill first, then its command."""
-    rel = Connector(name, "source").example_rel
-    example = ws.root / rel
-    text = read_regular(example).decode(errors="replace") if example.is_file() else ""
-    placeholders = sorted(set(PLACEHOLDER.findall(text)))
-    edit = f"Replace {', '.join(placeholders)} in {rel}. " if placeholders else ""
-    return f"the example sync reads the real API. {edit}{run_example(ws, rel, references(text))}"
 
 
 def _stream(
