@@ -415,6 +415,11 @@ def _run(args) -> int:
         _audit(ws, args.name, result)
         _print(result, args.json)
         return 0 if result.ok else 1
+    return _generate(args, ws)
+
+
+def _generate(args, ws) -> int:
+    """generate: a spec file through every step, printed with the next step as a command."""
     loaded = _load_spec(Path(args.spec))
     if is_source_spec(loaded):
         result = generate_source(ws, loaded, level=args.level)
@@ -635,7 +640,7 @@ def _workspace(args) -> int:
     python = interpreter.make_venv(path, progress=_progress, installer_lines=False)
     ws = workspace.Workspace(root=path, settings=workspace.Settings())
     # Said only now: an init stopped while making the .venv has not made a workspace that is ready.
-    print(f"bizon {ws.bizon_version()} workspace ready at {path}")
+    print(f"bizon {ws.bizon_version} workspace ready at {path}")
     print(f"its interpreter: {python}")
     print(f"run a sync: {ws.bizon_command('run', 'FILE')}")
     _print_serve(path)
