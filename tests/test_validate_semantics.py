@@ -270,7 +270,8 @@ def test_every_recipe_renders_the_declarations_and_the_http_one_says_it_writes_i
 def test_a_key_value_upsert_destination_passes_the_data_suite(ws, tmp_path):
     found = data_suite(ws, KV, tmp_path)
     # a folder of files: no receiver or server to make misbehave
-    assert statuses(found) == {id: "skip" if id == "data.unreliable_target" else "pass" for id in catalog.DATA}
+    unjudged = {"data.unreliable_target", "data.publish_fails"}
+    assert statuses(found) == {id: "skip" if id in unjudged else "pass" for id in catalog.DATA}
     assert "upsert" in found["data.upsert"].message and "later record" in found["data.hostile"].message
 
 

@@ -510,6 +510,8 @@ CASES: dict[str, Case] = {
             ),
         ),
         level="full",
+        # data.full_refresh_isolated's reader, a new destination object, empties the staging of the run under way
+        also=("data.full_refresh_isolated",),
     ),
     "data.unreliable_target": Case(
         "the check config names the local receiver, but the destination never posts to it (it writes files into "
@@ -522,6 +524,34 @@ CASES: dict[str, Case] = {
             ),
         ),
         level="full",
+    ),
+    "data.publish_fails": Case(
+        "finalize() tells the ingest API the publication is done and swallows its failure (a 401, a 500, a "
+        "dropped connection): the run ends green while the API never got it",
+        (
+            replace(
+                "check",
+                "directory: ${env://BIZON_FORGE_SCRATCH}/ndjson",
+                "directory: ${env://BIZON_FORGE_SCRATCH}/${env://BIZON_FORGE_RECEIVER_URL}",
+            ),
+            replace(
+                "destination",
+                "            self._publish(replace=True)\n",
+                "            self._publish(replace=True)\n"
+                "            try:\n"
+                "                import json\n"
+                "                import urllib.request\n"
+                "\n"
+                '                url = "http" + str(self.config.directory).split("http", 1)[1]\n'
+                '                body = json.dumps({"destination_id": self.destination_id, "records": []}).encode()\n'
+                '                request = urllib.request.Request(url, body, {"Content-Type": "application/json"})\n'
+                "                urllib.request.urlopen(request, timeout=5)\n"
+                "            except Exception:\n"
+                "                pass\n",
+            ),
+        ),
+        level="full",
+        also=("data.unreliable_target",),  # its write_records never posts, as in that case
     ),
     "data.upsert": Case(
         "an incremental publication replaces the records whose source_record_id it brings again (an update by "

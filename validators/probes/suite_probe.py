@@ -1505,7 +1505,7 @@ CASES = (
             "Later writes carry later source_timestamps here, so a target that keeps the latest source_timestamp "
             "and one that keeps the last write both pass; full refreshes are judged by data.hostile."
         ),
-        "after": ("data.read_back", "data.exact", "data.incremental", "data.stream"),
+        "after": ("data.read_back", "data.exact", "data.several_flushes", "data.incremental", "data.stream"),
     },
     {
         "id": "data.full_refresh_isolated",
@@ -1529,7 +1529,7 @@ CASES = (
         "limits": (
             "What a reader sees inside finalize() itself is not observed: a swap done in several steps there passes."
         ),
-        "after": ("data.read_back", "data.exact", "data.full_refresh_twice"),
+        "after": ("data.read_back", "data.exact", "data.several_flushes", "data.full_refresh_twice"),
     },
     {
         "id": "data.publish_fails",
