@@ -78,7 +78,11 @@ class Cleanup:
     def describe(self, own_target: bool) -> str:
         if not self.stayed:
             earlier = f", and {self.swept} that earlier validations left" if self.swept else ""
-            return f"; drop_written() removed the {self.written} destination_id(s) they wrote{earlier}"
+            # What is judged is read_back() after the hook; staging it may leave behind is out of its sight.
+            return (
+                f"; drop_written() removed the {self.written} destination_id(s) they wrote{earlier} (each reads back "
+                "empty after it; staging it may have left is not seen)"
+            )
         shown = ", ".join(sorted(self.stayed)[:5]) + (", ..." if len(self.stayed) > 5 else "")
         reasons = sorted(set(self.stayed.values()))
         gone = " (what was in the folder or receiver made for this run went with it)" if own_target else ""
