@@ -362,8 +362,9 @@ def _heartbeat(step: str | None) -> Iterator[None]:
     if step is None:
         yield
         return
-    started = _said[0] = time.monotonic()
+    started = time.monotonic()
     _step[0] = step
+    _progress(f"{step} ...")  # at once: a start-up (uvx's, say) plus a first beat would be silent for over 5 s
     stop = threading.Event()
 
     def beat() -> None:

@@ -109,7 +109,8 @@ def test_a_long_step_prints_a_line_at_least_every_heartbeat(monkeypatch, capsys)
     monkeypatch.setattr(cli, "HEARTBEAT_S", 0.3)
     with cli._heartbeat("validating x (full)"):
         time.sleep(1.4)
-    beats = [ln for ln in capsys.readouterr().err.splitlines() if "validating x (full)" in ln]
+    first, *beats = [ln for ln in capsys.readouterr().err.splitlines() if "validating x (full)" in ln]
+    assert first.strip() == "validating x (full) ..."  # said at once, before the first beat
     assert 3 <= len(beats) <= 5 and beats[0].strip().startswith("... validating x (full):")
 
 
