@@ -635,8 +635,11 @@ def test_cli_generate_of_a_source_prints_its_next_command_and_that_prints_the_ru
     full = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=300)
     assert full.returncode == 0, full.stdout + full.stderr
     live = f"validate tickets --source --workspace {root} --level live --save recorded` reads 3 pages a stream"
-    assert "next: Next, `" in full.stdout and live in full.stdout  # the CLI's own command, not the MCP call
-    assert "Then the whole sync: the example sync reads the real API. It reads TICKETS_TOKEN" in full.stdout
+    assert live in full.stdout  # the CLI's own command, not the MCP call
+    # The variable first: the live read needs it too (it once came after, and the live command failed as printed).
+    first = "next: The example config reads the real API. It reads TICKETS_TOKEN: set it"
+    assert first in full.stdout and full.stdout.index(first) < full.stdout.index(live)
+    assert "Last, the whole sync; run it with: " in full.stdout
 
 
 # -- GraphQL with client credentials: a CRM that misbehaves like real ones ---------------------------------------
