@@ -260,7 +260,7 @@ def _spec_and_render_tools(tool, on_worker) -> None:
 
     @tool(READ_ONLY, InspectResult, reports=True)
     async def inspect_workspace(workspace: WorkspaceArg = None) -> Annotated[CallToolResult, InspectResult]:
-        """bizon version, destinations with their 3 registrations, sources, stored specs."""
+        """bizon version, destinations and their 3 registrations, sources, specs."""
         return await on_worker(inspection.inspect_workspace, workspace)
 
     @tool(WRITES, DescribeResult)
@@ -268,23 +268,20 @@ def _spec_and_render_tools(tool, on_worker) -> None:
     async def describe_target(  # noqa: PLR0913
         ctx: Context,
         name: Annotated[str, Field(description="snake_case destination name")],
-        fields: Annotated[list[FieldSpec] | None, Field(description="connection/config fields")] = None,
-        write_method: Annotated[WriteMethod | None, Field(description="default: the recipe's")] = None,
-        recipe: Annotated[RecipeName, Field(description="sql/file/http render a working destination")] = "custom",
+        fields: Annotated[list[FieldSpec] | None, Field(description="config fields")] = None,
+        write_method: WriteMethod | None = None,  # None: the recipe's own
+        recipe: Annotated[RecipeName, Field(description="sql/file/http: a working destination")] = "custom",
         error_handling: ErrorHandling | None = None,
         batching: Batching | None = None,
         alias: str | None = None,
         description: str = "",
         dependencies: Annotated[
             list[str] | None,
-            Field(description="e.g. ['redis>=5']; sql: a URL scheme, e.g. ['mysql+pymysql://']"),
+            Field(description="e.g. ['redis>=5']; sql: a URL scheme ['mysql+pymysql://']"),
         ] = None,
         full_refresh: Annotated[
             FullRefresh | None,
-            Field(
-                description='http (required): "replace": true honoured, or DELETE first; '
-                "fields write_path/read_path/delete_path route"
-            ),
+            Field(description='http (required): "replace": true honoured, or DELETE first'),
         ] = None,
         write_semantics: Annotated[
             WriteSemantics | None, Field(description="upsert: last per source_record_id wins")
@@ -335,15 +332,15 @@ def _tree_tools(tool, on_worker) -> None:
     async def apply_registrations(
         name: str, dry_run: bool = False, workspace: WorkspaceArg = None
     ) -> Annotated[CallToolResult, RegistrationResult]:
-        """Add the enum member, models import + Union member and factory branch; atomic, with diffs."""
+        """Add the enum member, models import + Union member, factory branch; atomic, with diffs."""
         return await on_worker(registrations.apply_registrations, workspace, name, dry_run)
 
     @tool(INSTALLS, InstallResult)
     async def install_dependencies(
         name: str, ctx: Context, kind: KindArg = None, workspace: WorkspaceArg = None
     ) -> Annotated[CallToolResult, InstallResult]:
-        """Install a connector's client libraries into the Python bizon runs with (kind: when a destination and
-        a source share a name)."""
+        """Install a connector's client libraries into bizon's Python (kind: when a destination and a source share
+        a name)."""
         lines = iter(range(1, 1 << 30))  # progress must grow with each notification; an install has no total
 
         def progress(message: str) -> None:
@@ -363,7 +360,7 @@ def _tree_tools(tool, on_worker) -> None:
         workspace: WorkspaceArg = None,
     ) -> Annotated[CallToolResult, ValidationResult]:
         """Run the checklist. fast: static, format, import, contract; full: + tests, bizon runs, data read back
-        (writes only to config/NAME.check.yml's scratch target)."""
+        (written only to config/NAME.check.yml's target)."""
 
         def progress(done: int, total: int, message: str) -> None:
             anyio.from_thread.run(ctx.report_progress, done, total, message)
@@ -384,8 +381,8 @@ def _tree_tools(tool, on_worker) -> None:
         save: Annotated[str | None, Field(description="live: folder to save pages in")] = None,
         workspace: WorkspaceArg = None,
     ) -> Annotated[CallToolResult, ValidationResult]:
-        """Check a source. fast: static, discovery, get() on a local mock of its API; full: + its tests, a bizon
-        run, misbehaving APIs; live: max_pages of the real API."""
+        """Check a source. fast: static, discovery, get() on a local mock API; full: + its tests, a bizon run,
+        misbehaving APIs; live: max_pages of the real API."""
 
         def progress(done: float, total: float, message: str) -> None:
             anyio.from_thread.run(ctx.report_progress, done, total, message)

@@ -48,7 +48,7 @@ BASE = BaseFields(
 
 
 class ErrorHandling(BaseModel):
-    transient: list[str] = Field([], description="worth a retry, e.g. ['429', '5xx', 'ConnectionError']")
+    transient: list[str] = Field([], description="e.g. ['429', '5xx', 'ConnectionError']")
     max_retries: int = 3
     backoff_seconds: float = 1.0
 
